@@ -1,0 +1,140 @@
+//! The agent's actor context: everything `actix::Context` offers, plus the
+//! agent's lifecycle state.
+
+use std::fmt;
+
+use actix::dev::channel::AddressReceiver;
+use actix::dev::{
+    AsyncContextParts, ContextFut, ContextParts, Envelope, Mailbox, OneshotSender, ToEnvelope,
+};
+use actix::{
+    Actor, ActorContext, ActorFuture, ActorState, Addr, AsyncContext, Handler, Message, SpawnHandle,
+};
+
+use crate::lifecycle::Lifecycle;
+use crate::Phase;
+
+/// The execution context of an agent.
+///
+/// It is an actix actor context (it implements [`ActorContext`] and
+/// [`AsyncContext`], so `ctx.stop()`, `ctx.address()`, `ctx.spawn(..)`,
+/// `ctx.wait(..)`, `ctx.notify(..)`, `ctx.run_interval(..)` and friends work as
+/// with `actix::Context`) that also carries the agent's lifecycle. Handlers of
+/// an agent take `ctx: &mut Context<Self>` with this type; the crate's
+/// [`prelude`](crate::prelude) exports it under that name in place of actix's.
+pub struct Context<A: Actor<Context = Context<A>>> {
+    parts: ContextParts<A>,
+    mailbox: Option<Mailbox<A>>,
+    pub(crate) life: Lifecycle<A>,
+}
+
+impl<A: Actor<Context = Context<A>>> Context<A> {
+    pub(crate) fn with_receiver(rx: AddressReceiver<A>, life: Lifecycle<A>) -> Self {
+        let mailbox = Mailbox::new(rx);
+        Context {
+            parts: ContextParts::new(mailbox.sender_producer()),
+            mailbox: Some(mailbox),
+            life,
+        }
+    }
+
+    /// Spawns the actor on the current arbiter.
+    pub(crate) fn run(mut self, act: A) {
+        let mailbox = self.mailbox.take().expect("a context runs once");
+        actix_rt::spawn(ContextFut::new(self, act, mailbox));
+    }
+
+    /// The agent's name.
+    pub fn agent_name(&self) -> &'static str {
+        self.life.name
+    }
+
+    /// Where the agent is in its lifecycle.
+    pub fn phase(&self) -> Phase {
+        self.life.phase
+    }
+
+    /// Changes the capacity of the agent's mailbox (16 by default, as in actix).
+    pub fn set_mailbox_capacity(&mut self, cap: usize) {
+        self.parts.set_mailbox_capacity(cap)
+    }
+
+    /// The handle of the future the context is running right now.
+    pub fn handle(&self) -> SpawnHandle {
+        self.parts.curr_handle()
+    }
+
+    /// Whether any `Addr` of the agent is still alive.
+    pub fn connected(&self) -> bool {
+        self.parts.connected()
+    }
+}
+
+impl<A: Actor<Context = Context<A>>> fmt::Debug for Context<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Context")
+            .field("agent", &self.life.name)
+            .field("phase", &self.life.phase)
+            .field("parts", &self.parts)
+            .finish()
+    }
+}
+
+impl<A: Actor<Context = Context<A>>> ActorContext for Context<A> {
+    fn stop(&mut self) {
+        self.parts.stop()
+    }
+
+    fn terminate(&mut self) {
+        self.parts.terminate()
+    }
+
+    fn state(&self) -> ActorState {
+        self.parts.state()
+    }
+}
+
+impl<A: Actor<Context = Context<A>>> AsyncContext<A> for Context<A> {
+    fn address(&self) -> Addr<A> {
+        self.parts.address()
+    }
+
+    fn spawn<F>(&mut self, fut: F) -> SpawnHandle
+    where
+        F: ActorFuture<A, Output = ()> + 'static,
+    {
+        self.parts.spawn(fut)
+    }
+
+    fn wait<F>(&mut self, fut: F)
+    where
+        F: ActorFuture<A, Output = ()> + 'static,
+    {
+        self.parts.wait(fut)
+    }
+
+    fn waiting(&self) -> bool {
+        self.parts.waiting()
+    }
+
+    fn cancel_future(&mut self, handle: SpawnHandle) -> bool {
+        self.parts.cancel_future(handle)
+    }
+}
+
+impl<A: Actor<Context = Context<A>>> AsyncContextParts<A> for Context<A> {
+    fn parts(&mut self) -> &mut ContextParts<A> {
+        &mut self.parts
+    }
+}
+
+impl<A, M> ToEnvelope<A, M> for Context<A>
+where
+    A: Actor<Context = Context<A>> + Handler<M>,
+    M: Message + Send + 'static,
+    M::Result: Send,
+{
+    fn pack(msg: M, tx: Option<OneshotSender<M::Result>>) -> Envelope<A> {
+        Envelope::new(msg, tx)
+    }
+}

@@ -1,0 +1,187 @@
+//! Typed errors: which agent, which hook, what went wrong.
+
+use std::fmt;
+
+/// The lifecycle stage a hook belongs to: the label it was declared with.
+///
+/// New labels (servers, periodic and cron tasks) are added as the crate grows,
+/// so matches on it need a wildcard arm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Stage {
+    /// `#[on(pre_start)]`: before the agent handles any message.
+    PreStart,
+    /// `#[on(post_start)]`: once the agent accepts messages.
+    PostStart,
+    /// `#[on(pre_stop)]`: when the agent goes down, while it is still alive.
+    PreStop,
+}
+
+impl Stage {
+    /// The label as written in `#[on(...)]`.
+    pub const fn label(self) -> &'static str {
+        match self {
+            Stage::PreStart => "pre_start",
+            Stage::PostStart => "post_start",
+            Stage::PreStop => "pre_stop",
+        }
+    }
+}
+
+impl fmt::Display for Stage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.label())
+    }
+}
+
+/// Why a single hook failed.
+#[derive(Debug, thiserror::Error)]
+pub enum HookFailure {
+    /// The hook returned `Err(e)`.
+    #[error("{0}")]
+    Error(#[source] Box<dyn std::error::Error + Send + Sync + 'static>),
+    /// The hook panicked; the payload's message, when it had one.
+    #[error("panicked: {0}")]
+    Panic(String),
+}
+
+impl HookFailure {
+    /// Turns a payload caught by `catch_unwind` into a failure with its message.
+    pub(crate) fn from_panic(payload: Box<dyn std::any::Any + Send>) -> Self {
+        let msg = if let Some(s) = payload.downcast_ref::<&'static str>() {
+            (*s).to_owned()
+        } else if let Some(s) = payload.downcast_ref::<String>() {
+            s.clone()
+        } else {
+            "<non-string panic payload>".to_owned()
+        };
+        HookFailure::Panic(msg)
+    }
+
+    /// Whether the hook panicked (as opposed to returning an error).
+    pub fn is_panic(&self) -> bool {
+        matches!(self, HookFailure::Panic(_))
+    }
+}
+
+/// One hook's failure, with the agent and hook it came from.
+#[derive(Debug, thiserror::Error)]
+#[error("agent `{agent}`: {stage} hook `{hook}` failed: {cause}")]
+pub struct HookError {
+    /// The agent's name (its type name unless renamed with `#[microagent(name = "...")]`).
+    pub agent: &'static str,
+    /// The label the hook was declared with.
+    pub stage: Stage,
+    /// The hook's method name.
+    pub hook: &'static str,
+    /// What went wrong.
+    #[source]
+    pub cause: HookFailure,
+}
+
+/// How an agent ended, when it did not end cleanly.
+///
+/// This is what an [`AgentHandle`](crate::AgentHandle) resolves to on failure.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// One or more hooks failed. The first entry is the failure that stopped
+    /// the agent when it was a `pre_start` or `post_start` hook; every
+    /// `pre_stop` failure follows, in the order the hooks ran.
+    #[error("{}", join(failures))]
+    Failed {
+        /// The agent's name.
+        agent: &'static str,
+        /// Every hook failure, in the order they happened (never empty).
+        failures: Vec<HookError>,
+    },
+    /// The agent was torn down before its lifecycle could finish, typically
+    /// because its arbiter or its System was stopped directly instead of
+    /// through [`run`](crate::run), so its `pre_stop` hooks may not have
+    /// completed.
+    #[error("agent `{agent}` was torn down before its lifecycle finished (its arbiter or System stopped first)")]
+    Aborted {
+        /// The agent's name.
+        agent: &'static str,
+    },
+}
+
+impl AgentError {
+    /// The name of the agent this error is about.
+    pub fn agent(&self) -> &'static str {
+        match self {
+            AgentError::Failed { agent, .. } | AgentError::Aborted { agent } => agent,
+        }
+    }
+
+    /// The hook failures, in order (empty for [`AgentError::Aborted`]).
+    pub fn failures(&self) -> &[HookError] {
+        match self {
+            AgentError::Failed { failures, .. } => failures,
+            AgentError::Aborted { .. } => &[],
+        }
+    }
+}
+
+fn join(failures: &[HookError]) -> String {
+    failures
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failure(hook: &'static str, stage: Stage, msg: &str) -> HookError {
+        HookError {
+            agent: "Mailer",
+            stage,
+            hook,
+            cause: HookFailure::Error(msg.into()),
+        }
+    }
+
+    #[test]
+    fn hook_error_names_agent_stage_hook_and_cause() {
+        let e = failure("connect", Stage::PreStart, "refused");
+        assert_eq!(
+            e.to_string(),
+            "agent `Mailer`: pre_start hook `connect` failed: refused"
+        );
+        assert_eq!(
+            std::error::Error::source(&e).map(ToString::to_string),
+            Some("refused".to_owned())
+        );
+    }
+
+    #[test]
+    fn agent_error_lists_every_failure() {
+        let e = AgentError::Failed {
+            agent: "Mailer",
+            failures: vec![
+                failure("notify", Stage::PostStart, "down"),
+                failure("flush", Stage::PreStop, "disk full"),
+            ],
+        };
+        assert_eq!(e.agent(), "Mailer");
+        assert_eq!(e.failures().len(), 2);
+        assert_eq!(
+            e.to_string(),
+            "agent `Mailer`: post_start hook `notify` failed: down; \
+             agent `Mailer`: pre_stop hook `flush` failed: disk full"
+        );
+    }
+
+    #[test]
+    fn panic_payloads_keep_their_message() {
+        let f = HookFailure::from_panic(Box::new("boom"));
+        assert!(f.is_panic());
+        assert_eq!(f.to_string(), "panicked: boom");
+        let f = HookFailure::from_panic(Box::new(String::from("owned boom")));
+        assert_eq!(f.to_string(), "panicked: owned boom");
+        let f = HookFailure::from_panic(Box::new(42_u8));
+        assert_eq!(f.to_string(), "panicked: <non-string panic payload>");
+    }
+}

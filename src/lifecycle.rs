@@ -1,0 +1,291 @@
+//! Drives an agent's hooks from actix's `started`/`stopping`/`stopped`.
+//!
+//! How it works, given what actix does (see `ContextFut` in actix 0.13):
+//!
+//! - `started` pushes a [`Driver`] with `ctx.wait`, so no message and no
+//!   spawned future runs until the `pre_start` and `post_start` hooks are done.
+//! - `stopping` is synchronous, so on the first call it pushes a `Driver` for
+//!   the `pre_stop` hooks and returns [`Running::Continue`]; the driver calls
+//!   `ctx.terminate()` when the last hook is done, which ends the actor
+//!   without a second `stopping`.
+//! - On the "last `Addr` dropped" path actix does not re-poll the actor after
+//!   `stopping` returns `Continue`, so the lifecycle keeps the task's waker
+//!   and wakes it.
+//! - actix drops a `wait` future that returns `Pending` while the actor is
+//!   stopping. So the driver holds no state: the hook in flight and the
+//!   position in the hook lists live in the context, and `stopping` pushes a
+//!   fresh driver whenever one may have been dropped. Stale drivers find
+//!   nothing to do and finish.
+
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::task::{Poll, Waker};
+
+use actix::{ActorContext, ActorFuture, ActorState, AsyncContext, Running};
+use tokio::sync::oneshot;
+
+use crate::hooks::{HookCall, HookFuture, HookResult};
+use crate::registry::Registration;
+use crate::{Agent, AgentError, Context, HookError, HookFailure, Stage};
+
+const TARGET: &str = "microagent";
+
+/// Where an agent is in its lifecycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Phase {
+    /// `pre_start` and `post_start` hooks are running; messages wait.
+    Starting,
+    /// All start hooks are done; the agent handles messages.
+    Running,
+    /// `pre_stop` hooks are running.
+    Stopping,
+    /// The lifecycle is over.
+    Stopped,
+}
+
+/// The sender half of an agent's outcome.
+pub(crate) type OutcomeTx = oneshot::Sender<Result<(), AgentError>>;
+
+/// Per-agent lifecycle state, kept in the agent's [`Context`].
+pub(crate) struct Lifecycle<A: actix::Actor<Context = Context<A>>> {
+    pub(crate) name: &'static str,
+    pub(crate) phase: Phase,
+    stage: Stage,
+    next: usize,
+    inflight: Option<(&'static str, HookFuture<A>)>,
+    stop_requested: bool,
+    failures: Vec<HookError>,
+    waker: Option<Waker>,
+    outcome: Option<OutcomeTx>,
+    _registration: Option<Registration>,
+}
+
+impl<A: actix::Actor<Context = Context<A>>> Lifecycle<A> {
+    pub(crate) fn new(
+        name: &'static str,
+        outcome: OutcomeTx,
+        registration: Option<Registration>,
+    ) -> Self {
+        Lifecycle {
+            name,
+            phase: Phase::Starting,
+            stage: Stage::PreStart,
+            next: 0,
+            inflight: None,
+            stop_requested: false,
+            failures: Vec::new(),
+            waker: None,
+            outcome: Some(outcome),
+            _registration: registration,
+        }
+    }
+
+    fn record(&mut self, stage: Stage, hook: &'static str, result: HookResult) {
+        match result {
+            Ok(()) => {
+                log::debug!(target: TARGET, "agent `{}`: {stage} hook `{hook}` done", self.name)
+            }
+            Err(cause) => {
+                let error = HookError {
+                    agent: self.name,
+                    stage,
+                    hook,
+                    cause,
+                };
+                log::error!(target: TARGET, "{error}");
+                self.failures.push(error);
+                // A failed start hook stops the agent; pre_stop failures do not
+                // keep the other pre_stop hooks from running.
+                if stage != Stage::PreStop {
+                    self.stop_requested = true;
+                }
+            }
+        }
+    }
+
+    fn enter_pre_stop(&mut self) {
+        log::info!(target: TARGET, "agent `{}`: stopping", self.name);
+        self.phase = Phase::Stopping;
+        self.stage = Stage::PreStop;
+        self.next = 0;
+        self.stop_requested = false;
+    }
+
+    /// Ends the lifecycle and reports its outcome. Idempotent.
+    fn finish(&mut self) {
+        if self.phase == Phase::Stopped && self.outcome.is_none() {
+            return;
+        }
+        self.phase = Phase::Stopped;
+        let outcome = if self.failures.is_empty() {
+            log::info!(target: TARGET, "agent `{}`: stopped", self.name);
+            Ok(())
+        } else {
+            log::warn!(
+                target: TARGET,
+                "agent `{}`: stopped after {} hook failure(s)",
+                self.name,
+                self.failures.len()
+            );
+            Err(AgentError::Failed {
+                agent: self.name,
+                failures: std::mem::take(&mut self.failures),
+            })
+        };
+        if let Some(tx) = self.outcome.take() {
+            // Nobody listening is fine: the outcome was logged.
+            let _ = tx.send(outcome);
+        }
+    }
+
+    fn wake(&self) {
+        if let Some(waker) = &self.waker {
+            waker.wake_by_ref();
+        }
+    }
+}
+
+/// Drives whichever hook list the lifecycle is at. Stateless: see module docs.
+struct Driver;
+
+impl<A: Agent> ActorFuture<A> for Driver {
+    type Output = ();
+
+    fn poll(
+        self: Pin<&mut Self>,
+        act: &mut A,
+        ctx: &mut Context<A>,
+        task: &mut std::task::Context<'_>,
+    ) -> Poll<()> {
+        if ctx.life.waker.is_none() {
+            ctx.life.waker = Some(task.waker().clone());
+        }
+        loop {
+            if matches!(ctx.life.phase, Phase::Running | Phase::Stopped) {
+                return Poll::Ready(());
+            }
+            if ctx.state() != ActorState::Running {
+                // A hook called `ctx.stop()` (or the actor is being torn
+                // down): actix now calls `stopping`, which resumes us.
+                return Poll::Ready(());
+            }
+            if let Some((hook, mut fut)) = ctx.life.inflight.take() {
+                match fut.as_mut().poll(task) {
+                    Poll::Pending => {
+                        ctx.life.inflight = Some((hook, fut));
+                        return Poll::Pending;
+                    }
+                    Poll::Ready((agent, result)) => {
+                        *act = agent;
+                        let stage = ctx.life.stage;
+                        ctx.life.record(stage, hook, result);
+                        continue;
+                    }
+                }
+            }
+            if ctx.life.stop_requested {
+                match ctx.life.stage {
+                    // Never fully started: no pre_stop hooks.
+                    Stage::PreStart => {
+                        finish(ctx);
+                        return Poll::Ready(());
+                    }
+                    Stage::PostStart => ctx.life.enter_pre_stop(),
+                    _ => ctx.life.stop_requested = false,
+                }
+            }
+            let stage = ctx.life.stage;
+            let hooks = A::HOOKS.stage(stage);
+            if let Some(hook) = hooks.get(ctx.life.next) {
+                ctx.life.next += 1;
+                log::debug!(target: TARGET, "agent `{}`: running {stage} hook `{}`", A::NAME, hook.name);
+                run_hook(act, ctx, stage, hook.name, &hook.call);
+                continue;
+            }
+            match stage {
+                Stage::PreStart => {
+                    ctx.life.stage = Stage::PostStart;
+                    ctx.life.next = 0;
+                }
+                Stage::PostStart => {
+                    ctx.life.phase = Phase::Running;
+                    log::info!(target: TARGET, "agent `{}`: started", A::NAME);
+                    return Poll::Ready(());
+                }
+                _ => {
+                    finish(ctx);
+                    return Poll::Ready(());
+                }
+            }
+        }
+    }
+}
+
+fn run_hook<A: Agent>(
+    act: &mut A,
+    ctx: &mut Context<A>,
+    stage: Stage,
+    hook: &'static str,
+    call: &HookCall<A>,
+) {
+    // The shims run user code (the hook itself, or `Default::default()` for
+    // async hooks), so both are guarded. An async hook's own panics are caught
+    // inside its future, which then hands the agent back.
+    match call {
+        HookCall::Sync(f) => {
+            let result = std::panic::catch_unwind(AssertUnwindSafe(|| f(act, ctx)))
+                .unwrap_or_else(|payload| Err(HookFailure::from_panic(payload)));
+            ctx.life.record(stage, hook, result);
+        }
+        HookCall::Async(f) => match std::panic::catch_unwind(AssertUnwindSafe(|| f(act, ctx))) {
+            Ok(fut) => ctx.life.inflight = Some((hook, fut)),
+            Err(payload) => ctx
+                .life
+                .record(stage, hook, Err(HookFailure::from_panic(payload))),
+        },
+    }
+}
+
+fn finish<A: Agent>(ctx: &mut Context<A>) {
+    ctx.life.finish();
+    ctx.terminate();
+}
+
+/// `Actor::started` of every agent.
+#[doc(hidden)]
+pub fn started<A: Agent>(_act: &mut A, ctx: &mut Context<A>) {
+    log::info!(target: TARGET, "agent `{}`: starting", A::NAME);
+    ctx.wait(Driver);
+}
+
+/// `Actor::stopping` of every agent.
+#[doc(hidden)]
+pub fn stopping<A: Agent>(_act: &mut A, ctx: &mut Context<A>) -> Running {
+    match ctx.life.phase {
+        Phase::Stopped => return Running::Stop,
+        Phase::Starting => ctx.life.stop_requested = true,
+        Phase::Running => ctx.life.enter_pre_stop(),
+        Phase::Stopping => {}
+    }
+    ctx.wait(Driver);
+    ctx.life.wake();
+    Running::Continue
+}
+
+/// `Actor::stopped` of every agent.
+#[doc(hidden)]
+pub fn stopped<A: Agent>(_act: &mut A, ctx: &mut Context<A>) {
+    if ctx.life.phase != Phase::Stopped {
+        // `ctx.terminate()` from user code: the lifecycle was cut short.
+        log::warn!(
+            target: TARGET,
+            "agent `{}`: terminated during {:?}; remaining hooks skipped",
+            A::NAME,
+            ctx.life.phase
+        );
+        ctx.life.phase = Phase::Stopped;
+        if let Some(tx) = ctx.life.outcome.take() {
+            let _ = tx.send(Err(AgentError::Aborted { agent: A::NAME }));
+        }
+    }
+}

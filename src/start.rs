@@ -1,0 +1,156 @@
+//! Starting agents, and the handle that reports how they ended.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::Poll;
+
+use actix::dev::channel;
+use actix::{Addr, Message, WeakAddr};
+use actix_rt::ArbiterHandle;
+use tokio::sync::oneshot;
+
+use crate::context::Context;
+use crate::lifecycle::Lifecycle;
+use crate::{registry, Agent, AgentError};
+
+/// Mailbox capacity of a new agent, as for actix actors.
+const MAILBOX_CAPACITY: usize = 16;
+
+/// Asks an agent to stop gracefully: its `pre_stop` hooks run, then it stops.
+///
+/// Every agent handles it (`#[derive(MicroAgent)]` implements the handler).
+/// It queues behind the messages already in the agent's mailbox. During
+/// start-up it takes effect once the start hooks are done.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StopAgent;
+
+impl Message for StopAgent {
+    type Result = ();
+}
+
+/// A started agent's lifecycle, seen from outside.
+///
+/// Await it for the agent's outcome: `Ok(())` once the agent stopped with
+/// every hook successful, or the [`AgentError`] naming the hooks that failed.
+/// It holds no strong `Addr`, so it does not keep the agent alive.
+#[must_use = "an agent handle reports how the agent ended; dropping it leaves the agent running"]
+pub struct AgentHandle<A: Agent> {
+    addr: WeakAddr<A>,
+    outcome: oneshot::Receiver<Result<(), AgentError>>,
+}
+
+impl<A: Agent> AgentHandle<A> {
+    /// The agent's name.
+    pub fn name(&self) -> &'static str {
+        A::NAME
+    }
+
+    /// The agent's address, while any other `Addr` keeps it alive.
+    pub fn address(&self) -> Option<Addr<A>> {
+        self.addr.upgrade()
+    }
+
+    /// Asks the agent to stop gracefully (sends it [`StopAgent`]).
+    ///
+    /// Returns `false` when the agent was already gone or stopping with no
+    /// `Addr` left, in which case its `pre_stop` hooks are running or done.
+    pub fn stop(&self) -> bool {
+        match self.addr.upgrade() {
+            Some(addr) => {
+                addr.do_send(StopAgent);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Whether the agent's lifecycle is over (its outcome is ready).
+    pub fn is_finished(&self) -> bool {
+        !self.outcome.is_empty() || self.outcome.is_terminated()
+    }
+}
+
+impl<A: Agent> Future for AgentHandle<A> {
+    type Output = Result<(), AgentError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.outcome)
+            .poll(cx)
+            .map(|r| r.unwrap_or(Err(AgentError::Aborted { agent: A::NAME })))
+    }
+}
+
+impl<A: Agent> std::fmt::Debug for AgentHandle<A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentHandle")
+            .field("agent", &A::NAME)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Starts an agent on the current arbiter.
+///
+/// Returns at once with the agent's address and its handle. Messages sent
+/// to the address are queued and handled only after every `pre_start` and
+/// `post_start` hook has finished, so they see what the hooks set up.
+///
+/// Like any actix actor, an agent stops when its last `Addr` is dropped
+/// (after its `pre_stop` hooks); keep the address for as long as the agent
+/// should run.
+///
+/// # Panics
+/// Outside a running actix System.
+pub fn start<A: Agent>(agent: A) -> (Addr<A>, AgentHandle<A>) {
+    let (addr, handle, launch) = prepare::<A>();
+    launch.run(agent);
+    (addr, handle)
+}
+
+/// Starts an agent on another arbiter (its own thread), so that a busy
+/// agent does not stall the others.
+///
+/// If the arbiter has already stopped, the agent is dropped without running
+/// any hook and the handle resolves to [`AgentError::Aborted`].
+///
+/// # Panics
+/// Outside a running actix System.
+pub fn start_in<A: Agent + Send>(arbiter: &ArbiterHandle, agent: A) -> (Addr<A>, AgentHandle<A>) {
+    let (addr, handle, launch) = prepare::<A>();
+    if !arbiter.spawn_fn(move || launch.run(agent)) {
+        log::error!(target: "microagent", "agent `{}`: its arbiter has stopped; not started", A::NAME);
+    }
+    (addr, handle)
+}
+
+/// Everything needed to run an agent, made on the caller's thread so the
+/// address exists before the actor does.
+struct Launch<A: Agent> {
+    rx: channel::AddressReceiver<A>,
+    outcome: oneshot::Sender<Result<(), AgentError>>,
+    registration: registry::Registration,
+}
+
+impl<A: Agent> Launch<A> {
+    fn run(self, agent: A) {
+        let life = Lifecycle::new(A::NAME, self.outcome, Some(self.registration));
+        Context::with_receiver(self.rx, life).run(agent);
+    }
+}
+
+fn prepare<A: Agent>() -> (Addr<A>, AgentHandle<A>, Launch<A>) {
+    let (tx, rx) = channel::channel(MAILBOX_CAPACITY);
+    let addr = Addr::new(tx);
+    let weak = addr.downgrade();
+    let registration = registry::register(A::NAME, weak.clone().recipient());
+    let (outcome_tx, outcome_rx) = oneshot::channel();
+    let handle = AgentHandle {
+        addr: weak,
+        outcome: outcome_rx,
+    };
+    let launch = Launch {
+        rx,
+        outcome: outcome_tx,
+        registration,
+    };
+    (addr, handle, launch)
+}
