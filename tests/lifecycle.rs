@@ -1,0 +1,379 @@
+//! Start and stop semantics, each on a real actix System.
+
+mod common;
+
+use common::{pause, Events};
+use microagent::prelude::*;
+
+/// Pings an agent; the reply says whether `pre_start` had set it up.
+struct Ping;
+impl Message for Ping {
+    type Result = bool;
+}
+
+/// An agent whose start-up takes real time and that logs every step.
+#[derive(Default, MicroAgent)]
+struct Service {
+    events: Events,
+    conn: Option<String>,
+}
+
+#[microagent::hooks]
+impl Service {
+    #[on(pre_start)]
+    async fn open(&mut self) {
+        self.events.push("pre_start:open:begin");
+        pause().await;
+        self.conn = Some("db".into());
+        self.events.push("pre_start:open:end");
+    }
+
+    #[on(pre_start)]
+    fn warm(&mut self) {
+        // Runs only after `open` completed, so the connection is there.
+        assert!(self.conn.is_some());
+        self.events.push("pre_start:warm");
+    }
+
+    #[on(post_start)]
+    async fn announce(&mut self) {
+        pause().await;
+        self.events.push("post_start:announce");
+    }
+
+    #[on(post_start)]
+    fn ready(&mut self, ctx: &mut Context<Self>) {
+        assert_eq!(ctx.phase(), Phase::Starting);
+        self.events.push("post_start:ready");
+    }
+
+    #[on(pre_stop)]
+    async fn close(&mut self, addr: Addr<Self>) {
+        // Still alive: the address works and the state is intact.
+        assert!(addr.connected());
+        assert_eq!(self.conn.as_deref(), Some("db"));
+        self.events.push("pre_stop:close:begin");
+        pause().await;
+        self.conn = None;
+        self.events.push("pre_stop:close:end");
+    }
+
+    #[on(pre_stop)]
+    fn report(&mut self, ctx: &mut Context<Self>) {
+        assert_eq!(ctx.phase(), Phase::Stopping);
+        assert!(self.conn.is_none(), "pre_stop hooks run in order");
+        self.events.push("pre_stop:report");
+    }
+}
+
+impl Handler<Ping> for Service {
+    type Result = bool;
+    fn handle(&mut self, _: Ping, ctx: &mut Context<Self>) -> bool {
+        assert_eq!(ctx.phase(), Phase::Running);
+        self.events.push("handle:ping");
+        self.conn.is_some()
+    }
+}
+
+/// Stops the agent from inside a handler.
+struct Quit;
+impl Message for Quit {
+    type Result = ();
+}
+impl Handler<Quit> for Service {
+    type Result = ();
+    fn handle(&mut self, _: Quit, ctx: &mut Context<Self>) {
+        self.events.push("handle:quit");
+        ctx.stop();
+    }
+}
+
+const START: [&str; 5] = [
+    "pre_start:open:begin",
+    "pre_start:open:end",
+    "pre_start:warm",
+    "post_start:announce",
+    "post_start:ready",
+];
+const STOP: [&str; 3] = [
+    "pre_stop:close:begin",
+    "pre_stop:close:end",
+    "pre_stop:report",
+];
+
+fn service(events: &Events) -> Service {
+    Service {
+        events: events.clone(),
+        conn: None,
+    }
+}
+
+#[test]
+fn messages_sent_right_after_start_wait_for_start_hooks() {
+    let events = Events::default();
+    let agent = service(&events);
+    let replies = microagent::run(async move {
+        let (addr, handle) = microagent::start(agent);
+        // Sent while `open` is still sleeping.
+        let a = addr.send(Ping);
+        let b = addr.send(Ping);
+        let replies = (a.await.unwrap(), b.await.unwrap());
+        handle.stop();
+        handle.await.unwrap();
+        replies
+    });
+    assert_eq!(replies, (true, true), "handlers saw what pre_start set up");
+    let all = events.all();
+    assert_eq!(all[..5], START);
+    assert_eq!(all[5..7], ["handle:ping", "handle:ping"]);
+    assert_eq!(all[7..], STOP);
+}
+
+#[test]
+fn pre_stop_runs_once_when_a_handler_calls_ctx_stop() {
+    let events = Events::default();
+    let agent = service(&events);
+    let outcome = microagent::run(async move {
+        let (addr, handle) = microagent::start(agent);
+        addr.send(Quit).await.unwrap();
+        // A second stop request while stopping changes nothing.
+        addr.do_send(Quit);
+        handle.await
+    });
+    outcome.unwrap();
+    let all = events.all();
+    assert_eq!(all[..5], START);
+    assert_eq!(all[5], "handle:quit");
+    assert_eq!(all[6..], STOP);
+}
+
+#[test]
+fn pre_stop_runs_once_when_the_last_addr_is_dropped() {
+    let events = Events::default();
+    let agent = service(&events);
+    let outcome = microagent::run(async move {
+        let (addr, handle) = microagent::start(agent);
+        assert!(addr.send(Ping).await.unwrap());
+        drop(addr);
+        handle.await
+    });
+    outcome.unwrap();
+    let all = events.all();
+    assert_eq!(all[..5], START);
+    assert_eq!(all[5], "handle:ping");
+    assert_eq!(all[6..], STOP);
+}
+
+#[test]
+fn pre_stop_runs_once_when_stopped_through_its_handle_or_a_message() {
+    for via_message in [false, true] {
+        let events = Events::default();
+        let agent = service(&events);
+        let outcome = microagent::run(async move {
+            let (addr, handle) = microagent::start(agent);
+            assert!(addr.send(Ping).await.unwrap());
+            if via_message {
+                addr.send(StopAgent).await.unwrap();
+            } else {
+                assert!(handle.stop());
+                assert!(handle.stop(), "asking twice is harmless");
+            }
+            let outcome = handle.await;
+            drop(addr);
+            outcome
+        });
+        outcome.unwrap();
+        let all = events.all();
+        assert_eq!(all[..5], START, "via_message={via_message}");
+        assert_eq!(all[6..], STOP, "via_message={via_message}");
+    }
+}
+
+#[test]
+fn a_stop_requested_during_start_up_waits_for_the_start_hooks() {
+    let events = Events::default();
+    let agent = service(&events);
+    microagent::run(async move {
+        let (addr, handle) = microagent::start(agent);
+        handle.stop();
+        handle.await.unwrap();
+        drop(addr);
+    });
+    let all = events.all();
+    assert_eq!(all[..5], START);
+    assert_eq!(all[5..], STOP);
+}
+
+#[test]
+fn the_end_of_run_stops_agents_on_the_system_arbiter_and_on_other_arbiters() {
+    let home = Events::default();
+    let away = Events::default();
+    let (home_agent, away_agent) = (service(&home), service(&away));
+    let arbiter_events = away.clone();
+    let addrs = microagent::run(async move {
+        let arbiter = actix::Arbiter::new();
+        let (a, a_handle) = microagent::start(home_agent);
+        let (b, b_handle) = microagent::start_in(&arbiter.handle(), away_agent);
+        assert!(a.send(Ping).await.unwrap());
+        assert!(b.send(Ping).await.unwrap());
+        // Returning the addresses keeps both agents alive past the end of
+        // `main`: only `run` stops them. The handles are dropped unawaited.
+        drop((a_handle, b_handle));
+        arbiter_events.push("main:end");
+        (a, b)
+    });
+    drop(addrs);
+    for events in [home, away] {
+        let all = events.all();
+        assert_eq!(all[..5], START);
+        assert_eq!(all[5], "handle:ping");
+        let stop_at = all.iter().position(|e| e == STOP[0]).unwrap();
+        assert_eq!(all[stop_at..], STOP, "pre_stop ran to completion: {all:?}");
+        for event in STOP {
+            assert_eq!(events.count(event), 1, "{event} exactly once");
+        }
+    }
+}
+
+/// An agent that stops itself as soon as it has started.
+#[derive(Default, MicroAgent)]
+#[microagent(name = "one-shot")]
+struct OneShot {
+    events: Events,
+}
+
+#[microagent::hooks]
+impl OneShot {
+    #[on(post_start)]
+    fn done(&mut self, ctx: &mut Context<Self>) {
+        self.events.push("post_start");
+        ctx.stop();
+        self.events.push("post_start:after-stop");
+    }
+
+    #[on(post_start)]
+    fn skipped(&mut self) {
+        self.events.push("post_start:skipped");
+    }
+
+    #[on(pre_stop)]
+    fn bye(&mut self, ctx: &mut Context<Self>) {
+        self.events.push(format!("pre_stop:{}", ctx.agent_name()));
+    }
+}
+
+#[test]
+fn ctx_stop_in_post_start_skips_later_post_start_hooks_and_runs_pre_stop() {
+    let events = Events::default();
+    let agent = OneShot {
+        events: events.clone(),
+    };
+    microagent::run_agent(agent).unwrap();
+    assert_eq!(
+        events.all(),
+        ["post_start", "post_start:after-stop", "pre_stop:one-shot"]
+    );
+}
+
+/// An agent that stops itself during `pre_start`: it never started, so
+/// neither `post_start` nor `pre_stop` runs, and that is not a failure.
+#[derive(Default, MicroAgent)]
+struct Quitter {
+    events: Events,
+}
+
+#[microagent::hooks]
+impl Quitter {
+    #[on(pre_start)]
+    fn leave(&mut self, ctx: &mut Context<Self>) {
+        self.events.push("pre_start:leave");
+        ctx.stop();
+    }
+
+    #[on(pre_start)]
+    fn never(&mut self) {
+        self.events.push("pre_start:never");
+    }
+
+    #[on(post_start)]
+    fn nor_this(&mut self) {
+        self.events.push("post_start");
+    }
+
+    #[on(pre_stop)]
+    fn nor_that(&mut self) {
+        self.events.push("pre_stop");
+    }
+}
+
+#[test]
+fn ctx_stop_in_pre_start_ends_the_agent_without_pre_stop() {
+    let events = Events::default();
+    let agent = Quitter {
+        events: events.clone(),
+    };
+    microagent::run_agent(agent).unwrap();
+    assert_eq!(events.all(), ["pre_start:leave"]);
+}
+
+/// An agent with no hooks at all behaves like a plain actor.
+#[derive(MicroAgent)]
+struct Plain(u32);
+
+#[microagent::hooks]
+impl Plain {}
+
+struct Get;
+impl Message for Get {
+    type Result = u32;
+}
+impl Handler<Get> for Plain {
+    type Result = u32;
+    fn handle(&mut self, _: Get, ctx: &mut Context<Self>) -> u32 {
+        // Context features from actix work on the agent context.
+        ctx.notify(Bump);
+        self.0
+    }
+}
+
+struct Bump;
+impl Message for Bump {
+    type Result = ();
+}
+impl Handler<Bump> for Plain {
+    type Result = ();
+    fn handle(&mut self, _: Bump, _: &mut Context<Self>) {
+        self.0 += 1;
+    }
+}
+
+#[test]
+fn an_agent_without_hooks_and_without_default_is_a_plain_actor() {
+    let seen = microagent::run(async {
+        let (addr, handle) = microagent::start(Plain(7));
+        let first = addr.send(Get).await.unwrap();
+        let second = addr.send(Get).await.unwrap();
+        drop(addr);
+        handle.await.unwrap();
+        (first, second)
+    });
+    assert_eq!(seen, (7, 8));
+}
+
+#[test]
+fn run_returns_only_after_every_agent_finished() {
+    let events = Events::default();
+    let agents: Vec<Service> = (0..20).map(|_| service(&events)).collect();
+    let addrs = microagent::run(async move {
+        let mut addrs = Vec::new();
+        for agent in agents {
+            let (addr, _handle) = microagent::start(agent);
+            addrs.push(addr);
+        }
+        addrs
+    });
+    drop(addrs);
+    for event in START.iter().chain(STOP.iter()) {
+        assert_eq!(events.count(event), 20, "{event}");
+    }
+}
