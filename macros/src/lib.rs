@@ -50,22 +50,30 @@ fn derive(input: DeriveInput) -> syn::Result<TokenStream2> {
     }
     let ident = &input.ident;
     let mut name = LitStr::new(&ident.to_string(), ident.span());
+    // A wrong option is reported, but the impls are still generated so that
+    // it is the only error.
+    let mut option_errors = TokenStream2::new();
     for attr in input
         .attrs
         .iter()
         .filter(|a| a.path().is_ident("microagent"))
     {
-        attr.parse_nested_meta(|meta| {
+        let parsed = attr.parse_nested_meta(|meta| {
             if meta.path.is_ident("name") {
                 name = meta.value()?.parse()?;
                 Ok(())
             } else {
                 Err(meta.error("unknown `microagent` option; expected `name = \"...\"`"))
             }
-        })?;
+        });
+        if let Err(e) = parsed {
+            option_errors.extend(e.into_compile_error());
+        }
     }
     let (impl_generics, ty_generics, where_clause) = input.generics.split_for_impl();
     Ok(quote! {
+        #option_errors
+
         impl #impl_generics ::microagent::Agent for #ident #ty_generics #where_clause {
             const NAME: &'static str = #name;
         }
@@ -190,8 +198,22 @@ fn expand_hooks(args: TokenStream2, mut item: ItemImpl) -> syn::Result<TokenStre
             _ => {}
         }
     }
+    let self_ty = &item.self_ty;
+    let (impl_generics, _, where_clause) = item.generics.split_for_impl();
     if let Some(e) = errors {
-        return Err(e);
+        // Keep the block and an empty table, so the mistake is the only error.
+        let errors = e.into_compile_error();
+        return Ok(quote! {
+            #errors
+            #item
+            impl #impl_generics ::microagent::hooks::Hooks for #self_ty #where_clause {
+                const HOOKS: ::microagent::hooks::HookTable<Self> = ::microagent::hooks::HookTable {
+                    pre_start: &[],
+                    post_start: &[],
+                    pre_stop: &[],
+                };
+            }
+        });
     }
 
     let shims = methods.iter().map(shim);
@@ -218,8 +240,6 @@ fn expand_hooks(args: TokenStream2, mut item: ItemImpl) -> syn::Result<TokenStre
     });
     let [pre_start, post_start, pre_stop] = table;
 
-    let self_ty = &item.self_ty;
-    let (impl_generics, _, where_clause) = item.generics.split_for_impl();
     Ok(quote! {
         #item
 
@@ -343,13 +363,19 @@ fn shim_ident(method: &Ident) -> Ident {
     format_ident!("__microagent_hook_{}", method)
 }
 
+/// A hygienic identifier whose errors point at `at`.
+fn local(name: &str, at: Span) -> Ident {
+    Ident::new(name, Span::mixed_site().located_at(at))
+}
+
 fn shim(m: &HookMethod) -> TokenStream2 {
     let method = &m.ident;
     let shim = shim_ident(method);
-    let ctx = Ident::new("ctx", Span::mixed_site());
-    let this = Ident::new("this", Span::mixed_site());
+    let ctx = local("ctx", Span::call_site());
+    let this = local("this", m.sig_span);
+    // Errors about the return type point at the return type: the check is
+    // written with its span and refers only to tokens spanned the same way.
     if m.is_async {
-        let agent = Ident::new("agent", Span::mixed_site());
         let (get_addr, arg) = match m.extra {
             Extra::Address => (
                 quote!(let addr = ::microagent::actix::AsyncContext::address(#ctx);),
@@ -358,10 +384,10 @@ fn shim(m: &HookMethod) -> TokenStream2 {
             _ => (quote!(let _ = #ctx;), quote!()),
         };
         let take = quote_spanned! {m.sig_span=>
-            ::microagent::__private::AsyncHookAgent::take_for_hook(#this)
+            ::microagent::__private::AsyncHookAgent::take_for_hook(lent)
         };
-        let call = quote_spanned! {m.ret_span=>
-            ::microagent::__private::call_async(#agent.#method(#arg))
+        let run = quote_spanned! {m.ret_span=>
+            ::microagent::__private::call_async(hook).await
         };
         quote! {
             #[doc(hidden)]
@@ -370,24 +396,22 @@ fn shim(m: &HookMethod) -> TokenStream2 {
                 #ctx: &mut ::microagent::Context<Self>,
             ) -> ::microagent::hooks::HookFuture<Self> {
                 #get_addr
-                let mut #agent = #take;
+                let lent = #this;
+                let mut agent = #take;
                 ::std::boxed::Box::pin(async move {
-                    let result = #call.await;
-                    (#agent, result)
+                    let hook = agent.#method(#arg);
+                    let result = #run;
+                    (agent, result)
                 })
             }
         }
     } else {
-        let arg = match m.extra {
-            Extra::Context => quote!(#ctx),
-            _ => quote!(),
+        let (unused, arg) = match m.extra {
+            Extra::Context => (quote!(), quote!(#ctx)),
+            _ => (quote!(let _ = #ctx;), quote!()),
         };
-        let call = quote_spanned! {m.ret_span=>
-            ::microagent::__private::IntoHookResult::into_hook_result(#this.#method(#arg))
-        };
-        let unused = match m.extra {
-            Extra::Context => quote!(),
-            _ => quote!(let _ = #ctx;),
+        let check = quote_spanned! {m.ret_span=>
+            ::microagent::__private::IntoHookResult::into_hook_result(returned)
         };
         quote! {
             #[doc(hidden)]
@@ -396,7 +420,8 @@ fn shim(m: &HookMethod) -> TokenStream2 {
                 #ctx: &mut ::microagent::Context<Self>,
             ) -> ::microagent::hooks::HookResult {
                 #unused
-                #call
+                let returned = #this.#method(#arg);
+                #check
             }
         }
     }

@@ -1,0 +1,9 @@
+//! Declaration mistakes are compile errors with readable messages.
+//! Expected messages live in `tests/ui/*.stderr`; regenerate them with
+//! `TRYBUILD=overwrite cargo test --test compile_fail` and review the diff.
+
+#[test]
+fn declaration_mistakes_do_not_compile() {
+    let t = trybuild::TestCases::new();
+    t.compile_fail("tests/ui/*.rs");
+}

@@ -1,0 +1,16 @@
+use microagent::prelude::*;
+
+#[derive(MicroAgent)]
+struct Agent {
+    url: String,
+}
+
+#[microagent::hooks]
+impl Agent {
+    #[on(pre_start)]
+    async fn connect(&mut self) {
+        let _ = &self.url;
+    }
+}
+
+fn main() {}

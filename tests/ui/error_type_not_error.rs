@@ -1,0 +1,14 @@
+use microagent::prelude::*;
+
+#[derive(Default, MicroAgent)]
+struct Agent;
+
+#[microagent::hooks]
+impl Agent {
+    #[on(pre_start)]
+    fn open(&mut self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+fn main() {}

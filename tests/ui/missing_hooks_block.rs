@@ -1,0 +1,6 @@
+use microagent::prelude::*;
+
+#[derive(Default, MicroAgent)]
+struct Agent;
+
+fn main() {}

@@ -1,0 +1,12 @@
+use microagent::prelude::*;
+
+#[derive(Default, MicroAgent)]
+struct Agent;
+
+#[microagent::hooks]
+impl Agent {
+    #[on(pre_start)]
+    fn open(&mut self, ctx: &mut actix::Context<Self>) {}
+}
+
+fn main() {}
