@@ -14,20 +14,19 @@ use tokio::sync::Notify;
 
 const ROUNDS: usize = 7;
 
-/// Counts lives that ended and wakes the bench when all have.
-#[derive(Clone, Default)]
-struct Finish {
-    left: Rc<Cell<usize>>,
-    done: Rc<Notify>,
+thread_local! {
+    /// Lives still to end in the current round, and who waits for the last.
+    /// Thread-local bookkeeping, the same for both sides, so neither actor
+    /// carries more than the fields it changes.
+    static LEFT: Cell<usize> = const { Cell::new(0) };
+    static DONE: Rc<Notify> = Rc::new(Notify::new());
 }
 
-impl Finish {
-    fn one_done(&self) {
-        let left = self.left.get() - 1;
-        self.left.set(left);
-        if left == 0 {
-            self.done.notify_one();
-        }
+fn one_done() {
+    let left = LEFT.get() - 1;
+    LEFT.set(left);
+    if left == 0 {
+        DONE.with(|done| done.notify_one());
     }
 }
 
@@ -36,7 +35,6 @@ struct Worker {
     opened: u64,
     announced: u64,
     closed: u64,
-    finish: Finish,
 }
 
 #[microagent::hooks]
@@ -55,15 +53,15 @@ impl Worker {
     async fn close(&mut self) {
         self.closed += 1;
         std::hint::black_box((self.opened, self.announced, self.closed));
-        self.finish.one_done();
+        one_done();
     }
 }
 
+#[derive(Default)]
 struct Bare {
     opened: u64,
     announced: u64,
     closed: u64,
-    finish: Finish,
 }
 
 impl Actor for Bare {
@@ -77,20 +75,20 @@ impl Actor for Bare {
     fn stopping(&mut self, _: &mut Self::Context) -> Running {
         self.closed += 1;
         std::hint::black_box((self.opened, self.announced, self.closed));
-        self.finish.one_done();
+        one_done();
         Running::Stop
     }
 }
 
 /// Starts `n` actors with `start`, drops every address (which stops them),
 /// and waits until the last one has finished its stop work.
-async fn round<T>(n: usize, start: impl Fn(Finish) -> T) -> Duration {
-    let finish = Finish::default();
-    finish.left.set(n);
+async fn round<T>(n: usize, start: impl Fn() -> T) -> Duration {
+    LEFT.set(n);
+    let done = DONE.with(Rc::clone);
     let begin = Instant::now();
-    let addrs: Vec<T> = (0..n).map(|_| start(finish.clone())).collect();
+    let addrs: Vec<T> = (0..n).map(|_| start()).collect();
     drop(addrs);
-    finish.done.notified().await;
+    done.notified().await;
     begin.elapsed()
 }
 
@@ -101,33 +99,15 @@ fn main() {
         .map(|a| a.parse().expect("N must be a whole number"))
         .unwrap_or(100_000);
 
-    let system = actix_rt::System::new();
-    let (agent, bare) = system.block_on(async move {
+    // Both sides share one System, run the crate's way.
+    let (agent, bare) = microagent::run(async move {
         let mut agent = Duration::MAX;
         let mut bare = Duration::MAX;
         for _ in 0..ROUNDS {
-            bare = bare.min(
-                round(n, |finish| {
-                    Bare {
-                        opened: 0,
-                        announced: 0,
-                        closed: 0,
-                        finish,
-                    }
-                    .start()
-                })
-                .await,
-            );
+            bare = bare.min(round(n, || Bare::default().start()).await);
             agent = agent.min(
-                round(n, |finish| {
-                    // The handle is dropped: the bench waits on `finish`.
-                    microagent::start(Worker {
-                        finish,
-                        ..Default::default()
-                    })
-                    .0
-                })
-                .await,
+                // The handles are dropped: the round waits on `one_done`.
+                round(n, || microagent::start(Worker::default()).0).await,
             );
         }
         (agent, bare)

@@ -121,6 +121,7 @@ mod context;
 mod error;
 pub mod hooks;
 mod lifecycle;
+mod outcome;
 mod registry;
 mod run;
 mod start;

@@ -22,9 +22,10 @@ use std::pin::Pin;
 use std::task::{Poll, Waker};
 
 use actix::{ActorContext, ActorFuture, ActorState, AsyncContext, Running};
-use tokio::sync::oneshot;
+use std::sync::Arc;
 
 use crate::hooks::{HookCall, HookFuture, HookResult};
+use crate::outcome::AgentCell;
 use crate::registry::Registration;
 use crate::{Agent, AgentError, Context, HookError, HookFailure, Stage};
 
@@ -43,9 +44,6 @@ pub enum Phase {
     Stopped,
 }
 
-/// The sender half of an agent's outcome.
-pub(crate) type OutcomeTx = oneshot::Sender<Result<(), AgentError>>;
-
 /// Per-agent lifecycle state, kept in the agent's [`Context`].
 pub(crate) struct Lifecycle<A: actix::Actor<Context = Context<A>>> {
     pub(crate) name: &'static str,
@@ -56,14 +54,14 @@ pub(crate) struct Lifecycle<A: actix::Actor<Context = Context<A>>> {
     stop_requested: bool,
     failures: Vec<HookError>,
     waker: Option<Waker>,
-    outcome: Option<OutcomeTx>,
+    cell: Arc<AgentCell<A>>,
     _registration: Option<Registration>,
 }
 
 impl<A: actix::Actor<Context = Context<A>>> Lifecycle<A> {
     pub(crate) fn new(
         name: &'static str,
-        outcome: OutcomeTx,
+        cell: Arc<AgentCell<A>>,
         registration: Option<Registration>,
     ) -> Self {
         Lifecycle {
@@ -75,7 +73,7 @@ impl<A: actix::Actor<Context = Context<A>>> Lifecycle<A> {
             stop_requested: false,
             failures: Vec::new(),
             waker: None,
-            outcome: Some(outcome),
+            cell,
             _registration: registration,
         }
     }
@@ -111,9 +109,9 @@ impl<A: actix::Actor<Context = Context<A>>> Lifecycle<A> {
         self.stop_requested = false;
     }
 
-    /// Ends the lifecycle and reports its outcome. Idempotent.
+    /// Ends the lifecycle and reports its outcome.
     fn finish(&mut self) {
-        if self.phase == Phase::Stopped && self.outcome.is_none() {
+        if self.phase == Phase::Stopped {
             return;
         }
         self.phase = Phase::Stopped;
@@ -132,16 +130,43 @@ impl<A: actix::Actor<Context = Context<A>>> Lifecycle<A> {
                 failures: std::mem::take(&mut self.failures),
             })
         };
-        if let Some(tx) = self.outcome.take() {
-            // Nobody listening is fine: the outcome was logged.
-            let _ = tx.send(outcome);
+        // Nobody listening is fine: the outcome was logged.
+        self.cell.report(outcome);
+    }
+
+    /// Ends a lifecycle that was cut short (`ctx.terminate()`, or the actor
+    /// torn down with its arbiter) and reports it.
+    fn abort(&mut self) {
+        if self.phase == Phase::Stopped {
+            return;
         }
+        log::warn!(
+            target: TARGET,
+            "agent `{}`: lifecycle cut short during {:?}; remaining hooks skipped",
+            self.name,
+            self.phase
+        );
+        self.phase = Phase::Stopped;
+        self.cell.report(if self.failures.is_empty() {
+            Err(AgentError::Aborted { agent: self.name })
+        } else {
+            Err(AgentError::Failed {
+                agent: self.name,
+                failures: std::mem::take(&mut self.failures),
+            })
+        });
     }
 
     fn wake(&self) {
         if let Some(waker) = &self.waker {
             waker.wake_by_ref();
         }
+    }
+}
+
+impl<A: actix::Actor<Context = Context<A>>> Drop for Lifecycle<A> {
+    fn drop(&mut self) {
+        self.abort();
     }
 }
 
@@ -275,17 +300,6 @@ pub fn stopping<A: Agent>(_act: &mut A, ctx: &mut Context<A>) -> Running {
 /// `Actor::stopped` of every agent.
 #[doc(hidden)]
 pub fn stopped<A: Agent>(_act: &mut A, ctx: &mut Context<A>) {
-    if ctx.life.phase != Phase::Stopped {
-        // `ctx.terminate()` from user code: the lifecycle was cut short.
-        log::warn!(
-            target: TARGET,
-            "agent `{}`: terminated during {:?}; remaining hooks skipped",
-            A::NAME,
-            ctx.life.phase
-        );
-        ctx.life.phase = Phase::Stopped;
-        if let Some(tx) = ctx.life.outcome.take() {
-            let _ = tx.send(Err(AgentError::Aborted { agent: A::NAME }));
-        }
-    }
+    // Only `ctx.terminate()` from user code gets here before `finish`.
+    ctx.life.abort();
 }

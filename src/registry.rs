@@ -1,16 +1,18 @@
-//! Which agents are alive in each actix System, so that [`run`](crate::run)
+//! Which agents are alive in a System run by [`run`](crate::run), so that it
 //! can stop them all gracefully and wait for their `pre_stop` hooks before it
 //! lets the System go.
+//!
+//! Agents started in a System that `run` does not own are not registered:
+//! nobody would ever ask for the list.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::pin::pin;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
-use actix::WeakRecipient;
 use tokio::sync::Notify;
 
-use crate::StopAgent;
+use crate::outcome::StopTarget;
 
 /// The live agents of one System.
 #[derive(Default)]
@@ -19,15 +21,18 @@ pub(crate) struct SystemAgents {
     changed: Notify,
 }
 
+/// A slab of entries: a registration's index stays valid until it is dropped.
 #[derive(Default)]
 struct Live {
-    next_id: u64,
-    agents: HashMap<u64, Entry>,
+    slots: Vec<Option<Entry>>,
+    free: Vec<usize>,
+    count: usize,
+    /// Set by `stop_all`: from then on every removal wakes it.
+    draining: bool,
 }
 
 struct Entry {
-    name: &'static str,
-    stop: WeakRecipient<StopAgent>,
+    agent: Arc<dyn StopTarget>,
     asked: bool,
 }
 
@@ -39,7 +44,34 @@ impl SystemAgents {
 
     /// How many agents are alive.
     pub(crate) fn len(&self) -> usize {
-        self.lock().agents.len()
+        self.lock().count
+    }
+
+    fn insert(&self, entry: Entry) -> usize {
+        let mut live = self.lock();
+        live.count += 1;
+        match live.free.pop() {
+            Some(index) => {
+                live.slots[index] = Some(entry);
+                index
+            }
+            None => {
+                live.slots.push(Some(entry));
+                live.slots.len() - 1
+            }
+        }
+    }
+
+    fn remove(&self, index: usize) {
+        let mut live = self.lock();
+        if live.slots[index].take().is_some() {
+            live.count -= 1;
+            live.free.push(index);
+        }
+        if live.draining {
+            drop(live);
+            self.changed.notify_waiters();
+        }
     }
 
     /// Asks every live agent to stop, then waits until none is left. Agents
@@ -50,18 +82,15 @@ impl SystemAgents {
             changed.as_mut().enable();
             {
                 let mut live = self.lock();
-                if live.agents.is_empty() {
+                live.draining = true;
+                if live.count == 0 {
                     return;
                 }
-                for entry in live.agents.values_mut().filter(|e| !e.asked) {
+                for entry in live.slots.iter_mut().flatten().filter(|e| !e.asked) {
                     entry.asked = true;
-                    match entry.stop.upgrade() {
-                        Some(agent) => {
-                            log::debug!(target: "microagent", "asking agent `{}` to stop", entry.name);
-                            agent.do_send(StopAgent);
-                        }
-                        // No `Addr` left: the agent is already stopping.
-                        None => {}
+                    // No `Addr` left means the agent is already stopping.
+                    if entry.agent.request_stop() {
+                        log::debug!(target: "microagent", "asked agent `{}` to stop", entry.agent.name());
                     }
                 }
             }
@@ -74,85 +103,79 @@ impl SystemAgents {
 /// which happens when the agent's actor is gone.
 pub(crate) struct Registration {
     agents: Arc<SystemAgents>,
-    id: u64,
+    index: usize,
 }
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        self.agents.lock().agents.remove(&self.id);
-        self.agents.changed.notify_waiters();
+        self.agents.remove(self.index);
     }
 }
 
-/// Registers an agent with the current System.
-pub(crate) fn register(name: &'static str, stop: WeakRecipient<StopAgent>) -> Registration {
-    let agents = current();
-    let id = {
-        let mut live = agents.lock();
-        live.next_id += 1;
-        let id = live.next_id;
-        live.agents.insert(
-            id,
-            Entry {
-                name,
-                stop,
-                asked: false,
-            },
-        );
-        id
-    };
-    Registration { agents, id }
+/// Registers an agent with the current System, if [`run`](crate::run) owns it.
+pub(crate) fn register<T: StopTarget + 'static>(agent: &Arc<T>) -> Option<Registration> {
+    let agents = current()?;
+    let index = agents.insert(Entry {
+        agent: agent.clone(),
+        asked: false,
+    });
+    Some(Registration { agents, index })
 }
 
 type Systems = Mutex<HashMap<usize, Arc<SystemAgents>>>;
 
+/// The registries of the Systems that `run` owns, by System id.
 fn systems() -> &'static Systems {
     static SYSTEMS: OnceLock<Systems> = OnceLock::new();
     SYSTEMS.get_or_init(Default::default)
 }
 
 thread_local! {
-    // Agents are started from arbiter threads; each remembers its System's
-    // registry so the global map is looked up once per thread and System.
-    static CURRENT: RefCell<Option<(usize, Arc<SystemAgents>)>> = const { RefCell::new(None) };
+    /// This thread's System id and its registry (`None`: not run by `run`).
+    /// Set by `run` on its own thread; looked up once on other arbiter
+    /// threads, which live and die with their System.
+    static CURRENT: RefCell<Option<(usize, Option<Arc<SystemAgents>>)>> =
+        const { RefCell::new(None) };
 }
 
-/// The registry of the current System.
+/// The registry of the current System, if `run` owns it.
 ///
 /// # Panics
 /// Outside an actix System, like starting any actor there.
-pub(crate) fn current() -> Arc<SystemAgents> {
-    let id = actix_rt::System::try_current()
-        .expect("microagent: agents must be started inside a running actix System")
-        .id();
+fn current() -> Option<Arc<SystemAgents>> {
     CURRENT.with(|cell| {
-        let mut cell = cell.borrow_mut();
-        match &*cell {
-            Some((cached, agents)) if *cached == id => agents.clone(),
-            _ => {
-                let agents = systems()
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .entry(id)
-                    .or_default()
-                    .clone();
-                *cell = Some((id, agents.clone()));
-                agents
-            }
+        if let Some((_, agents)) = &*cell.borrow() {
+            return agents.clone();
         }
+        let id = actix_rt::System::try_current()
+            .expect("microagent: agents must be started inside a running actix System")
+            .id();
+        let agents = systems()
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&id)
+            .cloned();
+        *cell.borrow_mut() = Some((id, agents.clone()));
+        agents
     })
 }
 
+/// Creates the registry of a System owned by `run`, on `run`'s thread.
+pub(crate) fn open(system_id: usize) -> Arc<SystemAgents> {
+    let agents = Arc::new(SystemAgents::default());
+    systems()
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .insert(system_id, agents.clone());
+    CURRENT.with(|cell| *cell.borrow_mut() = Some((system_id, Some(agents.clone()))));
+    agents
+}
+
 /// Forgets the registry of a System that has ended.
-pub(crate) fn forget(system_id: usize) {
+pub(crate) fn close(system_id: usize) {
     systems()
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .remove(&system_id);
-    CURRENT.with(|cell| {
-        let mut cell = cell.borrow_mut();
-        if matches!(&*cell, Some((id, _)) if *id == system_id) {
-            *cell = None;
-        }
-    });
+    CURRENT.with(|cell| *cell.borrow_mut() = None);
 }

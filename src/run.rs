@@ -51,9 +51,9 @@ use crate::{registry, start, Agent, AgentError};
 pub fn run<F: Future>(main: F) -> F::Output {
     let system = actix_rt::System::new();
     let system_id = actix_rt::System::current().id();
+    let agents = registry::open(system_id);
     let output = system.block_on(async move {
         let output = main.await;
-        let agents = registry::current();
         let left = agents.len();
         if left > 0 {
             log::info!(target: "microagent", "stopping {left} agent(s) before the System exits");
@@ -65,7 +65,7 @@ pub fn run<F: Future>(main: F) -> F::Output {
     if let Err(e) = system.run() {
         log::warn!(target: "microagent", "the System did not stop cleanly: {e}");
     }
-    registry::forget(system_id);
+    registry::close(system_id);
     output
 }
 

@@ -4,13 +4,15 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::Poll;
 
+use std::sync::Arc;
+
 use actix::dev::channel;
-use actix::{Addr, Message, WeakAddr};
+use actix::{Addr, Message};
 use actix_rt::ArbiterHandle;
-use tokio::sync::oneshot;
 
 use crate::context::Context;
 use crate::lifecycle::Lifecycle;
+use crate::outcome::AgentCell;
 use crate::{registry, Agent, AgentError};
 
 /// Mailbox capacity of a new agent, as for actix actors.
@@ -35,8 +37,7 @@ impl Message for StopAgent {
 /// It holds no strong `Addr`, so it does not keep the agent alive.
 #[must_use = "an agent handle reports how the agent ended; dropping it leaves the agent running"]
 pub struct AgentHandle<A: Agent> {
-    addr: WeakAddr<A>,
-    outcome: oneshot::Receiver<Result<(), AgentError>>,
+    cell: Arc<AgentCell<A>>,
 }
 
 impl<A: Agent> AgentHandle<A> {
@@ -47,7 +48,7 @@ impl<A: Agent> AgentHandle<A> {
 
     /// The agent's address, while any other `Addr` keeps it alive.
     pub fn address(&self) -> Option<Addr<A>> {
-        self.addr.upgrade()
+        self.cell.addr().upgrade()
     }
 
     /// Asks the agent to stop gracefully (sends it [`StopAgent`]).
@@ -55,28 +56,20 @@ impl<A: Agent> AgentHandle<A> {
     /// Returns `false` when the agent was already gone or stopping with no
     /// `Addr` left, in which case its `pre_stop` hooks are running or done.
     pub fn stop(&self) -> bool {
-        match self.addr.upgrade() {
-            Some(addr) => {
-                addr.do_send(StopAgent);
-                true
-            }
-            None => false,
-        }
+        crate::outcome::StopTarget::request_stop(&*self.cell)
     }
 
     /// Whether the agent's lifecycle is over (its outcome is ready).
     pub fn is_finished(&self) -> bool {
-        !self.outcome.is_empty() || self.outcome.is_terminated()
+        self.cell.is_done()
     }
 }
 
 impl<A: Agent> Future for AgentHandle<A> {
     type Output = Result<(), AgentError>;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.outcome)
-            .poll(cx)
-            .map(|r| r.unwrap_or(Err(AgentError::Aborted { agent: A::NAME })))
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
+        self.cell.poll_outcome(cx.waker())
     }
 }
 
@@ -126,13 +119,13 @@ pub fn start_in<A: Agent + Send>(arbiter: &ArbiterHandle, agent: A) -> (Addr<A>,
 /// address exists before the actor does.
 struct Launch<A: Agent> {
     rx: channel::AddressReceiver<A>,
-    outcome: oneshot::Sender<Result<(), AgentError>>,
-    registration: registry::Registration,
+    cell: Arc<AgentCell<A>>,
+    registration: Option<registry::Registration>,
 }
 
 impl<A: Agent> Launch<A> {
     fn run(self, agent: A) {
-        let life = Lifecycle::new(A::NAME, self.outcome, Some(self.registration));
+        let life = Lifecycle::new(A::NAME, self.cell, self.registration);
         Context::with_receiver(self.rx, life).run(agent);
     }
 }
@@ -140,16 +133,12 @@ impl<A: Agent> Launch<A> {
 fn prepare<A: Agent>() -> (Addr<A>, AgentHandle<A>, Launch<A>) {
     let (tx, rx) = channel::channel(MAILBOX_CAPACITY);
     let addr = Addr::new(tx);
-    let weak = addr.downgrade();
-    let registration = registry::register(A::NAME, weak.clone().recipient());
-    let (outcome_tx, outcome_rx) = oneshot::channel();
-    let handle = AgentHandle {
-        addr: weak,
-        outcome: outcome_rx,
-    };
+    let cell = Arc::new(AgentCell::new(addr.downgrade()));
+    let registration = registry::register(&cell);
+    let handle = AgentHandle { cell: cell.clone() };
     let launch = Launch {
         rx,
-        outcome: outcome_tx,
+        cell,
         registration,
     };
     (addr, handle, launch)
