@@ -56,6 +56,13 @@ impl<A: actix::Actor<Context = Context<A>>> HookTable<A> {
         }
     }
 
+    /// Whether any hook with this label is `async`.
+    pub fn has_async(&self, stage: Stage) -> bool {
+        self.stage(stage)
+            .iter()
+            .any(|h| matches!(h.call, HookCall::Async(_)))
+    }
+
     /// Every hook with its label, in lifecycle order.
     pub fn iter(&self) -> impl Iterator<Item = (Stage, &'static Hook<A>)> + '_ {
         [Stage::PreStart, Stage::PostStart, Stage::PreStop]

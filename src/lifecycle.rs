@@ -170,7 +170,8 @@ impl<A: actix::Actor<Context = Context<A>>> Drop for Lifecycle<A> {
     }
 }
 
-/// Drives whichever hook list the lifecycle is at. Stateless: see module docs.
+/// Drives whichever hook list the lifecycle is at, for hooks that suspend.
+/// Stateless: see the module docs.
 struct Driver;
 
 impl<A: Agent> ActorFuture<A> for Driver {
@@ -185,62 +186,74 @@ impl<A: Agent> ActorFuture<A> for Driver {
         if ctx.life.waker.is_none() {
             ctx.life.waker = Some(task.waker().clone());
         }
-        loop {
-            if matches!(ctx.life.phase, Phase::Running | Phase::Stopped) {
-                return Poll::Ready(());
-            }
-            if ctx.state() != ActorState::Running {
-                // A hook called `ctx.stop()` (or the actor is being torn
-                // down): actix now calls `stopping`, which resumes us.
-                return Poll::Ready(());
-            }
-            if let Some((hook, mut fut)) = ctx.life.inflight.take() {
-                match fut.as_mut().poll(task) {
-                    Poll::Pending => {
-                        ctx.life.inflight = Some((hook, fut));
-                        return Poll::Pending;
-                    }
-                    Poll::Ready((agent, result)) => {
-                        *act = agent;
-                        let stage = ctx.life.stage;
-                        ctx.life.record(stage, hook, result);
-                        continue;
-                    }
+        drive(act, ctx, task, true)
+    }
+}
+
+/// Runs hooks until they are all done (`Ready`) or one is suspended
+/// (`Pending`, with the hook's future in `ctx.life.inflight`).
+///
+/// With `yield_to_stop`, a stop request made by a hook (`ctx.stop()`) ends
+/// the call with `Ready`, so that actix calls `stopping`, which resumes it.
+fn drive<A: Agent>(
+    act: &mut A,
+    ctx: &mut Context<A>,
+    task: &mut std::task::Context<'_>,
+    yield_to_stop: bool,
+) -> Poll<()> {
+    loop {
+        if matches!(ctx.life.phase, Phase::Running | Phase::Stopped) {
+            return Poll::Ready(());
+        }
+        if yield_to_stop && ctx.state() != ActorState::Running {
+            return Poll::Ready(());
+        }
+        if let Some((hook, mut fut)) = ctx.life.inflight.take() {
+            match fut.as_mut().poll(task) {
+                Poll::Pending => {
+                    ctx.life.inflight = Some((hook, fut));
+                    return Poll::Pending;
+                }
+                Poll::Ready((agent, result)) => {
+                    *act = agent;
+                    let stage = ctx.life.stage;
+                    ctx.life.record(stage, hook, result);
+                    continue;
                 }
             }
-            if ctx.life.stop_requested {
-                match ctx.life.stage {
-                    // Never fully started: no pre_stop hooks.
-                    Stage::PreStart => {
-                        finish(ctx);
-                        return Poll::Ready(());
-                    }
-                    Stage::PostStart => ctx.life.enter_pre_stop(),
-                    _ => ctx.life.stop_requested = false,
-                }
-            }
-            let stage = ctx.life.stage;
-            let hooks = A::HOOKS.stage(stage);
-            if let Some(hook) = hooks.get(ctx.life.next) {
-                ctx.life.next += 1;
-                log::debug!(target: TARGET, "agent `{}`: running {stage} hook `{}`", A::NAME, hook.name);
-                run_hook(act, ctx, stage, hook.name, &hook.call);
-                continue;
-            }
-            match stage {
+        }
+        if ctx.life.stop_requested {
+            match ctx.life.stage {
+                // Never fully started: no pre_stop hooks.
                 Stage::PreStart => {
-                    ctx.life.stage = Stage::PostStart;
-                    ctx.life.next = 0;
-                }
-                Stage::PostStart => {
-                    ctx.life.phase = Phase::Running;
-                    log::info!(target: TARGET, "agent `{}`: started", A::NAME);
-                    return Poll::Ready(());
-                }
-                _ => {
                     finish(ctx);
                     return Poll::Ready(());
                 }
+                Stage::PostStart => ctx.life.enter_pre_stop(),
+                _ => ctx.life.stop_requested = false,
+            }
+        }
+        let stage = ctx.life.stage;
+        let hooks = A::HOOKS.stage(stage);
+        if let Some(hook) = hooks.get(ctx.life.next) {
+            ctx.life.next += 1;
+            log::debug!(target: TARGET, "agent `{}`: running {stage} hook `{}`", A::NAME, hook.name);
+            run_hook(act, ctx, stage, hook.name, &hook.call);
+            continue;
+        }
+        match stage {
+            Stage::PreStart => {
+                ctx.life.stage = Stage::PostStart;
+                ctx.life.next = 0;
+            }
+            Stage::PostStart => {
+                ctx.life.phase = Phase::Running;
+                log::info!(target: TARGET, "agent `{}`: started", A::NAME);
+                return Poll::Ready(());
+            }
+            _ => {
+                finish(ctx);
+                return Poll::Ready(());
             }
         }
     }
@@ -277,22 +290,45 @@ fn finish<A: Agent>(ctx: &mut Context<A>) {
 }
 
 /// `Actor::started` of every agent.
+///
+/// Hooks that complete without suspending run right here; a [`Driver`]
+/// takes over only when one suspends.
 #[doc(hidden)]
-pub fn started<A: Agent>(_act: &mut A, ctx: &mut Context<A>) {
+pub fn started<A: Agent>(act: &mut A, ctx: &mut Context<A>) {
     log::info!(target: TARGET, "agent `{}`: starting", A::NAME);
-    ctx.wait(Driver);
+    // No waker here (actix does not pass one): a suspended hook is polled
+    // again at once, with the task's waker, by the driver.
+    let mut task = std::task::Context::from_waker(Waker::noop());
+    let suspended = drive(act, ctx, &mut task, true).is_pending();
+    // An async pre_stop hook may suspend on the "last `Addr` dropped" path,
+    // where only the stored waker gets the actor polled again: the driver
+    // stores it on its first poll.
+    if suspended || (ctx.life.waker.is_none() && A::HOOKS.has_async(Stage::PreStop)) {
+        ctx.wait(Driver);
+    }
 }
 
 /// `Actor::stopping` of every agent.
+///
+/// Runs the `pre_stop` hooks; when they all complete without suspending the
+/// actor stops right away, otherwise a [`Driver`] finishes them first.
 #[doc(hidden)]
-pub fn stopping<A: Agent>(_act: &mut A, ctx: &mut Context<A>) -> Running {
+pub fn stopping<A: Agent>(act: &mut A, ctx: &mut Context<A>) -> Running {
     match ctx.life.phase {
         Phase::Stopped => return Running::Stop,
         Phase::Starting => ctx.life.stop_requested = true,
         Phase::Running => ctx.life.enter_pre_stop(),
         Phase::Stopping => {}
     }
+    let waker = ctx.life.waker.take();
+    let mut task = std::task::Context::from_waker(waker.as_ref().unwrap_or(Waker::noop()));
+    let done = drive(act, ctx, &mut task, false).is_ready();
+    ctx.life.waker = waker;
+    if done && ctx.life.phase == Phase::Stopped {
+        return Running::Stop;
+    }
     ctx.wait(Driver);
+    // On the "last `Addr` dropped" path actix does not poll again by itself.
     ctx.life.wake();
     Running::Continue
 }
