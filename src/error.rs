@@ -35,11 +35,15 @@ impl fmt::Display for Stage {
 }
 
 /// Why a single hook failed.
+///
+/// `HookFailure::Error` is transparent: it displays as the hook's own error
+/// and has that error's source, and the boxed error can be downcast to the
+/// hook's error type.
 #[derive(Debug, thiserror::Error)]
 pub enum HookFailure {
     /// The hook returned `Err(e)`.
-    #[error("{0}")]
-    Error(#[source] Box<dyn std::error::Error + Send + Sync + 'static>),
+    #[error(transparent)]
+    Error(Box<dyn std::error::Error + Send + Sync + 'static>),
     /// The hook panicked; the payload's message, when it had one.
     #[error("panicked: {0}")]
     Panic(String),
@@ -65,6 +69,10 @@ impl HookFailure {
 }
 
 /// One hook's failure, with the agent and hook it came from.
+///
+/// Its message already includes the cause, so [`source`](std::error::Error::source)
+/// does not repeat it (error-chain printers would show it twice); the cause
+/// is the public [`cause`](HookError::cause) field.
 #[derive(Debug, thiserror::Error)]
 #[error("agent `{agent}`: {stage} hook `{hook}` failed: {cause}")]
 pub struct HookError {
@@ -75,7 +83,6 @@ pub struct HookError {
     /// The hook's method name.
     pub hook: &'static str,
     /// What went wrong.
-    #[source]
     pub cause: HookFailure,
 }
 
@@ -144,15 +151,37 @@ mod tests {
     }
 
     #[test]
-    fn hook_error_names_agent_stage_hook_and_cause() {
+    fn hook_error_names_agent_stage_hook_and_cause_once() {
         let e = failure("connect", Stage::PreStart, "refused");
         assert_eq!(
             e.to_string(),
             "agent `Mailer`: pre_start hook `connect` failed: refused"
         );
+        // The message has the cause; a chain printer must not repeat it.
+        assert!(std::error::Error::source(&e).is_none());
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("timed out after {0} s")]
+    struct Timeout(u32, #[source] std::io::Error);
+
+    #[test]
+    fn the_hooks_own_error_can_be_downcast_and_keeps_its_source() {
+        let inner = Timeout(3, std::io::Error::other("no route"));
+        let e = HookError {
+            agent: "Mailer",
+            stage: Stage::PreStart,
+            hook: "connect",
+            cause: HookFailure::Error(Box::new(inner)),
+        };
+        let HookFailure::Error(boxed) = &e.cause else {
+            panic!("an error, not a panic")
+        };
+        assert_eq!(boxed.downcast_ref::<Timeout>().map(|t| t.0), Some(3));
+        assert_eq!(e.cause.to_string(), "timed out after 3 s");
         assert_eq!(
-            std::error::Error::source(&e).map(ToString::to_string),
-            Some("refused".to_owned())
+            std::error::Error::source(&e.cause).map(ToString::to_string),
+            Some("no route".to_owned())
         );
     }
 

@@ -377,3 +377,125 @@ fn run_returns_only_after_every_agent_finished() {
         assert_eq!(events.count(event), 20, "{event}");
     }
 }
+
+/// A plain actix actor the agents below talk to.
+struct Monitor {
+    events: Events,
+}
+
+impl Actor for Monitor {
+    type Context = actix::Context<Self>;
+}
+
+struct Report(&'static str);
+impl Message for Report {
+    type Result = usize;
+}
+impl Handler<Report> for Monitor {
+    type Result = usize;
+    fn handle(&mut self, Report(what): Report, _: &mut actix::Context<Self>) -> usize {
+        self.events.push(format!("monitor:{what}"));
+        self.events.all().len()
+    }
+}
+
+/// Talks to other actors and to itself from its hooks.
+#[derive(Default, MicroAgent)]
+struct Chatty {
+    events: Events,
+    monitor: Option<Addr<Monitor>>,
+    acks: usize,
+}
+
+#[microagent::hooks]
+impl Chatty {
+    #[on(pre_start)]
+    async fn hello(&mut self, me: Addr<Self>) {
+        // Queued: handled after the start hooks.
+        me.do_send(Note("from pre_start"));
+        let monitor = self.monitor.clone().unwrap();
+        self.acks += monitor.send(Report("up")).await.unwrap();
+        self.events.push("pre_start:hello");
+    }
+
+    #[on(pre_stop)]
+    async fn goodbye(&mut self) {
+        // The agent is still alive and may await replies.
+        let monitor = self.monitor.clone().unwrap();
+        self.acks += monitor.send(Report("down")).await.unwrap();
+        self.events.push(format!("pre_stop:goodbye:{}", self.acks));
+    }
+}
+
+struct Note(&'static str);
+impl Message for Note {
+    type Result = ();
+}
+impl Handler<Note> for Chatty {
+    type Result = ();
+    fn handle(&mut self, Note(text): Note, _: &mut Context<Self>) {
+        self.events.push(format!("handle:{text}"));
+    }
+}
+
+#[test]
+fn hooks_can_message_the_agent_and_await_other_actors() {
+    let events = Events::default();
+    let (agent_events, monitor_events) = (events.clone(), events.clone());
+    microagent::run(async move {
+        let monitor = Monitor {
+            events: monitor_events,
+        }
+        .start();
+        let (addr, handle) = microagent::start(Chatty {
+            events: agent_events,
+            monitor: Some(monitor),
+            acks: 0,
+        });
+        addr.send(Note("from main")).await.unwrap();
+        drop(addr);
+        handle.await.unwrap();
+    });
+    // Both notes wait for the start hooks, then come in mailbox order: `main`
+    // sent its note while `hello` was awaiting the monitor.
+    assert_eq!(
+        events.all(),
+        [
+            "monitor:up",
+            "pre_start:hello",
+            "handle:from main",
+            "handle:from pre_start",
+            "monitor:down",
+            "pre_stop:goodbye:6",
+        ]
+    );
+}
+
+#[test]
+fn an_agent_on_another_arbiter_runs_pre_stop_when_its_last_addr_is_dropped() {
+    let events = Events::default();
+    let agent = service(&events);
+    let (finished_before, finished_after, address_after) = microagent::run(async move {
+        let arbiter = actix::Arbiter::new();
+        let (addr, mut handle) = microagent::start_in(&arbiter.handle(), agent);
+        assert!(addr.send(Ping).await.unwrap());
+        let finished_before = handle.is_finished();
+        drop(addr);
+        (&mut handle).await.unwrap();
+        arbiter.stop();
+        (
+            finished_before,
+            handle.is_finished(),
+            handle.address().is_some(),
+        )
+    });
+    assert!(!finished_before);
+    assert!(finished_after);
+    assert!(
+        !address_after,
+        "no address is left once the agent has stopped"
+    );
+    let all = events.all();
+    assert_eq!(all[..5], START);
+    assert_eq!(all[6..], STOP);
+}
