@@ -15,6 +15,8 @@ pub enum Stage {
     PostStart,
     /// `#[on(pre_stop)]`: when the agent goes down, while it is still alive.
     PreStop,
+    /// `#[on(server)]`: a run-forever task of the agent.
+    Server,
 }
 
 impl Stage {
@@ -24,6 +26,7 @@ impl Stage {
             Stage::PreStart => "pre_start",
             Stage::PostStart => "post_start",
             Stage::PreStop => "pre_stop",
+            Stage::Server => "server",
         }
     }
 }

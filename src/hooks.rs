@@ -44,6 +44,8 @@ pub struct HookTable<A: actix::Actor<Context = Context<A>>> {
     pub post_start: &'static [Hook<A>],
     /// `#[on(pre_stop)]` hooks.
     pub pre_stop: &'static [Hook<A>],
+    /// `#[on(server)]` hooks.
+    pub servers: &'static [crate::server::Server<A>],
 }
 
 impl<A: actix::Actor<Context = Context<A>>> HookTable<A> {
@@ -53,6 +55,8 @@ impl<A: actix::Actor<Context = Context<A>>> HookTable<A> {
             Stage::PreStart => self.pre_start,
             Stage::PostStart => self.post_start,
             Stage::PreStop => self.pre_stop,
+            // Servers are not called like hooks: see `servers`.
+            Stage::Server => &[],
         }
     }
 
@@ -63,7 +67,7 @@ impl<A: actix::Actor<Context = Context<A>>> HookTable<A> {
             .any(|h| matches!(h.call, HookCall::Async(_)))
     }
 
-    /// Every hook with its label, in lifecycle order.
+    /// Every hook with its label, in lifecycle order (servers not included).
     pub fn iter(&self) -> impl Iterator<Item = (Stage, &'static Hook<A>)> + '_ {
         [Stage::PreStart, Stage::PostStart, Stage::PreStop]
             .into_iter()
@@ -117,6 +121,16 @@ pub async fn call_async<R: IntoHookResult>(fut: impl Future<Output = R>) -> Hook
         Ok(r) => r.into_hook_result(),
         Err(payload) => Err(HookFailure::from_panic(payload)),
     }
+}
+
+/// Wraps a server hook's future: panics are caught, the output converted.
+#[doc(hidden)]
+pub fn server_future<F>(fut: F) -> crate::server::ServerFuture
+where
+    F: Future + 'static,
+    F::Output: IntoHookResult,
+{
+    Box::pin(call_async(fut))
 }
 
 /// Agents with `async` hooks must be [`Default`]: while an async hook runs

@@ -124,12 +124,14 @@ mod lifecycle;
 mod outcome;
 mod registry;
 mod run;
+pub mod server;
 mod start;
 
 pub use context::Context;
 pub use error::{AgentError, HookError, HookFailure, Stage};
 pub use lifecycle::Phase;
 pub use run::{run, run_agent};
+pub use server::{ServerContext, ServerInterrupt};
 pub use start::{start, start_in, AgentHandle, StopAgent};
 
 /// Declares the hooks of an agent: put it on an `impl` block and mark
@@ -172,13 +174,14 @@ pub mod prelude {
     pub use actix::prelude::*;
 
     pub use crate::{
-        on, start, start_in, Agent, AgentError, AgentHandle, Context, MicroAgent, Phase, StopAgent,
+        on, start, start_in, Agent, AgentError, AgentHandle, Context, MicroAgent, Phase,
+        ServerContext, ServerInterrupt, StopAgent,
     };
 }
 
 /// Used by the code the macros generate. Not public API.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::hooks::{call_async, AsyncHookAgent, IntoHookResult};
-    pub use crate::lifecycle::{started, stopped, stopping};
+    pub use crate::hooks::{call_async, server_future, AsyncHookAgent, IntoHookResult};
+    pub use crate::lifecycle::{interrupt, started, stopped, stopping};
 }

@@ -27,12 +27,14 @@ use std::sync::Arc;
 use crate::hooks::{HookCall, HookFuture, HookResult};
 use crate::outcome::AgentCell;
 use crate::registry::Registration;
+use crate::server::{Servers, Verdict};
 use crate::{Agent, AgentError, Context, HookError, HookFailure, Stage};
 
 const TARGET: &str = "microagent";
 
 /// Where an agent is in its lifecycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
 pub enum Phase {
     /// `pre_start` and `post_start` hooks are running; messages wait.
     Starting,
@@ -55,6 +57,10 @@ pub(crate) struct Lifecycle<A: actix::Actor<Context = Context<A>>> {
     failures: Vec<HookError>,
     waker: Option<Waker>,
     cell: Arc<AgentCell<A>>,
+    /// The agent's servers, once started.
+    servers: Option<Servers>,
+    /// Whether the servers were told to shut down.
+    servers_shut: bool,
     _registration: Option<Registration>,
 }
 
@@ -74,6 +80,8 @@ impl<A: actix::Actor<Context = Context<A>>> Lifecycle<A> {
             failures: Vec::new(),
             waker: None,
             cell,
+            servers: None,
+            servers_shut: false,
             _registration: registration,
         }
     }
@@ -101,9 +109,14 @@ impl<A: actix::Actor<Context = Context<A>>> Lifecycle<A> {
         }
     }
 
+    fn set_phase(&mut self, phase: Phase) {
+        self.phase = phase;
+        self.cell.set_phase(phase);
+    }
+
     fn enter_pre_stop(&mut self) {
         log::info!(target: TARGET, "agent `{}`: stopping", self.name);
-        self.phase = Phase::Stopping;
+        self.set_phase(Phase::Stopping);
         self.stage = Stage::PreStop;
         self.next = 0;
         self.stop_requested = false;
@@ -114,7 +127,7 @@ impl<A: actix::Actor<Context = Context<A>>> Lifecycle<A> {
         if self.phase == Phase::Stopped {
             return;
         }
-        self.phase = Phase::Stopped;
+        self.set_phase(Phase::Stopped);
         let outcome = if self.failures.is_empty() {
             log::info!(target: TARGET, "agent `{}`: stopped", self.name);
             Ok(())
@@ -146,7 +159,10 @@ impl<A: actix::Actor<Context = Context<A>>> Lifecycle<A> {
             self.name,
             self.phase
         );
-        self.phase = Phase::Stopped;
+        self.set_phase(Phase::Stopped);
+        if let Some(servers) = &mut self.servers {
+            servers.shut_down(self.name);
+        }
         self.cell.report(if self.failures.is_empty() {
             Err(AgentError::Aborted { agent: self.name })
         } else {
@@ -247,11 +263,15 @@ fn drive<A: Agent>(
                 ctx.life.next = 0;
             }
             Stage::PostStart => {
-                ctx.life.phase = Phase::Running;
+                ctx.life.set_phase(Phase::Running);
                 log::info!(target: TARGET, "agent `{}`: started", A::NAME);
+                start_servers(act, ctx);
                 return Poll::Ready(());
             }
             _ => {
+                if stop_servers(ctx, task).is_pending() {
+                    return Poll::Pending;
+                }
                 finish(ctx);
                 return Poll::Ready(());
             }
@@ -282,6 +302,112 @@ fn run_hook<A: Agent>(
                 .record(stage, hook, Err(HookFailure::from_panic(payload))),
         },
     }
+}
+
+/// Starts every server hook, each in its own child actor, and the
+/// supervisor that watches them.
+fn start_servers<A: Agent>(act: &mut A, ctx: &mut Context<A>) {
+    let count = A::HOOKS.servers.len();
+    if count == 0 {
+        return;
+    }
+    let mut servers = Servers::new(count);
+    let addr = ctx.address();
+    for index in 0..count {
+        servers.start(act, addr.clone(), index);
+    }
+    ctx.life.servers = Some(servers);
+    ctx.spawn(Supervisor);
+}
+
+/// Watches the servers while the agent runs: restarts them, or stops the
+/// agent when one fails or interrupts the service.
+struct Supervisor;
+
+impl<A: Agent> ActorFuture<A> for Supervisor {
+    type Output = ();
+
+    fn poll(
+        self: Pin<&mut Self>,
+        _act: &mut A,
+        ctx: &mut Context<A>,
+        task: &mut std::task::Context<'_>,
+    ) -> Poll<()> {
+        if ctx.life.waker.is_none() {
+            ctx.life.waker = Some(task.waker().clone());
+        }
+        loop {
+            if ctx.life.phase != Phase::Running {
+                // Stopping: the driver takes the servers' exits from here.
+                return Poll::Ready(());
+            }
+            let Some(servers) = ctx.life.servers.as_mut() else {
+                return Poll::Ready(());
+            };
+            let exit = match servers.rx.poll_recv(task) {
+                Poll::Ready(Some(exit)) => exit,
+                Poll::Ready(None) | Poll::Pending => return Poll::Pending,
+            };
+            let index = exit.index;
+            let name = A::HOOKS.servers[index].name;
+            match servers.judge::<A>(exit) {
+                Verdict::Finished => {}
+                Verdict::Restart(backoff) => {
+                    ctx.run_later(backoff, move |act, ctx| restart_server(act, ctx, index));
+                }
+                Verdict::Interrupt => ctx.stop(),
+                Verdict::Failed(cause) => {
+                    ctx.life.record(Stage::Server, name, Err(cause));
+                    ctx.stop();
+                }
+            }
+        }
+    }
+}
+
+fn restart_server<A: Agent>(act: &mut A, ctx: &mut Context<A>, index: usize) {
+    if ctx.life.phase != Phase::Running {
+        return;
+    }
+    let addr = ctx.address();
+    if let Some(servers) = ctx.life.servers.as_mut() {
+        if servers.is_restarting(index) {
+            servers.start(act, addr, index);
+        }
+    }
+}
+
+/// After the `pre_stop` hooks: tells the servers to shut down and waits for
+/// the graceful ones to finish.
+fn stop_servers<A: Agent>(ctx: &mut Context<A>, task: &mut std::task::Context<'_>) -> Poll<()> {
+    let life = &mut ctx.life;
+    let Some(servers) = life.servers.as_mut() else {
+        return Poll::Ready(());
+    };
+    if !life.servers_shut {
+        life.servers_shut = true;
+        servers.shut_down(A::NAME);
+    }
+    while !servers.all_done() {
+        let exit = match servers.rx.poll_recv(task) {
+            Poll::Ready(Some(exit)) => exit,
+            Poll::Ready(None) => break,
+            Poll::Pending => return Poll::Pending,
+        };
+        let name = A::HOOKS.servers[exit.index].name;
+        if let Some(cause) = servers.settle(exit) {
+            let error = HookError {
+                agent: A::NAME,
+                stage: Stage::Server,
+                hook: name,
+                cause,
+            };
+            log::error!(target: TARGET, "{error}");
+            life.failures.push(error);
+        }
+    }
+    log::debug!(target: TARGET, "agent `{}`: servers stopped", A::NAME);
+    Poll::Ready(())
 }
 
 fn finish<A: Agent>(ctx: &mut Context<A>) {
@@ -331,6 +457,13 @@ pub fn stopping<A: Agent>(act: &mut A, ctx: &mut Context<A>) -> Running {
     // On the "last `Addr` dropped" path actix does not poll again by itself.
     ctx.life.wake();
     Running::Continue
+}
+
+/// `Handler<ServerInterrupt>` of every agent: a graceful stop.
+#[doc(hidden)]
+pub fn interrupt<A: Agent>(_act: &mut A, ctx: &mut Context<A>, interrupt: crate::ServerInterrupt) {
+    log::info!(target: TARGET, "agent `{}`: interrupted: {}", A::NAME, interrupt.reason());
+    ctx.stop();
 }
 
 /// `Actor::stopped` of every agent.

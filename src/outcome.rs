@@ -1,17 +1,19 @@
 //! The one allocation an agent shares with the outside: its weak address
 //! (to ask it to stop) and the slot its outcome is delivered to.
 
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::task::{Poll, Waker};
 
 use actix::{Actor, WeakAddr};
 
-use crate::{Agent, AgentError, StopAgent};
+use crate::{Agent, AgentError, Phase, StopAgent};
 
 /// Shared by an agent's lifecycle, its [`AgentHandle`](crate::AgentHandle)
 /// and the registry of the System it runs in.
 pub(crate) struct AgentCell<A: Actor> {
     addr: WeakAddr<A>,
+    phase: AtomicU8,
     slot: Mutex<Slot>,
 }
 
@@ -29,8 +31,14 @@ impl<A: Actor> AgentCell<A> {
     pub(crate) fn new(addr: WeakAddr<A>) -> Self {
         AgentCell {
             addr,
+            phase: AtomicU8::new(Phase::Starting as u8),
             slot: Mutex::default(),
         }
+    }
+
+    /// Mirrors the lifecycle's phase, for observers on other threads.
+    pub(crate) fn set_phase(&self, phase: Phase) {
+        self.phase.store(phase as u8, Ordering::Release);
     }
 
     fn slot(&self) -> MutexGuard<'_, Slot> {

@@ -103,6 +103,16 @@ fn derive(input: DeriveInput) -> syn::Result<TokenStream2> {
                 ::microagent::actix::ActorContext::stop(ctx)
             }
         }
+
+        impl #impl_generics ::microagent::actix::Handler<::microagent::ServerInterrupt>
+            for #ident #ty_generics #where_clause
+        {
+            type Result = ();
+
+            fn handle(&mut self, msg: ::microagent::ServerInterrupt, ctx: &mut Self::Context) {
+                ::microagent::__private::interrupt(self, ctx, msg)
+            }
+        }
     })
 }
 
@@ -112,16 +122,23 @@ enum Label {
     PreStart,
     PostStart,
     PreStop,
+    Server,
 }
 
 impl Label {
-    const ALL: [Label; 3] = [Label::PreStart, Label::PostStart, Label::PreStop];
+    const ALL: [Label; 4] = [
+        Label::PreStart,
+        Label::PostStart,
+        Label::PreStop,
+        Label::Server,
+    ];
 
     fn name(self) -> &'static str {
         match self {
             Label::PreStart => "pre_start",
             Label::PostStart => "post_start",
             Label::PreStop => "pre_stop",
+            Label::Server => "server",
         }
     }
 
@@ -130,13 +147,13 @@ impl Label {
             return Ok(label);
         }
         let hint = match ident.to_string().as_str() {
-            "server" | "periodic" | "cron" => " (not supported yet)",
+            "periodic" | "cron" => " (not supported yet)",
             _ => "",
         };
         Err(syn::Error::new(
             ident.span(),
             format!(
-                "unknown hook label `{ident}`{hint}; expected one of: pre_start, post_start, pre_stop"
+                "unknown hook label `{ident}`{hint}; expected one of: pre_start, post_start, pre_stop, server"
             ),
         ))
     }
@@ -162,8 +179,86 @@ struct HookMethod {
     labels: Vec<Label>,
     is_async: bool,
     extra: Extra,
+    /// `#[on(server, restarts = .., within = .., backoff = ..)]`.
+    restart: Option<Restart>,
     sig_span: Span,
     ret_span: Span,
+}
+
+/// A server's restart policy, as declared.
+struct Restart {
+    restarts: u32,
+    within: f64,
+    backoff: f64,
+}
+
+/// Parses `label` or, for servers, `server, restarts = 3, within = 60.0, backoff = 0.5`.
+fn parse_on(attr: &Attribute) -> syn::Result<(Ident, Option<Restart>)> {
+    attr.parse_args_with(|input: syn::parse::ParseStream| {
+        let ident: Ident = input.parse().map_err(|e| {
+            syn::Error::new(
+                e.span(),
+                "expected a hook label: `#[on(pre_start)]`, `#[on(post_start)]`, `#[on(pre_stop)]` or `#[on(server)]`",
+            )
+        })?;
+        if input.is_empty() {
+            return Ok((ident, None));
+        }
+        input.parse::<syn::Token![,]>()?;
+        if ident != "server" {
+            return Err(syn::Error::new(
+                input.span(),
+                "only `server` hooks take options (`restarts`, `within`, `backoff`)",
+            ));
+        }
+        let (mut restarts, mut within, mut backoff) = (None, 60.0, 0.0);
+        let options =
+            syn::punctuated::Punctuated::<syn::MetaNameValue, syn::Token![,]>::parse_terminated(
+                input,
+            )?;
+        for option in options {
+            let key = option.path.get_ident().map(ToString::to_string).unwrap_or_default();
+            let value = number(&option.value)?;
+            match key.as_str() {
+                "restarts" if value >= 0.0 && value.fract() == 0.0 && value <= f64::from(u32::MAX) => {
+                    restarts = Some(value as u32)
+                }
+                "restarts" => {
+                    return Err(syn::Error::new(option.value.span(), "`restarts` is a whole number"))
+                }
+                "within" if value > 0.0 => within = value,
+                "within" => {
+                    return Err(syn::Error::new(option.value.span(), "`within` is a number of seconds above 0"))
+                }
+                "backoff" if value >= 0.0 => backoff = value,
+                "backoff" => {
+                    return Err(syn::Error::new(option.value.span(), "`backoff` is a number of seconds, 0 or more"))
+                }
+                _ => {
+                    return Err(syn::Error::new(
+                        option.path.span(),
+                        "unknown server option; expected `restarts`, `within` or `backoff`",
+                    ))
+                }
+            }
+        }
+        let restarts = restarts.ok_or_else(|| {
+            syn::Error::new(ident.span(), "a restart policy needs `restarts = N`")
+        })?;
+        Ok((ident, Some(Restart { restarts, within, backoff })))
+    })
+}
+
+/// A literal number, integer or float.
+fn number(expr: &syn::Expr) -> syn::Result<f64> {
+    if let syn::Expr::Lit(syn::ExprLit { lit, .. }) = expr {
+        match lit {
+            syn::Lit::Int(i) => return i.base10_parse::<f64>(),
+            syn::Lit::Float(f) => return f.base10_parse::<f64>(),
+            _ => {}
+        }
+    }
+    Err(syn::Error::new(expr.span(), "expected a number"))
 }
 
 fn expand_hooks(args: TokenStream2, mut item: ItemImpl) -> syn::Result<TokenStream2> {
@@ -211,13 +306,42 @@ fn expand_hooks(args: TokenStream2, mut item: ItemImpl) -> syn::Result<TokenStre
                     pre_start: &[],
                     post_start: &[],
                     pre_stop: &[],
+                    servers: &[],
                 };
             }
         });
     }
 
     let shims = methods.iter().map(shim);
-    let table = Label::ALL.map(|label| {
+    let servers = methods
+        .iter()
+        .filter(|m| m.labels.contains(&Label::Server))
+        .map(|m| {
+            let name = m.ident.to_string();
+            let shim = shim_ident(&m.ident);
+            let restart = match &m.restart {
+                Some(Restart {
+                    restarts,
+                    within,
+                    backoff,
+                }) => quote! {
+                    ::std::option::Option::Some(::microagent::server::RestartPolicy {
+                        restarts: #restarts,
+                        within: #within,
+                        backoff: #backoff,
+                    })
+                },
+                None => quote!(::std::option::Option::None),
+            };
+            quote! {
+                ::microagent::server::Server {
+                    name: #name,
+                    start: Self::#shim,
+                    restart: #restart,
+                }
+            }
+        });
+    let table = [Label::PreStart, Label::PostStart, Label::PreStop].map(|label| {
         let entries = methods
             .iter()
             .filter(|m| m.labels.contains(&label))
@@ -253,6 +377,7 @@ fn expand_hooks(args: TokenStream2, mut item: ItemImpl) -> syn::Result<TokenStre
                 pre_start: #pre_start,
                 post_start: #post_start,
                 pre_stop: #pre_stop,
+                servers: &[#(#servers),*],
             };
         }
     })
@@ -277,14 +402,13 @@ fn take_hook(f: &mut ImplItemFn) -> syn::Result<Option<HookMethod>> {
     f.attrs.retain(|a| !is_on(a));
 
     let mut labels = Vec::new();
+    let mut restart = None;
     for attr in &on_attrs {
-        let ident: Ident = attr.parse_args().map_err(|e| {
-            syn::Error::new(
-                e.span(),
-                "expected a hook label: `#[on(pre_start)]`, `#[on(post_start)]` or `#[on(pre_stop)]`",
-            )
-        })?;
+        let (ident, policy) = parse_on(attr)?;
         let label = Label::parse(&ident)?;
+        if policy.is_some() {
+            restart = policy;
+        }
         if labels.contains(&label) {
             return Err(syn::Error::new(
                 ident.span(),
@@ -293,9 +417,18 @@ fn take_hook(f: &mut ImplItemFn) -> syn::Result<Option<HookMethod>> {
         }
         labels.push(label);
     }
+    if labels.contains(&Label::Server) && labels.len() > 1 {
+        return Err(syn::Error::new(
+            f.sig.ident.span(),
+            "a server hook cannot also be a lifecycle hook: it runs for as long as the agent",
+        ));
+    }
 
     let sig = &f.sig;
     let ident = sig.ident.clone();
+    if labels == [Label::Server] {
+        return take_server(f, restart).map(Some);
+    }
     if !sig.generics.params.is_empty() {
         return Err(syn::Error::new(
             sig.generics.span(),
@@ -354,9 +487,75 @@ fn take_hook(f: &mut ImplItemFn) -> syn::Result<Option<HookMethod>> {
         labels,
         is_async,
         extra,
+        restart: None,
         sig_span: sig.span(),
         ret_span,
     }))
+}
+
+/// Checks a `#[on(server)]` method: `fn name(&self [, srv: ServerContext<Self>]) -> impl Future`.
+fn take_server(f: &ImplItemFn, restart: Option<Restart>) -> syn::Result<HookMethod> {
+    let sig = &f.sig;
+    if let Some(token) = &sig.asyncness {
+        return Err(syn::Error::new(
+            token.span,
+            "a server hook is a plain `fn` returning a `'static` future: it runs alongside the \
+             agent's handlers, so it cannot hold `self` across `.await`; clone what it needs \
+             from `&self`, then return `async move { ... }`",
+        ));
+    }
+    if !sig.generics.params.is_empty() {
+        return Err(syn::Error::new(
+            sig.generics.span(),
+            "a server hook cannot be generic",
+        ));
+    }
+    let mut inputs = sig.inputs.iter();
+    match inputs.next() {
+        Some(FnArg::Receiver(r)) if r.reference.is_some() => {}
+        Some(other) => {
+            return Err(syn::Error::new(
+                other.span(),
+                "a server hook takes `&self` (or `&mut self`) to build its future",
+            ))
+        }
+        None => {
+            return Err(syn::Error::new(
+                sig.ident.span(),
+                "a server hook is a method: its first parameter is `&self`",
+            ))
+        }
+    }
+    let extra = match inputs.next() {
+        None => Extra::None,
+        Some(FnArg::Typed(arg)) if !matches!(&*arg.ty, Type::Reference(_)) => Extra::Address,
+        Some(other) => return Err(syn::Error::new(
+            other.span(),
+            "a server hook's second parameter is its context, by value: `srv: ServerContext<Self>`",
+        )),
+    };
+    if let Some(arg) = inputs.next() {
+        return Err(syn::Error::new(
+            arg.span(),
+            "a server hook takes `&self` and at most its context: `srv: ServerContext<Self>`",
+        ));
+    }
+    let ret_span = match &sig.output {
+        syn::ReturnType::Type(_, ty) => ty.span(),
+        syn::ReturnType::Default => return Err(syn::Error::new(
+            sig.ident.span(),
+            "a server hook returns its future: `-> impl Future<Output = Result<(), E>> + 'static`",
+        )),
+    };
+    Ok(HookMethod {
+        ident: sig.ident.clone(),
+        labels: vec![Label::Server],
+        is_async: false,
+        extra,
+        restart,
+        sig_span: sig.span(),
+        ret_span,
+    })
 }
 
 fn shim_ident(method: &Ident) -> Ident {
@@ -375,6 +574,27 @@ fn shim(m: &HookMethod) -> TokenStream2 {
     let this = local("this", m.sig_span);
     // Errors about the return type point at the return type: the check is
     // written with its span and refers only to tokens spanned the same way.
+    if m.labels.contains(&Label::Server) {
+        let srv = local("srv", Span::call_site());
+        let (unused, arg) = match m.extra {
+            Extra::Address => (quote!(), quote!(#srv)),
+            _ => (quote!(let _ = #srv;), quote!()),
+        };
+        let check = quote_spanned! {m.ret_span=>
+            ::microagent::__private::server_future(future)
+        };
+        return quote! {
+            #[doc(hidden)]
+            fn #shim(
+                #this: &mut Self,
+                #srv: ::microagent::ServerContext<Self>,
+            ) -> ::microagent::server::ServerFuture {
+                #unused
+                let future = #this.#method(#arg);
+                #check
+            }
+        };
+    }
     if m.is_async {
         let (get_addr, arg) = match m.extra {
             Extra::Address => (

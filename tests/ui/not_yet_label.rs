@@ -5,8 +5,8 @@ struct Agent;
 
 #[microagent::hooks]
 impl Agent {
-    #[on(server)]
-    async fn serve(&mut self) {}
+    #[on(periodic)]
+    async fn refresh(&mut self) {}
 }
 
 fn main() {}

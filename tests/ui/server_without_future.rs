@@ -1,0 +1,12 @@
+use microagent::prelude::*;
+
+#[derive(Default, MicroAgent)]
+struct Agent;
+
+#[microagent::hooks]
+impl Agent {
+    #[on(server)]
+    fn serve(&self) {}
+}
+
+fn main() {}
