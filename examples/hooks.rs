@@ -1,12 +1,14 @@
 //! The original microagent's hooks example, in Rust.
 //!
-//! `pre_start` logs "Called handler 1", `post_start` logs "Called handler 2"
-//! and then stops the agent, `pre_stop` logs "Called handler 3". The process
-//! exits 0 when every hook succeeded.
+//! `pre_start` logs "Called handler 1", `post_start` logs "Called handler 2",
+//! the server runs briefly and ends the service with
+//! `ServerInterrupt::new("Exit")`, and `pre_stop` logs "Called handler 3".
+//! The process exits 0.
 //!
 //! Run it with `cargo run --example hooks`.
 
-use std::process::ExitCode;
+use std::future::Future;
+use std::time::Duration;
 
 use microagent::prelude::*;
 
@@ -21,25 +23,27 @@ impl Agent {
     }
 
     #[on(post_start)]
-    fn handler_2(&mut self, ctx: &mut Context<Self>) {
+    async fn handler_2(&mut self) {
         log::info!("Called handler 2");
-        // No server yet: the agent ends its own run once it has started.
-        ctx.stop();
     }
 
     #[on(pre_stop)]
     async fn handler_3(&mut self) {
         log::info!("Called handler 3");
     }
-}
 
-fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    match microagent::run_agent(Agent) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            log::error!("{e}");
-            ExitCode::FAILURE
+    #[on(server)]
+    fn run_server(&self) -> impl Future<Output = Result<(), ServerInterrupt>> {
+        async {
+            log::info!("Server running");
+            // A real server would serve here until told to stop.
+            actix_rt::time::sleep(Duration::from_millis(100)).await;
+            Err(ServerInterrupt::new("Exit")) // graceful exit
         }
     }
+}
+
+fn main() -> microagent::Exit {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    microagent::Launcher::new().agent(Agent).run()
 }

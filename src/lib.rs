@@ -120,15 +120,18 @@
 mod context;
 mod error;
 pub mod hooks;
+mod launcher;
 mod lifecycle;
 mod outcome;
 mod registry;
 mod run;
 pub mod server;
 mod start;
+pub mod web;
 
 pub use context::Context;
 pub use error::{AgentError, HookError, HookFailure, Stage};
+pub use launcher::{Exit, Launcher};
 pub use lifecycle::Phase;
 pub use run::{run, run_agent};
 pub use server::{ServerContext, ServerInterrupt};

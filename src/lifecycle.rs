@@ -87,6 +87,7 @@ impl<A: actix::Actor<Context = Context<A>>> Lifecycle<A> {
     }
 
     fn record(&mut self, stage: Stage, hook: &'static str, result: HookResult) {
+        self.cell.set_doing(None);
         match result {
             Ok(()) => {
                 log::debug!(target: TARGET, "agent `{}`: {stage} hook `{hook}` done", self.name)
@@ -252,6 +253,7 @@ fn drive<A: Agent>(
         let stage = ctx.life.stage;
         let hooks = A::HOOKS.stage(stage);
         if let Some(hook) = hooks.get(ctx.life.next) {
+            ctx.life.cell.set_doing(Some((stage, ctx.life.next)));
             ctx.life.next += 1;
             log::debug!(target: TARGET, "agent `{}`: running {stage} hook `{}`", A::NAME, hook.name);
             run_hook(act, ctx, stage, hook.name, &hook.call);
@@ -392,7 +394,10 @@ fn stop_servers<A: Agent>(ctx: &mut Context<A>, task: &mut std::task::Context<'_
         let exit = match servers.rx.poll_recv(task) {
             Poll::Ready(Some(exit)) => exit,
             Poll::Ready(None) => break,
-            Poll::Pending => return Poll::Pending,
+            Poll::Pending => {
+                life.cell.set_waiting_for(servers.running::<A>());
+                return Poll::Pending;
+            }
         };
         let name = A::HOOKS.servers[exit.index].name;
         if let Some(cause) = servers.settle(exit) {

@@ -1,19 +1,21 @@
 //! The one allocation an agent shares with the outside: its weak address
 //! (to ask it to stop) and the slot its outcome is delivered to.
 
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::task::{Poll, Waker};
 
 use actix::{Actor, WeakAddr};
 
-use crate::{Agent, AgentError, Phase, StopAgent};
+use crate::{Agent, AgentError, Phase, Stage, StopAgent};
 
 /// Shared by an agent's lifecycle, its [`AgentHandle`](crate::AgentHandle)
 /// and the registry of the System it runs in.
 pub(crate) struct AgentCell<A: Actor> {
     addr: WeakAddr<A>,
     phase: AtomicU8,
+    /// The hook running now: 0 for none, else `stage << 16 | (index + 1)`.
+    doing: AtomicU32,
     slot: Mutex<Slot>,
 }
 
@@ -25,15 +27,34 @@ struct Slot {
     outcome: Option<Result<(), AgentError>>,
     /// The handle waiting for the outcome.
     waker: Option<Waker>,
+    /// The servers the stopping agent waits for.
+    waiting_for: Vec<&'static str>,
 }
+
+const STAGES: [Stage; 3] = [Stage::PreStart, Stage::PostStart, Stage::PreStop];
 
 impl<A: Actor> AgentCell<A> {
     pub(crate) fn new(addr: WeakAddr<A>) -> Self {
         AgentCell {
             addr,
             phase: AtomicU8::new(Phase::Starting as u8),
+            doing: AtomicU32::new(0),
             slot: Mutex::default(),
         }
+    }
+
+    /// Notes the hook that runs now (`None`: no hook runs).
+    pub(crate) fn set_doing(&self, hook: Option<(Stage, usize)>) {
+        let code = hook.map_or(0, |(stage, index)| {
+            let stage = STAGES.iter().position(|s| *s == stage).unwrap_or(0) as u32;
+            stage << 16 | (index as u32 + 1)
+        });
+        self.doing.store(code, Ordering::Relaxed);
+    }
+
+    /// Notes the servers a stopping agent waits for.
+    pub(crate) fn set_waiting_for(&self, servers: Vec<&'static str>) {
+        self.slot().waiting_for = servers;
     }
 
     /// Mirrors the lifecycle's phase, for observers on other threads.
@@ -98,11 +119,41 @@ pub(crate) trait StopTarget: Send + Sync {
     /// Sends [`StopAgent`]; `false` when no `Addr` is left (the agent is
     /// already stopping).
     fn request_stop(&self) -> bool;
+    /// The agent's phase.
+    fn phase(&self) -> Phase;
+    /// What the agent is busy with, for a report when it does not stop in time.
+    fn describe(&self) -> String;
 }
 
 impl<A: Agent> StopTarget for AgentCell<A> {
     fn name(&self) -> &'static str {
         A::NAME
+    }
+
+    fn phase(&self) -> Phase {
+        match self.phase.load(Ordering::Acquire) {
+            0 => Phase::Starting,
+            1 => Phase::Running,
+            2 => Phase::Stopping,
+            _ => Phase::Stopped,
+        }
+    }
+
+    fn describe(&self) -> String {
+        let code = self.doing.load(Ordering::Relaxed);
+        if code != 0 {
+            let stage = STAGES[(code >> 16) as usize % STAGES.len()];
+            let index = (code & 0xffff) as usize - 1;
+            if let Some(hook) = A::HOOKS.stage(stage).get(index) {
+                return format!("{stage} hook `{}`", hook.name);
+            }
+        }
+        let waiting = &self.slot().waiting_for;
+        if !waiting.is_empty() {
+            let names: Vec<String> = waiting.iter().map(|n| format!("`{n}`")).collect();
+            return format!("server {} still running", names.join(", "));
+        }
+        format!("{:?}", StopTarget::phase(self)).to_lowercase()
     }
 
     fn request_stop(&self) -> bool {

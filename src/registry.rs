@@ -27,8 +27,16 @@ struct Live {
     slots: Vec<Option<Entry>>,
     free: Vec<usize>,
     count: usize,
-    /// Set by `stop_all`: from then on every removal wakes it.
+    /// Set when the System starts shutting down: from then on every removal
+    /// wakes `stop_all`, and the agents are no longer ready.
     draining: bool,
+}
+
+/// One live agent, as the health service and shutdown reports see it.
+pub(crate) struct AgentStatus {
+    pub(crate) name: &'static str,
+    pub(crate) phase: crate::Phase,
+    pub(crate) doing: String,
 }
 
 struct Entry {
@@ -45,6 +53,40 @@ impl SystemAgents {
     /// How many agents are alive.
     pub(crate) fn len(&self) -> usize {
         self.lock().count
+    }
+
+    /// Marks the System as shutting down (agents are no longer ready).
+    pub(crate) fn begin_shutdown(&self) {
+        self.lock().draining = true;
+    }
+
+    /// Whether the System is shutting down.
+    pub(crate) fn shutting_down(&self) -> bool {
+        self.lock().draining
+    }
+
+    /// Every live agent, in the order they were started (slots are reused).
+    pub(crate) fn statuses(&self, with_doing: bool) -> Vec<AgentStatus> {
+        let agents: Vec<Arc<dyn StopTarget>> = self
+            .lock()
+            .slots
+            .iter()
+            .flatten()
+            .map(|e| e.agent.clone())
+            .collect();
+        // Describing takes each agent's own lock: not under the registry's.
+        agents
+            .iter()
+            .map(|a| AgentStatus {
+                name: a.name(),
+                phase: a.phase(),
+                doing: if with_doing {
+                    a.describe()
+                } else {
+                    String::new()
+                },
+            })
+            .collect()
     }
 
     fn insert(&self, entry: Entry) -> usize {
@@ -110,6 +152,12 @@ impl Drop for Registration {
     fn drop(&mut self) {
         self.agents.remove(self.index);
     }
+}
+
+/// The registry of the current System, if [`run`](crate::run) or a
+/// [`Launcher`](crate::Launcher) owns it.
+pub(crate) fn of_current_system() -> Option<Arc<SystemAgents>> {
+    current()
 }
 
 /// Registers an agent with the current System, if [`run`](crate::run) owns it.

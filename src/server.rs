@@ -363,4 +363,14 @@ impl Servers {
     pub(crate) fn all_done(&self) -> bool {
         self.slots.iter().all(|s| matches!(s.state, State::Done))
     }
+
+    /// The names of the servers still running.
+    pub(crate) fn running<A: Agent>(&self) -> Vec<&'static str> {
+        self.slots
+            .iter()
+            .zip(A::HOOKS.servers)
+            .filter(|(slot, _)| matches!(slot.state, State::Running { .. }))
+            .map(|(_, server)| server.name)
+            .collect()
+    }
 }

@@ -1,0 +1,342 @@
+//! Running a group of agents as a process: signals, the group rule, the
+//! shutdown deadline and the exit code.
+
+use std::any::Any;
+use std::future::Future;
+use std::pin::Pin;
+use std::process::{ExitCode, Termination};
+use std::time::Duration;
+
+use actix_rt::signal::unix::{signal, Signal, SignalKind};
+use actix_rt::{Arbiter, System};
+use futures_util::future::{select, Either};
+use futures_util::stream::{FuturesUnordered, StreamExt};
+
+use crate::{registry, start, start_in, Agent, AgentError, Stage};
+
+const TARGET: &str = "microagent::launcher";
+
+/// How a [`Launcher`] run ended; its [`code`](Exit::code) is the process's
+/// exit code.
+///
+/// | exit | code | when |
+/// |---|---|---|
+/// | `Graceful` | 0 | every agent stopped cleanly: a signal, a [`ServerInterrupt`](crate::ServerInterrupt), a [`StopAgent`](crate::StopAgent), or the agents ended by themselves |
+/// | `HookFailed` | 3 | a `pre_start`, `post_start` or `pre_stop` hook failed (error or panic) |
+/// | `ServerFailed` | 4 | a server failed (error or panic) beyond its restart policy |
+/// | `DeadlineExceeded` | 5 | the graceful stop took longer than the shutdown deadline |
+/// | `Aborted` | 6 | an agent was terminated before its lifecycle finished |
+/// | (forced) | 128 + signal | a second SIGINT (130) or SIGTERM (143) during the graceful stop: the process exits at once |
+///
+/// When several apply, the first in the table after `Graceful` that is
+/// listed lowest wins: a deadline overrun over a failed server, over a
+/// failed hook, over an aborted agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Exit {
+    /// Every agent stopped cleanly.
+    Graceful,
+    /// A lifecycle hook failed.
+    HookFailed,
+    /// A server failed.
+    ServerFailed,
+    /// The graceful stop overran the shutdown deadline.
+    DeadlineExceeded,
+    /// An agent's lifecycle was cut short.
+    Aborted,
+}
+
+impl Exit {
+    /// The process exit code.
+    pub const fn code(self) -> u8 {
+        match self {
+            Exit::Graceful => 0,
+            Exit::HookFailed => 3,
+            Exit::ServerFailed => 4,
+            Exit::DeadlineExceeded => 5,
+            Exit::Aborted => 6,
+        }
+    }
+
+    fn rank(self) -> u8 {
+        match self {
+            Exit::Graceful => 0,
+            Exit::Aborted => 1,
+            Exit::HookFailed => 2,
+            Exit::ServerFailed => 3,
+            Exit::DeadlineExceeded => 4,
+        }
+    }
+
+    fn of(outcome: &Result<(), AgentError>) -> Exit {
+        match outcome {
+            Ok(()) => Exit::Graceful,
+            Err(AgentError::Aborted { .. }) => Exit::Aborted,
+            Err(AgentError::Failed { failures, .. }) => {
+                if failures.iter().any(|f| f.stage == Stage::Server) {
+                    Exit::ServerFailed
+                } else {
+                    Exit::HookFailed
+                }
+            }
+        }
+    }
+
+    fn worst(self, other: Exit) -> Exit {
+        if other.rank() > self.rank() {
+            other
+        } else {
+            self
+        }
+    }
+}
+
+impl Termination for Exit {
+    fn report(self) -> ExitCode {
+        ExitCode::from(self.code())
+    }
+}
+
+/// A started group member, as the launcher keeps it.
+struct Member {
+    name: &'static str,
+    /// Its `Addr`, kept so the agent runs until the group stops.
+    _addr: Box<dyn Any>,
+    outcome: Pin<Box<dyn Future<Output = Result<(), AgentError>>>>,
+}
+
+type Starter = Box<dyn FnOnce() -> (Member, Option<Arbiter>)>;
+
+/// Runs one agent or a group of agents as a process.
+///
+/// - Each agent added with [`agent`](Launcher::agent) runs on its own
+///   [`Arbiter`] (thread), so a busy agent does not stall the others;
+///   [`local_agent`](Launcher::local_agent) runs one on the System's own
+///   arbiter instead (for agents that are not `Send`).
+/// - The group rule: when any agent stops, for any reason, the whole group
+///   stops gracefully.
+/// - The launcher owns SIGINT and SIGTERM: the first starts a graceful stop,
+///   a second one during it exits at once (code 128 + signal).
+/// - A graceful stop: readiness goes false, every agent runs its `pre_stop`
+///   hooks while it and its servers are still up, then its servers stop
+///   gracefully, then it stops; the System exits once every arbiter is done.
+///   The shutdown deadline (30 s by default) bounds all of it; past it the
+///   log names every hook and server still running.
+/// - [`run`](Launcher::run) returns an [`Exit`] to return from `main`.
+///
+/// ```no_run
+/// use microagent::prelude::*;
+///
+/// #[derive(Default, MicroAgent)]
+/// struct Mailer;
+///
+/// #[microagent::hooks]
+/// impl Mailer {}
+///
+/// fn main() -> microagent::Exit {
+///     microagent::Launcher::new().agent(Mailer).run()
+/// }
+/// ```
+#[must_use = "a launcher does nothing until `run` is called"]
+pub struct Launcher {
+    starters: Vec<Starter>,
+    deadline: Duration,
+}
+
+impl Default for Launcher {
+    fn default() -> Self {
+        Launcher {
+            starters: Vec::new(),
+            deadline: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Launcher {
+    /// An empty group with a 30 s shutdown deadline.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds an agent, to run on its own arbiter.
+    pub fn agent<A: Agent + Send>(mut self, agent: A) -> Self {
+        self.starters.push(Box::new(move || {
+            let arbiter = Arbiter::new();
+            let (addr, handle) = start_in(&arbiter.handle(), agent);
+            (member(addr, handle), Some(arbiter))
+        }));
+        self
+    }
+
+    /// Adds an agent, to run on the System's own arbiter (the thread that
+    /// called [`run`](Launcher::run)).
+    pub fn local_agent<A: Agent>(mut self, agent: A) -> Self {
+        self.starters.push(Box::new(move || {
+            let (addr, handle) = start(agent);
+            (member(addr, handle), None)
+        }));
+        self
+    }
+
+    /// Bounds the graceful stop (30 s by default).
+    pub fn shutdown_deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = deadline;
+        self
+    }
+
+    /// Starts every agent in a new actix System and runs until the group
+    /// stops.
+    ///
+    /// # Panics
+    /// When called inside a running actix System or Tokio runtime.
+    pub fn run(self) -> Exit {
+        let system = System::new();
+        let system_id = System::current().id();
+        let agents = registry::open(system_id);
+        let Launcher { starters, deadline } = self;
+        let (exit, arbiters) = system.block_on(async move {
+            let mut signals = Signals::new();
+            let (members, arbiters): (Vec<Member>, Vec<Option<Arbiter>>) =
+                starters.into_iter().map(|start| start()).unzip();
+            let names: Vec<&'static str> = members.iter().map(|m| m.name).collect();
+            let mut addrs = Vec::with_capacity(members.len());
+            let mut pending: FuturesUnordered<_> = members
+                .into_iter()
+                .enumerate()
+                .map(|(index, member)| {
+                    addrs.push(member._addr);
+                    let outcome = member.outcome;
+                    async move { (index, outcome.await) }
+                })
+                .collect();
+            let mut exit = Exit::Graceful;
+
+            // Run until one agent stops or a signal comes.
+            match select(pending.next(), Box::pin(signals.next())).await {
+                Either::Left((Some((index, outcome)), _)) => {
+                    log::info!(
+                        target: TARGET,
+                        "agent `{}` stopped; stopping the group",
+                        names[index]
+                    );
+                    exit = exit.worst(Exit::of(&outcome));
+                }
+                Either::Left((None, _)) => {}
+                Either::Right((signal, _)) => {
+                    log::info!(target: TARGET, "{} received; stopping gracefully", signal_name(signal));
+                }
+            }
+
+            // The graceful stop, bounded by the deadline; a second signal
+            // ends the process at once.
+            agents.begin_shutdown();
+            let stop = async {
+                let mut exit = Exit::Graceful;
+                let collect = async {
+                    while let Some((_, outcome)) = pending.next().await {
+                        exit = exit.worst(Exit::of(&outcome));
+                    }
+                };
+                futures_util::future::join(agents.stop_all(), collect).await;
+                exit
+            };
+            let bounded = select(Box::pin(stop), Box::pin(actix_rt::time::sleep(deadline)));
+            match select(bounded, Box::pin(signals.next())).await {
+                Either::Left((Either::Left((stopped, _)), _)) => exit = exit.worst(stopped),
+                Either::Left((Either::Right(_), _)) => {
+                    log::error!(
+                        target: TARGET,
+                        "shutdown deadline of {deadline:?} passed; still running:"
+                    );
+                    for status in agents.statuses(true) {
+                        log::error!(target: TARGET, "  agent `{}`: {}", status.name, status.doing);
+                    }
+                    exit = Exit::DeadlineExceeded;
+                }
+                Either::Right((signal, _)) => {
+                    let code = 128 + signal;
+                    log::error!(
+                        target: TARGET,
+                        "{} received again; exiting at once (code {code})",
+                        signal_name(signal)
+                    );
+                    std::process::exit(code);
+                }
+            }
+            drop(addrs);
+            (exit, arbiters)
+        });
+        if exit != Exit::DeadlineExceeded {
+            // Every agent is done: let each arbiter finish, then the System.
+            for arbiter in arbiters.into_iter().flatten() {
+                arbiter.stop();
+                let _ = arbiter.join();
+            }
+        }
+        System::current().stop();
+        if let Err(e) = system.run() {
+            log::warn!(target: TARGET, "the System did not stop cleanly: {e}");
+        }
+        registry::close(system_id);
+        log::info!(target: TARGET, "exiting with {exit:?} (code {})", exit.code());
+        exit
+    }
+}
+
+fn member<A: Agent>(addr: actix::Addr<A>, handle: crate::AgentHandle<A>) -> Member {
+    Member {
+        name: A::NAME,
+        _addr: Box::new(addr),
+        outcome: Box::pin(handle),
+    }
+}
+
+/// SIGINT and SIGTERM, owned by the launcher.
+struct Signals {
+    interrupt: Option<Signal>,
+    terminate: Option<Signal>,
+}
+
+impl Signals {
+    fn new() -> Self {
+        let listen = |kind: SignalKind, name: &str| match signal(kind) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                log::warn!(target: TARGET, "cannot listen for {name}: {e}");
+                None
+            }
+        };
+        Signals {
+            interrupt: listen(SignalKind::interrupt(), "SIGINT"),
+            terminate: listen(SignalKind::terminate(), "SIGTERM"),
+        }
+    }
+
+    /// The next signal's number.
+    async fn next(&mut self) -> i32 {
+        async fn one(signal: &mut Option<Signal>, number: i32) -> i32 {
+            if let Some(s) = signal {
+                if s.recv().await.is_some() {
+                    return number;
+                }
+            }
+            // Not listening (or the stream ended): never.
+            std::future::pending().await
+        }
+        let interrupt = one(&mut self.interrupt, SIGINT);
+        let terminate = one(&mut self.terminate, SIGTERM);
+        match select(Box::pin(interrupt), Box::pin(terminate)).await {
+            Either::Left((n, _)) | Either::Right((n, _)) => n,
+        }
+    }
+}
+
+const SIGINT: i32 = 2;
+const SIGTERM: i32 = 15;
+
+fn signal_name(signal: i32) -> &'static str {
+    match signal {
+        SIGINT => "SIGINT",
+        SIGTERM => "SIGTERM",
+        _ => "a signal",
+    }
+}
