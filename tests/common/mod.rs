@@ -37,3 +37,5 @@ pub async fn pause() {
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct Boom(pub &'static str);
+
+pub mod process;

@@ -1,0 +1,259 @@
+//! The examples and the fixture as real processes: real signals, real
+//! sockets, exit codes.
+
+mod common;
+
+use std::cell::Cell;
+use std::net::TcpStream;
+use std::rc::Rc;
+use std::time::Duration;
+
+use common::process::Proc;
+
+fn events(p: &Proc) -> Vec<&str> {
+    p.seen
+        .iter()
+        .filter_map(|l| l.strip_prefix("EVENT "))
+        .collect()
+}
+
+#[test]
+fn the_hooks_example_runs_handler_1_handler_2_the_server_handler_3_and_exits_0() {
+    let mut p = Proc::spawn("hooks", &[], &[]);
+    assert_eq!(p.wait_code(), 0, "stderr: {}", p.stderr());
+    let log = p.stderr();
+    let at = |needle: &str| {
+        log.find(needle)
+            .unwrap_or_else(|| panic!("{needle:?} missing from the log:\n{log}"))
+    };
+    let order = [
+        at("Called handler 1"),
+        at("Called handler 2"),
+        at("Server running"),
+        at("Called handler 3"),
+    ];
+    assert!(
+        order.windows(2).all(|w| w[0] < w[1]),
+        "out of order:\n{log}"
+    );
+    assert_eq!(log.matches("Called handler 3").count(), 1);
+}
+
+#[test]
+fn the_group_example_stops_every_agent_when_one_interrupts() {
+    let mut p = Proc::spawn(
+        "group",
+        &[],
+        &[("GROUP_RUN_MS", "300"), ("HTTP_ADDR", "127.0.0.1:0")],
+    );
+    assert_eq!(p.wait_code(), 0, "stderr: {}", p.stderr());
+    let log = p.stderr();
+    for agent in ["api: pre_stop", "counter: pre_stop", "clock: pre_stop"] {
+        assert_eq!(log.matches(agent).count(), 1, "{agent}:\n{log}");
+    }
+}
+
+/// Starts the http example on a free port; returns it and its address.
+fn http(envs: &[(&str, &str)]) -> (Proc, String) {
+    let mut all = vec![("HTTP_ADDR", "127.0.0.1:0")];
+    all.extend_from_slice(envs);
+    let mut p = Proc::spawn("http", &[], &all);
+    let line = p.wait_line(|l| l.starts_with("listening on "));
+    let addr = line.trim_start_matches("listening on ").to_owned();
+    (p, addr)
+}
+
+#[test]
+fn sigterm_drains_in_flight_requests_and_readiness_turns_503_at_once() {
+    let (mut p, addr) = http(&[("HTTP_DRAIN_DELAY_MS", "1000")]);
+    let base = format!("http://{addr}");
+    let (statuses, ready_during_drain, finished_at_503) = actix_rt::System::new().block_on(async {
+        let client = awc::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .finish();
+        assert_eq!(
+            client
+                .get(format!("{base}/health/ready"))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
+        let finished = Rc::new(Cell::new(0));
+        let requests: Vec<_> = (0..20)
+            .map(|_| {
+                let (client, url, finished) = (
+                    client.clone(),
+                    format!("{base}/slow?ms=1500"),
+                    finished.clone(),
+                );
+                actix_rt::spawn(async move {
+                    let mut response = client.get(url).send().await.expect("answered");
+                    let body = response.body().await.expect("body");
+                    finished.set(finished.get() + 1);
+                    (response.status().as_u16(), body)
+                })
+            })
+            .collect();
+        // All 20 are in the server before the signal.
+        while p
+            .drain_lines()
+            .iter()
+            .filter(|l| l.starts_with("slow request"))
+            .count()
+            < 20
+        {
+            actix_rt::time::sleep(Duration::from_millis(5)).await;
+        }
+        p.signal("TERM");
+        // The signal reaches the launcher asynchronously: ask until it shows.
+        let ready = loop {
+            let status = client
+                .get(format!("{base}/health/ready"))
+                .send()
+                .await
+                .expect("the listener is open during pre_stop")
+                .status()
+                .as_u16();
+            if status != 200 {
+                break status;
+            }
+            actix_rt::time::sleep(Duration::from_millis(5)).await;
+        };
+        let finished_at_503 = finished.get();
+        let mut statuses = Vec::new();
+        for request in requests {
+            let (status, body) = request.await.expect("request task");
+            assert_eq!(body, "slept 1500 ms\n");
+            statuses.push(status);
+        }
+        (statuses, ready, finished_at_503)
+    });
+    assert_eq!(ready_during_drain, 503);
+    assert_eq!(finished_at_503, 0, "the slow requests were still in flight");
+    assert_eq!(statuses, vec![200; 20]);
+    assert_eq!(p.wait_code(), 0, "stderr: {}", p.stderr());
+    assert!(
+        TcpStream::connect(&addr).is_err(),
+        "the port refuses connections after exit"
+    );
+}
+
+#[test]
+fn idle_keep_alive_connections_do_not_hold_the_shutdown() {
+    // A 5 s deadline: if the idle connection held the server's graceful stop
+    // (actix-web waits up to 30 s), the exit code would be 5, not 0.
+    let (mut p, addr) = http(&[("SHUTDOWN_DEADLINE_MS", "5000")]);
+    let code = actix_rt::System::new().block_on(async {
+        let client = awc::Client::default();
+        let mut response = client.get(format!("http://{addr}/")).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        response.body().await.unwrap();
+        // The connection now idles in the client's pool, kept alive.
+        p.signal("TERM");
+        loop {
+            if let Some(code) = p.try_code() {
+                break code;
+            }
+            actix_rt::time::sleep(Duration::from_millis(10)).await;
+        }
+    });
+    assert_eq!(code, 0, "stderr: {}", p.stderr());
+}
+
+#[test]
+fn one_sigint_stops_gracefully_and_exits_0() {
+    let mut p = Proc::spawn("lifecycle-fixture", &["idle"], &[]);
+    p.wait_line(|l| l == "EVENT solo:ready");
+    p.signal("INT");
+    assert_eq!(p.wait_code(), 0, "stderr: {}", p.stderr());
+    assert!(events(&p).ends_with(&["solo:pre_stop:begin", "solo:pre_stop:end"]));
+}
+
+#[test]
+fn a_second_sigint_during_shutdown_forces_the_exit() {
+    let mut p = Proc::spawn(
+        "lifecycle-fixture",
+        &["slow-pre-stop"],
+        &[("SHUTDOWN_DEADLINE_MS", "60000")],
+    );
+    p.wait_line(|l| l == "EVENT solo:ready");
+    p.signal("INT");
+    p.wait_line(|l| l == "EVENT solo:pre_stop:begin");
+    p.signal("INT");
+    assert_eq!(p.wait_code(), 130, "stderr: {}", p.stderr());
+    assert!(!events(&p).contains(&"solo:pre_stop:end"));
+}
+
+#[test]
+fn a_failing_or_panicking_server_runs_pre_stop_and_exits_4() {
+    for scenario in ["failing-server", "panicking-server"] {
+        let mut p = Proc::spawn("lifecycle-fixture", &[scenario], &[]);
+        assert_eq!(p.wait_code(), 4, "{scenario}: {}", p.stderr());
+        assert_eq!(
+            events(&p),
+            [
+                "solo:ready",
+                "solo:server:attempt:1",
+                "solo:pre_stop:begin",
+                "solo:pre_stop:end"
+            ],
+            "{scenario}"
+        );
+        assert!(
+            p.stderr()
+                .contains("agent `Fixture`: server hook `serve` failed"),
+            "the log names agent and server: {}",
+            p.stderr()
+        );
+    }
+}
+
+#[test]
+fn a_restarting_server_restarts_within_its_policy_then_gives_up() {
+    let mut p = Proc::spawn("lifecycle-fixture", &["restarting-server"], &[]);
+    assert_eq!(p.wait_code(), 4, "{}", p.stderr());
+    assert_eq!(
+        events(&p),
+        [
+            "solo:server:attempt:1",
+            "solo:server:attempt:2",
+            "solo:server:attempt:3",
+            "solo:pre_stop:end"
+        ]
+    );
+}
+
+#[test]
+fn a_hanging_pre_stop_overruns_the_deadline_exits_5_and_is_named() {
+    let mut p = Proc::spawn(
+        "lifecycle-fixture",
+        &["hanging-pre-stop"],
+        &[("SHUTDOWN_DEADLINE_MS", "300")],
+    );
+    p.wait_line(|l| l == "EVENT solo:ready");
+    p.signal("TERM");
+    // Without the deadline the process would never exit (the hook never
+    // returns); `wait_code` fails the test if it hangs.
+    assert_eq!(p.wait_code(), 5, "{}", p.stderr());
+    assert!(
+        p.stderr().contains("agent `Fixture`: pre_stop hook `stop`"),
+        "the log names the hook still running: {}",
+        p.stderr()
+    );
+}
+
+#[test]
+fn one_agents_failure_stops_the_group_and_every_pre_stop_runs() {
+    let mut p = Proc::spawn("lifecycle-fixture", &["group-failure"], &[]);
+    assert_eq!(p.wait_code(), 4, "{}", p.stderr());
+    let events = events(&p);
+    for event in [
+        "broken:pre_stop:end",
+        "healthy:pre_stop:begin",
+        "healthy:pre_stop:end",
+    ] {
+        assert!(events.contains(&event), "{event} missing: {events:?}");
+    }
+}
