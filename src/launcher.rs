@@ -340,3 +340,68 @@ fn signal_name(signal: i32) -> &'static str {
         _ => "a signal",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{HookError, HookFailure};
+
+    fn failed(stages: &[Stage]) -> Result<(), AgentError> {
+        Err(AgentError::Failed {
+            agent: "a",
+            failures: stages
+                .iter()
+                .map(|&stage| HookError {
+                    agent: "a",
+                    stage,
+                    hook: "h",
+                    cause: HookFailure::Panic("x".into()),
+                })
+                .collect(),
+        })
+    }
+
+    #[test]
+    fn exit_codes_are_the_documented_ones() {
+        let codes = [
+            Exit::Graceful,
+            Exit::HookFailed,
+            Exit::ServerFailed,
+            Exit::DeadlineExceeded,
+            Exit::Aborted,
+        ]
+        .map(Exit::code);
+        assert_eq!(codes, [0, 3, 4, 5, 6]);
+    }
+
+    #[test]
+    fn outcomes_map_to_exits() {
+        assert_eq!(Exit::of(&Ok(())), Exit::Graceful);
+        assert_eq!(Exit::of(&failed(&[Stage::PreStop])), Exit::HookFailed);
+        assert_eq!(
+            Exit::of(&failed(&[Stage::PostStart, Stage::Server])),
+            Exit::ServerFailed
+        );
+        assert_eq!(
+            Exit::of(&Err(AgentError::Aborted { agent: "a" })),
+            Exit::Aborted
+        );
+    }
+
+    #[test]
+    fn the_worst_exit_wins_whatever_the_order() {
+        let all = [
+            Exit::Graceful,
+            Exit::Aborted,
+            Exit::HookFailed,
+            Exit::ServerFailed,
+            Exit::DeadlineExceeded,
+        ];
+        for (i, a) in all.iter().enumerate() {
+            for (j, b) in all.iter().enumerate() {
+                let expected = all[i.max(j)];
+                assert_eq!(a.worst(*b), expected, "{a:?} vs {b:?}");
+            }
+        }
+    }
+}

@@ -10,6 +10,7 @@
 //! | `pre_start` | before any message is handled, in declaration order | the agent stops; later start hooks and all `pre_stop` hooks are skipped |
 //! | `post_start` | after every `pre_start` hook, once the agent accepts messages | the agent stops; its `pre_stop` hooks run |
 //! | `pre_stop` | exactly once when a started agent stops, for any reason, while it is still alive | the other `pre_stop` hooks still run |
+//! | `server` | after the `post_start` hooks, in a child actor, alongside the handlers (see [`server`]) | the agent stops, unless its restart policy allows a restart; `Err(`[`ServerInterrupt`]`)` is a graceful stop |
 //!
 //! Every failure is reported through the agent's [`AgentHandle`] as an
 //! [`AgentError`] naming the agent, the hook and the cause, and logged.
@@ -64,6 +65,10 @@
 //! assert_eq!(*log.lock().unwrap(), ["pre_stop"]);
 //! ```
 //!
+//! To run agents as a service (signals, a group, a shutdown deadline, an
+//! exit code), use a [`Launcher`]; for HTTP endpoints and health checks see
+//! [`web`].
+//!
 //! # Declaring hooks
 //! Inside a `#[microagent::hooks]` block, `#[on(pre_start)]`,
 //! `#[on(post_start)]` and `#[on(pre_stop)]` mark hooks. Several hooks may
@@ -76,6 +81,10 @@
 //!   (its address, `ctx.spawn`, `ctx.stop()`...).
 //! - An `async fn` hook may take the agent's address, `addr: Addr<Self>`;
 //!   it cannot borrow the context across `.await`.
+//! - A `server` hook is a plain `fn` taking `&self` and optionally
+//!   `srv: `[`ServerContext`]`<Self>`, returning a `'static` future; it may
+//!   declare a restart policy: `#[on(server, restarts = 3, within = 60.0,
+//!   backoff = 0.5)]`.
 //! - An agent with `async` hooks must implement [`Default`]: while an async
 //!   hook runs it owns the agent, and the actor holds `Default::default()`
 //!   in its place. That is how `&mut self` can be held across `.await`

@@ -1,5 +1,34 @@
 //! `server` hooks: run-forever tasks (HTTP, websocket, SMTP endpoints...)
 //! that run as supervised child actors of their agent.
+//!
+//! ```
+//! use std::future::Future;
+//! use microagent::prelude::*;
+//!
+//! #[derive(Default, MicroAgent)]
+//! struct Ticker {
+//!     period_ms: u64,
+//! }
+//!
+//! #[microagent::hooks]
+//! impl Ticker {
+//!     // A plain `fn`: it borrows `&self` to copy what the server needs and
+//!     // returns a `'static` future that runs alongside the handlers.
+//!     #[on(server)]
+//!     fn tick(&self, srv: ServerContext<Self>) -> impl Future<Output = Result<(), ServerInterrupt>> {
+//!         let period = std::time::Duration::from_millis(self.period_ms);
+//!         async move {
+//!             for _ in 0..3 {
+//!                 actix_rt::time::sleep(period).await;
+//!             }
+//!             // Ends the service gracefully: the agent's pre_stop hooks run.
+//!             Err(ServerInterrupt::new("done"))
+//!         }
+//!     }
+//! }
+//!
+//! assert!(microagent::run_agent(Ticker { period_ms: 1 }).is_ok());
+//! ```
 
 use std::borrow::Cow;
 use std::collections::VecDeque;
@@ -372,5 +401,29 @@ impl Servers {
             .filter(|(slot, _)| matches!(slot.state, State::Running { .. }))
             .map(|(_, server)| server.name)
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("other")]
+    struct Other;
+
+    #[test]
+    fn an_interrupt_is_found_in_the_boxed_error_a_server_returns() {
+        let failure = HookFailure::Error(Box::new(ServerInterrupt::new("Exit")));
+        assert_eq!(
+            ServerInterrupt::find(&failure).map(ServerInterrupt::reason),
+            Some("Exit")
+        );
+        assert!(ServerInterrupt::find(&HookFailure::Error(Box::new(Other))).is_none());
+        assert!(ServerInterrupt::find(&HookFailure::Panic("Exit".into())).is_none());
+        assert_eq!(
+            ServerInterrupt::new("Exit").to_string(),
+            "server interrupt: Exit"
+        );
     }
 }

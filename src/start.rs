@@ -46,7 +46,9 @@ impl<A: Agent> AgentHandle<A> {
         A::NAME
     }
 
-    /// The agent's address, while any other `Addr` keeps it alive.
+    /// A new address of the agent, while its mailbox exists (until shortly
+    /// after the handle resolves: the outcome is reported before the actor's
+    /// task ends). Holding it keeps the agent alive like any `Addr`.
     pub fn address(&self) -> Option<Addr<A>> {
         self.cell.addr().upgrade()
     }

@@ -482,7 +482,10 @@ fn an_agent_on_another_arbiter_runs_pre_stop_when_its_last_addr_is_dropped() {
         let finished_before = handle.is_finished();
         drop(addr);
         (&mut handle).await.unwrap();
+        // The outcome comes just before the actor's task ends: once the
+        // arbiter's thread is gone, so is the mailbox.
         arbiter.stop();
+        arbiter.join().expect("the arbiter thread ends");
         (
             finished_before,
             handle.is_finished(),

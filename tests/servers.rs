@@ -100,17 +100,26 @@ impl Handler<Hit> for Served {
     }
 }
 
-fn run_served(ending: Ending, stop_after: Option<Duration>) -> (Result<(), AgentError>, Events) {
+/// Waits until `event` has been recorded.
+async fn seen(events: &Events, event: &str) {
+    while events.count(event) == 0 {
+        actix_rt::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// Runs a `Served` agent; stops it once `stop_when` was recorded, if given.
+fn run_served(ending: Ending, stop_when: Option<&'static str>) -> (Result<(), AgentError>, Events) {
     let events = Events::default();
     let agent = Served {
         events: events.clone(),
         ending,
         served: 0,
     };
+    let watched = events.clone();
     let outcome = microagent::run(async move {
         let (addr, handle) = microagent::start(agent);
-        if let Some(after) = stop_after {
-            actix_rt::time::sleep(after).await;
+        if let Some(event) = stop_when {
+            seen(&watched, event).await;
             handle.stop();
         }
         let outcome = handle.await;
@@ -122,8 +131,23 @@ fn run_served(ending: Ending, stop_after: Option<Duration>) -> (Result<(), Agent
 
 #[test]
 fn servers_start_after_post_start_and_a_finished_server_leaves_the_agent_running() {
-    let (outcome, events) = run_served(Ending::Finish, Some(Duration::from_millis(200)));
+    let events = Events::default();
+    let agent = Served {
+        events: events.clone(),
+        ending: Ending::Finish,
+        served: 0,
+    };
+    let watched = events.clone();
+    let (outcome, served_after) = microagent::run(async move {
+        let (addr, handle) = microagent::start(agent);
+        seen(&watched, "server:end").await;
+        // The server is done; the agent still handles messages.
+        let served_after = addr.send(Hit).await.expect("agent still running");
+        handle.stop();
+        (handle.await, served_after)
+    });
     outcome.unwrap();
+    assert_eq!(served_after, 2, "the server's hit, then ours");
     assert_eq!(
         events.all(),
         [
@@ -132,7 +156,6 @@ fn servers_start_after_post_start_and_a_finished_server_leaves_the_agent_running
             "server:start",
             "server:hit:1",
             "server:end",
-            // Still running until stopped from outside.
             "pre_stop:begin",
             "pre_stop:end",
         ]
@@ -182,9 +205,10 @@ fn a_server_interrupt_sent_as_a_message_stops_the_agent_gracefully() {
             ending: Ending::Forever,
             served: 0,
         };
+        let watched = events.clone();
         let outcome = microagent::run(async move {
             let (addr, handle) = microagent::start(agent);
-            pause().await;
+            seen(&watched, "server:hit:1").await;
             addr.send(ServerInterrupt::new("operator")).await.unwrap();
             handle.await
         });
@@ -222,7 +246,7 @@ fn a_failing_or_panicking_server_stops_its_agent_after_pre_stop() {
 
 #[test]
 fn a_server_that_asked_for_shutdown_drains_after_pre_stop_before_the_agent_stops() {
-    let (outcome, events) = run_served(Ending::Drain, Some(Duration::from_millis(100)));
+    let (outcome, events) = run_served(Ending::Drain, Some("server:hit:1"));
     outcome.unwrap();
     assert_eq!(
         events.all()[4..],
@@ -239,7 +263,7 @@ fn a_server_that_asked_for_shutdown_drains_after_pre_stop_before_the_agent_stops
 
 #[test]
 fn a_server_that_ignores_shutdown_is_cancelled_and_does_not_hold_the_stop() {
-    let (outcome, events) = run_served(Ending::Forever, Some(Duration::from_millis(100)));
+    let (outcome, events) = run_served(Ending::Forever, Some("server:hit:1"));
     outcome.unwrap();
     let all = events.all();
     assert_eq!(all[all.len() - 2..], ["pre_stop:begin", "pre_stop:end"]);
@@ -276,17 +300,21 @@ impl Flaky {
     }
 }
 
-fn run_flaky(fail_times: u32) -> (Result<(), AgentError>, Events) {
+/// Runs a `Flaky` agent; stops it once `stop_when` was recorded, if given.
+fn run_flaky(fail_times: u32, stop_when: Option<&'static str>) -> (Result<(), AgentError>, Events) {
     let events = Events::default();
     let agent = Flaky {
         events: events.clone(),
         fail_times,
         attempts: Rc::default(),
     };
+    let watched = events.clone();
     let outcome = microagent::run(async move {
         let (addr, handle) = microagent::start(agent);
-        actix_rt::time::sleep(Duration::from_millis(300)).await;
-        handle.stop();
+        if let Some(event) = stop_when {
+            seen(&watched, event).await;
+            handle.stop();
+        }
         let outcome = handle.await;
         drop(addr);
         outcome
@@ -296,14 +324,16 @@ fn run_flaky(fail_times: u32) -> (Result<(), AgentError>, Events) {
 
 #[test]
 fn a_restarting_server_restarts_within_its_policy() {
-    let (outcome, events) = run_flaky(2);
+    // Two failures, two restarts; the third attempt runs until stopped.
+    let (outcome, events) = run_flaky(2, Some("attempt:3"));
     outcome.unwrap();
     assert_eq!(events.all(), ["attempt:1", "attempt:2", "attempt:3"]);
 }
 
 #[test]
 fn a_restarting_server_gives_up_beyond_its_policy() {
-    let (outcome, events) = run_flaky(10);
+    // The agent stops by itself once the policy is exhausted.
+    let (outcome, events) = run_flaky(10, None);
     let error = outcome.unwrap_err();
     assert_eq!(error.failures().len(), 1);
     assert_eq!(error.failures()[0].hook, "flaky");
