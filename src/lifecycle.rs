@@ -174,6 +174,14 @@ impl<A: actix::Actor<Context = Context<A>>> Lifecycle<A> {
         });
     }
 
+    /// Keeps the actor task's waker, for the paths where actix does not
+    /// poll again by itself.
+    fn remember_waker(&mut self, task: &std::task::Context<'_>) {
+        if self.waker.is_none() {
+            self.waker = Some(task.waker().clone());
+        }
+    }
+
     fn wake(&self) {
         if let Some(waker) = &self.waker {
             waker.wake_by_ref();
@@ -200,9 +208,7 @@ impl<A: Agent> ActorFuture<A> for Driver {
         ctx: &mut Context<A>,
         task: &mut std::task::Context<'_>,
     ) -> Poll<()> {
-        if ctx.life.waker.is_none() {
-            ctx.life.waker = Some(task.waker().clone());
-        }
+        ctx.life.remember_waker(task);
         drive(act, ctx, task, true)
     }
 }
@@ -335,9 +341,7 @@ impl<A: Agent> ActorFuture<A> for Supervisor {
         ctx: &mut Context<A>,
         task: &mut std::task::Context<'_>,
     ) -> Poll<()> {
-        if ctx.life.waker.is_none() {
-            ctx.life.waker = Some(task.waker().clone());
-        }
+        ctx.life.remember_waker(task);
         loop {
             if ctx.life.phase != Phase::Running {
                 // Stopping: the driver takes the servers' exits from here.

@@ -107,16 +107,15 @@ async fn seen(events: &Events, event: &str) {
     }
 }
 
-/// Runs a `Served` agent; stops it once `stop_when` was recorded, if given.
-fn run_served(ending: Ending, stop_when: Option<&'static str>) -> (Result<(), AgentError>, Events) {
-    let events = Events::default();
-    let agent = Served {
-        events: events.clone(),
-        ending,
-        served: 0,
-    };
+/// Runs an agent until it stops; stops it once `events` has `stop_when`, if
+/// given.
+fn run_until<A: Agent>(
+    agent: A,
+    events: &Events,
+    stop_when: Option<&'static str>,
+) -> Result<(), AgentError> {
     let watched = events.clone();
-    let outcome = microagent::run(async move {
+    microagent::run(async move {
         let (addr, handle) = microagent::start(agent);
         if let Some(event) = stop_when {
             seen(&watched, event).await;
@@ -125,8 +124,18 @@ fn run_served(ending: Ending, stop_when: Option<&'static str>) -> (Result<(), Ag
         let outcome = handle.await;
         drop(addr);
         outcome
-    });
-    (outcome, events)
+    })
+}
+
+/// Runs a `Served` agent; stops it once `stop_when` was recorded, if given.
+fn run_served(ending: Ending, stop_when: Option<&'static str>) -> (Result<(), AgentError>, Events) {
+    let events = Events::default();
+    let agent = Served {
+        events: events.clone(),
+        ending,
+        served: 0,
+    };
+    (run_until(agent, &events, stop_when), events)
 }
 
 #[test]
@@ -308,18 +317,7 @@ fn run_flaky(fail_times: u32, stop_when: Option<&'static str>) -> (Result<(), Ag
         fail_times,
         attempts: Rc::default(),
     };
-    let watched = events.clone();
-    let outcome = microagent::run(async move {
-        let (addr, handle) = microagent::start(agent);
-        if let Some(event) = stop_when {
-            seen(&watched, event).await;
-            handle.stop();
-        }
-        let outcome = handle.await;
-        drop(addr);
-        outcome
-    });
-    (outcome, events)
+    (run_until(agent, &events, stop_when), events)
 }
 
 #[test]
