@@ -46,6 +46,8 @@ pub struct HookTable<A: actix::Actor<Context = Context<A>>> {
     pub pre_stop: &'static [Hook<A>],
     /// `#[on(server)]` hooks.
     pub servers: &'static [crate::server::Server<A>],
+    /// `#[periodic(...)]` and `#[cron(...)]` tasks.
+    pub tasks: &'static [crate::tasks::Task<A>],
 }
 
 impl<A: actix::Actor<Context = Context<A>>> HookTable<A> {

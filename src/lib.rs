@@ -136,6 +136,7 @@ mod registry;
 mod run;
 pub mod server;
 mod start;
+pub mod tasks;
 pub mod web;
 
 pub use context::Context;
@@ -165,6 +166,16 @@ pub use microagent_macros::MicroAgent;
 /// anywhere else it is a compile error that says so.
 pub use microagent_macros::on;
 
+/// Marks a periodic task inside a `#[microagent::hooks]` block:
+/// `#[periodic(period = 5.0, timeout = 1.0, start_after = 0.0)]` (seconds;
+/// `timeout` defaults to 1.0, `start_after` to 0.0). See [`tasks`].
+pub use microagent_macros::periodic;
+
+/// Marks a cron task inside a `#[microagent::hooks]` block:
+/// `#[cron("0 */4 * * *", timeout = 30.0, tz = "local")]` (UTC unless
+/// `tz = "local"`; `timeout` defaults to 1.0). See [`tasks`].
+pub use microagent_macros::cron;
+
 /// Re-export of actix, which the generated code and users' handlers use.
 pub use actix;
 
@@ -186,8 +197,8 @@ pub mod prelude {
     pub use actix::prelude::*;
 
     pub use crate::{
-        on, start, start_in, Agent, AgentError, AgentHandle, Context, MicroAgent, Phase,
-        ServerContext, ServerInterrupt, StopAgent,
+        cron, on, periodic, start, start_in, Agent, AgentError, AgentHandle, Context, MicroAgent,
+        Phase, ServerContext, ServerInterrupt, StopAgent,
     };
 }
 
@@ -196,4 +207,5 @@ pub mod prelude {
 pub mod __private {
     pub use crate::hooks::{call_async, server_future, AsyncHookAgent, IntoHookResult};
     pub use crate::lifecycle::{interrupt, started, stopped, stopping};
+    pub use crate::tasks::call_task;
 }

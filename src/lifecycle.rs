@@ -28,6 +28,7 @@ use crate::hooks::{HookCall, HookFuture, HookResult};
 use crate::outcome::AgentCell;
 use crate::registry::Registration;
 use crate::server::{Servers, Verdict};
+use crate::tasks::Timers;
 use crate::{Agent, AgentError, Context, HookError, HookFailure, Stage};
 
 const TARGET: &str = "microagent";
@@ -46,19 +47,31 @@ pub enum Phase {
     Stopped,
 }
 
+/// What the agent's work in flight is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Work {
+    /// A lifecycle hook, by method name (its stage is `Lifecycle::stage`).
+    Hook(&'static str),
+    /// A run of task `n` of `HOOKS.tasks`.
+    Task(usize),
+}
+
 /// Per-agent lifecycle state, kept in the agent's [`Context`].
 pub(crate) struct Lifecycle<A: actix::Actor<Context = Context<A>>> {
     pub(crate) name: &'static str,
     pub(crate) phase: Phase,
     stage: Stage,
     next: usize,
-    inflight: Option<(&'static str, HookFuture<A>)>,
+    /// The async hook or task run that has the agent now.
+    inflight: Option<(Work, HookFuture<A>)>,
     stop_requested: bool,
     failures: Vec<HookError>,
     waker: Option<Waker>,
     cell: Arc<AgentCell<A>>,
     /// The agent's servers, once started.
     servers: Option<Servers>,
+    /// The schedules of its periodic and cron tasks, once started.
+    pub(crate) timers: Option<Timers>,
     /// Whether the servers were told to shut down.
     servers_shut: bool,
     _registration: Option<Registration>,
@@ -81,6 +94,7 @@ impl<A: actix::Actor<Context = Context<A>>> Lifecycle<A> {
             waker: None,
             cell,
             servers: None,
+            timers: None,
             servers_shut: false,
             _registration: registration,
         }
@@ -174,6 +188,11 @@ impl<A: actix::Actor<Context = Context<A>>> Lifecycle<A> {
         });
     }
 
+    /// Whether an async hook or a task run has the agent.
+    pub(crate) fn is_busy(&self) -> bool {
+        self.inflight.is_some()
+    }
+
     /// Keeps the actor task's waker, for the paths where actix does not
     /// poll again by itself.
     fn remember_waker(&mut self, task: &std::task::Context<'_>) {
@@ -225,25 +244,30 @@ fn drive<A: Agent>(
     yield_to_stop: bool,
 ) -> Poll<()> {
     loop {
-        if matches!(ctx.life.phase, Phase::Running | Phase::Stopped) {
-            return Poll::Ready(());
-        }
         if yield_to_stop && ctx.state() != ActorState::Running {
             return Poll::Ready(());
         }
-        if let Some((hook, mut fut)) = ctx.life.inflight.take() {
+        if let Some((work, mut fut)) = ctx.life.inflight.take() {
             match fut.as_mut().poll(task) {
                 Poll::Pending => {
-                    ctx.life.inflight = Some((hook, fut));
+                    ctx.life.inflight = Some((work, fut));
                     return Poll::Pending;
                 }
                 Poll::Ready((agent, result)) => {
                     *act = agent;
-                    let stage = ctx.life.stage;
-                    ctx.life.record(stage, hook, result);
+                    match work {
+                        Work::Hook(hook) => {
+                            let stage = ctx.life.stage;
+                            ctx.life.record(stage, hook, result);
+                        }
+                        Work::Task(index) => crate::tasks::run_ended(ctx, index, result),
+                    }
                     continue;
                 }
             }
+        }
+        if matches!(ctx.life.phase, Phase::Running | Phase::Stopped) {
+            return Poll::Ready(());
         }
         if ctx.life.stop_requested {
             match ctx.life.stage {
@@ -269,6 +293,8 @@ fn drive<A: Agent>(
             Stage::PreStart => {
                 ctx.life.stage = Stage::PostStart;
                 ctx.life.next = 0;
+                // The original's order: timers after pre_start, before post_start.
+                crate::tasks::start(ctx);
             }
             Stage::PostStart => {
                 ctx.life.set_phase(Phase::Running);
@@ -304,12 +330,19 @@ fn run_hook<A: Agent>(
             ctx.life.record(stage, hook, result);
         }
         HookCall::Async(f) => match std::panic::catch_unwind(AssertUnwindSafe(|| f(act, ctx))) {
-            Ok(fut) => ctx.life.inflight = Some((hook, fut)),
+            Ok(fut) => ctx.life.inflight = Some((Work::Hook(hook), fut)),
             Err(payload) => ctx
                 .life
                 .record(stage, hook, Err(HookFailure::from_panic(payload))),
         },
     }
+}
+
+/// Makes `fut` (which owns the agent) the agent's work in flight, driven
+/// exclusively until it gives the agent back.
+pub(crate) fn begin_work<A: Agent>(ctx: &mut Context<A>, work: Work, fut: HookFuture<A>) {
+    ctx.life.inflight = Some((work, fut));
+    ctx.wait(Driver);
 }
 
 /// Starts every server hook, each in its own child actor, and the

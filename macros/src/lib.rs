@@ -41,6 +41,28 @@ pub fn on(_args: TokenStream, input: TokenStream) -> TokenStream {
     out.into()
 }
 
+/// `#[periodic(...)]` outside a `#[microagent::hooks]` block: always an error.
+#[proc_macro_attribute]
+pub fn periodic(_args: TokenStream, input: TokenStream) -> TokenStream {
+    outside("periodic", input)
+}
+
+/// `#[cron(...)]` outside a `#[microagent::hooks]` block: always an error.
+#[proc_macro_attribute]
+pub fn cron(_args: TokenStream, input: TokenStream) -> TokenStream {
+    outside("cron", input)
+}
+
+fn outside(name: &str, input: TokenStream) -> TokenStream {
+    let mut out = syn::Error::new(
+        Span::call_site(),
+        format!("`#[{name}(...)]` only marks methods inside a `#[microagent::hooks]` impl block"),
+    )
+    .into_compile_error();
+    out.extend(TokenStream2::from(input));
+    out.into()
+}
+
 fn derive(input: DeriveInput) -> syn::Result<TokenStream2> {
     if let syn::Data::Union(u) = &input.data {
         return Err(syn::Error::new(
@@ -159,12 +181,26 @@ impl Label {
     }
 }
 
-fn is_on(attr: &Attribute) -> bool {
+/// Whether `attr` is `#[name(...)]` or `#[microagent::name(...)]`.
+fn is_marker(attr: &Attribute, name: &str) -> bool {
     let path = attr.path();
-    path.is_ident("on")
+    path.is_ident(name)
         || (path.segments.len() == 2
             && path.segments[0].ident == "microagent"
-            && path.segments[1].ident == "on")
+            && path.segments[1].ident == name)
+}
+
+fn is_on(attr: &Attribute) -> bool {
+    is_marker(attr, "on")
+}
+
+fn is_task(attr: &Attribute) -> bool {
+    is_marker(attr, "periodic") || is_marker(attr, "cron")
+}
+
+/// Any attribute the hooks block takes off its methods.
+fn is_hook_marker(attr: &Attribute) -> bool {
+    is_on(attr) || is_task(attr)
 }
 
 /// What a hook is handed besides `self`.
@@ -181,8 +217,171 @@ struct HookMethod {
     extra: Extra,
     /// `#[on(server, restarts = .., within = .., backoff = ..)]`.
     restart: Option<Restart>,
+    /// `#[periodic(...)]` or `#[cron(...)]`.
+    task: Option<TaskSpec>,
     sig_span: Span,
     ret_span: Span,
+}
+
+/// A periodic or cron task, as declared.
+struct TaskSpec {
+    timeout: f64,
+    schedule: TaskSchedule,
+}
+
+enum TaskSchedule {
+    Every { period: f64, start_after: f64 },
+    Cron { expression: LitStr, local: bool },
+}
+
+/// Parses `#[periodic(period = 5.0, timeout = 1.0, start_after = 0.0)]`.
+fn parse_periodic(attr: &Attribute) -> syn::Result<TaskSpec> {
+    let options = attr.parse_args_with(
+        syn::punctuated::Punctuated::<syn::MetaNameValue, syn::Token![,]>::parse_terminated,
+    )?;
+    let (mut period, mut timeout, mut start_after) = (None, 1.0, 0.0);
+    for option in &options {
+        let key = option
+            .path
+            .get_ident()
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        let value = number(&option.value)?;
+        let bad = |what: &str| Err(syn::Error::new(option.value.span(), what.to_owned()));
+        match key.as_str() {
+            "period" if value > 0.0 && value.is_finite() => period = Some(value),
+            "period" => return bad("`period` is a number of seconds above 0"),
+            "timeout" if value > 0.0 && value.is_finite() => timeout = value,
+            "timeout" => return bad("`timeout` is a number of seconds above 0"),
+            "start_after" if value >= 0.0 && value.is_finite() => start_after = value,
+            "start_after" => return bad("`start_after` is a number of seconds, 0 or more"),
+            _ => {
+                return Err(syn::Error::new(
+                    option.path.span(),
+                    "unknown `periodic` option; expected `period`, `timeout` or `start_after`",
+                ))
+            }
+        }
+    }
+    let period = period.ok_or_else(|| {
+        syn::Error::new(attr.span(), "a periodic task needs `period = <seconds>`")
+    })?;
+    Ok(TaskSpec {
+        timeout,
+        schedule: TaskSchedule::Every {
+            period,
+            start_after,
+        },
+    })
+}
+
+/// Parses `#[cron("0 */4 * * *", timeout = 30.0, tz = "local")]`, checking
+/// the expression with the parser the runtime uses.
+fn parse_cron(attr: &Attribute) -> syn::Result<TaskSpec> {
+    attr.parse_args_with(|input: syn::parse::ParseStream| {
+        let expression: LitStr = input.parse().map_err(|e| {
+            syn::Error::new(
+                e.span(),
+                "expected a cron expression first: `#[cron(\"0 */4 * * *\")]`",
+            )
+        })?;
+        if let Err(e) = <croner::Cron as std::str::FromStr>::from_str(&expression.value()) {
+            return Err(syn::Error::new(
+                expression.span(),
+                format!("invalid cron expression: {e}"),
+            ));
+        }
+        let (mut timeout, mut local) = (1.0, false);
+        if !input.is_empty() {
+            input.parse::<syn::Token![,]>()?;
+            let options =
+                syn::punctuated::Punctuated::<syn::MetaNameValue, syn::Token![,]>::parse_terminated(
+                    input,
+                )?;
+            for option in &options {
+                let key = option.path.get_ident().map(ToString::to_string).unwrap_or_default();
+                match key.as_str() {
+                    "timeout" => {
+                        timeout = number(&option.value)?;
+                        if !(timeout > 0.0 && timeout.is_finite()) {
+                            return Err(syn::Error::new(
+                                option.value.span(),
+                                "`timeout` is a number of seconds above 0",
+                            ));
+                        }
+                    }
+                    "tz" => {
+                        let zone = match &option.value {
+                            syn::Expr::Lit(syn::ExprLit {
+                                lit: syn::Lit::Str(s),
+                                ..
+                            }) => s.value(),
+                            other => {
+                                return Err(syn::Error::new(
+                                    other.span(),
+                                    "`tz` is \"utc\" or \"local\"",
+                                ))
+                            }
+                        };
+                        local = match zone.as_str() {
+                            "utc" | "UTC" => false,
+                            "local" => true,
+                            _ => {
+                                return Err(syn::Error::new(
+                                    option.value.span(),
+                                    "`tz` is \"utc\" (the default) or \"local\"; named time zones are not supported",
+                                ))
+                            }
+                        };
+                    }
+                    _ => {
+                        return Err(syn::Error::new(
+                            option.path.span(),
+                            "unknown `cron` option; expected `timeout` or `tz`",
+                        ))
+                    }
+                }
+            }
+        }
+        Ok(TaskSpec {
+            timeout,
+            schedule: TaskSchedule::Cron { expression, local },
+        })
+    })
+}
+
+/// Checks a periodic or cron method and strips its attribute.
+fn take_task(f: &mut ImplItemFn) -> syn::Result<HookMethod> {
+    let attrs: Vec<Attribute> = f.attrs.iter().filter(|a| is_task(a)).cloned().collect();
+    f.attrs.retain(|a| !is_task(a));
+    if let Some(on) = f.attrs.iter().find(|a| is_on(a)) {
+        return Err(syn::Error::new(
+            on.span(),
+            "a method is either a task (`#[periodic]`, `#[cron]`) or a hook (`#[on]`), not both",
+        ));
+    }
+    if attrs.len() > 1 {
+        return Err(syn::Error::new(
+            attrs[1].span(),
+            "a task has one schedule: one `#[periodic(...)]` or one `#[cron(...)]`",
+        ));
+    }
+    let spec = if is_marker(&attrs[0], "periodic") {
+        parse_periodic(&attrs[0])?
+    } else {
+        parse_cron(&attrs[0])?
+    };
+    let (is_async, extra, ret_span) = check_method(&f.sig, "a task")?;
+    Ok(HookMethod {
+        ident: f.sig.ident.clone(),
+        labels: Vec::new(),
+        is_async,
+        extra,
+        restart: None,
+        task: Some(spec),
+        sig_span: f.sig.span(),
+        ret_span,
+    })
 }
 
 /// A server's restart policy, as declared.
@@ -307,6 +506,7 @@ fn expand_hooks(args: TokenStream2, mut item: ItemImpl) -> syn::Result<TokenStre
                     post_start: &[],
                     pre_stop: &[],
                     servers: &[],
+                    tasks: &[],
                 };
             }
         });
@@ -341,6 +541,45 @@ fn expand_hooks(args: TokenStream2, mut item: ItemImpl) -> syn::Result<TokenStre
                 }
             }
         });
+    let tasks = methods.iter().filter_map(|m| {
+        let spec = m.task.as_ref()?;
+        let name = m.ident.to_string();
+        let shim = shim_ident(&m.ident);
+        let kind = if m.is_async {
+            quote!(Async)
+        } else {
+            quote!(Sync)
+        };
+        let timeout = spec.timeout;
+        let schedule = match &spec.schedule {
+            TaskSchedule::Every {
+                period,
+                start_after,
+            } => quote! {
+                ::microagent::tasks::Schedule::Every {
+                    period: #period,
+                    start_after: #start_after,
+                }
+            },
+            TaskSchedule::Cron { expression, local } => {
+                let zone = if *local { quote!(Local) } else { quote!(Utc) };
+                quote! {
+                    ::microagent::tasks::Schedule::Cron {
+                        expression: #expression,
+                        zone: ::microagent::tasks::Zone::#zone,
+                    }
+                }
+            }
+        };
+        Some(quote! {
+            ::microagent::tasks::Task {
+                name: #name,
+                call: ::microagent::tasks::TaskCall::#kind(Self::#shim),
+                timeout: #timeout,
+                schedule: #schedule,
+            }
+        })
+    });
     let table = [Label::PreStart, Label::PostStart, Label::PreStop].map(|label| {
         let entries = methods
             .iter()
@@ -378,23 +617,27 @@ fn expand_hooks(args: TokenStream2, mut item: ItemImpl) -> syn::Result<TokenStre
                 post_start: #post_start,
                 pre_stop: #pre_stop,
                 servers: &[#(#servers),*],
+                tasks: &[#(#tasks),*],
             };
         }
     })
 }
 
 fn reject_on(attrs: &mut Vec<Attribute>, push_error: &mut impl FnMut(syn::Error)) {
-    for attr in attrs.iter().filter(|a| is_on(a)) {
+    for attr in attrs.iter().filter(|a| is_hook_marker(a)) {
         push_error(syn::Error::new(
             attr.span(),
-            "`#[on(...)]` marks methods; this is not a method",
+            "`#[on(...)]`, `#[periodic(...)]` and `#[cron(...)]` mark methods; this is not a method",
         ));
     }
-    attrs.retain(|a| !is_on(a));
+    attrs.retain(|a| !is_hook_marker(a));
 }
 
 /// Strips `#[on(...)]` from a method and checks that the method can be a hook.
 fn take_hook(f: &mut ImplItemFn) -> syn::Result<Option<HookMethod>> {
+    if f.attrs.iter().any(is_task) {
+        return take_task(f).map(Some);
+    }
     let on_attrs: Vec<Attribute> = f.attrs.iter().filter(|a| is_on(a)).cloned().collect();
     if on_attrs.is_empty() {
         return Ok(None);
@@ -425,14 +668,30 @@ fn take_hook(f: &mut ImplItemFn) -> syn::Result<Option<HookMethod>> {
     }
 
     let sig = &f.sig;
-    let ident = sig.ident.clone();
     if labels == [Label::Server] {
         return take_server(f, restart).map(Some);
     }
+    let (is_async, extra, ret_span) = check_method(sig, "a hook")?;
+    Ok(Some(HookMethod {
+        ident: sig.ident.clone(),
+        labels,
+        is_async,
+        extra,
+        restart: None,
+        task: None,
+        sig_span: sig.span(),
+        ret_span,
+    }))
+}
+
+/// Checks the signature shared by hooks and tasks: `fn` or `async fn`,
+/// `&mut self` (or `&self`), at most a context (sync) or address (async).
+fn check_method(sig: &syn::Signature, what: &str) -> syn::Result<(bool, Extra, Span)> {
+    let ident = &sig.ident;
     if !sig.generics.params.is_empty() {
         return Err(syn::Error::new(
             sig.generics.span(),
-            "a hook cannot be generic: the lifecycle calls it with nothing to infer from",
+            format!("{what} cannot be generic: the lifecycle calls it with nothing to infer from"),
         ));
     }
     let mut inputs = sig.inputs.iter();
@@ -441,13 +700,13 @@ fn take_hook(f: &mut ImplItemFn) -> syn::Result<Option<HookMethod>> {
         Some(FnArg::Receiver(r)) => {
             return Err(syn::Error::new(
                 r.span(),
-                "a hook takes `&mut self`, not `self`: the agent stays alive after its hooks",
+                format!("{what} takes `&mut self`, not `self`: the agent stays alive after it"),
             ))
         }
         _ => {
             return Err(syn::Error::new(
                 ident.span(),
-                "a hook is a method: its first parameter is `&mut self`",
+                format!("{what} is a method: its first parameter is `&mut self`"),
             ))
         }
     }
@@ -456,15 +715,20 @@ fn take_hook(f: &mut ImplItemFn) -> syn::Result<Option<HookMethod>> {
         None => Extra::None,
         Some(FnArg::Typed(arg)) => match (&*arg.ty, is_async) {
             (Type::Reference(r), false) if r.mutability.is_some() => Extra::Context,
-            (_, false) => return Err(syn::Error::new(
-                arg.ty.span(),
-                "a sync hook's second parameter is the agent's context: `ctx: &mut Context<Self>`",
-            )),
+            (_, false) => {
+                return Err(syn::Error::new(
+                    arg.ty.span(),
+                    format!("the second parameter of a sync {} is the agent's context: `ctx: &mut Context<Self>`", &what[2..]),
+                ))
+            }
             (Type::Reference(_), true) => {
                 return Err(syn::Error::new(
                     arg.ty.span(),
-                    "an async hook cannot borrow the context across `.await`; \
-                     take the agent's address (`addr: Addr<Self>`) or make the hook a plain `fn`",
+                    format!(
+                        "an async {} cannot borrow the context across `.await`; \
+                         take the agent's address (`addr: Addr<Self>`) or make it a plain `fn`",
+                        &what[2..]
+                    ),
                 ))
             }
             (_, true) => Extra::Address,
@@ -474,23 +738,17 @@ fn take_hook(f: &mut ImplItemFn) -> syn::Result<Option<HookMethod>> {
     if let Some(arg) = inputs.next() {
         return Err(syn::Error::new(
             arg.span(),
-            "a hook takes `&mut self` and at most one more parameter: \
-             `ctx: &mut Context<Self>` (sync hooks) or `addr: Addr<Self>` (async hooks)",
+            format!(
+                "{what} takes `&mut self` and at most one more parameter: \
+                 `ctx: &mut Context<Self>` (sync) or `addr: Addr<Self>` (async)"
+            ),
         ));
     }
     let ret_span = match &sig.output {
         syn::ReturnType::Default => sig.ident.span(),
         syn::ReturnType::Type(_, ty) => ty.span(),
     };
-    Ok(Some(HookMethod {
-        ident,
-        labels,
-        is_async,
-        extra,
-        restart: None,
-        sig_span: sig.span(),
-        ret_span,
-    }))
+    Ok((is_async, extra, ret_span))
 }
 
 /// Checks a `#[on(server)]` method: `fn name(&self [, srv: ServerContext<Self>]) -> impl Future`.
@@ -553,6 +811,7 @@ fn take_server(f: &ImplItemFn, restart: Option<Restart>) -> syn::Result<HookMeth
         is_async: false,
         extra,
         restart,
+        task: None,
         sig_span: sig.span(),
         ret_span,
     })
@@ -606,6 +865,30 @@ fn shim(m: &HookMethod) -> TokenStream2 {
         let take = quote_spanned! {m.sig_span=>
             ::microagent::__private::AsyncHookAgent::take_for_hook(lent)
         };
+        if m.task.is_some() {
+            // A task run: the timeout cancels the method's future, inside
+            // the future that owns the agent, so the agent comes back.
+            let run = quote_spanned! {m.ret_span=>
+                ::microagent::__private::call_task(timeout, hook).await
+            };
+            return quote! {
+                #[doc(hidden)]
+                fn #shim(
+                    #this: &mut Self,
+                    #ctx: &mut ::microagent::Context<Self>,
+                    timeout: ::std::time::Duration,
+                ) -> ::microagent::hooks::HookFuture<Self> {
+                    #get_addr
+                    let lent = #this;
+                    let mut agent = #take;
+                    ::std::boxed::Box::pin(async move {
+                        let hook = agent.#method(#arg);
+                        let result = #run;
+                        (agent, result)
+                    })
+                }
+            };
+        }
         let run = quote_spanned! {m.ret_span=>
             ::microagent::__private::call_async(hook).await
         };
