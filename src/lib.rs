@@ -129,6 +129,7 @@
 mod context;
 mod error;
 pub mod hooks;
+mod info;
 mod launcher;
 mod lifecycle;
 mod outcome;
@@ -141,6 +142,7 @@ pub mod web;
 
 pub use context::Context;
 pub use error::{AgentError, HookError, HookFailure, Stage};
+pub use info::{AgentInfo, CronInfo, GetInfo, HooksInfo, PeriodicInfo, ServerInfo};
 pub use launcher::{Exit, Launcher};
 pub use lifecycle::Phase;
 pub use run::{run, run_agent};
@@ -183,10 +185,19 @@ pub use actix;
 ///
 /// Implemented by `#[derive(MicroAgent)]`; do not implement it by hand.
 pub trait Agent:
-    actix::Actor<Context = Context<Self>> + hooks::Hooks + actix::Handler<StopAgent>
+    actix::Actor<Context = Context<Self>>
+    + hooks::Hooks
+    + actix::Handler<StopAgent>
+    + actix::Handler<ServerInterrupt>
+    + actix::Handler<GetInfo>
 {
     /// The agent's name, for logs and errors.
     const NAME: &'static str;
+
+    /// What the agent declares: hooks, servers, tasks (see [`AgentInfo`]).
+    fn info(&self) -> AgentInfo {
+        info::describe::<Self>()
+    }
 }
 
 /// Everything to write an agent: actix's prelude, with [`Context`] being the
@@ -197,8 +208,8 @@ pub mod prelude {
     pub use actix::prelude::*;
 
     pub use crate::{
-        cron, on, periodic, start, start_in, Agent, AgentError, AgentHandle, Context, MicroAgent,
-        Phase, ServerContext, ServerInterrupt, StopAgent,
+        cron, on, periodic, start, start_in, Agent, AgentError, AgentHandle, Context, GetInfo,
+        MicroAgent, Phase, ServerContext, ServerInterrupt, StopAgent,
     };
 }
 
@@ -206,6 +217,7 @@ pub mod prelude {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::hooks::{call_async, server_future, AsyncHookAgent, IntoHookResult};
+    pub use crate::info::describe;
     pub use crate::lifecycle::{interrupt, started, stopped, stopping};
     pub use crate::tasks::call_task;
 }

@@ -123,6 +123,8 @@ pub(crate) trait StopTarget: Send + Sync {
     fn phase(&self) -> Phase;
     /// What the agent is busy with, for a report when it does not stop in time.
     fn describe(&self) -> String;
+    /// What the agent declares.
+    fn info(&self) -> crate::AgentInfo;
 }
 
 impl<A: Agent> StopTarget for AgentCell<A> {
@@ -154,6 +156,10 @@ impl<A: Agent> StopTarget for AgentCell<A> {
             return format!("server {} still running", names.join(", "));
         }
         format!("{:?}", StopTarget::phase(self)).to_lowercase()
+    }
+
+    fn info(&self) -> crate::AgentInfo {
+        crate::info::describe::<A>()
     }
 
     fn request_stop(&self) -> bool {

@@ -65,6 +65,18 @@ impl SystemAgents {
         self.lock().draining
     }
 
+    /// What every live agent declares.
+    pub(crate) fn infos(&self) -> Vec<crate::AgentInfo> {
+        let agents: Vec<Arc<dyn StopTarget>> = self
+            .lock()
+            .slots
+            .iter()
+            .flatten()
+            .map(|e| e.agent.clone())
+            .collect();
+        agents.iter().map(|a| a.info()).collect()
+    }
+
     /// Every live agent, in the order they were started (slots are reused).
     pub(crate) fn statuses(&self, with_doing: bool) -> Vec<AgentStatus> {
         let agents: Vec<Arc<dyn StopTarget>> = self

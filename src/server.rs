@@ -137,7 +137,7 @@ impl<A: Actor> fmt::Debug for ServerContext<A> {
 /// at most `restarts` restarts within any `within` seconds, each after
 /// `backoff` seconds. A failure beyond that stops the agent. Panics count as
 /// failures; `Ok(())` and [`ServerInterrupt`] are not failures.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct RestartPolicy {
     /// Restarts allowed within the window.
     pub restarts: u32,

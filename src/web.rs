@@ -145,16 +145,26 @@ async fn ready() -> HttpResponse {
     }
 }
 
+async fn info() -> HttpResponse {
+    let agents = registry::of_current_system()
+        .map(|agents| agents.infos())
+        .unwrap_or_default();
+    HttpResponse::Ok().json(agents)
+}
+
 /// The health service, to mount with `App::new().configure(microagent::web::health)`:
 ///
 /// - `GET /health/live`: 200 while the process runs;
 /// - `GET /health/ready`: 200 only between the end of every agent's
-///   `post_start` hooks and the start of shutdown, 503 otherwise.
+///   `post_start` hooks and the start of shutdown, 503 otherwise;
+/// - `GET /health/info`: 200 with each agent's [`AgentInfo`](crate::AgentInfo)
+///   (hooks, servers, periodic and cron tasks with their next due time).
 ///
-/// Both answer a JSON body: `{"status": "...", "agents": [{"name": "...", "state": "running"}]}`
-/// with each live agent of the System run by [`run`](crate::run) or a
-/// [`Launcher`](crate::Launcher).
+/// `live` and `ready` answer `{"status": "...", "agents": [{"name": "...", "state": "running"}]}`;
+/// all three cover the live agents of the System run by [`run`](crate::run)
+/// or a [`Launcher`](crate::Launcher).
 pub fn health(cfg: &mut web::ServiceConfig) {
     cfg.route("/health/live", web::get().to(live))
-        .route("/health/ready", web::get().to(ready));
+        .route("/health/ready", web::get().to(ready))
+        .route("/health/info", web::get().to(info));
 }

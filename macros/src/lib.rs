@@ -126,6 +126,16 @@ fn derive(input: DeriveInput) -> syn::Result<TokenStream2> {
             }
         }
 
+        impl #impl_generics ::microagent::actix::Handler<::microagent::GetInfo>
+            for #ident #ty_generics #where_clause
+        {
+            type Result = ::microagent::actix::MessageResult<::microagent::GetInfo>;
+
+            fn handle(&mut self, _: ::microagent::GetInfo, _: &mut Self::Context) -> Self::Result {
+                ::microagent::actix::MessageResult(::microagent::__private::describe::<Self>())
+            }
+        }
+
         impl #impl_generics ::microagent::actix::Handler<::microagent::ServerInterrupt>
             for #ident #ty_generics #where_clause
         {
