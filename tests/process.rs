@@ -53,6 +53,19 @@ fn the_group_example_stops_every_agent_when_one_interrupts() {
     }
 }
 
+#[test]
+fn the_periodic_example_runs_its_tasks_then_stops_itself_and_exits_0() {
+    let mut p = Proc::spawn("periodic", &[], &[]);
+    assert_eq!(p.wait_code(), 0, "stderr: {}", p.stderr());
+    let log = p.stderr();
+    assert!(
+        log.contains("\"next_due\""),
+        "the self-description is logged:\n{log}"
+    );
+    assert_eq!(log.matches("cron #").count(), 3, "{log}");
+    assert!(log.contains("refresh #2"), "{log}");
+}
+
 /// Starts the http example on a free port; returns it and its address.
 fn http(envs: &[(&str, &str)]) -> (Proc, String) {
     let mut all = vec![("HTTP_ADDR", "127.0.0.1:0")];
