@@ -11,6 +11,7 @@
 //! | `post_start` | after every `pre_start` hook, once the agent accepts messages | the agent stops; its `pre_stop` hooks run |
 //! | `pre_stop` | exactly once when a started agent stops, for any reason, while it is still alive | the other `pre_stop` hooks still run |
 //! | `server` | after the `post_start` hooks, in a child actor, alongside the handlers (see [`server`]) | the agent stops, unless its restart policy allows a restart; `Err(`[`ServerInterrupt`]`)` is a graceful stop |
+//! | `#[periodic]`, `#[cron]` | on a schedule from the end of the `pre_start` hooks until the agent stops (see [`tasks`]) | logged; the agent keeps running |
 //!
 //! Every failure is reported through the agent's [`AgentHandle`] as an
 //! [`AgentError`] naming the agent, the hook and the cause, and logged.
