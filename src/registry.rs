@@ -65,29 +65,25 @@ impl SystemAgents {
         self.lock().draining
     }
 
-    /// What every live agent declares.
-    pub(crate) fn infos(&self) -> Vec<crate::AgentInfo> {
-        let agents: Vec<Arc<dyn StopTarget>> = self
-            .lock()
+    /// The live agents, taken out from under the lock: asking an agent
+    /// about itself may take that agent's own lock.
+    fn snapshot(&self) -> Vec<Arc<dyn StopTarget>> {
+        self.lock()
             .slots
             .iter()
             .flatten()
             .map(|e| e.agent.clone())
-            .collect();
-        agents.iter().map(|a| a.info()).collect()
+            .collect()
     }
 
-    /// Every live agent, in the order they were started (slots are reused).
+    /// What every live agent declares.
+    pub(crate) fn infos(&self) -> Vec<crate::AgentInfo> {
+        self.snapshot().iter().map(|a| a.info()).collect()
+    }
+
+    /// Every live agent (slots are reused, so not quite in start order).
     pub(crate) fn statuses(&self, with_doing: bool) -> Vec<AgentStatus> {
-        let agents: Vec<Arc<dyn StopTarget>> = self
-            .lock()
-            .slots
-            .iter()
-            .flatten()
-            .map(|e| e.agent.clone())
-            .collect();
-        // Describing takes each agent's own lock: not under the registry's.
-        agents
+        self.snapshot()
             .iter()
             .map(|a| AgentStatus {
                 name: a.name(),

@@ -311,15 +311,7 @@ fn parse_cron(attr: &Attribute) -> syn::Result<TaskSpec> {
             for option in &options {
                 let key = option.path.get_ident().map(ToString::to_string).unwrap_or_default();
                 match key.as_str() {
-                    "timeout" => {
-                        timeout = number(&option.value)?;
-                        if !(timeout > 0.0 && timeout.is_finite()) {
-                            return Err(syn::Error::new(
-                                option.value.span(),
-                                "`timeout` is a number of seconds above 0",
-                            ));
-                        }
-                    }
+                    "timeout" => timeout = seconds(option, false)?,
                     "tz" => {
                         let zone = match &option.value {
                             syn::Expr::Lit(syn::ExprLit {
@@ -425,24 +417,21 @@ fn parse_on(attr: &Attribute) -> syn::Result<(Ident, Option<Restart>)> {
             syn::punctuated::Punctuated::<syn::MetaNameValue, syn::Token![,]>::parse_terminated(
                 input,
             )?;
-        for option in options {
+        for option in &options {
             let key = option.path.get_ident().map(ToString::to_string).unwrap_or_default();
-            let value = number(&option.value)?;
             match key.as_str() {
-                "restarts" if value >= 0.0 && value.fract() == 0.0 && value <= f64::from(u32::MAX) => {
-                    restarts = Some(value as u32)
-                }
                 "restarts" => {
-                    return Err(syn::Error::new(option.value.span(), "`restarts` is a whole number"))
+                    let value = number(&option.value)?;
+                    if !(value >= 0.0 && value.fract() == 0.0 && value <= f64::from(u32::MAX)) {
+                        return Err(syn::Error::new(
+                            option.value.span(),
+                            "`restarts` is a whole number",
+                        ));
+                    }
+                    restarts = Some(value as u32);
                 }
-                "within" if value > 0.0 => within = value,
-                "within" => {
-                    return Err(syn::Error::new(option.value.span(), "`within` is a number of seconds above 0"))
-                }
-                "backoff" if value >= 0.0 => backoff = value,
-                "backoff" => {
-                    return Err(syn::Error::new(option.value.span(), "`backoff` is a number of seconds, 0 or more"))
-                }
+                "within" => within = seconds(option, false)?,
+                "backoff" => backoff = seconds(option, true)?,
                 _ => {
                     return Err(syn::Error::new(
                         option.path.span(),
@@ -456,6 +445,30 @@ fn parse_on(attr: &Attribute) -> syn::Result<(Ident, Option<Restart>)> {
         })?;
         Ok((ident, Some(Restart { restarts, within, backoff })))
     })
+}
+
+/// A literal number of seconds: above 0, or 0 or more with `zero_ok`.
+fn seconds(option: &syn::MetaNameValue, zero_ok: bool) -> syn::Result<f64> {
+    let value = number(&option.value)?;
+    let key = option
+        .path
+        .get_ident()
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    let ok = value.is_finite() && (value > 0.0 || (zero_ok && value == 0.0));
+    if ok {
+        Ok(value)
+    } else if zero_ok {
+        Err(syn::Error::new(
+            option.value.span(),
+            format!("`{key}` is a number of seconds, 0 or more"),
+        ))
+    } else {
+        Err(syn::Error::new(
+            option.value.span(),
+            format!("`{key}` is a number of seconds above 0"),
+        ))
+    }
 }
 
 /// A literal number, integer or float.
