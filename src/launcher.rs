@@ -5,6 +5,7 @@ use std::any::Any;
 use std::future::Future;
 use std::pin::Pin;
 use std::process::{ExitCode, Termination};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use actix_rt::signal::unix::{signal, Signal, SignalKind};
@@ -12,7 +13,9 @@ use actix_rt::{Arbiter, System};
 use futures_util::future::{select, Either};
 use futures_util::stream::{FuturesUnordered, StreamExt};
 
-use crate::{registry, start, start_in, Agent, AgentError, Stage};
+use tokio::sync::Notify;
+
+use crate::{registry, start, start_in, Agent, AgentError, ServerInterrupt, Stage};
 
 const TARGET: &str = "microagent::launcher";
 
@@ -122,6 +125,8 @@ type Starter = Box<dyn FnOnce() -> (Member, Option<Arbiter>)>;
 ///   The shutdown deadline (30 s by default) bounds all of it; past it the
 ///   log names every hook and server still running.
 /// - [`run`](Launcher::run) returns an [`Exit`] to return from `main`.
+/// - [`handle`](Launcher::handle) gives a [`LauncherHandle`] that stops the
+///   group gracefully from any thread.
 ///
 /// ```no_run
 /// use microagent::prelude::*;
@@ -140,6 +145,7 @@ type Starter = Box<dyn FnOnce() -> (Member, Option<Arbiter>)>;
 pub struct Launcher {
     starters: Vec<Starter>,
     deadline: Duration,
+    interrupts: Arc<Interrupts>,
 }
 
 impl Default for Launcher {
@@ -147,7 +153,47 @@ impl Default for Launcher {
         Launcher {
             starters: Vec::new(),
             deadline: Duration::from_secs(30),
+            interrupts: Arc::default(),
         }
+    }
+}
+
+/// Interrupts sent through [`LauncherHandle`]s.
+#[derive(Default)]
+struct Interrupts {
+    first: Mutex<Option<ServerInterrupt>>,
+    notify: Notify,
+}
+
+/// Stops a [`Launcher`]'s group gracefully from anywhere (any thread, before
+/// or during [`run`](Launcher::run)), as a server returning
+/// [`ServerInterrupt`] would. Get one with [`Launcher::handle`].
+#[derive(Clone)]
+pub struct LauncherHandle {
+    interrupts: Arc<Interrupts>,
+}
+
+impl LauncherHandle {
+    /// Starts the graceful stop of the whole group; the run exits with
+    /// [`Exit::Graceful`] if every agent then stops cleanly. Later calls
+    /// change nothing.
+    pub fn do_send(&self, interrupt: ServerInterrupt) {
+        let mut first = self
+            .interrupts
+            .first
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if first.is_none() {
+            *first = Some(interrupt);
+            // Stored as a permit if the launcher is not waiting yet.
+            self.interrupts.notify.notify_one();
+        }
+    }
+}
+
+impl std::fmt::Debug for LauncherHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LauncherHandle").finish_non_exhaustive()
     }
 }
 
@@ -177,6 +223,13 @@ impl Launcher {
         self
     }
 
+    /// A handle that stops the group gracefully from anywhere.
+    pub fn handle(&self) -> LauncherHandle {
+        LauncherHandle {
+            interrupts: self.interrupts.clone(),
+        }
+    }
+
     /// Bounds the graceful stop (30 s by default).
     pub fn shutdown_deadline(mut self, deadline: Duration) -> Self {
         self.deadline = deadline;
@@ -192,7 +245,11 @@ impl Launcher {
         let system = System::new();
         let system_id = System::current().id();
         let agents = registry::open(system_id);
-        let Launcher { starters, deadline } = self;
+        let Launcher {
+            starters,
+            deadline,
+            interrupts,
+        } = self;
         let (exit, arbiters) = system.block_on(async move {
             let mut signals = Signals::new();
             let (members, arbiters): (Vec<Member>, Vec<Option<Arbiter>>) =
@@ -210,8 +267,10 @@ impl Launcher {
                 .collect();
             let mut exit = Exit::Graceful;
 
-            // Run until one agent stops or a signal comes.
-            match select(pending.next(), Box::pin(signals.next())).await {
+            // Run until one agent stops, a signal comes, or a handle
+            // interrupts the group.
+            let outside = select(Box::pin(signals.next()), Box::pin(interrupts.notify.notified()));
+            match select(pending.next(), outside).await {
                 Either::Left((Some((index, outcome)), _)) => {
                     log::info!(
                         target: TARGET,
@@ -221,8 +280,18 @@ impl Launcher {
                     exit = exit.worst(Exit::of(&outcome));
                 }
                 Either::Left((None, _)) => {}
-                Either::Right((signal, _)) => {
+                Either::Right((Either::Left((signal, _)), _)) => {
                     log::info!(target: TARGET, "{} received; stopping gracefully", signal_name(signal));
+                }
+                Either::Right((Either::Right(_), _)) => {
+                    let reason = interrupts
+                        .first
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .as_ref()
+                        .map(|i| i.reason().to_owned())
+                        .unwrap_or_default();
+                    log::info!(target: TARGET, "interrupted through a launcher handle: {reason}; stopping gracefully");
                 }
             }
 

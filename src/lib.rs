@@ -144,7 +144,7 @@ pub mod web;
 pub use context::Context;
 pub use error::{AgentError, HookError, HookFailure, Stage};
 pub use info::{AgentInfo, CronInfo, GetInfo, HooksInfo, PeriodicInfo, ServerInfo};
-pub use launcher::{Exit, Launcher};
+pub use launcher::{Exit, Launcher, LauncherHandle};
 pub use lifecycle::Phase;
 pub use run::{run, run_agent};
 pub use server::{ServerContext, ServerInterrupt};
