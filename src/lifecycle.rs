@@ -2,12 +2,16 @@
 //!
 //! How it works, given what actix does (see `ContextFut` in actix 0.13):
 //!
-//! - `started` pushes a [`Driver`] with `ctx.wait`, so no message and no
-//!   spawned future runs until the `pre_start` and `post_start` hooks are done.
-//! - `stopping` is synchronous, so on the first call it pushes a `Driver` for
-//!   the `pre_stop` hooks and returns [`Running::Continue`]; the driver calls
-//!   `ctx.terminate()` when the last hook is done, which ends the actor
-//!   without a second `stopping`.
+//! - `started` runs the `pre_start` and `post_start` hooks right there as
+//!   long as none suspends; when one does, a [`Driver`] pushed with
+//!   `ctx.wait` finishes them, so no message and no spawned future runs
+//!   before the start hooks are done. Async hooks and task runs own the
+//!   agent while they run (see `hooks::AsyncHookAgent`).
+//! - `stopping` is synchronous: it runs the `pre_stop` hooks and returns
+//!   [`Running::Stop`] when none suspends; otherwise it pushes a `Driver` and
+//!   returns [`Running::Continue`], and the driver calls `ctx.terminate()`
+//!   when the last hook (and the graceful servers) are done, which ends the
+//!   actor without a second `stopping`.
 //! - On the "last `Addr` dropped" path actix does not re-poll the actor after
 //!   `stopping` returns `Continue`, so the lifecycle keeps the task's waker
 //!   and wakes it.
@@ -19,10 +23,10 @@
 
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Poll, Waker};
 
 use actix::{ActorContext, ActorFuture, ActorState, AsyncContext, Running};
-use std::sync::Arc;
 
 use crate::hooks::{HookCall, HookFuture, HookResult};
 use crate::outcome::AgentCell;

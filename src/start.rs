@@ -91,7 +91,9 @@ impl<A: Agent> std::fmt::Debug for AgentHandle<A> {
 ///
 /// Like any actix actor, an agent stops when its last `Addr` is dropped
 /// (after its `pre_stop` hooks); keep the address for as long as the agent
-/// should run.
+/// should run. An agent whose servers or periodic/cron tasks are running
+/// stays alive without one (servers hold its `Addr`; timers, like actix's
+/// `run_interval`, keep the actor busy): stop it explicitly.
 ///
 /// # Panics
 /// Outside a running actix System.

@@ -339,6 +339,9 @@ impl<A: Agent> ActorFuture<A> for Scheduler {
         ctx: &mut Context<A>,
         task: &mut std::task::Context<'_>,
     ) -> Poll<()> {
+        // The two `Pending`s below without a timer armed are safe: the start
+        // hooks, and a run or hook in flight, end inside a poll of this
+        // actor, and actix polls every spawned future again after that.
         loop {
             match ctx.life.phase {
                 // Start hooks still running: this runs once they are done.
