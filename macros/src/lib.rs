@@ -256,15 +256,10 @@ fn parse_periodic(attr: &Attribute) -> syn::Result<TaskSpec> {
             .get_ident()
             .map(ToString::to_string)
             .unwrap_or_default();
-        let value = number(&option.value)?;
-        let bad = |what: &str| Err(syn::Error::new(option.value.span(), what.to_owned()));
         match key.as_str() {
-            "period" if value > 0.0 && value.is_finite() => period = Some(value),
-            "period" => return bad("`period` is a number of seconds above 0"),
-            "timeout" if value > 0.0 && value.is_finite() => timeout = value,
-            "timeout" => return bad("`timeout` is a number of seconds above 0"),
-            "start_after" if value >= 0.0 && value.is_finite() => start_after = value,
-            "start_after" => return bad("`start_after` is a number of seconds, 0 or more"),
+            "period" => period = Some(seconds(option, false)?),
+            "timeout" => timeout = seconds(option, false)?,
+            "start_after" => start_after = seconds(option, true)?,
             _ => {
                 return Err(syn::Error::new(
                     option.path.span(),
