@@ -122,15 +122,39 @@ pub fn start_in<A: Agent + Send>(arbiter: &ArbiterHandle, agent: A) -> (Addr<A>,
 /// Everything needed to run an agent, made on the caller's thread so the
 /// address exists before the actor does.
 struct Launch<A: Agent> {
+    /// Taken by `run`; still here on drop means the agent never ran.
+    parts: Option<LaunchParts<A>>,
+}
+
+struct LaunchParts<A: Agent> {
     rx: channel::AddressReceiver<A>,
     cell: Arc<AgentCell<A>>,
     registration: Option<registry::Registration>,
 }
 
 impl<A: Agent> Launch<A> {
-    fn run(self, agent: A) {
-        let life = Lifecycle::new(A::NAME, self.cell, self.registration);
-        Context::with_receiver(self.rx, life).run(agent);
+    fn run(mut self, agent: A) {
+        if let Some(LaunchParts {
+            rx,
+            cell,
+            registration,
+        }) = self.parts.take()
+        {
+            let life = Lifecycle::new(A::NAME, cell, registration);
+            Context::with_receiver(rx, life).run(agent);
+        }
+    }
+}
+
+impl<A: Agent> Drop for Launch<A> {
+    fn drop(&mut self) {
+        // Dropped unrun (its arbiter had stopped): the handle must not wait
+        // forever.
+        if let Some(parts) = self.parts.take() {
+            parts
+                .cell
+                .report(Err(AgentError::Aborted { agent: A::NAME }));
+        }
     }
 }
 
@@ -141,9 +165,11 @@ fn prepare<A: Agent>() -> (Addr<A>, AgentHandle<A>, Launch<A>) {
     let registration = registry::register(&cell);
     let handle = AgentHandle { cell: cell.clone() };
     let launch = Launch {
-        rx,
-        cell,
-        registration,
+        parts: Some(LaunchParts {
+            rx,
+            cell,
+            registration,
+        }),
     };
     (addr, handle, launch)
 }

@@ -502,3 +502,22 @@ fn an_agent_on_another_arbiter_runs_pre_stop_when_its_last_addr_is_dropped() {
     assert_eq!(all[..5], START);
     assert_eq!(all[6..], STOP);
 }
+
+#[test]
+fn starting_on_a_stopped_arbiter_reports_an_aborted_agent() {
+    let events = Events::default();
+    let agent = service(&events);
+    let outcome = microagent::run(async move {
+        let arbiter = actix::Arbiter::new();
+        let handle = arbiter.handle();
+        arbiter.stop();
+        arbiter.join().expect("the arbiter thread ends");
+        let (_addr, handle) = microagent::start_in(&handle, agent);
+        handle.await
+    });
+    assert!(matches!(
+        outcome,
+        Err(AgentError::Aborted { agent: "Service" })
+    ));
+    assert!(events.all().is_empty(), "no hook ran");
+}
