@@ -2,6 +2,10 @@
 //! agent's lifecycle state.
 
 use std::fmt;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::task::Poll;
 
 use actix::dev::channel::AddressReceiver;
 use actix::dev::{
@@ -12,7 +16,7 @@ use actix::{
 };
 
 use crate::lifecycle::Lifecycle;
-use crate::Phase;
+use crate::{HookFailure, Phase};
 
 /// The execution context of an agent.
 ///
@@ -41,7 +45,7 @@ impl<A: Actor<Context = Context<A>>> Context<A> {
     /// Spawns the actor on the current arbiter.
     pub(crate) fn run(mut self, act: A) {
         let mailbox = self.mailbox.take().expect("a context runs once");
-        actix_rt::spawn(ContextFut::new(self, act, mailbox));
+        actix_rt::spawn(Guarded(ContextFut::new(self, act, mailbox)));
     }
 
     /// The agent's name.
@@ -67,6 +71,27 @@ impl<A: Actor<Context = Context<A>>> Context<A> {
     /// Whether any `Addr` of the agent is still alive.
     pub fn connected(&self) -> bool {
         self.parts.connected()
+    }
+}
+
+/// The actor's task. actix does not catch panics in handlers or spawned
+/// futures: the task dies. This notes the panic in the lifecycle first, so
+/// the agent's outcome says so; dropping the `ContextFut` then runs actix's
+/// teardown (our `stopping`, polled once).
+struct Guarded<A: Actor<Context = Context<A>>>(ContextFut<A, Context<A>>);
+
+impl<A: Actor<Context = Context<A>>> Future for Guarded<A> {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, task: &mut std::task::Context<'_>) -> Poll<()> {
+        let fut = &mut self.0;
+        match std::panic::catch_unwind(AssertUnwindSafe(|| Pin::new(&mut *fut).poll(task))) {
+            Ok(poll) => poll,
+            Err(payload) => {
+                fut.ctx().life.crashed(HookFailure::from_panic(payload));
+                Poll::Ready(())
+            }
+        }
     }
 }
 

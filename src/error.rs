@@ -104,6 +104,23 @@ pub enum AgentError {
         /// Every hook failure, in the order they happened (never empty).
         failures: Vec<HookError>,
     },
+    /// A message handler or a future the agent spawned panicked, which kills
+    /// an actix actor's task. The lifecycle records the panic; the
+    /// `pre_stop` hooks then get one chance in actix's teardown (those that
+    /// complete without suspending run to the end), and their failures
+    /// follow.
+    #[error(
+        "agent `{agent}` crashed: a message handler or spawned future {panic}{}",
+        pre_stop_suffix(failures)
+    )]
+    Crashed {
+        /// The agent's name.
+        agent: &'static str,
+        /// The panic, as `panicked: <message>`.
+        panic: String,
+        /// `pre_stop` hooks that failed during the teardown.
+        failures: Vec<HookError>,
+    },
     /// The agent was torn down before its lifecycle could finish, typically
     /// because its arbiter or its System was stopped directly instead of
     /// through [`run`](crate::run), so its `pre_stop` hooks may not have
@@ -119,16 +136,26 @@ impl AgentError {
     /// The name of the agent this error is about.
     pub fn agent(&self) -> &'static str {
         match self {
-            AgentError::Failed { agent, .. } | AgentError::Aborted { agent } => agent,
+            AgentError::Failed { agent, .. }
+            | AgentError::Crashed { agent, .. }
+            | AgentError::Aborted { agent } => agent,
         }
     }
 
     /// The hook failures, in order (empty for [`AgentError::Aborted`]).
     pub fn failures(&self) -> &[HookError] {
         match self {
-            AgentError::Failed { failures, .. } => failures,
+            AgentError::Failed { failures, .. } | AgentError::Crashed { failures, .. } => failures,
             AgentError::Aborted { .. } => &[],
         }
+    }
+}
+
+fn pre_stop_suffix(failures: &[HookError]) -> String {
+    if failures.is_empty() {
+        String::new()
+    } else {
+        format!("; then {}", join(failures))
     }
 }
 

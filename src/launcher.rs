@@ -29,11 +29,11 @@ const TARGET: &str = "microagent::launcher";
 /// | `ServerFailed` | 4 | a server failed (error or panic) beyond its restart policy |
 /// | `DeadlineExceeded` | 5 | the graceful stop took longer than the shutdown deadline |
 /// | `Aborted` | 6 | an agent was terminated before its lifecycle finished |
+/// | `Crashed` | 7 | a message handler or spawned future of an agent panicked |
 /// | (forced) | 128 + signal | a second SIGINT (130) or SIGTERM (143) during the graceful stop: the process exits at once |
 ///
-/// When several apply, the first in the table after `Graceful` that is
-/// listed lowest wins: a deadline overrun over a failed server, over a
-/// failed hook, over an aborted agent.
+/// When several apply, the gravest wins: a deadline overrun, then a crash,
+/// then a failed server, then a failed hook, then an aborted agent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Exit {
     /// Every agent stopped cleanly.
@@ -46,6 +46,8 @@ pub enum Exit {
     DeadlineExceeded,
     /// An agent's lifecycle was cut short.
     Aborted,
+    /// An agent's message handler or spawned future panicked.
+    Crashed,
 }
 
 impl Exit {
@@ -57,6 +59,7 @@ impl Exit {
             Exit::ServerFailed => 4,
             Exit::DeadlineExceeded => 5,
             Exit::Aborted => 6,
+            Exit::Crashed => 7,
         }
     }
 
@@ -66,7 +69,8 @@ impl Exit {
             Exit::Aborted => 1,
             Exit::HookFailed => 2,
             Exit::ServerFailed => 3,
-            Exit::DeadlineExceeded => 4,
+            Exit::Crashed => 4,
+            Exit::DeadlineExceeded => 5,
         }
     }
 
@@ -74,6 +78,7 @@ impl Exit {
         match outcome {
             Ok(()) => Exit::Graceful,
             Err(AgentError::Aborted { .. }) => Exit::Aborted,
+            Err(AgentError::Crashed { .. }) => Exit::Crashed,
             Err(AgentError::Failed { failures, .. }) => {
                 if failures.iter().any(|f| f.stage == Stage::Server) {
                     Exit::ServerFailed
@@ -438,9 +443,10 @@ mod tests {
             Exit::ServerFailed,
             Exit::DeadlineExceeded,
             Exit::Aborted,
+            Exit::Crashed,
         ]
         .map(Exit::code);
-        assert_eq!(codes, [0, 3, 4, 5, 6]);
+        assert_eq!(codes, [0, 3, 4, 5, 6, 7]);
     }
 
     #[test]
@@ -455,6 +461,14 @@ mod tests {
             Exit::of(&Err(AgentError::Aborted { agent: "a" })),
             Exit::Aborted
         );
+        assert_eq!(
+            Exit::of(&Err(AgentError::Crashed {
+                agent: "a",
+                panic: "panicked: x".into(),
+                failures: vec![],
+            })),
+            Exit::Crashed
+        );
     }
 
     #[test]
@@ -464,6 +478,7 @@ mod tests {
             Exit::Aborted,
             Exit::HookFailed,
             Exit::ServerFailed,
+            Exit::Crashed,
             Exit::DeadlineExceeded,
         ];
         for (i, a) in all.iter().enumerate() {

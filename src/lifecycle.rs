@@ -78,6 +78,8 @@ pub(crate) struct Lifecycle<A: actix::Actor<Context = Context<A>>> {
     pub(crate) timers: Option<Timers>,
     /// Whether the servers were told to shut down.
     servers_shut: bool,
+    /// The panic that killed the actor's task, if one did.
+    crash: Option<String>,
     _registration: Option<Registration>,
 }
 
@@ -100,6 +102,7 @@ impl<A: actix::Actor<Context = Context<A>>> Lifecycle<A> {
             servers: None,
             timers: None,
             servers_shut: false,
+            crash: None,
             _registration: registration,
         }
     }
@@ -128,6 +131,34 @@ impl<A: actix::Actor<Context = Context<A>>> Lifecycle<A> {
         }
     }
 
+    /// Notes that a handler or spawned future panicked (the task is dying).
+    pub(crate) fn crashed(&mut self, panic: HookFailure) {
+        log::error!(
+            target: TARGET,
+            "agent `{}` crashed: a message handler or spawned future {panic}",
+            self.name
+        );
+        self.crash = Some(panic.to_string());
+    }
+
+    /// The outcome of a lifecycle that ends now, with `otherwise` when no
+    /// crash and no failure happened.
+    fn outcome(&mut self, otherwise: Result<(), AgentError>) -> Result<(), AgentError> {
+        let failures = std::mem::take(&mut self.failures);
+        match self.crash.take() {
+            Some(panic) => Err(AgentError::Crashed {
+                agent: self.name,
+                panic,
+                failures,
+            }),
+            None if failures.is_empty() => otherwise,
+            None => Err(AgentError::Failed {
+                agent: self.name,
+                failures,
+            }),
+        }
+    }
+
     fn set_phase(&mut self, phase: Phase) {
         self.phase = phase;
         self.cell.set_phase(phase);
@@ -147,21 +178,11 @@ impl<A: actix::Actor<Context = Context<A>>> Lifecycle<A> {
             return;
         }
         self.set_phase(Phase::Stopped);
-        let outcome = if self.failures.is_empty() {
-            log::info!(target: TARGET, "agent `{}`: stopped", self.name);
-            Ok(())
-        } else {
-            log::warn!(
-                target: TARGET,
-                "agent `{}`: stopped after {} hook failure(s)",
-                self.name,
-                self.failures.len()
-            );
-            Err(AgentError::Failed {
-                agent: self.name,
-                failures: std::mem::take(&mut self.failures),
-            })
-        };
+        let outcome = self.outcome(Ok(()));
+        match &outcome {
+            Ok(()) => log::info!(target: TARGET, "agent `{}`: stopped", self.name),
+            Err(e) => log::warn!(target: TARGET, "agent `{}`: stopped: {e}", self.name),
+        }
         // Nobody listening is fine: the outcome was logged.
         self.cell.report(outcome);
     }
@@ -182,14 +203,8 @@ impl<A: actix::Actor<Context = Context<A>>> Lifecycle<A> {
         if let Some(servers) = &mut self.servers {
             servers.shut_down(self.name);
         }
-        self.cell.report(if self.failures.is_empty() {
-            Err(AgentError::Aborted { agent: self.name })
-        } else {
-            Err(AgentError::Failed {
-                agent: self.name,
-                failures: std::mem::take(&mut self.failures),
-            })
-        });
+        let outcome = self.outcome(Err(AgentError::Aborted { agent: self.name }));
+        self.cell.report(outcome);
     }
 
     /// Whether an async hook or a task run has the agent.

@@ -359,3 +359,59 @@ fn ctx_terminate_skips_pre_stop_and_reports_an_aborted_lifecycle() {
     ));
     assert_eq!(events.all(), ["post_start"]);
 }
+
+/// A handler (not a hook) that panics: actix does not catch it and the
+/// actor's task dies; the outcome says the agent crashed, and its (sync)
+/// pre_stop hook still ran in actix's teardown.
+#[derive(Default, MicroAgent)]
+struct Crashy {
+    events: Events,
+}
+
+#[microagent::hooks]
+impl Crashy {
+    #[on(pre_stop)]
+    fn cleanup(&mut self) {
+        self.events.push("pre_stop");
+    }
+}
+
+struct Crash;
+impl Message for Crash {
+    type Result = ();
+}
+impl Handler<Crash> for Crashy {
+    type Result = ();
+    fn handle(&mut self, _: Crash, _: &mut Context<Self>) {
+        panic!("handler bug");
+    }
+}
+
+#[test]
+fn a_panicking_message_handler_is_reported_as_a_crash() {
+    let events = Events::default();
+    let agent = Crashy {
+        events: events.clone(),
+    };
+    let (outcome, reply) = microagent::run(async move {
+        let (addr, handle) = microagent::start(agent);
+        let reply = addr.send(Crash).await;
+        (handle.await, reply)
+    });
+    assert!(reply.is_err(), "the sender sees the mailbox closed");
+    let error = outcome.unwrap_err();
+    assert!(
+        matches!(&error, AgentError::Crashed { agent: "Crashy", panic, failures }
+            if panic == "panicked: handler bug" && failures.is_empty()),
+        "{error:?}"
+    );
+    assert_eq!(
+        error.to_string(),
+        "agent `Crashy` crashed: a message handler or spawned future panicked: handler bug"
+    );
+    assert_eq!(
+        events.all(),
+        ["pre_stop"],
+        "pre_stop ran once, in the teardown"
+    );
+}
