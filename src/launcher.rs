@@ -219,7 +219,10 @@ impl Launcher {
     }
 
     /// Adds an agent, to run on the System's own arbiter (the thread that
-    /// called [`run`](Launcher::run)).
+    /// called [`run`](Launcher::run)). That thread also watches the signals
+    /// and the shutdown deadline: a sync hook or handler of this agent that
+    /// blocks the thread blocks them too, which agents on their own arbiter
+    /// cannot do.
     pub fn local_agent<A: Agent>(mut self, agent: A) -> Self {
         self.starters.push(Box::new(move || {
             let (addr, handle) = start(agent);
