@@ -68,13 +68,6 @@ impl<A: actix::Actor<Context = Context<A>>> HookTable<A> {
             .iter()
             .any(|h| matches!(h.call, HookCall::Async(_)))
     }
-
-    /// Every hook with its label, in lifecycle order (servers not included).
-    pub fn iter(&self) -> impl Iterator<Item = (Stage, &'static Hook<A>)> + '_ {
-        [Stage::PreStart, Stage::PostStart, Stage::PreStop]
-            .into_iter()
-            .flat_map(move |s| self.stage(s).iter().map(move |h| (s, h)))
-    }
 }
 
 /// The hooks of an agent type. Implemented by `#[microagent::hooks]`.

@@ -34,20 +34,21 @@ const TARGET: &str = "microagent::launcher";
 ///
 /// When several apply, the gravest wins: a deadline overrun, then a crash,
 /// then a failed server, then a failed hook, then an aborted agent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Exit {
+    // Declared from the mildest to the gravest: `Ord` is that order.
     /// Every agent stopped cleanly.
     Graceful,
+    /// An agent's lifecycle was cut short.
+    Aborted,
     /// A lifecycle hook failed.
     HookFailed,
     /// A server failed.
     ServerFailed,
-    /// The graceful stop overran the shutdown deadline.
-    DeadlineExceeded,
-    /// An agent's lifecycle was cut short.
-    Aborted,
     /// An agent's message handler or spawned future panicked.
     Crashed,
+    /// The graceful stop overran the shutdown deadline.
+    DeadlineExceeded,
 }
 
 impl Exit {
@@ -60,17 +61,6 @@ impl Exit {
             Exit::DeadlineExceeded => 5,
             Exit::Aborted => 6,
             Exit::Crashed => 7,
-        }
-    }
-
-    fn rank(self) -> u8 {
-        match self {
-            Exit::Graceful => 0,
-            Exit::Aborted => 1,
-            Exit::HookFailed => 2,
-            Exit::ServerFailed => 3,
-            Exit::Crashed => 4,
-            Exit::DeadlineExceeded => 5,
         }
     }
 
@@ -90,11 +80,7 @@ impl Exit {
     }
 
     fn worst(self, other: Exit) -> Exit {
-        if other.rank() > self.rank() {
-            other
-        } else {
-            self
-        }
+        self.max(other)
     }
 }
 

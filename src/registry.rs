@@ -162,12 +162,6 @@ impl Drop for Registration {
     }
 }
 
-/// The registry of the current System, if [`run`](crate::run) or a
-/// [`Launcher`](crate::Launcher) owns it.
-pub(crate) fn of_current_system() -> Option<Arc<SystemAgents>> {
-    current()
-}
-
 /// Registers an agent with the current System, if [`run`](crate::run) owns it.
 pub(crate) fn register<T: StopTarget + 'static>(agent: &Arc<T>) -> Option<Registration> {
     let agents = current()?;
@@ -194,11 +188,12 @@ thread_local! {
         const { RefCell::new(None) };
 }
 
-/// The registry of the current System, if `run` owns it.
+/// The registry of the current System, if [`run`](crate::run) or a
+/// [`Launcher`](crate::Launcher) owns it.
 ///
 /// # Panics
 /// Outside an actix System, like starting any actor there.
-fn current() -> Option<Arc<SystemAgents>> {
+pub(crate) fn current() -> Option<Arc<SystemAgents>> {
     CURRENT.with(|cell| {
         if let Some((_, agents)) = &*cell.borrow() {
             return agents.clone();

@@ -102,7 +102,7 @@ fn state(phase: Phase) -> &'static str {
 /// The current System's agents, and whether they are all ready: running,
 /// with the System not shutting down.
 fn report() -> (bool, Vec<AgentHealth>) {
-    match registry::of_current_system() {
+    match registry::current() {
         Some(agents) => {
             let statuses = agents.statuses(false);
             let ready = !agents.shutting_down()
@@ -146,7 +146,7 @@ async fn ready() -> HttpResponse {
 }
 
 async fn info() -> HttpResponse {
-    let agents = registry::of_current_system()
+    let agents = registry::current()
         .map(|agents| agents.infos())
         .unwrap_or_default();
     HttpResponse::Ok().json(agents)

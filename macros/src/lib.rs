@@ -251,11 +251,7 @@ fn parse_periodic(attr: &Attribute) -> syn::Result<TaskSpec> {
     )?;
     let (mut period, mut timeout, mut start_after) = (None, 1.0, 0.0);
     for option in &options {
-        let key = option
-            .path
-            .get_ident()
-            .map(ToString::to_string)
-            .unwrap_or_default();
+        let key = option_key(option);
         match key.as_str() {
             "period" => period = Some(seconds(option, false)?),
             "timeout" => timeout = seconds(option, false)?,
@@ -304,7 +300,7 @@ fn parse_cron(attr: &Attribute) -> syn::Result<TaskSpec> {
                     input,
                 )?;
             for option in &options {
-                let key = option.path.get_ident().map(ToString::to_string).unwrap_or_default();
+                let key = option_key(option);
                 match key.as_str() {
                     "timeout" => timeout = seconds(option, false)?,
                     "tz" => {
@@ -413,7 +409,7 @@ fn parse_on(attr: &Attribute) -> syn::Result<(Ident, Option<Restart>)> {
                 input,
             )?;
         for option in &options {
-            let key = option.path.get_ident().map(ToString::to_string).unwrap_or_default();
+            let key = option_key(option);
             match key.as_str() {
                 "restarts" => {
                     let value = number(&option.value)?;
@@ -442,14 +438,19 @@ fn parse_on(attr: &Attribute) -> syn::Result<(Ident, Option<Restart>)> {
     })
 }
 
-/// A literal number of seconds: above 0, or 0 or more with `zero_ok`.
-fn seconds(option: &syn::MetaNameValue, zero_ok: bool) -> syn::Result<f64> {
-    let value = number(&option.value)?;
-    let key = option
+/// The name of a `key = value` option (empty when it is not a plain name).
+fn option_key(option: &syn::MetaNameValue) -> String {
+    option
         .path
         .get_ident()
         .map(ToString::to_string)
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+/// A literal number of seconds: above 0, or 0 or more with `zero_ok`.
+fn seconds(option: &syn::MetaNameValue, zero_ok: bool) -> syn::Result<f64> {
+    let value = number(&option.value)?;
+    let key = option_key(option);
     let ok = value.is_finite() && (value > 0.0 || (zero_ok && value == 0.0));
     if ok {
         Ok(value)
