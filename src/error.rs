@@ -1,11 +1,13 @@
 //! Typed errors: which agent, which hook, what went wrong.
+//!
+//! Bottom of the module graph: this module uses no other module of the crate.
 
 use std::fmt;
 
 /// The lifecycle stage a hook belongs to: the label it was declared with.
 ///
-/// New labels (servers, periodic and cron tasks) are added as the crate grows,
-/// so matches on it need a wildcard arm.
+/// It is `#[non_exhaustive]`: declaration kinds that can fail an agent may
+/// be added, so a `match` on it needs a wildcard arm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Stage {
@@ -52,7 +54,16 @@ pub enum HookFailure {
     Panic(String),
 }
 
+/// What a hook, a server or a task run produced: nothing, or why it failed.
+pub(crate) type HookResult = Result<(), HookFailure>;
+
 impl HookFailure {
+    /// Runs user code (a sync hook, a shim, `Default::default()`...),
+    /// turning a panic into a failure with the panic's message.
+    pub(crate) fn catch<T>(f: impl FnOnce() -> T) -> Result<T, HookFailure> {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(HookFailure::from_panic)
+    }
+
     /// Turns a payload caught by `catch_unwind` into a failure with its message.
     pub(crate) fn from_panic(payload: Box<dyn std::any::Any + Send>) -> Self {
         let msg = if let Some(s) = payload.downcast_ref::<&'static str>() {
@@ -70,6 +81,11 @@ impl HookFailure {
         matches!(self, HookFailure::Panic(_))
     }
 }
+
+/// The error of an async task run cancelled by its timeout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("timed out after {0:?}")]
+pub struct TimedOut(pub std::time::Duration);
 
 /// One hook's failure, with the agent and hook it came from.
 ///
@@ -92,7 +108,10 @@ pub struct HookError {
 /// How an agent ended, when it did not end cleanly.
 ///
 /// This is what an [`AgentHandle`](crate::AgentHandle) resolves to on failure.
+/// It is `#[non_exhaustive]`: new causes (configuration, bus, broker) will
+/// be added, so a `match` on it needs a wildcard arm.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum AgentError {
     /// One or more hooks failed. The first entry is the failure that stopped
     /// the agent when it was a `pre_start` or `post_start` hook; every
@@ -168,79 +187,4 @@ fn join(failures: &[HookError]) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn failure(hook: &'static str, stage: Stage, msg: &str) -> HookError {
-        HookError {
-            agent: "Mailer",
-            stage,
-            hook,
-            cause: HookFailure::Error(msg.into()),
-        }
-    }
-
-    #[test]
-    fn hook_error_names_agent_stage_hook_and_cause_once() {
-        let e = failure("connect", Stage::PreStart, "refused");
-        assert_eq!(
-            e.to_string(),
-            "agent `Mailer`: pre_start hook `connect` failed: refused"
-        );
-        // The message has the cause; a chain printer must not repeat it.
-        assert!(std::error::Error::source(&e).is_none());
-    }
-
-    #[derive(Debug, thiserror::Error)]
-    #[error("timed out after {0} s")]
-    struct Timeout(u32, #[source] std::io::Error);
-
-    #[test]
-    fn the_hooks_own_error_can_be_downcast_and_keeps_its_source() {
-        let inner = Timeout(3, std::io::Error::other("no route"));
-        let e = HookError {
-            agent: "Mailer",
-            stage: Stage::PreStart,
-            hook: "connect",
-            cause: HookFailure::Error(Box::new(inner)),
-        };
-        let HookFailure::Error(boxed) = &e.cause else {
-            panic!("an error, not a panic")
-        };
-        assert_eq!(boxed.downcast_ref::<Timeout>().map(|t| t.0), Some(3));
-        assert_eq!(e.cause.to_string(), "timed out after 3 s");
-        assert_eq!(
-            std::error::Error::source(&e.cause).map(ToString::to_string),
-            Some("no route".to_owned())
-        );
-    }
-
-    #[test]
-    fn agent_error_lists_every_failure() {
-        let e = AgentError::Failed {
-            agent: "Mailer",
-            failures: vec![
-                failure("notify", Stage::PostStart, "down"),
-                failure("flush", Stage::PreStop, "disk full"),
-            ],
-        };
-        assert_eq!(e.agent(), "Mailer");
-        assert_eq!(e.failures().len(), 2);
-        assert_eq!(
-            e.to_string(),
-            "agent `Mailer`: post_start hook `notify` failed: down; \
-             agent `Mailer`: pre_stop hook `flush` failed: disk full"
-        );
-    }
-
-    #[test]
-    fn panic_payloads_keep_their_message() {
-        let f = HookFailure::from_panic(Box::new("boom"));
-        assert!(f.is_panic());
-        assert_eq!(f.to_string(), "panicked: boom");
-        let f = HookFailure::from_panic(Box::new(String::from("owned boom")));
-        assert_eq!(f.to_string(), "panicked: owned boom");
-        let f = HookFailure::from_panic(Box::new(42_u8));
-        assert_eq!(f.to_string(), "panicked: <non-string panic payload>");
-    }
-}
+mod tests;

@@ -1,20 +1,22 @@
 //! An agent's self-description: what it declares, never what it holds.
+//!
+//! Plain data (serializable for `GET /health/info`); the lifecycle fills it
+//! from the agent's declarations.
 
-use actix::Message;
-use chrono::Utc;
-use serde::Serialize;
+use std::time::Duration;
 
-use crate::server::RestartPolicy;
-use crate::tasks::{next_cron_time, parse_cron, Schedule, Zone};
-use crate::{Agent, Stage};
+use serde::{Serialize, Serializer};
 
 /// What an agent declares: its name, hooks, servers and tasks, with the
 /// next due time of each cron task. It holds no field of the agent, so no
 /// secret (connection string, token...) can leak through it.
 ///
-/// Get it with [`Agent::info`], by sending [`GetInfo`] to the agent's
-/// `Addr`, or as JSON from `GET /health/info` (see [`web::health`](crate::web::health)).
+/// Get it with [`Agent::info`](crate::Agent::info), by sending
+/// [`GetInfo`](crate::GetInfo) to the agent's `Addr`, or as JSON from
+/// `GET /health/info` (see [`web::health`](crate::web::health)), where
+/// durations are numbers of seconds.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
 pub struct AgentInfo {
     /// The agent's name.
     pub name: &'static str,
@@ -48,21 +50,43 @@ pub struct ServerInfo {
     pub restart: Option<RestartPolicy>,
 }
 
+/// How a failing server is restarted instead of stopping its agent.
+///
+/// Declared as `#[on(server, restarts = 3, within = 60.0, backoff = 0.5)]`
+/// (seconds): at most `restarts` restarts within any `within`, each after
+/// `backoff`. A failure beyond that stops the agent. Panics count as
+/// failures; `Ok(())` and [`ServerInterrupt`](crate::ServerInterrupt) are
+/// not failures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct RestartPolicy {
+    /// Restarts allowed within the window.
+    pub restarts: u32,
+    /// The window.
+    #[serde(serialize_with = "seconds")]
+    pub within: Duration,
+    /// Delay before each restart.
+    #[serde(serialize_with = "seconds")]
+    pub backoff: Duration,
+}
+
 /// One periodic task.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PeriodicInfo {
     /// The method's name.
     pub name: &'static str,
-    /// Seconds between runs.
-    pub period: f64,
-    /// Seconds a run may take.
-    pub timeout: f64,
-    /// Seconds before the first run.
-    pub start_after: f64,
+    /// Time between runs.
+    #[serde(serialize_with = "seconds")]
+    pub period: Duration,
+    /// Time a run may take.
+    #[serde(serialize_with = "seconds")]
+    pub timeout: Duration,
+    /// Time before the first run.
+    #[serde(serialize_with = "seconds")]
+    pub start_after: Duration,
 }
 
 /// One cron task.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CronInfo {
     /// The method's name.
     pub name: &'static str,
@@ -70,65 +94,24 @@ pub struct CronInfo {
     pub expression: &'static str,
     /// The time zone it is read in.
     pub timezone: Zone,
-    /// Seconds a run may take.
-    pub timeout: f64,
+    /// Time a run may take.
+    #[serde(serialize_with = "seconds")]
+    pub timeout: Duration,
     /// When it is next due, RFC 3339 in UTC (`None` if never).
     pub next_due: Option<String>,
 }
 
-/// Asks an agent for its [`AgentInfo`]; every agent handles it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct GetInfo;
-
-impl Message for GetInfo {
-    type Result = AgentInfo;
+/// The time zone a cron expression is read in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Zone {
+    /// UTC (the default).
+    Utc,
+    /// The machine's local time zone.
+    Local,
 }
 
-/// Describes agent type `A` (the next cron due times are computed now).
-pub fn describe<A: Agent>() -> AgentInfo {
-    let table = &A::HOOKS;
-    let names = |stage| table.stage(stage).iter().map(|h| h.name).collect();
-    let now = Utc::now();
-    let (mut periodic, mut cron) = (Vec::new(), Vec::new());
-    for task in table.tasks {
-        match task.schedule {
-            Schedule::Every {
-                period,
-                start_after,
-            } => periodic.push(PeriodicInfo {
-                name: task.name,
-                period,
-                timeout: task.timeout,
-                start_after,
-            }),
-            Schedule::Cron { expression, zone } => cron.push(CronInfo {
-                name: task.name,
-                expression,
-                timezone: zone,
-                timeout: task.timeout,
-                next_due: parse_cron(expression)
-                    .ok()
-                    .and_then(|c| next_cron_time(&c, zone, now))
-                    .map(|t| t.to_rfc3339()),
-            }),
-        }
-    }
-    AgentInfo {
-        name: A::NAME,
-        hooks: HooksInfo {
-            pre_start: names(Stage::PreStart),
-            post_start: names(Stage::PostStart),
-            pre_stop: names(Stage::PreStop),
-        },
-        servers: table
-            .servers
-            .iter()
-            .map(|s| ServerInfo {
-                name: s.name,
-                restart: s.restart,
-            })
-            .collect(),
-        periodic,
-        cron,
-    }
+/// Durations appear in JSON as seconds, as they are declared.
+fn seconds<S: Serializer>(duration: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(duration.as_secs_f64())
 }

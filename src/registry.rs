@@ -12,7 +12,25 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use tokio::sync::Notify;
 
-use crate::outcome::StopTarget;
+use crate::info::AgentInfo;
+use crate::phase::Phase;
+use crate::LOG_TARGET;
+
+/// What the registry needs of a live agent, whatever its type (the
+/// lifecycle's per-agent cell implements it).
+pub(crate) trait Tracked: Send + Sync {
+    /// The agent's name.
+    fn name(&self) -> &'static str;
+    /// Sends it `StopAgent`; `false` when no `Addr` is left (the agent is
+    /// already stopping).
+    fn request_stop(&self) -> bool;
+    /// Its phase.
+    fn phase(&self) -> Phase;
+    /// What it is busy with now, for a report when it does not stop in time.
+    fn activity(&self) -> String;
+    /// What it declares.
+    fn info(&self) -> AgentInfo;
+}
 
 /// The live agents of one System.
 #[derive(Default)]
@@ -35,12 +53,13 @@ struct Live {
 /// One live agent, as the health service and shutdown reports see it.
 pub(crate) struct AgentStatus {
     pub(crate) name: &'static str,
-    pub(crate) phase: crate::Phase,
-    pub(crate) doing: String,
+    pub(crate) phase: Phase,
+    /// What it is busy with (empty unless asked for).
+    pub(crate) activity: String,
 }
 
 struct Entry {
-    agent: Arc<dyn StopTarget>,
+    agent: Arc<dyn Tracked>,
     asked: bool,
 }
 
@@ -67,7 +86,7 @@ impl SystemAgents {
 
     /// The live agents, taken out from under the lock: asking an agent
     /// about itself may take that agent's own lock.
-    fn snapshot(&self) -> Vec<Arc<dyn StopTarget>> {
+    fn snapshot(&self) -> Vec<Arc<dyn Tracked>> {
         self.lock()
             .slots
             .iter()
@@ -77,19 +96,19 @@ impl SystemAgents {
     }
 
     /// What every live agent declares.
-    pub(crate) fn infos(&self) -> Vec<crate::AgentInfo> {
+    pub(crate) fn infos(&self) -> Vec<AgentInfo> {
         self.snapshot().iter().map(|a| a.info()).collect()
     }
 
     /// Every live agent (slots are reused, so not quite in start order).
-    pub(crate) fn statuses(&self, with_doing: bool) -> Vec<AgentStatus> {
+    pub(crate) fn statuses(&self, with_activity: bool) -> Vec<AgentStatus> {
         self.snapshot()
             .iter()
             .map(|a| AgentStatus {
                 name: a.name(),
                 phase: a.phase(),
-                doing: if with_doing {
-                    a.describe()
+                activity: if with_activity {
+                    a.activity()
                 } else {
                     String::new()
                 },
@@ -140,7 +159,7 @@ impl SystemAgents {
                     entry.asked = true;
                     // No `Addr` left means the agent is already stopping.
                     if entry.agent.request_stop() {
-                        log::debug!(target: "microagent", "asked agent `{}` to stop", entry.agent.name());
+                        log::debug!(target: LOG_TARGET, "asked agent `{}` to stop", entry.agent.name());
                     }
                 }
             }
@@ -163,7 +182,7 @@ impl Drop for Registration {
 }
 
 /// Registers an agent with the current System, if [`run`](crate::run) owns it.
-pub(crate) fn register<T: StopTarget + 'static>(agent: &Arc<T>) -> Option<Registration> {
+pub(crate) fn register<T: Tracked + 'static>(agent: &Arc<T>) -> Option<Registration> {
     let agents = current()?;
     let index = agents.insert(Entry {
         agent: agent.clone(),

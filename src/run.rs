@@ -2,7 +2,55 @@
 
 use std::future::Future;
 
-use crate::{registry, start, Agent, AgentError};
+use std::sync::Arc;
+
+use actix_rt::System;
+
+use crate::agent::Agent;
+use crate::error::AgentError;
+use crate::registry::{self, SystemAgents};
+use crate::start::start;
+use crate::LOG_TARGET;
+
+/// A new actix System with a registry of its agents: what [`run`] and the
+/// [`Launcher`](crate::Launcher) run agents in.
+pub(crate) struct OwnedSystem {
+    system: actix_rt::SystemRunner,
+    id: usize,
+    agents: Arc<SystemAgents>,
+}
+
+impl OwnedSystem {
+    /// Creates the System and its registry on this thread.
+    ///
+    /// # Panics
+    /// Inside a running actix System or Tokio runtime.
+    pub(crate) fn new() -> Self {
+        let system = System::new();
+        let id = System::current().id();
+        let agents = registry::open(id);
+        OwnedSystem { system, id, agents }
+    }
+
+    /// The agents started in this System.
+    pub(crate) fn agents(&self) -> Arc<SystemAgents> {
+        self.agents.clone()
+    }
+
+    /// Runs `main` on the System's own arbiter.
+    pub(crate) fn block_on<F: Future>(&self, main: F) -> F::Output {
+        self.system.block_on(main)
+    }
+
+    /// Stops the System, waits for it and forgets its registry.
+    pub(crate) fn finish(self, log_target: &str) {
+        System::current().stop();
+        if let Err(e) = self.system.run() {
+            log::warn!(target: log_target, "the System did not stop cleanly: {e}");
+        }
+        registry::close(self.id);
+    }
+}
 
 /// Runs `main` in a new actix System, then stops every agent still running
 /// gracefully, waits for their `pre_stop` hooks, and only then stops the
@@ -49,23 +97,18 @@ use crate::{registry, start, Agent, AgentError};
 /// assert!(ready);
 /// ```
 pub fn run<F: Future>(main: F) -> F::Output {
-    let system = actix_rt::System::new();
-    let system_id = actix_rt::System::current().id();
-    let agents = registry::open(system_id);
+    let system = OwnedSystem::new();
+    let agents = system.agents();
     let output = system.block_on(async move {
         let output = main.await;
         let left = agents.len();
         if left > 0 {
-            log::info!(target: "microagent", "stopping {left} agent(s) before the System exits");
+            log::info!(target: LOG_TARGET, "stopping {left} agent(s) before the System exits");
         }
         agents.stop_all().await;
         output
     });
-    actix_rt::System::current().stop();
-    if let Err(e) = system.run() {
-        log::warn!(target: "microagent", "the System did not stop cleanly: {e}");
-    }
-    registry::close(system_id);
+    system.finish(LOG_TARGET);
     output
 }
 

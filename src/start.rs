@@ -2,33 +2,21 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::Poll;
 
-use std::sync::Arc;
-
 use actix::dev::channel;
-use actix::{Addr, Message};
+use actix::Addr;
 use actix_rt::ArbiterHandle;
 
-use crate::context::Context;
-use crate::lifecycle::Lifecycle;
-use crate::outcome::AgentCell;
-use crate::{registry, Agent, AgentError};
+use crate::agent::Agent;
+use crate::error::AgentError;
+use crate::lifecycle::{AgentCell, Context, Lifecycle};
+use crate::registry::{self, Tracked};
+use crate::LOG_TARGET;
 
 /// Mailbox capacity of a new agent, as for actix actors.
 const MAILBOX_CAPACITY: usize = 16;
-
-/// Asks an agent to stop gracefully: its `pre_stop` hooks run, then it stops.
-///
-/// Every agent handles it (`#[derive(MicroAgent)]` implements the handler).
-/// It queues behind the messages already in the agent's mailbox. During
-/// start-up it takes effect once the start hooks are done.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct StopAgent;
-
-impl Message for StopAgent {
-    type Result = ();
-}
 
 /// A started agent's lifecycle, seen from outside.
 ///
@@ -53,12 +41,12 @@ impl<A: Agent> AgentHandle<A> {
         self.cell.addr().upgrade()
     }
 
-    /// Asks the agent to stop gracefully (sends it [`StopAgent`]).
+    /// Asks the agent to stop gracefully (sends it [`StopAgent`](crate::StopAgent)).
     ///
     /// Returns `false` when the agent was already gone or stopping with no
     /// `Addr` left, in which case its `pre_stop` hooks are running or done.
     pub fn stop(&self) -> bool {
-        crate::outcome::StopTarget::request_stop(&*self.cell)
+        self.cell.request_stop()
     }
 
     /// Whether the agent's lifecycle is over (its outcome is ready).
@@ -114,7 +102,7 @@ pub fn start<A: Agent>(agent: A) -> (Addr<A>, AgentHandle<A>) {
 pub fn start_in<A: Agent + Send>(arbiter: &ArbiterHandle, agent: A) -> (Addr<A>, AgentHandle<A>) {
     let (addr, handle, launch) = prepare::<A>();
     if !arbiter.spawn_fn(move || launch.run(agent)) {
-        log::error!(target: "microagent", "agent `{}`: its arbiter has stopped; not started", A::NAME);
+        log::error!(target: LOG_TARGET, "agent `{}`: its arbiter has stopped; not started", A::NAME);
     }
     (addr, handle)
 }

@@ -7,7 +7,12 @@ use std::task::{Poll, Waker};
 
 use actix::{Actor, WeakAddr};
 
-use crate::{Agent, AgentError, Phase, Stage, StopAgent};
+use crate::agent::Agent;
+use crate::error::{AgentError, Stage};
+use crate::info::AgentInfo;
+use crate::messages::StopAgent;
+use crate::phase::Phase;
+use crate::registry::Tracked;
 
 /// Shared by an agent's lifecycle, its [`AgentHandle`](crate::AgentHandle)
 /// and the registry of the System it runs in.
@@ -16,11 +21,12 @@ pub(crate) struct AgentCell<A: Actor> {
     phase: AtomicU8,
     /// The hook running now: 0 for none, else `stage << 16 | (index + 1)`.
     doing: AtomicU32,
-    slot: Mutex<Slot>,
+    shared: Mutex<Shared>,
 }
 
+/// What the agent and its observers hand each other under the cell's lock.
 #[derive(Default)]
-struct Slot {
+struct Shared {
     /// Set once, when the lifecycle is over.
     done: bool,
     /// The outcome, until the handle takes it.
@@ -39,7 +45,7 @@ impl<A: Actor> AgentCell<A> {
             addr,
             phase: AtomicU8::new(Phase::Starting as u8),
             doing: AtomicU32::new(0),
-            slot: Mutex::default(),
+            shared: Mutex::default(),
         }
     }
 
@@ -54,7 +60,7 @@ impl<A: Actor> AgentCell<A> {
 
     /// Notes the servers a stopping agent waits for.
     pub(crate) fn set_waiting_for(&self, servers: Vec<&'static str>) {
-        self.slot().waiting_for = servers;
+        self.shared().waiting_for = servers;
     }
 
     /// Mirrors the lifecycle's phase, for observers on other threads.
@@ -62,9 +68,9 @@ impl<A: Actor> AgentCell<A> {
         self.phase.store(phase as u8, Ordering::Release);
     }
 
-    fn slot(&self) -> MutexGuard<'_, Slot> {
+    fn shared(&self) -> MutexGuard<'_, Shared> {
         // Plain data behind the lock: a panic elsewhere cannot leave it torn.
-        self.slot.lock().unwrap_or_else(PoisonError::into_inner)
+        self.shared.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     pub(crate) fn addr(&self) -> &WeakAddr<A> {
@@ -73,30 +79,30 @@ impl<A: Actor> AgentCell<A> {
 
     /// Delivers the outcome; only the first call counts.
     pub(crate) fn report(&self, outcome: Result<(), AgentError>) {
-        let mut slot = self.slot();
-        if slot.done {
+        let mut shared = self.shared();
+        if shared.done {
             return;
         }
-        slot.done = true;
-        slot.outcome = Some(outcome);
-        let waker = slot.waker.take();
-        drop(slot);
+        shared.done = true;
+        shared.outcome = Some(outcome);
+        let waker = shared.waker.take();
+        drop(shared);
         if let Some(waker) = waker {
             waker.wake();
         }
     }
 
     pub(crate) fn is_done(&self) -> bool {
-        self.slot().done
+        self.shared().done
     }
 }
 
 impl<A: Agent> AgentCell<A> {
     /// Takes the outcome once it is there.
     pub(crate) fn poll_outcome(&self, waker: &Waker) -> Poll<Result<(), AgentError>> {
-        let mut slot = self.slot();
-        if !slot.done {
-            match &mut slot.waker {
+        let mut shared = self.shared();
+        if !shared.done {
+            match &mut shared.waker {
                 Some(w) => w.clone_from(waker),
                 none => *none = Some(waker.clone()),
             }
@@ -105,43 +111,24 @@ impl<A: Agent> AgentCell<A> {
         // A second poll after completion (a misuse of futures) gets `Aborted`
         // rather than a panic.
         Poll::Ready(
-            slot.outcome
+            shared
+                .outcome
                 .take()
                 .unwrap_or(Err(AgentError::Aborted { agent: A::NAME })),
         )
     }
 }
 
-/// What the registry needs of an agent, whatever its type.
-pub(crate) trait StopTarget: Send + Sync {
-    /// The agent's name.
-    fn name(&self) -> &'static str;
-    /// Sends [`StopAgent`]; `false` when no `Addr` is left (the agent is
-    /// already stopping).
-    fn request_stop(&self) -> bool;
-    /// The agent's phase.
-    fn phase(&self) -> Phase;
-    /// What the agent is busy with, for a report when it does not stop in time.
-    fn describe(&self) -> String;
-    /// What the agent declares.
-    fn info(&self) -> crate::AgentInfo;
-}
-
-impl<A: Agent> StopTarget for AgentCell<A> {
+impl<A: Agent> Tracked for AgentCell<A> {
     fn name(&self) -> &'static str {
         A::NAME
     }
 
     fn phase(&self) -> Phase {
-        match self.phase.load(Ordering::Acquire) {
-            0 => Phase::Starting,
-            1 => Phase::Running,
-            2 => Phase::Stopping,
-            _ => Phase::Stopped,
-        }
+        Phase::from_u8(self.phase.load(Ordering::Acquire))
     }
 
-    fn describe(&self) -> String {
+    fn activity(&self) -> String {
         let code = self.doing.load(Ordering::Relaxed);
         if code != 0 {
             let stage = STAGES[(code >> 16) as usize % STAGES.len()];
@@ -150,16 +137,16 @@ impl<A: Agent> StopTarget for AgentCell<A> {
                 return format!("{stage} hook `{}`", hook.name);
             }
         }
-        let waiting = &self.slot().waiting_for;
+        let waiting = &self.shared().waiting_for;
         if !waiting.is_empty() {
             let names: Vec<String> = waiting.iter().map(|n| format!("`{n}`")).collect();
             return format!("server {} still running", names.join(", "));
         }
-        format!("{:?}", StopTarget::phase(self)).to_lowercase()
+        Tracked::phase(self).to_string()
     }
 
-    fn info(&self) -> crate::AgentInfo {
-        crate::info::describe::<A>()
+    fn info(&self) -> AgentInfo {
+        super::describe::<A>()
     }
 
     fn request_stop(&self) -> bool {

@@ -2,93 +2,30 @@
 //! shutdown deadline and the exit code.
 
 use std::any::Any;
+use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::process::{ExitCode, Termination};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use actix_rt::signal::unix::{signal, Signal, SignalKind};
-use actix_rt::{Arbiter, System};
+use actix_rt::Arbiter;
 use futures_util::future::{select, Either};
 use futures_util::stream::{FuturesUnordered, StreamExt};
-
 use tokio::sync::Notify;
 
-use crate::{registry, start, start_in, Agent, AgentError, ServerInterrupt, Stage};
+use crate::agent::Agent;
+use crate::error::AgentError;
+use crate::run::OwnedSystem;
+use crate::server::ServerInterrupt;
+use crate::start::{start, start_in, AgentHandle};
+
+mod exit;
+mod signals;
+
+pub use exit::Exit;
+use signals::{signal_name, Signals};
 
 const TARGET: &str = "microagent::launcher";
-
-/// How a [`Launcher`] run ended; its [`code`](Exit::code) is the process's
-/// exit code.
-///
-/// | exit | code | when |
-/// |---|---|---|
-/// | `Graceful` | 0 | every agent stopped cleanly: a signal, a [`ServerInterrupt`](crate::ServerInterrupt), a [`StopAgent`](crate::StopAgent), or the agents ended by themselves |
-/// | `HookFailed` | 3 | a `pre_start`, `post_start` or `pre_stop` hook failed (error or panic) |
-/// | `ServerFailed` | 4 | a server failed (error or panic) beyond its restart policy |
-/// | `DeadlineExceeded` | 5 | the graceful stop took longer than the shutdown deadline |
-/// | `Aborted` | 6 | an agent was terminated before its lifecycle finished |
-/// | `Crashed` | 7 | a message handler or spawned future of an agent panicked |
-/// | (forced) | 128 + signal | a second SIGINT (130) or SIGTERM (143) during the graceful stop: the process exits at once |
-///
-/// When several apply, the gravest wins: a deadline overrun, then a crash,
-/// then a failed server, then a failed hook, then an aborted agent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Exit {
-    // Declared from the mildest to the gravest: `Ord` is that order.
-    /// Every agent stopped cleanly.
-    Graceful,
-    /// An agent's lifecycle was cut short.
-    Aborted,
-    /// A lifecycle hook failed.
-    HookFailed,
-    /// A server failed.
-    ServerFailed,
-    /// An agent's message handler or spawned future panicked.
-    Crashed,
-    /// The graceful stop overran the shutdown deadline.
-    DeadlineExceeded,
-}
-
-impl Exit {
-    /// The process exit code.
-    pub const fn code(self) -> u8 {
-        match self {
-            Exit::Graceful => 0,
-            Exit::HookFailed => 3,
-            Exit::ServerFailed => 4,
-            Exit::DeadlineExceeded => 5,
-            Exit::Aborted => 6,
-            Exit::Crashed => 7,
-        }
-    }
-
-    fn of(outcome: &Result<(), AgentError>) -> Exit {
-        match outcome {
-            Ok(()) => Exit::Graceful,
-            Err(AgentError::Aborted { .. }) => Exit::Aborted,
-            Err(AgentError::Crashed { .. }) => Exit::Crashed,
-            Err(AgentError::Failed { failures, .. }) => {
-                if failures.iter().any(|f| f.stage == Stage::Server) {
-                    Exit::ServerFailed
-                } else {
-                    Exit::HookFailed
-                }
-            }
-        }
-    }
-
-    fn worst(self, other: Exit) -> Exit {
-        self.max(other)
-    }
-}
-
-impl Termination for Exit {
-    fn report(self) -> ExitCode {
-        ExitCode::from(self.code())
-    }
-}
 
 /// A started group member, as the launcher keeps it.
 struct Member {
@@ -182,9 +119,18 @@ impl LauncherHandle {
     }
 }
 
-impl std::fmt::Debug for LauncherHandle {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl fmt::Debug for LauncherHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LauncherHandle").finish_non_exhaustive()
+    }
+}
+
+impl fmt::Debug for Launcher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Launcher")
+            .field("agents", &self.starters.len())
+            .field("shutdown_deadline", &self.deadline)
+            .finish_non_exhaustive()
     }
 }
 
@@ -236,9 +182,8 @@ impl Launcher {
     /// # Panics
     /// When called inside a running actix System or Tokio runtime.
     pub fn run(self) -> Exit {
-        let system = System::new();
-        let system_id = System::current().id();
-        let agents = registry::open(system_id);
+        let system = OwnedSystem::new();
+        let agents = system.agents();
         let Launcher {
             starters,
             deadline,
@@ -311,7 +256,7 @@ impl Launcher {
                         "shutdown deadline of {deadline:?} passed; still running:"
                     );
                     for status in agents.statuses(true) {
-                        log::error!(target: TARGET, "  agent `{}`: {}", status.name, status.doing);
+                        log::error!(target: TARGET, "  agent `{}`: {}", status.name, status.activity);
                     }
                     exit = Exit::DeadlineExceeded;
                 }
@@ -335,146 +280,16 @@ impl Launcher {
                 let _ = arbiter.join();
             }
         }
-        System::current().stop();
-        if let Err(e) = system.run() {
-            log::warn!(target: TARGET, "the System did not stop cleanly: {e}");
-        }
-        registry::close(system_id);
+        system.finish(TARGET);
         log::info!(target: TARGET, "exiting with {exit:?} (code {})", exit.code());
         exit
     }
 }
 
-fn member<A: Agent>(addr: actix::Addr<A>, handle: crate::AgentHandle<A>) -> Member {
+fn member<A: Agent>(addr: actix::Addr<A>, handle: AgentHandle<A>) -> Member {
     Member {
         name: A::NAME,
         _addr: Box::new(addr),
         outcome: Box::pin(handle),
-    }
-}
-
-/// SIGINT and SIGTERM, owned by the launcher.
-struct Signals {
-    interrupt: Option<Signal>,
-    terminate: Option<Signal>,
-}
-
-impl Signals {
-    fn new() -> Self {
-        let listen = |kind: SignalKind, name: &str| match signal(kind) {
-            Ok(s) => Some(s),
-            Err(e) => {
-                log::warn!(target: TARGET, "cannot listen for {name}: {e}");
-                None
-            }
-        };
-        Signals {
-            interrupt: listen(SignalKind::interrupt(), "SIGINT"),
-            terminate: listen(SignalKind::terminate(), "SIGTERM"),
-        }
-    }
-
-    /// The next signal's number.
-    async fn next(&mut self) -> i32 {
-        async fn one(signal: &mut Option<Signal>, number: i32) -> i32 {
-            if let Some(s) = signal {
-                if s.recv().await.is_some() {
-                    return number;
-                }
-            }
-            // Not listening (or the stream ended): never.
-            std::future::pending().await
-        }
-        let interrupt = one(&mut self.interrupt, SIGINT);
-        let terminate = one(&mut self.terminate, SIGTERM);
-        match select(Box::pin(interrupt), Box::pin(terminate)).await {
-            Either::Left((n, _)) | Either::Right((n, _)) => n,
-        }
-    }
-}
-
-const SIGINT: i32 = 2;
-const SIGTERM: i32 = 15;
-
-fn signal_name(signal: i32) -> &'static str {
-    match signal {
-        SIGINT => "SIGINT",
-        SIGTERM => "SIGTERM",
-        _ => "a signal",
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::{HookError, HookFailure};
-
-    fn failed(stages: &[Stage]) -> Result<(), AgentError> {
-        Err(AgentError::Failed {
-            agent: "a",
-            failures: stages
-                .iter()
-                .map(|&stage| HookError {
-                    agent: "a",
-                    stage,
-                    hook: "h",
-                    cause: HookFailure::Panic("x".into()),
-                })
-                .collect(),
-        })
-    }
-
-    #[test]
-    fn exit_codes_are_the_documented_ones() {
-        let codes = [
-            Exit::Graceful,
-            Exit::HookFailed,
-            Exit::ServerFailed,
-            Exit::DeadlineExceeded,
-            Exit::Aborted,
-            Exit::Crashed,
-        ]
-        .map(Exit::code);
-        assert_eq!(codes, [0, 3, 4, 5, 6, 7]);
-    }
-
-    #[test]
-    fn outcomes_map_to_exits() {
-        assert_eq!(Exit::of(&Ok(())), Exit::Graceful);
-        assert_eq!(Exit::of(&failed(&[Stage::PreStop])), Exit::HookFailed);
-        assert_eq!(
-            Exit::of(&failed(&[Stage::PostStart, Stage::Server])),
-            Exit::ServerFailed
-        );
-        assert_eq!(
-            Exit::of(&Err(AgentError::Aborted { agent: "a" })),
-            Exit::Aborted
-        );
-        assert_eq!(
-            Exit::of(&Err(AgentError::Crashed {
-                agent: "a",
-                panic: "panicked: x".into(),
-                failures: vec![],
-            })),
-            Exit::Crashed
-        );
-    }
-
-    #[test]
-    fn the_worst_exit_wins_whatever_the_order() {
-        let all = [
-            Exit::Graceful,
-            Exit::Aborted,
-            Exit::HookFailed,
-            Exit::ServerFailed,
-            Exit::Crashed,
-            Exit::DeadlineExceeded,
-        ];
-        for (i, a) in all.iter().enumerate() {
-            for (j, b) in all.iter().enumerate() {
-                let expected = all[i.max(j)];
-                assert_eq!(a.worst(*b), expected, "{a:?} vs {b:?}");
-            }
-        }
     }
 }

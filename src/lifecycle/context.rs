@@ -3,7 +3,6 @@
 
 use std::fmt;
 use std::future::Future;
-use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::task::Poll;
 
@@ -15,8 +14,9 @@ use actix::{
     Actor, ActorContext, ActorFuture, ActorState, Addr, AsyncContext, Handler, Message, SpawnHandle,
 };
 
-use crate::lifecycle::Lifecycle;
-use crate::{HookFailure, Phase};
+use super::state::Lifecycle;
+use crate::error::HookFailure;
+use crate::phase::Phase;
 
 /// The execution context of an agent.
 ///
@@ -29,7 +29,7 @@ use crate::{HookFailure, Phase};
 pub struct Context<A: Actor<Context = Context<A>>> {
     parts: ContextParts<A>,
     mailbox: Option<Mailbox<A>>,
-    pub(crate) life: Lifecycle<A>,
+    pub(super) life: Lifecycle<A>,
 }
 
 impl<A: Actor<Context = Context<A>>> Context<A> {
@@ -85,10 +85,10 @@ impl<A: Actor<Context = Context<A>>> Future for Guarded<A> {
 
     fn poll(mut self: Pin<&mut Self>, task: &mut std::task::Context<'_>) -> Poll<()> {
         let fut = &mut self.0;
-        match std::panic::catch_unwind(AssertUnwindSafe(|| Pin::new(&mut *fut).poll(task))) {
+        match HookFailure::catch(|| Pin::new(&mut *fut).poll(task)) {
             Ok(poll) => poll,
-            Err(payload) => {
-                fut.ctx().life.crashed(HookFailure::from_panic(payload));
+            Err(panic) => {
+                fut.ctx().life.crashed(panic);
                 Poll::Ready(())
             }
         }

@@ -1,0 +1,269 @@
+//! Parsing the attributes: `#[microagent(...)]` on the struct, and the
+//! markers `#[on(...)]`, `#[periodic(...)]`, `#[cron(...)]` on methods.
+
+use syn::parse::ParseStream;
+use syn::punctuated::Punctuated;
+use syn::spanned::Spanned;
+use syn::{Attribute, Ident, LitStr, MetaNameValue, Token};
+
+use crate::model::{Label, Restart, Schedule, TaskSpec};
+
+/// The markers a hooks block takes off its methods.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Marker {
+    On,
+    Periodic,
+    Cron,
+}
+
+impl Marker {
+    const ALL: [Marker; 3] = [Marker::On, Marker::Periodic, Marker::Cron];
+
+    fn name(self) -> &'static str {
+        match self {
+            Marker::On => "on",
+            Marker::Periodic => "periodic",
+            Marker::Cron => "cron",
+        }
+    }
+
+    /// Which marker `attr` is: `#[name(...)]` or `#[microagent::name(...)]`.
+    pub(crate) fn of(attr: &Attribute) -> Option<Marker> {
+        let path = attr.path();
+        Marker::ALL.into_iter().find(|m| {
+            path.is_ident(m.name())
+                || (path.segments.len() == 2
+                    && path.segments[0].ident == "microagent"
+                    && path.segments[1].ident == m.name())
+        })
+    }
+
+    /// Whether this marker declares a task.
+    pub(crate) fn is_task(self) -> bool {
+        matches!(self, Marker::Periodic | Marker::Cron)
+    }
+}
+
+/// `#[microagent(name = "...")]`: the agent's name, if given.
+pub(crate) fn agent_name(attr: &Attribute, name: &mut LitStr) -> syn::Result<()> {
+    attr.parse_nested_meta(|meta| {
+        if meta.path.is_ident("name") {
+            *name = meta.value()?.parse()?;
+            Ok(())
+        } else {
+            Err(meta.error("unknown `microagent` option; expected `name = \"...\"`"))
+        }
+    })
+}
+
+/// Parses an `#[on(...)]` label.
+pub(crate) fn label(ident: &Ident) -> syn::Result<Label> {
+    if let Some(label) = Label::ALL.into_iter().find(|l| ident == l.name()) {
+        return Ok(label);
+    }
+    let hint = match ident.to_string().as_str() {
+        "periodic" => " (a periodic task is declared with `#[periodic(period = ...)]`)",
+        "cron" => " (a cron task is declared with `#[cron(\"...\")]`)",
+        _ => "",
+    };
+    Err(syn::Error::new(
+        ident.span(),
+        format!(
+            "unknown hook label `{ident}`{hint}; expected one of: pre_start, post_start, pre_stop, server"
+        ),
+    ))
+}
+
+/// Parses `#[on(label)]` or, for servers,
+/// `#[on(server, restarts = 3, within = 60.0, backoff = 0.5)]`.
+pub(crate) fn on(attr: &Attribute) -> syn::Result<(Ident, Option<Restart>)> {
+    attr.parse_args_with(|input: ParseStream| {
+        let ident: Ident = input.parse().map_err(|e| {
+            syn::Error::new(
+                e.span(),
+                "expected a hook label: `#[on(pre_start)]`, `#[on(post_start)]`, `#[on(pre_stop)]` or `#[on(server)]`",
+            )
+        })?;
+        if input.is_empty() {
+            return Ok((ident, None));
+        }
+        input.parse::<Token![,]>()?;
+        if ident != "server" {
+            return Err(syn::Error::new(
+                input.span(),
+                "only `server` hooks take options (`restarts`, `within`, `backoff`)",
+            ));
+        }
+        let (mut restarts, mut within, mut backoff) = (None, 60.0, 0.0);
+        for option in &options(input)? {
+            match option_key(option).as_str() {
+                "restarts" => {
+                    let value = number(&option.value)?;
+                    if !(value >= 0.0 && value.fract() == 0.0 && value <= f64::from(u32::MAX)) {
+                        return Err(syn::Error::new(
+                            option.value.span(),
+                            "`restarts` is a whole number",
+                        ));
+                    }
+                    restarts = Some(value as u32);
+                }
+                "within" => within = seconds(option, false)?,
+                "backoff" => backoff = seconds(option, true)?,
+                _ => {
+                    return Err(syn::Error::new(
+                        option.path.span(),
+                        "unknown server option; expected `restarts`, `within` or `backoff`",
+                    ))
+                }
+            }
+        }
+        let restarts = restarts.ok_or_else(|| {
+            syn::Error::new(ident.span(), "a restart policy needs `restarts = N`")
+        })?;
+        Ok((
+            ident,
+            Some(Restart {
+                restarts,
+                within,
+                backoff,
+            }),
+        ))
+    })
+}
+
+/// Parses `#[periodic(period = 5.0, timeout = 1.0, start_after = 0.0)]`.
+pub(crate) fn periodic(attr: &Attribute) -> syn::Result<TaskSpec> {
+    let options = attr.parse_args_with(options)?;
+    let (mut period, mut timeout, mut start_after) = (None, 1.0, 0.0);
+    for option in &options {
+        match option_key(option).as_str() {
+            "period" => period = Some(seconds(option, false)?),
+            "timeout" => timeout = seconds(option, false)?,
+            "start_after" => start_after = seconds(option, true)?,
+            _ => {
+                return Err(syn::Error::new(
+                    option.path.span(),
+                    "unknown `periodic` option; expected `period`, `timeout` or `start_after`",
+                ))
+            }
+        }
+    }
+    let period = period.ok_or_else(|| {
+        syn::Error::new(attr.span(), "a periodic task needs `period = <seconds>`")
+    })?;
+    Ok(TaskSpec {
+        timeout,
+        schedule: Schedule::Every {
+            period,
+            start_after,
+        },
+    })
+}
+
+/// Parses `#[cron("0 */4 * * *", timeout = 30.0, tz = "local")]`, checking
+/// the expression with the parser the runtime uses.
+pub(crate) fn cron(attr: &Attribute) -> syn::Result<TaskSpec> {
+    attr.parse_args_with(|input: ParseStream| {
+        let expression: LitStr = input.parse().map_err(|e| {
+            syn::Error::new(
+                e.span(),
+                "expected a cron expression first: `#[cron(\"0 */4 * * *\")]`",
+            )
+        })?;
+        if let Err(e) = <croner::Cron as std::str::FromStr>::from_str(&expression.value()) {
+            return Err(syn::Error::new(
+                expression.span(),
+                format!("invalid cron expression: {e}"),
+            ));
+        }
+        let (mut timeout, mut local) = (1.0, false);
+        if !input.is_empty() {
+            input.parse::<Token![,]>()?;
+            for option in &options(input)? {
+                match option_key(option).as_str() {
+                    "timeout" => timeout = seconds(option, false)?,
+                    "tz" => local = zone(option)?,
+                    _ => {
+                        return Err(syn::Error::new(
+                            option.path.span(),
+                            "unknown `cron` option; expected `timeout` or `tz`",
+                        ))
+                    }
+                }
+            }
+        }
+        Ok(TaskSpec {
+            timeout,
+            schedule: Schedule::Cron { expression, local },
+        })
+    })
+}
+
+/// `tz = "utc"` (false) or `tz = "local"` (true).
+fn zone(option: &MetaNameValue) -> syn::Result<bool> {
+    let zone = match &option.value {
+        syn::Expr::Lit(syn::ExprLit {
+            lit: syn::Lit::Str(s),
+            ..
+        }) => s.value(),
+        other => {
+            return Err(syn::Error::new(
+                other.span(),
+                "`tz` is \"utc\" or \"local\"",
+            ))
+        }
+    };
+    match zone.as_str() {
+        "utc" | "UTC" => Ok(false),
+        "local" => Ok(true),
+        _ => Err(syn::Error::new(
+            option.value.span(),
+            "`tz` is \"utc\" (the default) or \"local\"; named time zones are not supported",
+        )),
+    }
+}
+
+/// `key = value, ...` to the end of the input.
+fn options(input: ParseStream) -> syn::Result<Punctuated<MetaNameValue, Token![,]>> {
+    Punctuated::parse_terminated(input)
+}
+
+/// The name of a `key = value` option (empty when it is not a plain name).
+fn option_key(option: &MetaNameValue) -> String {
+    option
+        .path
+        .get_ident()
+        .map(ToString::to_string)
+        .unwrap_or_default()
+}
+
+/// A literal number of seconds: above 0, or 0 or more with `zero_ok`.
+fn seconds(option: &MetaNameValue, zero_ok: bool) -> syn::Result<f64> {
+    let value = number(&option.value)?;
+    let key = option_key(option);
+    if value.is_finite() && (value > 0.0 || (zero_ok && value == 0.0)) {
+        Ok(value)
+    } else if zero_ok {
+        Err(syn::Error::new(
+            option.value.span(),
+            format!("`{key}` is a number of seconds, 0 or more"),
+        ))
+    } else {
+        Err(syn::Error::new(
+            option.value.span(),
+            format!("`{key}` is a number of seconds above 0"),
+        ))
+    }
+}
+
+/// A literal number, integer or float.
+fn number(expr: &syn::Expr) -> syn::Result<f64> {
+    if let syn::Expr::Lit(syn::ExprLit { lit, .. }) = expr {
+        match lit {
+            syn::Lit::Int(i) => return i.base10_parse::<f64>(),
+            syn::Lit::Float(f) => return f.base10_parse::<f64>(),
+            _ => {}
+        }
+    }
+    Err(syn::Error::new(expr.span(), "expected a number"))
+}

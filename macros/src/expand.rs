@@ -1,0 +1,320 @@
+//! Code generation: the impls `#[derive(MicroAgent)]` writes, and the shims
+//! and declaration table `#[microagent::hooks]` writes. Generated code
+//! names only public items and `::microagent::__private`.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{format_ident, quote, quote_spanned};
+use syn::{DeriveInput, Ident, ItemImpl, LitStr};
+
+use crate::model::{Declaration, Extra, Kind, Label, Restart, Schedule};
+
+/// The impls of `#[derive(MicroAgent)]`: `Agent`, `Actor` (whose methods
+/// drive the lifecycle) and the handlers every agent has.
+pub(crate) fn derive(input: &DeriveInput, name: &LitStr) -> TokenStream {
+    let ident = &input.ident;
+    let (impl_generics, ty_generics, where_clause) = input.generics.split_for_impl();
+    quote! {
+        #[automatically_derived]
+        impl #impl_generics ::microagent::__private::Sealed for #ident #ty_generics #where_clause {}
+
+        #[automatically_derived]
+        impl #impl_generics ::microagent::Agent for #ident #ty_generics #where_clause {
+            const NAME: &'static str = #name;
+        }
+
+        #[automatically_derived]
+        impl #impl_generics ::microagent::actix::Actor for #ident #ty_generics #where_clause {
+            type Context = ::microagent::Context<Self>;
+
+            fn started(&mut self, ctx: &mut Self::Context) {
+                ::microagent::__private::started(self, ctx)
+            }
+
+            fn stopping(&mut self, ctx: &mut Self::Context) -> ::microagent::actix::Running {
+                ::microagent::__private::stopping(self, ctx)
+            }
+
+            fn stopped(&mut self, ctx: &mut Self::Context) {
+                ::microagent::__private::stopped(self, ctx)
+            }
+        }
+
+        #[automatically_derived]
+        impl #impl_generics ::microagent::actix::Handler<::microagent::StopAgent>
+            for #ident #ty_generics #where_clause
+        {
+            type Result = ();
+
+            fn handle(&mut self, _: ::microagent::StopAgent, ctx: &mut Self::Context) {
+                ::microagent::actix::ActorContext::stop(ctx)
+            }
+        }
+
+        #[automatically_derived]
+        impl #impl_generics ::microagent::actix::Handler<::microagent::GetInfo>
+            for #ident #ty_generics #where_clause
+        {
+            type Result = ::microagent::actix::MessageResult<::microagent::GetInfo>;
+
+            fn handle(&mut self, _: ::microagent::GetInfo, _: &mut Self::Context) -> Self::Result {
+                ::microagent::actix::MessageResult(::microagent::__private::describe::<Self>())
+            }
+        }
+
+        #[automatically_derived]
+        impl #impl_generics ::microagent::actix::Handler<::microagent::ServerInterrupt>
+            for #ident #ty_generics #where_clause
+        {
+            type Result = ();
+
+            fn handle(&mut self, msg: ::microagent::ServerInterrupt, ctx: &mut Self::Context) {
+                ::microagent::__private::interrupt(self, ctx, msg)
+            }
+        }
+    }
+}
+
+/// The hooks block itself, a shim per declaration and the declaration table.
+pub(crate) fn hooks(item: &ItemImpl, declarations: &[Declaration]) -> TokenStream {
+    let self_ty = &item.self_ty;
+    let (impl_generics, _, where_clause) = item.generics.split_for_impl();
+    let shims = declarations.iter().map(shim);
+    let table = table(declarations);
+    quote! {
+        #item
+
+        #[doc(hidden)]
+        impl #impl_generics #self_ty #where_clause {
+            #(#shims)*
+        }
+
+        #[automatically_derived]
+        impl #impl_generics ::microagent::__private::Hooks for #self_ty #where_clause {
+            const HOOKS: ::microagent::__private::HookTable<Self> = #table;
+        }
+    }
+}
+
+/// The table literal: one field per kind that has entries, then
+/// `..HookTable::EMPTY`, so that a new kind does not touch the others.
+fn table(declarations: &[Declaration]) -> TokenStream {
+    let mut fields = Vec::new();
+    for label in Label::LIFECYCLE {
+        let entries: Vec<TokenStream> = declarations
+            .iter()
+            .filter(|d| d.has_label(label))
+            .map(|d| {
+                let name = d.method.to_string();
+                let call = call(d);
+                quote!(::microagent::__private::Hook { name: #name, call: #call })
+            })
+            .collect();
+        if !entries.is_empty() {
+            let field = format_ident!("{}", label.name());
+            fields.push(quote!(#field: &[#(#entries),*]));
+        }
+    }
+    let servers: Vec<TokenStream> = declarations.iter().filter_map(server_entry).collect();
+    if !servers.is_empty() {
+        fields.push(quote!(servers: &[#(#servers),*]));
+    }
+    let tasks: Vec<TokenStream> = declarations.iter().filter_map(task_entry).collect();
+    if !tasks.is_empty() {
+        fields.push(quote!(tasks: &[#(#tasks),*]));
+    }
+    quote! {
+        ::microagent::__private::HookTable {
+            #(#fields,)*
+            ..::microagent::__private::HookTable::EMPTY
+        }
+    }
+}
+
+/// How the lifecycle calls a hook's or task's shim.
+fn call(d: &Declaration) -> TokenStream {
+    let shim = shim_ident(&d.method);
+    let kind = if d.signature.is_async {
+        quote!(Async)
+    } else {
+        quote!(Sync)
+    };
+    quote!(::microagent::__private::Call::#kind(Self::#shim))
+}
+
+fn server_entry(d: &Declaration) -> Option<TokenStream> {
+    let Kind::Server(restart) = &d.kind else {
+        return None;
+    };
+    let name = d.method.to_string();
+    let shim = shim_ident(&d.method);
+    let restart = match restart {
+        Some(Restart {
+            restarts,
+            within,
+            backoff,
+        }) => {
+            let (within, backoff) = (duration(*within), duration(*backoff));
+            quote! {
+                ::std::option::Option::Some(::microagent::__private::RestartPolicy {
+                    restarts: #restarts,
+                    within: #within,
+                    backoff: #backoff,
+                })
+            }
+        }
+        None => quote!(::std::option::Option::None),
+    };
+    Some(quote! {
+        ::microagent::__private::Server {
+            name: #name,
+            start: Self::#shim,
+            restart: #restart,
+        }
+    })
+}
+
+fn task_entry(d: &Declaration) -> Option<TokenStream> {
+    let Kind::Task(spec) = &d.kind else {
+        return None;
+    };
+    let name = d.method.to_string();
+    let call = call(d);
+    let timeout = duration(spec.timeout);
+    let schedule = match &spec.schedule {
+        Schedule::Every {
+            period,
+            start_after,
+        } => {
+            let (period, start_after) = (duration(*period), duration(*start_after));
+            quote! {
+                ::microagent::__private::Schedule::Every {
+                    period: #period,
+                    start_after: #start_after,
+                }
+            }
+        }
+        Schedule::Cron { expression, local } => {
+            let zone = if *local { quote!(Local) } else { quote!(Utc) };
+            quote! {
+                ::microagent::__private::Schedule::Cron {
+                    expression: #expression,
+                    zone: ::microagent::__private::Zone::#zone,
+                }
+            }
+        }
+    };
+    Some(quote! {
+        ::microagent::__private::Task {
+            name: #name,
+            call: #call,
+            timeout: #timeout,
+            schedule: #schedule,
+        }
+    })
+}
+
+/// A declared number of seconds as a `Duration` constant (to the nanosecond).
+fn duration(seconds: f64) -> TokenStream {
+    let nanos = (seconds * 1e9).round() as u64;
+    quote!(::microagent::__private::Duration::from_nanos(#nanos))
+}
+
+fn shim_ident(method: &Ident) -> Ident {
+    format_ident!("__microagent_hook_{}", method)
+}
+
+/// A hygienic identifier whose errors point at `at`.
+fn local(name: &str, at: Span) -> Ident {
+    Ident::new(name, Span::mixed_site().located_at(at))
+}
+
+/// The shim the lifecycle calls for one declaration. Errors about the
+/// return type point at the return type: each check is written with its
+/// span and refers only to tokens spanned the same way.
+fn shim(d: &Declaration) -> TokenStream {
+    let method = &d.method;
+    let shim = shim_ident(method);
+    let sig = &d.signature;
+    let this = local("this", sig.sig_span);
+    let ctx = local("ctx", Span::call_site());
+    if let Kind::Server(_) = d.kind {
+        let srv = local("srv", Span::call_site());
+        let (unused, arg) = match sig.extra {
+            Extra::Value => (quote!(), quote!(#srv)),
+            _ => (quote!(let _ = #srv;), quote!()),
+        };
+        let check = quote_spanned! {sig.ret_span=>
+            ::microagent::__private::server_future(future)
+        };
+        return quote! {
+            #[doc(hidden)]
+            fn #shim(
+                #this: &mut Self,
+                #srv: ::microagent::ServerContext<Self>,
+            ) -> ::microagent::__private::ServerFuture {
+                #unused
+                let future = #this.#method(#arg);
+                #check
+            }
+        };
+    }
+    if !sig.is_async {
+        let (unused, arg) = match sig.extra {
+            Extra::Context => (quote!(), quote!(#ctx)),
+            _ => (quote!(let _ = #ctx;), quote!()),
+        };
+        let check = quote_spanned! {sig.ret_span=>
+            ::microagent::__private::IntoHookResult::into_hook_result(returned)
+        };
+        return quote! {
+            #[doc(hidden)]
+            fn #shim(
+                #this: &mut Self,
+                #ctx: &mut ::microagent::Context<Self>,
+            ) -> ::microagent::__private::HookResult {
+                #unused
+                let returned = #this.#method(#arg);
+                #check
+            }
+        };
+    }
+    let (get_addr, arg) = match sig.extra {
+        Extra::Value => (
+            quote!(let addr = ::microagent::actix::AsyncContext::address(#ctx);),
+            quote!(addr),
+        ),
+        _ => (quote!(let _ = #ctx;), quote!()),
+    };
+    let take = quote_spanned! {sig.sig_span=>
+        ::microagent::__private::AsyncHookAgent::take_for_hook(lent)
+    };
+    // A run with a timeout is cancelled inside the future that owns the
+    // agent, so the agent comes back either way.
+    let run = match d.timeout() {
+        Some(seconds) => {
+            let timeout = duration(seconds);
+            quote_spanned! {sig.ret_span=>
+                ::microagent::__private::call_timed(#timeout, hook).await
+            }
+        }
+        None => quote_spanned! {sig.ret_span=>
+            ::microagent::__private::call_async(hook).await
+        },
+    };
+    quote! {
+        #[doc(hidden)]
+        fn #shim(
+            #this: &mut Self,
+            #ctx: &mut ::microagent::Context<Self>,
+        ) -> ::microagent::__private::HookFuture<Self> {
+            #get_addr
+            let lent = #this;
+            let mut agent = #take;
+            ::std::boxed::Box::pin(async move {
+                let hook = agent.#method(#arg);
+                let result = #run;
+                (agent, result)
+            })
+        }
+    }
+}

@@ -1,0 +1,236 @@
+//! Turning a marked method into a checked [`Declaration`]: which kind it
+//! is, whether its markers agree, and one signature check for every kind.
+
+use proc_macro2::Span;
+use syn::spanned::Spanned;
+use syn::{Attribute, FnArg, ImplItemFn, Type};
+
+use crate::attr::{self, Marker};
+use crate::model::{Declaration, Extra, Kind, Label, Signature};
+
+/// Takes the markers off `f` and checks it; `None` for an unmarked method.
+pub(crate) fn declaration(f: &mut ImplItemFn) -> syn::Result<Option<Declaration>> {
+    let marked: Vec<(Marker, Attribute)> = f
+        .attrs
+        .iter()
+        .filter_map(|a| Marker::of(a).map(|m| (m, a.clone())))
+        .collect();
+    if marked.is_empty() {
+        return Ok(None);
+    }
+    f.attrs.retain(|a| Marker::of(a).is_none());
+    let kind = if marked.iter().any(|(m, _)| m.is_task()) {
+        task(&marked)?
+    } else {
+        hook(&marked, &f.sig)?
+    };
+    let signature = signature(&f.sig, &kind)?;
+    Ok(Some(Declaration {
+        method: f.sig.ident.clone(),
+        kind,
+        signature,
+    }))
+}
+
+/// `#[periodic(...)]` or `#[cron(...)]`, alone.
+fn task(marked: &[(Marker, Attribute)]) -> syn::Result<Kind> {
+    if let Some((_, on)) = marked.iter().find(|(m, _)| *m == Marker::On) {
+        return Err(syn::Error::new(
+            on.span(),
+            "a method is either a task (`#[periodic]`, `#[cron]`) or a hook (`#[on]`), not both",
+        ));
+    }
+    if let Some((_, second)) = marked.get(1) {
+        return Err(syn::Error::new(
+            second.span(),
+            "a task has one schedule: one `#[periodic(...)]` or one `#[cron(...)]`",
+        ));
+    }
+    let (marker, attr) = &marked[0];
+    let spec = if *marker == Marker::Periodic {
+        attr::periodic(attr)?
+    } else {
+        attr::cron(attr)?
+    };
+    Ok(Kind::Task(spec))
+}
+
+/// One or more `#[on(...)]`: lifecycle labels, or one `server`.
+fn hook(marked: &[(Marker, Attribute)], sig: &syn::Signature) -> syn::Result<Kind> {
+    let mut labels = Vec::new();
+    let mut restart = None;
+    for (_, attr) in marked {
+        let (ident, policy) = attr::on(attr)?;
+        let label = attr::label(&ident)?;
+        if policy.is_some() {
+            restart = policy;
+        }
+        if labels.contains(&label) {
+            return Err(syn::Error::new(
+                ident.span(),
+                format!("`{}` is given twice for this hook", label.name()),
+            ));
+        }
+        labels.push(label);
+    }
+    if labels.contains(&Label::Server) {
+        if labels.len() > 1 {
+            return Err(syn::Error::new(
+                sig.ident.span(),
+                "a server hook cannot also be a lifecycle hook: it runs for as long as the agent",
+            ));
+        }
+        return Ok(Kind::Server(restart));
+    }
+    Ok(Kind::Hook(labels))
+}
+
+/// The signature rules of one kind, and the words its errors use.
+struct Rules {
+    /// "a hook", "a task", "a server hook".
+    what: &'static str,
+    server: bool,
+}
+
+impl Rules {
+    fn of(kind: &Kind) -> Rules {
+        match kind {
+            Kind::Hook(_) => Rules {
+                what: "a hook",
+                server: false,
+            },
+            Kind::Task(_) => Rules {
+                what: "a task",
+                server: false,
+            },
+            Kind::Server(_) => Rules {
+                what: "a server hook",
+                server: true,
+            },
+        }
+    }
+
+    /// The kind's name without its article ("hook", "task").
+    fn noun(&self) -> &'static str {
+        &self.what[2..]
+    }
+}
+
+/// The one signature check. Hooks and tasks: `fn` or `async fn` taking
+/// `&mut self` (or `&self`) and at most a context (sync) or the agent's
+/// address (async). Servers: a plain `fn` taking `&self` and at most their
+/// `ServerContext`, returning their future.
+fn signature(sig: &syn::Signature, kind: &Kind) -> syn::Result<Signature> {
+    let rules = Rules::of(kind);
+    let what = rules.what;
+    let err = |span: Span, msg: String| Err(syn::Error::new(span, msg));
+    if let (true, Some(token)) = (rules.server, &sig.asyncness) {
+        return err(
+            token.span,
+            "a server hook is a plain `fn` returning a `'static` future: it runs alongside the \
+             agent's handlers, so it cannot hold `self` across `.await`; clone what it needs \
+             from `&self`, then return `async move { ... }`"
+                .into(),
+        );
+    }
+    if !sig.generics.params.is_empty() {
+        return err(
+            sig.generics.span(),
+            if rules.server {
+                "a server hook cannot be generic".into()
+            } else {
+                format!(
+                    "{what} cannot be generic: the lifecycle calls it with nothing to infer from"
+                )
+            },
+        );
+    }
+    let mut inputs = sig.inputs.iter();
+    match (inputs.next(), rules.server) {
+        (Some(FnArg::Receiver(r)), _) if r.reference.is_some() => {}
+        (Some(FnArg::Receiver(r)), false) => {
+            return err(
+                r.span(),
+                format!("{what} takes `&mut self`, not `self`: the agent stays alive after it"),
+            )
+        }
+        (Some(other), true) => {
+            return err(
+                other.span(),
+                "a server hook takes `&self` (or `&mut self`) to build its future".into(),
+            )
+        }
+        (_, server) => {
+            let receiver = if server { "&self" } else { "&mut self" };
+            return err(
+                sig.ident.span(),
+                format!("{what} is a method: its first parameter is `{receiver}`"),
+            );
+        }
+    }
+    let is_async = sig.asyncness.is_some();
+    let extra = match (inputs.next(), rules.server) {
+        (None, _) => Extra::None,
+        (Some(FnArg::Typed(arg)), true) if !matches!(&*arg.ty, Type::Reference(_)) => Extra::Value,
+        (Some(other), true) => {
+            return err(
+                other.span(),
+                "a server hook's second parameter is its context, by value: `srv: ServerContext<Self>`"
+                    .into(),
+            )
+        }
+        (Some(FnArg::Typed(arg)), false) => match (&*arg.ty, is_async) {
+            (Type::Reference(r), false) if r.mutability.is_some() => Extra::Context,
+            (_, false) => {
+                return err(
+                    arg.ty.span(),
+                    format!(
+                        "the second parameter of a sync {} is the agent's context: `ctx: &mut Context<Self>`",
+                        rules.noun()
+                    ),
+                )
+            }
+            (Type::Reference(_), true) => {
+                return err(
+                    arg.ty.span(),
+                    format!(
+                        "an async {} cannot borrow the context across `.await`; \
+                         take the agent's address (`addr: Addr<Self>`) or make it a plain `fn`",
+                        rules.noun()
+                    ),
+                )
+            }
+            (_, true) => Extra::Value,
+        },
+        (Some(other), false) => return err(other.span(), "unexpected parameter".into()),
+    };
+    if let Some(arg) = inputs.next() {
+        return err(
+            arg.span(),
+            if rules.server {
+                "a server hook takes `&self` and at most its context: `srv: ServerContext<Self>`"
+                    .into()
+            } else {
+                format!(
+                    "{what} takes `&mut self` and at most one more parameter: \
+                     `ctx: &mut Context<Self>` (sync) or `addr: Addr<Self>` (async)"
+                )
+            },
+        );
+    }
+    let ret_span = match (&sig.output, rules.server) {
+        (syn::ReturnType::Type(_, ty), _) => ty.span(),
+        (syn::ReturnType::Default, false) => sig.ident.span(),
+        (syn::ReturnType::Default, true) => return err(
+            sig.ident.span(),
+            "a server hook returns its future: `-> impl Future<Output = Result<(), E>> + 'static`"
+                .into(),
+        ),
+    };
+    Ok(Signature {
+        is_async,
+        extra,
+        sig_span: sig.span(),
+        ret_span,
+    })
+}

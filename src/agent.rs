@@ -1,0 +1,39 @@
+//! The [`Agent`] trait: what `#[derive(MicroAgent)]` makes of a struct.
+//!
+//! With [`Context`] this is the one pair of modules that refer to each
+//! other: an agent's actor context is [`Context`], and the context's
+//! lifecycle calls what the agent declares ([`Hooks`]).
+
+use crate::info::AgentInfo;
+use crate::lifecycle::{Context, Hooks};
+use crate::messages::{GetInfo, StopAgent};
+use crate::server::ServerInterrupt;
+
+/// An agent: an actix actor whose lifecycle runs declared hooks.
+///
+/// Implemented by `#[derive(MicroAgent)]`, and only by it: the trait is
+/// sealed, because the lifecycle relies on the actor impl the derive writes
+/// (its `started`, `stopping` and `stopped` drive the hooks).
+pub trait Agent:
+    actix::Actor<Context = Context<Self>>
+    + Hooks
+    + actix::Handler<StopAgent>
+    + actix::Handler<ServerInterrupt>
+    + actix::Handler<GetInfo>
+    + sealed::Sealed
+{
+    /// The agent's name, for logs and errors.
+    const NAME: &'static str;
+
+    /// What the agent declares: hooks, servers, tasks (see [`AgentInfo`]).
+    fn info(&self) -> AgentInfo {
+        crate::lifecycle::describe::<Self>()
+    }
+}
+
+/// Implemented by `#[derive(MicroAgent)]` next to [`Agent`]; reachable only
+/// through the crate's hidden module for generated code.
+pub mod sealed {
+    /// Keeps [`Agent`](super::Agent) for the derive.
+    pub trait Sealed {}
+}

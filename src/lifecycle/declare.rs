@@ -1,0 +1,302 @@
+//! What an agent declares, as the macros write it down: the table of its
+//! hooks, servers and tasks, and the glue the generated shims call.
+//!
+//! Everything here is reached by generated code through
+//! `microagent::__private` and is not public API. Generated tables end in
+//! `..HookTable::EMPTY`, so a new declaration kind is one new field here
+//! and one new branch in the macros.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use chrono::Utc;
+use futures_util::FutureExt;
+
+use super::cron::{next_cron_time, parse_cron};
+use super::Context;
+use crate::agent::Agent;
+use crate::error::{HookFailure, HookResult, Stage, TimedOut};
+use crate::info::{AgentInfo, CronInfo, HooksInfo, PeriodicInfo, RestartPolicy, ServerInfo, Zone};
+use crate::server::ServerContext;
+
+/// The future of a running async hook or task run. It owns the agent while
+/// the method runs and hands it back together with the result.
+pub type HookFuture<A> = Pin<Box<dyn Future<Output = (A, HookResult)>>>;
+
+/// The future of a running server, with panics already caught.
+pub type ServerFuture = Pin<Box<dyn Future<Output = HookResult>>>;
+
+/// How the lifecycle calls a hook or a task.
+pub enum Call<A: actix::Actor<Context = Context<A>>> {
+    /// A plain `fn`: called with the agent and its context.
+    Sync(fn(&mut A, &mut Context<A>) -> HookResult),
+    /// An `async fn`: the shim moves the agent out of the actor into the
+    /// returned future, which gives it back when the method is done (or its
+    /// timeout, for a task, cancelled it).
+    Async(fn(&mut A, &mut Context<A>) -> HookFuture<A>),
+}
+
+impl<A: actix::Actor<Context = Context<A>>> Call<A> {
+    fn is_async(&self) -> bool {
+        matches!(self, Call::Async(_))
+    }
+}
+
+/// One declared lifecycle hook.
+pub struct Hook<A: actix::Actor<Context = Context<A>>> {
+    /// The method's name, for logs and errors.
+    pub name: &'static str,
+    /// How to call it.
+    pub call: Call<A>,
+}
+
+/// One declared server hook.
+pub struct Server<A: actix::Actor> {
+    /// The method's name.
+    pub name: &'static str,
+    /// Starts it: the shim calls the method with its [`ServerContext`].
+    pub start: fn(&mut A, ServerContext<A>) -> ServerFuture,
+    /// `None`: a failure stops the agent.
+    pub restart: Option<RestartPolicy>,
+}
+
+/// When a task runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Schedule {
+    /// Every `period`, first after `start_after`.
+    Every {
+        /// Time between runs (above zero).
+        period: Duration,
+        /// Time before the first run.
+        start_after: Duration,
+    },
+    /// At the times a cron expression gives.
+    Cron {
+        /// The expression, as declared.
+        expression: &'static str,
+        /// The time zone it is read in.
+        zone: Zone,
+    },
+}
+
+/// One declared periodic or cron task.
+pub struct Task<A: actix::Actor<Context = Context<A>>> {
+    /// The method's name.
+    pub name: &'static str,
+    /// How to call it (an async shim applies `timeout` itself).
+    pub call: Call<A>,
+    /// Time a run may take.
+    pub timeout: Duration,
+    /// When it runs.
+    pub schedule: Schedule,
+}
+
+/// Everything an agent declares, each list in declaration order.
+pub struct HookTable<A: actix::Actor<Context = Context<A>>> {
+    /// `#[on(pre_start)]` hooks.
+    pub pre_start: &'static [Hook<A>],
+    /// `#[on(post_start)]` hooks.
+    pub post_start: &'static [Hook<A>],
+    /// `#[on(pre_stop)]` hooks.
+    pub pre_stop: &'static [Hook<A>],
+    /// `#[on(server)]` hooks.
+    pub servers: &'static [Server<A>],
+    /// `#[periodic(...)]` and `#[cron(...)]` tasks.
+    pub tasks: &'static [Task<A>],
+}
+
+impl<A: actix::Actor<Context = Context<A>>> HookTable<A> {
+    /// A table that declares nothing; generated tables end in `..EMPTY`.
+    pub const EMPTY: Self = HookTable {
+        pre_start: &[],
+        post_start: &[],
+        pre_stop: &[],
+        servers: &[],
+        tasks: &[],
+    };
+
+    /// The hooks declared with one label.
+    pub(crate) fn stage(&self, stage: Stage) -> &'static [Hook<A>] {
+        match stage {
+            Stage::PreStart => self.pre_start,
+            Stage::PostStart => self.post_start,
+            Stage::PreStop => self.pre_stop,
+            // Servers are not called like hooks: see `servers`.
+            Stage::Server => &[],
+        }
+    }
+
+    /// Whether any hook with this label is `async`.
+    pub(crate) fn has_async(&self, stage: Stage) -> bool {
+        self.stage(stage).iter().any(|h| h.call.is_async())
+    }
+}
+
+/// The declarations of an agent type. Implemented by `#[microagent::hooks]`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` has no `#[microagent::hooks]` block",
+    label = "this agent's hooks are never declared",
+    note = "add `#[microagent::hooks] impl {Self} {{ ... }}`, even an empty one for an agent without hooks"
+)]
+pub trait Hooks: actix::Actor<Context = Context<Self>> {
+    /// The table, built at compile time.
+    const HOOKS: HookTable<Self>;
+}
+
+/// What a hook may return: `()` or `Result<(), E>` for any error type.
+#[diagnostic::on_unimplemented(
+    message = "a hook must return `()` or `Result<(), E>` where `E: std::error::Error + Send + Sync + 'static`, not `{Self}`",
+    label = "unsupported hook return type"
+)]
+pub trait IntoHookResult {
+    /// Converts the hook's return value.
+    fn into_hook_result(self) -> HookResult;
+}
+
+impl IntoHookResult for () {
+    fn into_hook_result(self) -> HookResult {
+        Ok(())
+    }
+}
+
+impl<E> IntoHookResult for Result<(), E>
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    fn into_hook_result(self) -> HookResult {
+        self.map_err(|e| HookFailure::Error(Box::new(e)))
+    }
+}
+
+/// Awaits an async method's body, turning a panic into its failure.
+///
+/// The panic is caught around the method's own future, inside the future
+/// that owns the agent, so the agent always comes back to its actor.
+pub async fn call_async<R: IntoHookResult>(fut: impl Future<Output = R>) -> HookResult {
+    match std::panic::AssertUnwindSafe(fut).catch_unwind().await {
+        Ok(r) => r.into_hook_result(),
+        Err(payload) => Err(HookFailure::from_panic(payload)),
+    }
+}
+
+/// [`call_async`] bounded by a timeout: a run that overruns is cancelled
+/// (its future dropped, inside the future that owns the agent) and fails
+/// with [`TimedOut`].
+pub async fn call_timed<R: IntoHookResult>(
+    timeout: Duration,
+    fut: impl Future<Output = R>,
+) -> HookResult {
+    match actix_rt::time::timeout(timeout, call_async(fut)).await {
+        Ok(result) => result,
+        Err(_) => Err(HookFailure::Error(Box::new(TimedOut(timeout)))),
+    }
+}
+
+/// Wraps a server hook's future: panics are caught, the output converted.
+pub fn server_future<F>(fut: F) -> ServerFuture
+where
+    F: Future + 'static,
+    F::Output: IntoHookResult,
+{
+    Box::pin(call_async(fut))
+}
+
+/// Agents with `async` hooks must be [`Default`]: while an async hook runs
+/// it owns the agent, and the actor holds `Default::default()` in its place.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` has async hooks, so it must implement `Default`",
+    label = "async hook declared here",
+    note = "an async hook owns the agent while it awaits; the actor holds `{Self}::default()` meanwhile",
+    note = "derive or implement `Default` for `{Self}`, or make the hook a plain `fn`"
+)]
+pub trait AsyncHookAgent: Sized {
+    /// Moves the agent out, leaving `Default::default()` behind.
+    fn take_for_hook(&mut self) -> Self;
+}
+
+impl<T: Default> AsyncHookAgent for T {
+    fn take_for_hook(&mut self) -> Self {
+        std::mem::take(self)
+    }
+}
+
+/// Describes agent type `A` from its table (cron due times computed now).
+pub fn describe<A: Agent>() -> AgentInfo {
+    let table = &A::HOOKS;
+    let names = |stage| table.stage(stage).iter().map(|h| h.name).collect();
+    let now = Utc::now();
+    let (mut periodic, mut cron) = (Vec::new(), Vec::new());
+    for task in table.tasks {
+        match task.schedule {
+            Schedule::Every {
+                period,
+                start_after,
+            } => periodic.push(PeriodicInfo {
+                name: task.name,
+                period,
+                timeout: task.timeout,
+                start_after,
+            }),
+            Schedule::Cron { expression, zone } => cron.push(CronInfo {
+                name: task.name,
+                expression,
+                timezone: zone,
+                timeout: task.timeout,
+                next_due: parse_cron(expression)
+                    .ok()
+                    .and_then(|c| next_cron_time(&c, zone, now))
+                    .map(|t| t.to_rfc3339()),
+            }),
+        }
+    }
+    AgentInfo {
+        name: A::NAME,
+        hooks: HooksInfo {
+            pre_start: names(Stage::PreStart),
+            post_start: names(Stage::PostStart),
+            pre_stop: names(Stage::PreStop),
+        },
+        servers: table
+            .servers
+            .iter()
+            .map(|s| ServerInfo {
+                name: s.name,
+                restart: s.restart,
+            })
+            .collect(),
+        periodic,
+        cron,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("nope")]
+    struct Nope;
+
+    #[test]
+    fn unit_and_ok_are_success_err_is_failure() {
+        assert!(().into_hook_result().is_ok());
+        assert!(Ok::<(), Nope>(()).into_hook_result().is_ok());
+        let err = Err::<(), Nope>(Nope).into_hook_result().unwrap_err();
+        assert_eq!(err.to_string(), "nope");
+        assert!(!err.is_panic());
+    }
+
+    #[test]
+    fn call_async_catches_panics() {
+        let rt = actix_rt::Runtime::new().expect("runtime");
+        let r = rt.block_on(call_async(async {
+            if true {
+                panic!("async boom")
+            }
+        }));
+        assert_eq!(r.unwrap_err().to_string(), "panicked: async boom");
+        let r = rt.block_on(call_async(async { Err::<(), Nope>(Nope) }));
+        assert_eq!(r.unwrap_err().to_string(), "nope");
+    }
+}

@@ -1,0 +1,204 @@
+//! Drives an agent's hooks from actix's `started`/`stopping`/`stopped`
+//! (how and why: see the [`lifecycle`](super) module docs).
+
+use std::pin::Pin;
+use std::task::{Poll, Waker};
+
+use actix::{ActorContext, ActorFuture, ActorState, AsyncContext, Running};
+
+use super::declare::{Call, HookFuture};
+use super::state::Work;
+use super::supervisor::{start_servers, stop_servers};
+use super::{tasks, Context};
+use crate::agent::Agent;
+use crate::error::{HookFailure, Stage};
+use crate::phase::Phase;
+use crate::server::ServerInterrupt;
+use crate::LOG_TARGET;
+
+/// Drives whichever hook list the lifecycle is at, for hooks that suspend.
+/// Stateless: see the module docs.
+struct Driver;
+
+impl<A: Agent> ActorFuture<A> for Driver {
+    type Output = ();
+
+    fn poll(
+        self: Pin<&mut Self>,
+        act: &mut A,
+        ctx: &mut Context<A>,
+        task: &mut std::task::Context<'_>,
+    ) -> Poll<()> {
+        ctx.life.remember_waker(task);
+        drive(act, ctx, task, true)
+    }
+}
+
+/// Runs hooks until they are all done (`Ready`) or one is suspended
+/// (`Pending`, with the hook's future in `ctx.life.inflight`).
+///
+/// With `yield_to_stop`, a stop request made by a hook (`ctx.stop()`) ends
+/// the call with `Ready`, so that actix calls `stopping`, which resumes it.
+fn drive<A: Agent>(
+    act: &mut A,
+    ctx: &mut Context<A>,
+    task: &mut std::task::Context<'_>,
+    yield_to_stop: bool,
+) -> Poll<()> {
+    loop {
+        if yield_to_stop && ctx.state() != ActorState::Running {
+            return Poll::Ready(());
+        }
+        if let Some((work, mut fut)) = ctx.life.inflight.take() {
+            match fut.as_mut().poll(task) {
+                Poll::Pending => {
+                    ctx.life.inflight = Some((work, fut));
+                    return Poll::Pending;
+                }
+                Poll::Ready((agent, result)) => {
+                    *act = agent;
+                    match work {
+                        Work::Hook(hook) => {
+                            let stage = ctx.life.stage;
+                            ctx.life.record(stage, hook, result);
+                        }
+                        Work::Task(index) => tasks::run_ended(ctx, index, result),
+                    }
+                    continue;
+                }
+            }
+        }
+        if matches!(ctx.life.phase, Phase::Running | Phase::Stopped) {
+            return Poll::Ready(());
+        }
+        if ctx.life.stop_requested {
+            match ctx.life.stage {
+                // Never fully started: no pre_stop hooks.
+                Stage::PreStart => {
+                    finish(ctx);
+                    return Poll::Ready(());
+                }
+                Stage::PostStart => ctx.life.enter_pre_stop(),
+                _ => ctx.life.stop_requested = false,
+            }
+        }
+        let stage = ctx.life.stage;
+        let hooks = A::HOOKS.stage(stage);
+        if let Some(hook) = hooks.get(ctx.life.next) {
+            ctx.life.cell.set_doing(Some((stage, ctx.life.next)));
+            ctx.life.next += 1;
+            log::debug!(target: LOG_TARGET, "agent `{}`: running {stage} hook `{}`", A::NAME, hook.name);
+            run_hook(act, ctx, stage, hook.name, &hook.call);
+            continue;
+        }
+        match stage {
+            Stage::PreStart => {
+                ctx.life.stage = Stage::PostStart;
+                ctx.life.next = 0;
+                // The original's order: timers after pre_start, before post_start.
+                tasks::start(ctx);
+            }
+            Stage::PostStart => {
+                ctx.life.set_phase(Phase::Running);
+                log::info!(target: LOG_TARGET, "agent `{}`: started", A::NAME);
+                start_servers(act, ctx);
+                return Poll::Ready(());
+            }
+            _ => {
+                if stop_servers(ctx, task).is_pending() {
+                    return Poll::Pending;
+                }
+                finish(ctx);
+                return Poll::Ready(());
+            }
+        }
+    }
+}
+
+fn run_hook<A: Agent>(
+    act: &mut A,
+    ctx: &mut Context<A>,
+    stage: Stage,
+    hook: &'static str,
+    call: &Call<A>,
+) {
+    // The shims run user code (the hook itself, or `Default::default()` for
+    // async hooks), so both are guarded. An async hook's own panics are caught
+    // inside its future, which then hands the agent back.
+    match call {
+        Call::Sync(f) => {
+            let result = HookFailure::catch(|| f(act, ctx)).and_then(|r| r);
+            ctx.life.record(stage, hook, result);
+        }
+        Call::Async(f) => match HookFailure::catch(|| f(act, ctx)) {
+            Ok(fut) => ctx.life.inflight = Some((Work::Hook(hook), fut)),
+            Err(failure) => ctx.life.record(stage, hook, Err(failure)),
+        },
+    }
+}
+
+/// Makes `fut` (which owns the agent) the agent's work in flight, driven
+/// exclusively until it gives the agent back.
+pub(super) fn begin_work<A: Agent>(ctx: &mut Context<A>, work: Work, fut: HookFuture<A>) {
+    ctx.life.inflight = Some((work, fut));
+    ctx.wait(Driver);
+}
+
+fn finish<A: Agent>(ctx: &mut Context<A>) {
+    ctx.life.finish();
+    ctx.terminate();
+}
+
+/// `Actor::started` of every agent.
+///
+/// Hooks that complete without suspending run right here; a `Driver`
+/// takes over only when one suspends.
+pub fn started<A: Agent>(act: &mut A, ctx: &mut Context<A>) {
+    log::info!(target: LOG_TARGET, "agent `{}`: starting", A::NAME);
+    // No waker here (actix does not pass one): a suspended hook is polled
+    // again at once, with the task's waker, by the driver.
+    let mut task = std::task::Context::from_waker(Waker::noop());
+    let suspended = drive(act, ctx, &mut task, true).is_pending();
+    // An async pre_stop hook may suspend on the "last `Addr` dropped" path,
+    // where only the stored waker gets the actor polled again: the driver
+    // stores it on its first poll.
+    if suspended || (ctx.life.waker.is_none() && A::HOOKS.has_async(Stage::PreStop)) {
+        ctx.wait(Driver);
+    }
+}
+
+/// `Actor::stopping` of every agent.
+///
+/// Runs the `pre_stop` hooks; when they all complete without suspending the
+/// actor stops right away, otherwise a `Driver` finishes them first.
+pub fn stopping<A: Agent>(act: &mut A, ctx: &mut Context<A>) -> Running {
+    match ctx.life.phase {
+        Phase::Stopped => return Running::Stop,
+        Phase::Starting => ctx.life.stop_requested = true,
+        Phase::Running => ctx.life.enter_pre_stop(),
+        Phase::Stopping => {}
+    }
+    let waker = ctx.life.waker.take();
+    let mut task = std::task::Context::from_waker(waker.as_ref().unwrap_or(Waker::noop()));
+    let done = drive(act, ctx, &mut task, false).is_ready();
+    ctx.life.waker = waker;
+    if done && ctx.life.phase == Phase::Stopped {
+        return Running::Stop;
+    }
+    ctx.wait(Driver);
+    // On the "last `Addr` dropped" path actix does not poll again by itself.
+    ctx.life.wake();
+    Running::Continue
+}
+
+/// `Handler<ServerInterrupt>` of every agent: a graceful stop.
+pub fn interrupt<A: Agent>(_act: &mut A, ctx: &mut Context<A>, interrupt: ServerInterrupt) {
+    log::info!(target: LOG_TARGET, "agent `{}`: interrupted: {}", A::NAME, interrupt.reason());
+    ctx.stop();
+}
+
+/// `Actor::stopped` of every agent.
+pub fn stopped<A: Agent>(_act: &mut A, ctx: &mut Context<A>) {
+    // Only `ctx.terminate()` from user code gets here before `finish`.
+    ctx.life.abort();
+}

@@ -1,0 +1,202 @@
+//! The per-agent lifecycle state kept in the agent's [`Context`](super::Context),
+//! and the bookkeeping on it: hook results, failures, the outcome.
+
+use std::sync::Arc;
+use std::task::Waker;
+
+use super::cell::AgentCell;
+use super::declare::HookFuture;
+use super::supervisor::Servers;
+use super::tasks::Timers;
+use crate::error::{AgentError, HookError, HookFailure, HookResult, Stage};
+use crate::phase::Phase;
+use crate::registry::Registration;
+use crate::LOG_TARGET;
+
+/// What the agent's work in flight is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Work {
+    /// A lifecycle hook, by method name (its stage is `Lifecycle::stage`).
+    Hook(&'static str),
+    /// A run of task `n` of `HOOKS.tasks`.
+    Task(usize),
+}
+
+/// Per-agent lifecycle state.
+pub(crate) struct Lifecycle<A: actix::Actor> {
+    pub(super) name: &'static str,
+    pub(super) phase: Phase,
+    pub(super) stage: Stage,
+    /// The next hook of `stage` to run.
+    pub(super) next: usize,
+    /// The async hook or task run that has the agent now.
+    pub(super) inflight: Option<(Work, HookFuture<A>)>,
+    pub(super) stop_requested: bool,
+    failures: Vec<HookError>,
+    pub(super) waker: Option<Waker>,
+    pub(super) cell: Arc<AgentCell<A>>,
+    /// The agent's servers, once started.
+    pub(super) servers: Option<Servers>,
+    /// Whether the servers were told to shut down.
+    pub(super) servers_shut: bool,
+    /// The schedules of its periodic and cron tasks, once started.
+    pub(super) timers: Option<Timers>,
+    /// The panic that killed the actor's task, if one did.
+    crash: Option<String>,
+    _registration: Option<Registration>,
+}
+
+impl<A: actix::Actor> Lifecycle<A> {
+    pub(crate) fn new(
+        name: &'static str,
+        cell: Arc<AgentCell<A>>,
+        registration: Option<Registration>,
+    ) -> Self {
+        Lifecycle {
+            name,
+            phase: Phase::Starting,
+            stage: Stage::PreStart,
+            next: 0,
+            inflight: None,
+            stop_requested: false,
+            failures: Vec::new(),
+            waker: None,
+            cell,
+            servers: None,
+            servers_shut: false,
+            timers: None,
+            crash: None,
+            _registration: registration,
+        }
+    }
+
+    /// Notes a lifecycle hook's result; a failed start hook stops the agent.
+    pub(super) fn record(&mut self, stage: Stage, hook: &'static str, result: HookResult) {
+        self.cell.set_doing(None);
+        match result {
+            Ok(()) => {
+                log::debug!(target: LOG_TARGET, "agent `{}`: {stage} hook `{hook}` done", self.name)
+            }
+            Err(cause) => {
+                self.fail(stage, hook, cause);
+                // pre_stop failures do not keep the other pre_stop hooks from running.
+                if stage != Stage::PreStop {
+                    self.stop_requested = true;
+                }
+            }
+        }
+    }
+
+    /// Logs a hook's or a server's failure and keeps it for the outcome.
+    pub(super) fn fail(&mut self, stage: Stage, hook: &'static str, cause: HookFailure) {
+        let error = HookError {
+            agent: self.name,
+            stage,
+            hook,
+            cause,
+        };
+        log::error!(target: LOG_TARGET, "{error}");
+        self.failures.push(error);
+    }
+
+    /// Notes that a handler or spawned future panicked (the task is dying).
+    pub(super) fn crashed(&mut self, panic: HookFailure) {
+        log::error!(
+            target: LOG_TARGET,
+            "agent `{}` crashed: a message handler or spawned future {panic}",
+            self.name
+        );
+        self.crash = Some(panic.to_string());
+    }
+
+    /// The outcome of a lifecycle that ends now, with `otherwise` when no
+    /// crash and no failure happened.
+    fn outcome(&mut self, otherwise: Result<(), AgentError>) -> Result<(), AgentError> {
+        let failures = std::mem::take(&mut self.failures);
+        match self.crash.take() {
+            Some(panic) => Err(AgentError::Crashed {
+                agent: self.name,
+                panic,
+                failures,
+            }),
+            None if failures.is_empty() => otherwise,
+            None => Err(AgentError::Failed {
+                agent: self.name,
+                failures,
+            }),
+        }
+    }
+
+    pub(super) fn set_phase(&mut self, phase: Phase) {
+        self.phase = phase;
+        self.cell.set_phase(phase);
+    }
+
+    pub(super) fn enter_pre_stop(&mut self) {
+        log::info!(target: LOG_TARGET, "agent `{}`: stopping", self.name);
+        self.set_phase(Phase::Stopping);
+        self.stage = Stage::PreStop;
+        self.next = 0;
+        self.stop_requested = false;
+    }
+
+    /// Ends the lifecycle and reports its outcome.
+    pub(super) fn finish(&mut self) {
+        if self.phase == Phase::Stopped {
+            return;
+        }
+        self.set_phase(Phase::Stopped);
+        let outcome = self.outcome(Ok(()));
+        match &outcome {
+            Ok(()) => log::info!(target: LOG_TARGET, "agent `{}`: stopped", self.name),
+            Err(e) => log::warn!(target: LOG_TARGET, "agent `{}`: stopped: {e}", self.name),
+        }
+        // Nobody listening is fine: the outcome was logged.
+        self.cell.report(outcome);
+    }
+
+    /// Ends a lifecycle that was cut short (`ctx.terminate()`, or the actor
+    /// torn down with its arbiter) and reports it.
+    pub(super) fn abort(&mut self) {
+        if self.phase == Phase::Stopped {
+            return;
+        }
+        log::warn!(
+            target: LOG_TARGET,
+            "agent `{}`: lifecycle cut short during {:?}; remaining hooks skipped",
+            self.name,
+            self.phase
+        );
+        self.set_phase(Phase::Stopped);
+        if let Some(servers) = &mut self.servers {
+            servers.shut_down(self.name);
+        }
+        let outcome = self.outcome(Err(AgentError::Aborted { agent: self.name }));
+        self.cell.report(outcome);
+    }
+
+    /// Whether an async hook or a task run has the agent.
+    pub(super) fn is_busy(&self) -> bool {
+        self.inflight.is_some()
+    }
+
+    /// Keeps the actor task's waker, for the paths where actix does not
+    /// poll again by itself.
+    pub(super) fn remember_waker(&mut self, task: &std::task::Context<'_>) {
+        if self.waker.is_none() {
+            self.waker = Some(task.waker().clone());
+        }
+    }
+
+    pub(super) fn wake(&self) {
+        if let Some(waker) = &self.waker {
+            waker.wake_by_ref();
+        }
+    }
+}
+
+impl<A: actix::Actor> Drop for Lifecycle<A> {
+    fn drop(&mut self) {
+        self.abort();
+    }
+}

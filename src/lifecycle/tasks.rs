@@ -1,0 +1,259 @@
+//! Periodic and cron tasks: the schedule of each task (kept in the
+//! lifecycle) and the [`Scheduler`] that starts their runs. What users see
+//! of it is described in `docs/tasks.md`.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::Poll;
+use std::time::Duration;
+
+use actix::{ActorFuture, AsyncContext};
+use actix_rt::time::{Instant, Sleep};
+use chrono::{DateTime, Utc};
+use croner::Cron;
+
+use super::cron::{next_cron_time, parse_cron};
+use super::declare::{Call, Schedule};
+use super::driver::begin_work;
+use super::state::Work;
+use super::Context;
+use crate::agent::Agent;
+use crate::error::{HookFailure, HookResult};
+use crate::phase::Phase;
+use crate::LOG_TARGET;
+
+/// One task's place in the schedule.
+struct TaskSlot {
+    /// When it is next due.
+    due: Instant,
+    /// Periodic: the first due time, and the count of periods since.
+    first: Instant,
+    k: u64,
+    /// Cron: the parsed expression (checked at compile time for literals).
+    cron: Option<Cron>,
+    /// When the run in progress started.
+    started: Option<Instant>,
+}
+
+/// The schedules of an agent's tasks, kept in its lifecycle.
+pub(crate) struct Timers {
+    slots: Vec<TaskSlot>,
+}
+
+impl fmt::Debug for Timers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Timers")
+            .field("tasks", &self.slots.len())
+            .finish()
+    }
+}
+
+/// The instant a wall-clock time stands for, seen from now.
+fn instant_of(at: DateTime<Utc>) -> Instant {
+    let ahead = (at - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+    Instant::now() + ahead
+}
+
+impl Timers {
+    /// Schedules every task from now (the end of the `pre_start` hooks).
+    fn start<A: Agent>() -> Self {
+        let now = Instant::now();
+        let slots = A::HOOKS
+            .tasks
+            .iter()
+            .map(|task| match task.schedule {
+                Schedule::Every { start_after, .. } => {
+                    let first = now + start_after;
+                    TaskSlot {
+                        due: first,
+                        first,
+                        k: 0,
+                        cron: None,
+                        started: None,
+                    }
+                }
+                Schedule::Cron { expression, zone } => {
+                    let cron = match parse_cron(expression) {
+                        Ok(cron) => Some(cron),
+                        Err(e) => {
+                            log::error!(
+                                target: LOG_TARGET,
+                                "agent `{}`: cron task `{}`: bad expression {expression:?}: {e}; it will not run",
+                                A::NAME,
+                                task.name
+                            );
+                            None
+                        }
+                    };
+                    let due = cron
+                        .as_ref()
+                        .and_then(|c| next_cron_time(c, zone, Utc::now()))
+                        .map_or(now + Duration::from_secs(u64::MAX / 4), instant_of);
+                    TaskSlot {
+                        due,
+                        first: now,
+                        k: 0,
+                        cron,
+                        started: None,
+                    }
+                }
+            })
+            .collect();
+        Timers { slots }
+    }
+
+    /// The task due first, and when.
+    fn next(&self) -> Option<(usize, Instant)> {
+        self.slots
+            .iter()
+            .enumerate()
+            .min_by_key(|(i, s)| (s.due, *i))
+            .map(|(i, s)| (i, s.due))
+    }
+
+    /// Sets the next due time of task `index` after a run that ended now,
+    /// skipping (not replaying) the due times that passed meanwhile.
+    fn reschedule<A: Agent>(&mut self, index: usize) {
+        let task = &A::HOOKS.tasks[index];
+        let slot = &mut self.slots[index];
+        let now = Instant::now();
+        let started = slot.started.take().unwrap_or(now);
+        match task.schedule {
+            Schedule::Every { period, .. } => {
+                let mut skipped = 0u64;
+                loop {
+                    slot.k += 1;
+                    let due = slot.first + period.mul_f64(slot.k as f64);
+                    if due > now {
+                        slot.due = due;
+                        break;
+                    }
+                    skipped += 1;
+                }
+                if skipped > 0 {
+                    log::warn!(
+                        target: LOG_TARGET,
+                        "agent `{}`: periodic task `{}` was busy or late for {} due run(s); skipped (no replay)",
+                        A::NAME,
+                        task.name,
+                        skipped
+                    );
+                }
+            }
+            Schedule::Cron { zone, .. } => {
+                if let Some(next) = slot
+                    .cron
+                    .as_ref()
+                    .and_then(|c| next_cron_time(c, zone, Utc::now()))
+                {
+                    slot.due = instant_of(next);
+                }
+            }
+        }
+        let took = now.duration_since(started);
+        if took > task.timeout {
+            log::error!(
+                target: LOG_TARGET,
+                "agent `{}`: task `{}` took {took:?}, longer than its timeout of {:?}",
+                A::NAME,
+                task.name,
+                task.timeout
+            );
+        }
+    }
+}
+
+/// Called when a run of task `index` has ended: logs its failure (the agent
+/// keeps running) and schedules the next run.
+pub(crate) fn run_ended<A: Agent>(ctx: &mut Context<A>, index: usize, result: HookResult) {
+    if let Err(cause) = result {
+        log::error!(
+            target: LOG_TARGET,
+            "agent `{}`: task `{}` failed: {cause}",
+            A::NAME,
+            A::HOOKS.tasks[index].name
+        );
+    }
+    if let Some(timers) = ctx.life.timers.as_mut() {
+        timers.reschedule::<A>(index);
+    }
+}
+
+/// Starts the agent's timers, if it has tasks.
+pub(crate) fn start<A: Agent>(ctx: &mut Context<A>) {
+    if A::HOOKS.tasks.is_empty() {
+        return;
+    }
+    ctx.life.timers = Some(Timers::start::<A>());
+    ctx.spawn(Scheduler { sleep: None });
+}
+
+/// Sleeps until the next due task and starts its run.
+struct Scheduler {
+    sleep: Option<Pin<Box<Sleep>>>,
+}
+
+impl<A: Agent> ActorFuture<A> for Scheduler {
+    type Output = ();
+
+    fn poll(
+        mut self: Pin<&mut Self>,
+        act: &mut A,
+        ctx: &mut Context<A>,
+        task: &mut std::task::Context<'_>,
+    ) -> Poll<()> {
+        // The two `Pending`s below without a timer armed are safe: the start
+        // hooks, and a run or hook in flight, end inside a poll of this
+        // actor, and actix polls every spawned future again after that.
+        loop {
+            match ctx.life.phase {
+                // Start hooks still running: this runs once they are done.
+                Phase::Starting => return Poll::Pending,
+                Phase::Running => {}
+                // Stopping: no new run.
+                Phase::Stopping | Phase::Stopped => return Poll::Ready(()),
+            }
+            if ctx.life.is_busy() {
+                // A run (or hook) has the agent; we are polled again after.
+                return Poll::Pending;
+            }
+            let Some((index, due)) = ctx.life.timers.as_ref().and_then(Timers::next) else {
+                return Poll::Ready(());
+            };
+            if due > Instant::now() {
+                let sleep = self
+                    .sleep
+                    .get_or_insert_with(|| Box::pin(actix_rt::time::sleep_until(due)));
+                if sleep.deadline() != due {
+                    sleep.as_mut().reset(due);
+                }
+                if sleep.as_mut().poll(task).is_pending() {
+                    return Poll::Pending;
+                }
+                continue;
+            }
+            run::<A>(act, ctx, index);
+        }
+    }
+}
+
+/// Starts a run of task `index`: a sync task runs right here; an async one
+/// becomes the agent's work in flight, driven like a hook.
+fn run<A: Agent>(act: &mut A, ctx: &mut Context<A>, index: usize) {
+    let task = &A::HOOKS.tasks[index];
+    if let Some(timers) = ctx.life.timers.as_mut() {
+        timers.slots[index].started = Some(Instant::now());
+    }
+    log::debug!(target: LOG_TARGET, "agent `{}`: running task `{}`", A::NAME, task.name);
+    match task.call {
+        Call::Sync(f) => {
+            let result = HookFailure::catch(|| f(act, ctx)).and_then(|r| r);
+            run_ended(ctx, index, result);
+        }
+        Call::Async(f) => match HookFailure::catch(|| f(act, ctx)) {
+            Ok(fut) => begin_work(ctx, Work::Task(index), fut),
+            Err(failure) => run_ended(ctx, index, Err(failure)),
+        },
+    }
+}

@@ -1,0 +1,80 @@
+//! actix-web alongside agents: an `HttpServer` as a server hook ([`serve`]),
+//! and the health endpoints ([`health`]).
+
+use std::fmt;
+use std::io;
+
+use actix_http::Request;
+use actix_service::IntoServiceFactory;
+use actix_web::body::MessageBody;
+use actix_web::dev::{AppConfig, Response, Service, ServiceFactory};
+use actix_web::HttpServer;
+
+use crate::server::ServerContext;
+
+mod health;
+
+pub use health::health;
+
+/// Runs an actix-web [`HttpServer`] as a server hook, wired to the agent's
+/// lifecycle: it stops gracefully (finishing in-flight requests, accepting
+/// no new connections, closing idle keep-alive connections) once its agent's
+/// `pre_stop` hooks are done, and its own signal handling is off (the
+/// [`Launcher`](crate::Launcher) owns the signals).
+///
+/// ```no_run
+/// use microagent::prelude::*;
+/// use actix_web::{web, App, HttpServer};
+///
+/// #[derive(Default, MicroAgent)]
+/// struct Api {
+///     bind: String,
+/// }
+///
+/// #[microagent::hooks]
+/// impl Api {
+///     #[on(server)]
+///     fn http(&self, srv: ServerContext<Self>) -> impl std::future::Future<Output = std::io::Result<()>> {
+///         let bind = self.bind.clone();
+///         async move {
+///             let server = HttpServer::new(|| {
+///                 App::new()
+///                     .configure(microagent::web::health)
+///                     .route("/", web::get().to(|| async { "hello" }))
+///             })
+///             .bind(bind)?;
+///             microagent::web::serve(server, srv).await
+///         }
+///     }
+/// }
+/// ```
+pub async fn serve<F, I, S, B, A>(
+    server: HttpServer<F, I, S, B>,
+    srv: ServerContext<A>,
+) -> io::Result<()>
+where
+    F: Fn() -> I + Send + Clone + 'static,
+    I: IntoServiceFactory<S, Request>,
+    S: ServiceFactory<Request, Config = AppConfig> + 'static,
+    S::Error: Into<actix_web::Error> + 'static,
+    S::InitError: fmt::Debug,
+    S::Response: Into<Response<B>> + 'static,
+    <S::Service as Service<Request>>::Future: 'static,
+    S::Service: 'static,
+    B: MessageBody + 'static,
+    A: actix::Actor,
+{
+    for addr in server.addrs() {
+        log::info!(target: "microagent::web", "server `{}` listening on {addr}", srv.name());
+    }
+    // `shutdown_signal` would stop the whole System ~300 ms after the
+    // server; `ServerHandle::stop(true)` stops only the server.
+    let running = server.disable_signals().run();
+    let handle = running.handle();
+    let shutdown = srv.shutdown();
+    actix_rt::spawn(async move {
+        shutdown.await;
+        handle.stop(true).await;
+    });
+    running.await
+}
