@@ -33,7 +33,7 @@ pub trait Agent:
 
 /// Implemented by `#[derive(MicroAgent)]` next to [`Agent`]; reachable only
 /// through the crate's hidden module for generated code.
-pub mod sealed {
+pub(crate) mod sealed {
     /// Keeps [`Agent`](super::Agent) for the derive.
     pub trait Sealed {}
 }

@@ -1,10 +1,10 @@
 //! Hook failures: errors and panics, at every stage.
 
-mod common;
+mod support;
 
-use common::{pause, Boom, Events};
 use microagent::prelude::*;
 use microagent::{HookFailure, Stage};
+use support::{pause, Boom, Events};
 
 /// Where an agent of this file fails, and how.
 #[derive(Default, Clone, Copy, PartialEq, Eq, Debug)]

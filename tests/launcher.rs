@@ -1,14 +1,14 @@
 //! The launcher in-process: its handle, its group rule and its exit codes.
 //! (Signals and deadlines are covered with real processes in process.rs.)
 
-mod common;
+mod support;
 
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::{Boom, Events};
 use microagent::prelude::*;
 use microagent::{Exit, Launcher};
+use support::{Boom, Events};
 
 #[derive(Default, MicroAgent)]
 struct Member {

@@ -1,9 +1,9 @@
 //! Start and stop semantics, each on a real actix System.
 
-mod common;
+mod support;
 
-use common::{pause, Events};
 use microagent::prelude::*;
+use support::{pause, Events};
 
 /// Pings an agent; the reply says whether `pre_start` had set it up.
 struct Ping;

@@ -1,14 +1,14 @@
 //! The examples and the fixture as real processes: real signals, real
 //! sockets, exit codes.
 
-mod common;
+mod support;
 
 use std::cell::Cell;
 use std::net::TcpStream;
 use std::rc::Rc;
 use std::time::Duration;
 
-use common::process::Proc;
+use support::process::Proc;
 
 fn events(p: &Proc) -> Vec<&str> {
     p.seen

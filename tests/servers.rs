@@ -1,14 +1,14 @@
 //! `server` hooks: order, concurrency, outcomes, restarts, graceful stop.
 
-mod common;
+mod support;
 
 use std::cell::Cell;
 use std::rc::Rc;
 use std::time::Duration;
 
-use common::{pause, Boom, Events};
 use microagent::prelude::*;
 use microagent::Stage;
+use support::{pause, run_until, Boom, Events};
 
 /// How the `work` server of [`Served`] ends.
 #[derive(Default, Clone, Copy, PartialEq, Debug)]
@@ -100,33 +100,6 @@ impl Handler<Hit> for Served {
     }
 }
 
-/// Waits until `event` has been recorded.
-async fn seen(events: &Events, event: &str) {
-    while events.count(event) == 0 {
-        actix_rt::time::sleep(Duration::from_millis(2)).await;
-    }
-}
-
-/// Runs an agent until it stops; stops it once `events` has `stop_when`, if
-/// given.
-fn run_until<A: Agent>(
-    agent: A,
-    events: &Events,
-    stop_when: Option<&'static str>,
-) -> Result<(), AgentError> {
-    let watched = events.clone();
-    microagent::run(async move {
-        let (addr, handle) = microagent::start(agent);
-        if let Some(event) = stop_when {
-            seen(&watched, event).await;
-            handle.stop();
-        }
-        let outcome = handle.await;
-        drop(addr);
-        outcome
-    })
-}
-
 /// Runs a `Served` agent; stops it once `stop_when` was recorded, if given.
 fn run_served(ending: Ending, stop_when: Option<&'static str>) -> (Result<(), AgentError>, Events) {
     let events = Events::default();
@@ -149,7 +122,7 @@ fn servers_start_after_post_start_and_a_finished_server_leaves_the_agent_running
     let watched = events.clone();
     let (outcome, served_after) = microagent::run(async move {
         let (addr, handle) = microagent::start(agent);
-        seen(&watched, "server:end").await;
+        watched.seen("server:end").await;
         // The server is done; the agent still handles messages.
         let served_after = addr.send(Hit).await.expect("agent still running");
         handle.stop();
@@ -217,7 +190,7 @@ fn a_server_interrupt_sent_as_a_message_stops_the_agent_gracefully() {
         let watched = events.clone();
         let outcome = microagent::run(async move {
             let (addr, handle) = microagent::start(agent);
-            seen(&watched, "server:hit:1").await;
+            watched.seen("server:hit:1").await;
             addr.send(ServerInterrupt::new("operator")).await.unwrap();
             handle.await
         });

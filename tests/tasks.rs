@@ -1,13 +1,13 @@
 //! Periodic and cron tasks. Periodic tests run in tokio's virtual time
 //! (`tokio::time::pause`), so their instants are exact to the millisecond.
 
-mod common;
+mod support;
 
 use std::time::Duration;
 
 use actix_rt::time::{sleep, Instant};
-use common::{Boom, Events};
 use microagent::prelude::*;
+use support::{Boom, Events};
 
 /// Virtual milliseconds since `base`, to the nearest 10: tokio's timer has
 /// 1 ms ticks and rounds deadlines up, so a due time can land up to ~2 ms

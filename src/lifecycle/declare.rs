@@ -6,6 +6,7 @@
 //! `..HookTable::EMPTY`, so a new declaration kind is one new field here
 //! and one new branch in the macros.
 
+use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
@@ -218,6 +219,53 @@ pub trait AsyncHookAgent: Sized {
 impl<T: Default> AsyncHookAgent for T {
     fn take_for_hook(&mut self) -> Self {
         std::mem::take(self)
+    }
+}
+
+impl<A: actix::Actor<Context = Context<A>>> fmt::Debug for Call<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.is_async() { "Async" } else { "Sync" })
+    }
+}
+
+impl<A: actix::Actor<Context = Context<A>>> fmt::Debug for Hook<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Hook")
+            .field("name", &self.name)
+            .field("call", &self.call)
+            .finish()
+    }
+}
+
+impl<A: actix::Actor> fmt::Debug for Server<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Server")
+            .field("name", &self.name)
+            .field("restart", &self.restart)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<A: actix::Actor<Context = Context<A>>> fmt::Debug for Task<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Task")
+            .field("name", &self.name)
+            .field("call", &self.call)
+            .field("timeout", &self.timeout)
+            .field("schedule", &self.schedule)
+            .finish()
+    }
+}
+
+impl<A: actix::Actor<Context = Context<A>>> fmt::Debug for HookTable<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HookTable")
+            .field("pre_start", &self.pre_start)
+            .field("post_start", &self.post_start)
+            .field("pre_stop", &self.pre_stop)
+            .field("servers", &self.servers)
+            .field("tasks", &self.tasks)
+            .finish()
     }
 }
 

@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 /// How long a test waits for a process before calling it hung. A hang
 /// detector, not a performance threshold: the processes answer in well
 /// under a second when they work.
-pub const HANG: Duration = Duration::from_secs(60);
+pub(crate) const HANG: Duration = Duration::from_secs(60);
 
 /// `cargo test` builds the examples next to the test binaries' `deps/`.
-pub fn example(name: &str) -> PathBuf {
+pub(crate) fn example(name: &str) -> PathBuf {
     let mut path = std::env::current_exe().expect("test binary path");
     path.pop();
     path.pop();
@@ -23,18 +23,18 @@ pub fn example(name: &str) -> PathBuf {
 }
 
 /// A running example binary, its stdout lines and its stderr.
-pub struct Proc {
+pub(crate) struct Proc {
     child: Child,
     lines: Receiver<String>,
     stderr: Arc<Mutex<String>>,
     /// The threads copying stdout and stderr; they end at the pipes' EOF.
     readers: Vec<std::thread::JoinHandle<()>>,
     /// Every stdout line read so far.
-    pub seen: Vec<String>,
+    pub(crate) seen: Vec<String>,
 }
 
 impl Proc {
-    pub fn spawn(name: &str, args: &[&str], envs: &[(&str, &str)]) -> Proc {
+    pub(crate) fn spawn(name: &str, args: &[&str], envs: &[(&str, &str)]) -> Proc {
         let mut child = Command::new(example(name))
             .args(args)
             .envs(envs.iter().copied())
@@ -73,12 +73,12 @@ impl Proc {
         }
     }
 
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 
     /// Blocks until a stdout line matches, and returns it.
-    pub fn wait_line(&mut self, matches: impl Fn(&str) -> bool) -> String {
+    pub(crate) fn wait_line(&mut self, matches: impl Fn(&str) -> bool) -> String {
         let start = Instant::now();
         loop {
             match self
@@ -106,7 +106,7 @@ impl Proc {
     }
 
     /// Takes the stdout lines that arrived, without blocking.
-    pub fn drain_lines(&mut self) -> &[String] {
+    pub(crate) fn drain_lines(&mut self) -> &[String] {
         loop {
             match self.lines.try_recv() {
                 Ok(line) => self.seen.push(line),
@@ -116,7 +116,7 @@ impl Proc {
     }
 
     /// Sends a real signal (`TERM`, `INT`...) with `kill(1)`.
-    pub fn signal(&self, name: &str) {
+    pub(crate) fn signal(&self, name: &str) {
         let status = Command::new("kill")
             .args(["-s", name, &self.pid().to_string()])
             .status()
@@ -125,7 +125,7 @@ impl Proc {
     }
 
     /// The exit code, once the process has exited (`None` while it runs).
-    pub fn try_code(&mut self) -> Option<i32> {
+    pub(crate) fn try_code(&mut self) -> Option<i32> {
         self.child
             .try_wait()
             .expect("try_wait")
@@ -134,7 +134,7 @@ impl Proc {
 
     /// Waits for the process to exit and returns its exit code, with all
     /// of its output read.
-    pub fn wait_code(&mut self) -> i32 {
+    pub(crate) fn wait_code(&mut self) -> i32 {
         let start = Instant::now();
         loop {
             if let Some(code) = self.try_code() {
@@ -152,7 +152,7 @@ impl Proc {
         }
     }
 
-    pub fn stderr(&self) -> String {
+    pub(crate) fn stderr(&self) -> String {
         self.stderr
             .lock()
             .unwrap_or_else(PoisonError::into_inner)

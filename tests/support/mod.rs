@@ -1,0 +1,25 @@
+//! Helpers shared by the integration tests: the bus, broker and test-kit
+//! tests build on the same ones.
+//!
+//! - [`events`]: an ordered record of what happened ([`Events`]);
+//! - [`run`]: running an agent until it stops, pausing inside hooks;
+//! - [`process`]: spawning the example and fixture binaries as real
+//!   processes, reading their output, signalling them ([`process::Proc`]).
+//!
+//! Each test file takes what it needs with `mod support;`.
+#![allow(dead_code, unreachable_pub)]
+
+pub(crate) mod events;
+pub(crate) mod process;
+pub(crate) mod run;
+
+// Not every test file uses every helper.
+#[allow(unused_imports)]
+pub(crate) use events::Events;
+#[allow(unused_imports)]
+pub(crate) use run::{pause, run_until};
+
+/// An error type for hooks that fail.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct Boom(pub &'static str);
