@@ -57,6 +57,48 @@ pub enum HookFailure {
 /// What a hook, a server or a task run produced: nothing, or why it failed.
 pub(crate) type HookResult = Result<(), HookFailure>;
 
+/// The error a failed hook carries.
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Boxes a hook's error. With the `anyhow` feature an `anyhow::Error` is
+/// kept whole (its own conversion to a box hides the error it wraps from
+/// `source()`), so that an interrupt inside it can still be found.
+pub(crate) fn box_error<E: Into<BoxError> + 'static>(error: E) -> BoxError {
+    #[cfg(feature = "anyhow")]
+    {
+        let mut slot = Some(error);
+        let any: &mut dyn std::any::Any = &mut slot;
+        if let Some(anyhow) = any
+            .downcast_mut::<Option<anyhow::Error>>()
+            .and_then(Option::take)
+        {
+            return Box::new(AnyhowError(anyhow));
+        }
+        slot.map_or_else(|| BoxError::from("<error taken>"), Into::into)
+    }
+    #[cfg(not(feature = "anyhow"))]
+    error.into()
+}
+
+/// An `anyhow::Error` a hook returned, shown as anyhow shows it.
+#[cfg(feature = "anyhow")]
+#[derive(Debug)]
+pub(crate) struct AnyhowError(pub(crate) anyhow::Error);
+
+#[cfg(feature = "anyhow")]
+impl fmt::Display for AnyhowError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+#[cfg(feature = "anyhow")]
+impl std::error::Error for AnyhowError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
 impl HookFailure {
     /// Runs user code (a sync hook, a shim, `Default::default()`...),
     /// turning a panic into a failure with the panic's message.

@@ -67,6 +67,12 @@
 //!
 #![doc = include_str!("../docs/tasks.md")]
 //!
+//! # Cargo features
+//! - `anyhow`: a `ServerInterrupt` inside an `anyhow::Error` that a server
+//!   returns is found, so the service ends gracefully. (Hooks may return
+//!   `anyhow::Error` without it; only the interrupt inside one needs it,
+//!   because anyhow hides the error it wraps from `Error::source`.)
+//!
 //! [actix]: https://actix.rs
 //! [`Actor`]: actix::Actor
 

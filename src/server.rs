@@ -3,8 +3,10 @@
 //! actors, restarts, the graceful stop) is in `lifecycle::supervisor`.
 
 use std::borrow::Cow;
+use std::error::Error;
 use std::fmt;
 use std::future::Future;
+use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -17,8 +19,15 @@ use crate::error::HookFailure;
 ///
 /// A server hook that returns `Err(ServerInterrupt::new("..."))` stops its
 /// agent gracefully, and with it the whole group under a
-/// [`Launcher`](crate::Launcher), which then exits 0. It is also an actix
-/// [`Message`]: sending it to any agent does the same.
+/// [`Launcher`](crate::Launcher), which then exits 0. The interrupt may also
+/// be wrapped in the error the server returns: boxed
+/// (`Box<dyn Error + Send + Sync>`), inside an `std::io::Error`
+/// (`io::Error::other(interrupt)`, so a server returning `io::Result` like
+/// [`web::serve`](crate::web::serve) can end the service), anywhere in the
+/// error's `source()` chain, or in an `anyhow::Error` (with the crate's
+/// `anyhow` feature: anyhow hides the error it wraps from `source()`).
+///
+/// It is also an actix [`Message`]: sending it to any agent does the same.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("server interrupt: {reason}")]
 pub struct ServerInterrupt {
@@ -38,12 +47,34 @@ impl ServerInterrupt {
         &self.reason
     }
 
-    /// Finds a `ServerInterrupt` in a hook failure (at its top level).
+    /// Finds a `ServerInterrupt` anywhere in a hook failure: the error
+    /// itself, a `Box` around it, the error an `io::Error` wraps (its
+    /// `source()` skips that one), and down the `source()` chain.
     pub(crate) fn find(failure: &HookFailure) -> Option<&ServerInterrupt> {
-        match failure {
-            HookFailure::Error(e) => e.downcast_ref::<ServerInterrupt>(),
-            HookFailure::Panic(_) => None,
+        let HookFailure::Error(error) = failure else {
+            return None;
+        };
+        let mut next: Option<&(dyn Error + 'static)> = Some(&**error);
+        while let Some(error) = next {
+            if let Some(interrupt) = error.downcast_ref::<ServerInterrupt>() {
+                return Some(interrupt);
+            }
+            if let Some(boxed) = error.downcast_ref::<Box<ServerInterrupt>>() {
+                return Some(boxed);
+            }
+            #[cfg(feature = "anyhow")]
+            if let Some(anyhow) = error.downcast_ref::<crate::error::AnyhowError>() {
+                return anyhow.0.chain().find_map(|e| e.downcast_ref());
+            }
+            next = match error
+                .downcast_ref::<io::Error>()
+                .and_then(io::Error::get_ref)
+            {
+                Some(wrapped) => Some(wrapped),
+                None => error.source(),
+            };
         }
+        None
     }
 }
 
@@ -121,6 +152,50 @@ mod tests {
     #[error("other")]
     struct Other;
 
+    /// An application error with its cause as `source()`.
+    #[derive(Debug, thiserror::Error)]
+    #[error("wrapper")]
+    struct Wraps<E: Error + 'static>(#[source] E);
+
+    fn reason(failure: HookFailure) -> Option<String> {
+        ServerInterrupt::find(&failure).map(|i| i.reason().to_owned())
+    }
+
+    #[test]
+    fn an_interrupt_is_found_however_it_is_wrapped() {
+        let interrupt = || ServerInterrupt::new("Exit");
+        let boxed: Box<dyn Error + Send + Sync> = Box::new(interrupt());
+        let wrapped = [
+            HookFailure::Error(boxed),
+            HookFailure::Error(Box::new(Box::new(interrupt()))),
+            HookFailure::Error(Box::new(io::Error::other(interrupt()))),
+            HookFailure::Error(Box::new(Wraps(interrupt()))),
+            HookFailure::Error(Box::new(Wraps(io::Error::other(Wraps(interrupt()))))),
+        ];
+        for (index, failure) in wrapped.into_iter().enumerate() {
+            let shown = format!("#{index}: {failure:?}");
+            assert_eq!(reason(failure).as_deref(), Some("Exit"), "{shown}");
+        }
+        let plain_io = HookFailure::Error(Box::new(io::Error::other("Exit")));
+        assert_eq!(reason(plain_io), None);
+    }
+
+    #[cfg(feature = "anyhow")]
+    #[test]
+    fn an_interrupt_is_found_inside_an_anyhow_error() {
+        use anyhow::Context as _;
+        let direct = anyhow::Error::new(ServerInterrupt::new("Exit"));
+        let with_context = Err::<(), _>(ServerInterrupt::new("Exit"))
+            .context("serving")
+            .unwrap_err();
+        for error in [direct, with_context] {
+            let failure = HookFailure::Error(crate::error::box_error(error));
+            assert_eq!(reason(failure).as_deref(), Some("Exit"));
+        }
+        let other = HookFailure::Error(crate::error::box_error(anyhow::anyhow!("Exit")));
+        assert_eq!(reason(other), None);
+    }
+
     #[test]
     fn an_interrupt_is_found_in_the_boxed_error_a_server_returns() {
         let failure = HookFailure::Error(Box::new(ServerInterrupt::new("Exit")));
@@ -129,6 +204,7 @@ mod tests {
             Some("Exit")
         );
         assert!(ServerInterrupt::find(&HookFailure::Error(Box::new(Other))).is_none());
+        assert!(ServerInterrupt::find(&HookFailure::Error(Box::new(Wraps(Other)))).is_none());
         assert!(ServerInterrupt::find(&HookFailure::Panic("Exit".into())).is_none());
         assert_eq!(
             ServerInterrupt::new("Exit").to_string(),

@@ -415,3 +415,46 @@ fn a_panicking_message_handler_is_reported_as_a_crash() {
         "pre_stop ran once, in the teardown"
     );
 }
+
+/// Hooks returning the error types applications use: a boxed error,
+/// `anyhow::Error`, a `String` message. Each one fails its hook with its
+/// message, and the boxed one keeps its type for a downcast.
+#[derive(Default, MicroAgent)]
+struct AppErrors;
+
+#[microagent::hooks]
+impl AppErrors {
+    #[on(pre_stop)]
+    fn boxed(&mut self) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        Err(Box::new(Boom("boxed")))
+    }
+
+    #[on(pre_stop)]
+    async fn with_anyhow(&mut self) -> anyhow::Result<()> {
+        Err(anyhow::anyhow!("from anyhow"))
+    }
+
+    #[on(pre_stop)]
+    fn message(&mut self) -> Result<(), String> {
+        Err("a message".to_owned())
+    }
+}
+
+#[test]
+fn hooks_may_return_boxed_errors_anyhow_errors_and_messages() {
+    let error = microagent::run(async {
+        let (addr, handle) = microagent::start(AppErrors);
+        drop(addr);
+        handle.await
+    })
+    .unwrap_err();
+    let failures = error.failures();
+    let messages: Vec<String> = failures.iter().map(|f| f.cause.to_string()).collect();
+    assert_eq!(messages, ["boxed", "from anyhow", "a message"]);
+    let hooks: Vec<&str> = failures.iter().map(|f| f.hook).collect();
+    assert_eq!(hooks, ["boxed", "with_anyhow", "message"]);
+    let HookFailure::Error(boxed) = &failures[0].cause else {
+        panic!("an error, not a panic")
+    };
+    assert_eq!(boxed.downcast_ref::<Boom>().map(|b| b.0), Some("boxed"));
+}

@@ -270,3 +270,37 @@ fn one_agents_failure_stops_the_group_and_every_pre_stop_runs() {
         assert!(events.contains(&event), "{event} missing: {events:?}");
     }
 }
+
+/// Runs a fixture whose server ends the service with a wrapped
+/// `ServerInterrupt`: a graceful stop, so `pre_stop` runs and the exit is 0.
+fn wrapped_interrupt_exits_0(scenario: &str) {
+    let mut p = Proc::spawn("lifecycle-fixture", &[scenario], &[]);
+    let code = p.wait_code();
+    assert_eq!(code, 0, "{scenario}: stderr: {}", p.stderr());
+    assert_eq!(
+        events(&p),
+        ["solo:server:attempt:1", "solo:pre_stop:end"],
+        "{scenario}"
+    );
+}
+
+#[test]
+fn an_interrupt_boxed_or_inside_an_io_error_ends_the_service_with_exit_0() {
+    wrapped_interrupt_exits_0("interrupt-boxed");
+    wrapped_interrupt_exits_0("interrupt-io");
+}
+
+#[cfg(feature = "anyhow")]
+#[test]
+fn an_interrupt_inside_an_anyhow_error_ends_the_service_with_exit_0() {
+    wrapped_interrupt_exits_0("interrupt-anyhow");
+}
+
+/// Without the `anyhow` feature an `anyhow::Error` hides the interrupt it
+/// wraps: the server counts as failed (documented on `ServerInterrupt`).
+#[cfg(not(feature = "anyhow"))]
+#[test]
+fn without_the_anyhow_feature_an_interrupt_inside_anyhow_is_a_failure() {
+    let mut p = Proc::spawn("lifecycle-fixture", &["interrupt-anyhow"], &[]);
+    assert_eq!(p.wait_code(), 4, "stderr: {}", p.stderr());
+}

@@ -17,7 +17,7 @@ use futures_util::FutureExt;
 use super::cron::{next_cron_time, parse_cron};
 use super::Context;
 use crate::agent::Agent;
-use crate::error::{HookFailure, HookResult, Stage, TimedOut};
+use crate::error::{box_error, HookFailure, HookResult, Stage, TimedOut};
 use crate::info::{AgentInfo, CronInfo, HooksInfo, PeriodicInfo, RestartPolicy, ServerInfo, Zone};
 use crate::server::ServerContext;
 
@@ -145,10 +145,14 @@ pub trait Hooks: actix::Actor<Context = Context<Self>> {
     const HOOKS: HookTable<Self>;
 }
 
-/// What a hook may return: `()` or `Result<(), E>` for any error type.
+/// What a hook may return: `()` or `Result<(), E>` for any error type `E`
+/// that converts into `Box<dyn Error + Send + Sync>`: every
+/// `Error + Send + Sync + 'static` type, a boxed error, `anyhow::Error`, or
+/// a `String`/`&'static str` message.
 #[diagnostic::on_unimplemented(
-    message = "a hook must return `()` or `Result<(), E>` where `E: std::error::Error + Send + Sync + 'static`, not `{Self}`",
-    label = "unsupported hook return type"
+    message = "a hook must return `()` or `Result<(), E>` where `E` is an error (`E: Into<Box<dyn std::error::Error + Send + Sync>>`), not `{Self}`",
+    label = "unsupported hook return type",
+    note = "any `std::error::Error + Send + Sync + 'static` type works, and so do `Box<dyn Error + Send + Sync>`, `anyhow::Error` and `String`"
 )]
 pub trait IntoHookResult {
     /// Converts the hook's return value.
@@ -163,10 +167,10 @@ impl IntoHookResult for () {
 
 impl<E> IntoHookResult for Result<(), E>
 where
-    E: std::error::Error + Send + Sync + 'static,
+    E: Into<Box<dyn std::error::Error + Send + Sync>> + 'static,
 {
     fn into_hook_result(self) -> HookResult {
-        self.map_err(|e| HookFailure::Error(Box::new(e)))
+        self.map_err(|e| HookFailure::Error(box_error(e)))
     }
 }
 

@@ -6,7 +6,7 @@ struct Agent;
 #[microagent::hooks]
 impl Agent {
     #[on(pre_start)]
-    fn open(&mut self) -> Result<(), String> {
+    fn open(&mut self) -> Result<(), u32> {
         Ok(())
     }
 }
