@@ -39,16 +39,18 @@ impl fmt::Display for Stage {
     }
 }
 
-/// Why a single hook failed.
+/// Why a single hook (or server, or a handler that crashed the agent)
+/// failed.
 ///
 /// `HookFailure::Error` is transparent: it displays as the hook's own error
-/// and has that error's source, and the boxed error can be downcast to the
-/// hook's error type.
-#[derive(Debug, thiserror::Error)]
+/// and has that error's source, and the error can be downcast to the hook's
+/// error type. It is shared (`Arc`), so failures and the [`AgentError`]s
+/// holding them are `Clone`: every party waiting for an agent gets them.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum HookFailure {
     /// The hook returned `Err(e)`.
     #[error(transparent)]
-    Error(Box<dyn std::error::Error + Send + Sync + 'static>),
+    Error(std::sync::Arc<dyn std::error::Error + Send + Sync + 'static>),
     /// The hook panicked; the payload's message, when it had one.
     #[error("panicked: {0}")]
     Panic(String),
@@ -100,6 +102,11 @@ impl std::error::Error for AnyhowError {
 }
 
 impl HookFailure {
+    /// A failure carrying the error a hook returned.
+    pub(crate) fn error(error: impl Into<BoxError> + 'static) -> Self {
+        HookFailure::Error(box_error(error).into())
+    }
+
     /// Runs user code (a sync hook, a shim, `Default::default()`...),
     /// turning a panic into a failure with the panic's message.
     pub(crate) fn catch<T>(f: impl FnOnce() -> T) -> Result<T, HookFailure> {
@@ -134,7 +141,7 @@ pub struct TimedOut(pub std::time::Duration);
 /// Its message already includes the cause, so [`source`](std::error::Error::source)
 /// does not repeat it (error-chain printers would show it twice); the cause
 /// is the public [`cause`](HookError::cause) field.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[error("agent `{agent}`: {stage} hook `{hook}` failed: {cause}")]
 pub struct HookError {
     /// The agent's name (its type name unless renamed with `#[microagent(name = "...")]`).
@@ -151,8 +158,9 @@ pub struct HookError {
 ///
 /// This is what an [`AgentHandle`](crate::AgentHandle) resolves to on failure.
 /// It is `#[non_exhaustive]`: new causes (configuration, bus, broker) will
-/// be added, so a `match` on it needs a wildcard arm.
-#[derive(Debug, thiserror::Error)]
+/// be added, so a `match` on it needs a wildcard arm. It is `Clone` (the
+/// failures inside are shared), so every party waiting for an agent gets it.
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum AgentError {
     /// One or more hooks failed. The first entry is the failure that stopped
@@ -166,10 +174,10 @@ pub enum AgentError {
         failures: Vec<HookError>,
     },
     /// A message handler or a future the agent spawned panicked, which kills
-    /// an actix actor's task. The lifecycle records the panic; the
-    /// `pre_stop` hooks then get one chance in actix's teardown (those that
-    /// complete without suspending run to the end), and their failures
-    /// follow.
+    /// an actix actor's task. The lifecycle records the panic, in the same
+    /// shape as a hook's ([`HookFailure::Panic`]); the `pre_stop` hooks then
+    /// get one chance in actix's teardown (those that complete without
+    /// suspending run to the end), and their failures follow.
     #[error(
         "agent `{agent}` crashed: a message handler or spawned future {panic}{}",
         pre_stop_suffix(failures)
@@ -177,8 +185,9 @@ pub enum AgentError {
     Crashed {
         /// The agent's name.
         agent: &'static str,
-        /// The panic, as `panicked: <message>`.
-        panic: String,
+        /// The panic (always [`HookFailure::Panic`]; it displays as
+        /// `panicked: <message>`).
+        panic: HookFailure,
         /// `pre_stop` hooks that failed during the teardown.
         failures: Vec<HookError>,
     },

@@ -107,7 +107,7 @@ pub use messages::{GetInfo, StopAgent};
 pub use phase::Phase;
 pub use run::{run, run_agent};
 pub use server::{ServerContext, ServerInterrupt};
-pub use start::{start, start_in, AgentHandle};
+pub use start::{start, start_in, AgentHandle, StopRequest};
 
 /// Declares the hooks of an agent: put it on an `impl` block and mark
 /// methods with `#[on(pre_start)]`, `#[on(post_start)]`, `#[on(pre_stop)]`,
@@ -157,7 +157,7 @@ pub mod prelude {
 
     pub use crate::{
         cron, on, periodic, start, start_in, Agent, AgentError, AgentHandle, Context, GetInfo,
-        MicroAgent, Phase, ServerContext, ServerInterrupt, StopAgent,
+        MicroAgent, Phase, ServerContext, ServerInterrupt, StopAgent, StopRequest,
     };
 }
 

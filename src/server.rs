@@ -166,17 +166,17 @@ mod tests {
         let interrupt = || ServerInterrupt::new("Exit");
         let boxed: Box<dyn Error + Send + Sync> = Box::new(interrupt());
         let wrapped = [
-            HookFailure::Error(boxed),
-            HookFailure::Error(Box::new(Box::new(interrupt()))),
-            HookFailure::Error(Box::new(io::Error::other(interrupt()))),
-            HookFailure::Error(Box::new(Wraps(interrupt()))),
-            HookFailure::Error(Box::new(Wraps(io::Error::other(Wraps(interrupt()))))),
+            HookFailure::error(boxed),
+            HookFailure::error(Box::new(interrupt())),
+            HookFailure::error(io::Error::other(interrupt())),
+            HookFailure::error(Wraps(interrupt())),
+            HookFailure::error(Wraps(io::Error::other(Wraps(interrupt())))),
         ];
         for (index, failure) in wrapped.into_iter().enumerate() {
             let shown = format!("#{index}: {failure:?}");
             assert_eq!(reason(failure).as_deref(), Some("Exit"), "{shown}");
         }
-        let plain_io = HookFailure::Error(Box::new(io::Error::other("Exit")));
+        let plain_io = HookFailure::error(io::Error::other("Exit"));
         assert_eq!(reason(plain_io), None);
     }
 
@@ -189,22 +189,22 @@ mod tests {
             .context("serving")
             .unwrap_err();
         for error in [direct, with_context] {
-            let failure = HookFailure::Error(crate::error::box_error(error));
+            let failure = HookFailure::error(error);
             assert_eq!(reason(failure).as_deref(), Some("Exit"));
         }
-        let other = HookFailure::Error(crate::error::box_error(anyhow::anyhow!("Exit")));
+        let other = HookFailure::error(anyhow::anyhow!("Exit"));
         assert_eq!(reason(other), None);
     }
 
     #[test]
     fn an_interrupt_is_found_in_the_boxed_error_a_server_returns() {
-        let failure = HookFailure::Error(Box::new(ServerInterrupt::new("Exit")));
+        let failure = HookFailure::error(ServerInterrupt::new("Exit"));
         assert_eq!(
             ServerInterrupt::find(&failure).map(ServerInterrupt::reason),
             Some("Exit")
         );
-        assert!(ServerInterrupt::find(&HookFailure::Error(Box::new(Other))).is_none());
-        assert!(ServerInterrupt::find(&HookFailure::Error(Box::new(Wraps(Other)))).is_none());
+        assert!(ServerInterrupt::find(&HookFailure::error(Other)).is_none());
+        assert!(ServerInterrupt::find(&HookFailure::error(Wraps(Other))).is_none());
         assert!(ServerInterrupt::find(&HookFailure::Panic("Exit".into())).is_none());
         assert_eq!(
             ServerInterrupt::new("Exit").to_string(),

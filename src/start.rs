@@ -20,12 +20,53 @@ const MAILBOX_CAPACITY: usize = 16;
 
 /// A started agent's lifecycle, seen from outside.
 ///
-/// Await it for the agent's outcome: `Ok(())` once the agent stopped with
-/// every hook successful, or the [`AgentError`] naming the hooks that failed.
-/// It holds no strong `Addr`, so it does not keep the agent alive.
+/// Await it, or [`wait`](AgentHandle::wait) on it, for the agent's outcome:
+/// `Ok(())` once the agent stopped with every hook successful, or the
+/// [`AgentError`] naming the hooks that failed. It is `Clone`: any number
+/// of parties may wait, and each gets the outcome. It holds no strong
+/// `Addr`, so it does not keep the agent alive.
+///
+/// ```
+/// use microagent::prelude::*;
+///
+/// #[derive(Default, MicroAgent)]
+/// struct Worker;
+///
+/// #[microagent::hooks]
+/// impl Worker {}
+///
+/// microagent::run(async {
+///     let (_addr, handle) = microagent::start(Worker);
+///     let watcher = handle.clone();
+///     assert_eq!(handle.stop(), StopRequest::Delivered);
+///     handle.wait().await.unwrap(); // borrows: `handle` stays usable
+///     assert!(handle.is_finished());
+///     watcher.await.unwrap(); // another party sees the same outcome
+/// });
+/// ```
 #[must_use = "an agent handle reports how the agent ended; dropping it leaves the agent running"]
 pub struct AgentHandle<A: Agent> {
     cell: Arc<AgentCell<A>>,
+}
+
+impl<A: Agent> Clone for AgentHandle<A> {
+    fn clone(&self) -> Self {
+        AgentHandle {
+            cell: self.cell.clone(),
+        }
+    }
+}
+
+/// What [`AgentHandle::stop`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StopRequest {
+    /// [`StopAgent`](crate::StopAgent) is in the agent's mailbox: the agent
+    /// stops once the messages before it are handled (not yet stopped: wait
+    /// on the handle for that).
+    Delivered,
+    /// The agent has no `Addr` left: it is already stopping, or gone. Its
+    /// `pre_stop` hooks are running or done.
+    AlreadyStopping,
 }
 
 impl<A: Agent> AgentHandle<A> {
@@ -41,17 +82,25 @@ impl<A: Agent> AgentHandle<A> {
         self.cell.addr().upgrade()
     }
 
-    /// Asks the agent to stop gracefully (sends it [`StopAgent`](crate::StopAgent)).
-    ///
-    /// Returns `false` when the agent was already gone or stopping with no
-    /// `Addr` left, in which case its `pre_stop` hooks are running or done.
-    pub fn stop(&self) -> bool {
-        self.cell.request_stop()
+    /// Asks the agent to stop gracefully (sends it
+    /// [`StopAgent`](crate::StopAgent)) and says whether the request was
+    /// delivered. It does not wait: [`wait`](AgentHandle::wait) for that.
+    pub fn stop(&self) -> StopRequest {
+        if self.cell.request_stop() {
+            StopRequest::Delivered
+        } else {
+            StopRequest::AlreadyStopping
+        }
     }
 
     /// Whether the agent's lifecycle is over (its outcome is ready).
     pub fn is_finished(&self) -> bool {
         self.cell.is_done()
+    }
+
+    /// Waits for the agent's outcome without giving up the handle.
+    pub fn wait(&self) -> impl Future<Output = Result<(), AgentError>> + Send + 'static {
+        self.clone()
     }
 }
 
@@ -67,6 +116,7 @@ impl<A: Agent> std::fmt::Debug for AgentHandle<A> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AgentHandle")
             .field("agent", &A::NAME)
+            .field("finished", &self.is_finished())
             .finish_non_exhaustive()
     }
 }

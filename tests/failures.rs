@@ -401,8 +401,8 @@ fn a_panicking_message_handler_is_reported_as_a_crash() {
     assert!(reply.is_err(), "the sender sees the mailbox closed");
     let error = outcome.unwrap_err();
     assert!(
-        matches!(&error, AgentError::Crashed { agent: "Crashy", panic, failures }
-            if panic == "panicked: handler bug" && failures.is_empty()),
+        matches!(&error, AgentError::Crashed { agent: "Crashy", panic: HookFailure::Panic(message), failures }
+            if message == "handler bug" && failures.is_empty()),
         "{error:?}"
     );
     assert_eq!(
@@ -457,4 +457,24 @@ fn hooks_may_return_boxed_errors_anyhow_errors_and_messages() {
         panic!("an error, not a panic")
     };
     assert_eq!(boxed.downcast_ref::<Boom>().map(|b| b.0), Some("boxed"));
+}
+
+#[test]
+fn every_party_waiting_on_a_failed_agent_gets_the_failure() {
+    let (first, second, third) = microagent::run(async {
+        let (addr, handle) = microagent::start(AppErrors);
+        let watchers = (handle.clone(), handle.clone());
+        drop(addr);
+        let first = handle.wait().await;
+        (first, watchers.0.await, watchers.1.wait().await)
+    });
+    for outcome in [first, second, third] {
+        let error = outcome.unwrap_err();
+        assert_eq!(error.agent(), "AppErrors");
+        assert_eq!(error.failures().len(), 3);
+        assert_eq!(
+            error.failures()[0].to_string(),
+            "agent `AppErrors`: pre_stop hook `boxed` failed: boxed"
+        );
+    }
 }

@@ -175,8 +175,12 @@ fn pre_stop_runs_once_when_stopped_through_its_handle_or_a_message() {
             if via_message {
                 addr.send(StopAgent).await.unwrap();
             } else {
-                assert!(handle.stop());
-                assert!(handle.stop(), "asking twice is harmless");
+                assert_eq!(handle.stop(), StopRequest::Delivered);
+                assert_eq!(
+                    handle.stop(),
+                    StopRequest::Delivered,
+                    "asking twice is harmless"
+                );
             }
             let outcome = handle.await;
             drop(addr);
@@ -477,11 +481,11 @@ fn an_agent_on_another_arbiter_runs_pre_stop_when_its_last_addr_is_dropped() {
     let agent = service(&events);
     let (finished_before, finished_after, address_after) = microagent::run(async move {
         let arbiter = actix::Arbiter::new();
-        let (addr, mut handle) = microagent::start_in(&arbiter.handle(), agent);
+        let (addr, handle) = microagent::start_in(&arbiter.handle(), agent);
         assert!(addr.send(Ping).await.unwrap());
         let finished_before = handle.is_finished();
         drop(addr);
-        (&mut handle).await.unwrap();
+        handle.wait().await.unwrap();
         // The outcome comes just before the actor's task ends: once the
         // arbiter's thread is gone, so is the mailbox.
         arbiter.stop();

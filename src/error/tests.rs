@@ -6,7 +6,7 @@ fn failure(hook: &'static str, stage: Stage, msg: &str) -> HookError {
         agent: "Mailer",
         stage,
         hook,
-        cause: HookFailure::Error(msg.into()),
+        cause: HookFailure::error(msg.to_owned()),
     }
 }
 
@@ -32,7 +32,7 @@ fn the_hooks_own_error_can_be_downcast_and_keeps_its_source() {
         agent: "Mailer",
         stage: Stage::PreStart,
         hook: "connect",
-        cause: HookFailure::Error(Box::new(inner)),
+        cause: HookFailure::error(inner),
     };
     let HookFailure::Error(boxed) = &e.cause else {
         panic!("an error, not a panic")

@@ -117,7 +117,7 @@ mod tests {
         assert_eq!(
             Exit::of(&Err(AgentError::Crashed {
                 agent: "a",
-                panic: "panicked: x".into(),
+                panic: HookFailure::Panic("x".into()),
                 failures: vec![],
             })),
             Exit::Crashed

@@ -27,12 +27,10 @@ pub(crate) struct AgentCell<A: Actor> {
 /// What the agent and its observers hand each other under the cell's lock.
 #[derive(Default)]
 struct Shared {
-    /// Set once, when the lifecycle is over.
-    done: bool,
-    /// The outcome, until the handle takes it.
+    /// The outcome, once the lifecycle is over; every waiter gets a copy.
     outcome: Option<Result<(), AgentError>>,
-    /// The handle waiting for the outcome.
-    waker: Option<Waker>,
+    /// The waiters to wake when it is.
+    wakers: Vec<Waker>,
     /// The servers the stopping agent waits for.
     waiting_for: Vec<&'static str>,
 }
@@ -80,42 +78,31 @@ impl<A: Actor> AgentCell<A> {
     /// Delivers the outcome; only the first call counts.
     pub(crate) fn report(&self, outcome: Result<(), AgentError>) {
         let mut shared = self.shared();
-        if shared.done {
+        if shared.outcome.is_some() {
             return;
         }
-        shared.done = true;
         shared.outcome = Some(outcome);
-        let waker = shared.waker.take();
+        let wakers = std::mem::take(&mut shared.wakers);
         drop(shared);
-        if let Some(waker) = waker {
+        for waker in wakers {
             waker.wake();
         }
     }
 
     pub(crate) fn is_done(&self) -> bool {
-        self.shared().done
+        self.shared().outcome.is_some()
     }
-}
 
-impl<A: Agent> AgentCell<A> {
-    /// Takes the outcome once it is there.
+    /// The outcome once it is there; any number of waiters may poll.
     pub(crate) fn poll_outcome(&self, waker: &Waker) -> Poll<Result<(), AgentError>> {
         let mut shared = self.shared();
-        if !shared.done {
-            match &mut shared.waker {
-                Some(w) => w.clone_from(waker),
-                none => *none = Some(waker.clone()),
-            }
-            return Poll::Pending;
+        if let Some(outcome) = &shared.outcome {
+            return Poll::Ready(outcome.clone());
         }
-        // A second poll after completion (a misuse of futures) gets `Aborted`
-        // rather than a panic.
-        Poll::Ready(
-            shared
-                .outcome
-                .take()
-                .unwrap_or(Err(AgentError::Aborted { agent: A::NAME })),
-        )
+        if !shared.wakers.iter().any(|w| w.will_wake(waker)) {
+            shared.wakers.push(waker.clone());
+        }
+        Poll::Pending
     }
 }
 

@@ -17,7 +17,7 @@ use futures_util::FutureExt;
 use super::cron::{next_cron_time, parse_cron};
 use super::Context;
 use crate::agent::Agent;
-use crate::error::{box_error, HookFailure, HookResult, Stage, TimedOut};
+use crate::error::{HookFailure, HookResult, Stage, TimedOut};
 use crate::info::{AgentInfo, CronInfo, HooksInfo, PeriodicInfo, RestartPolicy, ServerInfo, Zone};
 use crate::server::ServerContext;
 
@@ -170,7 +170,7 @@ where
     E: Into<Box<dyn std::error::Error + Send + Sync>> + 'static,
 {
     fn into_hook_result(self) -> HookResult {
-        self.map_err(|e| HookFailure::Error(box_error(e)))
+        self.map_err(HookFailure::error)
     }
 }
 
@@ -194,7 +194,7 @@ pub async fn call_timed<R: IntoHookResult>(
 ) -> HookResult {
     match actix_rt::time::timeout(timeout, call_async(fut)).await {
         Ok(result) => result,
-        Err(_) => Err(HookFailure::Error(Box::new(TimedOut(timeout)))),
+        Err(_) => Err(HookFailure::error(TimedOut(timeout))),
     }
 }
 

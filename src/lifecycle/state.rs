@@ -42,7 +42,7 @@ pub(crate) struct Lifecycle<A: actix::Actor> {
     /// The schedules of its periodic and cron tasks, once started.
     pub(super) timers: Option<Timers>,
     /// The panic that killed the actor's task, if one did.
-    crash: Option<String>,
+    crash: Option<HookFailure>,
     _registration: Option<Registration>,
 }
 
@@ -106,7 +106,7 @@ impl<A: actix::Actor> Lifecycle<A> {
             "agent `{}` crashed: a message handler or spawned future {panic}",
             self.name
         );
-        self.crash = Some(panic.to_string());
+        self.crash = Some(panic);
     }
 
     /// The outcome of a lifecycle that ends now, with `otherwise` when no
