@@ -25,9 +25,15 @@ pub trait Agent:
     /// The agent's name, for logs and errors.
     const NAME: &'static str;
 
-    /// What the agent declares: hooks, servers, tasks (see [`AgentInfo`]).
-    fn info(&self) -> AgentInfo {
+    /// What agents of this type declare: hooks, servers, tasks (see
+    /// [`AgentInfo`]). Needs no instance: `Mailer::describe()`.
+    fn describe() -> AgentInfo {
         crate::lifecycle::describe::<Self>()
+    }
+
+    /// What the agent declares, the same as [`describe`](Agent::describe).
+    fn info(&self) -> AgentInfo {
+        Self::describe()
     }
 }
 

@@ -218,7 +218,11 @@ pub(crate) fn current() -> Option<Arc<SystemAgents>> {
             return agents.clone();
         }
         let id = actix_rt::System::try_current()
-            .expect("microagent: agents must be started inside a running actix System")
+            .expect(
+                "microagent: an agent was started outside a running actix System; \
+                 start agents inside `microagent::run(async { ... })`, from a \
+                 `microagent::Launcher`, or in an actix System you run yourself",
+            )
             .id();
         let agents = systems()
             .lock()

@@ -127,14 +127,57 @@ impl<A: Agent> std::fmt::Debug for AgentHandle<A> {
 /// to the address are queued and handled only after every `pre_start` and
 /// `post_start` hook has finished, so they see what the hooks set up.
 ///
-/// Like any actix actor, an agent stops when its last `Addr` is dropped
-/// (after its `pre_stop` hooks); keep the address for as long as the agent
-/// should run. An agent whose servers or periodic/cron tasks are running
-/// stays alive without one (servers hold its `Addr`; timers, like actix's
-/// `run_interval`, keep the actor busy): stop it explicitly.
+/// # How long the agent lives
+/// It depends on what the agent declares:
+///
+/// - **Hooks only** (and handlers): like any actix actor, the agent stops
+///   when its last `Addr` is dropped, after its `pre_stop` hooks. Keep the
+///   address for as long as the agent should run: `let (_, handle) =
+///   start(agent)` drops it at once, so `pre_stop` runs right after
+///   start-up.
+/// - **Servers or periodic/cron tasks**: the agent stays alive without any
+///   `Addr` (a server holds one; timers, like actix's `run_interval`, keep
+///   the actor busy) until it is stopped explicitly: [`AgentHandle::stop`],
+///   [`StopAgent`](crate::StopAgent), `ctx.stop()`, a
+///   [`ServerInterrupt`](crate::ServerInterrupt), or the end of
+///   [`run`](crate::run).
+///
+/// ```
+/// use microagent::prelude::*;
+///
+/// #[derive(Default, MicroAgent)]
+/// struct Plain;
+///
+/// #[microagent::hooks]
+/// impl Plain {}
+///
+/// #[derive(Default, MicroAgent)]
+/// struct Ticking;
+///
+/// #[microagent::hooks]
+/// impl Ticking {
+///     #[periodic(period = 0.01)]
+///     fn tick(&mut self) {}
+/// }
+///
+/// microagent::run(async {
+///     // No `Addr` kept: the plain agent stops right after start-up.
+///     let (_, plain) = microagent::start(Plain);
+///     plain.wait().await.unwrap();
+///
+///     // The agent with a task keeps running until it is stopped.
+///     let (_, ticking) = microagent::start(Ticking);
+///     actix_rt::time::sleep(std::time::Duration::from_millis(50)).await;
+///     assert!(!ticking.is_finished());
+///     ticking.stop();
+///     ticking.wait().await.unwrap();
+/// });
+/// ```
 ///
 /// # Panics
-/// Outside a running actix System.
+/// Outside a running actix System: start agents inside
+/// [`run`](crate::run), from a [`Launcher`](crate::Launcher), or in an
+/// actix System you run yourself.
 pub fn start<A: Agent>(agent: A) -> (Addr<A>, AgentHandle<A>) {
     let (addr, handle, launch) = prepare::<A>();
     launch.run(agent);
@@ -148,7 +191,7 @@ pub fn start<A: Agent>(agent: A) -> (Addr<A>, AgentHandle<A>) {
 /// any hook and the handle resolves to [`AgentError::Aborted`].
 ///
 /// # Panics
-/// Outside a running actix System.
+/// Outside a running actix System (see [`start`]).
 pub fn start_in<A: Agent + Send>(arbiter: &ArbiterHandle, agent: A) -> (Addr<A>, AgentHandle<A>) {
     let (addr, handle, launch) = prepare::<A>();
     if !arbiter.spawn_fn(move || launch.run(agent)) {

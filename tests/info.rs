@@ -99,3 +99,29 @@ fn info_is_also_available_over_the_agents_address() {
     assert_eq!(direct.periodic, remote.periodic);
     assert_eq!(direct.cron.len(), remote.cron.len());
 }
+
+#[test]
+fn the_description_needs_no_instance() {
+    let from_type = Mailer::describe();
+    let from_instance = Mailer::default().info();
+    assert_eq!(from_type.name, "mailer");
+    assert_eq!(from_type.hooks, from_instance.hooks);
+    assert_eq!(from_type.servers, from_instance.servers);
+    assert_eq!(from_type.periodic, from_instance.periodic);
+    assert_eq!(from_type.cron.len(), 2);
+}
+
+#[test]
+fn starting_an_agent_outside_a_system_says_what_to_call_instead() {
+    let panic = std::panic::catch_unwind(|| microagent::start(Mailer::default()))
+        .expect_err("no System runs here");
+    let message = panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_default();
+    assert!(
+        message.contains("microagent::run") && message.contains("Launcher"),
+        "{message}"
+    );
+}
