@@ -525,3 +525,145 @@ fn starting_on_a_stopped_arbiter_reports_an_aborted_agent() {
     ));
     assert!(events.all().is_empty(), "no hook ran");
 }
+
+/// An agent that owns something with no sensible default: a channel
+/// receiver built before it starts. Its async hooks run with a stand-in
+/// named in the derive, which no handler ever sees.
+#[derive(MicroAgent)]
+#[microagent(stand_in = Inbox::placeholder())]
+struct Inbox {
+    rx: tokio::sync::mpsc::Receiver<u32>,
+    received: Vec<u32>,
+    events: Events,
+    stand_in: bool,
+}
+
+impl Inbox {
+    fn placeholder() -> Self {
+        let (_, rx) = tokio::sync::mpsc::channel(1);
+        Inbox {
+            rx,
+            received: Vec::new(),
+            events: Events::default(),
+            stand_in: true,
+        }
+    }
+}
+
+#[microagent::hooks]
+impl Inbox {
+    #[on(pre_start)]
+    async fn drain(&mut self) {
+        pause().await;
+        while let Ok(n) = self.rx.try_recv() {
+            self.received.push(n);
+        }
+        self.events.push("pre_start");
+    }
+
+    #[on(pre_stop)]
+    async fn close(&mut self) {
+        pause().await;
+        self.events
+            .push(format!("pre_stop:stand_in={}", self.stand_in));
+    }
+}
+
+struct Received;
+impl Message for Received {
+    type Result = Option<Vec<u32>>;
+}
+
+impl Handler<Received> for Inbox {
+    type Result = Option<Vec<u32>>;
+    fn handle(&mut self, _: Received, _: &mut Context<Self>) -> Self::Result {
+        // `None` would mean the handler saw the stand-in.
+        (!self.stand_in).then(|| self.received.clone())
+    }
+}
+
+#[test]
+fn an_agent_without_default_names_a_stand_in_for_its_async_hooks() {
+    let events = Events::default();
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    for n in [1, 2, 3] {
+        tx.try_send(n).unwrap();
+    }
+    let agent = Inbox {
+        rx,
+        received: Vec::new(),
+        events: events.clone(),
+        stand_in: false,
+    };
+    let seen = microagent::run(async move {
+        let (addr, handle) = microagent::start(agent);
+        // Sent while the async pre_start hook owns the agent.
+        let seen = addr.send(Received).await.unwrap();
+        drop(addr);
+        handle.await.unwrap();
+        seen
+    });
+    assert_eq!(seen, Some(vec![1, 2, 3]));
+    assert_eq!(events.all(), ["pre_start", "pre_stop:stand_in=false"]);
+}
+
+/// Kept alive by a periodic task or a server after its last `Addr` is gone.
+#[derive(Default, MicroAgent)]
+struct Unaddressed {
+    events: Events,
+    with_server: bool,
+}
+
+#[microagent::hooks]
+impl Unaddressed {
+    #[periodic(period = 0.005)]
+    fn tick(&mut self) {
+        if self.events.count("tick") == 0 {
+            self.events.push("tick");
+        }
+    }
+
+    #[on(server)]
+    fn serve(&self) -> impl std::future::Future<Output = ()> {
+        // Drops its `ServerContext` (and with it the agent's `Addr`).
+        let events = self.events.clone();
+        let forever = self.with_server;
+        async move {
+            events.push("server");
+            if forever {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
+    #[on(pre_stop)]
+    fn stop(&mut self) {
+        self.events.push("pre_stop");
+    }
+}
+
+#[test]
+fn the_handle_stops_an_agent_that_runs_on_with_no_addr_left() {
+    for with_server in [false, true] {
+        let events = Events::default();
+        let agent = Unaddressed {
+            events: events.clone(),
+            with_server,
+        };
+        let watched = events.clone();
+        let outcome = microagent::run(async move {
+            let (addr, handle) = microagent::start(agent);
+            drop(addr);
+            watched.seen("tick").await;
+            watched.seen("server").await;
+            assert!(!handle.is_finished(), "its timers keep it running");
+            assert_eq!(handle.stop(), StopRequest::Delivered);
+            // A hang detector, not a performance threshold.
+            actix_rt::time::timeout(std::time::Duration::from_secs(60), handle.wait())
+                .await
+                .expect("the agent stopped")
+        });
+        outcome.unwrap();
+        assert_eq!(events.count("pre_stop"), 1, "with_server={with_server}");
+    }
+}

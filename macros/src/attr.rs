@@ -44,14 +44,28 @@ impl Marker {
     }
 }
 
-/// `#[microagent(name = "...")]`: the agent's name, if given.
-pub(crate) fn agent_name(attr: &Attribute, name: &mut LitStr) -> syn::Result<()> {
+/// The options of `#[microagent(...)]` on the struct.
+pub(crate) struct AgentOptions {
+    /// `name = "..."`: the agent's name (the struct's name otherwise).
+    pub(crate) name: LitStr,
+    /// `stand_in = <expr>`: what the actor holds while an async hook owns
+    /// the agent, for agents that are not `Default`.
+    pub(crate) stand_in: Option<syn::Expr>,
+}
+
+/// Parses one `#[microagent(...)]` attribute into `options`.
+pub(crate) fn agent_options(attr: &Attribute, options: &mut AgentOptions) -> syn::Result<()> {
     attr.parse_nested_meta(|meta| {
         if meta.path.is_ident("name") {
-            *name = meta.value()?.parse()?;
+            options.name = meta.value()?.parse()?;
+            Ok(())
+        } else if meta.path.is_ident("stand_in") {
+            options.stand_in = Some(meta.value()?.parse()?);
             Ok(())
         } else {
-            Err(meta.error("unknown `microagent` option; expected `name = \"...\"`"))
+            Err(meta.error(
+                "unknown `microagent` option; expected `name = \"...\"` or `stand_in = <expression>`",
+            ))
         }
     })
 }

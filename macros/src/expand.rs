@@ -4,16 +4,35 @@
 
 use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
-use syn::{DeriveInput, Ident, ItemImpl, LitStr};
+use syn::{DeriveInput, Ident, ItemImpl};
+
+use crate::attr::AgentOptions;
 
 use crate::model::{Declaration, Extra, Kind, Label, Restart, Schedule};
 
 /// The impls of `#[derive(MicroAgent)]`: `Agent`, `Actor` (whose methods
 /// drive the lifecycle) and the handlers every agent has.
-pub(crate) fn derive(input: &DeriveInput, name: &LitStr) -> TokenStream {
+pub(crate) fn derive(input: &DeriveInput, options: &AgentOptions) -> TokenStream {
     let ident = &input.ident;
+    let name = &options.name;
     let (impl_generics, ty_generics, where_clause) = input.generics.split_for_impl();
+    // Agents that are not `Default` name what the actor holds while an
+    // async hook owns the agent; the others get it from `Default`.
+    let stand_in = options.stand_in.as_ref().map(|stand_in| {
+        quote! {
+            #[automatically_derived]
+            impl #impl_generics ::microagent::__private::AsyncHookAgent
+                for #ident #ty_generics #where_clause
+            {
+                fn take_for_hook(&mut self) -> Self {
+                    ::std::mem::replace(self, #stand_in)
+                }
+            }
+        }
+    });
     quote! {
+        #stand_in
+
         #[automatically_derived]
         impl #impl_generics ::microagent::__private::Sealed for #ident #ty_generics #where_clause {}
 

@@ -71,7 +71,10 @@ fn derive(input: &DeriveInput) -> syn::Result<TokenStream2> {
         ));
     }
     let ident = &input.ident;
-    let mut name = LitStr::new(&ident.to_string(), ident.span());
+    let mut options = attr::AgentOptions {
+        name: LitStr::new(&ident.to_string(), ident.span()),
+        stand_in: None,
+    };
     // A wrong option is reported, but the impls are still generated so that
     // it is the only error.
     let mut option_errors = TokenStream2::new();
@@ -80,12 +83,12 @@ fn derive(input: &DeriveInput) -> syn::Result<TokenStream2> {
         .iter()
         .filter(|a| a.path().is_ident("microagent"))
     {
-        if let Err(e) = attr::agent_name(attr, &mut name) {
+        if let Err(e) = attr::agent_options(attr, &mut options) {
             option_errors.extend(e.into_compile_error());
         }
     }
     let mut out = option_errors;
-    out.extend(expand::derive(input, &name));
+    out.extend(expand::derive(input, &options));
     Ok(out)
 }
 

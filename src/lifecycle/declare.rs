@@ -207,13 +207,14 @@ where
     Box::pin(call_async(fut))
 }
 
-/// Agents with `async` hooks must be [`Default`]: while an async hook runs
-/// it owns the agent, and the actor holds `Default::default()` in its place.
+/// Agents with `async` hooks need a stand-in: while an async hook runs it
+/// owns the agent, and the actor holds the stand-in in its place:
+/// `Default::default()`, or what `#[microagent(stand_in = ...)]` names.
 #[diagnostic::on_unimplemented(
-    message = "`{Self}` has async hooks, so it must implement `Default`",
+    message = "`{Self}` has async hooks, so it needs a stand-in: implement `Default` or name one with `#[microagent(stand_in = ...)]`",
     label = "async hook declared here",
-    note = "an async hook owns the agent while it awaits; the actor holds `{Self}::default()` meanwhile",
-    note = "derive or implement `Default` for `{Self}`, or make the hook a plain `fn`"
+    note = "an async hook owns the agent while it awaits; the actor holds a stand-in value meanwhile (no handler ever sees it)",
+    note = "derive or implement `Default` for `{Self}`, or add `#[microagent(stand_in = {Self}::placeholder())]` to the struct with a function that builds a cheap value, or make the hook a plain `fn`"
 )]
 pub trait AsyncHookAgent: Sized {
     /// Moves the agent out, leaving `Default::default()` behind.
