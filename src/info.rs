@@ -3,6 +3,7 @@
 //! Plain data (serializable for `GET /health/info`); the lifecycle fills it
 //! from the agent's declarations.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde::{Serialize, Serializer};
@@ -43,11 +44,16 @@ pub struct HooksInfo {
 
 /// One server hook.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
 pub struct ServerInfo {
     /// The method's name.
     pub name: &'static str,
     /// Its restart policy, if it has one.
     pub restart: Option<RestartPolicy>,
+    /// The addresses it published (see
+    /// [`ServerContext::publish_address`](crate::ServerContext::publish_address));
+    /// empty when described from the type.
+    pub addresses: Vec<SocketAddr>,
 }
 
 /// How a failing server is restarted instead of stopping its agent.
@@ -71,6 +77,7 @@ pub struct RestartPolicy {
 
 /// One periodic task.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct PeriodicInfo {
     /// The method's name.
     pub name: &'static str,
@@ -83,10 +90,13 @@ pub struct PeriodicInfo {
     /// Time before the first run.
     #[serde(serialize_with = "seconds")]
     pub start_after: Duration,
+    /// How its runs went so far (zero when described from the type).
+    pub runs: TaskRuns,
 }
 
 /// One cron task.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct CronInfo {
     /// The method's name.
     pub name: &'static str,
@@ -99,6 +109,27 @@ pub struct CronInfo {
     pub timeout: Duration,
     /// When it is next due, RFC 3339 in UTC (`None` if never).
     pub next_due: Option<String>,
+    /// How its runs went so far (zero when described from the type).
+    pub runs: TaskRuns,
+}
+
+/// The runs of a periodic or cron task that did not go well, counted since
+/// the agent started, so that monitoring can see a task that always fails.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct TaskRuns {
+    /// Runs that returned an error.
+    pub failed: u64,
+    /// Runs that panicked.
+    pub panicked: u64,
+    /// Runs past their timeout: async runs cancelled by it, and sync runs
+    /// that returned after it (they cannot be cancelled).
+    pub timed_out: u64,
+    /// Due times skipped because the task (or another one) was still
+    /// running (missed runs are not replayed).
+    pub skipped: u64,
+    /// When the last failed, panicked or timed-out run ended, RFC 3339 UTC.
+    pub last_failure: Option<String>,
 }
 
 /// The time zone a cron expression is read in.

@@ -100,7 +100,9 @@ pub mod web;
 
 pub use agent::Agent;
 pub use error::{AgentError, HookError, HookFailure, Stage, TimedOut};
-pub use info::{AgentInfo, CronInfo, HooksInfo, PeriodicInfo, RestartPolicy, ServerInfo, Zone};
+pub use info::{
+    AgentInfo, CronInfo, HooksInfo, PeriodicInfo, RestartPolicy, ServerInfo, TaskRuns, Zone,
+};
 pub use launcher::{Exit, Launcher, LauncherHandle};
 pub use lifecycle::Context;
 pub use messages::{GetInfo, StopAgent};
@@ -171,7 +173,7 @@ pub mod __private {
         call_async, call_timed, describe, server_future, AsyncHookAgent, Call, Hook, HookFuture,
         HookTable, Hooks, IntoHookResult, Schedule, Server, ServerFuture, Task,
     };
-    pub use crate::lifecycle::driver::{interrupt, started, stopped, stopping};
+    pub use crate::lifecycle::driver::{interrupt, running_info, started, stopped, stopping};
     pub use std::time::Duration;
 
     /// What a hook shim returns.

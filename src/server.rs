@@ -7,6 +7,7 @@ use std::error::Error;
 use std::fmt;
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -94,7 +95,11 @@ pub struct ServerContext<A: Actor> {
     agent: Addr<A>,
     shutdown: watch::Receiver<bool>,
     graceful: Arc<AtomicBool>,
+    publish: Publish,
 }
+
+/// Where a server's published addresses go (the agent's shared cell).
+pub(crate) type Publish = Arc<dyn Fn(SocketAddr) + Send + Sync>;
 
 impl<A: Actor> ServerContext<A> {
     /// The context of one start of server `name`; `graceful` is set when the
@@ -104,13 +109,27 @@ impl<A: Actor> ServerContext<A> {
         agent: Addr<A>,
         shutdown: watch::Receiver<bool>,
         graceful: Arc<AtomicBool>,
+        publish: Publish,
     ) -> Self {
         ServerContext {
             name,
             agent,
             shutdown,
             graceful,
+            publish,
         }
+    }
+
+    /// Tells the world an address the server listens on, for a server bound
+    /// to port 0 above all: it shows in the agent's
+    /// [`AgentHandle::server_address`](crate::AgentHandle::server_address),
+    /// its [`AgentInfo`](crate::AgentInfo) (from `GetInfo` and
+    /// `GET /health/info`) and the log. [`web::serve`](crate::web::serve)
+    /// publishes the addresses it bound by itself. A restarted server
+    /// publishes again; its old addresses are forgotten.
+    pub fn publish_address(&self, addr: SocketAddr) {
+        log::info!(target: crate::LOG_TARGET, "server `{}` listening on {addr}", self.name);
+        (self.publish)(addr);
     }
 
     /// The server's name (its method's name).

@@ -93,6 +93,13 @@ impl<A: Agent> AgentHandle<A> {
         }
     }
 
+    /// The first address server `server` (the method's name) published
+    /// with [`ServerContext::publish_address`](crate::ServerContext::publish_address)
+    /// ([`web::serve`](crate::web::serve) does it by itself), while it runs.
+    pub fn server_address(&self, server: &str) -> Option<std::net::SocketAddr> {
+        self.cell.server_address(server)
+    }
+
     /// Whether the agent's lifecycle is over (its outcome is ready).
     pub fn is_finished(&self) -> bool {
         self.cell.is_done()

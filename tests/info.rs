@@ -58,12 +58,16 @@ fn info_lists_every_declaration_and_no_state() {
         json["servers"],
         serde_json::json!([{
             "name": "smtp",
-            "restart": {"restarts": 3, "within": 60.0, "backoff": 0.5}
+            "restart": {"restarts": 3, "within": 60.0, "backoff": 0.5},
+            "addresses": []
         }])
     );
     assert_eq!(
         json["periodic"],
-        serde_json::json!([{"name": "refresh", "period": 5.0, "timeout": 1.5, "start_after": 2.0}])
+        serde_json::json!([{
+            "name": "refresh", "period": 5.0, "timeout": 1.5, "start_after": 2.0,
+            "runs": {"failed": 0, "panicked": 0, "timed_out": 0, "skipped": 0, "last_failure": null}
+        }])
     );
     assert_eq!(json["cron"][0]["name"], "report");
     assert_eq!(json["cron"][0]["expression"], "0 */4 * * *");

@@ -154,6 +154,31 @@ fn sigterm_drains_in_flight_requests_and_readiness_turns_503_at_once() {
 }
 
 #[test]
+fn health_info_shows_the_address_web_serve_bound() {
+    let (mut p, addr) = http(&[]);
+    let body = actix_rt::System::new().block_on(async {
+        let client = awc::Client::default();
+        let mut response = client
+            .get(format!("http://{addr}/health/info"))
+            .send()
+            .await
+            .expect("answered");
+        assert_eq!(response.status(), 200);
+        response.body().await.expect("body")
+    });
+    let info: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+    let addresses: Vec<&str> = info[0]["servers"][0]["addresses"]
+        .as_array()
+        .expect("a list of addresses")
+        .iter()
+        .filter_map(|a| a.as_str())
+        .collect();
+    assert_eq!(addresses, [addr.as_str()], "{info}");
+    p.signal("TERM");
+    assert_eq!(p.wait_code(), 0, "stderr: {}", p.stderr());
+}
+
+#[test]
 fn idle_keep_alive_connections_do_not_hold_the_shutdown() {
     // A 5 s deadline: if the idle connection held the server's graceful stop
     // (actix-web waits up to 30 s), the exit code would be 5, not 0.

@@ -310,3 +310,45 @@ fn a_restarting_server_gives_up_beyond_its_policy() {
     assert_eq!(error.failures()[0].hook, "flaky");
     assert_eq!(events.all(), ["attempt:1", "attempt:2", "attempt:3"]);
 }
+
+/// Listens on a port the OS picks and publishes it.
+#[derive(Default, MicroAgent)]
+struct Listening;
+
+#[microagent::hooks]
+impl Listening {
+    #[on(server)]
+    fn listen(
+        &self,
+        srv: ServerContext<Self>,
+    ) -> impl std::future::Future<Output = std::io::Result<()>> {
+        async move {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+            srv.publish_address(listener.local_addr()?);
+            srv.shutdown().await;
+            drop(listener);
+            Ok(())
+        }
+    }
+}
+
+#[test]
+fn a_server_bound_to_port_0_publishes_its_address() {
+    let (published, described) = microagent::run(async {
+        let (addr, handle) = microagent::start(Listening);
+        let published = loop {
+            if let Some(published) = handle.server_address("listen") {
+                break published;
+            }
+            actix_rt::time::sleep(Duration::from_millis(2)).await;
+        };
+        std::net::TcpStream::connect(published).expect("the published address accepts");
+        let info = addr.send(GetInfo).await.expect("the agent answers");
+        handle.stop();
+        handle.wait().await.unwrap();
+        (published, info.servers[0].addresses.clone())
+    });
+    assert_ne!(published.port(), 0);
+    assert_eq!(described, [published]);
+    assert!(Listening::describe().servers[0].addresses.is_empty());
+}

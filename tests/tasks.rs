@@ -326,3 +326,94 @@ impl Ticker {
 fn a_cron_task_runs_on_its_wall_clock_schedule() {
     microagent::run_agent(Ticker::default()).unwrap();
 }
+
+/// Starts `make`'s agent in virtual time, asks it for its info at `at`
+/// virtual ms, then stops it.
+fn info_at<A: Agent>(make: impl FnOnce(Clock) -> A + 'static, at: u64) -> microagent::AgentInfo {
+    microagent::run(async move {
+        tokio::time::pause();
+        let (addr, handle) = microagent::start(make(Clock::default()));
+        sleep(Duration::from_millis(at)).await;
+        let info = addr.send(GetInfo).await.expect("the agent answers");
+        handle.stop();
+        handle.await.expect("task failures do not fail the agent");
+        drop(addr);
+        info
+    })
+}
+
+#[test]
+fn failed_panicked_timed_out_and_skipped_runs_are_counted_in_the_info() {
+    // attempt: runs 1..=5 at 0..2000 ms: Err, panic, Ok, Err, panic.
+    // sync_attempt: fails at 250, 750, 1250 and 1750 ms.
+    let info = info_at(|clock| Unreliable { clock, n: 0 }, 2_100);
+    let [attempt, sync_attempt] = [&info.periodic[0].runs, &info.periodic[1].runs];
+    assert_eq!(
+        (attempt.failed, attempt.panicked, attempt.timed_out),
+        (2, 2, 0)
+    );
+    assert_eq!((sync_attempt.failed, sync_attempt.panicked), (4, 0));
+    assert!(attempt.last_failure.is_some() && sync_attempt.last_failure.is_some());
+
+    // Three runs, each cancelled by its 200 ms timeout.
+    let info = info_at(|clock| Slow { clock, started: 0 }, 2_500);
+    let crawl = &info.periodic[0].runs;
+    assert_eq!((crawl.failed, crawl.timed_out, crawl.skipped), (0, 3, 0));
+
+    // Runs of 2.5 s every second: 1 000, 2 000, 4 000 and 5 000 are skipped.
+    let info = info_at(
+        |clock| Busy {
+            clock,
+            busy: 2_500,
+            count: 0,
+        },
+        5_800,
+    );
+    let work = &info.periodic[0].runs;
+    assert_eq!((work.skipped, work.failed, work.timed_out), (4, 0, 0));
+    assert_eq!(work.last_failure, None);
+
+    // Described from the type, nothing has run.
+    assert_eq!(
+        Busy::describe().periodic[0].runs,
+        microagent::TaskRuns::default()
+    );
+}
+
+/// A sync run cannot be cancelled: one that returns after its timeout is
+/// counted as timed out when it returns. (Real time: a blocking sleep does
+/// not advance tokio's virtual clock.)
+#[derive(Default, MicroAgent)]
+struct Heavy {
+    events: Events,
+}
+
+#[microagent::hooks]
+impl Heavy {
+    #[periodic(period = 0.02, timeout = 0.001)]
+    fn crunch(&mut self) {
+        std::thread::sleep(Duration::from_millis(5));
+        self.events.push("crunch");
+    }
+}
+
+#[test]
+fn a_sync_run_past_its_timeout_is_counted_as_timed_out() {
+    let events = Events::default();
+    let agent = Heavy {
+        events: events.clone(),
+    };
+    let info = microagent::run(async move {
+        let (addr, handle) = microagent::start(agent);
+        while events.count("crunch") < 2 {
+            sleep(Duration::from_millis(5)).await;
+        }
+        let info = addr.send(GetInfo).await.expect("the agent answers");
+        handle.stop();
+        handle.await.expect("task failures do not fail the agent");
+        info
+    });
+    let runs = &info.periodic[0].runs;
+    assert!(runs.timed_out >= 2, "{runs:?}");
+    assert_eq!((runs.failed, runs.panicked), (0, 0));
+}

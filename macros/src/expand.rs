@@ -75,8 +75,8 @@ pub(crate) fn derive(input: &DeriveInput, options: &AgentOptions) -> TokenStream
         {
             type Result = ::microagent::actix::MessageResult<::microagent::GetInfo>;
 
-            fn handle(&mut self, _: ::microagent::GetInfo, _: &mut Self::Context) -> Self::Result {
-                ::microagent::actix::MessageResult(::microagent::__private::describe::<Self>())
+            fn handle(&mut self, _: ::microagent::GetInfo, ctx: &mut Self::Context) -> Self::Result {
+                ::microagent::actix::MessageResult(::microagent::__private::running_info(self, ctx))
             }
         }
 

@@ -1,6 +1,7 @@
 //! The one allocation an agent shares with the outside: its weak address
 //! (to ask it to stop) and the slot its outcome is delivered to.
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::task::{Poll, Waker};
@@ -9,7 +10,7 @@ use actix::{Actor, WeakAddr};
 
 use crate::agent::Agent;
 use crate::error::{AgentError, Stage};
-use crate::info::AgentInfo;
+use crate::info::{AgentInfo, TaskRuns};
 use crate::messages::StopAgent;
 use crate::phase::Phase;
 use crate::registry::Tracked;
@@ -33,6 +34,18 @@ struct Shared {
     wakers: Vec<Waker>,
     /// The servers the stopping agent waits for.
     waiting_for: Vec<&'static str>,
+    /// The runs of each task that went wrong (by task index, grown on use).
+    runs: Vec<TaskRuns>,
+    /// The addresses servers published, by server name.
+    addresses: Vec<(&'static str, SocketAddr)>,
+}
+
+/// How a task run went wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BadRun {
+    Failed,
+    Panicked,
+    TimedOut,
 }
 
 const STAGES: [Stage; 3] = [Stage::PreStart, Stage::PostStart, Stage::PreStop];
@@ -89,6 +102,46 @@ impl<A: Actor> AgentCell<A> {
         }
     }
 
+    /// Counts a run of task `index` that went wrong.
+    pub(crate) fn count_bad_run(&self, index: usize, bad: BadRun) {
+        let mut shared = self.shared();
+        let runs = task_runs(&mut shared.runs, index);
+        match bad {
+            BadRun::Failed => runs.failed += 1,
+            BadRun::Panicked => runs.panicked += 1,
+            BadRun::TimedOut => runs.timed_out += 1,
+        }
+        runs.last_failure = Some(chrono::Utc::now().to_rfc3339());
+    }
+
+    /// Counts due times of task `index` that were skipped.
+    pub(crate) fn count_skipped(&self, index: usize, skipped: u64) {
+        task_runs(&mut self.shared().runs, index).skipped += skipped;
+    }
+
+    /// Notes an address server `server` listens on.
+    pub(crate) fn publish_address(&self, server: &'static str, addr: SocketAddr) {
+        let mut shared = self.shared();
+        if !shared.addresses.contains(&(server, addr)) {
+            shared.addresses.push((server, addr));
+        }
+    }
+
+    /// Forgets the addresses of server `server` (it is starting again).
+    pub(crate) fn clear_addresses(&self, server: &'static str) {
+        self.shared().addresses.retain(|(name, _)| *name != server);
+    }
+
+    /// The first address server `server` published.
+    pub(crate) fn server_address(&self, server: &str) -> Option<SocketAddr> {
+        let shared = self.shared();
+        shared
+            .addresses
+            .iter()
+            .find(|(name, _)| *name == server)
+            .map(|(_, addr)| *addr)
+    }
+
     pub(crate) fn is_done(&self) -> bool {
         self.shared().outcome.is_some()
     }
@@ -103,6 +156,25 @@ impl<A: Actor> AgentCell<A> {
             shared.wakers.push(waker.clone());
         }
         Poll::Pending
+    }
+}
+
+fn task_runs(runs: &mut Vec<TaskRuns>, index: usize) -> &mut TaskRuns {
+    if runs.len() <= index {
+        runs.resize(index + 1, TaskRuns::default());
+    }
+    &mut runs[index]
+}
+
+impl<A: Agent> AgentCell<A> {
+    /// What the agent declares, with what it did so far: task runs that
+    /// went wrong, addresses its servers published.
+    pub(crate) fn running_info(&self) -> AgentInfo {
+        let (runs, addresses) = {
+            let shared = self.shared();
+            (shared.runs.clone(), shared.addresses.clone())
+        };
+        super::declare::describe_running::<A>(&runs, &addresses)
     }
 }
 
@@ -133,7 +205,7 @@ impl<A: Agent> Tracked for AgentCell<A> {
     }
 
     fn info(&self) -> AgentInfo {
-        super::describe::<A>()
+        self.running_info()
     }
 
     fn request_stop(&self) -> bool {

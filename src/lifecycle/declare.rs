@@ -8,6 +8,7 @@
 
 use std::fmt;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::time::Duration;
 
@@ -18,7 +19,9 @@ use super::cron::{next_cron_time, parse_cron};
 use super::Context;
 use crate::agent::Agent;
 use crate::error::{HookFailure, HookResult, Stage, TimedOut};
-use crate::info::{AgentInfo, CronInfo, HooksInfo, PeriodicInfo, RestartPolicy, ServerInfo, Zone};
+use crate::info::{
+    AgentInfo, CronInfo, HooksInfo, PeriodicInfo, RestartPolicy, ServerInfo, TaskRuns, Zone,
+};
 use crate::server::ServerContext;
 
 /// The future of a running async hook or task run. It owns the agent while
@@ -276,11 +279,21 @@ impl<A: actix::Actor<Context = Context<A>>> fmt::Debug for HookTable<A> {
 
 /// Describes agent type `A` from its table (cron due times computed now).
 pub fn describe<A: Agent>() -> AgentInfo {
+    describe_running::<A>(&[], &[])
+}
+
+/// Describes agent type `A` with what a running agent did: the runs of its
+/// tasks that went wrong (by task index) and its servers' addresses.
+pub(crate) fn describe_running<A: Agent>(
+    runs: &[TaskRuns],
+    addresses: &[(&'static str, SocketAddr)],
+) -> AgentInfo {
     let table = &A::HOOKS;
+    let runs_of = |index: usize| runs.get(index).cloned().unwrap_or_default();
     let names = |stage| table.stage(stage).iter().map(|h| h.name).collect();
     let now = Utc::now();
     let (mut periodic, mut cron) = (Vec::new(), Vec::new());
-    for task in table.tasks {
+    for (index, task) in table.tasks.iter().enumerate() {
         match task.schedule {
             Schedule::Every {
                 period,
@@ -290,6 +303,7 @@ pub fn describe<A: Agent>() -> AgentInfo {
                 period,
                 timeout: task.timeout,
                 start_after,
+                runs: runs_of(index),
             }),
             Schedule::Cron { expression, zone } => cron.push(CronInfo {
                 name: task.name,
@@ -300,6 +314,7 @@ pub fn describe<A: Agent>() -> AgentInfo {
                     .ok()
                     .and_then(|c| next_cron_time(&c, zone, now))
                     .map(|t| t.to_rfc3339()),
+                runs: runs_of(index),
             }),
         }
     }
@@ -316,6 +331,11 @@ pub fn describe<A: Agent>() -> AgentInfo {
             .map(|s| ServerInfo {
                 name: s.name,
                 restart: s.restart,
+                addresses: addresses
+                    .iter()
+                    .filter(|(name, _)| *name == s.name)
+                    .map(|(_, addr)| *addr)
+                    .collect(),
             })
             .collect(),
         periodic,

@@ -197,6 +197,11 @@ pub fn interrupt<A: Agent>(_act: &mut A, ctx: &mut Context<A>, interrupt: Server
     ctx.stop();
 }
 
+/// `Handler<GetInfo>` of every agent: what it declares, with what it did.
+pub fn running_info<A: Agent>(_act: &mut A, ctx: &mut Context<A>) -> crate::info::AgentInfo {
+    ctx.life.cell.running_info()
+}
+
 /// `Actor::stopped` of every agent.
 pub fn stopped<A: Agent>(_act: &mut A, ctx: &mut Context<A>) {
     // Only `ctx.terminate()` from user code gets here before `finish`.

@@ -15,6 +15,7 @@ use actix::{
 };
 use tokio::sync::{mpsc, watch};
 
+use super::cell::AgentCell;
 use super::declare::ServerFuture;
 use super::Context;
 use crate::agent::Agent;
@@ -128,16 +129,26 @@ impl Servers {
     }
 
     /// Starts (or restarts) server `index` in a new child actor.
-    fn start<A: Agent>(&mut self, act: &mut A, agent: Addr<A>, index: usize) {
+    fn start<A: Agent>(
+        &mut self,
+        act: &mut A,
+        agent: Addr<A>,
+        cell: &Arc<AgentCell<A>>,
+        index: usize,
+    ) {
         let server = &A::HOOKS.servers[index];
         let slot = &mut self.slots[index];
         slot.generation += 1;
         slot.graceful = Arc::default();
+        cell.clear_addresses(server.name);
+        let published = cell.clone();
+        let name = server.name;
         let context = ServerContext::new(
             server.name,
             agent,
             self.shutdown.subscribe(),
             slot.graceful.clone(),
+            Arc::new(move |addr| published.publish_address(name, addr)),
         );
         let start = server.start;
         let future = HookFailure::catch(|| start(act, context))
@@ -276,7 +287,7 @@ pub(super) fn start_servers<A: Agent>(act: &mut A, ctx: &mut Context<A>) {
     let mut servers = Servers::new(count);
     let addr = ctx.address();
     for index in 0..count {
-        servers.start(act, addr.clone(), index);
+        servers.start(act, addr.clone(), &ctx.life.cell, index);
     }
     ctx.life.servers = Some(servers);
     ctx.spawn(Supervisor);
@@ -330,9 +341,10 @@ fn restart_server<A: Agent>(act: &mut A, ctx: &mut Context<A>, index: usize) {
         return;
     }
     let addr = ctx.address();
-    if let Some(servers) = ctx.life.servers.as_mut() {
+    let life = &mut ctx.life;
+    if let Some(servers) = life.servers.as_mut() {
         if servers.is_restarting(index) {
-            servers.start(act, addr, index);
+            servers.start(act, addr, &life.cell, index);
         }
     }
 }

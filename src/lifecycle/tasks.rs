@@ -13,13 +13,14 @@ use actix_rt::time::{Instant, Sleep};
 use chrono::{DateTime, Utc};
 use croner::Cron;
 
+use super::cell::{AgentCell, BadRun};
 use super::cron::{next_cron_time, parse_cron};
 use super::declare::{Call, Schedule};
 use super::driver::begin_work;
 use super::state::Work;
 use super::Context;
 use crate::agent::Agent;
-use crate::error::{HookFailure, HookResult};
+use crate::error::{HookFailure, HookResult, TimedOut};
 use crate::phase::Phase;
 use crate::LOG_TARGET;
 
@@ -113,8 +114,9 @@ impl Timers {
     }
 
     /// Sets the next due time of task `index` after a run that ended now,
-    /// skipping (not replaying) the due times that passed meanwhile.
-    fn reschedule<A: Agent>(&mut self, index: usize) {
+    /// skipping (not replaying) the due times that passed meanwhile; counts
+    /// the skipped due times and an overrun in the agent's cell.
+    fn reschedule<A: Agent>(&mut self, index: usize, cell: &AgentCell<A>, timed_out: bool) {
         let task = &A::HOOKS.tasks[index];
         let slot = &mut self.slots[index];
         let now = Instant::now();
@@ -132,6 +134,7 @@ impl Timers {
                     skipped += 1;
                 }
                 if skipped > 0 {
+                    cell.count_skipped(index, skipped);
                     log::warn!(
                         target: LOG_TARGET,
                         "agent `{}`: periodic task `{}` was busy or late for {} due run(s); skipped (no replay)",
@@ -153,6 +156,11 @@ impl Timers {
         }
         let took = now.duration_since(started);
         if took > task.timeout {
+            // A sync run cannot be cancelled: count its overrun here (an
+            // async one was counted when its timeout cancelled it).
+            if !timed_out {
+                cell.count_bad_run(index, BadRun::TimedOut);
+            }
             log::error!(
                 target: LOG_TARGET,
                 "agent `{}`: task `{}` took {took:?}, longer than its timeout of {:?}",
@@ -167,6 +175,7 @@ impl Timers {
 /// Called when a run of task `index` has ended: logs its failure (the agent
 /// keeps running) and schedules the next run.
 pub(crate) fn run_ended<A: Agent>(ctx: &mut Context<A>, index: usize, result: HookResult) {
+    let mut timed_out = false;
     if let Err(cause) = result {
         log::error!(
             target: LOG_TARGET,
@@ -174,9 +183,17 @@ pub(crate) fn run_ended<A: Agent>(ctx: &mut Context<A>, index: usize, result: Ho
             A::NAME,
             A::HOOKS.tasks[index].name
         );
+        let bad = match &cause {
+            HookFailure::Panic(_) => BadRun::Panicked,
+            HookFailure::Error(e) if e.downcast_ref::<TimedOut>().is_some() => BadRun::TimedOut,
+            HookFailure::Error(_) => BadRun::Failed,
+        };
+        timed_out = bad == BadRun::TimedOut;
+        ctx.life.cell.count_bad_run(index, bad);
     }
-    if let Some(timers) = ctx.life.timers.as_mut() {
-        timers.reschedule::<A>(index);
+    let life = &mut ctx.life;
+    if let Some(timers) = life.timers.as_mut() {
+        timers.reschedule::<A>(index, &life.cell, timed_out);
     }
 }
 

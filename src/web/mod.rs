@@ -65,7 +65,7 @@ where
     A: actix::Actor,
 {
     for addr in server.addrs() {
-        log::info!(target: "microagent::web", "server `{}` listening on {addr}", srv.name());
+        srv.publish_address(addr);
     }
     // `shutdown_signal` would stop the whole System ~300 ms after the
     // server; `ServerHandle::stop(true)` stops only the server.
