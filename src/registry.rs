@@ -8,6 +8,7 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::pin::pin;
+use std::sync::atomic::{fence, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use tokio::sync::Notify;
@@ -37,6 +38,10 @@ pub(crate) trait Tracked: Send + Sync {
 pub(crate) struct SystemAgents {
     live: Mutex<Live>,
     changed: Notify,
+    /// Woken when an agent changes phase, while someone waits for readiness.
+    phases: Notify,
+    /// How many wait for readiness (phase changes notify only then).
+    watching: AtomicUsize,
 }
 
 /// A slab of entries: a registration's index stays valid until it is dropped.
@@ -77,6 +82,48 @@ impl SystemAgents {
     /// Marks the System as shutting down (agents are no longer ready).
     pub(crate) fn begin_shutdown(&self) {
         self.lock().draining = true;
+        self.phases.notify_waiters();
+    }
+
+    /// Whether the System's agents are ready, as `GET /health/ready` says:
+    /// there is at least one, every one has finished its start hooks, and
+    /// the System is not shutting down.
+    pub(crate) fn ready(&self) -> bool {
+        let agents = self.snapshot();
+        !self.shutting_down()
+            && !agents.is_empty()
+            && agents.iter().all(|a| a.phase() == Phase::Running)
+    }
+
+    /// Waits until the agents are ready (`true`) or the System starts
+    /// shutting down first (`false`).
+    pub(crate) async fn wait_ready(&self) -> bool {
+        self.watching.fetch_add(1, Ordering::SeqCst);
+        // Pairs with the fence in `phase_changed`: either that agent sees a
+        // watcher and notifies, or the check below sees its new phase.
+        fence(Ordering::SeqCst);
+        let ready = loop {
+            let mut changed = pin!(self.phases.notified());
+            changed.as_mut().enable();
+            if self.ready() {
+                break true;
+            }
+            if self.shutting_down() {
+                break false;
+            }
+            changed.await;
+        };
+        self.watching.fetch_sub(1, Ordering::SeqCst);
+        ready
+    }
+
+    /// Called when one of the agents has become `Running` (the one change
+    /// that can make the System ready; shutting down notifies by itself).
+    fn phase_changed(&self) {
+        fence(Ordering::SeqCst);
+        if self.watching.load(Ordering::Relaxed) > 0 {
+            self.phases.notify_waiters();
+        }
     }
 
     /// Whether the System is shutting down.
@@ -173,6 +220,13 @@ impl SystemAgents {
 pub(crate) struct Registration {
     agents: Arc<SystemAgents>,
     index: usize,
+}
+
+impl Registration {
+    /// Tells whoever waits for readiness that the agent is now running.
+    pub(crate) fn now_running(&self) {
+        self.agents.phase_changed();
+    }
 }
 
 impl Drop for Registration {

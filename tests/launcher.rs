@@ -16,6 +16,8 @@ struct Member {
     events: Events,
     ready: Option<mpsc::Sender<()>>,
     fail_start: bool,
+    /// Makes the start hooks suspend for a while.
+    slow_start: bool,
 }
 
 #[microagent::hooks]
@@ -26,6 +28,14 @@ impl Member {
             return Err(Boom("no database"));
         }
         Ok(())
+    }
+
+    #[on(post_start)]
+    async fn warm_up(&mut self) {
+        if self.slow_start {
+            actix_rt::time::sleep(Duration::from_millis(100)).await;
+            self.events.push(format!("{}:started", self.name));
+        }
     }
 
     #[on(post_start)]
@@ -102,4 +112,65 @@ fn a_failed_start_stops_the_group_and_exits_hook_failed() {
     assert_eq!(exit.code(), 3);
     // The broken agent never started: no pre_stop; the healthy one did.
     assert_eq!(events.all(), ["healthy:pre_stop"]);
+}
+
+/// Runs a launcher on its own thread; returns its handle and the thread.
+fn spawn_launcher(
+    build: impl FnOnce() -> Launcher + Send + 'static,
+) -> (microagent::LauncherHandle, std::thread::JoinHandle<Exit>) {
+    let (handle_tx, handle_rx) = mpsc::channel();
+    let run = std::thread::spawn(move || {
+        let launcher = build();
+        handle_tx.send(launcher.handle()).expect("the test waits");
+        launcher.run()
+    });
+    (handle_rx.recv().expect("a handle"), run)
+}
+
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    actix_rt::Runtime::new()
+        .expect("a runtime")
+        .block_on(future)
+}
+
+#[test]
+fn ready_resolves_once_every_agent_has_finished_its_start_hooks() {
+    let events = Events::default();
+    let group = events.clone();
+    let (handle, run) = spawn_launcher(move || {
+        Launcher::new()
+            .agent(Member {
+                slow_start: true,
+                ..member("a", &group)
+            })
+            .agent(Member {
+                slow_start: true,
+                ..member("b", &group)
+            })
+    });
+    assert!(block_on(handle.ready()), "the group came up");
+    let mut started = events.all();
+    started.sort();
+    assert_eq!(started, ["a:started", "b:started"], "nothing else yet");
+    handle.do_send(ServerInterrupt::new("done"));
+    assert_eq!(run.join().expect("the launcher thread"), Exit::Graceful);
+    assert!(!block_on(handle.ready()), "no longer up once stopped");
+}
+
+#[test]
+fn ready_is_false_when_a_start_fails() {
+    let (handle, run) = spawn_launcher(|| {
+        let group = Events::default();
+        Launcher::new()
+            .agent(Member {
+                slow_start: true,
+                ..member("healthy", &group)
+            })
+            .agent(Member {
+                fail_start: true,
+                ..member("broken", &group)
+            })
+    });
+    assert!(!block_on(handle.ready()));
+    assert_eq!(run.join().expect("the launcher thread"), Exit::HookFailed);
 }

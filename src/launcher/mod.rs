@@ -11,7 +11,7 @@ use std::time::Duration;
 use actix_rt::Arbiter;
 use futures_util::future::{select, Either};
 use futures_util::stream::{FuturesUnordered, StreamExt};
-use tokio::sync::Notify;
+use tokio::sync::{watch, Notify};
 
 use crate::agent::Agent;
 use crate::error::AgentError;
@@ -86,11 +86,15 @@ impl Default for Launcher {
     }
 }
 
-/// Interrupts sent through [`LauncherHandle`]s.
+/// What a launcher shares with its [`LauncherHandle`]s: the interrupts
+/// they send, and whether the group is up.
 #[derive(Default)]
 struct Interrupts {
     first: Mutex<Option<ServerInterrupt>>,
     notify: Notify,
+    /// `None` until known; `Some(true)` while every agent has finished its
+    /// start hooks and the group is not stopping; `Some(false)` after.
+    ready: watch::Sender<Option<bool>>,
 }
 
 /// Stops a [`Launcher`]'s group gracefully from anywhere (any thread, before
@@ -115,6 +119,25 @@ impl LauncherHandle {
             *first = Some(interrupt);
             // Stored as a permit if the launcher is not waiting yet.
             self.interrupts.notify.notify_one();
+        }
+    }
+}
+
+impl LauncherHandle {
+    /// Resolves once the whole group is up: every agent has finished its
+    /// `pre_start` and `post_start` hooks (the moment `GET /health/ready`
+    /// turns 200). `true` then; `false` if the group started stopping
+    /// first (a failed start, a signal...), or has stopped since. Use it to
+    /// print a ready line, notify a supervisor (`sd_notify`) or start a
+    /// load. Before [`run`](Launcher::run) it waits for the run.
+    pub fn ready(&self) -> impl Future<Output = bool> + Send + 'static {
+        let mut ready = self.interrupts.ready.subscribe();
+        async move {
+            match ready.wait_for(Option::is_some).await {
+                Ok(state) => *state == Some(true),
+                // The launcher is gone: it never will be.
+                Err(_) => false,
+            }
         }
     }
 }
@@ -194,6 +217,18 @@ impl Launcher {
             let (members, arbiters): (Vec<Member>, Vec<Option<Arbiter>>) =
                 starters.into_iter().map(|start| start()).unzip();
             let names: Vec<&'static str> = members.iter().map(|m| m.name).collect();
+            // Whether the group comes up, for `LauncherHandle::ready`.
+            let watcher = {
+                let (agents, interrupts) = (agents.clone(), interrupts.clone());
+                async move {
+                    let up = agents.wait_ready().await;
+                    if up {
+                        log::info!(target: TARGET, "every agent has started");
+                    }
+                    interrupts.ready.send_replace(Some(up));
+                }
+            };
+            actix_rt::spawn(watcher);
             let mut addrs = Vec::with_capacity(members.len());
             let mut pending: FuturesUnordered<_> = members
                 .into_iter()
@@ -237,6 +272,7 @@ impl Launcher {
             // The graceful stop, bounded by the deadline; a second signal
             // ends the process at once.
             agents.begin_shutdown();
+            interrupts.ready.send_replace(Some(false));
             let stop = async {
                 let mut exit = Exit::Graceful;
                 let collect = async {

@@ -30,8 +30,10 @@ pub(crate) struct AgentCell<A: Actor> {
 struct Shared {
     /// The outcome, once the lifecycle is over; every waiter gets a copy.
     outcome: Option<Result<(), AgentError>>,
-    /// The waiters to wake when it is.
-    wakers: Vec<Waker>,
+    /// The waiter to wake when it is (nearly always the only one)...
+    waker: Option<Waker>,
+    /// ...and any more, for handles shared by several parties.
+    more_wakers: Vec<Waker>,
     /// The servers the stopping agent waits for.
     waiting_for: Vec<&'static str>,
     /// The runs of each task that went wrong (by task index, grown on use).
@@ -95,11 +97,10 @@ impl<A: Actor> AgentCell<A> {
             return;
         }
         shared.outcome = Some(outcome);
-        let wakers = std::mem::take(&mut shared.wakers);
+        let waker = shared.waker.take();
+        let more = std::mem::take(&mut shared.more_wakers);
         drop(shared);
-        for waker in wakers {
-            waker.wake();
-        }
+        waker.into_iter().chain(more).for_each(Waker::wake);
     }
 
     /// Counts a run of task `index` that went wrong.
@@ -152,8 +153,15 @@ impl<A: Actor> AgentCell<A> {
         if let Some(outcome) = &shared.outcome {
             return Poll::Ready(outcome.clone());
         }
-        if !shared.wakers.iter().any(|w| w.will_wake(waker)) {
-            shared.wakers.push(waker.clone());
+        let shared = &mut *shared;
+        match &shared.waker {
+            None => shared.waker = Some(waker.clone()),
+            Some(first) if first.will_wake(waker) => {}
+            Some(_) => {
+                if !shared.more_wakers.iter().any(|w| w.will_wake(waker)) {
+                    shared.more_wakers.push(waker.clone());
+                }
+            }
         }
         Poll::Pending
     }

@@ -43,7 +43,7 @@ pub(crate) struct Lifecycle<A: actix::Actor> {
     pub(super) timers: Option<Timers>,
     /// The panic that killed the actor's task, if one did.
     crash: Option<HookFailure>,
-    _registration: Option<Registration>,
+    registration: Option<Registration>,
 }
 
 impl<A: actix::Actor> Lifecycle<A> {
@@ -66,7 +66,7 @@ impl<A: actix::Actor> Lifecycle<A> {
             servers_shut: false,
             timers: None,
             crash: None,
-            _registration: registration,
+            registration,
         }
     }
 
@@ -130,6 +130,11 @@ impl<A: actix::Actor> Lifecycle<A> {
     pub(super) fn set_phase(&mut self, phase: Phase) {
         self.phase = phase;
         self.cell.set_phase(phase);
+        if phase == Phase::Running {
+            if let Some(registration) = &self.registration {
+                registration.now_running();
+            }
+        }
     }
 
     pub(super) fn enter_pre_stop(&mut self) {

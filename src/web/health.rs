@@ -4,7 +4,6 @@
 use actix_web::{web, HttpResponse};
 use serde::Serialize;
 
-use crate::phase::Phase;
 use crate::registry;
 
 /// One agent in a health report.
@@ -26,18 +25,15 @@ struct Health {
 fn report() -> (bool, Vec<AgentHealth>) {
     match registry::current() {
         Some(agents) => {
-            let statuses = agents.statuses(false);
-            let ready = !agents.shutting_down()
-                && !statuses.is_empty()
-                && statuses.iter().all(|s| s.phase == Phase::Running);
-            let list = statuses
+            let list = agents
+                .statuses(false)
                 .into_iter()
                 .map(|s| AgentHealth {
                     name: s.name,
                     state: s.phase.as_str(),
                 })
                 .collect();
-            (ready, list)
+            (agents.ready(), list)
         }
         // Not run by `run` or a `Launcher`: no agents to speak of.
         None => (false, Vec::new()),
