@@ -4,6 +4,9 @@
 //! other: an agent's actor context is [`Context`], and the context's
 //! lifecycle calls what the agent declares ([`Hooks`]).
 
+use std::collections::HashSet;
+use std::sync::{Mutex, OnceLock, PoisonError};
+
 use crate::info::AgentInfo;
 use crate::lifecycle::{Context, Hooks};
 use crate::messages::{GetInfo, StopAgent};
@@ -34,6 +37,89 @@ pub trait Agent:
     /// What the agent declares, the same as [`describe`](Agent::describe).
     fn info(&self) -> AgentInfo {
         Self::describe()
+    }
+
+    /// This agent under a name of its own, for several agents of one type:
+    /// `Launcher::new().agent(Member::new().named("member-1"))`. The name
+    /// replaces the type's in logs, errors, the shutdown report, the
+    /// handle, `GetInfo` and `/health/info`.
+    fn named(self, name: &str) -> Named<Self> {
+        Named::new(name, self)
+    }
+}
+
+/// An agent with a name of its own, from [`Agent::named`](crate::Agent::named).
+///
+/// Start it like the agent itself ([`start`](crate::start),
+/// [`start_in`](crate::start_in), [`Launcher::agent`](crate::Launcher::agent)...): the name replaces the
+/// type's in logs, errors, the shutdown report, `info()` and
+/// `/health/info`, so that several agents of one type can be told apart.
+#[derive(Debug)]
+pub struct Named<A> {
+    name: &'static str,
+    agent: A,
+}
+
+impl<A> Named<A> {
+    /// Names `agent`. Names are interned: each distinct name is kept once
+    /// for the life of the process.
+    pub(crate) fn new(name: &str, agent: A) -> Self {
+        Named {
+            name: intern(name),
+            agent,
+        }
+    }
+
+    /// The name.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+}
+
+/// What [`start`](crate::start), [`start_in`](crate::start_in) and the
+/// [`Launcher`](crate::Launcher) take: an agent (named after its type) or a
+/// [`Named`] agent. Sealed.
+pub trait IntoAgent: sealed::Sealed {
+    /// The agent's type.
+    type Agent: Agent;
+
+    /// The agent and the name it runs under.
+    #[doc(hidden)]
+    fn into_agent(self) -> (&'static str, Self::Agent);
+}
+
+impl<A: Agent> IntoAgent for A {
+    type Agent = A;
+
+    fn into_agent(self) -> (&'static str, A) {
+        (A::NAME, self)
+    }
+}
+
+impl<A: Agent> sealed::Sealed for Named<A> {}
+
+impl<A: Agent> IntoAgent for Named<A> {
+    type Agent = A;
+
+    fn into_agent(self) -> (&'static str, A) {
+        (self.name, self.agent)
+    }
+}
+
+/// A `'static` copy of `name`, made once per distinct name.
+fn intern(name: &str) -> &'static str {
+    static NAMES: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
+    let mut names = NAMES
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    match names.get(name) {
+        Some(interned) => interned,
+        None => {
+            let interned: &'static str = Box::leak(name.to_owned().into_boxed_str());
+            names.insert(interned);
+            interned
+        }
     }
 }
 

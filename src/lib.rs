@@ -98,7 +98,7 @@ mod start;
 mod launcher;
 pub mod web;
 
-pub use agent::Agent;
+pub use agent::{Agent, IntoAgent, Named};
 pub use error::{AgentError, HookError, HookFailure, Stage, TimedOut};
 pub use info::{
     AgentInfo, CronInfo, HooksInfo, PeriodicInfo, RestartPolicy, ServerInfo, TaskRuns, Zone,

@@ -9,7 +9,7 @@ use actix::dev::channel;
 use actix::Addr;
 use actix_rt::ArbiterHandle;
 
-use crate::agent::Agent;
+use crate::agent::{Agent, IntoAgent};
 use crate::error::AgentError;
 use crate::lifecycle::{AgentCell, Context, Lifecycle};
 use crate::registry::{self, Tracked};
@@ -70,9 +70,10 @@ pub enum StopRequest {
 }
 
 impl<A: Agent> AgentHandle<A> {
-    /// The agent's name.
+    /// The agent's name: its type's, or the one it was started with
+    /// ([`Agent::named`](crate::Agent::named)).
     pub fn name(&self) -> &'static str {
-        A::NAME
+        self.cell.name()
     }
 
     /// A new address of the agent, while its mailbox exists (until shortly
@@ -122,7 +123,7 @@ impl<A: Agent> Future for AgentHandle<A> {
 impl<A: Agent> std::fmt::Debug for AgentHandle<A> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AgentHandle")
-            .field("agent", &A::NAME)
+            .field("agent", &self.name())
             .field("finished", &self.is_finished())
             .finish_non_exhaustive()
     }
@@ -185,8 +186,9 @@ impl<A: Agent> std::fmt::Debug for AgentHandle<A> {
 /// Outside a running actix System: start agents inside
 /// [`run`](crate::run), from a [`Launcher`](crate::Launcher), or in an
 /// actix System you run yourself.
-pub fn start<A: Agent>(agent: A) -> (Addr<A>, AgentHandle<A>) {
-    let (addr, handle, launch) = prepare::<A>();
+pub fn start<T: IntoAgent>(agent: T) -> (Addr<T::Agent>, AgentHandle<T::Agent>) {
+    let (name, agent) = agent.into_agent();
+    let (addr, handle, launch) = prepare(name);
     launch.run(agent);
     (addr, handle)
 }
@@ -199,10 +201,15 @@ pub fn start<A: Agent>(agent: A) -> (Addr<A>, AgentHandle<A>) {
 ///
 /// # Panics
 /// Outside a running actix System (see [`start`]).
-pub fn start_in<A: Agent + Send>(arbiter: &ArbiterHandle, agent: A) -> (Addr<A>, AgentHandle<A>) {
-    let (addr, handle, launch) = prepare::<A>();
+pub fn start_in<T>(arbiter: &ArbiterHandle, agent: T) -> (Addr<T::Agent>, AgentHandle<T::Agent>)
+where
+    T: IntoAgent,
+    T::Agent: Send,
+{
+    let (name, agent) = agent.into_agent();
+    let (addr, handle, launch) = prepare(name);
     if !arbiter.spawn_fn(move || launch.run(agent)) {
-        log::error!(target: LOG_TARGET, "agent `{}`: its arbiter has stopped; not started", A::NAME);
+        log::error!(target: LOG_TARGET, "agent `{name}`: its arbiter has stopped; not started");
     }
     (addr, handle)
 }
@@ -228,7 +235,7 @@ impl<A: Agent> Launch<A> {
             registration,
         }) = self.parts.take()
         {
-            let life = Lifecycle::new(A::NAME, cell, registration);
+            let life = Lifecycle::new(cell.name(), cell, registration);
             Context::with_receiver(rx, life).run(agent);
         }
     }
@@ -239,17 +246,16 @@ impl<A: Agent> Drop for Launch<A> {
         // Dropped unrun (its arbiter had stopped): the handle must not wait
         // forever.
         if let Some(parts) = self.parts.take() {
-            parts
-                .cell
-                .report(Err(AgentError::Aborted { agent: A::NAME }));
+            let agent = parts.cell.name();
+            parts.cell.report(Err(AgentError::Aborted { agent }));
         }
     }
 }
 
-fn prepare<A: Agent>() -> (Addr<A>, AgentHandle<A>, Launch<A>) {
+fn prepare<A: Agent>(name: &'static str) -> (Addr<A>, AgentHandle<A>, Launch<A>) {
     let (tx, rx) = channel::channel(MAILBOX_CAPACITY);
     let addr = Addr::new(tx);
-    let cell = Arc::new(AgentCell::new(addr.downgrade()));
+    let cell = Arc::new(AgentCell::new(name, addr.downgrade()));
     let registration = registry::register(&cell);
     let handle = AgentHandle { cell: cell.clone() };
     let launch = Launch {

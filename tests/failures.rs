@@ -478,3 +478,23 @@ fn every_party_waiting_on_a_failed_agent_gets_the_failure() {
         );
     }
 }
+
+#[test]
+fn an_agent_started_under_its_own_name_is_reported_under_it() {
+    let (name, info_name, outcome) = microagent::run(async {
+        let (addr, handle) = microagent::start(AppErrors.named("errors-2"));
+        let info = addr.send(GetInfo).await.expect("the agent answers");
+        drop(addr);
+        (handle.name(), info.name, handle.await)
+    });
+    assert_eq!((name, info_name), ("errors-2", "errors-2"));
+    let error = outcome.unwrap_err();
+    assert_eq!(error.agent(), "errors-2");
+    assert!(error.failures().iter().all(|f| f.agent == "errors-2"));
+    assert_eq!(
+        error.failures()[0].to_string(),
+        "agent `errors-2`: pre_stop hook `boxed` failed: boxed"
+    );
+    // The type still describes itself under its own name.
+    assert_eq!(AppErrors::describe().name, "AppErrors");
+}

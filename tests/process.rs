@@ -329,3 +329,18 @@ fn without_the_anyhow_feature_an_interrupt_inside_anyhow_is_a_failure() {
     let mut p = Proc::spawn("lifecycle-fixture", &["interrupt-anyhow"], &[]);
     assert_eq!(p.wait_code(), 4, "stderr: {}", p.stderr());
 }
+
+#[test]
+fn the_deadline_report_names_the_instance_that_hung() {
+    let mut p = Proc::spawn("lifecycle-fixture", &["hanging-named"], &[]);
+    p.wait_line(|l| l == "EVENT member-1:ready");
+    p.wait_line(|l| l == "EVENT member-2:ready");
+    p.signal("TERM");
+    assert_eq!(p.wait_code(), 5, "stderr: {}", p.stderr());
+    let stderr = p.stderr();
+    assert!(
+        stderr.contains("agent `member-1`: pre_stop hook `stop`"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("agent `Fixture`"), "{stderr}");
+}

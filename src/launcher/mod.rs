@@ -13,7 +13,7 @@ use futures_util::future::{select, Either};
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::{watch, Notify};
 
-use crate::agent::Agent;
+use crate::agent::{Agent, IntoAgent};
 use crate::error::AgentError;
 use crate::run::OwnedSystem;
 use crate::server::ServerInterrupt;
@@ -163,8 +163,13 @@ impl Launcher {
         Self::default()
     }
 
-    /// Adds an agent, to run on its own arbiter.
-    pub fn agent<A: Agent + Send>(mut self, agent: A) -> Self {
+    /// Adds an agent (or a [`Named`](crate::Named) one), to run on its own
+    /// arbiter.
+    pub fn agent<T>(mut self, agent: T) -> Self
+    where
+        T: IntoAgent + Send + 'static,
+        T::Agent: Send,
+    {
         self.starters.push(Box::new(move || {
             let arbiter = Arbiter::new();
             let (addr, handle) = start_in(&arbiter.handle(), agent);
@@ -178,7 +183,7 @@ impl Launcher {
     /// and the shutdown deadline: a sync hook or handler of this agent that
     /// blocks the thread blocks them too, which agents on their own arbiter
     /// cannot do.
-    pub fn local_agent<A: Agent>(mut self, agent: A) -> Self {
+    pub fn local_agent<T: IntoAgent + 'static>(mut self, agent: T) -> Self {
         self.starters.push(Box::new(move || {
             let (addr, handle) = start(agent);
             (member(addr, handle), None)
@@ -324,7 +329,7 @@ impl Launcher {
 
 fn member<A: Agent>(addr: actix::Addr<A>, handle: AgentHandle<A>) -> Member {
     Member {
-        name: A::NAME,
+        name: handle.name(),
         _addr: Box::new(addr),
         outcome: Box::pin(handle),
     }

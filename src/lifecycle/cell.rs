@@ -18,6 +18,8 @@ use crate::registry::Tracked;
 /// Shared by an agent's lifecycle, its [`AgentHandle`](crate::AgentHandle)
 /// and the registry of the System it runs in.
 pub(crate) struct AgentCell<A: Actor> {
+    /// The agent's name: its type's, or the one it was started with.
+    name: &'static str,
     addr: WeakAddr<A>,
     phase: AtomicU8,
     /// The hook running now: 0 for none, else `stage << 16 | (index + 1)`.
@@ -53,8 +55,9 @@ pub(crate) enum BadRun {
 const STAGES: [Stage; 3] = [Stage::PreStart, Stage::PostStart, Stage::PreStop];
 
 impl<A: Actor> AgentCell<A> {
-    pub(crate) fn new(addr: WeakAddr<A>) -> Self {
+    pub(crate) fn new(name: &'static str, addr: WeakAddr<A>) -> Self {
         AgentCell {
+            name,
             addr,
             phase: AtomicU8::new(Phase::Starting as u8),
             doing: AtomicU32::new(0),
@@ -84,6 +87,11 @@ impl<A: Actor> AgentCell<A> {
     fn shared(&self) -> MutexGuard<'_, Shared> {
         // Plain data behind the lock: a panic elsewhere cannot leave it torn.
         self.shared.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The agent's name.
+    pub(crate) fn name(&self) -> &'static str {
+        self.name
     }
 
     pub(crate) fn addr(&self) -> &WeakAddr<A> {
@@ -182,13 +190,13 @@ impl<A: Agent> AgentCell<A> {
             let shared = self.shared();
             (shared.runs.clone(), shared.addresses.clone())
         };
-        super::declare::describe_running::<A>(&runs, &addresses)
+        super::declare::describe_running::<A>(self.name, &runs, &addresses)
     }
 }
 
 impl<A: Agent> Tracked for AgentCell<A> {
     fn name(&self) -> &'static str {
-        A::NAME
+        self.name
     }
 
     fn phase(&self) -> Phase {

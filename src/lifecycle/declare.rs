@@ -279,12 +279,13 @@ impl<A: actix::Actor<Context = Context<A>>> fmt::Debug for HookTable<A> {
 
 /// Describes agent type `A` from its table (cron due times computed now).
 pub fn describe<A: Agent>() -> AgentInfo {
-    describe_running::<A>(&[], &[])
+    describe_running::<A>(A::NAME, &[], &[])
 }
 
-/// Describes agent type `A` with what a running agent did: the runs of its
-/// tasks that went wrong (by task index) and its servers' addresses.
+/// Describes a running agent `name` of type `A` with what it did: the runs
+/// of its tasks that went wrong (by task index) and its servers' addresses.
 pub(crate) fn describe_running<A: Agent>(
+    name: &'static str,
     runs: &[TaskRuns],
     addresses: &[(&'static str, SocketAddr)],
 ) -> AgentInfo {
@@ -319,7 +320,7 @@ pub(crate) fn describe_running<A: Agent>(
         }
     }
     AgentInfo {
-        name: A::NAME,
+        name,
         hooks: HooksInfo {
             pre_start: names(Stage::PreStart),
             post_start: names(Stage::PostStart),

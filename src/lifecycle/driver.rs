@@ -87,7 +87,7 @@ fn drive<A: Agent>(
         if let Some(hook) = hooks.get(ctx.life.next) {
             ctx.life.cell.set_doing(Some((stage, ctx.life.next)));
             ctx.life.next += 1;
-            log::debug!(target: LOG_TARGET, "agent `{}`: running {stage} hook `{}`", A::NAME, hook.name);
+            log::debug!(target: LOG_TARGET, "agent `{}`: running {stage} hook `{}`", ctx.life.name, hook.name);
             run_hook(act, ctx, stage, hook.name, &hook.call);
             continue;
         }
@@ -100,7 +100,7 @@ fn drive<A: Agent>(
             }
             Stage::PostStart => {
                 ctx.life.set_phase(Phase::Running);
-                log::info!(target: LOG_TARGET, "agent `{}`: started", A::NAME);
+                log::info!(target: LOG_TARGET, "agent `{}`: started", ctx.life.name);
                 start_servers(act, ctx);
                 return Poll::Ready(());
             }
@@ -154,7 +154,7 @@ fn finish<A: Agent>(ctx: &mut Context<A>) {
 /// Hooks that complete without suspending run right here; a `Driver`
 /// takes over only when one suspends.
 pub fn started<A: Agent>(act: &mut A, ctx: &mut Context<A>) {
-    log::info!(target: LOG_TARGET, "agent `{}`: starting", A::NAME);
+    log::info!(target: LOG_TARGET, "agent `{}`: starting", ctx.life.name);
     // No waker here (actix does not pass one): a suspended hook is polled
     // again at once, with the task's waker, by the driver.
     let mut task = std::task::Context::from_waker(Waker::noop());
@@ -193,7 +193,7 @@ pub fn stopping<A: Agent>(act: &mut A, ctx: &mut Context<A>) -> Running {
 
 /// `Handler<ServerInterrupt>` of every agent: a graceful stop.
 pub fn interrupt<A: Agent>(_act: &mut A, ctx: &mut Context<A>, interrupt: ServerInterrupt) {
-    log::info!(target: LOG_TARGET, "agent `{}`: interrupted: {}", A::NAME, interrupt.reason());
+    log::info!(target: LOG_TARGET, "agent `{}`: interrupted: {}", ctx.life.name, interrupt.reason());
     ctx.stop();
 }
 

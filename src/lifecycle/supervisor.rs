@@ -158,12 +158,12 @@ impl Servers {
             report: Some((self.tx.clone(), index, slot.generation)),
         }
         .start();
-        log::info!(target: LOG_TARGET, "agent `{}`: server `{}` started", A::NAME, server.name);
+        log::info!(target: LOG_TARGET, "agent `{}`: server `{}` started", cell.name(), server.name);
         slot.state = ServerState::Running { child };
     }
 
-    /// Judges a server's exit while the agent runs.
-    fn judge<A: Agent>(&mut self, exit: ServerExit) -> Verdict {
+    /// Judges a server's exit while agent `agent` runs.
+    fn judge<A: Agent>(&mut self, agent: &'static str, exit: ServerExit) -> Verdict {
         let server = &A::HOOKS.servers[exit.index];
         let slot = &mut self.slots[exit.index];
         if exit.generation != slot.generation || !matches!(slot.state, ServerState::Running { .. })
@@ -173,7 +173,7 @@ impl Servers {
         slot.state = ServerState::Done;
         let failure = match exit.result {
             Ok(()) => {
-                log::info!(target: LOG_TARGET, "agent `{}`: server `{}` finished", A::NAME, server.name);
+                log::info!(target: LOG_TARGET, "agent `{agent}`: server `{}` finished", server.name);
                 return Verdict::Finished;
             }
             Err(failure) => failure,
@@ -182,7 +182,7 @@ impl Servers {
             log::info!(
                 target: LOG_TARGET,
                 "agent `{}`: server `{}` ended the service: {}",
-                A::NAME,
+                agent,
                 server.name,
                 interrupt.reason()
             );
@@ -202,7 +202,7 @@ impl Servers {
                 log::warn!(
                     target: LOG_TARGET,
                     "agent `{}`: server `{}` failed ({failure}); restart {} of {} within {}s",
-                    A::NAME,
+                    agent,
                     server.name,
                     slot.failures.len(),
                     policy.restarts,
@@ -214,7 +214,7 @@ impl Servers {
             log::error!(
                 target: LOG_TARGET,
                 "agent `{}`: server `{}` failed {} times within {}s; giving up",
-                A::NAME,
+                agent,
                 server.name,
                 slot.failures.len() + 1,
                 policy.within.as_secs_f64()
@@ -321,7 +321,12 @@ impl<A: Agent> ActorFuture<A> for Supervisor {
             };
             let index = exit.index;
             let name = A::HOOKS.servers[index].name;
-            match servers.judge::<A>(exit) {
+            let agent = ctx.life.name;
+            let servers = match ctx.life.servers.as_mut() {
+                Some(servers) => servers,
+                None => return Poll::Ready(()),
+            };
+            match servers.judge::<A>(agent, exit) {
                 Verdict::Finished => {}
                 Verdict::Restart(backoff) => {
                     ctx.run_later(backoff, move |act, ctx| restart_server(act, ctx, index));
@@ -362,7 +367,7 @@ pub(super) fn stop_servers<A: Agent>(
         };
         if !life.servers_shut {
             life.servers_shut = true;
-            servers.shut_down(A::NAME);
+            servers.shut_down(life.name);
         }
         if servers.all_done() {
             break;
@@ -380,6 +385,6 @@ pub(super) fn stop_servers<A: Agent>(
             life.fail(Stage::Server, name, cause);
         }
     }
-    log::debug!(target: LOG_TARGET, "agent `{}`: servers stopped", A::NAME);
+    log::debug!(target: LOG_TARGET, "agent `{}`: servers stopped", ctx.life.name);
     Poll::Ready(())
 }

@@ -57,8 +57,9 @@ fn instant_of(at: DateTime<Utc>) -> Instant {
 }
 
 impl Timers {
-    /// Schedules every task from now (the end of the `pre_start` hooks).
-    fn start<A: Agent>() -> Self {
+    /// Schedules every task of agent `agent` from now (the end of the
+    /// `pre_start` hooks).
+    fn start<A: Agent>(agent: &'static str) -> Self {
         let now = Instant::now();
         let slots = A::HOOKS
             .tasks
@@ -81,7 +82,7 @@ impl Timers {
                             log::error!(
                                 target: LOG_TARGET,
                                 "agent `{}`: cron task `{}`: bad expression {expression:?}: {e}; it will not run",
-                                A::NAME,
+                                agent,
                                 task.name
                             );
                             None
@@ -138,7 +139,7 @@ impl Timers {
                     log::warn!(
                         target: LOG_TARGET,
                         "agent `{}`: periodic task `{}` was busy or late for {} due run(s); skipped (no replay)",
-                        A::NAME,
+                        cell.name(),
                         task.name,
                         skipped
                     );
@@ -164,7 +165,7 @@ impl Timers {
             log::error!(
                 target: LOG_TARGET,
                 "agent `{}`: task `{}` took {took:?}, longer than its timeout of {:?}",
-                A::NAME,
+                cell.name(),
                 task.name,
                 task.timeout
             );
@@ -180,7 +181,7 @@ pub(crate) fn run_ended<A: Agent>(ctx: &mut Context<A>, index: usize, result: Ho
         log::error!(
             target: LOG_TARGET,
             "agent `{}`: task `{}` failed: {cause}",
-            A::NAME,
+            ctx.life.name,
             A::HOOKS.tasks[index].name
         );
         let bad = match &cause {
@@ -202,7 +203,7 @@ pub(crate) fn start<A: Agent>(ctx: &mut Context<A>) {
     if A::HOOKS.tasks.is_empty() {
         return;
     }
-    ctx.life.timers = Some(Timers::start::<A>());
+    ctx.life.timers = Some(Timers::start::<A>(ctx.life.name));
     ctx.spawn(Scheduler { sleep: None });
 }
 
@@ -262,7 +263,7 @@ fn run<A: Agent>(act: &mut A, ctx: &mut Context<A>, index: usize) {
     if let Some(timers) = ctx.life.timers.as_mut() {
         timers.slots[index].started = Some(Instant::now());
     }
-    log::debug!(target: LOG_TARGET, "agent `{}`: running task `{}`", A::NAME, task.name);
+    log::debug!(target: LOG_TARGET, "agent `{}`: running task `{}`", ctx.life.name, task.name);
     match task.call {
         Call::Sync(f) => {
             let result = HookFailure::catch(|| f(act, ctx)).and_then(|r| r);
