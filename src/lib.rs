@@ -95,6 +95,7 @@ mod registry;
 mod run;
 mod start;
 // on top
+pub mod bus;
 mod launcher;
 pub mod web;
 

@@ -16,6 +16,7 @@ mod attr;
 mod expand;
 mod fallback;
 mod model;
+mod signal;
 mod valid;
 
 /// Makes a struct an agent. See `microagent::MicroAgent`.
@@ -28,6 +29,19 @@ mod valid;
 pub fn derive_micro_agent(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
     derive(&input)
+        .unwrap_or_else(syn::Error::into_compile_error)
+        .into()
+}
+
+/// Declares a signal of the bus. See `microagent::bus::Signal`.
+///
+/// Expands to an impl of `microagent::bus::Signal`: its wire name
+/// (`#[signal(name = "...")]`, or the type's name in snake case) and its
+/// argument names (the fields, as serde names them).
+#[proc_macro_derive(Signal, attributes(signal))]
+pub fn derive_signal(input: TokenStream) -> TokenStream {
+    let input = parse_macro_input!(input as DeriveInput);
+    signal::derive(&input)
         .unwrap_or_else(syn::Error::into_compile_error)
         .into()
 }

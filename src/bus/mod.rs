@@ -1,0 +1,27 @@
+//! The signal bus: what agents send each other, in the wire format of the
+//! Python original (microagent 1.9), so that Rust and Python agents can
+//! share one Redis.
+//!
+//! This module holds what every bus backend builds on:
+//! - declaring signals: [`Signal`] (`#[derive(Signal)]`) for typed ones,
+//!   [`DynSignal`] for ones known at run time;
+//! - the Python side's declarations file: [`Declarations`], with the
+//!   argument types it declares checked by [`SignalSpec::check`];
+//! - the wire codec: [`wire`], channel names and payloads, which turns any
+//!   malformed input into a [`WireError`](wire::WireError) instead of a
+//!   panic.
+//!
+//! Receivers, sending and RPC calls, and the in-process and Redis backends
+//! come next (issue 8).
+
+mod declarations;
+mod signal;
+pub mod wire;
+
+pub use declarations::{
+    ArgSpec, ArgType, DeclarationError, DeclarationProblem, Declarations, QueueSpec, SignalSpec,
+};
+pub use signal::{DynSignal, Signal, SignalError};
+
+/// Declares a signal: see [`Signal`].
+pub use microagent_macros::Signal;
