@@ -7,6 +7,7 @@
 use std::collections::HashSet;
 use std::sync::{Mutex, OnceLock, PoisonError};
 
+use crate::bus::Deliver;
 use crate::info::AgentInfo;
 use crate::lifecycle::{Context, Hooks};
 use crate::messages::{GetInfo, StopAgent};
@@ -23,6 +24,7 @@ pub trait Agent:
     + actix::Handler<StopAgent>
     + actix::Handler<ServerInterrupt>
     + actix::Handler<GetInfo>
+    + actix::Handler<Deliver>
     + sealed::Sealed
 {
     /// The agent's name, for logs and errors.

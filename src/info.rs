@@ -29,6 +29,21 @@ pub struct AgentInfo {
     pub periodic: Vec<PeriodicInfo>,
     /// The cron tasks.
     pub cron: Vec<CronInfo>,
+    /// The receivers of bus signals.
+    pub receivers: Vec<ReceiverInfo>,
+}
+
+/// One receiver of a bus signal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct ReceiverInfo {
+    /// The method's name.
+    pub name: &'static str,
+    /// The signal's wire name.
+    pub signal: &'static str,
+    /// Time a run may take.
+    #[serde(serialize_with = "seconds")]
+    pub timeout: Duration,
 }
 
 /// The lifecycle hooks of an agent, by label.

@@ -102,7 +102,8 @@ pub mod web;
 pub use agent::{Agent, IntoAgent, Named};
 pub use error::{AgentError, HookError, HookFailure, Stage, TimedOut};
 pub use info::{
-    AgentInfo, CronInfo, HooksInfo, PeriodicInfo, RestartPolicy, ServerInfo, TaskRuns, Zone,
+    AgentInfo, CronInfo, HooksInfo, PeriodicInfo, ReceiverInfo, RestartPolicy, ServerInfo,
+    TaskRuns, Zone,
 };
 pub use launcher::{Exit, Launcher, LauncherHandle};
 pub use lifecycle::Context;
@@ -144,6 +145,14 @@ pub use microagent_macros::periodic;
 /// [Periodic and cron tasks](crate#periodic-and-cron-tasks).
 pub use microagent_macros::cron;
 
+/// Marks a receiver of a bus signal inside a `#[microagent::hooks]` block:
+/// `#[receiver(UserCreated)]` or `#[receiver(UserCreated, timeout = 60.0)]`
+/// (seconds, 60 by default). The method takes the signal and optionally
+/// the sender's name (`sender: String`); what it returns (anything
+/// serializable, `()`, or a `Result` whose `Ok` is) is its RPC answer. See
+/// [`bus`].
+pub use microagent_macros::receiver;
+
 /// Re-export of actix, which the generated code and users' handlers use.
 pub use actix;
 
@@ -159,8 +168,8 @@ pub mod prelude {
     pub use actix::prelude::*;
 
     pub use crate::{
-        cron, on, periodic, start, start_in, Agent, AgentError, AgentHandle, Context, GetInfo,
-        MicroAgent, Phase, ServerContext, ServerInterrupt, StopAgent, StopRequest,
+        cron, on, periodic, receiver, start, start_in, Agent, AgentError, AgentHandle, Context,
+        GetInfo, MicroAgent, Phase, ServerContext, ServerInterrupt, StopAgent, StopRequest,
     };
 }
 
@@ -169,12 +178,17 @@ pub mod prelude {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::agent::sealed::Sealed;
+    pub use crate::bus::{Deliver, Delivery, Signal};
     pub use crate::info::{RestartPolicy, Zone};
+    pub use crate::lifecycle::declare::{
+        answer_result, answer_timed, answer_value, decode_signal, Receiver, ReceiverCall,
+    };
     pub use crate::lifecycle::declare::{
         call_async, call_timed, describe, server_future, AsyncHookAgent, Call, Hook, HookFuture,
         HookTable, Hooks, IntoHookResult, Schedule, Server, ServerFuture, Task,
     };
     pub use crate::lifecycle::driver::{interrupt, running_info, started, stopped, stopping};
+    pub use crate::lifecycle::receivers::deliver;
     pub use std::time::Duration;
 
     /// What a hook shim returns.

@@ -204,6 +204,8 @@ fn idle_keep_alive_connections_do_not_hold_the_shutdown() {
 fn one_sigint_stops_gracefully_and_exits_0() {
     let mut p = Proc::spawn("lifecycle-fixture", &["idle"], &[]);
     p.wait_line(|l| l == "EVENT solo:ready");
+    // The server prints its line once it runs; signal a running service.
+    p.wait_line(|l| l == "EVENT solo:server:attempt:1");
     p.signal("INT");
     assert_eq!(p.wait_code(), 0, "stderr: {}", p.stderr());
     assert!(events(&p).ends_with(&["solo:pre_stop:begin", "solo:pre_stop:end"]));

@@ -6,7 +6,7 @@ use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
 use syn::{Attribute, Ident, LitStr, MetaNameValue, Token};
 
-use crate::model::{Label, Restart, Schedule, TaskSpec};
+use crate::model::{Label, ReceiverSpec, Restart, Schedule, TaskSpec};
 
 /// The markers a hooks block takes off its methods.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -14,16 +14,18 @@ pub(crate) enum Marker {
     On,
     Periodic,
     Cron,
+    Receiver,
 }
 
 impl Marker {
-    const ALL: [Marker; 3] = [Marker::On, Marker::Periodic, Marker::Cron];
+    const ALL: [Marker; 4] = [Marker::On, Marker::Periodic, Marker::Cron, Marker::Receiver];
 
-    fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Marker::On => "on",
             Marker::Periodic => "periodic",
             Marker::Cron => "cron",
+            Marker::Receiver => "receiver",
         }
     }
 
@@ -210,6 +212,35 @@ pub(crate) fn cron(attr: &Attribute) -> syn::Result<TaskSpec> {
             timeout,
             schedule: Schedule::Cron { expression, local },
         })
+    })
+}
+
+/// Parses `#[receiver(UserCreated, timeout = 60.0)]` (60 s by default, as
+/// in the original).
+pub(crate) fn receiver(attr: &Attribute) -> syn::Result<ReceiverSpec> {
+    attr.parse_args_with(|input: ParseStream| {
+        let signal: syn::Type = input.parse().map_err(|e| {
+            syn::Error::new(
+                e.span(),
+                "expected the signal's type first: `#[receiver(UserCreated)]`",
+            )
+        })?;
+        let mut timeout = 60.0;
+        if !input.is_empty() {
+            input.parse::<Token![,]>()?;
+            for option in &options(input)? {
+                match option_key(option).as_str() {
+                    "timeout" => timeout = seconds(option, false)?,
+                    _ => {
+                        return Err(syn::Error::new(
+                            option.path.span(),
+                            "unknown `receiver` option; expected `timeout`",
+                        ))
+                    }
+                }
+            }
+        }
+        Ok(ReceiverSpec { signal, timeout })
     })
 }
 

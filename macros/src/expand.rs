@@ -81,6 +81,17 @@ pub(crate) fn derive(input: &DeriveInput, options: &AgentOptions) -> TokenStream
         }
 
         #[automatically_derived]
+        impl #impl_generics ::microagent::actix::Handler<::microagent::__private::Deliver>
+            for #ident #ty_generics #where_clause
+        {
+            type Result = ();
+
+            fn handle(&mut self, msg: ::microagent::__private::Deliver, ctx: &mut Self::Context) {
+                ::microagent::__private::deliver(self, ctx, msg)
+            }
+        }
+
+        #[automatically_derived]
         impl #impl_generics ::microagent::actix::Handler<::microagent::ServerInterrupt>
             for #ident #ty_generics #where_clause
         {
@@ -140,6 +151,10 @@ fn table(declarations: &[Declaration]) -> TokenStream {
     let tasks: Vec<TokenStream> = declarations.iter().filter_map(task_entry).collect();
     if !tasks.is_empty() {
         fields.push(quote!(tasks: &[#(#tasks),*]));
+    }
+    let receivers: Vec<TokenStream> = declarations.iter().filter_map(receiver_entry).collect();
+    if !receivers.is_empty() {
+        fields.push(quote!(receivers: &[#(#receivers),*]));
     }
     quote! {
         ::microagent::__private::HookTable {
@@ -232,6 +247,93 @@ fn task_entry(d: &Declaration) -> Option<TokenStream> {
     })
 }
 
+fn receiver_entry(d: &Declaration) -> Option<TokenStream> {
+    let Kind::Receiver(spec) = &d.kind else {
+        return None;
+    };
+    let name = d.method.to_string();
+    let shim = shim_ident(&d.method);
+    let signal = &spec.signal;
+    let timeout = duration(spec.timeout);
+    let kind = if d.signature.is_async {
+        quote!(Async)
+    } else {
+        quote!(Sync)
+    };
+    Some(quote! {
+        ::microagent::__private::Receiver {
+            name: #name,
+            signal: <#signal as ::microagent::__private::Signal>::NAME,
+            timeout: #timeout,
+            call: ::microagent::__private::ReceiverCall::#kind(Self::#shim),
+        }
+    })
+}
+
+/// The shim of a receiver: decode the delivery, call the method, answer.
+fn receiver_shim(d: &Declaration, signal: &syn::Type, timeout: f64) -> TokenStream {
+    let method = &d.method;
+    let shim = shim_ident(method);
+    let sig = &d.signature;
+    let this = local("this", sig.sig_span);
+    let ctx = local("ctx", Span::call_site());
+    // A signal of the wrong type is reported at the method's parameter.
+    let arg = local("signal", sig.signal_span.unwrap_or(sig.sig_span));
+    let sender = match sig.extra {
+        Extra::Value => quote!(, sender),
+        _ => quote!(),
+    };
+    let answer = if sig.returns_result {
+        quote_spanned!(sig.ret_span=> ::microagent::__private::answer_result)
+    } else {
+        quote_spanned!(sig.ret_span=> ::microagent::__private::answer_value)
+    };
+    if !sig.is_async {
+        return quote! {
+            #[doc(hidden)]
+            fn #shim(
+                #this: &mut Self,
+                #ctx: &mut ::microagent::Context<Self>,
+                delivery: ::microagent::__private::Delivery,
+            ) -> ::microagent::__private::HookResult {
+                let _ = #ctx;
+                let (#arg, sender, reply) =
+                    ::microagent::__private::decode_signal::<#signal>(delivery)?;
+                let _ = &sender;
+                let returned = #this.#method(#arg #sender);
+                #answer(reply, returned)
+            }
+        };
+    }
+    let timeout = duration(timeout);
+    let take = quote_spanned! {sig.sig_span=>
+        ::microagent::__private::AsyncHookAgent::take_for_hook(lent)
+    };
+    quote! {
+        #[doc(hidden)]
+        fn #shim(
+            #this: &mut Self,
+            #ctx: &mut ::microagent::Context<Self>,
+            delivery: ::microagent::__private::Delivery,
+        ) -> ::microagent::__private::HookFuture<Self> {
+            let _ = #ctx;
+            let lent = #this;
+            let mut agent = #take;
+            ::std::boxed::Box::pin(async move {
+                let result = match ::microagent::__private::decode_signal::<#signal>(delivery) {
+                    ::std::result::Result::Ok((#arg, sender, reply)) => {
+                        let _ = &sender;
+                        let run = agent.#method(#arg #sender);
+                        ::microagent::__private::answer_timed(reply, #timeout, run, #answer).await
+                    }
+                    ::std::result::Result::Err(failure) => ::std::result::Result::Err(failure),
+                };
+                (agent, result)
+            })
+        }
+    }
+}
+
 /// A declared number of seconds as a `Duration` constant (to the nanosecond).
 fn duration(seconds: f64) -> TokenStream {
     let nanos = (seconds * 1e9).round() as u64;
@@ -251,6 +353,9 @@ fn local(name: &str, at: Span) -> Ident {
 /// return type point at the return type: each check is written with its
 /// span and refers only to tokens spanned the same way.
 fn shim(d: &Declaration) -> TokenStream {
+    if let Kind::Receiver(spec) = &d.kind {
+        return receiver_shim(d, &spec.signal, spec.timeout);
+    }
     let method = &d.method;
     let shim = shim_ident(method);
     let sig = &d.signature;

@@ -71,6 +71,12 @@ pub fn periodic(_args: TokenStream, input: TokenStream) -> TokenStream {
     fallback::outside("periodic", input.into()).into()
 }
 
+/// `#[receiver(...)]` outside a `#[microagent::hooks]` block: always an error.
+#[proc_macro_attribute]
+pub fn receiver(_args: TokenStream, input: TokenStream) -> TokenStream {
+    fallback::outside("receiver", input.into()).into()
+}
+
 /// `#[cron(...)]` outside a `#[microagent::hooks]` block: always an error.
 #[proc_macro_attribute]
 pub fn cron(_args: TokenStream, input: TokenStream) -> TokenStream {

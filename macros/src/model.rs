@@ -23,6 +23,8 @@ pub(crate) enum Kind {
     Server(Option<Restart>),
     /// A periodic or cron task.
     Task(TaskSpec),
+    /// A receiver of a bus signal.
+    Receiver(ReceiverSpec),
 }
 
 impl Declaration {
@@ -35,6 +37,7 @@ impl Declaration {
     pub(crate) fn timeout(&self) -> Option<f64> {
         match &self.kind {
             Kind::Task(spec) => Some(spec.timeout),
+            Kind::Receiver(spec) => Some(spec.timeout),
             Kind::Hook(_) | Kind::Server(_) => None,
         }
     }
@@ -88,6 +91,14 @@ pub(crate) enum Schedule {
     Cron { expression: LitStr, local: bool },
 }
 
+/// A receiver, as declared and checked.
+pub(crate) struct ReceiverSpec {
+    /// The signal's type.
+    pub(crate) signal: syn::Type,
+    /// Seconds a run may take.
+    pub(crate) timeout: f64,
+}
+
 /// What a checked signature tells the code generator.
 pub(crate) struct Signature {
     pub(crate) is_async: bool,
@@ -97,6 +108,11 @@ pub(crate) struct Signature {
     pub(crate) sig_span: Span,
     /// The return type (or the name when there is none), for errors about it.
     pub(crate) ret_span: Span,
+    /// A receiver's signal parameter (its type), for errors about it.
+    pub(crate) signal_span: Option<Span>,
+    /// Whether the return type is spelled `Result<..>` (`io::Result`,
+    /// `anyhow::Result`... too): a receiver answers with its `Ok` value.
+    pub(crate) returns_result: bool,
 }
 
 /// What a method is handed besides `self`.
@@ -104,7 +120,8 @@ pub(crate) enum Extra {
     None,
     /// `ctx: &mut Context<Self>` (sync hooks and tasks).
     Context,
-    /// A value the shim passes: `addr: Addr<Self>` (async hooks and tasks)
-    /// or `srv: ServerContext<Self>` (servers).
+    /// A value the shim passes: `addr: Addr<Self>` (async hooks and tasks),
+    /// `srv: ServerContext<Self>` (servers), or the sender's name after
+    /// the signal (receivers).
     Value,
 }

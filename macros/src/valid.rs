@@ -19,7 +19,9 @@ pub(crate) fn declaration(f: &mut ImplItemFn) -> syn::Result<Option<Declaration>
         return Ok(None);
     }
     f.attrs.retain(|a| Marker::of(a).is_none());
-    let kind = if marked.iter().any(|(m, _)| m.is_task()) {
+    let kind = if marked.iter().any(|(m, _)| *m == Marker::Receiver) {
+        receiver(&marked)?
+    } else if marked.iter().any(|(m, _)| m.is_task()) {
         task(&marked)?
     } else {
         hook(&marked, &f.sig)?
@@ -30,6 +32,26 @@ pub(crate) fn declaration(f: &mut ImplItemFn) -> syn::Result<Option<Declaration>
         kind,
         signature,
     }))
+}
+
+/// `#[receiver(...)]`, alone.
+fn receiver(marked: &[(Marker, Attribute)]) -> syn::Result<Kind> {
+    if let Some((other, attr)) = marked.iter().find(|(m, _)| *m != Marker::Receiver) {
+        return Err(syn::Error::new(
+            attr.span(),
+            format!(
+                "a receiver is not also a hook or a task: remove `#[{}]`, or declare another method",
+                other.name()
+            ),
+        ));
+    }
+    if let Some((_, second)) = marked.get(1) {
+        return Err(syn::Error::new(
+            second.span(),
+            "a receiver takes one signal: declare another method for the second one",
+        ));
+    }
+    Ok(Kind::Receiver(attr::receiver(&marked[0].1)?))
 }
 
 /// `#[periodic(...)]` or `#[cron(...)]`, alone.
@@ -87,7 +109,7 @@ fn hook(marked: &[(Marker, Attribute)], sig: &syn::Signature) -> syn::Result<Kin
 
 /// The signature rules of one kind, and the words its errors use.
 struct Rules {
-    /// "a hook", "a task", "a server hook".
+    /// "a hook", "a task", "a server hook", "a receiver".
     what: &'static str,
     server: bool,
 }
@@ -106,6 +128,10 @@ impl Rules {
             Kind::Server(_) => Rules {
                 what: "a server hook",
                 server: true,
+            },
+            Kind::Receiver(_) => Rules {
+                what: "a receiver",
+                server: false,
             },
         }
     }
@@ -169,6 +195,9 @@ fn signature(sig: &syn::Signature, kind: &Kind) -> syn::Result<Signature> {
         }
     }
     let is_async = sig.asyncness.is_some();
+    if let Kind::Receiver(_) = kind {
+        return receiver_params(sig, inputs, is_async);
+    }
     let extra = match (inputs.next(), rules.server) {
         (None, _) => Extra::None,
         (Some(FnArg::Typed(arg)), true) if !matches!(&*arg.ty, Type::Reference(_)) => Extra::Value,
@@ -232,5 +261,70 @@ fn signature(sig: &syn::Signature, kind: &Kind) -> syn::Result<Signature> {
         extra,
         sig_span: sig.span(),
         ret_span,
+        signal_span: None,
+        returns_result: returns_result(&sig.output),
     })
+}
+
+/// A receiver's parameters after `self`: the signal by value, then
+/// optionally the sender's name (`sender: String`).
+fn receiver_params<'a>(
+    sig: &syn::Signature,
+    mut inputs: impl Iterator<Item = &'a FnArg>,
+    is_async: bool,
+) -> syn::Result<Signature> {
+    let by_value = |arg: Option<&FnArg>, what: &str| match arg {
+        Some(FnArg::Typed(t)) if !matches!(&*t.ty, Type::Reference(_)) => Ok(Some(t.ty.span())),
+        Some(other) => Err(syn::Error::new(
+            other.span(),
+            format!(
+                "a receiver takes {what} by value (it may outlive the delivery across `.await`)"
+            ),
+        )),
+        None => Ok(None),
+    };
+    let Some(signal_span) = by_value(inputs.next(), "its signal")? else {
+        return Err(syn::Error::new(
+            sig.ident.span(),
+            "a receiver takes its signal: `fn on_user(&mut self, signal: UserCreated [, sender: String])`",
+        ));
+    };
+    let with_sender = by_value(inputs.next(), "the sender's name")?.is_some();
+    if let Some(arg) = inputs.next() {
+        return Err(syn::Error::new(
+            arg.span(),
+            "a receiver takes `&mut self`, its signal and at most the sender's name: `sender: String`",
+        ));
+    }
+    let ret_span = match &sig.output {
+        syn::ReturnType::Type(_, ty) => ty.span(),
+        syn::ReturnType::Default => sig.ident.span(),
+    };
+    Ok(Signature {
+        is_async,
+        extra: if with_sender {
+            Extra::Value
+        } else {
+            Extra::None
+        },
+        sig_span: sig.span(),
+        ret_span,
+        signal_span: Some(signal_span),
+        returns_result: returns_result(&sig.output),
+    })
+}
+
+/// Whether a return type is spelled `...::Result<..>`.
+fn returns_result(output: &syn::ReturnType) -> bool {
+    match output {
+        syn::ReturnType::Type(_, ty) => match &**ty {
+            Type::Path(path) => path
+                .path
+                .segments
+                .last()
+                .is_some_and(|s| s.ident == "Result"),
+            _ => false,
+        },
+        syn::ReturnType::Default => false,
+    }
 }

@@ -11,16 +11,22 @@
 //!   malformed input into a [`WireError`](wire::WireError) instead of a
 //!   panic.
 //!
-//! Receivers, sending and RPC calls, and the in-process and Redis backends
-//! come next (issue 8).
+//! - the in-process [`Bus`]: receivers declared on agents with
+//!   `#[receiver(Signal)]`, [`Bus::send`] and [`Bus::call`] (RPC).
+//!
+//! The Redis backend comes next (issue 8).
 
 mod declarations;
+mod local;
 mod signal;
 pub mod wire;
 
 pub use declarations::{
     ArgSpec, ArgType, DeclarationError, DeclarationProblem, Declarations, QueueSpec, SignalSpec,
 };
+pub use local::{Answers, Bus, BusError};
+pub use local::{Deliver, Delivery, Reply};
+pub(crate) use local::{DeliverFn, Subscription};
 pub use signal::{DynSignal, Signal, SignalError};
 
 /// Declares a signal: see [`Signal`].

@@ -17,10 +17,15 @@ use futures_util::FutureExt;
 
 use super::cron::{next_cron_time, parse_cron};
 use super::Context;
+use serde::Serialize;
+use serde_json::Value;
+
 use crate::agent::Agent;
+use crate::bus::{Delivery, Reply, Signal};
 use crate::error::{HookFailure, HookResult, Stage, TimedOut};
 use crate::info::{
-    AgentInfo, CronInfo, HooksInfo, PeriodicInfo, RestartPolicy, ServerInfo, TaskRuns, Zone,
+    AgentInfo, CronInfo, HooksInfo, PeriodicInfo, ReceiverInfo, RestartPolicy, ServerInfo,
+    TaskRuns, Zone,
 };
 use crate::server::ServerContext;
 
@@ -63,6 +68,27 @@ pub struct Server<A: actix::Actor> {
     pub start: fn(&mut A, ServerContext<A>) -> ServerFuture,
     /// `None`: a failure stops the agent.
     pub restart: Option<RestartPolicy>,
+}
+
+/// How the lifecycle calls a receiver with a delivery.
+pub enum ReceiverCall<A: actix::Actor<Context = Context<A>>> {
+    /// A plain `fn`: decodes, runs and answers right there.
+    Sync(fn(&mut A, &mut Context<A>, Delivery) -> HookResult),
+    /// An `async fn`: the shim moves the agent into the returned future,
+    /// which answers and gives the agent back (or its timeout does).
+    Async(fn(&mut A, &mut Context<A>, Delivery) -> HookFuture<A>),
+}
+
+/// One declared receiver.
+pub struct Receiver<A: actix::Actor<Context = Context<A>>> {
+    /// The method's name.
+    pub name: &'static str,
+    /// The signal's wire name.
+    pub signal: &'static str,
+    /// Time a run may take.
+    pub timeout: Duration,
+    /// How to call it.
+    pub call: ReceiverCall<A>,
 }
 
 /// When a task runs.
@@ -108,6 +134,8 @@ pub struct HookTable<A: actix::Actor<Context = Context<A>>> {
     pub servers: &'static [Server<A>],
     /// `#[periodic(...)]` and `#[cron(...)]` tasks.
     pub tasks: &'static [Task<A>],
+    /// `#[receiver(...)]` methods.
+    pub receivers: &'static [Receiver<A>],
 }
 
 impl<A: actix::Actor<Context = Context<A>>> HookTable<A> {
@@ -118,6 +146,7 @@ impl<A: actix::Actor<Context = Context<A>>> HookTable<A> {
         pre_stop: &[],
         servers: &[],
         tasks: &[],
+        receivers: &[],
     };
 
     /// The hooks declared with one label.
@@ -201,6 +230,78 @@ pub async fn call_timed<R: IntoHookResult>(
     }
 }
 
+/// Decodes a delivery for a typed receiver: the signal, the sender's name
+/// and where the answer goes. Arguments that do not fit the signal's type
+/// fail the run (logged with agent, receiver and signal) and answer `null`.
+pub fn decode_signal<S: Signal>(delivery: Delivery) -> Result<(S, String, Reply), HookFailure> {
+    let Delivery {
+        args,
+        sender,
+        reply,
+    } = delivery;
+    match S::from_args(args) {
+        Ok(signal) => Ok((signal, sender.to_string(), reply)),
+        Err(e) => {
+            reply.answer(Value::Null);
+            Err(HookFailure::error(e))
+        }
+    }
+}
+
+/// Answers with a receiver's return value (`()` answers `null`).
+pub fn answer_value<T: Serialize>(reply: Reply, value: T) -> HookResult {
+    match serde_json::to_value(value) {
+        Ok(value) => {
+            reply.answer(value);
+            Ok(())
+        }
+        Err(e) => {
+            reply.answer(Value::Null);
+            Err(HookFailure::error(e))
+        }
+    }
+}
+
+/// Answers with a receiver's `Ok` value, or `null` for its error.
+pub fn answer_result<T, E>(reply: Reply, result: Result<T, E>) -> HookResult
+where
+    T: Serialize,
+    E: Into<Box<dyn std::error::Error + Send + Sync>> + 'static,
+{
+    match result {
+        Ok(value) => answer_value(reply, value),
+        Err(e) => {
+            reply.answer(Value::Null);
+            Err(HookFailure::error(e))
+        }
+    }
+}
+
+/// Runs an async receiver's body within its timeout, catching panics; the
+/// answer is `null` when it fails, panics or times out.
+pub async fn answer_timed<F, R>(
+    reply: Reply,
+    timeout: Duration,
+    fut: F,
+    answer: fn(Reply, R) -> HookResult,
+) -> HookResult
+where
+    F: Future<Output = R>,
+{
+    let caught = std::panic::AssertUnwindSafe(fut).catch_unwind();
+    match actix_rt::time::timeout(timeout, caught).await {
+        Ok(Ok(returned)) => answer(reply, returned),
+        Ok(Err(payload)) => {
+            reply.answer(Value::Null);
+            Err(HookFailure::from_panic(payload))
+        }
+        Err(_) => {
+            reply.answer(Value::Null);
+            Err(HookFailure::error(TimedOut(timeout)))
+        }
+    }
+}
+
 /// Wraps a server hook's future: panics are caught, the output converted.
 pub fn server_future<F>(fut: F) -> ServerFuture
 where
@@ -265,6 +366,26 @@ impl<A: actix::Actor<Context = Context<A>>> fmt::Debug for Task<A> {
     }
 }
 
+impl<A: actix::Actor<Context = Context<A>>> fmt::Debug for ReceiverCall<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ReceiverCall::Sync(_) => "Sync",
+            ReceiverCall::Async(_) => "Async",
+        })
+    }
+}
+
+impl<A: actix::Actor<Context = Context<A>>> fmt::Debug for Receiver<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Receiver")
+            .field("name", &self.name)
+            .field("signal", &self.signal)
+            .field("timeout", &self.timeout)
+            .field("call", &self.call)
+            .finish()
+    }
+}
+
 impl<A: actix::Actor<Context = Context<A>>> fmt::Debug for HookTable<A> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HookTable")
@@ -273,6 +394,7 @@ impl<A: actix::Actor<Context = Context<A>>> fmt::Debug for HookTable<A> {
             .field("pre_stop", &self.pre_stop)
             .field("servers", &self.servers)
             .field("tasks", &self.tasks)
+            .field("receivers", &self.receivers)
             .finish()
     }
 }
@@ -341,6 +463,15 @@ pub(crate) fn describe_running<A: Agent>(
             .collect(),
         periodic,
         cron,
+        receivers: table
+            .receivers
+            .iter()
+            .map(|r| ReceiverInfo {
+                name: r.name,
+                signal: r.signal,
+                timeout: r.timeout,
+            })
+            .collect(),
     }
 }
 

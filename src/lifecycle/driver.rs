@@ -9,7 +9,7 @@ use actix::{ActorContext, ActorFuture, ActorState, AsyncContext, Running};
 use super::declare::{Call, HookFuture};
 use super::state::Work;
 use super::supervisor::{start_servers, stop_servers};
-use super::{tasks, Context};
+use super::{receivers, tasks, Context};
 use crate::agent::Agent;
 use crate::error::{HookFailure, Stage};
 use crate::phase::Phase;
@@ -63,6 +63,7 @@ fn drive<A: Agent>(
                             ctx.life.record(stage, hook, result);
                         }
                         Work::Task(index) => tasks::run_ended(ctx, index, result),
+                        Work::Receiver(index) => receivers::run_ended(ctx, index, result),
                     }
                     continue;
                 }
@@ -95,8 +96,11 @@ fn drive<A: Agent>(
             Stage::PreStart => {
                 ctx.life.stage = Stage::PostStart;
                 ctx.life.next = 0;
-                // The original's order: timers after pre_start, before post_start.
+                // The original's order: timers after pre_start, before
+                // post_start; receivers subscribed before post_start too,
+                // so a signal sent from post_start reaches them.
                 tasks::start(ctx);
+                receivers::subscribe(ctx);
             }
             Stage::PostStart => {
                 ctx.life.set_phase(Phase::Running);

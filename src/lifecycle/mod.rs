@@ -41,6 +41,7 @@ mod context;
 mod cron;
 pub(crate) mod declare;
 pub(crate) mod driver;
+pub(crate) mod receivers;
 mod state;
 mod supervisor;
 mod tasks;

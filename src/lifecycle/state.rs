@@ -8,6 +8,7 @@ use super::cell::AgentCell;
 use super::declare::HookFuture;
 use super::supervisor::Servers;
 use super::tasks::Timers;
+use crate::bus::Subscription;
 use crate::error::{AgentError, HookError, HookFailure, HookResult, Stage};
 use crate::phase::Phase;
 use crate::registry::Registration;
@@ -20,6 +21,8 @@ pub(crate) enum Work {
     Hook(&'static str),
     /// A run of task `n` of `HOOKS.tasks`.
     Task(usize),
+    /// A run of receiver `n` of `HOOKS.receivers`.
+    Receiver(usize),
 }
 
 /// Per-agent lifecycle state.
@@ -41,6 +44,8 @@ pub(crate) struct Lifecycle<A: actix::Actor> {
     pub(super) servers_shut: bool,
     /// The schedules of its periodic and cron tasks, once started.
     pub(super) timers: Option<Timers>,
+    /// Its receivers' subscription to the bus, while it receives.
+    pub(super) subscription: Option<Subscription>,
     /// The panic that killed the actor's task, if one did.
     crash: Option<HookFailure>,
     registration: Option<Registration>,
@@ -65,6 +70,7 @@ impl<A: actix::Actor> Lifecycle<A> {
             servers: None,
             servers_shut: false,
             timers: None,
+            subscription: None,
             crash: None,
             registration,
         }
@@ -139,6 +145,8 @@ impl<A: actix::Actor> Lifecycle<A> {
 
     pub(super) fn enter_pre_stop(&mut self) {
         log::info!(target: LOG_TARGET, "agent `{}`: stopping", self.name);
+        // It stops receiving before its pre_stop hooks run.
+        self.subscription = None;
         self.set_phase(Phase::Stopping);
         self.stage = Stage::PreStop;
         self.next = 0;

@@ -1,0 +1,330 @@
+//! The in-process bus: the default, with the same semantics as the Redis
+//! bus. One per actix System, shared by the agents on all its arbiters.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+use tokio::sync::mpsc;
+
+use super::signal::{check_name, DynSignal, Signal, SignalError};
+use super::wire::{self, WireError};
+
+/// A signal on its way to one receiver of one agent.
+#[derive(Debug)]
+pub struct Delivery {
+    /// The signal's arguments.
+    pub args: Map<String, Value>,
+    /// Who sent it.
+    pub sender: Arc<str>,
+    /// Where the receiver's answer goes, for an RPC call.
+    pub reply: Reply,
+}
+
+/// Hands a signal to receiver `receiver` (its index in the agent's table);
+/// every agent handles it (`#[derive(MicroAgent)]` writes the handler).
+#[derive(Debug)]
+pub struct Deliver {
+    /// The receiver's index among the agent's receivers.
+    pub receiver: usize,
+    /// The signal.
+    pub delivery: Delivery,
+}
+
+impl actix::Message for Deliver {
+    type Result = ();
+}
+
+/// Where a receiver's answer goes: nowhere for a plain signal, to the
+/// caller for an RPC call. Dropping it unanswered tells the caller that
+/// this receiver will not answer.
+#[derive(Debug)]
+pub struct Reply {
+    to: Option<(Arc<str>, AnswerTx)>,
+}
+
+/// Where the answers to one call go: `(responder, answer)`.
+type AnswerTx = mpsc::UnboundedSender<(Arc<str>, Value)>;
+
+impl Reply {
+    /// Sends the answer (a caller that gave up is fine).
+    pub fn answer(self, value: Value) {
+        if let Some((responder, tx)) = self.to {
+            let _ = tx.send((responder, value));
+        }
+    }
+}
+
+/// Every answer that came to an RPC call, by responder (`Agent.method`, as
+/// the Python original names them), in arrival order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Answers {
+    answers: Vec<(String, Value)>,
+}
+
+impl Answers {
+    /// How many answers came.
+    pub fn len(&self) -> usize {
+        self.answers.len()
+    }
+
+    /// Whether none came (a call returns [`BusError::NoAnswer`] then).
+    pub fn is_empty(&self) -> bool {
+        self.answers.is_empty()
+    }
+
+    /// The answer of `responder` (`Agent.method`).
+    pub fn get(&self, responder: &str) -> Option<&Value> {
+        self.answers
+            .iter()
+            .find(|(name, _)| name == responder)
+            .map(|(_, value)| value)
+    }
+
+    /// The answer of `responder`, decoded.
+    pub fn decode<T: DeserializeOwned>(
+        &self,
+        responder: &str,
+    ) -> Option<Result<T, serde_json::Error>> {
+        self.get(responder)
+            .map(|v| serde_json::from_value(v.clone()))
+    }
+
+    /// Every `(responder, answer)`, in arrival order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Value)> {
+        self.answers
+            .iter()
+            .map(|(name, value)| (name.as_str(), value))
+    }
+}
+
+/// Why sending or calling failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BusError {
+    /// The signal could not be encoded, or its name is not valid.
+    #[error(transparent)]
+    Signal(#[from] SignalError),
+    /// The sender's name cannot be used on the wire.
+    #[error(transparent)]
+    Sender(#[from] WireError),
+    /// No answer came before the timeout (or no agent has a receiver for
+    /// the signal, or every one of them failed to answer).
+    #[error("no answer to `{signal}` within {timeout:?} ({asked} receiver(s) asked)")]
+    NoAnswer {
+        /// The signal.
+        signal: String,
+        /// How long the call waited.
+        timeout: Duration,
+        /// How many receivers were asked.
+        asked: usize,
+    },
+}
+
+/// How the bus hands a delivery to one subscribed receiver; `false` once
+/// its agent is gone.
+pub(crate) type DeliverFn = Box<dyn Fn(Delivery) -> bool + Send + Sync>;
+
+struct Subscriber {
+    id: u64,
+    responder: Arc<str>,
+    deliver: DeliverFn,
+}
+
+/// The subscribers of one System's bus, by signal name.
+#[derive(Default)]
+struct Subscribers {
+    by_signal: Mutex<HashMap<String, Vec<Arc<Subscriber>>>>,
+    next_id: AtomicU64,
+}
+
+impl Subscribers {
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Vec<Arc<Subscriber>>>> {
+        self.by_signal
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn of(&self, signal: &str) -> Vec<Arc<Subscriber>> {
+        self.lock().get(signal).cloned().unwrap_or_default()
+    }
+}
+
+/// A signal bus handle. Cheap to clone; every clone is the same bus.
+///
+/// [`Bus::current`] is the in-process bus of the running actix System:
+/// every agent started in that System (on any arbiter) receives through it.
+#[derive(Clone)]
+pub struct Bus {
+    subscribers: Arc<Subscribers>,
+}
+
+impl std::fmt::Debug for Bus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bus")
+            .field("kind", &"in-process")
+            .finish_non_exhaustive()
+    }
+}
+
+/// What [`Bus::subscribe`] returns: dropping it ends the subscription.
+pub(crate) struct Subscription {
+    subscribers: Arc<Subscribers>,
+    entries: Vec<(&'static str, u64)>,
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        let mut by_signal = self.subscribers.lock();
+        for (signal, id) in &self.entries {
+            if let Some(list) = by_signal.get_mut(*signal) {
+                list.retain(|s| s.id != *id);
+            }
+        }
+    }
+}
+
+impl Bus {
+    /// The in-process bus of the current actix System.
+    ///
+    /// # Panics
+    /// Outside a running actix System.
+    pub fn current() -> Bus {
+        static BUSES: OnceLock<Mutex<HashMap<usize, Bus>>> = OnceLock::new();
+        let id = actix_rt::System::try_current()
+            .expect("microagent: the bus belongs to an actix System; use it inside `microagent::run` or a `Launcher`")
+            .id();
+        let mut buses = BUSES
+            .get_or_init(Mutex::default)
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        buses
+            .entry(id)
+            .or_insert_with(|| Bus {
+                subscribers: Arc::default(),
+            })
+            .clone()
+    }
+
+    /// Subscribes receivers: `(signal, responder, deliver)` each; `deliver`
+    /// returns `false` once the agent is gone.
+    pub(crate) fn subscribe(
+        &self,
+        receivers: Vec<(&'static str, Arc<str>, DeliverFn)>,
+    ) -> Subscription {
+        let mut entries = Vec::with_capacity(receivers.len());
+        let mut by_signal = self.subscribers.lock();
+        for (signal, responder, deliver) in receivers {
+            let id = self.subscribers.next_id.fetch_add(1, Ordering::Relaxed);
+            by_signal
+                .entry(signal.to_owned())
+                .or_default()
+                .push(Arc::new(Subscriber {
+                    id,
+                    responder,
+                    deliver,
+                }));
+            entries.push((signal, id));
+        }
+        drop(by_signal);
+        Subscription {
+            subscribers: self.subscribers.clone(),
+            entries,
+        }
+    }
+
+    /// Sends `signal` from `sender` to every receiver of it. Pub/sub is
+    /// at-most-once: a signal nobody receives is gone.
+    pub async fn send<S: Signal>(&self, sender: &str, signal: &S) -> Result<(), BusError> {
+        self.publish(S::NAME, sender, signal.to_args()?, None)
+            .map(drop)
+    }
+
+    /// Sends a run-time signal; see [`send`](Bus::send).
+    pub async fn send_dyn(&self, sender: &str, signal: &DynSignal) -> Result<(), BusError> {
+        self.publish(signal.name(), sender, signal.args().clone(), None)
+            .map(drop)
+    }
+
+    /// Calls `signal` as an RPC: every receiver of it answers with its
+    /// return value. Returns the answers that came within `timeout` (as
+    /// soon as every receiver asked has answered), or
+    /// [`BusError::NoAnswer`] when none did.
+    pub async fn call<S: Signal>(
+        &self,
+        sender: &str,
+        signal: &S,
+        timeout: Duration,
+    ) -> Result<Answers, BusError> {
+        self.call_args(S::NAME, sender, signal.to_args()?, timeout)
+            .await
+    }
+
+    /// Calls a run-time signal; see [`call`](Bus::call).
+    pub async fn call_dyn(
+        &self,
+        sender: &str,
+        signal: &DynSignal,
+        timeout: Duration,
+    ) -> Result<Answers, BusError> {
+        self.call_args(signal.name(), sender, signal.args().clone(), timeout)
+            .await
+    }
+
+    async fn call_args(
+        &self,
+        name: &str,
+        sender: &str,
+        args: Map<String, Value>,
+        timeout: Duration,
+    ) -> Result<Answers, BusError> {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let asked = self.publish(name, sender, args, Some(tx))?;
+        let mut answers = Answers::default();
+        let collect = async {
+            // Ends when every receiver asked answered or dropped its reply.
+            while let Some((responder, value)) = rx.recv().await {
+                answers.answers.push((responder.to_string(), value));
+            }
+        };
+        let _ = actix_rt::time::timeout(timeout, collect).await;
+        if answers.is_empty() {
+            return Err(BusError::NoAnswer {
+                signal: name.to_owned(),
+                timeout,
+                asked,
+            });
+        }
+        Ok(answers)
+    }
+
+    /// Hands the signal to its receivers; returns how many got it.
+    fn publish(
+        &self,
+        name: &str,
+        sender: &str,
+        args: Map<String, Value>,
+        reply: Option<AnswerTx>,
+    ) -> Result<usize, BusError> {
+        check_name(name)?;
+        wire::check_part("sender", sender)?;
+        let sender: Arc<str> = sender.into();
+        let mut delivered = 0;
+        for subscriber in self.subscribers.of(name) {
+            let delivery = Delivery {
+                args: args.clone(),
+                sender: sender.clone(),
+                reply: Reply {
+                    to: reply.clone().map(|tx| (subscriber.responder.clone(), tx)),
+                },
+            };
+            if (subscriber.deliver)(delivery) {
+                delivered += 1;
+            }
+        }
+        Ok(delivered)
+    }
+}

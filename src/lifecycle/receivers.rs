@@ -1,0 +1,93 @@
+//! Receivers: subscribing an agent's `#[receiver(...)]` methods to the bus
+//! between its `pre_start` and `post_start` hooks, running them on a
+//! delivery (exclusively, like a message handler), unsubscribing when its
+//! stop begins.
+
+use std::sync::Arc;
+
+use actix::AsyncContext;
+
+use super::declare::ReceiverCall;
+use super::driver::begin_work;
+use super::state::Work;
+use super::Context;
+use crate::agent::Agent;
+use crate::bus::{Bus, Deliver, DeliverFn};
+use crate::error::{HookFailure, HookResult};
+use crate::phase::Phase;
+use crate::LOG_TARGET;
+
+/// Subscribes the agent's receivers, if it has any.
+pub(super) fn subscribe<A: Agent>(ctx: &mut Context<A>) {
+    let receivers = A::HOOKS.receivers;
+    if receivers.is_empty() {
+        return;
+    }
+    let agent = ctx.life.name;
+    let entries = receivers
+        .iter()
+        .enumerate()
+        .map(|(index, receiver)| {
+            // Weak: a subscription does not keep the agent alive.
+            let addr = ctx.address().downgrade();
+            let deliver: DeliverFn = Box::new(move |delivery| match addr.upgrade() {
+                Some(addr) => {
+                    addr.do_send(Deliver {
+                        receiver: index,
+                        delivery,
+                    });
+                    true
+                }
+                None => false,
+            });
+            let responder: Arc<str> = format!("{agent}.{}", receiver.name).into();
+            (receiver.signal, responder, deliver)
+        })
+        .collect();
+    ctx.life.subscription = Some(Bus::current().subscribe(entries));
+    log::debug!(target: LOG_TARGET, "agent `{agent}`: {} receiver(s) subscribed", receivers.len());
+}
+
+/// `Handler<Deliver>` of every agent: runs the receiver.
+pub fn deliver<A: Agent>(act: &mut A, ctx: &mut Context<A>, msg: Deliver) {
+    let Deliver { receiver, delivery } = msg;
+    let Some(declared) = A::HOOKS.receivers.get(receiver) else {
+        return;
+    };
+    if ctx.life.phase != Phase::Running {
+        // Stopping: no more receiving. Dropping the delivery tells a caller
+        // that this receiver will not answer.
+        log::debug!(
+            target: LOG_TARGET,
+            "agent `{}`: receiver `{}` skips `{}`: the agent is stopping",
+            ctx.life.name,
+            declared.name,
+            declared.signal
+        );
+        return;
+    }
+    match declared.call {
+        ReceiverCall::Sync(f) => {
+            let result = HookFailure::catch(|| f(act, ctx, delivery)).and_then(|r| r);
+            run_ended(ctx, receiver, result);
+        }
+        ReceiverCall::Async(f) => match HookFailure::catch(|| f(act, ctx, delivery)) {
+            Ok(fut) => begin_work(ctx, Work::Receiver(receiver), fut),
+            Err(failure) => run_ended(ctx, receiver, Err(failure)),
+        },
+    }
+}
+
+/// Logs a receiver's failure (its answer was `null`); the agent goes on.
+pub(super) fn run_ended<A: Agent>(ctx: &mut Context<A>, receiver: usize, result: HookResult) {
+    if let Err(cause) = result {
+        let declared = &A::HOOKS.receivers[receiver];
+        log::error!(
+            target: LOG_TARGET,
+            "agent `{}`: receiver `{}` of signal `{}` failed: {cause}",
+            ctx.life.name,
+            declared.name,
+            declared.signal
+        );
+    }
+}

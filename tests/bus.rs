@@ -1,0 +1,293 @@
+//! The in-process bus: receivers declared on agents, signals, RPC calls.
+
+mod support;
+
+use std::time::Duration;
+
+use microagent::bus::{Bus, BusError, DynSignal, Signal};
+use microagent::prelude::*;
+use serde::{Deserialize, Serialize};
+use support::{Boom, Events};
+
+#[derive(Signal, Serialize, Deserialize, Debug, Clone, PartialEq)]
+struct UserCreated {
+    user_id: u64,
+}
+
+#[derive(Signal, Serialize, Deserialize)]
+#[signal(name = "get_stock")]
+struct GetStock {
+    item: String,
+}
+
+/// Receives `user_created` (sync) and answers `get_stock` (async).
+#[derive(Default, MicroAgent)]
+struct Shop {
+    events: Events,
+    stock: u32,
+    slow: bool,
+}
+
+#[microagent::hooks]
+impl Shop {
+    #[receiver(UserCreated)]
+    fn welcome(&mut self, signal: UserCreated, sender: String) {
+        self.events
+            .push(format!("welcome {} from {sender}", signal.user_id));
+    }
+
+    #[receiver(GetStock, timeout = 0.2)]
+    async fn stock(&mut self, signal: GetStock) -> Result<u32, Boom> {
+        if self.slow {
+            actix_rt::time::sleep(Duration::from_secs(5)).await;
+        }
+        if signal.item == "unknown" {
+            return Err(Boom("no such item"));
+        }
+        self.stock -= 1;
+        Ok(self.stock)
+    }
+}
+
+/// Also answers `get_stock`, and signals itself from `post_start`.
+#[derive(Default, MicroAgent)]
+struct Warehouse {
+    events: Events,
+}
+
+#[microagent::hooks]
+impl Warehouse {
+    /// Sent to itself while the agent is busy with its start hooks: the
+    /// delivery waits in the mailbox, and arrives because the receiver was
+    /// subscribed before `post_start`.
+    #[on(post_start)]
+    async fn announce(&mut self) {
+        Bus::current()
+            .send("warehouse", &UserCreated { user_id: 0 })
+            .await
+            .unwrap();
+    }
+
+    #[receiver(UserCreated)]
+    fn seen(&mut self, signal: UserCreated) {
+        self.events
+            .push(format!("warehouse saw {}", signal.user_id));
+    }
+
+    #[receiver(GetStock)]
+    fn stock(&mut self, _signal: GetStock) -> &'static str {
+        "plenty"
+    }
+}
+
+fn shop(events: &Events) -> Shop {
+    Shop {
+        events: events.clone(),
+        stock: 10,
+        slow: false,
+    }
+}
+
+/// A hang detector for calls, not a performance threshold.
+const LONG: Duration = Duration::from_secs(60);
+
+/// Resolves once the agent's start hooks are done (messages wait for them),
+/// so its receivers are subscribed.
+async fn started<A: Agent>(addr: &Addr<A>) {
+    addr.send(GetInfo).await.expect("the agent started");
+}
+
+#[test]
+fn a_signal_reaches_every_receiver_and_a_self_signal_from_post_start_arrives() {
+    let events = Events::default();
+    let warehouse_events = events.clone();
+    let shop_events = events.clone();
+    microagent::run(async move {
+        let (shop_addr, shop) = microagent::start(self::shop(&shop_events));
+        let (_warehouse, warehouse) = microagent::start(Warehouse {
+            events: warehouse_events,
+        });
+        // Sent to itself from post_start: it was subscribed before.
+        events.seen("warehouse saw 0").await;
+        started(&shop_addr).await;
+        Bus::current()
+            .send("gateway", &UserCreated { user_id: 7 })
+            .await
+            .unwrap();
+        events.seen("welcome 7 from gateway").await;
+        events.seen("warehouse saw 7").await;
+        shop.stop();
+        warehouse.stop();
+        shop.await.unwrap();
+        warehouse.await.unwrap();
+    });
+}
+
+#[test]
+fn a_call_gets_every_answer_keyed_by_agent_and_method() {
+    let answers = microagent::run(async {
+        let (shop, _s) = microagent::start(shop(&Events::default()));
+        let (warehouse, _w) = microagent::start(Warehouse::default());
+        started(&shop).await;
+        started(&warehouse).await;
+        let ask = GetStock {
+            item: "apple".into(),
+        };
+        let answers = Bus::current().call("test", &ask, LONG).await.unwrap();
+        assert_eq!(answers.len(), 2);
+        answers
+    });
+    assert_eq!(answers.decode::<u32>("Shop.stock").unwrap().unwrap(), 9);
+    assert_eq!(
+        answers.get("Warehouse.stock"),
+        Some(&serde_json::json!("plenty"))
+    );
+}
+
+#[test]
+fn a_call_nobody_answers_is_a_typed_error() {
+    let error = microagent::run(async {
+        Bus::current()
+            .call(
+                "test",
+                &GetStock { item: "x".into() },
+                Duration::from_millis(50),
+            )
+            .await
+            .unwrap_err()
+    });
+    assert_eq!(
+        error,
+        BusError::NoAnswer {
+            signal: "get_stock".into(),
+            timeout: Duration::from_millis(50),
+            asked: 0,
+        }
+    );
+}
+
+#[test]
+fn a_failing_or_slow_receiver_answers_null_and_the_agent_goes_on() {
+    let (failed, slow_answer, after) = microagent::run(async {
+        let (addr, handle) = microagent::start(Shop {
+            stock: 10,
+            ..Default::default()
+        });
+        let bus = Bus::current();
+        let unknown = GetStock {
+            item: "unknown".into(),
+        };
+        started(&addr).await;
+        let failed = bus.call("test", &unknown, LONG).await.unwrap();
+        drop(addr);
+        handle.stop();
+        handle.await.unwrap();
+        // A slow one: cancelled by its 200 ms timeout, answer null.
+        let (addr, handle) = microagent::start(Shop {
+            stock: 10,
+            slow: true,
+            ..Default::default()
+        });
+        started(&addr).await;
+        let apple = GetStock {
+            item: "apple".into(),
+        };
+        let slow = bus.call("test", &apple, LONG).await.unwrap();
+        // The agent came back from the cancelled run and still answers.
+        let after = bus.call("test", &apple, LONG).await.unwrap();
+        handle.stop();
+        handle.await.unwrap();
+        (failed, slow, after)
+    });
+    assert_eq!(failed.get("Shop.stock"), Some(&serde_json::Value::Null));
+    assert_eq!(
+        slow_answer.get("Shop.stock"),
+        Some(&serde_json::Value::Null)
+    );
+    assert_eq!(
+        after.get("Shop.stock"),
+        Some(&serde_json::Value::Null),
+        "still slow"
+    );
+}
+
+#[test]
+fn arguments_that_do_not_fit_the_signal_answer_null_and_the_agent_goes_on() {
+    let (wrong, right) = microagent::run(async {
+        let (addr, handle) = microagent::start(shop(&Events::default()));
+        started(&addr).await;
+        let bus = Bus::current();
+        let wrong_args = serde_json::json!({"item": 42});
+        let wrong = DynSignal::new("get_stock", wrong_args.as_object().unwrap().clone()).unwrap();
+        let wrong = bus.call_dyn("python", &wrong, LONG).await.unwrap();
+        let right = bus
+            .call(
+                "test",
+                &GetStock {
+                    item: "apple".into(),
+                },
+                LONG,
+            )
+            .await
+            .unwrap();
+        handle.stop();
+        handle.await.unwrap();
+        (wrong, right)
+    });
+    assert_eq!(wrong.get("Shop.stock"), Some(&serde_json::Value::Null));
+    assert_eq!(right.decode::<u32>("Shop.stock").unwrap().unwrap(), 9);
+}
+
+#[test]
+fn an_agent_stops_receiving_when_its_stop_begins() {
+    let events = Events::default();
+    let watched = events.clone();
+    let error = microagent::run(async move {
+        let (addr, handle) = microagent::start(shop(&watched));
+        started(&addr).await;
+        let bus = Bus::current();
+        // Received while it runs.
+        bus.send("test", &UserCreated { user_id: 1 }).await.unwrap();
+        watched.seen("welcome 1 from test").await;
+        handle.stop();
+        handle.wait().await.unwrap();
+        bus.send("test", &UserCreated { user_id: 2 }).await.unwrap();
+        bus.call(
+            "test",
+            &GetStock {
+                item: "apple".into(),
+            },
+            Duration::from_millis(50),
+        )
+        .await
+        .unwrap_err()
+    });
+    assert!(
+        matches!(error, BusError::NoAnswer { asked: 0, .. }),
+        "{error:?}"
+    );
+    assert_eq!(events.count("welcome 2 from test"), 0);
+    assert_eq!(UserCreated::NAME, "user_created");
+}
+
+#[test]
+fn info_lists_the_receivers() {
+    let info = Shop::describe();
+    let receivers: Vec<(&str, &str, Duration)> = info
+        .receivers
+        .iter()
+        .map(|r| (r.name, r.signal, r.timeout))
+        .collect();
+    assert_eq!(
+        receivers,
+        [
+            ("welcome", "user_created", Duration::from_secs(60)),
+            ("stock", "get_stock", Duration::from_millis(200)),
+        ]
+    );
+    let json = serde_json::to_value(&info).unwrap();
+    assert_eq!(
+        json["receivers"][1],
+        serde_json::json!({"name": "stock", "signal": "get_stock", "timeout": 0.2})
+    );
+}
