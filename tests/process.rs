@@ -40,6 +40,29 @@ fn the_hooks_example_runs_handler_1_handler_2_the_server_handler_3_and_exits_0()
 }
 
 #[test]
+fn the_signals_example_exchanges_a_signal_and_an_rpc_then_exits_0() {
+    let mut p = Proc::spawn("signals", &[], &[]);
+    let code = p.wait_code();
+    assert_eq!(code, 0, "stderr: {}", p.stderr());
+    assert!(
+        p.seen
+            .contains(&"stock: user_created 42 from users".to_owned()),
+        "{:?}",
+        p.seen
+    );
+    assert!(
+        p.seen
+            .contains(&"users: Stock.stock answered 12 apples".to_owned()),
+        "{:?}",
+        p.seen
+    );
+    assert_eq!(
+        p.seen.last().map(String::as_str),
+        Some("users: exchange done")
+    );
+}
+
+#[test]
 fn the_group_example_stops_every_agent_when_one_interrupts() {
     let mut p = Proc::spawn(
         "group",
