@@ -58,12 +58,12 @@ impl Users {
     fn exchange(&self) -> impl Future<Output = Result<(), BoxError>> {
         async {
             let bus = Bus::current();
-            let ask = GetStock {
-                item: "apple".into(),
-            };
             // The agents start on their own threads: ask until `Stock` is up.
             let answers = loop {
-                match bus.call("users", &ask, Duration::from_millis(500)).await {
+                let ask = GetStock {
+                    item: "apple".into(),
+                };
+                match bus.call("users", ask, Duration::from_millis(500)).await {
                     Ok(answers) => break answers,
                     Err(BusError::NoAnswer { asked: 0, .. }) => {
                         actix_rt::time::sleep(Duration::from_millis(20)).await
@@ -71,7 +71,7 @@ impl Users {
                     Err(other) => return Err(BoxError::from(other)),
                 }
             };
-            bus.send("users", &UserCreated { user_id: 42 }).await?;
+            bus.send("users", UserCreated { user_id: 42 }).await?;
             for (responder, answer) in answers.iter() {
                 println!("users: {} answered {answer} apples", responder);
             }

@@ -67,6 +67,8 @@
 //!
 #![doc = include_str!("../docs/tasks.md")]
 //!
+#![doc = include_str!("../docs/bus.md")]
+//!
 //! # Cargo features
 //! - `anyhow`: a `ServerInterrupt` inside an `anyhow::Error` that a server
 //!   returns is found, so the service ends gracefully. (Hooks may return
@@ -82,6 +84,7 @@
 // calls what the agent declares).
 //
 // vocabulary: no dependency on the rest of the crate
+pub mod bus;
 mod error;
 mod info;
 mod messages;
@@ -95,7 +98,6 @@ mod registry;
 mod run;
 mod start;
 // on top
-pub mod bus;
 mod launcher;
 pub mod web;
 

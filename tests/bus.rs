@@ -14,7 +14,7 @@ struct UserCreated {
     user_id: u64,
 }
 
-#[derive(Signal, Serialize, Deserialize)]
+#[derive(Signal, Serialize, Deserialize, Clone)]
 #[signal(name = "get_stock")]
 struct GetStock {
     item: String,
@@ -63,7 +63,7 @@ impl Warehouse {
     #[on(post_start)]
     async fn announce(&mut self) {
         Bus::current()
-            .send("warehouse", &UserCreated { user_id: 0 })
+            .send("warehouse", UserCreated { user_id: 0 })
             .await
             .unwrap();
     }
@@ -111,7 +111,7 @@ fn a_signal_reaches_every_receiver_and_a_self_signal_from_post_start_arrives() {
         events.seen("warehouse saw 0").await;
         started(&shop_addr).await;
         Bus::current()
-            .send("gateway", &UserCreated { user_id: 7 })
+            .send("gateway", UserCreated { user_id: 7 })
             .await
             .unwrap();
         events.seen("welcome 7 from gateway").await;
@@ -133,7 +133,7 @@ fn a_call_gets_every_answer_keyed_by_agent_and_method() {
         let ask = GetStock {
             item: "apple".into(),
         };
-        let answers = Bus::current().call("test", &ask, LONG).await.unwrap();
+        let answers = Bus::current().call("test", ask, LONG).await.unwrap();
         assert_eq!(answers.len(), 2);
         answers
     });
@@ -150,7 +150,7 @@ fn a_call_nobody_answers_is_a_typed_error() {
         Bus::current()
             .call(
                 "test",
-                &GetStock { item: "x".into() },
+                GetStock { item: "x".into() },
                 Duration::from_millis(50),
             )
             .await
@@ -178,7 +178,7 @@ fn a_failing_or_slow_receiver_answers_null_and_the_agent_goes_on() {
             item: "unknown".into(),
         };
         started(&addr).await;
-        let failed = bus.call("test", &unknown, LONG).await.unwrap();
+        let failed = bus.call("test", unknown, LONG).await.unwrap();
         drop(addr);
         handle.stop();
         handle.await.unwrap();
@@ -192,9 +192,9 @@ fn a_failing_or_slow_receiver_answers_null_and_the_agent_goes_on() {
         let apple = GetStock {
             item: "apple".into(),
         };
-        let slow = bus.call("test", &apple, LONG).await.unwrap();
+        let slow = bus.call("test", apple.clone(), LONG).await.unwrap();
         // The agent came back from the cancelled run and still answers.
-        let after = bus.call("test", &apple, LONG).await.unwrap();
+        let after = bus.call("test", apple, LONG).await.unwrap();
         handle.stop();
         handle.await.unwrap();
         (failed, slow, after)
@@ -223,7 +223,7 @@ fn arguments_that_do_not_fit_the_signal_answer_null_and_the_agent_goes_on() {
         let right = bus
             .call(
                 "test",
-                &GetStock {
+                GetStock {
                     item: "apple".into(),
                 },
                 LONG,
@@ -247,14 +247,14 @@ fn an_agent_stops_receiving_when_its_stop_begins() {
         started(&addr).await;
         let bus = Bus::current();
         // Received while it runs.
-        bus.send("test", &UserCreated { user_id: 1 }).await.unwrap();
+        bus.send("test", UserCreated { user_id: 1 }).await.unwrap();
         watched.seen("welcome 1 from test").await;
         handle.stop();
         handle.wait().await.unwrap();
-        bus.send("test", &UserCreated { user_id: 2 }).await.unwrap();
+        bus.send("test", UserCreated { user_id: 2 }).await.unwrap();
         bus.call(
             "test",
-            &GetStock {
+            GetStock {
                 item: "apple".into(),
             },
             Duration::from_millis(50),
@@ -290,4 +290,45 @@ fn info_lists_the_receivers() {
         json["receivers"][1],
         serde_json::json!({"name": "stock", "signal": "get_stock", "timeout": 0.2})
     );
+}
+
+/// The same wire signal, declared by another agent with its own type (as a
+/// separately built service would).
+#[derive(Signal, Serialize, Deserialize)]
+#[signal(name = "user_created")]
+struct NewUser {
+    user_id: u64,
+}
+
+#[derive(Default, MicroAgent)]
+struct Audit {
+    events: Events,
+}
+
+#[microagent::hooks]
+impl Audit {
+    #[receiver(NewUser)]
+    fn record(&mut self, signal: NewUser) {
+        self.events.push(format!("audit {}", signal.user_id));
+    }
+}
+
+#[test]
+fn a_receiver_with_its_own_type_for_the_signal_gets_it_through_json() {
+    let events = Events::default();
+    let watched = events.clone();
+    microagent::run(async move {
+        let (addr, handle) = microagent::start(Audit {
+            events: watched.clone(),
+        });
+        started(&addr).await;
+        Bus::current()
+            .send("test", UserCreated { user_id: 5 })
+            .await
+            .unwrap();
+        watched.seen("audit 5").await;
+        handle.stop();
+        handle.await.unwrap();
+    });
+    assert_eq!(events.all(), ["audit 5"]);
 }

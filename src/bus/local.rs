@@ -1,7 +1,9 @@
 //! The in-process bus: the default, with the same semantics as the Redis
 //! bus. One per actix System, shared by the agents on all its arbiters.
 
+use std::any::Any;
 use std::collections::HashMap;
+use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
@@ -16,12 +18,80 @@ use super::wire::{self, WireError};
 /// A signal on its way to one receiver of one agent.
 #[derive(Debug)]
 pub struct Delivery {
-    /// The signal's arguments.
-    pub args: Map<String, Value>,
+    /// The signal.
+    pub payload: Payload,
     /// Who sent it.
     pub sender: Arc<str>,
     /// Where the receiver's answer goes, for an RPC call.
     pub reply: Reply,
+}
+
+/// A signal's arguments as a receiver gets them.
+pub enum Payload {
+    /// As JSON: from the wire, a run-time signal, or a copy for one of
+    /// several receivers.
+    Json(Map<String, Value>),
+    /// The typed signal itself (in-process, to its last receiver): no JSON
+    /// on the way. `to_args` makes the JSON when the receiver's type is not
+    /// the sender's.
+    Typed {
+        /// The signal.
+        signal: Box<dyn Any + Send>,
+        /// Its arguments as JSON, from the signal.
+        to_args: ToArgs,
+    },
+}
+
+/// Makes a typed signal's JSON arguments (`S::to_args` for its type `S`).
+pub type ToArgs = fn(&(dyn Any + Send)) -> Result<Map<String, Value>, SignalError>;
+
+impl fmt::Debug for Payload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Payload::Json(args) => f.debug_tuple("Json").field(args).finish(),
+            Payload::Typed { .. } => f.write_str("Typed"),
+        }
+    }
+}
+
+impl Payload {
+    /// The signal as type `S`: moved out when it is one, decoded from JSON
+    /// otherwise.
+    pub(crate) fn into_signal<S: Signal>(self) -> Result<S, SignalError> {
+        match self {
+            Payload::Json(args) => S::from_args(args),
+            Payload::Typed { signal, to_args } => match signal.downcast::<S>() {
+                Ok(signal) => Ok(*signal),
+                Err(signal) => S::from_args(to_args(&*signal)?),
+            },
+        }
+    }
+
+    /// The arguments as JSON.
+    fn to_json(&self) -> Result<Map<String, Value>, SignalError> {
+        match self {
+            Payload::Json(args) => Ok(args.clone()),
+            Payload::Typed { signal, to_args } => to_args(&**signal),
+        }
+    }
+}
+
+/// A typed signal as a payload.
+fn typed<S: Signal>(signal: S) -> Payload {
+    Payload::Typed {
+        signal: Box::new(signal),
+        to_args: typed_args::<S>,
+    }
+}
+
+fn typed_args<S: Signal>(signal: &(dyn Any + Send)) -> Result<Map<String, Value>, SignalError> {
+    match signal.downcast_ref::<S>() {
+        Some(signal) => signal.to_args(),
+        None => Err(SignalError::Encode {
+            signal: S::NAME.to_owned(),
+            reason: "not the signal's type".to_owned(),
+        }),
+    }
 }
 
 /// Hands a signal to receiver `receiver` (its index in the agent's table);
@@ -134,22 +204,26 @@ struct Subscriber {
     deliver: DeliverFn,
 }
 
+/// The subscribers of one signal; replaced, not changed, on (un)subscribe,
+/// so a publish only clones an `Arc`.
+type List = Arc<Vec<Arc<Subscriber>>>;
+
 /// The subscribers of one System's bus, by signal name.
 #[derive(Default)]
 struct Subscribers {
-    by_signal: Mutex<HashMap<String, Vec<Arc<Subscriber>>>>,
+    by_signal: Mutex<HashMap<String, List>>,
     next_id: AtomicU64,
 }
 
 impl Subscribers {
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, Vec<Arc<Subscriber>>>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, List>> {
         self.by_signal
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn of(&self, signal: &str) -> Vec<Arc<Subscriber>> {
-        self.lock().get(signal).cloned().unwrap_or_default()
+    fn of(&self, signal: &str) -> Option<List> {
+        self.lock().get(signal).cloned()
     }
 }
 
@@ -157,13 +231,17 @@ impl Subscribers {
 ///
 /// [`Bus::current`] is the in-process bus of the running actix System:
 /// every agent started in that System (on any arbiter) receives through it.
+/// In-process, a typed signal reaches its (last) receiver as is, without
+/// being encoded; a receiver declared with another type for the same wire
+/// name, a run-time signal and every other receiver get the JSON the wire
+/// would carry.
 #[derive(Clone)]
 pub struct Bus {
     subscribers: Arc<Subscribers>,
 }
 
-impl std::fmt::Debug for Bus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl fmt::Debug for Bus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Bus")
             .field("kind", &"in-process")
             .finish_non_exhaustive()
@@ -181,7 +259,8 @@ impl Drop for Subscription {
         let mut by_signal = self.subscribers.lock();
         for (signal, id) in &self.entries {
             if let Some(list) = by_signal.get_mut(*signal) {
-                list.retain(|s| s.id != *id);
+                let kept: Vec<_> = list.iter().filter(|s| s.id != *id).cloned().collect();
+                *list = Arc::new(kept);
             }
         }
     }
@@ -209,8 +288,7 @@ impl Bus {
             .clone()
     }
 
-    /// Subscribes receivers: `(signal, responder, deliver)` each; `deliver`
-    /// returns `false` once the agent is gone.
+    /// Subscribes receivers: `(signal, responder, deliver)` each.
     pub(crate) fn subscribe(
         &self,
         receivers: Vec<(&'static str, Arc<str>, DeliverFn)>,
@@ -219,14 +297,14 @@ impl Bus {
         let mut by_signal = self.subscribers.lock();
         for (signal, responder, deliver) in receivers {
             let id = self.subscribers.next_id.fetch_add(1, Ordering::Relaxed);
-            by_signal
-                .entry(signal.to_owned())
-                .or_default()
-                .push(Arc::new(Subscriber {
-                    id,
-                    responder,
-                    deliver,
-                }));
+            let list = by_signal.entry(signal.to_owned()).or_default();
+            let mut grown = Vec::clone(list);
+            grown.push(Arc::new(Subscriber {
+                id,
+                responder,
+                deliver,
+            }));
+            *list = Arc::new(grown);
             entries.push((signal, id));
         }
         drop(by_signal);
@@ -238,15 +316,14 @@ impl Bus {
 
     /// Sends `signal` from `sender` to every receiver of it. Pub/sub is
     /// at-most-once: a signal nobody receives is gone.
-    pub async fn send<S: Signal>(&self, sender: &str, signal: &S) -> Result<(), BusError> {
-        self.publish(S::NAME, sender, signal.to_args()?, None)
-            .map(drop)
+    pub async fn send<S: Signal>(&self, sender: &str, signal: S) -> Result<(), BusError> {
+        self.publish(S::NAME, sender, typed(signal), None).map(drop)
     }
 
     /// Sends a run-time signal; see [`send`](Bus::send).
     pub async fn send_dyn(&self, sender: &str, signal: &DynSignal) -> Result<(), BusError> {
-        self.publish(signal.name(), sender, signal.args().clone(), None)
-            .map(drop)
+        let payload = Payload::Json(signal.args().clone());
+        self.publish(signal.name(), sender, payload, None).map(drop)
     }
 
     /// Calls `signal` as an RPC: every receiver of it answers with its
@@ -256,10 +333,10 @@ impl Bus {
     pub async fn call<S: Signal>(
         &self,
         sender: &str,
-        signal: &S,
+        signal: S,
         timeout: Duration,
     ) -> Result<Answers, BusError> {
-        self.call_args(S::NAME, sender, signal.to_args()?, timeout)
+        self.call_payload(S::NAME, sender, typed(signal), timeout)
             .await
     }
 
@@ -270,19 +347,20 @@ impl Bus {
         signal: &DynSignal,
         timeout: Duration,
     ) -> Result<Answers, BusError> {
-        self.call_args(signal.name(), sender, signal.args().clone(), timeout)
+        let payload = Payload::Json(signal.args().clone());
+        self.call_payload(signal.name(), sender, payload, timeout)
             .await
     }
 
-    async fn call_args(
+    async fn call_payload(
         &self,
         name: &str,
         sender: &str,
-        args: Map<String, Value>,
+        payload: Payload,
         timeout: Duration,
     ) -> Result<Answers, BusError> {
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let asked = self.publish(name, sender, args, Some(tx))?;
+        let asked = self.publish(name, sender, payload, Some(tx))?;
         let mut answers = Answers::default();
         let collect = async {
             // Ends when every receiver asked answered or dropped its reply.
@@ -301,29 +379,45 @@ impl Bus {
         Ok(answers)
     }
 
-    /// Hands the signal to its receivers; returns how many got it.
+    /// Hands the signal to its receivers; returns how many got it. The
+    /// last receiver gets the payload itself, the others a JSON copy.
     fn publish(
         &self,
         name: &str,
         sender: &str,
-        args: Map<String, Value>,
+        payload: Payload,
         reply: Option<AnswerTx>,
     ) -> Result<usize, BusError> {
         check_name(name)?;
         wire::check_part("sender", sender)?;
+        let Some(subscribers) = self.subscribers.of(name) else {
+            return Ok(0);
+        };
+        let Some((last, others)) = subscribers.split_last() else {
+            return Ok(0);
+        };
         let sender: Arc<str> = sender.into();
+        let delivery = |subscriber: &Subscriber, payload| Delivery {
+            payload,
+            sender: sender.clone(),
+            reply: Reply {
+                to: reply
+                    .as_ref()
+                    .map(|tx| (subscriber.responder.clone(), tx.clone())),
+            },
+        };
         let mut delivered = 0;
-        for subscriber in self.subscribers.of(name) {
-            let delivery = Delivery {
-                args: args.clone(),
-                sender: sender.clone(),
-                reply: Reply {
-                    to: reply.clone().map(|tx| (subscriber.responder.clone(), tx)),
-                },
-            };
-            if (subscriber.deliver)(delivery) {
-                delivered += 1;
+        if !others.is_empty() {
+            let args = payload.to_json()?;
+            for subscriber in others {
+                let copy = Payload::Json(args.clone());
+                if (subscriber.deliver)(delivery(subscriber, copy)) {
+                    delivered += 1;
+                }
             }
+        }
+        if (last.deliver)(delivery(last, payload)) {
+            delivered += 1;
         }
         Ok(delivered)
     }

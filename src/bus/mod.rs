@@ -25,7 +25,7 @@ pub use declarations::{
     ArgSpec, ArgType, DeclarationError, DeclarationProblem, Declarations, QueueSpec, SignalSpec,
 };
 pub use local::{Answers, Bus, BusError};
-pub use local::{Deliver, Delivery, Reply};
+pub use local::{Deliver, Delivery, Payload, Reply, ToArgs};
 pub(crate) use local::{DeliverFn, Subscription};
 pub use signal::{DynSignal, Signal, SignalError};
 

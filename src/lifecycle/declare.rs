@@ -235,11 +235,11 @@ pub async fn call_timed<R: IntoHookResult>(
 /// fail the run (logged with agent, receiver and signal) and answer `null`.
 pub fn decode_signal<S: Signal>(delivery: Delivery) -> Result<(S, String, Reply), HookFailure> {
     let Delivery {
-        args,
+        payload,
         sender,
         reply,
     } = delivery;
-    match S::from_args(args) {
+    match payload.into_signal::<S>() {
         Ok(signal) => Ok((signal, sender.to_string(), reply)),
         Err(e) => {
             reply.answer(Value::Null);
