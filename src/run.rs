@@ -7,6 +7,7 @@ use std::sync::Arc;
 use actix_rt::System;
 
 use crate::agent::Agent;
+use crate::bus;
 use crate::error::AgentError;
 use crate::registry::{self, SystemAgents};
 use crate::start::start;
@@ -49,6 +50,7 @@ impl OwnedSystem {
             log::warn!(target: log_target, "the System did not stop cleanly: {e}");
         }
         registry::close(self.id);
+        bus::close(self.id);
     }
 }
 

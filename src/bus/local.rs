@@ -266,21 +266,31 @@ impl Drop for Subscription {
     }
 }
 
+/// The in-process buses, by System id.
+fn buses() -> MutexGuard<'static, HashMap<usize, Bus>> {
+    static BUSES: OnceLock<Mutex<HashMap<usize, Bus>>> = OnceLock::new();
+    BUSES
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Forgets the bus of a System that has ended (called for the Systems that
+/// `run` and the `Launcher` own).
+pub(crate) fn close(system_id: usize) {
+    buses().remove(&system_id);
+}
+
 impl Bus {
     /// The in-process bus of the current actix System.
     ///
     /// # Panics
     /// Outside a running actix System.
     pub fn current() -> Bus {
-        static BUSES: OnceLock<Mutex<HashMap<usize, Bus>>> = OnceLock::new();
         let id = actix_rt::System::try_current()
             .expect("microagent: the bus belongs to an actix System; use it inside `microagent::run` or a `Launcher`")
             .id();
-        let mut buses = BUSES
-            .get_or_init(Mutex::default)
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        buses
+        buses()
             .entry(id)
             .or_insert_with(|| Bus {
                 subscribers: Arc::default(),

@@ -24,9 +24,9 @@ pub mod wire;
 pub use declarations::{
     ArgSpec, ArgType, DeclarationError, DeclarationProblem, Declarations, QueueSpec, SignalSpec,
 };
+pub(crate) use local::{close, DeliverFn, Subscription};
 pub use local::{Answers, Bus, BusError};
 pub use local::{Deliver, Delivery, Payload, Reply, ToArgs};
-pub(crate) use local::{DeliverFn, Subscription};
 pub use signal::{DynSignal, Signal, SignalError};
 
 /// Declares a signal: see [`Signal`].
