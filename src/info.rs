@@ -44,6 +44,26 @@ pub struct ReceiverInfo {
     /// Time a run may take.
     #[serde(serialize_with = "seconds")]
     pub timeout: Duration,
+    /// How its runs went so far (zero when described from the type).
+    pub runs: ReceiverRuns,
+}
+
+/// The runs of a receiver that did not go well, counted since the agent
+/// started. Each of them answered `null`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct ReceiverRuns {
+    /// Runs that returned an error.
+    pub failed: u64,
+    /// Runs that panicked.
+    pub panicked: u64,
+    /// Async runs cancelled by the receiver's timeout.
+    pub timed_out: u64,
+    /// Deliveries whose arguments did not fit the signal's type (bad input
+    /// from the sender); the receiver did not run.
+    pub bad_input: u64,
+    /// When the last of those ended, RFC 3339 UTC.
+    pub last_failure: Option<String>,
 }
 
 /// The lifecycle hooks of an agent, by label.

@@ -104,8 +104,8 @@ pub mod web;
 pub use agent::{Agent, IntoAgent, Named};
 pub use error::{AgentError, HookError, HookFailure, Stage, TimedOut};
 pub use info::{
-    AgentInfo, CronInfo, HooksInfo, PeriodicInfo, ReceiverInfo, RestartPolicy, ServerInfo,
-    TaskRuns, Zone,
+    AgentInfo, CronInfo, HooksInfo, PeriodicInfo, ReceiverInfo, ReceiverRuns, RestartPolicy,
+    ServerInfo, TaskRuns, Zone,
 };
 pub use launcher::{Exit, Launcher, LauncherHandle};
 pub use lifecycle::Context;

@@ -179,6 +179,12 @@ fn a_failing_or_slow_receiver_answers_null_and_the_agent_goes_on() {
         };
         started(&addr).await;
         let failed = bus.call("test", unknown, LONG).await.unwrap();
+        let counted = addr.send(GetInfo).await.unwrap().receivers[1].runs.clone();
+        assert_eq!(
+            (counted.failed, counted.timed_out, counted.bad_input),
+            (1, 0, 0)
+        );
+        assert!(counted.last_failure.is_some());
         drop(addr);
         handle.stop();
         handle.await.unwrap();
@@ -195,6 +201,8 @@ fn a_failing_or_slow_receiver_answers_null_and_the_agent_goes_on() {
         let slow = bus.call("test", apple.clone(), LONG).await.unwrap();
         // The agent came back from the cancelled run and still answers.
         let after = bus.call("test", apple, LONG).await.unwrap();
+        let counted = addr.send(GetInfo).await.unwrap().receivers[1].runs.clone();
+        assert_eq!((counted.failed, counted.timed_out), (0, 2));
         handle.stop();
         handle.await.unwrap();
         (failed, slow, after)
@@ -220,6 +228,12 @@ fn arguments_that_do_not_fit_the_signal_answer_null_and_the_agent_goes_on() {
         let wrong_args = serde_json::json!({"item": 42});
         let wrong = DynSignal::new("get_stock", wrong_args.as_object().unwrap().clone()).unwrap();
         let wrong = bus.call_dyn("python", &wrong, LONG).await.unwrap();
+        let counted = addr.send(GetInfo).await.unwrap().receivers[1].runs.clone();
+        assert_eq!(
+            (counted.bad_input, counted.failed),
+            (1, 0),
+            "counted as bad input"
+        );
         let right = bus
             .call(
                 "test",
@@ -288,7 +302,10 @@ fn info_lists_the_receivers() {
     let json = serde_json::to_value(&info).unwrap();
     assert_eq!(
         json["receivers"][1],
-        serde_json::json!({"name": "stock", "signal": "get_stock", "timeout": 0.2})
+        serde_json::json!({
+            "name": "stock", "signal": "get_stock", "timeout": 0.2,
+            "runs": {"failed": 0, "panicked": 0, "timed_out": 0, "bad_input": 0, "last_failure": null}
+        })
     );
 }
 

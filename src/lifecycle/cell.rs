@@ -9,8 +9,9 @@ use std::task::{Poll, Waker};
 use actix::{Actor, WeakAddr};
 
 use crate::agent::Agent;
-use crate::error::{AgentError, Stage};
-use crate::info::{AgentInfo, TaskRuns};
+use crate::bus::SignalError;
+use crate::error::{AgentError, HookFailure, Stage, TimedOut};
+use crate::info::{AgentInfo, ReceiverRuns, TaskRuns};
 use crate::messages::StopAgent;
 use crate::phase::Phase;
 use crate::registry::Tracked;
@@ -42,14 +43,30 @@ struct Shared {
     runs: Vec<TaskRuns>,
     /// The addresses servers published, by server name.
     addresses: Vec<(&'static str, SocketAddr)>,
+    /// The runs of each receiver that went wrong (by index, grown on use).
+    receiver_runs: Vec<ReceiverRuns>,
 }
 
-/// How a task run went wrong.
+/// How a task or receiver run went wrong.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum BadRun {
     Failed,
     Panicked,
     TimedOut,
+    /// A receiver's delivery did not fit its signal's type.
+    BadInput,
+}
+
+impl BadRun {
+    /// How `failure` went wrong.
+    pub(crate) fn of(failure: &HookFailure) -> BadRun {
+        match failure {
+            HookFailure::Panic(_) => BadRun::Panicked,
+            HookFailure::Error(e) if e.downcast_ref::<TimedOut>().is_some() => BadRun::TimedOut,
+            HookFailure::Error(e) if e.downcast_ref::<SignalError>().is_some() => BadRun::BadInput,
+            HookFailure::Error(_) => BadRun::Failed,
+        }
+    }
 }
 
 const STAGES: [Stage; 3] = [Stage::PreStart, Stage::PostStart, Stage::PreStop];
@@ -116,9 +133,27 @@ impl<A: Actor> AgentCell<A> {
         let mut shared = self.shared();
         let runs = task_runs(&mut shared.runs, index);
         match bad {
+            BadRun::Failed | BadRun::BadInput => runs.failed += 1,
+            BadRun::Panicked => runs.panicked += 1,
+            BadRun::TimedOut => runs.timed_out += 1,
+        }
+        runs.last_failure = Some(chrono::Utc::now().to_rfc3339());
+    }
+
+    /// Counts a run of receiver `index` that went wrong.
+    pub(crate) fn count_bad_receiver_run(&self, index: usize, bad: BadRun) {
+        let mut shared = self.shared();
+        if shared.receiver_runs.len() <= index {
+            shared
+                .receiver_runs
+                .resize(index + 1, ReceiverRuns::default());
+        }
+        let runs = &mut shared.receiver_runs[index];
+        match bad {
             BadRun::Failed => runs.failed += 1,
             BadRun::Panicked => runs.panicked += 1,
             BadRun::TimedOut => runs.timed_out += 1,
+            BadRun::BadInput => runs.bad_input += 1,
         }
         runs.last_failure = Some(chrono::Utc::now().to_rfc3339());
     }
@@ -186,11 +221,15 @@ impl<A: Agent> AgentCell<A> {
     /// What the agent declares, with what it did so far: task runs that
     /// went wrong, addresses its servers published.
     pub(crate) fn running_info(&self) -> AgentInfo {
-        let (runs, addresses) = {
+        let (runs, addresses, receiver_runs) = {
             let shared = self.shared();
-            (shared.runs.clone(), shared.addresses.clone())
+            (
+                shared.runs.clone(),
+                shared.addresses.clone(),
+                shared.receiver_runs.clone(),
+            )
         };
-        super::declare::describe_running::<A>(self.name, &runs, &addresses)
+        super::declare::describe_running::<A>(self.name, &runs, &addresses, &receiver_runs)
     }
 }
 

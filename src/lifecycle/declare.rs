@@ -24,8 +24,8 @@ use crate::agent::Agent;
 use crate::bus::{Delivery, Reply, Signal};
 use crate::error::{HookFailure, HookResult, Stage, TimedOut};
 use crate::info::{
-    AgentInfo, CronInfo, HooksInfo, PeriodicInfo, ReceiverInfo, RestartPolicy, ServerInfo,
-    TaskRuns, Zone,
+    AgentInfo, CronInfo, HooksInfo, PeriodicInfo, ReceiverInfo, ReceiverRuns, RestartPolicy,
+    ServerInfo, TaskRuns, Zone,
 };
 use crate::server::ServerContext;
 
@@ -401,7 +401,7 @@ impl<A: actix::Actor<Context = Context<A>>> fmt::Debug for HookTable<A> {
 
 /// Describes agent type `A` from its table (cron due times computed now).
 pub fn describe<A: Agent>() -> AgentInfo {
-    describe_running::<A>(A::NAME, &[], &[])
+    describe_running::<A>(A::NAME, &[], &[], &[])
 }
 
 /// Describes a running agent `name` of type `A` with what it did: the runs
@@ -410,6 +410,7 @@ pub(crate) fn describe_running<A: Agent>(
     name: &'static str,
     runs: &[TaskRuns],
     addresses: &[(&'static str, SocketAddr)],
+    receiver_runs: &[ReceiverRuns],
 ) -> AgentInfo {
     let table = &A::HOOKS;
     let runs_of = |index: usize| runs.get(index).cloned().unwrap_or_default();
@@ -466,10 +467,12 @@ pub(crate) fn describe_running<A: Agent>(
         receivers: table
             .receivers
             .iter()
-            .map(|r| ReceiverInfo {
+            .enumerate()
+            .map(|(index, r)| ReceiverInfo {
                 name: r.name,
                 signal: r.signal,
                 timeout: r.timeout,
+                runs: receiver_runs.get(index).cloned().unwrap_or_default(),
             })
             .collect(),
     }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use actix::AsyncContext;
 
+use super::cell::BadRun;
 use super::declare::ReceiverCall;
 use super::driver::begin_work;
 use super::state::Work;
@@ -81,6 +82,9 @@ pub fn deliver<A: Agent>(act: &mut A, ctx: &mut Context<A>, msg: Deliver) {
 /// Logs a receiver's failure (its answer was `null`); the agent goes on.
 pub(super) fn run_ended<A: Agent>(ctx: &mut Context<A>, receiver: usize, result: HookResult) {
     if let Err(cause) = result {
+        ctx.life
+            .cell
+            .count_bad_receiver_run(receiver, BadRun::of(&cause));
         let declared = &A::HOOKS.receivers[receiver];
         log::error!(
             target: LOG_TARGET,

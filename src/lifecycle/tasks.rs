@@ -20,7 +20,7 @@ use super::driver::begin_work;
 use super::state::Work;
 use super::Context;
 use crate::agent::Agent;
-use crate::error::{HookFailure, HookResult, TimedOut};
+use crate::error::{HookFailure, HookResult};
 use crate::phase::Phase;
 use crate::LOG_TARGET;
 
@@ -184,11 +184,7 @@ pub(crate) fn run_ended<A: Agent>(ctx: &mut Context<A>, index: usize, result: Ho
             ctx.life.name,
             A::HOOKS.tasks[index].name
         );
-        let bad = match &cause {
-            HookFailure::Panic(_) => BadRun::Panicked,
-            HookFailure::Error(e) if e.downcast_ref::<TimedOut>().is_some() => BadRun::TimedOut,
-            HookFailure::Error(_) => BadRun::Failed,
-        };
+        let bad = BadRun::of(&cause);
         timed_out = bad == BadRun::TimedOut;
         ctx.life.cell.count_bad_run(index, bad);
     }
