@@ -349,3 +349,38 @@ fn a_receiver_with_its_own_type_for_the_signal_gets_it_through_json() {
     });
     assert_eq!(events.all(), ["audit 5"]);
 }
+
+#[test]
+fn answers_stream_in_as_they_arrive_and_the_stream_ends_when_all_answered() {
+    use futures_util::StreamExt;
+    let (asked, answers) = microagent::run(async {
+        // Shop is slow: its 200 ms timeout answers null; Warehouse is quick.
+        let (shop, _s) = microagent::start(Shop {
+            slow: true,
+            ..Default::default()
+        });
+        let (warehouse, _w) = microagent::start(Warehouse::default());
+        started(&shop).await;
+        started(&warehouse).await;
+        let stream = Bus::current()
+            .stream(
+                "test",
+                GetStock {
+                    item: "apple".into(),
+                },
+                LONG,
+            )
+            .unwrap();
+        let asked = stream.asked();
+        // Ends without waiting for the 60 s timeout: both answered.
+        (asked, stream.collect::<Vec<_>>().await)
+    });
+    assert_eq!(asked, 2);
+    assert_eq!(
+        answers,
+        [
+            ("Warehouse.stock".to_owned(), serde_json::json!("plenty")),
+            ("Shop.stock".to_owned(), serde_json::Value::Null),
+        ]
+    );
+}

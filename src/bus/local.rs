@@ -4,10 +4,15 @@
 use std::any::Any;
 use std::collections::HashMap;
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use actix_rt::time::Sleep;
+use futures_util::{Stream, StreamExt};
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
@@ -362,6 +367,34 @@ impl Bus {
             .await
     }
 
+    /// Calls `signal` as an RPC and streams `(responder, answer)` pairs as
+    /// they arrive. The stream ends once every receiver asked has answered,
+    /// or at `timeout`.
+    pub fn stream<S: Signal>(
+        &self,
+        sender: &str,
+        signal: S,
+        timeout: Duration,
+    ) -> Result<AnswerStream, BusError> {
+        self.stream_payload(S::NAME, sender, typed(signal), timeout)
+    }
+
+    fn stream_payload(
+        &self,
+        name: &str,
+        sender: &str,
+        payload: Payload,
+        timeout: Duration,
+    ) -> Result<AnswerStream, BusError> {
+        let (tx, answers) = mpsc::unbounded_channel();
+        let asked = self.publish(name, sender, payload, Some(tx))?;
+        Ok(AnswerStream {
+            answers,
+            deadline: Box::pin(actix_rt::time::sleep(timeout)),
+            asked,
+        })
+    }
+
     async fn call_payload(
         &self,
         name: &str,
@@ -369,21 +402,16 @@ impl Bus {
         payload: Payload,
         timeout: Duration,
     ) -> Result<Answers, BusError> {
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        let asked = self.publish(name, sender, payload, Some(tx))?;
+        let mut stream = self.stream_payload(name, sender, payload, timeout)?;
         let mut answers = Answers::default();
-        let collect = async {
-            // Ends when every receiver asked answered or dropped its reply.
-            while let Some((responder, value)) = rx.recv().await {
-                answers.answers.push((responder.to_string(), value));
-            }
-        };
-        let _ = actix_rt::time::timeout(timeout, collect).await;
+        while let Some((responder, value)) = stream.next().await {
+            answers.answers.push((responder, value));
+        }
         if answers.is_empty() {
             return Err(BusError::NoAnswer {
                 signal: name.to_owned(),
                 timeout,
-                asked,
+                asked: stream.asked,
             });
         }
         Ok(answers)
@@ -430,5 +458,48 @@ impl Bus {
             delivered += 1;
         }
         Ok(delivered)
+    }
+}
+
+/// The answers to an RPC call as they arrive: `(responder, answer)`, where
+/// the responder is `Agent.method`. From [`Bus::stream`].
+pub struct AnswerStream {
+    answers: mpsc::UnboundedReceiver<(Arc<str>, Value)>,
+    deadline: Pin<Box<Sleep>>,
+    asked: usize,
+}
+
+impl AnswerStream {
+    /// How many receivers were asked.
+    pub fn asked(&self) -> usize {
+        self.asked
+    }
+}
+
+impl fmt::Debug for AnswerStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AnswerStream")
+            .field("asked", &self.asked)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Stream for AnswerStream {
+    type Item = (String, Value);
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        // Answers already there count even when the deadline has passed.
+        match self.answers.poll_recv(cx) {
+            Poll::Ready(Some((responder, value))) => {
+                return Poll::Ready(Some((responder.to_string(), value)))
+            }
+            // Every receiver asked answered or dropped its reply.
+            Poll::Ready(None) => return Poll::Ready(None),
+            Poll::Pending => {}
+        }
+        match self.deadline.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
     }
 }

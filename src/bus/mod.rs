@@ -25,7 +25,7 @@ pub use declarations::{
     ArgSpec, ArgType, DeclarationError, DeclarationProblem, Declarations, QueueSpec, SignalSpec,
 };
 pub(crate) use local::{close, DeliverFn, Subscription};
-pub use local::{Answers, Bus, BusError};
+pub use local::{AnswerStream, Answers, Bus, BusError};
 pub use local::{Deliver, Delivery, Payload, Reply, ToArgs};
 pub use signal::{DynSignal, Signal, SignalError};
 
