@@ -279,8 +279,9 @@ fn receiver_shim(d: &Declaration, signal: &syn::Type, timeout: f64) -> TokenStre
     let ctx = local("ctx", Span::call_site());
     // A signal of the wrong type is reported at the method's parameter.
     let arg = local("signal", sig.signal_span.unwrap_or(sig.sig_span));
+    // The sender's name is made a `String` only for a method that takes it.
     let sender = match sig.extra {
-        Extra::Value => quote!(, sender),
+        Extra::Value => quote!(, ::std::string::ToString::to_string(&*sender)),
         _ => quote!(),
     };
     let answer = if sig.returns_result {

@@ -233,14 +233,16 @@ pub async fn call_timed<R: IntoHookResult>(
 /// Decodes a delivery for a typed receiver: the signal, the sender's name
 /// and where the answer goes. Arguments that do not fit the signal's type
 /// fail the run (logged with agent, receiver and signal) and answer `null`.
-pub fn decode_signal<S: Signal>(delivery: Delivery) -> Result<(S, String, Reply), HookFailure> {
+pub fn decode_signal<S: Signal>(
+    delivery: Delivery,
+) -> Result<(S, std::sync::Arc<str>, Reply), HookFailure> {
     let Delivery {
         payload,
         sender,
         reply,
     } = delivery;
     match payload.into_signal::<S>() {
-        Ok(signal) => Ok((signal, sender.to_string(), reply)),
+        Ok(signal) => Ok((signal, sender, reply)),
         Err(e) => {
             reply.answer(Value::Null);
             Err(HookFailure::error(e))
