@@ -7,31 +7,16 @@
 //! The last line is `bus ratio: local X.XX` (bus rate / bare rate). The
 //! Redis and RPC pairs come with the Redis backend.
 
-use std::cell::Cell;
-use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use microagent::bus::{Bus, Signal};
 use microagent::prelude::*;
 use serde::{Deserialize, Serialize};
-use tokio::sync::Notify;
+use support::{done, expect, one_done};
+
+mod support;
 
 const ROUNDS: usize = 5;
-
-thread_local! {
-    /// Deliveries still to come in the current round, and who waits for the
-    /// last. The same bookkeeping on both sides.
-    static LEFT: Cell<usize> = const { Cell::new(0) };
-    static DONE: Rc<Notify> = Rc::new(Notify::new());
-}
-
-fn one_received() {
-    let left = LEFT.get() - 1;
-    LEFT.set(left);
-    if left == 0 {
-        DONE.with(|done| done.notify_one());
-    }
-}
 
 /// The payload, as a signal.
 #[derive(Signal, Serialize, Deserialize, Clone)]
@@ -58,7 +43,7 @@ impl Receiving {
     #[receiver(OrderPlaced)]
     fn placed(&mut self, signal: OrderPlaced) {
         self.total += signal.order_id;
-        one_received();
+        one_done();
     }
 }
 
@@ -75,7 +60,7 @@ impl Handler<Placed> for Bare {
     type Result = ();
     fn handle(&mut self, Placed(signal): Placed, _: &mut actix::Context<Self>) {
         self.total += signal.order_id;
-        one_received();
+        one_done();
     }
 }
 
@@ -87,8 +72,8 @@ fn payload(order_id: u64) -> OrderPlaced {
 }
 
 async fn round(n: usize, send: impl Fn(u64)) -> Duration {
-    LEFT.set(n);
-    let done = DONE.with(Rc::clone);
+    expect(n);
+    let done = done();
     let finished = done.notified();
     let start = Instant::now();
     for i in 0..n as u64 {

@@ -13,31 +13,15 @@
 //! that callgrind measures. The last line is `lifecycle ratio: X.XX` (agent
 //! time / bare time, in batches).
 
-use std::cell::Cell;
-use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use microagent::prelude::*;
-use tokio::sync::Notify;
+use support::{done, expect, one_done};
+
+mod support;
 
 const ROUNDS: usize = 7;
 const BATCH: usize = 1_000;
-
-thread_local! {
-    /// Lives still to end in the current round, and who waits for the last.
-    /// Thread-local bookkeeping, the same for both sides, so neither actor
-    /// carries more than the fields it changes.
-    static LEFT: Cell<usize> = const { Cell::new(0) };
-    static DONE: Rc<Notify> = Rc::new(Notify::new());
-}
-
-fn one_done() {
-    let left = LEFT.get() - 1;
-    LEFT.set(left);
-    if left == 0 {
-        DONE.with(|done| done.notify_one());
-    }
-}
 
 #[derive(Default, MicroAgent)]
 struct Worker {
@@ -97,13 +81,13 @@ impl Actor for Bare {
 /// 100 000-entry vector inside the timing made glibc consolidate its free
 /// lists mid-round, which swamped what the two sides do differently.
 async fn round<T>(n: usize, batch: usize, start: impl Fn() -> T) -> Duration {
-    let done = DONE.with(Rc::clone);
+    let done = done();
     let mut addrs: Vec<T> = Vec::with_capacity(batch.min(n));
     let begin = Instant::now();
     let mut left = n;
     while left > 0 {
         let size = batch.min(left);
-        LEFT.set(size);
+        expect(size);
         addrs.extend((0..size).map(|_| start()));
         addrs.clear();
         done.notified().await;

@@ -33,10 +33,18 @@ pub(crate) struct AgentCell<A: Actor> {
 struct Shared {
     /// The outcome, once the lifecycle is over; every waiter gets a copy.
     outcome: Option<Result<(), AgentError>>,
-    /// The waiter to wake when it is (nearly always the only one)...
+    /// The waiter to wake when it is (nearly always the only one).
     waker: Option<Waker>,
-    /// ...and any more, for handles shared by several parties.
-    more_wakers: Vec<Waker>,
+    /// The rest, allocated on first use: most agents never need it, and a
+    /// small cell keeps the per-agent allocation cheap.
+    more: Option<Box<More>>,
+}
+
+/// What only some agents need in their cell.
+#[derive(Default)]
+struct More {
+    /// Waiters beyond the first, for handles shared by several parties.
+    wakers: Vec<Waker>,
     /// The servers the stopping agent waits for.
     waiting_for: Vec<&'static str>,
     /// The runs of each task that went wrong (by task index, grown on use).
@@ -45,6 +53,12 @@ struct Shared {
     addresses: Vec<(&'static str, SocketAddr)>,
     /// The runs of each receiver that went wrong (by index, grown on use).
     receiver_runs: Vec<ReceiverRuns>,
+}
+
+impl Shared {
+    fn more(&mut self) -> &mut More {
+        self.more.get_or_insert_with(Box::default)
+    }
 }
 
 /// How a task or receiver run went wrong.
@@ -93,7 +107,7 @@ impl<A: Actor> AgentCell<A> {
 
     /// Notes the servers a stopping agent waits for.
     pub(crate) fn set_waiting_for(&self, servers: Vec<&'static str>) {
-        self.shared().waiting_for = servers;
+        self.shared().more().waiting_for = servers;
     }
 
     /// Mirrors the lifecycle's phase, for observers on other threads.
@@ -123,7 +137,11 @@ impl<A: Actor> AgentCell<A> {
         }
         shared.outcome = Some(outcome);
         let waker = shared.waker.take();
-        let more = std::mem::take(&mut shared.more_wakers);
+        let more = shared
+            .more
+            .as_mut()
+            .map(|more| std::mem::take(&mut more.wakers))
+            .unwrap_or_default();
         drop(shared);
         waker.into_iter().chain(more).for_each(Waker::wake);
     }
@@ -131,7 +149,7 @@ impl<A: Actor> AgentCell<A> {
     /// Counts a run of task `index` that went wrong.
     pub(crate) fn count_bad_run(&self, index: usize, bad: BadRun) {
         let mut shared = self.shared();
-        let runs = task_runs(&mut shared.runs, index);
+        let runs = task_runs(&mut shared.more().runs, index);
         match bad {
             BadRun::Failed | BadRun::BadInput => runs.failed += 1,
             BadRun::Panicked => runs.panicked += 1,
@@ -143,12 +161,11 @@ impl<A: Actor> AgentCell<A> {
     /// Counts a run of receiver `index` that went wrong.
     pub(crate) fn count_bad_receiver_run(&self, index: usize, bad: BadRun) {
         let mut shared = self.shared();
-        if shared.receiver_runs.len() <= index {
-            shared
-                .receiver_runs
-                .resize(index + 1, ReceiverRuns::default());
+        let receiver_runs = &mut shared.more().receiver_runs;
+        if receiver_runs.len() <= index {
+            receiver_runs.resize(index + 1, ReceiverRuns::default());
         }
-        let runs = &mut shared.receiver_runs[index];
+        let runs = &mut receiver_runs[index];
         match bad {
             BadRun::Failed => runs.failed += 1,
             BadRun::Panicked => runs.panicked += 1,
@@ -160,26 +177,31 @@ impl<A: Actor> AgentCell<A> {
 
     /// Counts due times of task `index` that were skipped.
     pub(crate) fn count_skipped(&self, index: usize, skipped: u64) {
-        task_runs(&mut self.shared().runs, index).skipped += skipped;
+        task_runs(&mut self.shared().more().runs, index).skipped += skipped;
     }
 
     /// Notes an address server `server` listens on.
     pub(crate) fn publish_address(&self, server: &'static str, addr: SocketAddr) {
         let mut shared = self.shared();
-        if !shared.addresses.contains(&(server, addr)) {
-            shared.addresses.push((server, addr));
+        let addresses = &mut shared.more().addresses;
+        if !addresses.contains(&(server, addr)) {
+            addresses.push((server, addr));
         }
     }
 
     /// Forgets the addresses of server `server` (it is starting again).
     pub(crate) fn clear_addresses(&self, server: &'static str) {
-        self.shared().addresses.retain(|(name, _)| *name != server);
+        if let Some(more) = self.shared().more.as_mut() {
+            more.addresses.retain(|(name, _)| *name != server);
+        }
     }
 
     /// The first address server `server` published.
     pub(crate) fn server_address(&self, server: &str) -> Option<SocketAddr> {
         let shared = self.shared();
         shared
+            .more
+            .as_ref()?
             .addresses
             .iter()
             .find(|(name, _)| *name == server)
@@ -201,8 +223,9 @@ impl<A: Actor> AgentCell<A> {
             None => shared.waker = Some(waker.clone()),
             Some(first) if first.will_wake(waker) => {}
             Some(_) => {
-                if !shared.more_wakers.iter().any(|w| w.will_wake(waker)) {
-                    shared.more_wakers.push(waker.clone());
+                let wakers = &mut shared.more().wakers;
+                if !wakers.iter().any(|w| w.will_wake(waker)) {
+                    wakers.push(waker.clone());
                 }
             }
         }
@@ -223,11 +246,14 @@ impl<A: Agent> AgentCell<A> {
     pub(crate) fn running_info(&self) -> AgentInfo {
         let (runs, addresses, receiver_runs) = {
             let shared = self.shared();
-            (
-                shared.runs.clone(),
-                shared.addresses.clone(),
-                shared.receiver_runs.clone(),
-            )
+            match &shared.more {
+                Some(more) => (
+                    more.runs.clone(),
+                    more.addresses.clone(),
+                    more.receiver_runs.clone(),
+                ),
+                None => Default::default(),
+            }
         };
         super::declare::describe_running::<A>(self.name, &runs, &addresses, &receiver_runs)
     }
@@ -251,7 +277,8 @@ impl<A: Agent> Tracked for AgentCell<A> {
                 return format!("{stage} hook `{}`", hook.name);
             }
         }
-        let waiting = &self.shared().waiting_for;
+        let shared = self.shared();
+        let waiting = shared.more.as_ref().map_or(&[][..], |m| &m.waiting_for[..]);
         if !waiting.is_empty() {
             let names: Vec<String> = waiting.iter().map(|n| format!("`{n}`")).collect();
             return format!("server {} still running", names.join(", "));
