@@ -113,6 +113,12 @@ impl HookFailure {
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(HookFailure::from_panic)
     }
 
+    /// Runs a sync hook, task or receiver (user code returning its own
+    /// result): its failure, or its panic as one.
+    pub(crate) fn catch_result(f: impl FnOnce() -> HookResult) -> HookResult {
+        Self::catch(f).and_then(|result| result)
+    }
+
     /// Turns a payload caught by `catch_unwind` into a failure with its message.
     pub(crate) fn from_panic(payload: Box<dyn std::any::Any + Send>) -> Self {
         let msg = if let Some(s) = payload.downcast_ref::<&'static str>() {

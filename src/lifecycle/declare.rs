@@ -211,6 +211,8 @@ where
 /// The panic is caught around the method's own future, inside the future
 /// that owns the agent, so the agent always comes back to its actor.
 pub async fn call_async<R: IntoHookResult>(fut: impl Future<Output = R>) -> HookResult {
+    // Written out rather than through `caught`: every async hook runs this,
+    // and the extra future layer measurably costs the lifecycle bench.
     match std::panic::AssertUnwindSafe(fut).catch_unwind().await {
         Ok(r) => r.into_hook_result(),
         Err(payload) => Err(HookFailure::from_panic(payload)),
@@ -218,13 +220,27 @@ pub async fn call_async<R: IntoHookResult>(fut: impl Future<Output = R>) -> Hook
 }
 
 /// [`call_async`] bounded by a timeout: a run that overruns is cancelled
-/// (its future dropped, inside the future that owns the agent) and fails
-/// with [`TimedOut`].
+/// and fails with [`TimedOut`].
 pub async fn call_timed<R: IntoHookResult>(
     timeout: Duration,
     fut: impl Future<Output = R>,
 ) -> HookResult {
-    match actix_rt::time::timeout(timeout, call_async(fut)).await {
+    timed(timeout, fut).await?.into_hook_result()
+}
+
+/// What a method's future returned, or its panic as a failure.
+async fn caught<F: Future>(fut: F) -> Result<F::Output, HookFailure> {
+    std::panic::AssertUnwindSafe(fut)
+        .catch_unwind()
+        .await
+        .map_err(HookFailure::from_panic)
+}
+
+/// [`caught`] bounded by a timeout: a run that overruns is cancelled (its
+/// future dropped, inside the future that owns the agent) and fails with
+/// [`TimedOut`].
+async fn timed<F: Future>(timeout: Duration, fut: F) -> Result<F::Output, HookFailure> {
+    match actix_rt::time::timeout(timeout, caught(fut)).await {
         Ok(result) => result,
         Err(_) => Err(HookFailure::error(TimedOut(timeout))),
     }
@@ -290,16 +306,11 @@ pub async fn answer_timed<F, R>(
 where
     F: Future<Output = R>,
 {
-    let caught = std::panic::AssertUnwindSafe(fut).catch_unwind();
-    match actix_rt::time::timeout(timeout, caught).await {
-        Ok(Ok(returned)) => answer(reply, returned),
-        Ok(Err(payload)) => {
+    match timed(timeout, fut).await {
+        Ok(returned) => answer(reply, returned),
+        Err(failure) => {
             reply.answer(Value::Null);
-            Err(HookFailure::from_panic(payload))
-        }
-        Err(_) => {
-            reply.answer(Value::Null);
-            Err(HookFailure::error(TimedOut(timeout)))
+            Err(failure)
         }
     }
 }

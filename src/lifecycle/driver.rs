@@ -131,7 +131,7 @@ fn run_hook<A: Agent>(
     // inside its future, which then hands the agent back.
     match call {
         Call::Sync(f) => {
-            let result = HookFailure::catch(|| f(act, ctx)).and_then(|r| r);
+            let result = HookFailure::catch_result(|| f(act, ctx));
             ctx.life.record(stage, hook, result);
         }
         Call::Async(f) => match HookFailure::catch(|| f(act, ctx)) {

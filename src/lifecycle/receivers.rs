@@ -69,7 +69,7 @@ pub fn deliver<A: Agent>(act: &mut A, ctx: &mut Context<A>, msg: Deliver) {
     }
     match declared.call {
         ReceiverCall::Sync(f) => {
-            let result = HookFailure::catch(|| f(act, ctx, delivery)).and_then(|r| r);
+            let result = HookFailure::catch_result(|| f(act, ctx, delivery));
             run_ended(ctx, receiver, result);
         }
         ReceiverCall::Async(f) => match HookFailure::catch(|| f(act, ctx, delivery)) {

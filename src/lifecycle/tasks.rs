@@ -262,7 +262,7 @@ fn run<A: Agent>(act: &mut A, ctx: &mut Context<A>, index: usize) {
     log::debug!(target: LOG_TARGET, "agent `{}`: running task `{}`", ctx.life.name, task.name);
     match task.call {
         Call::Sync(f) => {
-            let result = HookFailure::catch(|| f(act, ctx)).and_then(|r| r);
+            let result = HookFailure::catch_result(|| f(act, ctx));
             run_ended(ctx, index, result);
         }
         Call::Async(f) => match HookFailure::catch(|| f(act, ctx)) {
