@@ -197,6 +197,21 @@ pub enum AgentError {
         /// `pre_stop` hooks that failed during the teardown.
         failures: Vec<HookError>,
     },
+    /// The agent's receivers could not subscribe to the bus (Redis did not
+    /// confirm in time, or the bus was down) after its `pre_start` hooks; it
+    /// did not start, and its `pre_stop` hooks ran (their failures follow).
+    #[error(
+        "agent `{agent}`: its receivers could not subscribe: {error}{}",
+        pre_stop_suffix(failures)
+    )]
+    Subscribe {
+        /// The agent's name.
+        agent: &'static str,
+        /// What the bus said.
+        error: Box<crate::bus::BusError>,
+        /// `pre_stop` hooks that failed afterwards.
+        failures: Vec<HookError>,
+    },
     /// The agent was torn down before its lifecycle could finish, typically
     /// because its arbiter or its System was stopped directly instead of
     /// through [`run`](crate::run), so its `pre_stop` hooks may not have
@@ -214,6 +229,7 @@ impl AgentError {
         match self {
             AgentError::Failed { agent, .. }
             | AgentError::Crashed { agent, .. }
+            | AgentError::Subscribe { agent, .. }
             | AgentError::Aborted { agent } => agent,
         }
     }
@@ -221,7 +237,9 @@ impl AgentError {
     /// The hook failures, in order (empty for [`AgentError::Aborted`]).
     pub fn failures(&self) -> &[HookError] {
         match self {
-            AgentError::Failed { failures, .. } | AgentError::Crashed { failures, .. } => failures,
+            AgentError::Failed { failures, .. }
+            | AgentError::Crashed { failures, .. }
+            | AgentError::Subscribe { failures, .. } => failures,
             AgentError::Aborted { .. } => &[],
         }
     }

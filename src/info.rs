@@ -31,6 +31,9 @@ pub struct AgentInfo {
     pub cron: Vec<CronInfo>,
     /// The receivers of bus signals.
     pub receivers: Vec<ReceiverInfo>,
+    /// The bus of the agent's System (kind, prefix, redacted URL); `None`
+    /// when described from the type.
+    pub bus: Option<crate::bus::BusInfo>,
 }
 
 /// One receiver of a bus signal.

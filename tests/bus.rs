@@ -370,6 +370,7 @@ fn answers_stream_in_as_they_arrive_and_the_stream_ends_when_all_answered() {
                 },
                 LONG,
             )
+            .await
             .unwrap();
         let asked = stream.asked();
         // Ends without waiting for the 60 s timeout: both answered.

@@ -11,22 +11,29 @@
 //!   malformed input into a [`WireError`](wire::WireError) instead of a
 //!   panic.
 //!
-//! - the in-process [`Bus`]: receivers declared on agents with
-//!   `#[receiver(Signal)]`, [`Bus::send`] and [`Bus::call`] (RPC).
-//!
-//! The Redis backend comes next (issue 8).
+//! - the [`Bus`]: receivers declared on agents with `#[receiver(Signal)]`,
+//!   [`Bus::send`], [`Bus::call`] and [`Bus::stream`] (RPC), in-process by
+//!   default or on Redis ([`BusConfig`]).
 
+mod config;
 mod declarations;
+mod delivery;
+mod handle;
 mod local;
+mod redis;
+mod sender;
 mod signal;
 pub mod wire;
 
+pub use config::{redact, BusConfig, BusInfo, DEFAULT_PREFIX};
 pub use declarations::{
     ArgSpec, ArgType, DeclarationError, DeclarationProblem, Declarations, QueueSpec, SignalSpec,
 };
-pub(crate) use local::{close, DeliverFn, Subscription};
-pub use local::{AnswerStream, Answers, Bus, BusError};
-pub use local::{Deliver, Delivery, Payload, Reply, ToArgs};
+pub use delivery::{Deliver, Delivery, Payload, Reply, ToArgs};
+pub(crate) use handle::{close, connected, current_info, Confirmation};
+pub use handle::{AnswerStream, Answers, Bus, BusError};
+pub(crate) use local::{DeliverFn, Subscription};
+pub use sender::AgentBus;
 pub use signal::{DynSignal, Signal, SignalError};
 
 /// Declares a signal: see [`Signal`].

@@ -21,6 +21,9 @@ pub enum Exit {
     Aborted,
     /// A lifecycle hook failed.
     HookFailed,
+    /// The bus could not be connected, or an agent's receivers could not
+    /// subscribe.
+    BusFailed,
     /// A server failed.
     ServerFailed,
     /// An agent's message handler or spawned future panicked.
@@ -39,6 +42,7 @@ impl Exit {
             Exit::DeadlineExceeded => 5,
             Exit::Aborted => 6,
             Exit::Crashed => 7,
+            Exit::BusFailed => 8,
         }
     }
 
@@ -47,6 +51,7 @@ impl Exit {
             Ok(()) => Exit::Graceful,
             Err(AgentError::Aborted { .. }) => Exit::Aborted,
             Err(AgentError::Crashed { .. }) => Exit::Crashed,
+            Err(AgentError::Subscribe { .. }) => Exit::BusFailed,
             Err(AgentError::Failed { failures, .. }) => {
                 if failures.iter().any(|f| f.stage == Stage::Server) {
                     Exit::ServerFailed

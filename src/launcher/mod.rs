@@ -14,6 +14,7 @@ use futures_util::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::{watch, Notify};
 
 use crate::agent::{Agent, IntoAgent};
+use crate::bus::{Bus, BusConfig};
 use crate::error::AgentError;
 use crate::run::OwnedSystem;
 use crate::server::ServerInterrupt;
@@ -74,6 +75,7 @@ pub struct Launcher {
     starters: Vec<Starter>,
     deadline: Duration,
     interrupts: Arc<Interrupts>,
+    bus: Option<BusConfig>,
 }
 
 impl Default for Launcher {
@@ -82,6 +84,7 @@ impl Default for Launcher {
             starters: Vec::new(),
             deadline: Duration::from_secs(30),
             interrupts: Arc::default(),
+            bus: None,
         }
     }
 }
@@ -153,6 +156,7 @@ impl fmt::Debug for Launcher {
         f.debug_struct("Launcher")
             .field("agents", &self.starters.len())
             .field("shutdown_deadline", &self.deadline)
+            .field("bus", &self.bus)
             .finish_non_exhaustive()
     }
 }
@@ -204,6 +208,15 @@ impl Launcher {
         self
     }
 
+    /// The bus the agents use (the in-process one by default). The run
+    /// connects it before any agent starts; when it cannot (Redis does not
+    /// answer within the config's subscribe timeout), no agent starts and
+    /// the run ends with [`Exit::BusFailed`].
+    pub fn bus(mut self, config: BusConfig) -> Self {
+        self.bus = Some(config);
+        self
+    }
+
     /// Starts every agent in a new actix System and runs until the group
     /// stops.
     ///
@@ -216,8 +229,16 @@ impl Launcher {
             starters,
             deadline,
             interrupts,
+            bus,
         } = self;
         let (exit, arbiters) = system.block_on(async move {
+            if let Some(config) = bus {
+                if let Err(e) = Bus::connect(config).await {
+                    log::error!(target: TARGET, "the bus could not connect: {e}; no agent started");
+                    interrupts.ready.send_replace(Some(false));
+                    return (Exit::BusFailed, Vec::new());
+                }
+            }
             let mut signals = Signals::new();
             let (members, arbiters): (Vec<Member>, Vec<Option<Arbiter>>) =
                 starters.into_iter().map(|start| start()).unzip();

@@ -255,7 +255,10 @@ impl<A: Agent> AgentCell<A> {
                 None => Default::default(),
             }
         };
-        super::declare::describe_running::<A>(self.name, &runs, &addresses, &receiver_runs)
+        let mut info =
+            super::declare::describe_running::<A>(self.name, &runs, &addresses, &receiver_runs);
+        info.bus = crate::bus::current_info();
+        info
     }
 }
 

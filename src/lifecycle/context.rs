@@ -53,6 +53,15 @@ impl<A: Actor<Context = Context<A>>> Context<A> {
         self.life.name
     }
 
+    /// The System's bus, with this agent's name as the sender of what it
+    /// sends (see [`AgentBus`](crate::bus::AgentBus)).
+    ///
+    /// # Panics
+    /// Outside a running actix System (an agent always runs in one).
+    pub fn bus(&self) -> crate::bus::AgentBus {
+        crate::bus::AgentBus::new(crate::bus::Bus::current(), self.life.name)
+    }
+
     /// Where the agent is in its lifecycle.
     pub fn phase(&self) -> Phase {
         self.life.phase

@@ -488,6 +488,7 @@ pub(crate) fn describe_running<A: Agent>(
                 runs: receiver_runs.get(index).cloned().unwrap_or_default(),
             })
             .collect(),
+        bus: None,
     }
 }
 

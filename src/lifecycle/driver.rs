@@ -83,6 +83,18 @@ fn drive<A: Agent>(
                 _ => ctx.life.stop_requested = false,
             }
         }
+        if let Some(confirming) = ctx.life.confirming.as_mut() {
+            match confirming.as_mut().poll(task) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(result) => {
+                    ctx.life.confirming = None;
+                    if let Err(error) = result {
+                        ctx.life.subscribe_failed(error);
+                    }
+                    continue;
+                }
+            }
+        }
         let stage = ctx.life.stage;
         let hooks = A::HOOKS.stage(stage);
         if let Some(hook) = hooks.get(ctx.life.next) {

@@ -45,7 +45,10 @@ pub(super) fn subscribe<A: Agent>(ctx: &mut Context<A>) {
             (receiver.signal, responder, deliver)
         })
         .collect();
-    ctx.life.subscription = Some(Bus::current().subscribe(entries));
+    let (subscription, confirmation) = Bus::current().subscribe(entries);
+    ctx.life.subscription = Some(subscription);
+    // On Redis, post_start waits until Redis has confirmed them.
+    ctx.life.confirming = confirmation;
     log::debug!(target: LOG_TARGET, "agent `{agent}`: {} receiver(s) subscribed", receivers.len());
 }
 

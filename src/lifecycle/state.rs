@@ -8,7 +8,7 @@ use super::cell::AgentCell;
 use super::declare::HookFuture;
 use super::supervisor::Servers;
 use super::tasks::Timers;
-use crate::bus::Subscription;
+use crate::bus::{BusError, Confirmation, Subscription};
 use crate::error::{AgentError, HookError, HookFailure, HookResult, Stage};
 use crate::phase::Phase;
 use crate::registry::Registration;
@@ -46,6 +46,10 @@ pub(crate) struct Lifecycle<A: actix::Actor> {
     pub(super) timers: Option<Timers>,
     /// Its receivers' subscription to the bus, while it receives.
     pub(super) subscription: Option<Subscription>,
+    /// Redis confirming that subscription, before `post_start`.
+    pub(super) confirming: Option<Confirmation>,
+    /// Why the subscription failed, if it did.
+    subscribe_error: Option<Box<BusError>>,
     /// The panic that killed the actor's task, if one did.
     crash: Option<HookFailure>,
     registration: Option<Registration>,
@@ -71,6 +75,8 @@ impl<A: actix::Actor> Lifecycle<A> {
             servers_shut: false,
             timers: None,
             subscription: None,
+            confirming: None,
+            subscribe_error: None,
             crash: None,
             registration,
         }
@@ -105,6 +111,17 @@ impl<A: actix::Actor> Lifecycle<A> {
         self.failures.push(error);
     }
 
+    /// Notes that the receivers could not subscribe: the agent stops.
+    pub(super) fn subscribe_failed(&mut self, error: BusError) {
+        log::error!(
+            target: LOG_TARGET,
+            "agent `{}`: its receivers could not subscribe: {error}",
+            self.name
+        );
+        self.subscribe_error = Some(Box::new(error));
+        self.stop_requested = true;
+    }
+
     /// Notes that a handler or spawned future panicked (the task is dying).
     pub(super) fn crashed(&mut self, panic: HookFailure) {
         log::error!(
@@ -119,14 +136,19 @@ impl<A: actix::Actor> Lifecycle<A> {
     /// crash and no failure happened.
     fn outcome(&mut self, otherwise: Result<(), AgentError>) -> Result<(), AgentError> {
         let failures = std::mem::take(&mut self.failures);
-        match self.crash.take() {
-            Some(panic) => Err(AgentError::Crashed {
+        match (self.crash.take(), self.subscribe_error.take()) {
+            (Some(panic), _) => Err(AgentError::Crashed {
                 agent: self.name,
                 panic,
                 failures,
             }),
-            None if failures.is_empty() => otherwise,
-            None => Err(AgentError::Failed {
+            (None, Some(error)) => Err(AgentError::Subscribe {
+                agent: self.name,
+                error,
+                failures,
+            }),
+            (None, None) if failures.is_empty() => otherwise,
+            (None, None) => Err(AgentError::Failed {
                 agent: self.name,
                 failures,
             }),
@@ -147,6 +169,7 @@ impl<A: actix::Actor> Lifecycle<A> {
         log::info!(target: LOG_TARGET, "agent `{}`: stopping", self.name);
         // It stops receiving before its pre_stop hooks run.
         self.subscription = None;
+        self.confirming = None;
         self.set_phase(Phase::Stopping);
         self.stage = Stage::PreStop;
         self.next = 0;

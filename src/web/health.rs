@@ -4,6 +4,7 @@
 use actix_web::{web, HttpResponse};
 use serde::Serialize;
 
+use crate::bus::{self, BusInfo};
 use crate::registry;
 
 /// One agent in a health report.
@@ -18,10 +19,11 @@ struct AgentHealth {
 struct Health {
     status: &'static str,
     agents: Vec<AgentHealth>,
+    bus: Option<BusInfo>,
 }
 
 /// The current System's agents, and whether they are all ready: running,
-/// with the System not shutting down.
+/// with the System not shutting down and its bus connected.
 fn report() -> (bool, Vec<AgentHealth>) {
     match registry::current() {
         Some(agents) => {
@@ -33,7 +35,7 @@ fn report() -> (bool, Vec<AgentHealth>) {
                     state: s.phase.as_str(),
                 })
                 .collect();
-            (agents.ready(), list)
+            (agents.ready() && bus::connected(), list)
         }
         // Not run by `run` or a `Launcher`: no agents to speak of.
         None => (false, Vec::new()),
@@ -45,6 +47,7 @@ async fn live() -> HttpResponse {
     HttpResponse::Ok().json(Health {
         status: "live",
         agents,
+        bus: bus::current_info(),
     })
 }
 
@@ -54,11 +57,13 @@ async fn ready() -> HttpResponse {
         HttpResponse::Ok().json(Health {
             status: "ready",
             agents,
+            bus: bus::current_info(),
         })
     } else {
         HttpResponse::ServiceUnavailable().json(Health {
             status: "unavailable",
             agents,
+            bus: bus::current_info(),
         })
     }
 }
@@ -74,11 +79,14 @@ async fn info() -> HttpResponse {
 ///
 /// - `GET /health/live`: 200 while the process runs;
 /// - `GET /health/ready`: 200 only between the end of every agent's
-///   `post_start` hooks and the start of shutdown, 503 otherwise;
+///   `post_start` hooks and the start of shutdown, while the bus is
+///   connected (a Redis bus reconnecting answers 503), 503 otherwise;
 /// - `GET /health/info`: 200 with each agent's [`AgentInfo`](crate::AgentInfo)
 ///   (hooks, servers, periodic and cron tasks with their next due time).
 ///
-/// `live` and `ready` answer `{"status": "...", "agents": [{"name": "...", "state": "running"}]}`;
+/// `live` and `ready` answer `{"status": "...", "agents": [{"name": "...", "state": "running"}],
+/// "bus": {"kind": "redis", "prefix": "PUBSUB", "url": "redis://127.0.0.1:6379", "connected": true, "bad_input": 0}}`
+/// (the URL's password, if any, as `***`);
 /// all three cover the live agents of the System run by [`run`](crate::run)
 /// or a [`Launcher`](crate::Launcher).
 pub fn health(cfg: &mut web::ServiceConfig) {

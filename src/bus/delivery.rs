@@ -1,0 +1,124 @@
+//! What a receiver gets: a signal's payload, its sender, and where its
+//! answer goes.
+
+use std::any::Any;
+use std::fmt;
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+use tokio::sync::mpsc;
+
+use super::signal::{Signal, SignalError};
+
+/// A signal on its way to one receiver of one agent.
+#[derive(Debug)]
+pub struct Delivery {
+    /// The signal.
+    pub payload: Payload,
+    /// Who sent it.
+    pub sender: Arc<str>,
+    /// Where the receiver's answer goes, for an RPC call.
+    pub reply: Reply,
+}
+
+/// A signal's arguments as a receiver gets them.
+pub enum Payload {
+    /// As JSON: from the wire, a run-time signal, or a copy for one of
+    /// several receivers.
+    Json(Map<String, Value>),
+    /// The typed signal itself (in-process, to its last receiver): no JSON
+    /// on the way. `to_args` makes the JSON when the receiver's type is not
+    /// the sender's.
+    Typed {
+        /// The signal.
+        signal: Box<dyn Any + Send>,
+        /// Its arguments as JSON, from the signal.
+        to_args: ToArgs,
+    },
+}
+
+/// Makes a typed signal's JSON arguments (`S::to_args` for its type `S`).
+pub type ToArgs = fn(&(dyn Any + Send)) -> Result<Map<String, Value>, SignalError>;
+
+impl fmt::Debug for Payload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Payload::Json(args) => f.debug_tuple("Json").field(args).finish(),
+            Payload::Typed { .. } => f.write_str("Typed"),
+        }
+    }
+}
+
+impl Payload {
+    /// The signal as type `S`: moved out when it is one, decoded from JSON
+    /// otherwise.
+    pub(crate) fn into_signal<S: Signal>(self) -> Result<S, SignalError> {
+        match self {
+            Payload::Json(args) => S::from_args(args),
+            Payload::Typed { signal, to_args } => match signal.downcast::<S>() {
+                Ok(signal) => Ok(*signal),
+                Err(signal) => S::from_args(to_args(&*signal)?),
+            },
+        }
+    }
+
+    /// The arguments as JSON.
+    pub(super) fn to_json(&self) -> Result<Map<String, Value>, SignalError> {
+        match self {
+            Payload::Json(args) => Ok(args.clone()),
+            Payload::Typed { signal, to_args } => to_args(&**signal),
+        }
+    }
+}
+
+/// A typed signal as a payload.
+pub(super) fn typed<S: Signal>(signal: S) -> Payload {
+    Payload::Typed {
+        signal: Box::new(signal),
+        to_args: typed_args::<S>,
+    }
+}
+
+fn typed_args<S: Signal>(signal: &(dyn Any + Send)) -> Result<Map<String, Value>, SignalError> {
+    match signal.downcast_ref::<S>() {
+        Some(signal) => signal.to_args(),
+        None => Err(SignalError::Encode {
+            signal: S::NAME.to_owned(),
+            reason: "not the signal's type".to_owned(),
+        }),
+    }
+}
+
+/// Hands a signal to receiver `receiver` (its index in the agent's table);
+/// every agent handles it (`#[derive(MicroAgent)]` writes the handler).
+#[derive(Debug)]
+pub struct Deliver {
+    /// The receiver's index among the agent's receivers.
+    pub receiver: usize,
+    /// The signal.
+    pub delivery: Delivery,
+}
+
+impl actix::Message for Deliver {
+    type Result = ();
+}
+
+/// Where a receiver's answer goes: nowhere for a plain signal, to the
+/// caller for an RPC call. Dropping it unanswered tells the caller that
+/// this receiver will not answer.
+#[derive(Debug)]
+pub struct Reply {
+    pub(super) to: Option<(Arc<str>, AnswerTx)>,
+}
+
+/// Where the answers to one call go: `(responder, answer)`.
+pub(super) type AnswerTx = mpsc::UnboundedSender<(Arc<str>, Value)>;
+
+impl Reply {
+    /// Sends the answer (a caller that gave up is fine).
+    pub fn answer(self, value: Value) {
+        if let Some((responder, tx)) = self.to {
+            let _ = tx.send((responder, value));
+        }
+    }
+}

@@ -1,0 +1,466 @@
+//! The bus handle: sending, calling, and the answers to a call, on
+//! whichever backend the System's bus has.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use actix_rt::time::Sleep;
+use futures_util::{Stream, StreamExt};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use super::config::{BusConfig, BusInfo, Kind};
+use super::delivery::{typed, Payload};
+use super::local::{DeliverFn, Subscribers, Subscription};
+use super::redis::{Link, PendingGuard};
+use super::signal::{check_name, DynSignal, Signal, SignalError};
+use super::wire::{self, WireError};
+
+/// Every answer that came to an RPC call, by responder (`Agent.method`, as
+/// the Python original names them), in arrival order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Answers {
+    answers: Vec<(String, Value)>,
+}
+
+impl Answers {
+    /// How many answers came.
+    pub fn len(&self) -> usize {
+        self.answers.len()
+    }
+
+    /// Whether none came (a call returns [`BusError::NoAnswer`] then).
+    pub fn is_empty(&self) -> bool {
+        self.answers.is_empty()
+    }
+
+    /// The answer of `responder` (`Agent.method`).
+    pub fn get(&self, responder: &str) -> Option<&Value> {
+        self.answers
+            .iter()
+            .find(|(name, _)| name == responder)
+            .map(|(_, value)| value)
+    }
+
+    /// The answer of `responder`, decoded.
+    pub fn decode<T: DeserializeOwned>(
+        &self,
+        responder: &str,
+    ) -> Option<Result<T, serde_json::Error>> {
+        self.get(responder)
+            .map(|v| serde_json::from_value(v.clone()))
+    }
+
+    /// Every `(responder, answer)`, in arrival order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Value)> {
+        self.answers
+            .iter()
+            .map(|(name, value)| (name.as_str(), value))
+    }
+}
+
+/// Why sending, calling or connecting failed. None of them shows a
+/// password: URLs appear with it replaced by `***`.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BusError {
+    /// The signal could not be encoded, or its name is not valid.
+    #[error(transparent)]
+    Signal(#[from] SignalError),
+    /// The sender's name (or the prefix) cannot be used on the wire.
+    #[error(transparent)]
+    Sender(#[from] WireError),
+    /// No answer came before the timeout (or no agent has a receiver for
+    /// the signal, or every one of them failed to answer).
+    #[error("no answer to `{signal}` within {timeout:?} ({asked} asked)")]
+    NoAnswer {
+        /// The signal.
+        signal: String,
+        /// How long the call waited.
+        timeout: Duration,
+        /// How many were asked: receivers in-process, buses over Redis
+        /// (each answers for all its receivers).
+        asked: usize,
+    },
+    /// The bus configuration cannot be used.
+    #[error("bus configuration: {reason}")]
+    Config {
+        /// What is wrong.
+        reason: String,
+    },
+    /// The System already has a bus: install one before anything uses
+    /// [`Bus::current`], and only once.
+    #[error("this actix System already has a bus")]
+    AlreadyInstalled,
+    /// The Redis bus is not connected (it is reconnecting): nothing was
+    /// sent.
+    #[error("the bus at {url} is down (reconnecting)")]
+    Down {
+        /// The URL, password redacted.
+        url: String,
+    },
+    /// Redis did not confirm a subscription in time.
+    #[error("the bus at {url} did not confirm a subscription within {timeout:?}")]
+    SubscribeTimeout {
+        /// The URL, password redacted.
+        url: String,
+        /// How long it waited.
+        timeout: Duration,
+    },
+    /// Redis answered a command with an error, or the connection failed
+    /// under it.
+    #[error("the bus at {url}: {reason}")]
+    Redis {
+        /// The URL, password redacted.
+        url: String,
+        /// What Redis or the connection said.
+        reason: String,
+    },
+}
+
+/// A signal bus handle. Cheap to clone; every clone is the same bus.
+///
+/// Each actix System has one bus, shared by the agents on all its
+/// arbiters: [`Bus::current`] returns it, the in-process bus unless
+/// [`Bus::connect`] (or [`Launcher::bus`](crate::Launcher::bus)) installed
+/// another before.
+///
+/// - In-process, a typed signal reaches its (last) receiver as is, without
+///   being encoded; a receiver declared with another type for the same
+///   wire name, a run-time signal and every other receiver get the JSON
+///   the wire would carry.
+/// - On Redis, every signal goes through Redis (a process's own receivers
+///   get it from there too), in the Python original's format.
+///
+/// Pub/sub is at-most-once on both: a signal nobody receives, or one sent
+/// while a receiver's connection is down, is gone.
+#[derive(Clone)]
+pub struct Bus {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    subscribers: Arc<Subscribers>,
+    prefix: String,
+    remote: Option<Arc<Link>>,
+}
+
+impl fmt::Debug for Bus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let info = self.info();
+        f.debug_struct("Bus")
+            .field("kind", &info.kind)
+            .field("prefix", &info.prefix)
+            .field("url", &info.url)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The buses, by System id.
+fn buses() -> MutexGuard<'static, HashMap<usize, Bus>> {
+    static BUSES: OnceLock<Mutex<HashMap<usize, Bus>>> = OnceLock::new();
+    BUSES
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Forgets the bus of a System that has ended (called for the Systems that
+/// `run` and the `Launcher` own).
+pub(crate) fn close(system_id: usize) {
+    buses().remove(&system_id);
+}
+
+/// The bus of the current System, if it has one yet.
+fn installed() -> Option<Bus> {
+    let id = actix_rt::System::try_current()?.id();
+    buses().get(&id).cloned()
+}
+
+/// Whether the current System's bus is connected (no bus yet, or the
+/// in-process one, always is).
+pub(crate) fn connected() -> bool {
+    installed().is_none_or(|bus| bus.is_connected())
+}
+
+/// What the current System's bus reports (the in-process defaults while
+/// none is installed); `None` outside a System.
+pub(crate) fn current_info() -> Option<BusInfo> {
+    actix_rt::System::try_current()?;
+    Some(installed().map_or_else(
+        || BusInfo::in_process(super::DEFAULT_PREFIX),
+        |bus| bus.info(),
+    ))
+}
+
+/// Waits until Redis confirmed an agent's subscriptions.
+pub(crate) type Confirmation = Pin<Box<dyn Future<Output = Result<(), BusError>>>>;
+
+impl Bus {
+    /// The bus of the current actix System: the in-process one unless
+    /// another was installed.
+    ///
+    /// # Panics
+    /// Outside a running actix System.
+    pub fn current() -> Bus {
+        let id = actix_rt::System::try_current()
+            .expect("microagent: the bus belongs to an actix System; use it inside `microagent::run` or a `Launcher`")
+            .id();
+        buses()
+            .entry(id)
+            .or_insert_with(|| Bus::new(super::DEFAULT_PREFIX.to_owned(), Arc::default(), None))
+            .clone()
+    }
+
+    fn new(prefix: String, subscribers: Arc<Subscribers>, remote: Option<Arc<Link>>) -> Bus {
+        Bus {
+            inner: Arc::new(Inner {
+                subscribers,
+                prefix,
+                remote,
+            }),
+        }
+    }
+
+    /// Installs the bus `config` describes as the current System's bus and
+    /// returns it. For Redis, it returns once connected and subscribed to
+    /// RPC answers (within the config's subscribe timeout), so the first
+    /// `call` can get its answers; it keeps reconnecting after that.
+    ///
+    /// Call it before any agent of the System starts, once: a System whose
+    /// bus exists already (installed, or created by [`Bus::current`])
+    /// gives [`BusError::AlreadyInstalled`].
+    ///
+    /// # Panics
+    /// Outside a running actix System.
+    pub async fn connect(config: BusConfig) -> Result<Bus, BusError> {
+        let id = actix_rt::System::try_current()
+            .expect("microagent: the bus belongs to an actix System; connect it inside `microagent::run` or a `Launcher`")
+            .id();
+        if buses().contains_key(&id) {
+            return Err(BusError::AlreadyInstalled);
+        }
+        let subscribers = Arc::<Subscribers>::default();
+        let remote = match &config.kind {
+            Kind::InProcess => None,
+            Kind::Redis { .. } => Some(Link::start(&config, subscribers.clone()).await?),
+        };
+        let bus = Bus::new(config.prefix.clone(), subscribers, remote);
+        let mut buses = buses();
+        if buses.contains_key(&id) {
+            return Err(BusError::AlreadyInstalled);
+        }
+        buses.insert(id, bus.clone());
+        Ok(bus)
+    }
+
+    /// What the bus reports about itself (kind, prefix, redacted URL,
+    /// connection, bad input dropped).
+    pub fn info(&self) -> BusInfo {
+        match &self.inner.remote {
+            Some(link) => link.info(),
+            None => BusInfo::in_process(&self.inner.prefix),
+        }
+    }
+
+    /// Whether the bus can send now: always in-process; on Redis, while
+    /// connected and subscribed.
+    pub fn is_connected(&self) -> bool {
+        self.inner.remote.as_ref().is_none_or(|link| link.is_up())
+    }
+
+    /// Subscribes an agent's receivers: `(signal, responder, deliver)`
+    /// each. On Redis, the confirmation resolves once Redis has confirmed
+    /// every signal's subscription.
+    pub(crate) fn subscribe(
+        &self,
+        receivers: Vec<(&'static str, Arc<str>, DeliverFn)>,
+    ) -> (Subscription, Option<Confirmation>) {
+        let entries = self.inner.subscribers.add(receivers);
+        let remote = self.inner.remote.clone();
+        let confirmation = remote.as_ref().map(|link| {
+            let confirm = link.subscribe(entries.iter().map(|(signal, _)| *signal));
+            Box::pin(confirm) as Confirmation
+        });
+        let subscription = Subscription {
+            subscribers: self.inner.subscribers.clone(),
+            entries,
+            remote,
+        };
+        (subscription, confirmation)
+    }
+
+    /// Sends `signal` from `sender` to every receiver of it. Pub/sub is
+    /// at-most-once: a signal nobody receives is gone. On Redis it returns
+    /// once Redis took it, or [`BusError::Down`] while reconnecting.
+    pub async fn send<S: Signal>(&self, sender: &str, signal: S) -> Result<(), BusError> {
+        self.publish(S::NAME, sender, typed(signal)).await
+    }
+
+    /// Sends a run-time signal; see [`send`](Bus::send).
+    pub async fn send_dyn(&self, sender: &str, signal: &DynSignal) -> Result<(), BusError> {
+        let payload = Payload::Json(signal.args().clone());
+        self.publish(signal.name(), sender, payload).await
+    }
+
+    /// Calls `signal` as an RPC: every receiver of it answers with its
+    /// return value. Returns the answers that came within `timeout` (as
+    /// soon as everyone asked has answered), or [`BusError::NoAnswer`] when
+    /// none did. Nothing is cancelled after it returns.
+    pub async fn call<S: Signal>(
+        &self,
+        sender: &str,
+        signal: S,
+        timeout: Duration,
+    ) -> Result<Answers, BusError> {
+        self.call_payload(S::NAME, sender, typed(signal), timeout)
+            .await
+    }
+
+    /// Calls a run-time signal; see [`call`](Bus::call).
+    pub async fn call_dyn(
+        &self,
+        sender: &str,
+        signal: &DynSignal,
+        timeout: Duration,
+    ) -> Result<Answers, BusError> {
+        let payload = Payload::Json(signal.args().clone());
+        self.call_payload(signal.name(), sender, payload, timeout)
+            .await
+    }
+
+    /// Calls `signal` as an RPC and streams `(responder, answer)` pairs as
+    /// they arrive. The stream ends once everyone asked has answered, or at
+    /// `timeout`.
+    pub async fn stream<S: Signal>(
+        &self,
+        sender: &str,
+        signal: S,
+        timeout: Duration,
+    ) -> Result<AnswerStream, BusError> {
+        self.stream_payload(S::NAME, sender, typed(signal), timeout)
+            .await
+    }
+
+    async fn publish(&self, name: &str, sender: &str, payload: Payload) -> Result<(), BusError> {
+        check_name(name)?;
+        wire::check_part("sender", sender)?;
+        match &self.inner.remote {
+            None => {
+                let sender: Arc<str> = sender.into();
+                self.inner
+                    .subscribers
+                    .dispatch(name, &sender, payload, None)?;
+            }
+            Some(link) => {
+                link.send(name, sender, &payload.to_json()?).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn stream_payload(
+        &self,
+        name: &str,
+        sender: &str,
+        payload: Payload,
+        timeout: Duration,
+    ) -> Result<AnswerStream, BusError> {
+        check_name(name)?;
+        wire::check_part("sender", sender)?;
+        let (answers, guard, asked) = match &self.inner.remote {
+            None => {
+                let (tx, answers) = mpsc::unbounded_channel();
+                let sender: Arc<str> = sender.into();
+                let asked = self
+                    .inner
+                    .subscribers
+                    .dispatch(name, &sender, payload, Some(tx))?;
+                (answers, None, asked)
+            }
+            Some(link) => {
+                let (answers, guard, asked) = link.call(name, sender, &payload.to_json()?).await?;
+                (answers, Some(guard), asked)
+            }
+        };
+        Ok(AnswerStream {
+            answers,
+            deadline: Box::pin(actix_rt::time::sleep(timeout)),
+            asked,
+            _call: guard,
+        })
+    }
+
+    async fn call_payload(
+        &self,
+        name: &str,
+        sender: &str,
+        payload: Payload,
+        timeout: Duration,
+    ) -> Result<Answers, BusError> {
+        let mut stream = self.stream_payload(name, sender, payload, timeout).await?;
+        let mut answers = Answers::default();
+        while let Some((responder, value)) = stream.next().await {
+            answers.answers.push((responder, value));
+        }
+        if answers.is_empty() {
+            return Err(BusError::NoAnswer {
+                signal: name.to_owned(),
+                timeout,
+                asked: stream.asked,
+            });
+        }
+        Ok(answers)
+    }
+}
+
+/// The answers to an RPC call as they arrive: `(responder, answer)`, where
+/// the responder is `Agent.method`. From [`Bus::stream`].
+pub struct AnswerStream {
+    answers: mpsc::UnboundedReceiver<(Arc<str>, Value)>,
+    deadline: Pin<Box<Sleep>>,
+    asked: usize,
+    /// Over Redis: forgets the call when the stream is dropped.
+    _call: Option<PendingGuard>,
+}
+
+impl AnswerStream {
+    /// How many were asked: receivers in-process, buses over Redis.
+    pub fn asked(&self) -> usize {
+        self.asked
+    }
+}
+
+impl fmt::Debug for AnswerStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AnswerStream")
+            .field("asked", &self.asked)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Stream for AnswerStream {
+    type Item = (String, Value);
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        // Answers already there count even when the deadline has passed.
+        match self.answers.poll_recv(cx) {
+            Poll::Ready(Some((responder, value))) => {
+                return Poll::Ready(Some((responder.to_string(), value)))
+            }
+            // Every receiver asked answered or dropped its reply.
+            Poll::Ready(None) => return Poll::Ready(None),
+            Poll::Pending => {}
+        }
+        match self.deadline.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
