@@ -3,6 +3,7 @@
 //!
 //! - [`events`]: an ordered record of what happened ([`Events`]);
 //! - [`run`]: running an agent until it stops, pausing inside hooks;
+//! - [`redis`]: the shared Redis from `REDIS_URL`, private `redis-server`s;
 //! - [`process`]: spawning the example and fixture binaries as real
 //!   processes, reading their output, signalling them ([`process::Proc`]).
 //!
@@ -11,6 +12,7 @@
 
 pub(crate) mod events;
 pub(crate) mod process;
+pub(crate) mod redis;
 pub(crate) mod run;
 
 // Not every test file uses every helper.

@@ -35,15 +35,22 @@ pub(crate) struct Proc {
 
 impl Proc {
     pub(crate) fn spawn(name: &str, args: &[&str], envs: &[(&str, &str)]) -> Proc {
-        let mut child = Command::new(example(name))
+        let mut command = Command::new(example(name));
+        command
             .args(args)
             .envs(envs.iter().copied())
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", "info");
+        Proc::start(command)
+    }
+
+    /// Runs any command, its stdout and stderr piped.
+    pub(crate) fn start(mut command: Command) -> Proc {
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot run example {name}: {e}"));
+            .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
         let (tx, lines) = channel();
         let stdout = child.stdout.take().expect("piped stdout");
         let out = std::thread::spawn(move || {
