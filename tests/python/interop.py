@@ -34,10 +34,10 @@ def say(line):
     print(line, flush=True)
 
 
-async def call(bound, **kwargs):
+async def call(bound, timeout=CALL_TIMEOUT, **kwargs):
     # The original cancels the calling task `timeout` seconds after a call,
     # even one that was answered: call from a task of its own.
-    return await asyncio.create_task(bound.call("python", timeout=CALL_TIMEOUT, **kwargs))
+    return await asyncio.create_task(bound.call("python", timeout=timeout, **kwargs))
 
 
 class PyAgent(MicroAgent):
@@ -60,7 +60,9 @@ async def main(dsn, prefix):
     agent = PyAgent(bus=bus)
     agent.started = asyncio.Event()
     await agent.start()
-    while (await call(bus.py_stock, item="apple")).get("PyAgent.stock") != 42:
+    # The original subscribes (to signals and to answers) in background
+    # tasks: ask itself, briefly, until both are live.
+    while (await call(bus.py_stock, timeout=1, item="apple")).get("PyAgent.stock") != 42:
         await asyncio.sleep(0.05)
     say("ready")
     await agent.started.wait()

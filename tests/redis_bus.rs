@@ -1,0 +1,560 @@
+//! What only the Redis bus has: input from other processes (malformed
+//! channels and payloads), a connection that drops, a Redis that does not
+//! answer, passwords in URLs, and Python agents on the same Redis.
+//!
+//! The tests need `REDIS_URL` (they report themselves skipped without it);
+//! the ones that stop Redis run a `redis-server` of their own. The Python
+//! interop test also needs `MICROAGENT_PYTHON`: a Python with
+//! `microagent[redis]==1.9.0` (`.ci/run` makes one).
+
+mod support;
+
+use std::process::Command;
+use std::time::Duration;
+
+use actix_web::{App, HttpServer};
+use microagent::bus::{Bus, BusConfig, BusError, Signal};
+use microagent::prelude::*;
+use microagent::{AgentError, Exit, Launcher};
+use serde::{Deserialize, Serialize};
+use support::process::Proc;
+use support::redis::{self as redis_support, RedisServer};
+use support::Events;
+
+#[derive(Signal, Serialize, Deserialize, Debug)]
+struct UserCreated {
+    user_id: u64,
+}
+
+#[derive(Signal, Serialize, Deserialize)]
+#[signal(name = "rs_stock")]
+struct RsStock {
+    item: String,
+}
+
+#[derive(Signal, Serialize, Deserialize)]
+#[signal(name = "py_stock")]
+struct PyStock {
+    item: String,
+}
+
+#[derive(Signal, Serialize, Deserialize)]
+#[signal(name = "py_hello")]
+struct PyHello {
+    text: String,
+}
+
+#[derive(Signal, Serialize, Deserialize)]
+#[signal(name = "go")]
+struct Go {
+    rounds: u32,
+}
+
+#[derive(Signal, Serialize, Deserialize)]
+#[signal(name = "slow")]
+struct Slow {}
+
+/// Records what it receives; answers `rs_stock` and (slowly) `slow`.
+#[derive(Default, MicroAgent)]
+#[microagent(name = "RustAgent")]
+struct RustAgent {
+    events: Events,
+}
+
+#[microagent::hooks]
+impl RustAgent {
+    #[on(pre_start)]
+    fn hello(&mut self) {
+        self.events.push("pre_start");
+    }
+
+    #[on(pre_stop)]
+    fn bye(&mut self) {
+        self.events.push("pre_stop");
+    }
+
+    #[receiver(UserCreated)]
+    fn created(&mut self, signal: UserCreated, sender: String) {
+        self.events
+            .push(format!("user_created {} from {sender}", signal.user_id));
+    }
+
+    #[receiver(PyHello)]
+    fn hello_from(&mut self, signal: PyHello, sender: String) {
+        self.events
+            .push(format!("py_hello {:?} from {sender}", signal.text));
+    }
+
+    #[receiver(RsStock)]
+    fn stock(&mut self, signal: RsStock) -> String {
+        format!("rust has {}", signal.item)
+    }
+
+    #[receiver(Slow, timeout = 5.0)]
+    async fn slow(&mut self, _signal: Slow) -> u32 {
+        actix_rt::time::sleep(Duration::from_millis(600)).await;
+        1
+    }
+}
+
+/// A hang detector, not a performance threshold.
+const LONG: Duration = Duration::from_secs(60);
+
+fn config(url: &str, prefix: &str) -> BusConfig {
+    BusConfig::redis(url).unwrap().prefix(prefix).unwrap()
+}
+
+async fn started<A: Agent>(addr: &Addr<A>) {
+    addr.send(GetInfo).await.expect("the agent started");
+}
+
+/// Publishes raw bytes on a raw channel, as another process could.
+fn publish_raw(url: &str, channel: &[u8], payload: &[u8]) {
+    let client = redis::Client::open(url).unwrap();
+    let mut connection = client.get_connection().unwrap();
+    let _: i64 = redis::cmd("PUBLISH")
+        .arg(channel)
+        .arg(payload)
+        .query(&mut connection)
+        .unwrap();
+}
+
+#[test]
+fn malformed_input_is_counted_and_dropped_and_the_bus_goes_on() {
+    let Some(url) =
+        redis_support::url("malformed_input_is_counted_and_dropped_and_the_bus_goes_on")
+    else {
+        return;
+    };
+    let prefix = redis_support::prefix();
+    let events = Events::default();
+    let watched = events.clone();
+    let (bus_bad, receiver_bad) = microagent::run(async move {
+        let bus = Bus::connect(config(&url, &prefix).max_payload(1024))
+            .await
+            .unwrap();
+        let (addr, handle) = microagent::start(RustAgent {
+            events: watched.clone(),
+        });
+        started(&addr).await;
+        let channel = format!("{prefix}:user_created:python");
+        let bad: Vec<(Vec<u8>, Vec<u8>)> = vec![
+            // extra `:` in the channel
+            (
+                format!("{channel}:extra").into_bytes(),
+                b"{\"user_id\": 1}".to_vec(),
+            ),
+            // two `#`
+            (
+                format!("{channel}#a#b").into_bytes(),
+                b"{\"user_id\": 1}".to_vec(),
+            ),
+            // an empty request id
+            (
+                format!("{channel}#").into_bytes(),
+                b"{\"user_id\": 1}".to_vec(),
+            ),
+            // a channel that is not UTF-8
+            (
+                [format!("{prefix}:user_created:").as_bytes(), b"\xff\xfe"].concat(),
+                b"{}".to_vec(),
+            ),
+            // a payload that is not UTF-8
+            (
+                channel.clone().into_bytes(),
+                b"{\"user_id\": \xff}".to_vec(),
+            ),
+            // not JSON
+            (channel.clone().into_bytes(), b"user_id=1".to_vec()),
+            // Python's NaN
+            (channel.clone().into_bytes(), b"{\"user_id\": NaN}".to_vec()),
+            // a JSON array
+            (channel.clone().into_bytes(), b"[1, 2]".to_vec()),
+            // over the 1 KiB limit set above
+            (
+                channel.clone().into_bytes(),
+                format!("{{\"pad\": \"{}\"}}", "x".repeat(2000)).into_bytes(),
+            ),
+            // an answer without a request id
+            (
+                format!("{prefix}:response:someone").into_bytes(),
+                b"{}".to_vec(),
+            ),
+        ];
+        let count = bad.len() as u64;
+        let publisher = url.clone();
+        actix_rt::task::spawn_blocking(move || {
+            for (channel, payload) in bad {
+                publish_raw(&publisher, &channel, &payload);
+            }
+            // Well-formed for the wire, wrong for the typed signal: the
+            // receiver counts it.
+            let channel = format!("{prefix}:user_created:python");
+            publish_raw(&publisher, channel.as_bytes(), b"{\"user_id\": \"one\"}");
+            // And a good one, in Python's own spelling.
+            publish_raw(&publisher, channel.as_bytes(), b"{\"user_id\": 7}");
+        })
+        .await
+        .unwrap();
+        watched.seen("user_created 7 from python").await;
+        let info = addr.send(GetInfo).await.unwrap();
+        handle.stop();
+        handle.await.unwrap();
+        assert_eq!(bus.info().bad_input, count);
+        (bus.info().bad_input, info.receivers[0].runs.bad_input)
+    });
+    assert_eq!(receiver_bad, 1);
+    assert!(bus_bad >= 10);
+    // Only the good signal ran the receiver.
+    assert_eq!(
+        events.all(),
+        ["pre_start", "user_created 7 from python", "pre_stop"]
+    );
+}
+
+/// GETs `/health/ready` and returns its status.
+async fn ready(client: &awc::Client, base: &str) -> u16 {
+    client
+        .get(format!("{base}/health/ready"))
+        .send()
+        .await
+        .expect("the health server answers")
+        .status()
+        .as_u16()
+}
+
+/// Polls readiness until it is `status` (a hang detector bounds it).
+async fn ready_becomes(client: &awc::Client, base: &str, status: u16) {
+    let start = std::time::Instant::now();
+    while ready(client, base).await != status {
+        assert!(start.elapsed() < LONG, "readiness never became {status}");
+        actix_rt::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[test]
+fn a_redis_restart_turns_readiness_503_then_200_and_signals_flow_again() {
+    if redis_support::url("a_redis_restart_turns_readiness_503_then_200_and_signals_flow_again")
+        .is_none()
+    {
+        return;
+    }
+    let mut server = RedisServer::start();
+    let url = server.url();
+    let events = Events::default();
+    let watched = events.clone();
+    let (toggle, requests) = std::sync::mpsc::channel::<bool>();
+    let (done, restarted) = std::sync::mpsc::channel::<()>();
+    // The server is stopped and started from this thread on request.
+    let control = std::thread::spawn(move || {
+        for up in requests {
+            if up {
+                server.restart();
+            } else {
+                server.stop();
+            }
+            done.send(()).unwrap();
+        }
+    });
+    let down_error = microagent::run(async move {
+        let bus = Bus::connect(config(&url, "PUBSUB").reconnect_max(Duration::from_millis(200)))
+            .await
+            .unwrap();
+        let (addr, handle) = microagent::start(RustAgent {
+            events: watched.clone(),
+        });
+        started(&addr).await;
+        let http = HttpServer::new(|| App::new().configure(microagent::web::health))
+            .workers(1)
+            .disable_signals()
+            .bind("127.0.0.1:0")
+            .unwrap();
+        let base = format!("http://{}", http.addrs()[0]);
+        let http = http.run();
+        let http_handle = http.handle();
+        actix_rt::spawn(http);
+        let client = awc::Client::default();
+        ready_becomes(&client, &base, 200).await;
+        bus.send("test", UserCreated { user_id: 1 }).await.unwrap();
+        watched.seen("user_created 1 from test").await;
+
+        toggle.send(false).unwrap();
+        wait_blocking(&restarted).await;
+        ready_becomes(&client, &base, 503).await;
+        assert!(!bus.is_connected());
+        let down = bus
+            .send("test", UserCreated { user_id: 2 })
+            .await
+            .unwrap_err();
+
+        toggle.send(true).unwrap();
+        wait_blocking(&restarted).await;
+        ready_becomes(&client, &base, 200).await;
+        // Resubscribed before it called itself connected: this arrives.
+        bus.send("test", UserCreated { user_id: 3 }).await.unwrap();
+        watched.seen("user_created 3 from test").await;
+        let answers = bus
+            .call(
+                "test",
+                RsStock {
+                    item: "figs".into(),
+                },
+                LONG,
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            answers.get("RustAgent.stock"),
+            Some(&serde_json::json!("rust has figs"))
+        );
+        handle.stop();
+        handle.await.unwrap();
+        http_handle.stop(true).await;
+        down
+    });
+    control.join().unwrap();
+    assert!(
+        matches!(down_error, BusError::Down { .. }),
+        "{down_error:?}"
+    );
+    assert_eq!(events.count("user_created 2 from test"), 0);
+}
+
+/// Waits for the control thread without blocking the arbiter.
+async fn wait_blocking(rx: &std::sync::mpsc::Receiver<()>) {
+    loop {
+        match rx.try_recv() {
+            Ok(()) => return,
+            Err(std::sync::mpsc::TryRecvError::Empty) => {
+                actix_rt::time::sleep(Duration::from_millis(10)).await
+            }
+            Err(e) => panic!("control thread: {e}"),
+        }
+    }
+}
+
+#[test]
+fn an_rpc_timeout_is_a_typed_error_and_the_caller_goes_on() {
+    let Some(url) = redis_support::url("an_rpc_timeout_is_a_typed_error_and_the_caller_goes_on")
+    else {
+        return;
+    };
+    let prefix = redis_support::prefix();
+    let (error, after) = microagent::run(async move {
+        let bus = Bus::connect(config(&url, &prefix)).await.unwrap();
+        let (addr, handle) = microagent::start(RustAgent::default());
+        started(&addr).await;
+        // The receiver takes 600 ms; the caller waits 100 ms.
+        let timeout = Duration::from_millis(100);
+        let error = bus.call("test", Slow {}, timeout).await.unwrap_err();
+        // The original cancels its caller `timeout` after the call; here the
+        // caller lives on well past that, and the next call is answered.
+        actix_rt::time::sleep(timeout * 3).await;
+        let after = bus.call("test", Slow {}, LONG).await.unwrap();
+        handle.stop();
+        handle.await.unwrap();
+        (error, after)
+    });
+    assert_eq!(
+        error,
+        BusError::NoAnswer {
+            signal: "slow".into(),
+            timeout: Duration::from_millis(100),
+            asked: 1,
+        }
+    );
+    assert_eq!(after.get("RustAgent.slow"), Some(&serde_json::json!(1)));
+}
+
+#[test]
+fn an_unreachable_redis_fails_the_launch_and_never_shows_the_password() {
+    // Nothing listens there: a port just freed.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    let url = format!("redis://:hunter2@127.0.0.1:{port}/0");
+    let config = BusConfig::redis(&url)
+        .unwrap()
+        .subscribe_timeout(Duration::from_millis(300));
+    assert!(!format!("{config:?}").contains("hunter2"));
+    let error = microagent::run({
+        let config = config.clone();
+        async move { Bus::connect(config).await.unwrap_err() }
+    });
+    assert!(matches!(error, BusError::Down { .. }), "{error:?}");
+    assert!(!error.to_string().contains("hunter2"), "{error}");
+    assert!(error.to_string().contains(":***@"), "{error}");
+    let events = Events::default();
+    let exit = Launcher::new()
+        .bus(config)
+        .agent(RustAgent {
+            events: events.clone(),
+        })
+        .run();
+    assert_eq!(exit, Exit::BusFailed);
+    assert_eq!(exit.code(), 8);
+    assert!(events.all().is_empty(), "no agent started");
+}
+
+#[test]
+fn receivers_that_cannot_subscribe_fail_the_start_after_pre_start_and_run_pre_stop() {
+    if redis_support::url(
+        "receivers_that_cannot_subscribe_fail_the_start_after_pre_start_and_run_pre_stop",
+    )
+    .is_none()
+    {
+        return;
+    }
+    let mut server = RedisServer::start();
+    let url = server.url();
+    let events = Events::default();
+    let watched = events.clone();
+    let outcome = microagent::run(async move {
+        let bus =
+            Bus::connect(config(&url, "PUBSUB").subscribe_timeout(Duration::from_millis(300)))
+                .await
+                .unwrap();
+        server.stop();
+        while bus.is_connected() {
+            actix_rt::time::sleep(Duration::from_millis(10)).await;
+        }
+        let (_addr, handle) = microagent::start(RustAgent { events: watched });
+        handle.await
+    });
+    match outcome {
+        Err(AgentError::Subscribe {
+            agent,
+            error,
+            failures,
+        }) => {
+            assert_eq!(agent, "RustAgent");
+            assert!(
+                matches!(*error, BusError::SubscribeTimeout { .. }),
+                "{error:?}"
+            );
+            assert!(failures.is_empty());
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(events.all(), ["pre_start", "pre_stop"]);
+}
+
+#[test]
+fn info_shows_the_bus_kind_prefix_and_a_redacted_url() {
+    let Some(url) = redis_support::url("info_shows_the_bus_kind_prefix_and_a_redacted_url") else {
+        return;
+    };
+    let prefix = redis_support::prefix();
+    let expected_prefix = prefix.clone();
+    let info = microagent::run(async move {
+        Bus::connect(config(&url, &prefix)).await.unwrap();
+        let (addr, handle) = microagent::start(RustAgent::default());
+        let info = addr.send(GetInfo).await.unwrap();
+        handle.stop();
+        handle.await.unwrap();
+        info
+    });
+    let bus = info.bus.expect("a running agent reports its bus");
+    assert_eq!(bus.kind, "redis");
+    assert_eq!(bus.prefix, expected_prefix);
+    assert!(bus.connected);
+    let json = serde_json::to_value(&info.receivers).unwrap();
+    assert_eq!(json[0]["signal"], "user_created");
+    assert_eq!(json[0]["timeout"], 60.0);
+}
+
+/// The Python original (microagent 1.9 from PyPI) and a Rust agent on one
+/// Redis: signals both ways, RPC both ways, and both callers at once.
+#[test]
+fn python_and_rust_agents_share_one_redis() {
+    let Some(url) = redis_support::url("python_and_rust_agents_share_one_redis") else {
+        return;
+    };
+    let Ok(python) = std::env::var("MICROAGENT_PYTHON") else {
+        eprintln!("SKIPPED python_and_rust_agents_share_one_redis: MICROAGENT_PYTHON is not set (a python with microagent[redis]==1.9.0)");
+        return;
+    };
+    let prefix = redis_support::prefix();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/interop.py");
+    // redis-py gives up on blocking reads after 5 s without a socket timeout.
+    let dsn = format!("{url}?socket_timeout=30");
+    let mut command = Command::new(python);
+    command.args([script, &dsn, &prefix]);
+    let mut py = Proc::start(command);
+    let rounds = 5;
+    let events = Events::default();
+    let watched = events.clone();
+    let (py_answer, rust_answers, py) = microagent::run(async move {
+        let bus = Bus::connect(config(&url, &prefix)).await.unwrap();
+        let (addr, handle) = microagent::start(RustAgent {
+            events: watched.clone(),
+        });
+        started(&addr).await;
+        let py = actix_rt::task::spawn_blocking(move || {
+            py.wait_line(|l| l == "ready");
+            py
+        })
+        .await
+        .unwrap();
+        // Rust -> Python signal.
+        bus.send("rust", UserCreated { user_id: 5 }).await.unwrap();
+        // Rust calls a Python responder.
+        let py_answer = bus
+            .call(
+                "rust",
+                PyStock {
+                    item: "apple".into(),
+                },
+                LONG,
+            )
+            .await
+            .unwrap();
+        // Python sends to Rust, and calls the Rust responder while Rust
+        // calls it too.
+        bus.send("rust", Go { rounds }).await.unwrap();
+        let mut rust_answers = Vec::new();
+        for round in 0..rounds {
+            let item = format!("plum{round}");
+            rust_answers.push(bus.call("rust", RsStock { item }, LONG).await.unwrap());
+        }
+        watched
+            .seen("py_hello \"hello from python\" from python")
+            .await;
+        let py = actix_rt::task::spawn_blocking(move || {
+            let mut py = py;
+            py.wait_line(|l| l == "done");
+            py
+        })
+        .await
+        .unwrap();
+        handle.stop();
+        handle.await.unwrap();
+        (py_answer, rust_answers, py)
+    });
+    let mut py = py;
+    assert_eq!(py.wait_code(), 0, "{}", py.stderr());
+    assert_eq!(py_answer.get("PyAgent.stock"), Some(&serde_json::json!(42)));
+    assert_eq!(py_answer.len(), 1);
+    for (round, answers) in rust_answers.iter().enumerate() {
+        assert_eq!(answers.len(), 1);
+        assert_eq!(
+            answers.get("RustAgent.stock"),
+            Some(&serde_json::json!(format!("rust has plum{round}")))
+        );
+    }
+    assert!(
+        py.seen.iter().any(|l| l == "got user_created 5 from rust"),
+        "{:?}",
+        py.seen
+    );
+    let py_answers: Vec<&String> = py
+        .seen
+        .iter()
+        .filter(|l| l.starts_with("answer "))
+        .collect();
+    let expected: Vec<String> = (0..rounds)
+        .map(|round| format!("answer {{\"RustAgent.stock\": \"rust has pear{round}\"}}"))
+        .collect();
+    assert_eq!(py_answers, expected.iter().collect::<Vec<_>>());
+}
