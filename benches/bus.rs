@@ -1,28 +1,38 @@
-//! Signals per second through the in-process bus to an agent's receiver,
-//! against the same payload sent as a plain actix message to a bare actor,
-//! in the same run and the same System.
+//! The bus against the bare library doing the same work, in the same run:
 //!
-//! `cargo bench --bench bus [-- N]` (N signals per round, 100 000 by
-//! default). Each side runs several rounds, alternating; the best counts.
-//! The last line is `bus ratio: local X.XX` (bus rate / bare rate). The
-//! Redis and RPC pairs come with the Redis backend.
+//! - local: signals per second through the in-process bus to an agent's
+//!   receiver, against the same payload sent as a plain actix message to a
+//!   bare actor;
+//! - redis: signals per second from our Redis bus to an agent's receiver,
+//!   against a bare `redis` crate PUBLISH + PSUBSCRIBE loop moving the same
+//!   JSON (both publish every signal at once over one multiplexed
+//!   connection and count what one subscribing connection delivers);
+//! - rpc: sequential RPC round trips per second over Redis, against a bare
+//!   `redis` crate request/answer loop on the same channels.
+//!
+//! `cargo bench --bench bus [-- N]` (N in-process signals per round,
+//! 100 000 by default; N/2 Redis signals, N/100 RPC calls). The Redis pairs
+//! need `REDIS_URL`. Each side runs several rounds, alternating; the best
+//! counts. The last line is `bus ratio: local X.XX redis X.XX rpc X.XX`
+//! (ours / bare; `n/a` without `REDIS_URL`).
 
 use std::time::{Duration, Instant};
 
-use microagent::bus::{Bus, Signal};
+use microagent::bus::{Bus, BusConfig, Signal};
 use microagent::prelude::*;
 use serde::{Deserialize, Serialize};
 use support::{done, expect, one_done};
 
+mod redis_pairs;
 mod support;
 
-const ROUNDS: usize = 5;
+pub(crate) const ROUNDS: usize = 5;
 
 /// The payload, as a signal.
 #[derive(Signal, Serialize, Deserialize, Clone)]
-struct OrderPlaced {
-    order_id: u64,
-    item: String,
+pub(crate) struct OrderPlaced {
+    pub(crate) order_id: u64,
+    pub(crate) item: String,
 }
 
 /// The same payload, as a plain actix message.
@@ -34,7 +44,7 @@ impl Message for Placed {
 }
 
 #[derive(Default, MicroAgent)]
-struct Receiving {
+pub(crate) struct Receiving {
     total: u64,
 }
 
@@ -64,7 +74,7 @@ impl Handler<Placed> for Bare {
     }
 }
 
-fn payload(order_id: u64) -> OrderPlaced {
+pub(crate) fn payload(order_id: u64) -> OrderPlaced {
     OrderPlaced {
         order_id,
         item: "apple".into(),
@@ -89,13 +99,36 @@ fn main() {
         .find(|a| !a.starts_with('-'))
         .map(|a| a.parse().expect("N must be a whole number"))
         .unwrap_or(100_000);
+    let local = local_pair(n);
+    let redis = std::env::var("REDIS_URL").ok().map(|url| {
+        (
+            redis_pairs::signals(&url, (n / 2).max(1)),
+            redis_pairs::rpc(&url, (n / 100).max(1)),
+        )
+    });
+    if redis.is_none() {
+        println!("redis and rpc pairs skipped: REDIS_URL is not set");
+    }
+    let shown = |ratio: Option<f64>| ratio.map_or("n/a".to_owned(), |r| format!("{r:.2}"));
+    println!(
+        "bus ratio: local {:.2} redis {} rpc {}",
+        local,
+        shown(redis.map(|r| r.0)),
+        shown(redis.map(|r| r.1))
+    );
+}
 
+/// The in-process pair; returns ours / bare.
+fn local_pair(n: usize) -> f64 {
     let (bus_time, bare_time) = microagent::run(async move {
+        // Explicitly the in-process bus, whatever the environment says.
+        let bus = Bus::connect(BusConfig::in_process())
+            .await
+            .expect("a new System has no bus yet");
         let bare = Bare::default().start();
         let (agent, _handle) = microagent::start(Receiving::default());
         // Messages wait for start-up: once this answers, it is subscribed.
         agent.send(GetInfo).await.expect("the agent started");
-        let bus = Bus::current();
         let (mut best_bus, mut best_bare) = (Duration::MAX, Duration::MAX);
         for _ in 0..ROUNDS {
             let bare_time = round(n, |i| bare.do_send(Placed(payload(i)))).await;
@@ -118,7 +151,7 @@ fn main() {
         "bare actix: {n} messages in {bare_time:?}: {:.0} messages/s",
         rate(bare_time)
     );
-    println!("bus ratio: local {:.2}", rate(bus_time) / rate(bare_time));
+    rate(bus_time) / rate(bare_time)
 }
 
 /// Polls a future that completes without suspending (the in-process

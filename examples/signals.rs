@@ -3,14 +3,15 @@
 //! answers. Once the exchange is done `Users` ends the service and the
 //! process exits 0.
 //!
-//! Run it with `cargo run --example signals` (the in-process bus; the Redis
-//! bus comes with the Redis backend).
+//! Run it with `cargo run --example signals` (the in-process bus), or on
+//! Redis: `REDIS_URL=redis://127.0.0.1:6379 cargo run --example signals`
+//! (`BUS_PREFIX` sets the channel prefix, `PUBSUB` by default).
 
 use std::error::Error;
 use std::future::Future;
 use std::time::Duration;
 
-use microagent::bus::{Bus, BusError, Signal};
+use microagent::bus::{Bus, BusConfig, BusError, Signal};
 use microagent::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -88,9 +89,30 @@ impl Users {
     }
 }
 
+/// The in-process bus, or Redis when `REDIS_URL` is set.
+fn bus() -> Result<BusConfig, BusError> {
+    let Ok(url) = std::env::var("REDIS_URL") else {
+        return Ok(BusConfig::in_process());
+    };
+    let config = BusConfig::redis(&url)?;
+    match std::env::var("BUS_PREFIX") {
+        Ok(prefix) => config.prefix(&prefix),
+        Err(_) => Ok(config),
+    }
+}
+
 fn main() -> microagent::Exit {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let bus = match bus() {
+        Ok(bus) => bus,
+        Err(e) => {
+            log::error!("{e}");
+            return microagent::Exit::BusFailed;
+        }
+    };
+    log::info!("bus: {bus:?}");
     microagent::Launcher::new()
+        .bus(bus)
         .agent(Stock { apples: 12 })
         .agent(Users)
         .run()

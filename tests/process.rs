@@ -41,7 +41,29 @@ fn the_hooks_example_runs_handler_1_handler_2_the_server_handler_3_and_exits_0()
 
 #[test]
 fn the_signals_example_exchanges_a_signal_and_an_rpc_then_exits_0() {
-    let mut p = Proc::spawn("signals", &[], &[]);
+    signals_example(&[]);
+}
+
+#[test]
+fn the_signals_example_does_the_same_on_redis() {
+    let Some(url) = support::redis::url("the_signals_example_does_the_same_on_redis") else {
+        return;
+    };
+    let prefix = support::redis::prefix();
+    let p = signals_example(&[("REDIS_URL", &url), ("BUS_PREFIX", &prefix)]);
+    assert!(
+        p.stderr().contains("bus: connected to redis://"),
+        "{}",
+        p.stderr()
+    );
+}
+
+fn signals_example(envs: &[(&str, &str)]) -> Proc {
+    // Unset unless given: the example picks Redis up from the environment.
+    let mut command = std::process::Command::new(support::process::example("signals"));
+    command.env_remove("REDIS_URL").env("RUST_LOG", "info");
+    command.envs(envs.iter().copied());
+    let mut p = Proc::start(command);
     let code = p.wait_code();
     assert_eq!(code, 0, "stderr: {}", p.stderr());
     assert!(
@@ -62,6 +84,7 @@ fn the_signals_example_exchanges_a_signal_and_an_rpc_then_exits_0() {
         "{:?}",
         p.seen
     );
+    p
 }
 
 #[test]

@@ -1,0 +1,239 @@
+//! The Redis pairs of the bus bench: ours against the bare `redis` crate,
+//! on one Redis, in one System (one thread), with channel prefixes of
+//! their own so that neither side hears the other.
+
+use std::time::{Duration, Instant};
+
+use futures_util::future::join_all;
+use futures_util::StreamExt;
+use microagent::bus::{Bus, BusConfig, Signal};
+use microagent::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::support::{done, expect, one_done};
+use crate::{payload, OrderPlaced, Receiving, ROUNDS};
+
+/// A hang detector for calls, not a threshold.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn prefixes() -> (String, String) {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    (format!("B{id}"), format!("X{id}"))
+}
+
+/// Times sending a round of `n` events until the last one arrived.
+async fn timed<F: std::future::Future>(n: usize, send: F) -> Duration {
+    expect(n);
+    let done = done();
+    let finished = done.notified();
+    let start = Instant::now();
+    send.await;
+    finished.await;
+    start.elapsed()
+}
+
+/// Signals per second: every signal published at once, counted as they
+/// arrive; returns ours / bare.
+pub(crate) fn signals(url: &str, n: usize) -> f64 {
+    let (ours, bare) = microagent::run(async move {
+        let (prefix, bare_prefix) = prefixes();
+        let config = BusConfig::redis(url).expect("REDIS_URL").prefix(&prefix);
+        let bus = Bus::connect(config.expect("a plain prefix"))
+            .await
+            .expect("Redis is reachable");
+        let (agent, _handle) = microagent::start(Receiving::default());
+        agent.send(GetInfo).await.expect("the agent started");
+
+        let client = redis::Client::open(url).expect("REDIS_URL");
+        let publisher = client.get_multiplexed_async_connection().await.unwrap();
+        let (mut sink, mut stream) = client.get_async_pubsub().await.unwrap().split();
+        sink.psubscribe(format!("{bare_prefix}:order_placed:*"))
+            .await
+            .unwrap();
+        actix_rt::spawn(async move {
+            let _sink = sink;
+            let mut total = 0;
+            while let Some(message) = stream.next().await {
+                let signal: OrderPlaced =
+                    serde_json::from_slice(message.get_payload_bytes()).expect("our own JSON");
+                total += signal.order_id;
+                one_done();
+            }
+            total
+        });
+        let channel = format!("{bare_prefix}:order_placed:bench");
+
+        let (mut ours, mut bare) = (Duration::MAX, Duration::MAX);
+        for _ in 0..ROUNDS {
+            let publish_all = join_all((0..n as u64).map(|i| {
+                let (mut connection, channel) = (publisher.clone(), channel.clone());
+                async move {
+                    let body = serde_json::to_vec(&payload(i)).expect("plain JSON");
+                    redis::cmd("PUBLISH")
+                        .arg(channel)
+                        .arg(body)
+                        .query_async::<usize>(&mut connection)
+                        .await
+                        .expect("published");
+                }
+            }));
+            bare = bare.min(timed(n, publish_all).await);
+            let send_all = join_all((0..n as u64).map(|i| {
+                let bus = bus.clone();
+                async move { bus.send("bench", payload(i)).await.expect("sent") }
+            }));
+            ours = ours.min(timed(n, send_all).await);
+        }
+        (ours, bare)
+    });
+    report(
+        "bus (redis)",
+        "bare redis pub/sub",
+        n,
+        "signals",
+        ours,
+        bare,
+    )
+}
+
+/// The RPC question.
+#[derive(Signal, Serialize, Deserialize)]
+#[signal(name = "get_stock")]
+struct GetStock {
+    item: String,
+}
+
+#[derive(Default, MicroAgent)]
+struct Answering {
+    stock: u64,
+}
+
+#[microagent::hooks]
+impl Answering {
+    #[receiver(GetStock)]
+    fn stock(&mut self, signal: GetStock) -> u64 {
+        self.stock += signal.item.len() as u64;
+        self.stock
+    }
+}
+
+/// Sequential RPC round trips; returns ours / bare.
+pub(crate) fn rpc(url: &str, n: usize) -> f64 {
+    let (ours, bare) = microagent::run(async move {
+        let (prefix, bare_prefix) = prefixes();
+        let config = BusConfig::redis(url).expect("REDIS_URL").prefix(&prefix);
+        let bus = Bus::connect(config.expect("a plain prefix"))
+            .await
+            .expect("Redis is reachable");
+        let (agent, _handle) = microagent::start(Answering::default());
+        agent.send(GetInfo).await.expect("the agent started");
+
+        let client = redis::Client::open(url).expect("REDIS_URL");
+        // The bare responder: answers each request on the response channel.
+        let (mut sink, mut requests) = client.get_async_pubsub().await.unwrap().split();
+        sink.psubscribe(format!("{bare_prefix}:get_stock:*"))
+            .await
+            .unwrap();
+        let mut answerer = client.get_multiplexed_async_connection().await.unwrap();
+        let responses = format!("{bare_prefix}:response:bare");
+        actix_rt::spawn(async move {
+            let _sink = sink;
+            let mut stock = 0u64;
+            while let Some(message) = requests.next().await {
+                let channel = message.get_channel_name().to_owned();
+                let Some((_, id)) = channel.rsplit_once('#') else {
+                    continue;
+                };
+                let ask: GetStock =
+                    serde_json::from_slice(message.get_payload_bytes()).expect("our own JSON");
+                stock += ask.item.len() as u64;
+                let answer = serde_json::to_vec(&serde_json::json!({ "Bare.stock": stock }))
+                    .expect("plain JSON");
+                redis::cmd("PUBLISH")
+                    .arg(format!("{responses}#{id}"))
+                    .arg(answer)
+                    .query_async::<usize>(&mut answerer)
+                    .await
+                    .expect("answered");
+            }
+        });
+        // The bare caller: publishes a request, reads answers until its own.
+        let mut caller = client.get_multiplexed_async_connection().await.unwrap();
+        let (mut sink, mut answers) = client.get_async_pubsub().await.unwrap().split();
+        sink.psubscribe(format!("{bare_prefix}:response:*"))
+            .await
+            .unwrap();
+        let request = format!("{bare_prefix}:get_stock:bench");
+
+        let (mut ours, mut bare) = (Duration::MAX, Duration::MAX);
+        for _ in 0..ROUNDS {
+            let start = Instant::now();
+            for _ in 0..n {
+                let id = uuid::Uuid::new_v4().simple().to_string();
+                let ask = serde_json::to_vec(&GetStock {
+                    item: "apple".into(),
+                })
+                .expect("plain JSON");
+                redis::cmd("PUBLISH")
+                    .arg(format!("{request}#{id}"))
+                    .arg(ask)
+                    .query_async::<usize>(&mut caller)
+                    .await
+                    .expect("asked");
+                loop {
+                    let message = answers.next().await.expect("the answer stream is open");
+                    if message.get_channel_name().ends_with(&id) {
+                        let answer: serde_json::Map<String, serde_json::Value> =
+                            serde_json::from_slice(message.get_payload_bytes()).expect("JSON");
+                        assert!(answer.contains_key("Bare.stock"));
+                        break;
+                    }
+                }
+            }
+            bare = bare.min(start.elapsed());
+
+            let start = Instant::now();
+            for _ in 0..n {
+                let ask = GetStock {
+                    item: "apple".into(),
+                };
+                let answers = bus
+                    .call("bench", ask, CALL_TIMEOUT)
+                    .await
+                    .expect("answered");
+                assert!(answers.get("Answering.stock").is_some());
+            }
+            ours = ours.min(start.elapsed());
+        }
+        drop(sink);
+        (ours, bare)
+    });
+    report(
+        "bus rpc (redis)",
+        "bare redis request/answer",
+        n,
+        "calls",
+        ours,
+        bare,
+    )
+}
+
+fn report(
+    ours_name: &str,
+    bare_name: &str,
+    n: usize,
+    what: &str,
+    ours: Duration,
+    bare: Duration,
+) -> f64 {
+    let rate = |d: Duration| n as f64 / d.as_secs_f64();
+    println!(
+        "{ours_name}: {n} {what} in {ours:?}: {:.0} {what}/s",
+        rate(ours)
+    );
+    println!(
+        "{bare_name}: {n} {what} in {bare:?}: {:.0} {what}/s",
+        rate(bare)
+    );
+    rate(ours) / rate(bare)
+}
