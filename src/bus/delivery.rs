@@ -23,9 +23,11 @@ pub struct Delivery {
 
 /// A signal's arguments as a receiver gets them.
 pub enum Payload {
-    /// As JSON: from the wire, a run-time signal, or a copy for one of
-    /// several receivers.
+    /// As JSON: a run-time signal, or a copy for one of several receivers.
     Json(Map<String, Value>),
+    /// As received from the wire: the bytes of a JSON object (checked),
+    /// which each receiver decodes into its own type in one pass.
+    Wire(Arc<[u8]>),
     /// The typed signal itself (in-process, to its last receiver): no JSON
     /// on the way. `to_args` makes the JSON when the receiver's type is not
     /// the sender's.
@@ -34,16 +36,25 @@ pub enum Payload {
         signal: Box<dyn Any + Send>,
         /// Its arguments as JSON, from the signal.
         to_args: ToArgs,
+        /// Its arguments as the wire's bytes, from the signal.
+        to_wire: ToWire,
     },
 }
 
 /// Makes a typed signal's JSON arguments (`S::to_args` for its type `S`).
 pub type ToArgs = fn(&(dyn Any + Send)) -> Result<Map<String, Value>, SignalError>;
 
+/// Makes a typed signal's wire bytes (`S::to_wire` for its type `S`).
+pub type ToWire = fn(&(dyn Any + Send)) -> Result<Vec<u8>, SignalError>;
+
 impl fmt::Debug for Payload {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Payload::Json(args) => f.debug_tuple("Json").field(args).finish(),
+            Payload::Wire(bytes) => f
+                .debug_tuple("Wire")
+                .field(&String::from_utf8_lossy(bytes))
+                .finish(),
             Payload::Typed { .. } => f.write_str("Typed"),
         }
     }
@@ -55,7 +66,10 @@ impl Payload {
     pub(crate) fn into_signal<S: Signal>(self) -> Result<S, SignalError> {
         match self {
             Payload::Json(args) => S::from_args(args),
-            Payload::Typed { signal, to_args } => match signal.downcast::<S>() {
+            Payload::Wire(bytes) => S::from_wire(&bytes),
+            Payload::Typed {
+                signal, to_args, ..
+            } => match signal.downcast::<S>() {
                 Ok(signal) => Ok(*signal),
                 Err(signal) => S::from_args(to_args(&*signal)?),
             },
@@ -66,7 +80,35 @@ impl Payload {
     pub(super) fn to_json(&self) -> Result<Map<String, Value>, SignalError> {
         match self {
             Payload::Json(args) => Ok(args.clone()),
-            Payload::Typed { signal, to_args } => to_args(&**signal),
+            Payload::Wire(bytes) => {
+                serde_json::from_slice(bytes).map_err(|e| SignalError::Decode {
+                    signal: "(from the wire)".to_owned(),
+                    reason: e.to_string(),
+                })
+            }
+            Payload::Typed {
+                signal, to_args, ..
+            } => to_args(&**signal),
+        }
+    }
+
+    /// The arguments as the wire's bytes (a JSON object).
+    pub(super) fn to_wire(&self) -> Result<Vec<u8>, SignalError> {
+        match self {
+            Payload::Json(args) => Ok(super::wire::encode_payload(args)),
+            Payload::Wire(bytes) => Ok(bytes.to_vec()),
+            Payload::Typed {
+                signal, to_wire, ..
+            } => to_wire(&**signal),
+        }
+    }
+
+    /// A copy for one more receiver: the same bytes from the wire, JSON
+    /// otherwise.
+    pub(super) fn copy(&self) -> Result<Payload, SignalError> {
+        match self {
+            Payload::Wire(bytes) => Ok(Payload::Wire(bytes.clone())),
+            other => other.to_json().map(Payload::Json),
         }
     }
 }
@@ -76,6 +118,17 @@ pub(super) fn typed<S: Signal>(signal: S) -> Payload {
     Payload::Typed {
         signal: Box::new(signal),
         to_args: typed_args::<S>,
+        to_wire: typed_wire::<S>,
+    }
+}
+
+fn typed_wire<S: Signal>(signal: &(dyn Any + Send)) -> Result<Vec<u8>, SignalError> {
+    match signal.downcast_ref::<S>() {
+        Some(signal) => signal.to_wire(),
+        None => Err(SignalError::Encode {
+            signal: S::NAME.to_owned(),
+            reason: "not the signal's type".to_owned(),
+        }),
     }
 }
 

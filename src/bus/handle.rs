@@ -359,7 +359,7 @@ impl Bus {
                     .dispatch(name, &sender, payload, None)?;
             }
             Some(link) => {
-                link.send(name, sender, &payload.to_json()?).await?;
+                link.send(name, sender, payload.to_wire()?).await?;
             }
         }
         Ok(())
@@ -385,7 +385,7 @@ impl Bus {
                 (answers, None, asked)
             }
             Some(link) => {
-                let (answers, guard, asked) = link.call(name, sender, &payload.to_json()?).await?;
+                let (answers, guard, asked) = link.call(name, sender, payload.to_wire()?).await?;
                 (answers, Some(guard), asked)
             }
         };

@@ -89,10 +89,9 @@ impl Subscribers {
         };
         let mut delivered = 0;
         if !others.is_empty() {
-            let args = payload.to_json()?;
+            let copy = payload.copy()?;
             for subscriber in others {
-                let copy = Payload::Json(args.clone());
-                if (subscriber.deliver)(delivery(subscriber, copy)) {
+                if (subscriber.deliver)(delivery(subscriber, copy.copy()?)) {
                     delivered += 1;
                 }
             }

@@ -29,7 +29,7 @@ pub use config::{redact, BusConfig, BusInfo, DEFAULT_PREFIX};
 pub use declarations::{
     ArgSpec, ArgType, DeclarationError, DeclarationProblem, Declarations, QueueSpec, SignalSpec,
 };
-pub use delivery::{Deliver, Delivery, Payload, Reply, ToArgs};
+pub use delivery::{Deliver, Delivery, Payload, Reply, ToArgs, ToWire};
 pub(crate) use handle::{close, connected, current_info, Confirmation};
 pub use handle::{AnswerStream, Answers, Bus, BusError};
 pub(crate) use local::{DeliverFn, Subscription};

@@ -202,12 +202,12 @@ impl Link {
         });
     }
 
-    /// Publishes a signal; returns how many subscriptions got it.
+    /// Publishes a signal's payload; returns how many subscriptions got it.
     pub(super) async fn send(
         &self,
         name: &str,
         sender: &str,
-        args: &Map<String, Value>,
+        payload: Vec<u8>,
     ) -> Result<usize, BusError> {
         let channel = Channel {
             prefix: &self.prefix,
@@ -215,8 +215,7 @@ impl Link {
             sender,
             request_id: None,
         };
-        self.publish(channel.to_string(), wire::encode_payload(args))
-            .await
+        self.publish(channel.to_string(), payload).await
     }
 
     /// Publishes an RPC request; returns where its answers come, the guard
@@ -225,7 +224,7 @@ impl Link {
         self: &Arc<Self>,
         name: &str,
         sender: &str,
-        args: &Map<String, Value>,
+        payload: Vec<u8>,
     ) -> Result<
         (
             mpsc::UnboundedReceiver<(Arc<str>, Value)>,
@@ -252,9 +251,7 @@ impl Link {
             sender,
             request_id: Some(&guard.id),
         };
-        let asked = self
-            .publish(channel.to_string(), wire::encode_payload(args))
-            .await?;
+        let asked = self.publish(channel.to_string(), payload).await?;
         let mut pending = self.pending();
         if let Some(call) = pending.get_mut(&guard.id) {
             call.expected = Some(asked);
@@ -292,11 +289,12 @@ impl Link {
 
     /// Handles one message from the subscribing connection.
     fn on_message(self: &Arc<Self>, message: &redis::Msg) {
-        let raw: Vec<u8> = message.get_channel().unwrap_or_default();
-        let Ok(text) = std::str::from_utf8(&raw) else {
-            let lossy = String::from_utf8_lossy(&raw);
-            return self.bad(&lossy, "the channel name is not UTF-8");
-        };
+        // `?` stands for a channel name that is not UTF-8; it cannot match
+        // a pattern of ours either way.
+        let text = message.get_channel_name();
+        if text == "?" {
+            return self.bad(text, "the channel name is not UTF-8");
+        }
         let channel = match Channel::parse(text) {
             Ok(channel) => channel,
             Err(e) => return self.bad(text, e),
@@ -309,24 +307,20 @@ impl Link {
             }
             return;
         }
-        let args = match wire::decode_payload(payload, self.max_payload) {
-            Ok(args) => args,
-            Err(e) => {
-                return self.bad(text, format_args!("signal `{}`: {e}", channel.name));
-            }
-        };
+        if let Err(e) = wire::check_payload(payload, self.max_payload) {
+            return self.bad(text, format_args!("signal `{}`: {e}", channel.name));
+        }
+        let args = Payload::Wire(payload.into());
         let sender: Arc<str> = channel.sender.into();
         let Some(id) = channel.request_id else {
             // No receiver left here (it unsubscribes asynchronously) is fine.
-            let _ = self
-                .subscribers
-                .dispatch(channel.name, &sender, Payload::Json(args), None);
+            let _ = self.subscribers.dispatch(channel.name, &sender, args, None);
             return;
         };
         let (tx, answers) = mpsc::unbounded_channel();
         let asked = self
             .subscribers
-            .dispatch(channel.name, &sender, Payload::Json(args), Some(tx))
+            .dispatch(channel.name, &sender, args, Some(tx))
             .unwrap_or(0);
         // A bus with no receiver of the signal does not answer: an empty
         // answer could come first to a Python caller, which takes the first.

@@ -61,6 +61,33 @@ pub trait Signal: Serialize + DeserializeOwned + Send + 'static {
         }
     }
 
+    /// The signal's arguments as the wire's bytes: a JSON object, encoded
+    /// in one pass.
+    fn to_wire(&self) -> Result<Vec<u8>, SignalError> {
+        let bytes = serde_json::to_vec(self).map_err(|e| SignalError::Encode {
+            signal: Self::NAME.to_owned(),
+            reason: e.to_string(),
+        })?;
+        if bytes.first() == Some(&b'{') {
+            return Ok(bytes);
+        }
+        // Not an object: say what it is.
+        let found = serde_json::from_slice::<Value>(&bytes).map_or("not JSON", |v| wire::kind(&v));
+        Err(SignalError::NotAnObject {
+            signal: Self::NAME.to_owned(),
+            found,
+        })
+    }
+
+    /// The signal, decoded in one pass from the bytes of a JSON object
+    /// received on the wire.
+    fn from_wire(bytes: &[u8]) -> Result<Self, SignalError> {
+        serde_json::from_slice(bytes).map_err(|e| SignalError::Decode {
+            signal: Self::NAME.to_owned(),
+            reason: e.to_string(),
+        })
+    }
+
     /// The signal, from the arguments received on the wire.
     fn from_args(args: Map<String, Value>) -> Result<Self, SignalError> {
         serde_json::from_value(Value::Object(args)).map_err(|e| SignalError::Decode {

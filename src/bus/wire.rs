@@ -175,6 +175,26 @@ pub fn decode_payload(payload: &[u8], limit: usize) -> Result<Map<String, Value>
     }
 }
 
+/// Checks a payload without decoding it: at most `limit` bytes of UTF-8
+/// JSON holding an object. Receivers then decode it into their own types.
+pub fn check_payload(payload: &[u8], limit: usize) -> Result<(), WireError> {
+    if payload.len() > limit {
+        return Err(WireError::Oversized {
+            size: payload.len(),
+            limit,
+        });
+    }
+    let text = std::str::from_utf8(payload).map_err(|_| WireError::NotUtf8)?;
+    if text.trim_start().starts_with('{') {
+        if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(text) {
+            return Err(WireError::NotJson(e.to_string()));
+        }
+        return Ok(());
+    }
+    // Not an object: say what it is, as `decode_payload` does.
+    decode_payload(payload, limit).map(drop)
+}
+
 /// Encodes a payload as compact JSON (Python reads compact JSON and raw
 /// UTF-8 as well as its own `json.dumps` output).
 pub fn encode_payload(payload: &Map<String, Value>) -> Vec<u8> {
