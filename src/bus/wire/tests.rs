@@ -121,6 +121,19 @@ proptest! {
         let _ = decode_payload(&bytes, 128);
     }
 
+    /// The Redis bus checks payloads without decoding them: it must accept
+    /// exactly what the decoder accepts, and reject with the same error.
+    #[test]
+    fn checking_a_payload_agrees_with_decoding_it(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+        prop_assert_eq!(check_payload(&bytes, 128), decode_payload(&bytes, 128).map(drop));
+    }
+
+    #[test]
+    fn checking_json_like_text_agrees_with_decoding_it(text in r#"[ {}\[\]",:0-9a-zNa]{0,40}"#) {
+        let bytes = text.as_bytes();
+        prop_assert_eq!(check_payload(bytes, 128), decode_payload(bytes, 128).map(drop));
+    }
+
     #[test]
     fn valid_channels_survive_encoding(
         prefix in part(),
