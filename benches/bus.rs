@@ -18,7 +18,7 @@
 
 use std::time::{Duration, Instant};
 
-use microagent::bus::{Bus, BusConfig, Signal};
+use microagent::bus::{AgentBus, Bus, BusConfig, Signal};
 use microagent::prelude::*;
 use serde::{Deserialize, Serialize};
 use support::{done, expect, one_done};
@@ -125,6 +125,8 @@ fn local_pair(n: usize) -> f64 {
         let bus = Bus::connect(BusConfig::in_process())
             .await
             .expect("a new System has no bus yet");
+        // As an agent sends: `ctx.bus()`, its name shared with receivers.
+        let bus = AgentBus::new(bus, "bench");
         let bare = Bare::default().start();
         let (agent, _handle) = microagent::start(Receiving::default());
         // Messages wait for start-up: once this answers, it is subscribed.
@@ -134,7 +136,7 @@ fn local_pair(n: usize) -> f64 {
             let bare_time = round(n, |i| bare.do_send(Placed(payload(i)))).await;
             let bus_time = round(n, |i| {
                 // In-process `send` completes without suspending.
-                ready_now(bus.send("bench", payload(i))).expect("sent");
+                ready_now(bus.send(payload(i))).expect("sent");
             })
             .await;
             best_bare = best_bare.min(bare_time);

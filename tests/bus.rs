@@ -150,6 +150,7 @@ on_both_buses!(
     a_receiver_with_its_own_type_for_the_signal_gets_it_through_json,
     answers_stream_in_as_they_arrive_and_the_stream_ends_when_all_answered,
     pre_stop_hooks_can_still_send,
+    an_agent_reachable_through_the_bus_lives_without_its_addr,
 );
 
 /// A hang detector for calls, not a performance threshold.
@@ -490,5 +491,24 @@ fn pre_stop_hooks_can_still_send(backend: Backend) {
         watched.seen("welcome 99 from Leaver").await;
         shop.stop();
         shop.await.unwrap();
+    });
+}
+
+fn an_agent_reachable_through_the_bus_lives_without_its_addr(backend: Backend) {
+    let events = Events::default();
+    let watched = events.clone();
+    backend.run(async move {
+        let (addr, handle) = microagent::start(self::shop(&watched));
+        started(&addr).await;
+        // No `Addr` left: a plain actix actor would stop now.
+        drop(addr);
+        actix_rt::time::sleep(Duration::from_millis(50)).await;
+        assert!(!handle.is_finished());
+        let bus = Bus::current();
+        bus.send("test", UserCreated { user_id: 3 }).await.unwrap();
+        watched.seen("welcome 3 from test").await;
+        // Its stop ends the subscription, and with it the bus's reference.
+        handle.stop();
+        handle.await.unwrap();
     });
 }

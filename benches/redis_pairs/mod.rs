@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
 use futures_util::StreamExt;
-use microagent::bus::{Bus, BusConfig, Signal};
+use microagent::bus::{AgentBus, Bus, BusConfig, Signal};
 use microagent::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -41,6 +41,7 @@ pub(crate) fn signals(url: &str, n: usize) -> f64 {
         let bus = Bus::connect(config.expect("a plain prefix"))
             .await
             .expect("Redis is reachable");
+        let bus = AgentBus::new(bus, "bench");
         let (agent, _handle) = microagent::start(Receiving::default());
         agent.send(GetInfo).await.expect("the agent started");
 
@@ -80,7 +81,7 @@ pub(crate) fn signals(url: &str, n: usize) -> f64 {
             bare = bare.min(timed(n, publish_all).await);
             let send_all = join_all((0..n as u64).map(|i| {
                 let bus = bus.clone();
-                async move { bus.send("bench", payload(i)).await.expect("sent") }
+                async move { bus.send(payload(i)).await.expect("sent") }
             }));
             ours = ours.min(timed(n, send_all).await);
         }

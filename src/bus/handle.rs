@@ -199,6 +199,30 @@ pub(crate) fn current_info() -> Option<BusInfo> {
     ))
 }
 
+/// A sender's name: borrowed, or shared (an [`AgentBus`](super::AgentBus)'s,
+/// handed to receivers without a copy).
+#[derive(Clone, Copy)]
+pub(super) enum SenderName<'a> {
+    Str(&'a str),
+    Shared(&'a Arc<str>),
+}
+
+impl SenderName<'_> {
+    fn as_str(&self) -> &str {
+        match self {
+            SenderName::Str(name) => name,
+            SenderName::Shared(name) => name,
+        }
+    }
+
+    fn to_arc(self) -> Arc<str> {
+        match self {
+            SenderName::Str(name) => name.into(),
+            SenderName::Shared(name) => name.clone(),
+        }
+    }
+}
+
 /// Waits until Redis confirmed an agent's subscriptions.
 pub(crate) type Confirmation = Pin<Box<dyn Future<Output = Result<(), BusError>>>>;
 
@@ -300,13 +324,15 @@ impl Bus {
     /// at-most-once: a signal nobody receives is gone. On Redis it returns
     /// once Redis took it, or [`BusError::Down`] while reconnecting.
     pub async fn send<S: Signal>(&self, sender: &str, signal: S) -> Result<(), BusError> {
-        self.publish(S::NAME, sender, typed(signal)).await
+        self.publish(S::NAME, SenderName::Str(sender), typed(signal))
+            .await
     }
 
     /// Sends a run-time signal; see [`send`](Bus::send).
     pub async fn send_dyn(&self, sender: &str, signal: &DynSignal) -> Result<(), BusError> {
         let payload = Payload::Json(signal.args().clone());
-        self.publish(signal.name(), sender, payload).await
+        self.publish(signal.name(), SenderName::Str(sender), payload)
+            .await
     }
 
     /// Calls `signal` as an RPC: every receiver of it answers with its
@@ -319,7 +345,7 @@ impl Bus {
         signal: S,
         timeout: Duration,
     ) -> Result<Answers, BusError> {
-        self.call_payload(S::NAME, sender, typed(signal), timeout)
+        self.call_payload(S::NAME, SenderName::Str(sender), typed(signal), timeout)
             .await
     }
 
@@ -331,7 +357,7 @@ impl Bus {
         timeout: Duration,
     ) -> Result<Answers, BusError> {
         let payload = Payload::Json(signal.args().clone());
-        self.call_payload(signal.name(), sender, payload, timeout)
+        self.call_payload(signal.name(), SenderName::Str(sender), payload, timeout)
             .await
     }
 
@@ -344,40 +370,45 @@ impl Bus {
         signal: S,
         timeout: Duration,
     ) -> Result<AnswerStream, BusError> {
-        self.stream_payload(S::NAME, sender, typed(signal), timeout)
+        self.stream_payload(S::NAME, SenderName::Str(sender), typed(signal), timeout)
             .await
     }
 
-    async fn publish(&self, name: &str, sender: &str, payload: Payload) -> Result<(), BusError> {
+    pub(super) async fn publish(
+        &self,
+        name: &str,
+        sender: SenderName<'_>,
+        payload: Payload,
+    ) -> Result<(), BusError> {
         check_name(name)?;
-        wire::check_part("sender", sender)?;
+        wire::check_part("sender", sender.as_str())?;
         match &self.inner.remote {
             None => {
-                let sender: Arc<str> = sender.into();
+                let sender = sender.to_arc();
                 self.inner
                     .subscribers
                     .dispatch(name, &sender, payload, None)?;
             }
             Some(link) => {
-                link.send(name, sender, payload.to_wire()?).await?;
+                link.send(name, sender.as_str(), payload.to_wire()?).await?;
             }
         }
         Ok(())
     }
 
-    async fn stream_payload(
+    pub(super) async fn stream_payload(
         &self,
         name: &str,
-        sender: &str,
+        sender: SenderName<'_>,
         payload: Payload,
         timeout: Duration,
     ) -> Result<AnswerStream, BusError> {
         check_name(name)?;
-        wire::check_part("sender", sender)?;
+        wire::check_part("sender", sender.as_str())?;
         let (answers, guard, asked) = match &self.inner.remote {
             None => {
                 let (tx, answers) = mpsc::unbounded_channel();
-                let sender: Arc<str> = sender.into();
+                let sender = sender.to_arc();
                 let asked = self
                     .inner
                     .subscribers
@@ -385,7 +416,8 @@ impl Bus {
                 (answers, None, asked)
             }
             Some(link) => {
-                let (answers, guard, asked) = link.call(name, sender, payload.to_wire()?).await?;
+                let (answers, guard, asked) =
+                    link.call(name, sender.as_str(), payload.to_wire()?).await?;
                 (answers, Some(guard), asked)
             }
         };
@@ -397,10 +429,10 @@ impl Bus {
         })
     }
 
-    async fn call_payload(
+    pub(super) async fn call_payload(
         &self,
         name: &str,
-        sender: &str,
+        sender: SenderName<'_>,
         payload: Payload,
         timeout: Duration,
     ) -> Result<Answers, BusError> {

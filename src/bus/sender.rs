@@ -3,7 +3,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::handle::{AnswerStream, Answers, Bus, BusError};
+use super::delivery::{typed, Payload};
+use super::handle::{AnswerStream, Answers, Bus, BusError, SenderName};
 use super::signal::{DynSignal, Signal};
 
 /// The System's [`Bus`] with a sender's name: what `ctx.bus()` gives an
@@ -59,17 +60,23 @@ impl AgentBus {
 
     /// [`Bus::send`] from this sender.
     pub async fn send<S: Signal>(&self, signal: S) -> Result<(), BusError> {
-        self.bus.send(&self.sender, signal).await
+        let sender = SenderName::Shared(&self.sender);
+        self.bus.publish(S::NAME, sender, typed(signal)).await
     }
 
     /// [`Bus::send_dyn`] from this sender.
     pub async fn send_dyn(&self, signal: &DynSignal) -> Result<(), BusError> {
-        self.bus.send_dyn(&self.sender, signal).await
+        let payload = Payload::Json(signal.args().clone());
+        let sender = SenderName::Shared(&self.sender);
+        self.bus.publish(signal.name(), sender, payload).await
     }
 
     /// [`Bus::call`] from this sender.
     pub async fn call<S: Signal>(&self, signal: S, timeout: Duration) -> Result<Answers, BusError> {
-        self.bus.call(&self.sender, signal, timeout).await
+        let sender = SenderName::Shared(&self.sender);
+        self.bus
+            .call_payload(S::NAME, sender, typed(signal), timeout)
+            .await
     }
 
     /// [`Bus::call_dyn`] from this sender.
@@ -78,7 +85,11 @@ impl AgentBus {
         signal: &DynSignal,
         timeout: Duration,
     ) -> Result<Answers, BusError> {
-        self.bus.call_dyn(&self.sender, signal, timeout).await
+        let payload = Payload::Json(signal.args().clone());
+        let sender = SenderName::Shared(&self.sender);
+        self.bus
+            .call_payload(signal.name(), sender, payload, timeout)
+            .await
     }
 
     /// [`Bus::stream`] from this sender.
@@ -87,6 +98,9 @@ impl AgentBus {
         signal: S,
         timeout: Duration,
     ) -> Result<AnswerStream, BusError> {
-        self.bus.stream(&self.sender, signal, timeout).await
+        let sender = SenderName::Shared(&self.sender);
+        self.bus
+            .stream_payload(S::NAME, sender, typed(signal), timeout)
+            .await
     }
 }

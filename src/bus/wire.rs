@@ -138,14 +138,12 @@ impl fmt::Display for Channel<'_> {
 
 /// Checks a part of a channel: not empty, no `:` or `#`.
 pub fn check_part(what: &'static str, part: &str) -> Result<(), WireError> {
-    let reason = if part.is_empty() {
-        "it is empty"
-    } else if part.contains(':') {
-        "it contains `:`"
-    } else if part.contains('#') {
-        "it contains `#`"
-    } else {
-        return Ok(());
+    // One pass: this runs on every send.
+    let reason = match part.bytes().find(|b| matches!(b, b':' | b'#')) {
+        _ if part.is_empty() => "it is empty",
+        Some(b':') => "it contains `:`",
+        Some(_) => "it contains `#`",
+        None => return Ok(()),
     };
     Err(WireError::Part {
         what,

@@ -29,17 +29,20 @@ pub(super) fn subscribe<A: Agent>(ctx: &mut Context<A>) {
         .iter()
         .enumerate()
         .map(|(index, receiver)| {
-            // Weak: a subscription does not keep the agent alive.
-            let addr = ctx.address().downgrade();
-            let deliver: DeliverFn = Box::new(move |delivery| match addr.upgrade() {
-                Some(addr) => {
-                    addr.do_send(Deliver {
-                        receiver: index,
-                        delivery,
-                    });
-                    true
+            // The bus holds the agent's address while it is subscribed: an
+            // agent reachable through the bus lives until it is stopped
+            // (its stop drops the subscription), not until its last `Addr`
+            // is dropped.
+            let addr = ctx.address();
+            let deliver: DeliverFn = Box::new(move |delivery| {
+                if !addr.connected() {
+                    return false;
                 }
-                None => false,
+                addr.do_send(Deliver {
+                    receiver: index,
+                    delivery,
+                });
+                true
             });
             let responder: Arc<str> = format!("{agent}.{}", receiver.name).into();
             (receiver.signal, responder, deliver)
