@@ -16,9 +16,17 @@ use crate::{payload, OrderPlaced, Receiving, ROUNDS};
 /// A hang detector for calls, not a threshold.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
-fn prefixes() -> (String, String) {
+/// Our Redis bus on a prefix of its own, and another prefix for the bare
+/// side.
+async fn our_bus(url: &str) -> (Bus, String) {
     let id = uuid::Uuid::new_v4().simple().to_string();
-    (format!("B{id}"), format!("X{id}"))
+    let config = BusConfig::redis(url)
+        .expect("REDIS_URL")
+        .prefix(&format!("B{id}"));
+    let bus = Bus::connect(config.expect("a plain prefix"))
+        .await
+        .expect("Redis is reachable");
+    (bus, format!("X{id}"))
 }
 
 /// Times sending a round of `n` events until the last one arrived.
@@ -36,11 +44,7 @@ async fn timed<F: std::future::Future>(n: usize, send: F) -> Duration {
 /// arrive; returns ours / bare.
 pub(crate) fn signals(url: &str, n: usize) -> f64 {
     let (ours, bare) = microagent::run(async move {
-        let (prefix, bare_prefix) = prefixes();
-        let config = BusConfig::redis(url).expect("REDIS_URL").prefix(&prefix);
-        let bus = Bus::connect(config.expect("a plain prefix"))
-            .await
-            .expect("Redis is reachable");
+        let (bus, bare_prefix) = our_bus(url).await;
         let bus = AgentBus::new(bus, "bench");
         let (agent, _handle) = microagent::start(Receiving::default());
         agent.send(GetInfo).await.expect("the agent started");
@@ -121,11 +125,7 @@ impl Answering {
 /// Sequential RPC round trips; returns ours / bare.
 pub(crate) fn rpc(url: &str, n: usize) -> f64 {
     let (ours, bare) = microagent::run(async move {
-        let (prefix, bare_prefix) = prefixes();
-        let config = BusConfig::redis(url).expect("REDIS_URL").prefix(&prefix);
-        let bus = Bus::connect(config.expect("a plain prefix"))
-            .await
-            .expect("Redis is reachable");
+        let (bus, bare_prefix) = our_bus(url).await;
         let (agent, _handle) = microagent::start(Answering::default());
         agent.send(GetInfo).await.expect("the agent started");
 
