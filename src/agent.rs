@@ -7,6 +7,7 @@
 use std::collections::HashSet;
 use std::sync::{Mutex, OnceLock, PoisonError};
 
+use crate::broker::Consume;
 use crate::bus::Deliver;
 use crate::info::AgentInfo;
 use crate::lifecycle::{Context, Hooks};
@@ -25,6 +26,7 @@ pub trait Agent:
     + actix::Handler<ServerInterrupt>
     + actix::Handler<GetInfo>
     + actix::Handler<Deliver>
+    + actix::Handler<Consume>
     + sealed::Sealed
 {
     /// The agent's name, for logs and errors.

@@ -31,9 +31,36 @@ pub struct AgentInfo {
     pub cron: Vec<CronInfo>,
     /// The receivers of bus signals.
     pub receivers: Vec<ReceiverInfo>,
+    /// The consumers of queues.
+    pub consumers: Vec<ConsumerInfo>,
     /// The bus of the agent's System (kind, prefix, redacted URL); `None`
     /// when described from the type.
     pub bus: Option<crate::bus::BusInfo>,
+    /// The broker of the agent's System; `None` when described from the
+    /// type.
+    pub broker: Option<crate::broker::BrokerInfo>,
+}
+
+/// One consumer of a queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct ConsumerInfo {
+    /// The method's name.
+    pub name: &'static str,
+    /// The queue's name.
+    pub queue: &'static str,
+    /// Time a run may take.
+    #[serde(serialize_with = "seconds")]
+    pub timeout: Duration,
+    /// Attempts before a message is dead-lettered.
+    pub attempts: u32,
+    /// The pause before the first retry (doubling after each failure).
+    #[serde(serialize_with = "seconds")]
+    pub backoff: Duration,
+    /// Messages in flight at most.
+    pub prefetch: u32,
+    /// How its runs went so far (zero when described from the type).
+    pub runs: HandlerRuns,
 }
 
 /// One receiver of a bus signal.
@@ -48,22 +75,23 @@ pub struct ReceiverInfo {
     #[serde(serialize_with = "seconds")]
     pub timeout: Duration,
     /// How its runs went so far (zero when described from the type).
-    pub runs: ReceiverRuns,
+    pub runs: HandlerRuns,
 }
 
-/// The runs of a receiver that did not go well, counted since the agent
-/// started. Each of them answered `null`.
+/// The runs of a receiver or a consumer that did not go well, counted
+/// since the agent started. A receiver's answered `null`; a consumer's
+/// were failed attempts (bad input: dead-lettered at once).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
-pub struct ReceiverRuns {
+pub struct HandlerRuns {
     /// Runs that returned an error.
     pub failed: u64,
     /// Runs that panicked.
     pub panicked: u64,
-    /// Async runs cancelled by the receiver's timeout.
+    /// Async runs cancelled by their timeout.
     pub timed_out: u64,
-    /// Deliveries whose arguments did not fit the signal's type (bad input
-    /// from the sender); the receiver did not run.
+    /// Deliveries that did not fit the signal's or message's type (bad
+    /// input from the sender); the method did not run.
     pub bad_input: u64,
     /// When the last of those ended, RFC 3339 UTC.
     pub last_failure: Option<String>,

@@ -84,6 +84,7 @@
 // calls what the agent declares).
 //
 // vocabulary: no dependency on the rest of the crate
+pub mod broker;
 pub mod bus;
 mod error;
 mod info;
@@ -104,7 +105,7 @@ pub mod web;
 pub use agent::{Agent, IntoAgent, Named};
 pub use error::{AgentError, HookError, HookFailure, Stage, TimedOut};
 pub use info::{
-    AgentInfo, CronInfo, HooksInfo, PeriodicInfo, ReceiverInfo, ReceiverRuns, RestartPolicy,
+    AgentInfo, CronInfo, HandlerRuns, HooksInfo, PeriodicInfo, ReceiverInfo, RestartPolicy,
     ServerInfo, TaskRuns, Zone,
 };
 pub use launcher::{Exit, Launcher, LauncherHandle};
@@ -155,6 +156,14 @@ pub use microagent_macros::cron;
 /// [`bus`].
 pub use microagent_macros::receiver;
 
+/// Marks a consumer of a queue inside a `#[microagent::hooks]` block:
+/// `#[consumer(Mail)]` or `#[consumer(Mail, timeout = 60.0, attempts = 3,
+/// backoff = 1.0, prefetch = 1)]` (those are the defaults; seconds for
+/// `timeout` and `backoff`, which doubles after each failed attempt). The
+/// method takes the message by value and returns `()` or a `Result`; an
+/// error, a panic or a timeout is a failed attempt. See [`broker`].
+pub use microagent_macros::consumer;
+
 /// Re-export of actix, which the generated code and users' handlers use.
 pub use actix;
 
@@ -170,8 +179,9 @@ pub mod prelude {
     pub use actix::prelude::*;
 
     pub use crate::{
-        cron, on, periodic, receiver, start, start_in, Agent, AgentError, AgentHandle, Context,
-        GetInfo, MicroAgent, Phase, ServerContext, ServerInterrupt, StopAgent, StopRequest,
+        consumer, cron, on, periodic, receiver, start, start_in, Agent, AgentError, AgentHandle,
+        Context, GetInfo, MicroAgent, Phase, ServerContext, ServerInterrupt, StopAgent,
+        StopRequest,
     };
 }
 
@@ -180,8 +190,10 @@ pub mod prelude {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::agent::sealed::Sealed;
+    pub use crate::broker::{Consume, ConsumerOptions, Job, Queue};
     pub use crate::bus::{Deliver, Delivery, Signal};
     pub use crate::info::{RestartPolicy, Zone};
+    pub use crate::lifecycle::consumers::consume;
     pub use crate::lifecycle::declare::{
         answer_result, answer_timed, answer_value, decode_signal, Receiver, ReceiverCall,
     };
@@ -189,6 +201,7 @@ pub mod __private {
         call_async, call_timed, describe, server_future, AsyncHookAgent, Call, Hook, HookFuture,
         HookTable, Hooks, IntoHookResult, Schedule, Server, ServerFuture, Task,
     };
+    pub use crate::lifecycle::declare::{consume_timed, decode_job, Consumer, ConsumerCall};
     pub use crate::lifecycle::driver::{interrupt, running_info, started, stopped, stopping};
     pub use crate::lifecycle::receivers::deliver;
     pub use std::time::Duration;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use actix_rt::System;
 
 use crate::agent::Agent;
+use crate::broker;
 use crate::bus;
 use crate::error::AgentError;
 use crate::registry::{self, SystemAgents};
@@ -51,6 +52,7 @@ impl OwnedSystem {
         }
         registry::close(self.id);
         bus::close(self.id);
+        broker::close(self.id);
     }
 }
 

@@ -6,7 +6,7 @@ use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
 use syn::{Attribute, Ident, LitStr, MetaNameValue, Token};
 
-use crate::model::{Label, ReceiverSpec, Restart, Schedule, TaskSpec};
+use crate::model::{ConsumerSpec, Label, ReceiverSpec, Restart, Schedule, TaskSpec};
 
 /// The markers a hooks block takes off its methods.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -15,10 +15,17 @@ pub(crate) enum Marker {
     Periodic,
     Cron,
     Receiver,
+    Consumer,
 }
 
 impl Marker {
-    const ALL: [Marker; 4] = [Marker::On, Marker::Periodic, Marker::Cron, Marker::Receiver];
+    const ALL: [Marker; 5] = [
+        Marker::On,
+        Marker::Periodic,
+        Marker::Cron,
+        Marker::Receiver,
+        Marker::Consumer,
+    ];
 
     pub(crate) fn name(self) -> &'static str {
         match self {
@@ -26,6 +33,7 @@ impl Marker {
             Marker::Periodic => "periodic",
             Marker::Cron => "cron",
             Marker::Receiver => "receiver",
+            Marker::Consumer => "consumer",
         }
     }
 
@@ -242,6 +250,67 @@ pub(crate) fn receiver(attr: &Attribute) -> syn::Result<ReceiverSpec> {
         }
         Ok(ReceiverSpec { signal, timeout })
     })
+}
+
+/// Parses `#[consumer(Mail, timeout = 60.0, attempts = 3, backoff = 1.0,
+/// prefetch = 1)]` (those are the defaults).
+pub(crate) fn consumer(attr: &Attribute) -> syn::Result<ConsumerSpec> {
+    attr.parse_args_with(|input: ParseStream| {
+        let queue: syn::Type = input.parse().map_err(|e| {
+            syn::Error::new(
+                e.span(),
+                "expected the message's type first: `#[consumer(Mail)]`",
+            )
+        })?;
+        let mut spec = ConsumerSpec {
+            queue,
+            timeout: 60.0,
+            attempts: 3,
+            backoff: 1.0,
+            prefetch: 1,
+        };
+        if !input.is_empty() {
+            input.parse::<Token![,]>()?;
+            for option in &options(input)? {
+                match option_key(option).as_str() {
+                    "timeout" => spec.timeout = seconds(option, false)?,
+                    "backoff" => spec.backoff = seconds(option, true)?,
+                    "attempts" => spec.attempts = count(option, "attempts")?,
+                    "prefetch" => spec.prefetch = count(option, "prefetch")?,
+                    _ => {
+                        return Err(syn::Error::new(
+                            option.path.span(),
+                            "unknown `consumer` option; expected `timeout`, `attempts`, `backoff` or `prefetch`",
+                        ))
+                    }
+                }
+            }
+        }
+        Ok(spec)
+    })
+}
+
+/// A whole number of at least 1: `attempts = 3`.
+fn count(option: &MetaNameValue, what: &str) -> syn::Result<u32> {
+    let value = match &option.value {
+        syn::Expr::Lit(syn::ExprLit {
+            lit: syn::Lit::Int(int),
+            ..
+        }) => int.base10_parse::<u32>()?,
+        other => {
+            return Err(syn::Error::new(
+                other.span(),
+                format!("`{what}` is a whole number: `{what} = 3`"),
+            ))
+        }
+    };
+    if value == 0 {
+        return Err(syn::Error::new(
+            option.value.span(),
+            format!("`{what}` is at least 1"),
+        ));
+    }
+    Ok(value)
 }
 
 /// `tz = "utc"` (false) or `tz = "local"` (true).

@@ -92,6 +92,17 @@ pub(crate) fn derive(input: &DeriveInput, options: &AgentOptions) -> TokenStream
         }
 
         #[automatically_derived]
+        impl #impl_generics ::microagent::actix::Handler<::microagent::__private::Consume>
+            for #ident #ty_generics #where_clause
+        {
+            type Result = ();
+
+            fn handle(&mut self, msg: ::microagent::__private::Consume, ctx: &mut Self::Context) {
+                ::microagent::__private::consume(self, ctx, msg)
+            }
+        }
+
+        #[automatically_derived]
         impl #impl_generics ::microagent::actix::Handler<::microagent::ServerInterrupt>
             for #ident #ty_generics #where_clause
         {
@@ -155,6 +166,10 @@ fn table(declarations: &[Declaration]) -> TokenStream {
     let receivers: Vec<TokenStream> = declarations.iter().filter_map(receiver_entry).collect();
     if !receivers.is_empty() {
         fields.push(quote!(receivers: &[#(#receivers),*]));
+    }
+    let consumers: Vec<TokenStream> = declarations.iter().filter_map(consumer_entry).collect();
+    if !consumers.is_empty() {
+        fields.push(quote!(consumers: &[#(#consumers),*]));
     }
     quote! {
         ::microagent::__private::HookTable {
@@ -270,6 +285,92 @@ fn receiver_entry(d: &Declaration) -> Option<TokenStream> {
     })
 }
 
+fn consumer_entry(d: &Declaration) -> Option<TokenStream> {
+    let Kind::Consumer(spec) = &d.kind else {
+        return None;
+    };
+    let name = d.method.to_string();
+    let shim = shim_ident(&d.method);
+    let queue = &spec.queue;
+    let timeout = duration(spec.timeout);
+    let backoff = duration(spec.backoff);
+    let (attempts, prefetch) = (spec.attempts, spec.prefetch);
+    let kind = if d.signature.is_async {
+        quote!(Async)
+    } else {
+        quote!(Sync)
+    };
+    Some(quote! {
+        ::microagent::__private::Consumer {
+            name: #name,
+            queue: <#queue as ::microagent::__private::Queue>::NAME,
+            options: ::microagent::__private::ConsumerOptions {
+                timeout: #timeout,
+                attempts: #attempts,
+                backoff: #backoff,
+                prefetch: #prefetch,
+            },
+            call: ::microagent::__private::ConsumerCall::#kind(Self::#shim),
+        }
+    })
+}
+
+/// The shim of a consumer: decode the job, call the method, settle it
+/// (done, failed, or poison when the message does not decode).
+fn consumer_shim(d: &Declaration, queue: &syn::Type, timeout: f64) -> TokenStream {
+    let method = &d.method;
+    let shim = shim_ident(method);
+    let sig = &d.signature;
+    let this = local("this", sig.sig_span);
+    let ctx = local("ctx", Span::call_site());
+    // A message of the wrong type is reported at the method's parameter.
+    let arg = local("message", sig.signal_span.unwrap_or(sig.sig_span));
+    let check = quote_spanned! {sig.ret_span=>
+        ::microagent::__private::IntoHookResult::into_hook_result
+    };
+    if !sig.is_async {
+        return quote! {
+            #[doc(hidden)]
+            fn #shim(
+                #this: &mut Self,
+                #ctx: &mut ::microagent::Context<Self>,
+                job: ::microagent::__private::Job,
+            ) -> ::microagent::__private::HookResult {
+                let _ = #ctx;
+                let (#arg, settle) = ::microagent::__private::decode_job::<#queue>(job)?;
+                let returned = #this.#method(#arg);
+                settle.done(#check(returned))
+            }
+        };
+    }
+    let timeout = duration(timeout);
+    let take = quote_spanned! {sig.sig_span=>
+        ::microagent::__private::AsyncHookAgent::take_for_hook(lent)
+    };
+    quote! {
+        #[doc(hidden)]
+        fn #shim(
+            #this: &mut Self,
+            #ctx: &mut ::microagent::Context<Self>,
+            job: ::microagent::__private::Job,
+        ) -> ::microagent::__private::HookFuture<Self> {
+            let _ = #ctx;
+            let lent = #this;
+            let mut agent = #take;
+            ::std::boxed::Box::pin(async move {
+                let result = match ::microagent::__private::decode_job::<#queue>(job) {
+                    ::std::result::Result::Ok((#arg, settle)) => {
+                        let run = async { #check(agent.#method(#arg).await) };
+                        settle.done(::microagent::__private::consume_timed(#timeout, run).await)
+                    }
+                    ::std::result::Result::Err(failure) => ::std::result::Result::Err(failure),
+                };
+                (agent, result)
+            })
+        }
+    }
+}
+
 /// The shim of a receiver: decode the delivery, call the method, answer.
 fn receiver_shim(d: &Declaration, signal: &syn::Type, timeout: f64) -> TokenStream {
     let method = &d.method;
@@ -356,6 +457,9 @@ fn local(name: &str, at: Span) -> Ident {
 fn shim(d: &Declaration) -> TokenStream {
     if let Kind::Receiver(spec) = &d.kind {
         return receiver_shim(d, &spec.signal, spec.timeout);
+    }
+    if let Kind::Consumer(spec) = &d.kind {
+        return consumer_shim(d, &spec.queue, spec.timeout);
     }
     let method = &d.method;
     let shim = shim_ident(method);

@@ -42,7 +42,7 @@ pub(crate) fn reject_markers(attrs: &mut Vec<Attribute>, errors: &mut Vec<syn::E
     for attr in attrs.iter().filter(|a| Marker::of(a).is_some()) {
         errors.push(syn::Error::new(
             attr.span(),
-            "`#[on(...)]`, `#[periodic(...)]`, `#[cron(...)]` and `#[receiver(...)]` mark methods; this is not a method",
+            "`#[on(...)]`, `#[periodic(...)]`, `#[cron(...)]`, `#[receiver(...)]` and `#[consumer(...)]` mark methods; this is not a method",
         ));
     }
     attrs.retain(|a| Marker::of(a).is_none());

@@ -16,6 +16,7 @@ mod attr;
 mod expand;
 mod fallback;
 mod model;
+mod queue;
 mod signal;
 mod valid;
 
@@ -42,6 +43,18 @@ pub fn derive_micro_agent(input: TokenStream) -> TokenStream {
 pub fn derive_signal(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
     signal::derive(&input)
+        .unwrap_or_else(syn::Error::into_compile_error)
+        .into()
+}
+
+/// Declares a queue's message. See `microagent::broker::Queue`.
+///
+/// Expands to an impl of `microagent::broker::Queue`: the queue's name
+/// (`#[queue(name = "...")]`, or the type's name in snake case).
+#[proc_macro_derive(Queue, attributes(queue))]
+pub fn derive_queue(input: TokenStream) -> TokenStream {
+    let input = parse_macro_input!(input as DeriveInput);
+    queue::derive(&input)
         .unwrap_or_else(syn::Error::into_compile_error)
         .into()
 }
@@ -75,6 +88,12 @@ pub fn periodic(_args: TokenStream, input: TokenStream) -> TokenStream {
 #[proc_macro_attribute]
 pub fn receiver(_args: TokenStream, input: TokenStream) -> TokenStream {
     fallback::outside("receiver", input.into()).into()
+}
+
+/// `#[consumer(...)]` outside a `#[microagent::hooks]` block: always an error.
+#[proc_macro_attribute]
+pub fn consumer(_args: TokenStream, input: TokenStream) -> TokenStream {
+    fallback::outside("consumer", input.into()).into()
 }
 
 /// `#[cron(...)]` outside a `#[microagent::hooks]` block: always an error.

@@ -25,6 +25,8 @@ pub(crate) enum Kind {
     Task(TaskSpec),
     /// A receiver of a bus signal.
     Receiver(ReceiverSpec),
+    /// A consumer of a queue.
+    Consumer(ConsumerSpec),
 }
 
 impl Declaration {
@@ -38,6 +40,7 @@ impl Declaration {
         match &self.kind {
             Kind::Task(spec) => Some(spec.timeout),
             Kind::Receiver(spec) => Some(spec.timeout),
+            Kind::Consumer(spec) => Some(spec.timeout),
             Kind::Hook(_) | Kind::Server(_) => None,
         }
     }
@@ -97,6 +100,20 @@ pub(crate) struct ReceiverSpec {
     pub(crate) signal: syn::Type,
     /// Seconds a run may take.
     pub(crate) timeout: f64,
+}
+
+/// A consumer, as declared and checked.
+pub(crate) struct ConsumerSpec {
+    /// The message's type (it names the queue).
+    pub(crate) queue: syn::Type,
+    /// Seconds a run may take.
+    pub(crate) timeout: f64,
+    /// Attempts before the message is dead-lettered.
+    pub(crate) attempts: u32,
+    /// Seconds before the first retry (doubling after each failure).
+    pub(crate) backoff: f64,
+    /// Messages in flight at most for this consumer.
+    pub(crate) prefetch: u32,
 }
 
 /// What a checked signature tells the code generator.

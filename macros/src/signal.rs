@@ -128,7 +128,7 @@ fn check_part(part: &str, span: Span, what: &str) -> syn::Result<()> {
 }
 
 /// `UserCreated` → `user_created`, `HTTPRequest` → `http_request`.
-fn snake_case(name: &str) -> String {
+pub(crate) fn snake_case(name: &str) -> String {
     let chars: Vec<char> = name.chars().collect();
     let mut out = String::with_capacity(name.len() + 4);
     for (i, &c) in chars.iter().enumerate() {

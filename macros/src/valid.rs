@@ -21,6 +21,8 @@ pub(crate) fn declaration(f: &mut ImplItemFn) -> syn::Result<Option<Declaration>
     f.attrs.retain(|a| Marker::of(a).is_none());
     let kind = if marked.iter().any(|(m, _)| *m == Marker::Receiver) {
         receiver(&marked)?
+    } else if marked.iter().any(|(m, _)| *m == Marker::Consumer) {
+        consumer(&marked)?
     } else if marked.iter().any(|(m, _)| m.is_task()) {
         task(&marked)?
     } else {
@@ -40,7 +42,7 @@ fn receiver(marked: &[(Marker, Attribute)]) -> syn::Result<Kind> {
         return Err(syn::Error::new(
             attr.span(),
             format!(
-                "a receiver is not also a hook or a task: remove `#[{}]`, or declare another method",
+                "a receiver is not also a hook, a task or a consumer: remove `#[{}]`, or declare another method",
                 other.name()
             ),
         ));
@@ -52,6 +54,26 @@ fn receiver(marked: &[(Marker, Attribute)]) -> syn::Result<Kind> {
         ));
     }
     Ok(Kind::Receiver(attr::receiver(&marked[0].1)?))
+}
+
+/// `#[consumer(...)]`, alone.
+fn consumer(marked: &[(Marker, Attribute)]) -> syn::Result<Kind> {
+    if let Some((other, attr)) = marked.iter().find(|(m, _)| *m != Marker::Consumer) {
+        return Err(syn::Error::new(
+            attr.span(),
+            format!(
+                "a consumer is not also a hook, a task or a receiver: remove `#[{}]`, or declare another method",
+                other.name()
+            ),
+        ));
+    }
+    if let Some((_, second)) = marked.get(1) {
+        return Err(syn::Error::new(
+            second.span(),
+            "a consumer takes one queue: declare another method for the second one",
+        ));
+    }
+    Ok(Kind::Consumer(attr::consumer(&marked[0].1)?))
 }
 
 /// `#[periodic(...)]` or `#[cron(...)]`, alone.
@@ -133,6 +155,10 @@ impl Rules {
                 what: "a receiver",
                 server: false,
             },
+            Kind::Consumer(_) => Rules {
+                what: "a consumer",
+                server: false,
+            },
         }
     }
 
@@ -197,6 +223,9 @@ fn signature(sig: &syn::Signature, kind: &Kind) -> syn::Result<Signature> {
     let is_async = sig.asyncness.is_some();
     if let Kind::Receiver(_) = kind {
         return receiver_params(sig, inputs, is_async);
+    }
+    if let Kind::Consumer(_) = kind {
+        return consumer_params(sig, inputs, is_async);
     }
     let extra = match (inputs.next(), rules.server) {
         (None, _) => Extra::None,
@@ -310,6 +339,45 @@ fn receiver_params<'a>(
         sig_span: sig.span(),
         ret_span,
         signal_span: Some(signal_span),
+        returns_result: returns_result(&sig.output),
+    })
+}
+
+/// A consumer's parameters after `self`: the message by value.
+fn consumer_params<'a>(
+    sig: &syn::Signature,
+    mut inputs: impl Iterator<Item = &'a FnArg>,
+    is_async: bool,
+) -> syn::Result<Signature> {
+    let message_span = match inputs.next() {
+        Some(FnArg::Typed(t)) if !matches!(&*t.ty, Type::Reference(_)) => t.ty.span(),
+        Some(other) => return Err(syn::Error::new(
+            other.span(),
+            "a consumer takes its message by value (it may outlive the delivery across `.await`)",
+        )),
+        None => {
+            return Err(syn::Error::new(
+                sig.ident.span(),
+                "a consumer takes its message: `fn send_mail(&mut self, mail: Mail)`",
+            ))
+        }
+    };
+    if let Some(arg) = inputs.next() {
+        return Err(syn::Error::new(
+            arg.span(),
+            "a consumer takes `&mut self` and its message",
+        ));
+    }
+    let ret_span = match &sig.output {
+        syn::ReturnType::Type(_, ty) => ty.span(),
+        syn::ReturnType::Default => sig.ident.span(),
+    };
+    Ok(Signature {
+        is_async,
+        extra: Extra::None,
+        sig_span: sig.span(),
+        ret_span,
+        signal_span: Some(message_span),
         returns_result: returns_result(&sig.output),
     })
 }

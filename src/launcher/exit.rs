@@ -24,6 +24,8 @@ pub enum Exit {
     /// The bus could not be connected, or an agent's receivers could not
     /// subscribe.
     BusFailed,
+    /// The broker could not be connected.
+    BrokerFailed,
     /// A server failed.
     ServerFailed,
     /// An agent's message handler or spawned future panicked.
@@ -43,6 +45,7 @@ impl Exit {
             Exit::Aborted => 6,
             Exit::Crashed => 7,
             Exit::BusFailed => 8,
+            Exit::BrokerFailed => 9,
         }
     }
 

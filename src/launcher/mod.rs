@@ -14,6 +14,7 @@ use futures_util::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::{watch, Notify};
 
 use crate::agent::{Agent, IntoAgent};
+use crate::broker::{Broker, BrokerConfig};
 use crate::bus::{Bus, BusConfig};
 use crate::error::AgentError;
 use crate::run::OwnedSystem;
@@ -76,6 +77,7 @@ pub struct Launcher {
     deadline: Duration,
     interrupts: Arc<Interrupts>,
     bus: Option<BusConfig>,
+    broker: Option<BrokerConfig>,
 }
 
 impl Default for Launcher {
@@ -85,6 +87,7 @@ impl Default for Launcher {
             deadline: Duration::from_secs(30),
             interrupts: Arc::default(),
             bus: None,
+            broker: None,
         }
     }
 }
@@ -157,6 +160,7 @@ impl fmt::Debug for Launcher {
             .field("agents", &self.starters.len())
             .field("shutdown_deadline", &self.deadline)
             .field("bus", &self.bus)
+            .field("broker", &self.broker)
             .finish_non_exhaustive()
     }
 }
@@ -217,6 +221,13 @@ impl Launcher {
         self
     }
 
+    /// The broker the agents use (the in-process one by default),
+    /// installed before any agent starts.
+    pub fn broker(mut self, config: BrokerConfig) -> Self {
+        self.broker = Some(config);
+        self
+    }
+
     /// Starts every agent in a new actix System and runs until the group
     /// stops.
     ///
@@ -230,6 +241,7 @@ impl Launcher {
             deadline,
             interrupts,
             bus,
+            broker,
         } = self;
         let (exit, arbiters) = system.block_on(async move {
             if let Some(config) = bus {
@@ -237,6 +249,13 @@ impl Launcher {
                     log::error!(target: TARGET, "the bus could not connect: {e}; no agent started");
                     interrupts.ready.send_replace(Some(false));
                     return (Exit::BusFailed, Vec::new());
+                }
+            }
+            if let Some(config) = broker {
+                if let Err(e) = Broker::connect(config).await {
+                    log::error!(target: TARGET, "the broker could not connect: {e}; no agent started");
+                    interrupts.ready.send_replace(Some(false));
+                    return (Exit::BrokerFailed, Vec::new());
                 }
             }
             let mut signals = Signals::new();

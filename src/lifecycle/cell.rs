@@ -9,9 +9,10 @@ use std::task::{Poll, Waker};
 use actix::{Actor, WeakAddr};
 
 use crate::agent::Agent;
+use crate::broker::BrokerError;
 use crate::bus::SignalError;
 use crate::error::{AgentError, HookFailure, Stage, TimedOut};
-use crate::info::{AgentInfo, ReceiverRuns, TaskRuns};
+use crate::info::{AgentInfo, HandlerRuns, TaskRuns};
 use crate::messages::StopAgent;
 use crate::phase::Phase;
 use crate::registry::Tracked;
@@ -52,7 +53,16 @@ struct More {
     /// The addresses servers published, by server name.
     addresses: Vec<(&'static str, SocketAddr)>,
     /// The runs of each receiver that went wrong (by index, grown on use).
-    receiver_runs: Vec<ReceiverRuns>,
+    receiver_runs: Vec<HandlerRuns>,
+    /// The runs of each consumer that went wrong (by index, grown on use).
+    consumer_runs: Vec<HandlerRuns>,
+}
+
+/// A receiver or a consumer, by its index in the agent's table.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Handler {
+    Receiver(usize),
+    Consumer(usize),
 }
 
 impl Shared {
@@ -78,6 +88,14 @@ impl BadRun {
             HookFailure::Panic(_) => BadRun::Panicked,
             HookFailure::Error(e) if e.downcast_ref::<TimedOut>().is_some() => BadRun::TimedOut,
             HookFailure::Error(e) if e.downcast_ref::<SignalError>().is_some() => BadRun::BadInput,
+            HookFailure::Error(e)
+                if matches!(
+                    e.downcast_ref::<BrokerError>(),
+                    Some(BrokerError::Decode { .. })
+                ) =>
+            {
+                BadRun::BadInput
+            }
             HookFailure::Error(_) => BadRun::Failed,
         }
     }
@@ -158,14 +176,18 @@ impl<A: Actor> AgentCell<A> {
         runs.last_failure = Some(chrono::Utc::now().to_rfc3339());
     }
 
-    /// Counts a run of receiver `index` that went wrong.
-    pub(crate) fn count_bad_receiver_run(&self, index: usize, bad: BadRun) {
+    /// Counts a run of a receiver or consumer that went wrong.
+    pub(crate) fn count_bad_handler_run(&self, handler: Handler, bad: BadRun) {
         let mut shared = self.shared();
-        let receiver_runs = &mut shared.more().receiver_runs;
-        if receiver_runs.len() <= index {
-            receiver_runs.resize(index + 1, ReceiverRuns::default());
+        let more = shared.more();
+        let (all, index) = match handler {
+            Handler::Receiver(index) => (&mut more.receiver_runs, index),
+            Handler::Consumer(index) => (&mut more.consumer_runs, index),
+        };
+        if all.len() <= index {
+            all.resize(index + 1, HandlerRuns::default());
         }
-        let runs = &mut receiver_runs[index];
+        let runs = &mut all[index];
         match bad {
             BadRun::Failed => runs.failed += 1,
             BadRun::Panicked => runs.panicked += 1,
@@ -244,20 +266,27 @@ impl<A: Agent> AgentCell<A> {
     /// What the agent declares, with what it did so far: task runs that
     /// went wrong, addresses its servers published.
     pub(crate) fn running_info(&self) -> AgentInfo {
-        let (runs, addresses, receiver_runs) = {
+        let (runs, addresses, receiver_runs, consumer_runs) = {
             let shared = self.shared();
             match &shared.more {
                 Some(more) => (
                     more.runs.clone(),
                     more.addresses.clone(),
                     more.receiver_runs.clone(),
+                    more.consumer_runs.clone(),
                 ),
                 None => Default::default(),
             }
         };
-        let mut info =
-            super::declare::describe_running::<A>(self.name, &runs, &addresses, &receiver_runs);
+        let mut info = super::declare::describe_running::<A>(
+            self.name,
+            &runs,
+            &addresses,
+            &receiver_runs,
+            &consumer_runs,
+        );
         info.bus = crate::bus::current_info();
+        info.broker = crate::broker::current_info();
         info
     }
 }

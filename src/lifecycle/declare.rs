@@ -21,11 +21,12 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::agent::Agent;
+use crate::broker::{ConsumerOptions, Job, Queue, Settle};
 use crate::bus::{Delivery, Reply, Signal};
 use crate::error::{HookFailure, HookResult, Stage, TimedOut};
 use crate::info::{
-    AgentInfo, CronInfo, HooksInfo, PeriodicInfo, ReceiverInfo, ReceiverRuns, RestartPolicy,
-    ServerInfo, TaskRuns, Zone,
+    AgentInfo, ConsumerInfo, CronInfo, HandlerRuns, HooksInfo, PeriodicInfo, ReceiverInfo,
+    RestartPolicy, ServerInfo, TaskRuns, Zone,
 };
 use crate::server::ServerContext;
 
@@ -91,6 +92,27 @@ pub struct Receiver<A: actix::Actor<Context = Context<A>>> {
     pub call: ReceiverCall<A>,
 }
 
+/// How the lifecycle calls a consumer's shim.
+pub enum ConsumerCall<A: actix::Actor<Context = Context<A>>> {
+    /// A plain `fn`: decodes, runs and settles right there.
+    Sync(fn(&mut A, &mut Context<A>, Job) -> HookResult),
+    /// An `async fn`: the shim moves the agent into the returned future,
+    /// which settles the job and gives the agent back (or its timeout does).
+    Async(fn(&mut A, &mut Context<A>, Job) -> HookFuture<A>),
+}
+
+/// One declared consumer.
+pub struct Consumer<A: actix::Actor<Context = Context<A>>> {
+    /// The method's name.
+    pub name: &'static str,
+    /// The queue's name.
+    pub queue: &'static str,
+    /// Its options (timeout, attempts, backoff, prefetch).
+    pub options: ConsumerOptions,
+    /// How to call it.
+    pub call: ConsumerCall<A>,
+}
+
 /// When a task runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Schedule {
@@ -136,6 +158,8 @@ pub struct HookTable<A: actix::Actor<Context = Context<A>>> {
     pub tasks: &'static [Task<A>],
     /// `#[receiver(...)]` methods.
     pub receivers: &'static [Receiver<A>],
+    /// `#[consumer(...)]` methods.
+    pub consumers: &'static [Consumer<A>],
 }
 
 impl<A: actix::Actor<Context = Context<A>>> HookTable<A> {
@@ -147,6 +171,7 @@ impl<A: actix::Actor<Context = Context<A>>> HookTable<A> {
         servers: &[],
         tasks: &[],
         receivers: &[],
+        consumers: &[],
     };
 
     /// The hooks declared with one label.
@@ -244,6 +269,28 @@ async fn timed<F: Future>(timeout: Duration, fut: F) -> Result<F::Output, HookFa
         Ok(result) => result,
         Err(_) => Err(HookFailure::error(TimedOut(timeout))),
     }
+}
+
+/// Decodes a job for a typed consumer: the message and how to settle it. A
+/// message that does not decode is poison: it goes to the dead letters at
+/// once, and the run fails as bad input.
+pub fn decode_job<Q: Queue>(job: Job) -> Result<(Q, Settle), HookFailure> {
+    let Job { body, settle } = job;
+    match Q::from_wire(&body) {
+        Ok(message) => Ok((message, settle)),
+        Err(e) => {
+            settle.poison(e.to_string());
+            Err(HookFailure::error(e))
+        }
+    }
+}
+
+/// Runs an async consumer's body within its timeout, catching panics.
+pub async fn consume_timed<F>(timeout: Duration, fut: F) -> HookResult
+where
+    F: Future<Output = HookResult>,
+{
+    timed(timeout, fut).await.and_then(|result| result)
 }
 
 /// Decodes a delivery for a typed receiver: the signal, the sender's name
@@ -399,6 +446,26 @@ impl<A: actix::Actor<Context = Context<A>>> fmt::Debug for Receiver<A> {
     }
 }
 
+impl<A: actix::Actor<Context = Context<A>>> fmt::Debug for ConsumerCall<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ConsumerCall::Sync(_) => "Sync",
+            ConsumerCall::Async(_) => "Async",
+        })
+    }
+}
+
+impl<A: actix::Actor<Context = Context<A>>> fmt::Debug for Consumer<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Consumer")
+            .field("name", &self.name)
+            .field("queue", &self.queue)
+            .field("options", &self.options)
+            .field("call", &self.call)
+            .finish()
+    }
+}
+
 impl<A: actix::Actor<Context = Context<A>>> fmt::Debug for HookTable<A> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HookTable")
@@ -408,13 +475,14 @@ impl<A: actix::Actor<Context = Context<A>>> fmt::Debug for HookTable<A> {
             .field("servers", &self.servers)
             .field("tasks", &self.tasks)
             .field("receivers", &self.receivers)
+            .field("consumers", &self.consumers)
             .finish()
     }
 }
 
 /// Describes agent type `A` from its table (cron due times computed now).
 pub fn describe<A: Agent>() -> AgentInfo {
-    describe_running::<A>(A::NAME, &[], &[], &[])
+    describe_running::<A>(A::NAME, &[], &[], &[], &[])
 }
 
 /// Describes a running agent `name` of type `A` with what it did: the runs
@@ -423,7 +491,8 @@ pub(crate) fn describe_running<A: Agent>(
     name: &'static str,
     runs: &[TaskRuns],
     addresses: &[(&'static str, SocketAddr)],
-    receiver_runs: &[ReceiverRuns],
+    receiver_runs: &[HandlerRuns],
+    consumer_runs: &[HandlerRuns],
 ) -> AgentInfo {
     let table = &A::HOOKS;
     let runs_of = |index: usize| runs.get(index).cloned().unwrap_or_default();
@@ -488,7 +557,22 @@ pub(crate) fn describe_running<A: Agent>(
                 runs: receiver_runs.get(index).cloned().unwrap_or_default(),
             })
             .collect(),
+        consumers: table
+            .consumers
+            .iter()
+            .enumerate()
+            .map(|(index, c)| ConsumerInfo {
+                name: c.name,
+                queue: c.queue,
+                timeout: c.options.timeout,
+                attempts: c.options.attempts,
+                backoff: c.options.backoff,
+                prefetch: c.options.prefetch,
+                runs: consumer_runs.get(index).cloned().unwrap_or_default(),
+            })
+            .collect(),
         bus: None,
+        broker: None,
     }
 }
 

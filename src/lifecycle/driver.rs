@@ -9,7 +9,7 @@ use actix::{ActorContext, ActorFuture, ActorState, AsyncContext, Running};
 use super::declare::{Call, HookFuture};
 use super::state::Work;
 use super::supervisor::{start_servers, stop_servers};
-use super::{receivers, tasks, Context};
+use super::{consumers, receivers, tasks, Context};
 use crate::agent::Agent;
 use crate::error::{HookFailure, Stage};
 use crate::phase::Phase;
@@ -64,6 +64,7 @@ fn drive<A: Agent>(
                         }
                         Work::Task(index) => tasks::run_ended(ctx, index, result),
                         Work::Receiver(index) => receivers::run_ended(ctx, index, result),
+                        Work::Consumer(index) => consumers::run_ended(ctx, index, result),
                     }
                     continue;
                 }
@@ -113,6 +114,7 @@ fn drive<A: Agent>(
                 // so a signal sent from post_start reaches them.
                 tasks::start(ctx);
                 receivers::subscribe(ctx);
+                consumers::start(ctx);
             }
             Stage::PostStart => {
                 ctx.life.set_phase(Phase::Running);

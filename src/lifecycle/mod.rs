@@ -37,6 +37,7 @@
 //!   nothing to do and finish.
 
 mod cell;
+pub(crate) mod consumers;
 mod context;
 mod cron;
 pub(crate) mod declare;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use actix::AsyncContext;
 
-use super::cell::BadRun;
+use super::cell::{BadRun, Handler};
 use super::declare::ReceiverCall;
 use super::driver::begin_work;
 use super::state::Work;
@@ -90,7 +90,7 @@ pub(super) fn run_ended<A: Agent>(ctx: &mut Context<A>, receiver: usize, result:
     if let Err(cause) = result {
         ctx.life
             .cell
-            .count_bad_receiver_run(receiver, BadRun::of(&cause));
+            .count_bad_handler_run(Handler::Receiver(receiver), BadRun::of(&cause));
         let declared = &A::HOOKS.receivers[receiver];
         log::error!(
             target: LOG_TARGET,

@@ -8,6 +8,7 @@ use super::cell::AgentCell;
 use super::declare::HookFuture;
 use super::supervisor::Servers;
 use super::tasks::Timers;
+use crate::broker::Consuming;
 use crate::bus::{BusError, Confirmation, Subscription};
 use crate::error::{AgentError, HookError, HookFailure, HookResult, Stage};
 use crate::phase::Phase;
@@ -23,6 +24,8 @@ pub(crate) enum Work {
     Task(usize),
     /// A run of receiver `n` of `HOOKS.receivers`.
     Receiver(usize),
+    /// A run of consumer `n` of `HOOKS.consumers`.
+    Consumer(usize),
 }
 
 /// Per-agent lifecycle state.
@@ -46,6 +49,8 @@ pub(crate) struct Lifecycle<A: actix::Actor> {
     pub(super) timers: Option<Timers>,
     /// Its receivers' subscription to the bus, while it receives.
     pub(super) subscription: Option<Subscription>,
+    /// Its consumers, while they take messages.
+    pub(super) consuming: Vec<Consuming>,
     /// Redis confirming that subscription, before `post_start`.
     pub(super) confirming: Option<Confirmation>,
     /// Why the subscription failed, if it did.
@@ -75,6 +80,7 @@ impl<A: actix::Actor> Lifecycle<A> {
             servers_shut: false,
             timers: None,
             subscription: None,
+            consuming: Vec::new(),
             confirming: None,
             subscribe_error: None,
             crash: None,
@@ -169,6 +175,7 @@ impl<A: actix::Actor> Lifecycle<A> {
         log::info!(target: LOG_TARGET, "agent `{}`: stopping", self.name);
         // It stops receiving before its pre_stop hooks run.
         self.subscription = None;
+        self.consuming.clear();
         self.confirming = None;
         self.set_phase(Phase::Stopping);
         self.stage = Stage::PreStop;

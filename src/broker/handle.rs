@@ -1,0 +1,248 @@
+//! The broker handle: sending, queue lengths, dead letters, and the
+//! consumers of this process, on whichever backend the System's broker has.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+
+use serde_json::{Map, Value};
+
+use super::config::{BrokerConfig, BrokerInfo};
+use super::job::ConsumerOptions;
+use super::memory::Memory;
+use super::queue::Queue;
+use super::runner::{self, Consuming, JobFn};
+
+/// Why sending or reading a queue failed. None shows a password.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BrokerError {
+    /// The message does not serialize to a JSON object.
+    #[error("a message for queue `{queue}` could not be encoded: {reason}")]
+    Encode {
+        /// The queue.
+        queue: String,
+        /// Why.
+        reason: String,
+    },
+    /// A message from the queue does not fit the consumer's type (or is not
+    /// a JSON object): it goes to the dead letters.
+    #[error("a message of queue `{queue}` does not decode: {reason}")]
+    Decode {
+        /// The queue.
+        queue: String,
+        /// Why (serde's message).
+        reason: String,
+    },
+    /// The queue's name cannot be used.
+    #[error("`{queue}` cannot be a queue name: {reason}")]
+    Name {
+        /// The name.
+        queue: String,
+        /// Why.
+        reason: &'static str,
+    },
+    /// The System already has a broker: install one before anything uses
+    /// [`Broker::current`], and only once.
+    #[error("this actix System already has a broker")]
+    AlreadyInstalled,
+}
+
+/// A message that failed every attempt (or could not be decoded), with why.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct DeadLetter {
+    /// Its queue.
+    pub queue: String,
+    /// The message, as sent (a JSON object, or the raw text when it was
+    /// not JSON).
+    pub message: Value,
+    /// Why it is here: the last attempt's failure, or the decoding error.
+    pub reason: String,
+    /// How many attempts it had.
+    pub attempts: u32,
+}
+
+/// A broker handle. Cheap to clone; every clone is the same broker.
+///
+/// Each actix System has one broker, shared by the agents on all its
+/// arbiters: [`Broker::current`] returns it, the in-process broker unless
+/// [`Broker::connect`] (or [`Launcher::broker`](crate::Launcher::broker))
+/// installed another before.
+#[derive(Clone)]
+pub struct Broker {
+    backend: Backend,
+}
+
+/// The backends, as one enum (their operations differ only inside).
+#[derive(Clone)]
+pub(super) enum Backend {
+    Memory(Arc<Memory>),
+}
+
+impl fmt::Debug for Broker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let info = self.info();
+        f.debug_struct("Broker")
+            .field("kind", &info.kind)
+            .field("url", &info.url)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The brokers, by System id.
+fn brokers() -> MutexGuard<'static, HashMap<usize, Broker>> {
+    static BROKERS: OnceLock<Mutex<HashMap<usize, Broker>>> = OnceLock::new();
+    BROKERS
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Forgets the broker of a System that has ended.
+pub(crate) fn close(system_id: usize) {
+    brokers().remove(&system_id);
+}
+
+fn system_id() -> usize {
+    actix_rt::System::try_current()
+        .expect("microagent: the broker belongs to an actix System; use it inside `microagent::run` or a `Launcher`")
+        .id()
+}
+
+/// Checks a queue name: what Redis keys and AMQP names can both hold.
+fn check_queue(queue: &str) -> Result<(), BrokerError> {
+    let reason = if queue.is_empty() || queue.len() > 255 {
+        "it has 1 to 255 characters"
+    } else if queue.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        "it contains whitespace or a control character"
+    } else {
+        return Ok(());
+    };
+    Err(BrokerError::Name {
+        queue: queue.to_owned(),
+        reason,
+    })
+}
+
+impl Broker {
+    /// The broker of the current actix System: the in-process one unless
+    /// another was installed.
+    ///
+    /// # Panics
+    /// Outside a running actix System.
+    pub fn current() -> Broker {
+        let id = system_id();
+        brokers()
+            .entry(id)
+            .or_insert_with(|| Broker::new(&BrokerConfig::in_process()))
+            .clone()
+    }
+
+    fn new(config: &BrokerConfig) -> Broker {
+        Broker {
+            backend: Backend::Memory(Arc::new(Memory::new(config.capacity))),
+        }
+    }
+
+    /// Installs the broker `config` describes as the current System's and
+    /// returns it. Call it before any agent of the System starts, once.
+    ///
+    /// # Panics
+    /// Outside a running actix System.
+    pub async fn connect(config: BrokerConfig) -> Result<Broker, BrokerError> {
+        let id = system_id();
+        let broker = Broker::new(&config);
+        let mut brokers = brokers();
+        if brokers.contains_key(&id) {
+            return Err(BrokerError::AlreadyInstalled);
+        }
+        brokers.insert(id, broker.clone());
+        Ok(broker)
+    }
+
+    /// What the broker reports about itself.
+    pub fn info(&self) -> BrokerInfo {
+        match &self.backend {
+            Backend::Memory(_) => BrokerInfo {
+                kind: "in-process",
+                url: None,
+                connected: true,
+            },
+        }
+    }
+
+    /// Sends `message` to its queue; returns once the broker has it (an
+    /// in-process queue that is full makes it wait for room).
+    pub async fn send<Q: Queue>(&self, message: Q) -> Result<(), BrokerError> {
+        let body = message.to_wire()?;
+        self.push(Q::NAME, body).await
+    }
+
+    /// Sends a JSON object to queue `queue` (a queue known at run time).
+    pub async fn send_dyn(
+        &self,
+        queue: &str,
+        message: &Map<String, Value>,
+    ) -> Result<(), BrokerError> {
+        check_queue(queue)?;
+        let body = serde_json::to_vec(message).map_err(|e| BrokerError::Encode {
+            queue: queue.to_owned(),
+            reason: e.to_string(),
+        })?;
+        self.push(queue, body).await
+    }
+
+    async fn push(&self, queue: &str, body: Vec<u8>) -> Result<(), BrokerError> {
+        match &self.backend {
+            Backend::Memory(memory) => {
+                memory.push(queue, body.into()).await;
+                Ok(())
+            }
+        }
+    }
+
+    /// How many messages wait in queue `queue` (not counting those being
+    /// handled or waiting for a retry).
+    pub async fn length(&self, queue: &str) -> Result<usize, BrokerError> {
+        check_queue(queue)?;
+        match &self.backend {
+            Backend::Memory(memory) => Ok(memory.length(queue)),
+        }
+    }
+
+    /// The dead letters of queue `queue`, oldest first.
+    pub async fn dead_letters(&self, queue: &str) -> Result<Vec<DeadLetter>, BrokerError> {
+        check_queue(queue)?;
+        match &self.backend {
+            Backend::Memory(memory) => Ok(memory.dead_letters(queue)),
+        }
+    }
+
+    /// Starts consuming `queue` for `consumer` (`Agent.method`): jobs go
+    /// to `deliver` until the returned handle is dropped.
+    pub(crate) fn consume(
+        &self,
+        queue: &'static str,
+        consumer: Arc<str>,
+        options: ConsumerOptions,
+        deliver: JobFn,
+    ) -> Consuming {
+        runner::start(self.backend.clone(), queue, consumer, options, deliver)
+    }
+}
+
+/// What the current System's broker reports (the in-process defaults while
+/// none is installed); `None` outside a System.
+pub(crate) fn current_info() -> Option<BrokerInfo> {
+    let id = actix_rt::System::try_current()?.id();
+    let installed = brokers().get(&id).cloned();
+    Some(installed.map_or(
+        BrokerInfo {
+            kind: "in-process",
+            url: None,
+            connected: true,
+        },
+        |broker| broker.info(),
+    ))
+}

@@ -1,0 +1,102 @@
+//! A message on its way to one consumer, and how its consumer settles it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+
+use crate::error::HookFailure;
+
+/// How a consumer takes messages: declared with `#[consumer(...)]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConsumerOptions {
+    /// Time a run may take; past it the run is cancelled and counts as a
+    /// failed attempt.
+    pub timeout: Duration,
+    /// Attempts before the message goes to the dead letters.
+    pub attempts: u32,
+    /// The pause before the first retry; it doubles after each failure.
+    pub backoff: Duration,
+    /// Messages in flight at most for this consumer: taken from the queue
+    /// and not yet settled. The backpressure.
+    pub prefetch: u32,
+}
+
+impl Default for ConsumerOptions {
+    fn default() -> Self {
+        ConsumerOptions {
+            timeout: Duration::from_secs(60),
+            attempts: 3,
+            backoff: Duration::from_secs(1),
+            prefetch: 1,
+        }
+    }
+}
+
+/// How a run ended, for the broker.
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    /// Handled: remove or acknowledge it.
+    Done,
+    /// A failed attempt (error, panic, timeout), with the reason.
+    Failed(String),
+    /// It cannot be decoded: straight to the dead letters.
+    Poison(String),
+}
+
+/// A message for one consumer: its bytes (a JSON object) and how to
+/// settle it. Dropping it unsettled (the agent was stopping) hands the
+/// message back to its queue, with no attempt counted.
+#[derive(Debug)]
+pub struct Job {
+    pub(crate) body: Arc<[u8]>,
+    pub(crate) settle: Settle,
+}
+
+/// Settles a job once: done, failed or poison. Dropped unsettled, the
+/// message goes back to its queue.
+#[derive(Debug)]
+pub struct Settle {
+    tx: Option<oneshot::Sender<Outcome>>,
+}
+
+impl Settle {
+    pub(crate) fn new(tx: oneshot::Sender<Outcome>) -> Self {
+        Settle { tx: Some(tx) }
+    }
+
+    fn send(mut self, outcome: Outcome) {
+        if let Some(tx) = self.tx.take() {
+            let _ = tx.send(outcome);
+        }
+    }
+
+    /// Settles with the run's result (an error is a failed attempt), and
+    /// returns it.
+    pub fn done(self, result: Result<(), HookFailure>) -> Result<(), HookFailure> {
+        match &result {
+            Ok(()) => self.send(Outcome::Done),
+            Err(failure) => self.send(Outcome::Failed(failure.to_string())),
+        }
+        result
+    }
+
+    /// The message cannot be handled by any attempt (it does not decode).
+    pub(crate) fn poison(self, reason: String) {
+        self.send(Outcome::Poison(reason));
+    }
+}
+
+/// Hands a job to consumer `consumer` (its index in the agent's table);
+/// every agent handles it (`#[derive(MicroAgent)]` writes the handler).
+#[derive(Debug)]
+pub struct Consume {
+    /// The consumer's index among the agent's consumers.
+    pub consumer: usize,
+    /// The job.
+    pub job: Job,
+}
+
+impl actix::Message for Consume {
+    type Result = ();
+}

@@ -1,0 +1,26 @@
+//! Work queues: a producer sends a message to a named queue, exactly one
+//! consumer handles it, at least once.
+//!
+//! - [`Queue`] (`#[derive(Queue)]`): a message type names its queue;
+//! - consumers are `#[consumer(Message, ...)]` methods of agents;
+//! - [`Broker`]: `send`, `length` and the dead letters, on the System's
+//!   broker: in-process by default ([`BrokerConfig`]).
+//!
+//! See the crate docs' broker section for the delivery semantics.
+
+mod config;
+mod handle;
+mod job;
+mod memory;
+mod queue;
+mod runner;
+
+pub use config::{BrokerConfig, BrokerInfo};
+pub(crate) use handle::{close, current_info};
+pub use handle::{Broker, BrokerError, DeadLetter};
+pub use job::{Consume, ConsumerOptions, Job, Settle};
+pub use queue::Queue;
+pub(crate) use runner::{Consuming, JobFn};
+
+/// Declares a queue's message: see [`Queue`].
+pub use microagent_macros::Queue;

@@ -1,0 +1,51 @@
+//! Queue messages: a type names its queue; its fields are the JSON object
+//! on the wire (what a Python consumer gets as keyword arguments).
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::handle::BrokerError;
+
+/// A queue's message: derive it, with serde's `Serialize` and
+/// `Deserialize`. The queue's name is the type's name in snake case, or
+/// `#[queue(name = "...")]`.
+///
+/// ```
+/// use microagent::broker::Queue;
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Queue, Serialize, Deserialize)]
+/// #[queue(name = "mailer")]
+/// struct Mail {
+///     to: String,
+/// }
+///
+/// assert_eq!(Mail::NAME, "mailer");
+/// ```
+pub trait Queue: Serialize + DeserializeOwned + Send + 'static {
+    /// The queue's name (the Redis list's key, the AMQP queue's name).
+    const NAME: &'static str;
+
+    /// The message as the wire's bytes: a JSON object.
+    fn to_wire(&self) -> Result<Vec<u8>, BrokerError> {
+        let bytes = serde_json::to_vec(self).map_err(|e| BrokerError::Encode {
+            queue: Self::NAME.to_owned(),
+            reason: e.to_string(),
+        })?;
+        if bytes.first() != Some(&b'{') {
+            return Err(BrokerError::Encode {
+                queue: Self::NAME.to_owned(),
+                reason: "the message does not serialize to a JSON object".to_owned(),
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// The message, from the wire's bytes.
+    fn from_wire(bytes: &[u8]) -> Result<Self, BrokerError> {
+        serde_json::from_slice(bytes).map_err(|e| BrokerError::Decode {
+            queue: Self::NAME.to_owned(),
+            reason: e.to_string(),
+        })
+    }
+}

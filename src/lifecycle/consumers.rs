@@ -1,0 +1,95 @@
+//! Consumers: taking an agent's `#[consumer(...)]` queues from the broker
+//! between its `pre_start` and `post_start` hooks, running each job
+//! (exclusively, like a message handler), stopping when its stop begins.
+
+use std::sync::Arc;
+
+use actix::AsyncContext;
+
+use super::cell::{BadRun, Handler};
+use super::declare::ConsumerCall;
+use super::driver::begin_work;
+use super::state::Work;
+use super::Context;
+use crate::agent::Agent;
+use crate::broker::{Broker, Consume, JobFn};
+use crate::error::{HookFailure, HookResult};
+use crate::phase::Phase;
+use crate::LOG_TARGET;
+
+/// Starts the agent's consumers, if it has any.
+pub(super) fn start<A: Agent>(ctx: &mut Context<A>) {
+    let consumers = A::HOOKS.consumers;
+    if consumers.is_empty() {
+        return;
+    }
+    let broker = Broker::current();
+    let agent = ctx.life.name;
+    for (index, consumer) in consumers.iter().enumerate() {
+        // Like a subscription, the broker holds the agent's address while
+        // it consumes.
+        let addr = ctx.address();
+        let deliver: JobFn = Box::new(move |job| {
+            if !addr.connected() {
+                return false;
+            }
+            addr.do_send(Consume {
+                consumer: index,
+                job,
+            });
+            true
+        });
+        let name: Arc<str> = format!("{agent}.{}", consumer.name).into();
+        let consuming = broker.consume(consumer.queue, name, consumer.options, deliver);
+        ctx.life.consuming.push(consuming);
+    }
+    log::debug!(target: LOG_TARGET, "agent `{agent}`: {} consumer(s) started", consumers.len());
+}
+
+/// `Handler<Consume>` of every agent: runs the consumer.
+pub fn consume<A: Agent>(act: &mut A, ctx: &mut Context<A>, msg: Consume) {
+    let Consume { consumer, job } = msg;
+    let Some(declared) = A::HOOKS.consumers.get(consumer) else {
+        return;
+    };
+    if ctx.life.phase != Phase::Running {
+        // Stopping: dropping the job unsettled hands the message back to
+        // its queue, with no attempt counted.
+        log::debug!(
+            target: LOG_TARGET,
+            "agent `{}`: consumer `{}` hands a message of `{}` back: the agent is stopping",
+            ctx.life.name,
+            declared.name,
+            declared.queue
+        );
+        return;
+    }
+    match declared.call {
+        ConsumerCall::Sync(f) => {
+            let result = HookFailure::catch_result(|| f(act, ctx, job));
+            run_ended(ctx, consumer, result);
+        }
+        ConsumerCall::Async(f) => match HookFailure::catch(|| f(act, ctx, job)) {
+            Ok(fut) => begin_work(ctx, Work::Consumer(consumer), fut),
+            Err(failure) => run_ended(ctx, consumer, Err(failure)),
+        },
+    }
+}
+
+/// Logs and counts a consumer run that failed (the broker retries or
+/// dead-letters the message); the agent goes on.
+pub(super) fn run_ended<A: Agent>(ctx: &mut Context<A>, consumer: usize, result: HookResult) {
+    if let Err(cause) = result {
+        ctx.life
+            .cell
+            .count_bad_handler_run(Handler::Consumer(consumer), BadRun::of(&cause));
+        let declared = &A::HOOKS.consumers[consumer];
+        log::error!(
+            target: LOG_TARGET,
+            "agent `{}`: consumer `{}` of queue `{}` failed: {cause}",
+            ctx.life.name,
+            declared.name,
+            declared.queue
+        );
+    }
+}

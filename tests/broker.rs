@@ -1,0 +1,290 @@
+//! The broker's delivery semantics, on the in-process broker: order,
+//! retries and dead letters, poison messages, separate budgets for equal
+//! messages, backpressure, and a graceful stop with messages in flight.
+
+mod support;
+
+use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use microagent::broker::{Broker, BrokerConfig, Queue};
+use microagent::prelude::*;
+use serde::{Deserialize, Serialize};
+use support::{Boom, Events};
+use tokio::sync::Notify;
+
+#[derive(Queue, Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[queue(name = "jobs")]
+struct Work {
+    id: u32,
+    fail: bool,
+}
+
+fn work(id: u32) -> Work {
+    Work { id, fail: false }
+}
+
+/// Records each run; fails the messages marked `fail`.
+#[derive(Default, MicroAgent)]
+struct Worker {
+    events: Events,
+}
+
+#[microagent::hooks]
+impl Worker {
+    #[consumer(Work, attempts = 3, backoff = 0.01)]
+    fn handle(&mut self, work: Work) -> Result<(), Boom> {
+        self.events.push(format!("work {}", work.id));
+        if work.fail {
+            return Err(Boom("refused"));
+        }
+        Ok(())
+    }
+}
+
+/// A hang detector, not a performance threshold.
+const LONG: Duration = Duration::from_secs(30);
+
+async fn started<A: Agent>(addr: &Addr<A>) {
+    addr.send(GetInfo).await.expect("the agent started");
+}
+
+/// Polls until `done` holds (a hang detector bounds it).
+async fn until(mut done: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !done() {
+        assert!(start.elapsed() < LONG, "never happened");
+        actix_rt::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+#[test]
+fn messages_are_handled_once_each_in_the_order_sent() {
+    let events = Events::default();
+    let watched = events.clone();
+    microagent::run(async move {
+        let broker = Broker::current();
+        for id in 0..20 {
+            broker.send(work(id)).await.unwrap();
+        }
+        assert_eq!(broker.length("jobs").await.unwrap(), 20);
+        let (addr, handle) = microagent::start(Worker {
+            events: watched.clone(),
+        });
+        started(&addr).await;
+        watched.seen("work 19").await;
+        assert_eq!(broker.length("jobs").await.unwrap(), 0);
+        handle.stop();
+        handle.await.unwrap();
+    });
+    let expected: Vec<String> = (0..20).map(|id| format!("work {id}")).collect();
+    assert_eq!(events.all(), expected);
+}
+
+#[test]
+fn a_failing_message_is_retried_then_dead_lettered_with_the_reason() {
+    let events = Events::default();
+    let watched = events.clone();
+    let (dead, info) = microagent::run(async move {
+        let broker = Broker::current();
+        let (addr, handle) = microagent::start(Worker {
+            events: watched.clone(),
+        });
+        started(&addr).await;
+        broker.send(Work { id: 1, fail: true }).await.unwrap();
+        broker.send(work(2)).await.unwrap();
+        until(|| watched.count("work 1") == 3).await;
+        watched.seen("work 2").await;
+        let broker2 = broker.clone();
+        let dead = loop {
+            let dead = broker2.dead_letters("jobs").await.unwrap();
+            if !dead.is_empty() {
+                break dead;
+            }
+            actix_rt::time::sleep(Duration::from_millis(2)).await;
+        };
+        let info = addr.send(GetInfo).await.unwrap();
+        handle.stop();
+        handle.await.unwrap();
+        (dead, info)
+    });
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].queue, "jobs");
+    assert_eq!(dead[0].message, serde_json::json!({"id": 1, "fail": true}));
+    assert_eq!(dead[0].attempts, 3);
+    assert!(dead[0].reason.contains("refused"), "{}", dead[0].reason);
+    assert_eq!(events.count("work 1"), 3);
+    assert_eq!(events.count("work 2"), 1);
+    let consumer = &info.consumers[0];
+    assert_eq!((consumer.name, consumer.queue), ("handle", "jobs"));
+    assert_eq!(consumer.runs.failed, 3);
+}
+
+#[test]
+fn a_message_that_does_not_decode_is_dead_lettered_at_once() {
+    let events = Events::default();
+    let watched = events.clone();
+    let (dead, bad_input) = microagent::run(async move {
+        let broker = Broker::current();
+        let (addr, handle) = microagent::start(Worker {
+            events: watched.clone(),
+        });
+        started(&addr).await;
+        let poison = serde_json::json!({"id": "not a number"});
+        broker
+            .send_dyn("jobs", poison.as_object().unwrap())
+            .await
+            .unwrap();
+        broker.send(work(3)).await.unwrap();
+        watched.seen("work 3").await;
+        let dead = broker.dead_letters("jobs").await.unwrap();
+        let info = addr.send(GetInfo).await.unwrap();
+        handle.stop();
+        handle.await.unwrap();
+        (dead, info.consumers[0].runs.bad_input)
+    });
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].attempts, 1);
+    assert!(
+        dead[0].reason.contains("does not decode"),
+        "{}",
+        dead[0].reason
+    );
+    assert_eq!(bad_input, 1);
+    // The consumer never ran on it.
+    assert_eq!(events.all(), ["work 3"]);
+}
+
+#[test]
+fn equal_messages_have_budgets_of_their_own() {
+    let events = Events::default();
+    let watched = events.clone();
+    let dead = microagent::run(async move {
+        let broker = Broker::current();
+        let (addr, handle) = microagent::start(Worker {
+            events: watched.clone(),
+        });
+        started(&addr).await;
+        let same = Work { id: 7, fail: true };
+        broker.send(same.clone()).await.unwrap();
+        broker.send(same).await.unwrap();
+        let dead = loop {
+            let dead = broker.dead_letters("jobs").await.unwrap();
+            if dead.len() == 2 {
+                break dead;
+            }
+            actix_rt::time::sleep(Duration::from_millis(2)).await;
+        };
+        handle.stop();
+        handle.await.unwrap();
+        dead
+    });
+    // Three attempts each: a budget shared by payload would give three in all.
+    assert_eq!(events.count("work 7"), 6);
+    assert!(dead.iter().all(|d| d.attempts == 3));
+}
+
+#[derive(Queue, Serialize, Deserialize)]
+#[queue(name = "slow")]
+struct SlowWork {
+    id: u32,
+}
+
+/// Waits for `go` on its first message; counts what it handled.
+#[derive(MicroAgent)]
+#[microagent(stand_in = Slow { go: Arc::new(Notify::new()), handled: Arc::default() })]
+struct Slow {
+    go: Arc<Notify>,
+    handled: Arc<AtomicUsize>,
+}
+
+#[microagent::hooks]
+impl Slow {
+    #[consumer(SlowWork, prefetch = 2)]
+    async fn handle(&mut self, work: SlowWork) {
+        if work.id == 0 {
+            self.go.notified().await;
+        }
+        self.handled.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn no_more_than_prefetch_messages_are_taken_and_a_stop_takes_no_more() {
+    microagent::run(async {
+        let broker = Broker::current();
+        for id in 0..10 {
+            broker.send(SlowWork { id }).await.unwrap();
+        }
+        let go = Arc::new(Notify::new());
+        let handled = Arc::new(AtomicUsize::new(0));
+        let (addr, handle) = microagent::start(Slow {
+            go: go.clone(),
+            handled: handled.clone(),
+        });
+        started(&addr).await;
+        // One running (blocked), one waiting in the mailbox: 8 left.
+        let queue = Rc::new(broker.clone());
+        until(|| handled.load(Ordering::SeqCst) == 0).await;
+        let length = || {
+            let queue = queue.clone();
+            async move { queue.length("slow").await.unwrap() }
+        };
+        let start = std::time::Instant::now();
+        while length().await != 8 {
+            assert!(start.elapsed() < LONG);
+            actix_rt::time::sleep(Duration::from_millis(2)).await;
+        }
+        // It stays at 8 while the first message is held up.
+        actix_rt::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(length().await, 8);
+        // Stop while message 0 runs: the stop waits in the mailbox behind
+        // message 1; both finish and are settled, nothing more is taken.
+        handle.stop();
+        actix_rt::time::sleep(Duration::from_millis(20)).await;
+        go.notify_one();
+        handle.wait().await.unwrap();
+        assert_eq!(handled.load(Ordering::SeqCst), 2);
+        until_length(&broker, "slow", 8).await;
+        actix_rt::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(broker.length("slow").await.unwrap(), 8);
+    });
+}
+
+async fn until_length(broker: &Broker, queue: &str, n: usize) {
+    let start = std::time::Instant::now();
+    while broker.length(queue).await.unwrap() != n {
+        assert!(start.elapsed() < LONG, "queue `{queue}` never held {n}");
+        actix_rt::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+#[test]
+fn send_waits_while_an_in_process_queue_is_full() {
+    let events = Events::default();
+    let watched = events.clone();
+    microagent::run(async move {
+        let broker = Broker::connect(BrokerConfig::in_process().capacity(2))
+            .await
+            .unwrap();
+        broker.send(work(0)).await.unwrap();
+        broker.send(work(1)).await.unwrap();
+        let third = {
+            let broker = broker.clone();
+            actix_rt::spawn(async move { broker.send(work(2)).await })
+        };
+        actix_rt::time::sleep(Duration::from_millis(50)).await;
+        assert!(!third.is_finished(), "the queue is full: send waits");
+        let (addr, handle) = microagent::start(Worker {
+            events: watched.clone(),
+        });
+        started(&addr).await;
+        third.await.unwrap().unwrap();
+        watched.seen("work 2").await;
+        handle.stop();
+        handle.await.unwrap();
+    });
+    assert_eq!(events.all(), ["work 0", "work 1", "work 2"]);
+}

@@ -1,0 +1,13 @@
+use microagent::broker::Queue;
+use serde::{Deserialize, Serialize};
+
+#[derive(Queue, Serialize, Deserialize)]
+#[queue(name = "mail queue")]
+struct Mail {
+    to: String,
+}
+
+#[derive(Queue, Serialize, Deserialize)]
+struct Pair(u32, u32);
+
+fn main() {}
