@@ -1,9 +1,12 @@
-//! The broker's delivery semantics, on the in-process broker: order,
-//! retries and dead letters, poison messages, separate budgets for equal
-//! messages, backpressure, and a graceful stop with messages in flight.
+//! The broker's delivery semantics, on every backend: order, retries and
+//! dead letters, poison messages, separate budgets for equal messages,
+//! backpressure, and a stop with messages in flight. Each test runs on the
+//! in-process broker and on Redis (with `REDIS_URL`; reported skipped
+//! without it), each Redis run under a key namespace of its own.
 
 mod support;
 
+use std::future::Future;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -44,6 +47,56 @@ impl Worker {
     }
 }
 
+/// Which broker a test runs on.
+enum Backend {
+    InProcess,
+    Redis(String),
+}
+
+impl Backend {
+    /// Runs `body` under `microagent::run`, with this broker installed.
+    fn run<F: Future>(&self, body: F) -> F::Output {
+        let config = match self {
+            Backend::InProcess => BrokerConfig::in_process(),
+            Backend::Redis(url) => BrokerConfig::redis(url)
+                .unwrap()
+                .namespace(&format!("{}:", support::redis::prefix())),
+        };
+        microagent::run(async move {
+            Broker::connect(config).await.expect("the broker connects");
+            body.await
+        })
+    }
+}
+
+/// Each test twice: `in_process::name` and `redis::name`.
+macro_rules! on_every_broker {
+    ($($name:ident),* $(,)?) => {
+        mod in_process {
+            $(#[test]
+            fn $name() {
+                super::$name(super::Backend::InProcess)
+            })*
+        }
+        mod redis {
+            $(#[test]
+            fn $name() {
+                if let Some(url) = super::support::redis::url(stringify!($name)) {
+                    super::$name(super::Backend::Redis(url))
+                }
+            })*
+        }
+    };
+}
+
+on_every_broker!(
+    messages_are_handled_once_each_in_the_order_sent,
+    a_failing_message_is_retried_then_dead_lettered_with_the_reason,
+    a_message_that_does_not_decode_is_dead_lettered_at_once,
+    equal_messages_have_budgets_of_their_own,
+    no_more_than_prefetch_messages_are_taken_and_a_stop_takes_no_more,
+);
+
 /// A hang detector, not a performance threshold.
 const LONG: Duration = Duration::from_secs(30);
 
@@ -60,11 +113,10 @@ async fn until(mut done: impl FnMut() -> bool) {
     }
 }
 
-#[test]
-fn messages_are_handled_once_each_in_the_order_sent() {
+fn messages_are_handled_once_each_in_the_order_sent(backend: Backend) {
     let events = Events::default();
     let watched = events.clone();
-    microagent::run(async move {
+    backend.run(async move {
         let broker = Broker::current();
         for id in 0..20 {
             broker.send(work(id)).await.unwrap();
@@ -83,11 +135,10 @@ fn messages_are_handled_once_each_in_the_order_sent() {
     assert_eq!(events.all(), expected);
 }
 
-#[test]
-fn a_failing_message_is_retried_then_dead_lettered_with_the_reason() {
+fn a_failing_message_is_retried_then_dead_lettered_with_the_reason(backend: Backend) {
     let events = Events::default();
     let watched = events.clone();
-    let (dead, info) = microagent::run(async move {
+    let (dead, info) = backend.run(async move {
         let broker = Broker::current();
         let (addr, handle) = microagent::start(Worker {
             events: watched.clone(),
@@ -122,11 +173,10 @@ fn a_failing_message_is_retried_then_dead_lettered_with_the_reason() {
     assert_eq!(consumer.runs.failed, 3);
 }
 
-#[test]
-fn a_message_that_does_not_decode_is_dead_lettered_at_once() {
+fn a_message_that_does_not_decode_is_dead_lettered_at_once(backend: Backend) {
     let events = Events::default();
     let watched = events.clone();
-    let (dead, bad_input) = microagent::run(async move {
+    let (dead, bad_input) = backend.run(async move {
         let broker = Broker::current();
         let (addr, handle) = microagent::start(Worker {
             events: watched.clone(),
@@ -157,11 +207,10 @@ fn a_message_that_does_not_decode_is_dead_lettered_at_once() {
     assert_eq!(events.all(), ["work 3"]);
 }
 
-#[test]
-fn equal_messages_have_budgets_of_their_own() {
+fn equal_messages_have_budgets_of_their_own(backend: Backend) {
     let events = Events::default();
     let watched = events.clone();
-    let dead = microagent::run(async move {
+    let dead = backend.run(async move {
         let broker = Broker::current();
         let (addr, handle) = microagent::start(Worker {
             events: watched.clone(),
@@ -211,9 +260,8 @@ impl Slow {
     }
 }
 
-#[test]
-fn no_more_than_prefetch_messages_are_taken_and_a_stop_takes_no_more() {
-    microagent::run(async {
+fn no_more_than_prefetch_messages_are_taken_and_a_stop_takes_no_more(backend: Backend) {
+    backend.run(async {
         let broker = Broker::current();
         for id in 0..10 {
             broker.send(SlowWork { id }).await.unwrap();

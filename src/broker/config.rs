@@ -1,24 +1,44 @@
 //! Which broker a System uses, and what it reports about itself.
 
 use std::fmt;
+use std::time::Duration;
 
 use serde::Serialize;
 
+use super::handle::BrokerError;
+
 /// Which broker the agents of a System use: the in-process one (the
-/// default). Install it with [`Broker::connect`](super::Broker::connect)
+/// default) or Redis. `Debug` shows a URL's password as `***`. Install it with [`Broker::connect`](super::Broker::connect)
 /// or [`Launcher::broker`](crate::Launcher::broker) before the agents
 /// start.
 #[derive(Clone)]
 pub struct BrokerConfig {
+    pub(super) kind: Kind,
     pub(super) capacity: usize,
+    pub(super) namespace: String,
+    pub(super) lease: Duration,
+}
+
+#[derive(Clone)]
+pub(super) enum Kind {
+    InProcess,
+    Redis { url: String, redacted: String },
 }
 
 impl fmt::Debug for BrokerConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("BrokerConfig")
-            .field("kind", &"in-process")
-            .field("capacity", &self.capacity)
-            .finish()
+        let mut out = f.debug_struct("BrokerConfig");
+        match &self.kind {
+            Kind::InProcess => out
+                .field("kind", &"in-process")
+                .field("capacity", &self.capacity),
+            Kind::Redis { redacted, .. } => out
+                .field("kind", &"redis")
+                .field("url", redacted)
+                .field("namespace", &self.namespace)
+                .field("lease", &self.lease),
+        };
+        out.finish()
     }
 }
 
@@ -34,7 +54,44 @@ impl BrokerConfig {
     /// same retry and dead-letter semantics as the others. Messages live as
     /// long as the System.
     pub fn in_process() -> Self {
-        BrokerConfig { capacity: 10_000 }
+        BrokerConfig {
+            kind: Kind::InProcess,
+            capacity: 10_000,
+            namespace: String::new(),
+            lease: Duration::from_secs(30),
+        }
+    }
+
+    /// The Redis broker at `url` (`redis://[:password@]host[:port][/db]`):
+    /// a queue is the list named by the bare queue name in that database,
+    /// as the Python original has it.
+    pub fn redis(url: &str) -> Result<Self, BrokerError> {
+        let redacted = crate::bus::redact(url);
+        redis::Client::open(url).map_err(|e| BrokerError::Config {
+            reason: format!("bad Redis URL {redacted}: {:?}", e.kind()),
+        })?;
+        Ok(BrokerConfig {
+            kind: Kind::Redis {
+                url: url.to_owned(),
+                redacted,
+            },
+            ..BrokerConfig::in_process()
+        })
+    }
+
+    /// Puts `namespace` before every Redis key (none by default). Python
+    /// agents share a queue only under the same full name.
+    pub fn namespace(mut self, namespace: &str) -> Self {
+        self.namespace = namespace.to_owned();
+        self
+    }
+
+    /// How long a Redis consumer's lease lasts (30 s by default; renewed
+    /// every third of it). A consumer that died holds its messages that
+    /// long before another consumer returns them to their queue.
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.lease = lease.max(Duration::from_millis(30));
+        self
     }
 
     /// How many messages an in-process queue holds before `send` waits.
@@ -49,7 +106,7 @@ impl BrokerConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct BrokerInfo {
-    /// `in-process`.
+    /// `in-process` or `redis`.
     pub kind: &'static str,
     /// The URL, password redacted (none in-process).
     pub url: Option<String>,

@@ -7,10 +7,11 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use serde_json::{Map, Value};
 
-use super::config::{BrokerConfig, BrokerInfo};
+use super::config::{BrokerConfig, BrokerInfo, Kind};
 use super::job::ConsumerOptions;
 use super::memory::Memory;
 use super::queue::Queue;
+use super::redis::RedisQueues;
 use super::runner::{self, Consuming, JobFn};
 
 /// Why sending or reading a queue failed. None shows a password.
@@ -46,6 +47,21 @@ pub enum BrokerError {
     /// [`Broker::current`], and only once.
     #[error("this actix System already has a broker")]
     AlreadyInstalled,
+    /// The broker configuration cannot be used.
+    #[error("broker configuration: {reason}")]
+    Config {
+        /// What is wrong.
+        reason: String,
+    },
+    /// Redis answered with an error, or the connection failed under the
+    /// command: nothing was sent.
+    #[error("the broker at {url}: {reason}")]
+    Redis {
+        /// The URL, password redacted.
+        url: String,
+        /// What Redis or the connection said.
+        reason: String,
+    },
 }
 
 /// A message that failed every attempt (or could not be decoded), with why.
@@ -78,6 +94,7 @@ pub struct Broker {
 #[derive(Clone)]
 pub(super) enum Backend {
     Memory(Arc<Memory>),
+    Redis(Arc<RedisQueues>),
 }
 
 impl fmt::Debug for Broker {
@@ -135,14 +152,12 @@ impl Broker {
         let id = system_id();
         brokers()
             .entry(id)
-            .or_insert_with(|| Broker::new(&BrokerConfig::in_process()))
+            .or_insert_with(|| Broker {
+                backend: Backend::Memory(Arc::new(Memory::new(
+                    BrokerConfig::in_process().capacity,
+                ))),
+            })
             .clone()
-    }
-
-    fn new(config: &BrokerConfig) -> Broker {
-        Broker {
-            backend: Backend::Memory(Arc::new(Memory::new(config.capacity))),
-        }
     }
 
     /// Installs the broker `config` describes as the current System's and
@@ -152,7 +167,22 @@ impl Broker {
     /// Outside a running actix System.
     pub async fn connect(config: BrokerConfig) -> Result<Broker, BrokerError> {
         let id = system_id();
-        let broker = Broker::new(&config);
+        if brokers().contains_key(&id) {
+            return Err(BrokerError::AlreadyInstalled);
+        }
+        let backend = match &config.kind {
+            Kind::InProcess => Backend::Memory(Arc::new(Memory::new(config.capacity))),
+            Kind::Redis { url, redacted } => Backend::Redis(Arc::new(
+                RedisQueues::connect(
+                    url,
+                    redacted.clone(),
+                    config.namespace.clone(),
+                    config.lease,
+                )
+                .await?,
+            )),
+        };
+        let broker = Broker { backend };
         let mut brokers = brokers();
         if brokers.contains_key(&id) {
             return Err(BrokerError::AlreadyInstalled);
@@ -168,6 +198,11 @@ impl Broker {
                 kind: "in-process",
                 url: None,
                 connected: true,
+            },
+            Backend::Redis(queues) => BrokerInfo {
+                kind: "redis",
+                url: Some(queues.redacted().to_owned()),
+                connected: queues.is_up(),
             },
         }
     }
@@ -199,6 +234,7 @@ impl Broker {
                 memory.push(queue, body.into()).await;
                 Ok(())
             }
+            Backend::Redis(queues) => queues.push(queue, &body).await,
         }
     }
 
@@ -208,6 +244,7 @@ impl Broker {
         check_queue(queue)?;
         match &self.backend {
             Backend::Memory(memory) => Ok(memory.length(queue)),
+            Backend::Redis(queues) => queues.length(queue).await,
         }
     }
 
@@ -216,6 +253,7 @@ impl Broker {
         check_queue(queue)?;
         match &self.backend {
             Backend::Memory(memory) => Ok(memory.dead_letters(queue)),
+            Backend::Redis(queues) => queues.dead_letters(queue).await,
         }
     }
 
@@ -230,6 +268,16 @@ impl Broker {
     ) -> Consuming {
         runner::start(self.backend.clone(), queue, consumer, options, deliver)
     }
+}
+
+/// Whether the current System's broker is connected (no broker yet, or the
+/// in-process one, always is).
+pub(crate) fn connected() -> bool {
+    let Some(system) = actix_rt::System::try_current() else {
+        return true;
+    };
+    let installed = brokers().get(&system.id()).cloned();
+    installed.is_none_or(|broker| broker.info().connected)
 }
 
 /// What the current System's broker reports (the in-process defaults while

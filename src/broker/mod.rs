@@ -4,7 +4,7 @@
 //! - [`Queue`] (`#[derive(Queue)]`): a message type names its queue;
 //! - consumers are `#[consumer(Message, ...)]` methods of agents;
 //! - [`Broker`]: `send`, `length` and the dead letters, on the System's
-//!   broker: in-process by default ([`BrokerConfig`]).
+//!   broker: in-process by default, or Redis ([`BrokerConfig`]).
 //!
 //! See the crate docs' broker section for the delivery semantics.
 
@@ -13,10 +13,11 @@ mod handle;
 mod job;
 mod memory;
 mod queue;
+mod redis;
 mod runner;
 
 pub use config::{BrokerConfig, BrokerInfo};
-pub(crate) use handle::{close, current_info};
+pub(crate) use handle::{close, connected, current_info};
 pub use handle::{Broker, BrokerError, DeadLetter};
 pub use job::{Consume, ConsumerOptions, Job, Settle};
 pub use queue::Queue;

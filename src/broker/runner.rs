@@ -10,13 +10,17 @@ use std::time::Duration;
 use futures_util::future::{self, Either};
 use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 
-use super::handle::Backend;
+use super::handle::{Backend, BrokerError};
 use super::job::{ConsumerOptions, Job, Outcome, Settle};
-use super::memory::Taken;
+use super::memory::{Memory, Taken};
+use super::redis::{Origin, RedisQueues};
 use crate::LOG_TARGET;
 
 /// Hands a job to the consumer's agent; `false` once the agent is gone.
 pub(crate) type JobFn = Box<dyn Fn(Job) -> bool + Send + Sync>;
+
+/// The longest pause between two attempts to reach Redis.
+const RECONNECT_MAX: Duration = Duration::from_secs(5);
 
 /// A running consumer; dropping it stops taking messages (those in flight
 /// are still settled).
@@ -25,17 +29,36 @@ pub(crate) struct Consuming {
     _stop: oneshot::Sender<()>,
 }
 
+/// What a consumer loop knows about itself.
+struct Consumer {
+    queue: &'static str,
+    name: Arc<str>,
+    options: ConsumerOptions,
+    deliver: JobFn,
+    in_flight: Arc<Semaphore>,
+}
+
 /// Starts the consumer's loop on the System's arbiter.
 pub(super) fn start(
     backend: Backend,
     queue: &'static str,
-    consumer: Arc<str>,
+    name: Arc<str>,
     options: ConsumerOptions,
     deliver: JobFn,
 ) -> Consuming {
     let (stop, stopped) = oneshot::channel();
-    let run = run(backend, queue, consumer, options, deliver, stopped);
-    actix_rt::System::current().arbiter().spawn(run);
+    let consumer = Consumer {
+        queue,
+        name,
+        options,
+        deliver,
+        in_flight: Arc::new(Semaphore::new(options.prefetch.max(1) as usize)),
+    };
+    let arbiter = actix_rt::System::current().arbiter().clone();
+    match backend {
+        Backend::Memory(memory) => arbiter.spawn(run_memory(memory, consumer, stopped)),
+        Backend::Redis(queues) => arbiter.spawn(run_redis(queues, consumer, stopped)),
+    };
     Consuming { _stop: stop }
 }
 
@@ -47,112 +70,273 @@ async fn unless<F: Future>(stopped: &mut oneshot::Receiver<()>, work: F) -> Opti
     }
 }
 
-async fn run(
-    backend: Backend,
-    queue: &'static str,
-    consumer: Arc<str>,
-    options: ConsumerOptions,
-    deliver: JobFn,
-    mut stopped: oneshot::Receiver<()>,
-) {
-    let in_flight = Arc::new(Semaphore::new(options.prefetch.max(1) as usize));
-    log::debug!(target: LOG_TARGET, "consumer `{consumer}` takes from queue `{queue}`");
-    loop {
-        let Some(Ok(permit)) = unless(&mut stopped, in_flight.clone().acquire_owned()).await else {
-            break;
-        };
-        let Some(taken) = unless(&mut stopped, take(&backend, queue)).await else {
-            break;
-        };
-        let (tx, outcome) = oneshot::channel();
-        let job = Job {
-            body: taken.body.clone(),
-            settle: Settle::new(tx),
-        };
-        if !deliver(job) {
-            put_back(&backend, queue, taken);
-            break;
-        }
-        let settle = settle(
-            backend.clone(),
-            queue,
-            consumer.clone(),
-            options,
-            taken,
-            outcome,
-            permit,
-        );
-        actix_rt::spawn(settle);
-    }
-    log::debug!(target: LOG_TARGET, "consumer `{consumer}` stopped taking from queue `{queue}`");
-}
-
-async fn take(backend: &Backend, queue: &str) -> Taken {
-    match backend {
-        Backend::Memory(memory) => memory.take(queue).await,
-    }
-}
-
-fn put_back(backend: &Backend, queue: &str, taken: Taken) {
-    match backend {
-        Backend::Memory(memory) => memory.put_back(queue, taken),
-    }
-}
-
 /// The pause before retry number `attempt` (1 for the first retry).
 fn backoff(options: &ConsumerOptions, attempt: u32) -> Duration {
     let doublings = attempt.saturating_sub(1).min(16);
     options.backoff.saturating_mul(1 << doublings)
 }
 
-async fn settle(
-    backend: Backend,
-    queue: &'static str,
-    consumer: Arc<str>,
-    options: ConsumerOptions,
-    mut taken: Taken,
+/// What to do with a message once its run ended.
+enum Verdict {
+    Ack,
+    Release,
+    Retry { attempts: u32, pause: Duration },
+    Dead { reason: String, attempts: u32 },
+}
+
+/// Waits for the run's outcome and decides, logging failures.
+async fn verdict(
+    consumer: (&str, &'static str, ConsumerOptions),
+    attempts_before: u32,
     outcome: oneshot::Receiver<Outcome>,
-    in_flight: OwnedSemaphorePermit,
-) {
-    let attempts = taken.attempts + 1;
-    let outcome = outcome.await;
-    // Settled: the consumer may take the next message (a retry waits for
-    // its backoff without holding up the others).
-    drop(in_flight);
-    match outcome {
-        Ok(Outcome::Done) => {}
-        // Not handled (its agent was stopping): back to the queue as it was.
-        Err(_) => put_back(&backend, queue, taken),
+) -> Verdict {
+    let (name, queue, options) = consumer;
+    let attempts = attempts_before + 1;
+    match outcome.await {
+        Ok(Outcome::Done) => Verdict::Ack,
+        // Not handled (its agent was stopping): back as it was.
+        Err(_) => Verdict::Release,
         Ok(Outcome::Poison(reason)) => {
             log::error!(
                 target: LOG_TARGET,
-                "consumer `{consumer}`: a message of queue `{queue}` does not decode; dead-lettered: {reason}"
+                "consumer `{name}`: a message of queue `{queue}` does not decode; dead-lettered: {reason}"
             );
-            dead(&backend, queue, taken, reason, attempts);
+            Verdict::Dead { reason, attempts }
         }
         Ok(Outcome::Failed(reason)) if attempts >= options.attempts => {
             log::error!(
                 target: LOG_TARGET,
-                "consumer `{consumer}`: a message of queue `{queue}` failed {attempts} attempt(s); dead-lettered: {reason}"
+                "consumer `{name}`: a message of queue `{queue}` failed {attempts} attempt(s); dead-lettered: {reason}"
             );
-            dead(&backend, queue, taken, reason, attempts);
+            Verdict::Dead { reason, attempts }
         }
         Ok(Outcome::Failed(reason)) => {
             let pause = backoff(&options, attempts);
             log::warn!(
                 target: LOG_TARGET,
-                "consumer `{consumer}`: attempt {attempts} of {} at a message of queue `{queue}` failed: {reason}; retrying in {pause:?}",
+                "consumer `{name}`: attempt {attempts} of {} at a message of queue `{queue}` failed: {reason}; retrying in {pause:?}",
                 options.attempts
             );
-            actix_rt::time::sleep(pause).await;
-            taken.attempts = attempts;
-            put_back(&backend, queue, taken);
+            Verdict::Retry { attempts, pause }
         }
     }
 }
 
-fn dead(backend: &Backend, queue: &str, taken: Taken, reason: String, attempts: u32) {
-    match backend {
-        Backend::Memory(memory) => memory.dead(queue, taken, reason, attempts),
+/// Hands a taken message to the agent: the job, and where its outcome
+/// comes.
+fn hand_over(consumer: &Consumer, taken: &Taken) -> Option<oneshot::Receiver<Outcome>> {
+    let (tx, outcome) = oneshot::channel();
+    let job = Job {
+        body: taken.body.clone(),
+        settle: Settle::new(tx),
+    };
+    (consumer.deliver)(job).then_some(outcome)
+}
+
+async fn run_memory(memory: Arc<Memory>, consumer: Consumer, mut stopped: oneshot::Receiver<()>) {
+    let queue = consumer.queue;
+    loop {
+        let Some(Ok(permit)) =
+            unless(&mut stopped, consumer.in_flight.clone().acquire_owned()).await
+        else {
+            break;
+        };
+        let Some(taken) = unless(&mut stopped, memory.take(queue)).await else {
+            break;
+        };
+        let Some(outcome) = hand_over(&consumer, &taken) else {
+            memory.put_back(queue, taken);
+            break;
+        };
+        let settle = settle_memory(
+            memory.clone(),
+            (consumer.name.clone(), queue, consumer.options),
+            taken,
+            outcome,
+            permit,
+        );
+        actix_rt::spawn(settle);
     }
+}
+
+async fn settle_memory(
+    memory: Arc<Memory>,
+    (name, queue, options): (Arc<str>, &'static str, ConsumerOptions),
+    mut taken: Taken,
+    outcome: oneshot::Receiver<Outcome>,
+    in_flight: OwnedSemaphorePermit,
+) {
+    let verdict = verdict((&name, queue, options), taken.attempts, outcome).await;
+    // Settled: the consumer may take the next message (a retry waits for
+    // its backoff without holding up the others).
+    drop(in_flight);
+    match verdict {
+        Verdict::Ack => {}
+        Verdict::Release => memory.put_back(queue, taken),
+        Verdict::Dead { reason, attempts } => memory.dead(queue, taken, reason, attempts),
+        Verdict::Retry { attempts, pause } => {
+            actix_rt::time::sleep(pause).await;
+            taken.attempts = attempts;
+            memory.put_back(queue, taken);
+        }
+    }
+}
+
+/// Retries a Redis operation until it succeeds: a message must leave its
+/// processing list only through one of them.
+async fn persist<F, Fut>(what: &str, mut op: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<(), BrokerError>>,
+{
+    let mut pause = Duration::from_millis(50);
+    while let Err(e) = op().await {
+        log::warn!(target: LOG_TARGET, "broker: {what} failed: {e}; retrying in {pause:?}");
+        actix_rt::time::sleep(pause).await;
+        pause = (pause * 2).min(RECONNECT_MAX);
+    }
+}
+
+async fn run_redis(
+    queues: Arc<RedisQueues>,
+    consumer: Consumer,
+    mut stopped: oneshot::Receiver<()>,
+) {
+    let queue = consumer.queue;
+    let mut pause = Duration::from_millis(50);
+    let mut taker = loop {
+        match unless(&mut stopped, queues.taker(queue)).await {
+            None => return,
+            Some(Ok(taker)) => break taker,
+            Some(Err(e)) => {
+                log::warn!(target: LOG_TARGET, "consumer `{}`: cannot start on `{queue}`: {e}; retrying in {pause:?}", consumer.name);
+                actix_rt::time::sleep(pause).await;
+                pause = (pause * 2).min(RECONNECT_MAX);
+            }
+        }
+    };
+    let taker_id: Arc<str> = taker.id().into();
+    // The lease, renewed while this consumer has messages; dead consumers'
+    // messages looked for at the same pace.
+    let (end_lease, lease_ended) = oneshot::channel::<()>();
+    actix_rt::spawn(keep_lease(
+        queues.clone(),
+        queue,
+        taker_id.clone(),
+        lease_ended,
+    ));
+    loop {
+        let Some(Ok(permit)) =
+            unless(&mut stopped, consumer.in_flight.clone().acquire_owned()).await
+        else {
+            break;
+        };
+        let taken = match unless(&mut stopped, queues.take(queue, &mut taker)).await {
+            None => break,
+            Some(Ok(None)) => continue,
+            Some(Ok(Some(taken))) => {
+                pause = Duration::from_millis(50);
+                taken
+            }
+            Some(Err(e)) => {
+                log::warn!(target: LOG_TARGET, "consumer `{}`: taking from `{queue}` failed: {e}; retrying in {pause:?}", consumer.name);
+                actix_rt::time::sleep(pause).await;
+                pause = (pause * 2).min(RECONNECT_MAX);
+                if let Err(e) = queues.reconnect(&mut taker).await {
+                    log::debug!(target: LOG_TARGET, "consumer `{}`: {e}", consumer.name);
+                }
+                continue;
+            }
+        };
+        let (taken, origin) = taken;
+        let Some(outcome) = hand_over(&consumer, &taken) else {
+            let (queues, id) = (queues.clone(), taker_id.clone());
+            persist("handing a message back", || {
+                queues.release(queue, &id, &taken, &origin)
+            })
+            .await;
+            break;
+        };
+        let settle = settle_redis(
+            queues.clone(),
+            (consumer.name.clone(), queue, consumer.options),
+            taker_id.clone(),
+            (taken, origin),
+            outcome,
+            permit,
+        );
+        actix_rt::spawn(settle);
+    }
+    // Every message in flight settled (all permits back), then the lease
+    // goes and anything a cut-short take left behind returns to the queue.
+    let prefetch = consumer.options.prefetch.max(1);
+    let _all = consumer.in_flight.acquire_many(prefetch).await;
+    let _ = end_lease.send(());
+    persist("retiring a consumer", || queues.retire(queue, &taker)).await;
+    log::debug!(target: LOG_TARGET, "consumer `{}` stopped taking from `{queue}`", consumer.name);
+}
+
+async fn keep_lease(
+    queues: Arc<RedisQueues>,
+    queue: &'static str,
+    taker_id: Arc<str>,
+    mut ended: oneshot::Receiver<()>,
+) {
+    let every = queues.renew_every();
+    let mut rounds = 0u32;
+    while unless(&mut ended, actix_rt::time::sleep(every))
+        .await
+        .is_some()
+    {
+        if let Err(e) = queues.renew_id(queue, &taker_id).await {
+            log::warn!(target: LOG_TARGET, "broker: renewing a lease on `{queue}` failed: {e}");
+            continue;
+        }
+        rounds += 1;
+        // Look for dead consumers once per lease.
+        if rounds % 3 == 0 {
+            if let Err(e) = queues.recover(queue).await {
+                log::warn!(target: LOG_TARGET, "broker: recovering `{queue}` failed: {e}");
+            }
+        }
+    }
+}
+
+async fn settle_redis(
+    queues: Arc<RedisQueues>,
+    (name, queue, options): (Arc<str>, &'static str, ConsumerOptions),
+    taker_id: Arc<str>,
+    (taken, origin): (Taken, Origin),
+    outcome: oneshot::Receiver<Outcome>,
+    in_flight: OwnedSemaphorePermit,
+) {
+    let verdict = verdict((&name, queue, options), taken.attempts, outcome).await;
+    let (q, id) = (&queues, &*taker_id);
+    match verdict {
+        Verdict::Ack => {
+            persist("acknowledging a message", || {
+                q.ack(queue, id, &taken, &origin)
+            })
+            .await
+        }
+        Verdict::Release => {
+            persist("handing a message back", || {
+                q.release(queue, id, &taken, &origin)
+            })
+            .await
+        }
+        Verdict::Retry { attempts, pause } => {
+            persist("scheduling a retry", || {
+                q.retry(queue, id, &taken, &origin, attempts, pause)
+            })
+            .await
+        }
+        Verdict::Dead { reason, attempts } => {
+            persist("dead-lettering a message", || {
+                q.dead(queue, id, &name, &taken, &origin, &reason, attempts)
+            })
+            .await
+        }
+    }
+    drop(in_flight);
 }

@@ -35,7 +35,10 @@ fn report() -> (bool, Vec<AgentHealth>) {
                     state: s.phase.as_str(),
                 })
                 .collect();
-            (agents.ready() && bus::connected(), list)
+            (
+                agents.ready() && bus::connected() && crate::broker::connected(),
+                list,
+            )
         }
         // Not run by `run` or a `Launcher`: no agents to speak of.
         None => (false, Vec::new()),

@@ -1,0 +1,534 @@
+//! The Redis broker: the Python original's queues (a list named by the
+//! bare queue name, `RPUSH` to send), consumed without loss.
+//!
+//! - Taking moves a message from the head of the queue into a processing
+//!   list of the consumer's own (`BLMOVE`), so a message being handled is
+//!   always in Redis. It leaves that list only once settled.
+//! - Each consumer holds a lease (a key with a time to live, refreshed
+//!   while it runs). Consumers return the processing lists of consumers
+//!   whose lease expired (a `kill -9`, a lost host) to the head of their
+//!   queue, at start and periodically.
+//! - A failed attempt moves the message out of the queue's list into a
+//!   retry set of our own, keyed by an id, with its attempt count beside it
+//!   (never in the body: a Python consumer must see the body as sent), due
+//!   after its backoff. Consumers take due retries before new messages.
+//! - Dead letters go to the list `{queue}:dead` as JSON objects
+//!   `{"message", "reason", "attempts", "consumer", "failed_at"}`.
+//!
+//! Processing list entries are the raw body for a first attempt, or a
+//! marker `\u{0}{id}` for a retry (its body stays in the retry hash).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, Script};
+use serde_json::Value;
+
+use super::handle::{BrokerError, DeadLetter};
+use super::memory::Taken;
+
+/// How long one `BLMOVE` blocks before the consumer looks at retries, its
+/// stop and its lease again.
+const BLOCK: Duration = Duration::from_secs(1);
+
+/// The first byte of a processing list entry that stands for a retry.
+const MARKER: u8 = 0;
+
+/// The Redis side of a broker.
+pub(super) struct RedisQueues {
+    client: redis::Client,
+    redacted: String,
+    /// Keys are `{namespace}{queue}...` (empty: the bare names Python uses).
+    namespace: String,
+    lease: Duration,
+    connection: MultiplexedConnection,
+    up: AtomicBool,
+}
+
+/// Where a taken message came from, to settle it.
+#[derive(Debug)]
+pub(super) enum Origin {
+    /// A first attempt: the raw body is in the processing list.
+    Fresh,
+    /// A retry: the marker `\0{id}` is in the processing list.
+    Retry(String),
+}
+
+/// One consumer's keys and connection for blocking takes.
+pub(super) struct Taker {
+    id: String,
+    blocking: MultiplexedConnection,
+}
+
+/// Takes a due retry: moves its marker into the processing list and
+/// returns its id and envelope.
+const TAKE_RETRY: &str = r"
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 1)
+if #due == 0 then return false end
+local id = due[1]
+redis.call('ZREM', KEYS[1], id)
+local envelope = redis.call('HGET', KEYS[2], id)
+if not envelope then return false end
+redis.call('RPUSH', KEYS[3], string.char(0) .. id)
+return {id, envelope}
+";
+
+/// Returns a dead consumer's processing list (if its lease is gone): raw
+/// bodies to the head of the queue in their order, retries to the retry
+/// set, due now.
+const RECOVER: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 1 then return -1 end
+local moved = 0
+while true do
+  local entry = redis.call('RPOP', KEYS[2])
+  if not entry then break end
+  if string.byte(entry, 1) == 0 then
+    redis.call('ZADD', KEYS[4], ARGV[2], string.sub(entry, 2))
+  else
+    redis.call('LPUSH', KEYS[3], entry)
+  end
+  moved = moved + 1
+end
+redis.call('SREM', KEYS[5], ARGV[1])
+return moved
+";
+
+static TAKE_RETRY_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(TAKE_RETRY));
+static RECOVER_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(RECOVER));
+
+fn redis_error(redacted: &str, e: &redis::RedisError) -> BrokerError {
+    BrokerError::Redis {
+        url: redacted.to_owned(),
+        reason: e.to_string(),
+    }
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// The envelope of a message waiting for a retry.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Envelope {
+    attempts: u32,
+    body: String,
+}
+
+impl RedisQueues {
+    /// Connects; fails when Redis does not answer.
+    pub(super) async fn connect(
+        url: &str,
+        redacted: String,
+        namespace: String,
+        lease: Duration,
+    ) -> Result<RedisQueues, BrokerError> {
+        let client = redis::Client::open(url).map_err(|e| BrokerError::Config {
+            reason: format!("bad Redis URL {redacted}: {:?}", e.kind()),
+        })?;
+        let connection = client
+            .get_multiplexed_async_connection()
+            .await
+            .map_err(|e| redis_error(&redacted, &e))?;
+        Ok(RedisQueues {
+            client,
+            redacted,
+            namespace,
+            lease,
+            connection,
+            up: AtomicBool::new(true),
+        })
+    }
+
+    pub(super) fn redacted(&self) -> &str {
+        &self.redacted
+    }
+
+    pub(super) fn is_up(&self) -> bool {
+        self.up.load(Ordering::Relaxed)
+    }
+
+    fn key(&self, queue: &str) -> String {
+        format!("{}{queue}", self.namespace)
+    }
+
+    fn keys(&self, queue: &str, what: &str) -> String {
+        format!("{}{queue}:microagent:{what}", self.namespace)
+    }
+
+    /// The dead letters' list.
+    fn dead_key(&self, queue: &str) -> String {
+        format!("{}{queue}:dead", self.namespace)
+    }
+
+    fn noted<T>(&self, result: redis::RedisResult<T>) -> Result<T, BrokerError> {
+        match result {
+            Ok(value) => {
+                self.up.store(true, Ordering::Relaxed);
+                Ok(value)
+            }
+            Err(e) => {
+                if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() {
+                    self.up.store(false, Ordering::Relaxed);
+                }
+                Err(redis_error(&self.redacted, &e))
+            }
+        }
+    }
+
+    pub(super) async fn push(&self, queue: &str, body: &[u8]) -> Result<(), BrokerError> {
+        let mut connection = self.connection.clone();
+        let result = redis::cmd("RPUSH")
+            .arg(self.key(queue))
+            .arg(body)
+            .query_async::<i64>(&mut connection)
+            .await;
+        self.noted(result).map(drop)
+    }
+
+    pub(super) async fn length(&self, queue: &str) -> Result<usize, BrokerError> {
+        let mut connection = self.connection.clone();
+        let result = redis::cmd("LLEN")
+            .arg(self.key(queue))
+            .query_async::<usize>(&mut connection)
+            .await;
+        self.noted(result)
+    }
+
+    pub(super) async fn dead_letters(&self, queue: &str) -> Result<Vec<DeadLetter>, BrokerError> {
+        let mut connection = self.connection.clone();
+        let result = redis::cmd("LRANGE")
+            .arg(self.dead_key(queue))
+            .arg(0)
+            .arg(-1)
+            .query_async::<Vec<Vec<u8>>>(&mut connection)
+            .await;
+        let entries = self.noted(result)?;
+        Ok(entries
+            .iter()
+            .map(|entry| {
+                let value: Value = serde_json::from_slice(entry).unwrap_or(Value::Null);
+                DeadLetter {
+                    queue: queue.to_owned(),
+                    message: value.get("message").cloned().unwrap_or(Value::Null),
+                    reason: value
+                        .get("reason")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_owned(),
+                    attempts: value
+                        .get("attempts")
+                        .and_then(Value::as_u64)
+                        .unwrap_or_default() as u32,
+                }
+            })
+            .collect())
+    }
+
+    /// A connection of its own for a consumer's blocking takes.
+    async fn blocking(&self) -> Result<MultiplexedConnection, BrokerError> {
+        let config = AsyncConnectionConfig::new().set_response_timeout(Some(BLOCK * 5));
+        let blocking = self
+            .client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await;
+        self.noted(blocking)
+    }
+
+    /// A new blocking connection for `taker` (the old one failed).
+    pub(super) async fn reconnect(&self, taker: &mut Taker) -> Result<(), BrokerError> {
+        taker.blocking = self.blocking().await?;
+        Ok(())
+    }
+
+    /// A new consumer of `queue`: registered, with its lease, and with the
+    /// processing lists of dead consumers returned first.
+    pub(super) async fn taker(&self, queue: &str) -> Result<Taker, BrokerError> {
+        let taker = Taker {
+            id: uuid::Uuid::new_v4().simple().to_string(),
+            blocking: self.blocking().await?,
+        };
+        self.renew_id(queue, &taker.id).await?;
+        let mut connection = self.connection.clone();
+        let result = redis::cmd("SADD")
+            .arg(self.keys(queue, "consumers"))
+            .arg(&taker.id)
+            .query_async::<i64>(&mut connection)
+            .await;
+        self.noted(result)?;
+        self.recover(queue).await?;
+        Ok(taker)
+    }
+
+    /// How often a consumer renews its lease (and looks for dead ones).
+    pub(super) fn renew_every(&self) -> Duration {
+        self.lease / 3
+    }
+
+    /// Refreshes the lease of consumer `id`.
+    pub(super) async fn renew_id(&self, queue: &str, id: &str) -> Result<(), BrokerError> {
+        let mut connection = self.connection.clone();
+        let millis = self.lease.as_millis().max(1) as u64;
+        let result = redis::cmd("SET")
+            .arg(self.keys(queue, &format!("lease:{id}")))
+            .arg(1)
+            .arg("PX")
+            .arg(millis)
+            .query_async::<()>(&mut connection)
+            .await;
+        self.noted(result)
+    }
+
+    /// Returns the processing lists of consumers whose lease expired.
+    pub(super) async fn recover(&self, queue: &str) -> Result<usize, BrokerError> {
+        let mut connection = self.connection.clone();
+        let result = redis::cmd("SMEMBERS")
+            .arg(self.keys(queue, "consumers"))
+            .query_async::<Vec<String>>(&mut connection)
+            .await;
+        let consumers = self.noted(result)?;
+        let script = &*RECOVER_SCRIPT;
+        let mut recovered = 0;
+        for id in consumers {
+            let result = script
+                .key(self.keys(queue, &format!("lease:{id}")))
+                .key(self.keys(queue, &format!("processing:{id}")))
+                .key(self.key(queue))
+                .key(self.keys(queue, "retry"))
+                .key(self.keys(queue, "consumers"))
+                .arg(&id)
+                .arg(now_ms())
+                .invoke_async::<i64>(&mut connection)
+                .await;
+            let moved = self.noted(result)?;
+            if moved > 0 {
+                log::warn!(
+                    target: crate::LOG_TARGET,
+                    "broker: returned {moved} message(s) of a consumer of `{queue}` whose lease expired"
+                );
+                recovered += moved as usize;
+            }
+        }
+        Ok(recovered)
+    }
+
+    /// Takes the next message: a due retry first, else a new one (waiting
+    /// up to `BLOCK`; `None` when nothing came).
+    pub(super) async fn take(
+        &self,
+        queue: &str,
+        taker: &mut Taker,
+    ) -> Result<Option<(Taken, Origin)>, BrokerError> {
+        let processing = self.keys(queue, &format!("processing:{}", taker.id));
+        let mut connection = self.connection.clone();
+        let result = TAKE_RETRY_SCRIPT
+            .key(self.keys(queue, "retry"))
+            .key(self.keys(queue, "messages"))
+            .key(&processing)
+            .arg(now_ms())
+            .invoke_async::<Option<(String, String)>>(&mut connection)
+            .await;
+        if let Some((id, envelope)) = self.noted(result)? {
+            if let Ok(envelope) = serde_json::from_str::<Envelope>(&envelope) {
+                let taken = Taken {
+                    body: envelope.body.into_bytes().into(),
+                    attempts: envelope.attempts,
+                };
+                return Ok(Some((taken, Origin::Retry(id))));
+            }
+        }
+        let result = redis::cmd("BLMOVE")
+            .arg(self.key(queue))
+            .arg(&processing)
+            .arg("LEFT")
+            .arg("RIGHT")
+            .arg(BLOCK.as_secs_f64())
+            .query_async::<Option<Vec<u8>>>(&mut taker.blocking)
+            .await;
+        Ok(self.noted(result)?.map(|body| {
+            let taken = Taken {
+                body: body.into(),
+                attempts: 0,
+            };
+            (taken, Origin::Fresh)
+        }))
+    }
+
+    /// The entry a taken message has in the processing list.
+    fn entry(taken: &Taken, origin: &Origin) -> Vec<u8> {
+        match origin {
+            Origin::Fresh => taken.body.to_vec(),
+            Origin::Retry(id) => {
+                let mut entry = vec![MARKER];
+                entry.extend_from_slice(id.as_bytes());
+                entry
+            }
+        }
+    }
+
+    /// Settles a handled message: gone from the processing list.
+    pub(super) async fn ack(
+        &self,
+        queue: &str,
+        taker_id: &str,
+        taken: &Taken,
+        origin: &Origin,
+    ) -> Result<(), BrokerError> {
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("LREM")
+            .arg(self.keys(queue, &format!("processing:{taker_id}")))
+            .arg(1)
+            .arg(Self::entry(taken, origin))
+            .ignore();
+        if let Origin::Retry(id) = origin {
+            pipe.cmd("HDEL")
+                .arg(self.keys(queue, "messages"))
+                .arg(id)
+                .ignore();
+        }
+        let mut connection = self.connection.clone();
+        let result = pipe.query_async::<()>(&mut connection).await;
+        self.noted(result)
+    }
+
+    /// A failed attempt: into the retry set, due after `pause`, with its
+    /// attempt count.
+    pub(super) async fn retry(
+        &self,
+        queue: &str,
+        taker_id: &str,
+        taken: &Taken,
+        origin: &Origin,
+        attempts: u32,
+        pause: Duration,
+    ) -> Result<(), BrokerError> {
+        let id = match origin {
+            Origin::Fresh => uuid::Uuid::new_v4().simple().to_string(),
+            Origin::Retry(id) => id.clone(),
+        };
+        let envelope = Envelope {
+            attempts,
+            body: String::from_utf8_lossy(&taken.body).into_owned(),
+        };
+        let envelope = serde_json::to_string(&envelope).unwrap_or_default();
+        let due = now_ms() + pause.as_millis() as i64;
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("LREM")
+            .arg(self.keys(queue, &format!("processing:{taker_id}")))
+            .arg(1)
+            .arg(Self::entry(taken, origin))
+            .ignore()
+            .cmd("HSET")
+            .arg(self.keys(queue, "messages"))
+            .arg(&id)
+            .arg(envelope)
+            .ignore()
+            .cmd("ZADD")
+            .arg(self.keys(queue, "retry"))
+            .arg(due)
+            .arg(&id)
+            .ignore();
+        let mut connection = self.connection.clone();
+        let result = pipe.query_async::<()>(&mut connection).await;
+        self.noted(result)
+    }
+
+    /// Not handled (its agent was stopping): back to where it came from,
+    /// as it was.
+    pub(super) async fn release(
+        &self,
+        queue: &str,
+        taker_id: &str,
+        taken: &Taken,
+        origin: &Origin,
+    ) -> Result<(), BrokerError> {
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("LREM")
+            .arg(self.keys(queue, &format!("processing:{taker_id}")))
+            .arg(1)
+            .arg(Self::entry(taken, origin))
+            .ignore();
+        match origin {
+            Origin::Fresh => pipe
+                .cmd("LPUSH")
+                .arg(self.key(queue))
+                .arg(taken.body.as_ref())
+                .ignore(),
+            Origin::Retry(id) => pipe
+                .cmd("ZADD")
+                .arg(self.keys(queue, "retry"))
+                .arg(now_ms())
+                .arg(id)
+                .ignore(),
+        };
+        let mut connection = self.connection.clone();
+        let result = pipe.query_async::<()>(&mut connection).await;
+        self.noted(result)
+    }
+
+    /// Dead-letters a message with the reason.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn dead(
+        &self,
+        queue: &str,
+        taker_id: &str,
+        consumer: &str,
+        taken: &Taken,
+        origin: &Origin,
+        reason: &str,
+        attempts: u32,
+    ) -> Result<(), BrokerError> {
+        let message = serde_json::from_slice::<Value>(&taken.body)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&taken.body).into_owned()));
+        let letter = serde_json::json!({
+            "message": message,
+            "reason": reason,
+            "attempts": attempts,
+            "consumer": consumer,
+            "failed_at": chrono::Utc::now().to_rfc3339(),
+        });
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("LREM")
+            .arg(self.keys(queue, &format!("processing:{taker_id}")))
+            .arg(1)
+            .arg(Self::entry(taken, origin))
+            .ignore()
+            .cmd("RPUSH")
+            .arg(self.dead_key(queue))
+            .arg(letter.to_string())
+            .ignore();
+        if let Origin::Retry(id) = origin {
+            pipe.cmd("HDEL")
+                .arg(self.keys(queue, "messages"))
+                .arg(id)
+                .ignore();
+        }
+        let mut connection = self.connection.clone();
+        let result = pipe.query_async::<()>(&mut connection).await;
+        self.noted(result)
+    }
+
+    /// A consumer that stopped, its messages settled: its lease goes, and
+    /// whatever is left in its processing list (a take cut short by the
+    /// stop) goes back to the queue with its registration.
+    pub(super) async fn retire(&self, queue: &str, taker: &Taker) -> Result<(), BrokerError> {
+        let mut connection = self.connection.clone();
+        let result = redis::cmd("DEL")
+            .arg(self.keys(queue, &format!("lease:{}", taker.id)))
+            .query_async::<()>(&mut connection)
+            .await;
+        self.noted(result)?;
+        self.recover(queue).await.map(drop)
+    }
+}
+
+impl Taker {
+    pub(super) fn id(&self) -> &str {
+        &self.id
+    }
+}
