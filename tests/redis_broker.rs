@@ -7,11 +7,14 @@
 mod support;
 
 use std::collections::BTreeSet;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use microagent::broker::{Broker, BrokerConfig, Queue};
+use microagent::prelude::*;
 use serde::{Deserialize, Serialize};
 use support::process::{Proc, HANG};
+use support::Events;
 
 #[derive(Queue, Serialize, Deserialize)]
 #[queue(name = "crash")]
@@ -97,4 +100,88 @@ fn consumers_killed_mid_handling_lose_nothing() {
         sent.len(),
         runs - sent.len()
     );
+}
+
+/// What the Python side sends the Rust consumer.
+#[derive(Queue, Serialize, Deserialize)]
+#[queue(name = "py_to_rs")]
+struct FromPython {
+    id: u32,
+    source: String,
+}
+
+#[derive(Default, MicroAgent)]
+struct RustConsumer {
+    events: Events,
+}
+
+#[microagent::hooks]
+impl RustConsumer {
+    #[consumer(FromPython)]
+    fn handle(&mut self, message: FromPython) {
+        self.events.push(format!(
+            "rust handled {} from {}",
+            message.id, message.source
+        ));
+    }
+}
+
+/// Python producer to Rust consumer and Rust producer to Python consumer,
+/// on the same Redis lists.
+#[test]
+fn python_and_rust_share_queues_both_ways() {
+    let Some(url) = support::redis::url("python_and_rust_share_queues_both_ways") else {
+        return;
+    };
+    let Ok(python) = std::env::var("MICROAGENT_PYTHON") else {
+        eprintln!("SKIPPED python_and_rust_share_queues_both_ways: MICROAGENT_PYTHON is not set (a python with microagent[redis]==1.9.0)");
+        return;
+    };
+    // The Rust side's namespace makes the Python side's full queue names.
+    let namespace = format!("{}:", support::redis::prefix());
+    let to_rust = format!("{namespace}py_to_rs");
+    let from_rust = format!("{namespace}rs_to_py");
+    let count = 20u32;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/queues.py");
+    // redis-py gives up on blocking reads after 5 s without a socket timeout.
+    let dsn = format!("{url}?socket_timeout=30");
+    let mut command = Command::new(python);
+    command.args([script, &dsn, &to_rust, &from_rust, &count.to_string()]);
+    let mut py = Proc::start(command);
+    let events = Events::default();
+    let watched = events.clone();
+    microagent::run(async move {
+        let config = BrokerConfig::redis(&url).unwrap().namespace(&namespace);
+        let broker = Broker::connect(config).await.unwrap();
+        let (_addr, handle) = microagent::start(RustConsumer {
+            events: watched.clone(),
+        });
+        for id in 0..count {
+            let message = serde_json::json!({"id": id, "source": "rust"});
+            broker
+                .send_dyn("rs_to_py", message.as_object().unwrap())
+                .await
+                .unwrap();
+        }
+        for id in 0..count {
+            watched
+                .seen(&format!("rust handled {id} from python"))
+                .await;
+        }
+        handle.stop();
+        handle.await.unwrap();
+    });
+    py.wait_line(|l| l == "python done");
+    assert_eq!(py.wait_code(), 0, "{}", py.stderr());
+    let from_rust: BTreeSet<&str> = py
+        .seen
+        .iter()
+        .filter(|l| l.starts_with("python handled"))
+        .map(String::as_str)
+        .collect();
+    let expected: BTreeSet<String> = (0..count)
+        .map(|id| format!("python handled {id} from rust"))
+        .collect();
+    assert_eq!(from_rust, expected.iter().map(String::as_str).collect());
+    assert_eq!(events.all().len(), count as usize, "each once");
 }
