@@ -397,3 +397,43 @@ fn the_deadline_report_names_the_instance_that_hung() {
     );
     assert!(!stderr.contains("agent `Fixture`"), "{stderr}");
 }
+
+#[test]
+fn the_queue_example_dead_letters_the_failing_mail_and_exits_0() {
+    queue_example(&[]);
+}
+
+#[test]
+fn the_queue_example_does_the_same_on_redis() {
+    let Some(url) = support::redis::url("the_queue_example_does_the_same_on_redis") else {
+        return;
+    };
+    let namespace = format!("{}:", support::redis::prefix());
+    queue_example(&[("REDIS_URL", &url), ("QUEUE_NAMESPACE", &namespace)]);
+}
+
+fn queue_example(envs: &[(&str, &str)]) {
+    let mut command = std::process::Command::new(support::process::example("queue"));
+    command.env_remove("REDIS_URL").env("RUST_LOG", "info");
+    command.envs(envs.iter().copied());
+    let mut p = Proc::start(command);
+    assert_eq!(p.wait_code(), 0, "stderr: {}", p.stderr());
+    let sent: Vec<&String> = p
+        .seen
+        .iter()
+        .filter(|l| l.starts_with("mailer: sent"))
+        .collect();
+    assert_eq!(sent.len(), 2, "{:?}", p.seen);
+    let dead: Vec<&String> = p
+        .seen
+        .iter()
+        .filter(|l| l.starts_with("dead letter"))
+        .collect();
+    assert_eq!(dead.len(), 1, "{:?}", p.seen);
+    assert!(dead[0].contains("after 3 attempts"), "{}", dead[0]);
+    assert!(
+        dead[0].contains("no such mailbox: nobody@example.com"),
+        "{}",
+        dead[0]
+    );
+}

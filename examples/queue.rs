@@ -1,0 +1,115 @@
+//! A producer and a consumer over a work queue: `Shop` sends three mails,
+//! `Mailer` sends them, and the one addressed to `nobody@` fails every
+//! attempt and ends in the dead-letter queue. Once all three are settled,
+//! `Shop` prints the dead letters and ends the service (exit 0).
+//!
+//! Run it with `cargo run --example queue` (the in-process broker), or on
+//! Redis: `REDIS_URL=redis://127.0.0.1:6379 cargo run --example queue`
+//! (`QUEUE_NAMESPACE` puts a prefix before its Redis keys).
+
+use std::error::Error;
+use std::future::Future;
+use std::time::Duration;
+
+use microagent::broker::{Broker, BrokerConfig, BrokerError, Queue};
+use microagent::prelude::*;
+use serde::{Deserialize, Serialize};
+
+type BoxError = Box<dyn Error + Send + Sync>;
+
+#[derive(Queue, Serialize, Deserialize)]
+#[queue(name = "mailer")]
+struct Mail {
+    to: String,
+    text: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("no such mailbox: {0}")]
+struct NoMailbox(String);
+
+#[derive(Default, MicroAgent)]
+struct Mailer;
+
+#[microagent::hooks]
+impl Mailer {
+    /// Three attempts, 50 ms apart at first, then the dead letters.
+    #[consumer(Mail, attempts = 3, backoff = 0.05)]
+    async fn send_mail(&mut self, mail: Mail) -> Result<(), NoMailbox> {
+        if mail.to.starts_with("nobody@") {
+            return Err(NoMailbox(mail.to));
+        }
+        println!("mailer: sent {:?} to {}", mail.text, mail.to);
+        Ok(())
+    }
+}
+
+#[derive(Default, MicroAgent)]
+struct Shop;
+
+#[microagent::hooks]
+impl Shop {
+    /// Sends the mails, waits until they are settled, prints the dead
+    /// letters and ends the service.
+    #[on(server)]
+    fn orders(&self) -> impl Future<Output = Result<(), BoxError>> {
+        async {
+            let broker = Broker::current();
+            // Dead letters stay in Redis between runs: show this run's only.
+            let before = broker.dead_letters(Mail::NAME).await?.len();
+            for to in ["ann@example.com", "nobody@example.com", "bob@example.com"] {
+                let text = format!("your order, {to}");
+                broker
+                    .send(Mail {
+                        to: to.into(),
+                        text,
+                    })
+                    .await?;
+            }
+            // Settled: the queue is empty and the failing mail is dead.
+            loop {
+                let left = broker.length(Mail::NAME).await?;
+                let dead = broker.dead_letters(Mail::NAME).await?;
+                if left == 0 && dead.len() > before {
+                    for letter in &dead[before..] {
+                        println!(
+                            "dead letter after {} attempts: {} ({})",
+                            letter.attempts, letter.message, letter.reason
+                        );
+                    }
+                    break;
+                }
+                actix_rt::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(BoxError::from(ServerInterrupt::new(
+                "every mail is settled",
+            )))
+        }
+    }
+}
+
+/// The in-process broker, or Redis when `REDIS_URL` is set.
+fn broker() -> Result<BrokerConfig, BrokerError> {
+    let Ok(url) = std::env::var("REDIS_URL") else {
+        return Ok(BrokerConfig::in_process());
+    };
+    let namespace = std::env::var("QUEUE_NAMESPACE").unwrap_or_default();
+    Ok(BrokerConfig::redis(&url)?.namespace(&namespace))
+}
+
+fn main() -> microagent::Exit {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let broker = match broker() {
+        Ok(broker) => broker,
+        Err(e) => {
+            log::error!("{e}");
+            return microagent::Exit::BrokerFailed;
+        }
+    };
+    log::info!("broker: {broker:?}");
+    microagent::Launcher::new()
+        .broker(broker)
+        .agent(Mailer)
+        .agent(Shop)
+        .run()
+}
