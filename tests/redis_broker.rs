@@ -14,6 +14,7 @@ use microagent::broker::{Broker, BrokerConfig, Queue};
 use microagent::prelude::*;
 use serde::{Deserialize, Serialize};
 use support::process::{Proc, HANG};
+use support::redis::RedisServer;
 use support::Events;
 
 #[derive(Queue, Serialize, Deserialize)]
@@ -184,4 +185,128 @@ fn python_and_rust_share_queues_both_ways() {
         .collect();
     assert_eq!(from_rust, expected.iter().map(String::as_str).collect());
     assert_eq!(events.all().len(), count as usize, "each once");
+}
+
+/// GETs `/health/ready` and returns its status.
+async fn ready(client: &awc::Client, base: &str) -> u16 {
+    client
+        .get(format!("{base}/health/ready"))
+        .send()
+        .await
+        .expect("the health server answers")
+        .status()
+        .as_u16()
+}
+
+/// Polls readiness until it is `status` (a hang detector bounds it).
+async fn ready_becomes(client: &awc::Client, base: &str, status: u16) {
+    let start = Instant::now();
+    while ready(client, base).await != status {
+        assert!(start.elapsed() < HANG, "readiness never became {status}");
+        actix_rt::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[test]
+fn a_redis_restart_turns_readiness_503_then_200_and_consuming_resumes() {
+    if support::redis::url("a_redis_restart_turns_readiness_503_then_200_and_consuming_resumes")
+        .is_none()
+    {
+        return;
+    }
+    let mut server = RedisServer::start();
+    let url = server.url();
+    let events = Events::default();
+    let watched = events.clone();
+    let (toggle, requests) = std::sync::mpsc::channel::<bool>();
+    let (done, restarted) = std::sync::mpsc::channel::<()>();
+    let control = std::thread::spawn(move || {
+        for up in requests {
+            if up {
+                server.restart();
+            } else {
+                server.stop();
+            }
+            done.send(()).unwrap();
+        }
+    });
+    let down_error = microagent::run(async move {
+        let broker = Broker::connect(BrokerConfig::redis(&url).unwrap())
+            .await
+            .unwrap();
+        let (_addr, handle) = microagent::start(RustConsumer {
+            events: watched.clone(),
+        });
+        let http =
+            actix_web::HttpServer::new(|| actix_web::App::new().configure(microagent::web::health))
+                .workers(1)
+                .disable_signals()
+                .bind("127.0.0.1:0")
+                .unwrap();
+        let base = format!("http://{}", http.addrs()[0]);
+        let http = http.run();
+        let http_handle = http.handle();
+        actix_rt::spawn(http);
+        let client = awc::Client::default();
+        ready_becomes(&client, &base, 200).await;
+        let first = FromPython {
+            id: 1,
+            source: "before".into(),
+        };
+        broker.send(first).await.unwrap();
+        watched.seen("rust handled 1 from before").await;
+
+        toggle.send(false).unwrap();
+        wait_blocking(&restarted).await;
+        ready_becomes(&client, &base, 503).await;
+        let down = broker
+            .send(FromPython {
+                id: 2,
+                source: "down".into(),
+            })
+            .await
+            .unwrap_err();
+
+        toggle.send(true).unwrap();
+        wait_blocking(&restarted).await;
+        // A send reconnects the shared connection; the consumer reconnects
+        // its own and takes it.
+        let start = Instant::now();
+        while broker
+            .send(FromPython {
+                id: 3,
+                source: "after".into(),
+            })
+            .await
+            .is_err()
+        {
+            assert!(start.elapsed() < HANG);
+            actix_rt::time::sleep(Duration::from_millis(50)).await;
+        }
+        watched.seen("rust handled 3 from after").await;
+        ready_becomes(&client, &base, 200).await;
+        handle.stop();
+        handle.await.unwrap();
+        http_handle.stop(true).await;
+        down
+    });
+    control.join().unwrap();
+    assert!(
+        matches!(down_error, microagent::broker::BrokerError::Redis { .. }),
+        "{down_error:?}"
+    );
+    assert_eq!(events.count("rust handled 2 from down"), 0);
+}
+
+/// Waits for the control thread without blocking the arbiter.
+async fn wait_blocking(rx: &std::sync::mpsc::Receiver<()>) {
+    loop {
+        match rx.try_recv() {
+            Ok(()) => return,
+            Err(std::sync::mpsc::TryRecvError::Empty) => {
+                actix_rt::time::sleep(Duration::from_millis(10)).await
+            }
+            Err(e) => panic!("control thread: {e}"),
+        }
+    }
 }

@@ -19,7 +19,7 @@
 //! marker `\u{0}{id}` for a retry (its body stays in the retry hash).
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::LazyLock;
+use std::sync::{LazyLock, Mutex, PoisonError};
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
@@ -43,7 +43,10 @@ pub(super) struct RedisQueues {
     /// Keys are `{namespace}{queue}...` (empty: the bare names Python uses).
     namespace: String,
     lease: Duration,
-    connection: MultiplexedConnection,
+    /// The shared connection; replaced when it broke.
+    connection: Mutex<MultiplexedConnection>,
+    /// The shared connection broke: make a new one before the next use.
+    stale: AtomicBool,
     up: AtomicBool,
 }
 
@@ -136,7 +139,8 @@ impl RedisQueues {
             redacted,
             namespace,
             lease,
-            connection,
+            connection: Mutex::new(connection),
+            stale: AtomicBool::new(false),
             up: AtomicBool::new(true),
         })
     }
@@ -171,14 +175,39 @@ impl RedisQueues {
             Err(e) => {
                 if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() {
                     self.up.store(false, Ordering::Relaxed);
+                    self.stale.store(true, Ordering::Relaxed);
                 }
                 Err(redis_error(&self.redacted, &e))
             }
         }
     }
 
+    /// The shared connection, made anew when the last one broke.
+    async fn connection(&self) -> Result<MultiplexedConnection, BrokerError> {
+        if self.stale.swap(false, Ordering::Relaxed) {
+            match self.client.get_multiplexed_async_connection().await {
+                Ok(fresh) => {
+                    *self
+                        .connection
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner) = fresh;
+                }
+                Err(e) => {
+                    self.stale.store(true, Ordering::Relaxed);
+                    self.up.store(false, Ordering::Relaxed);
+                    return Err(redis_error(&self.redacted, &e));
+                }
+            }
+        }
+        Ok(self
+            .connection
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone())
+    }
+
     pub(super) async fn push(&self, queue: &str, body: &[u8]) -> Result<(), BrokerError> {
-        let mut connection = self.connection.clone();
+        let mut connection = self.connection().await?;
         let result = redis::cmd("RPUSH")
             .arg(self.key(queue))
             .arg(body)
@@ -188,7 +217,7 @@ impl RedisQueues {
     }
 
     pub(super) async fn length(&self, queue: &str) -> Result<usize, BrokerError> {
-        let mut connection = self.connection.clone();
+        let mut connection = self.connection().await?;
         let result = redis::cmd("LLEN")
             .arg(self.key(queue))
             .query_async::<usize>(&mut connection)
@@ -197,7 +226,7 @@ impl RedisQueues {
     }
 
     pub(super) async fn dead_letters(&self, queue: &str) -> Result<Vec<DeadLetter>, BrokerError> {
-        let mut connection = self.connection.clone();
+        let mut connection = self.connection().await?;
         let result = redis::cmd("LRANGE")
             .arg(self.dead_key(queue))
             .arg(0)
@@ -250,7 +279,7 @@ impl RedisQueues {
             blocking: self.blocking().await?,
         };
         self.renew_id(queue, &taker.id).await?;
-        let mut connection = self.connection.clone();
+        let mut connection = self.connection().await?;
         let result = redis::cmd("SADD")
             .arg(self.keys(queue, "consumers"))
             .arg(&taker.id)
@@ -268,7 +297,7 @@ impl RedisQueues {
 
     /// Refreshes the lease of consumer `id`.
     pub(super) async fn renew_id(&self, queue: &str, id: &str) -> Result<(), BrokerError> {
-        let mut connection = self.connection.clone();
+        let mut connection = self.connection().await?;
         let millis = self.lease.as_millis().max(1) as u64;
         let result = redis::cmd("SET")
             .arg(self.keys(queue, &format!("lease:{id}")))
@@ -282,7 +311,7 @@ impl RedisQueues {
 
     /// Returns the processing lists of consumers whose lease expired.
     pub(super) async fn recover(&self, queue: &str) -> Result<usize, BrokerError> {
-        let mut connection = self.connection.clone();
+        let mut connection = self.connection().await?;
         let result = redis::cmd("SMEMBERS")
             .arg(self.keys(queue, "consumers"))
             .query_async::<Vec<String>>(&mut connection)
@@ -321,7 +350,7 @@ impl RedisQueues {
         taker: &mut Taker,
     ) -> Result<Option<(Taken, Origin)>, BrokerError> {
         let processing = self.keys(queue, &format!("processing:{}", taker.id));
-        let mut connection = self.connection.clone();
+        let mut connection = self.connection().await?;
         let result = TAKE_RETRY_SCRIPT
             .key(self.keys(queue, "retry"))
             .key(self.keys(queue, "messages"))
@@ -388,7 +417,7 @@ impl RedisQueues {
                 .arg(id)
                 .ignore();
         }
-        let mut connection = self.connection.clone();
+        let mut connection = self.connection().await?;
         let result = pipe.query_async::<()>(&mut connection).await;
         self.noted(result)
     }
@@ -431,7 +460,7 @@ impl RedisQueues {
             .arg(due)
             .arg(&id)
             .ignore();
-        let mut connection = self.connection.clone();
+        let mut connection = self.connection().await?;
         let result = pipe.query_async::<()>(&mut connection).await;
         self.noted(result)
     }
@@ -465,7 +494,7 @@ impl RedisQueues {
                 .arg(id)
                 .ignore(),
         };
-        let mut connection = self.connection.clone();
+        let mut connection = self.connection().await?;
         let result = pipe.query_async::<()>(&mut connection).await;
         self.noted(result)
     }
@@ -508,7 +537,7 @@ impl RedisQueues {
                 .arg(id)
                 .ignore();
         }
-        let mut connection = self.connection.clone();
+        let mut connection = self.connection().await?;
         let result = pipe.query_async::<()>(&mut connection).await;
         self.noted(result)
     }
@@ -517,7 +546,7 @@ impl RedisQueues {
     /// whatever is left in its processing list (a take cut short by the
     /// stop) goes back to the queue with its registration.
     pub(super) async fn retire(&self, queue: &str, taker: &Taker) -> Result<(), BrokerError> {
-        let mut connection = self.connection.clone();
+        let mut connection = self.connection().await?;
         let result = redis::cmd("DEL")
             .arg(self.keys(queue, &format!("lease:{}", taker.id)))
             .query_async::<()>(&mut connection)
