@@ -69,6 +69,8 @@
 //!
 #![doc = include_str!("../docs/bus.md")]
 //!
+#![doc = include_str!("../docs/broker.md")]
+//!
 //! # Cargo features
 //! - `anyhow`: a `ServerInterrupt` inside an `anyhow::Error` that a server
 //!   returns is found, so the service ends gracefully. (Hooks may return
