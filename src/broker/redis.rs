@@ -65,17 +65,23 @@ pub(super) struct Taker {
     blocking: MultiplexedConnection,
 }
 
-/// Takes a due retry: moves its marker into the processing list and
-/// returns its id and envelope.
-const TAKE_RETRY: &str = r"
+/// Takes without waiting, in one round trip: a due retry first (its marker
+/// into the processing list: `{'r', id, envelope}`), else the queue's head
+/// (into the processing list: `{'f', body}`), else nothing.
+const TAKE: &str = r"
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 1)
-if #due == 0 then return false end
-local id = due[1]
-redis.call('ZREM', KEYS[1], id)
-local envelope = redis.call('HGET', KEYS[2], id)
-if not envelope then return false end
-redis.call('RPUSH', KEYS[3], string.char(0) .. id)
-return {id, envelope}
+if #due > 0 then
+  local id = due[1]
+  redis.call('ZREM', KEYS[1], id)
+  local envelope = redis.call('HGET', KEYS[2], id)
+  if envelope then
+    redis.call('RPUSH', KEYS[3], string.char(0) .. id)
+    return {'r', id, envelope}
+  end
+end
+local body = redis.call('LMOVE', KEYS[4], KEYS[3], 'LEFT', 'RIGHT')
+if body then return {'f', body} end
+return false
 ";
 
 /// Returns a dead consumer's processing list (if its lease is gone): raw
@@ -98,7 +104,7 @@ redis.call('SREM', KEYS[5], ARGV[1])
 return moved
 ";
 
-static TAKE_RETRY_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(TAKE_RETRY));
+static TAKE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(TAKE));
 static RECOVER_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(RECOVER));
 
 fn redis_error(redacted: &str, e: &redis::RedisError) -> BrokerError {
@@ -343,7 +349,7 @@ impl RedisQueues {
     }
 
     /// Takes the next message: a due retry first, else a new one (waiting
-    /// up to `BLOCK`; `None` when nothing came).
+    /// up to `BLOCK` when the queue is empty; `None` when nothing came).
     pub(super) async fn take(
         &self,
         queue: &str,
@@ -351,21 +357,33 @@ impl RedisQueues {
     ) -> Result<Option<(Taken, Origin)>, BrokerError> {
         let processing = self.keys(queue, &format!("processing:{}", taker.id));
         let mut connection = self.connection().await?;
-        let result = TAKE_RETRY_SCRIPT
+        let result = TAKE_SCRIPT
             .key(self.keys(queue, "retry"))
             .key(self.keys(queue, "messages"))
             .key(&processing)
+            .key(self.key(queue))
             .arg(now_ms())
-            .invoke_async::<Option<(String, String)>>(&mut connection)
+            .invoke_async::<Option<Vec<Vec<u8>>>>(&mut connection)
             .await;
-        if let Some((id, envelope)) = self.noted(result)? {
-            if let Ok(envelope) = serde_json::from_str::<Envelope>(&envelope) {
-                let taken = Taken {
-                    body: envelope.body.into_bytes().into(),
-                    attempts: envelope.attempts,
-                };
-                return Ok(Some((taken, Origin::Retry(id))));
+        match self.noted(result)?.as_deref() {
+            Some([kind, id, envelope]) if kind == b"r" => {
+                if let Ok(envelope) = serde_json::from_slice::<Envelope>(envelope) {
+                    let taken = Taken {
+                        body: envelope.body.into_bytes().into(),
+                        attempts: envelope.attempts,
+                    };
+                    let id = String::from_utf8_lossy(id).into_owned();
+                    return Ok(Some((taken, Origin::Retry(id))));
+                }
             }
+            Some([kind, body]) if kind == b"f" => {
+                let taken = Taken {
+                    body: body.as_slice().into(),
+                    attempts: 0,
+                };
+                return Ok(Some((taken, Origin::Fresh)));
+            }
+            _ => {}
         }
         let result = redis::cmd("BLMOVE")
             .arg(self.key(queue))
