@@ -3,8 +3,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::oneshot;
-
 use crate::error::HookFailure;
 
 /// How a consumer takes messages: declared with `#[consumer(...)]`.
@@ -42,7 +40,12 @@ pub(crate) enum Outcome {
     Failed(String),
     /// It cannot be decoded: straight to the dead letters.
     Poison(String),
+    /// Not handled (its agent was stopping): back to its queue as it was.
+    Released,
 }
+
+/// What settles a job: the consumer's runner, called once.
+pub(crate) type Settler = Box<dyn FnOnce(Outcome) + Send>;
 
 /// A message for one consumer: its bytes (a JSON object) and how to
 /// settle it. Dropping it unsettled (the agent was stopping) hands the
@@ -55,19 +58,36 @@ pub struct Job {
 
 /// Settles a job once: done, failed or poison. Dropped unsettled, the
 /// message goes back to its queue.
-#[derive(Debug)]
 pub struct Settle {
-    tx: Option<oneshot::Sender<Outcome>>,
+    settler: Option<Settler>,
+}
+
+impl std::fmt::Debug for Settle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settle")
+            .field("settled", &self.settler.is_none())
+            .finish()
+    }
+}
+
+impl Drop for Settle {
+    fn drop(&mut self) {
+        if let Some(settler) = self.settler.take() {
+            settler(Outcome::Released);
+        }
+    }
 }
 
 impl Settle {
-    pub(crate) fn new(tx: oneshot::Sender<Outcome>) -> Self {
-        Settle { tx: Some(tx) }
+    pub(crate) fn new(settler: Settler) -> Self {
+        Settle {
+            settler: Some(settler),
+        }
     }
 
     fn send(mut self, outcome: Outcome) {
-        if let Some(tx) = self.tx.take() {
-            let _ = tx.send(outcome);
+        if let Some(settler) = self.settler.take() {
+            settler(outcome);
         }
     }
 

@@ -11,7 +11,7 @@ use futures_util::future::{self, Either};
 use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 
 use super::handle::{Backend, BrokerError};
-use super::job::{ConsumerOptions, Job, Outcome, Settle};
+use super::job::{ConsumerOptions, Job, Outcome, Settle, Settler};
 use super::memory::{Memory, Taken};
 use super::redis::{Origin, RedisQueues};
 use crate::LOG_TARGET;
@@ -84,33 +84,33 @@ enum Verdict {
     Dead { reason: String, attempts: u32 },
 }
 
-/// Waits for the run's outcome and decides, logging failures.
-async fn verdict(
+/// Decides what the run's outcome means, logging failures.
+fn verdict(
     consumer: (&str, &'static str, ConsumerOptions),
     attempts_before: u32,
-    outcome: oneshot::Receiver<Outcome>,
+    outcome: Outcome,
 ) -> Verdict {
     let (name, queue, options) = consumer;
     let attempts = attempts_before + 1;
-    match outcome.await {
-        Ok(Outcome::Done) => Verdict::Ack,
+    match outcome {
+        Outcome::Done => Verdict::Ack,
         // Not handled (its agent was stopping): back as it was.
-        Err(_) => Verdict::Release,
-        Ok(Outcome::Poison(reason)) => {
+        Outcome::Released => Verdict::Release,
+        Outcome::Poison(reason) => {
             log::error!(
                 target: LOG_TARGET,
                 "consumer `{name}`: a message of queue `{queue}` does not decode; dead-lettered: {reason}"
             );
             Verdict::Dead { reason, attempts }
         }
-        Ok(Outcome::Failed(reason)) if attempts >= options.attempts => {
+        Outcome::Failed(reason) if attempts >= options.attempts => {
             log::error!(
                 target: LOG_TARGET,
                 "consumer `{name}`: a message of queue `{queue}` failed {attempts} attempt(s); dead-lettered: {reason}"
             );
             Verdict::Dead { reason, attempts }
         }
-        Ok(Outcome::Failed(reason)) => {
+        Outcome::Failed(reason) => {
             let pause = backoff(&options, attempts);
             log::warn!(
                 target: LOG_TARGET,
@@ -122,15 +122,14 @@ async fn verdict(
     }
 }
 
-/// Hands a taken message to the agent: the job, and where its outcome
-/// comes.
-fn hand_over(consumer: &Consumer, taken: &Taken) -> Option<oneshot::Receiver<Outcome>> {
-    let (tx, outcome) = oneshot::channel();
+/// Hands a taken message to the agent with what settles it; `false` when
+/// the agent is gone (the job was dropped, which settled it as released).
+fn hand_over(consumer: &Consumer, body: Arc<[u8]>, settler: Settler) -> bool {
     let job = Job {
-        body: taken.body.clone(),
-        settle: Settle::new(tx),
+        body,
+        settle: Settle::new(settler),
     };
-    (consumer.deliver)(job).then_some(outcome)
+    (consumer.deliver)(job)
 }
 
 async fn run_memory(memory: Arc<Memory>, consumer: Consumer, mut stopped: oneshot::Receiver<()>) {
@@ -144,40 +143,37 @@ async fn run_memory(memory: Arc<Memory>, consumer: Consumer, mut stopped: onesho
         let Some(taken) = unless(&mut stopped, memory.take(queue)).await else {
             break;
         };
-        let Some(outcome) = hand_over(&consumer, &taken) else {
-            memory.put_back(queue, taken);
+        let body = taken.body.clone();
+        let (memory_, name, options) = (memory.clone(), consumer.name.clone(), consumer.options);
+        // Settled right where the run ends: no task, no channel, unless it
+        // waits for a retry.
+        let settler: Settler = Box::new(move |outcome| {
+            let verdict = verdict((&name, queue, options), taken.attempts, outcome);
+            drop(permit);
+            settle_memory(memory_, queue, taken, verdict);
+        });
+        if !hand_over(&consumer, body, settler) {
             break;
-        };
-        let settle = settle_memory(
-            memory.clone(),
-            (consumer.name.clone(), queue, consumer.options),
-            taken,
-            outcome,
-            permit,
-        );
-        actix_rt::spawn(settle);
+        }
     }
 }
 
-async fn settle_memory(
-    memory: Arc<Memory>,
-    (name, queue, options): (Arc<str>, &'static str, ConsumerOptions),
-    mut taken: Taken,
-    outcome: oneshot::Receiver<Outcome>,
-    in_flight: OwnedSemaphorePermit,
-) {
-    let verdict = verdict((&name, queue, options), taken.attempts, outcome).await;
-    // Settled: the consumer may take the next message (a retry waits for
-    // its backoff without holding up the others).
-    drop(in_flight);
+fn settle_memory(memory: Arc<Memory>, queue: &'static str, mut taken: Taken, verdict: Verdict) {
     match verdict {
         Verdict::Ack => {}
         Verdict::Release => memory.put_back(queue, taken),
         Verdict::Dead { reason, attempts } => memory.dead(queue, taken, reason, attempts),
         Verdict::Retry { attempts, pause } => {
-            actix_rt::time::sleep(pause).await;
             taken.attempts = attempts;
-            memory.put_back(queue, taken);
+            if tokio::runtime::Handle::try_current().is_ok() {
+                actix_rt::spawn(async move {
+                    actix_rt::time::sleep(pause).await;
+                    memory.put_back(queue, taken);
+                });
+            } else {
+                // No runtime left (the System is going): back at once.
+                memory.put_back(queue, taken);
+            }
         }
     }
 }
@@ -249,23 +245,25 @@ async fn run_redis(
             }
         };
         let (taken, origin) = taken;
-        let Some(outcome) = hand_over(&consumer, &taken) else {
-            let (queues, id) = (queues.clone(), taker_id.clone());
-            persist("handing a message back", || {
-                queues.release(queue, &id, &taken, &origin)
-            })
-            .await;
-            break;
-        };
-        let settle = settle_redis(
+        let body = taken.body.clone();
+        let (queues_, name, options, id) = (
             queues.clone(),
-            (consumer.name.clone(), queue, consumer.options),
+            consumer.name.clone(),
+            consumer.options,
             taker_id.clone(),
-            (taken, origin),
-            outcome,
-            permit,
         );
-        actix_rt::spawn(settle);
+        let settler: Settler = Box::new(move |outcome| {
+            let verdict = verdict((&name, queue, options), taken.attempts, outcome);
+            let settle = settle_redis(queues_, (name, queue), id, (taken, origin), verdict, permit);
+            // Without a runtime (the System is going) the message stays in
+            // the processing list: the lease's end returns it.
+            if tokio::runtime::Handle::try_current().is_ok() {
+                actix_rt::spawn(settle);
+            }
+        });
+        if !hand_over(&consumer, body, settler) {
+            break;
+        }
     }
     // Every message in flight settled (all permits back), then the lease
     // goes and anything a cut-short take left behind returns to the queue.
@@ -304,13 +302,12 @@ async fn keep_lease(
 
 async fn settle_redis(
     queues: Arc<RedisQueues>,
-    (name, queue, options): (Arc<str>, &'static str, ConsumerOptions),
+    (name, queue): (Arc<str>, &'static str),
     taker_id: Arc<str>,
     (taken, origin): (Taken, Origin),
-    outcome: oneshot::Receiver<Outcome>,
+    verdict: Verdict,
     in_flight: OwnedSemaphorePermit,
 ) {
-    let verdict = verdict((&name, queue, options), taken.attempts, outcome).await;
     let (q, id) = (&queues, &*taker_id);
     match verdict {
         Verdict::Ack => {

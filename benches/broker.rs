@@ -1,0 +1,237 @@
+//! The broker against the bare library doing the same work, in the same
+//! run: messages per second end to end (sent, handled, settled).
+//!
+//! - local: N messages through the in-process broker to an agent's
+//!   consumer (prefetch 64: a mailbox's worth in flight), against the same
+//!   payloads as plain actix messages to a bare actor;
+//! - redis: N/5 messages through our Redis broker to an agent's consumer
+//!   (prefetch 1: one message in flight, taken and settled in Redis),
+//!   against a bare `redis` crate loop doing the same reliable pattern one
+//!   message at a time (`RPUSH`; `BLMOVE` to a processing list, decode,
+//!   `LREM` after handling). Needs `REDIS_URL`.
+//!
+//! `cargo bench --bench broker [-- N]` (N = 20 000 by default). Each side
+//! runs several rounds, alternating; the best counts. The last line is
+//! `broker ratio: local X.XX redis X.XX amqp n/a` (ours / bare; `n/a`
+//! without `REDIS_URL`, and for AMQP, which has no backend yet).
+
+use std::time::{Duration, Instant};
+
+use futures_util::future::join_all;
+use microagent::broker::{Broker, BrokerConfig, Queue};
+use microagent::prelude::*;
+use serde::{Deserialize, Serialize};
+use support::{done, expect, one_done};
+
+mod support;
+
+const ROUNDS: usize = 5;
+
+#[derive(Queue, Serialize, Deserialize, Clone)]
+#[queue(name = "orders")]
+struct Order {
+    order_id: u64,
+    item: String,
+}
+
+fn order(order_id: u64) -> Order {
+    Order {
+        order_id,
+        item: "apple".into(),
+    }
+}
+
+#[derive(Default, MicroAgent)]
+struct Packer {
+    total: u64,
+}
+
+#[microagent::hooks]
+impl Packer {
+    #[consumer(Order, prefetch = 64)]
+    fn pack(&mut self, order: Order) {
+        self.total += order.order_id;
+        one_done();
+    }
+}
+
+#[derive(Default, MicroAgent)]
+struct OneAtATime {
+    total: u64,
+}
+
+#[microagent::hooks]
+impl OneAtATime {
+    #[consumer(Order, prefetch = 1)]
+    fn pack(&mut self, order: Order) {
+        self.total += order.order_id;
+        one_done();
+    }
+}
+
+/// The same payload as a plain actix message.
+struct Placed(Order);
+
+impl Message for Placed {
+    type Result = ();
+}
+
+#[derive(Default)]
+struct Bare {
+    total: u64,
+}
+
+impl Actor for Bare {
+    type Context = actix::Context<Self>;
+}
+
+impl Handler<Placed> for Bare {
+    type Result = ();
+    fn handle(&mut self, Placed(order): Placed, _: &mut actix::Context<Self>) {
+        self.total += order.order_id;
+        one_done();
+    }
+}
+
+/// Times a round of `n` events: `send` runs, then the last event arrives.
+async fn timed<F: std::future::Future>(n: usize, send: F) -> Duration {
+    expect(n);
+    let done = done();
+    let finished = done.notified();
+    let start = Instant::now();
+    send.await;
+    finished.await;
+    start.elapsed()
+}
+
+fn report(ours_name: &str, bare_name: &str, n: usize, ours: Duration, bare: Duration) -> f64 {
+    let rate = |d: Duration| n as f64 / d.as_secs_f64();
+    println!(
+        "{ours_name}: {n} messages in {ours:?}: {:.0} messages/s",
+        rate(ours)
+    );
+    println!(
+        "{bare_name}: {n} messages in {bare:?}: {:.0} messages/s",
+        rate(bare)
+    );
+    rate(ours) / rate(bare)
+}
+
+fn local(n: usize) -> f64 {
+    let (ours, bare) = microagent::run(async move {
+        let broker = Broker::connect(BrokerConfig::in_process())
+            .await
+            .expect("a new System has no broker yet");
+        let bare = Bare::default().start();
+        let (agent, _handle) = microagent::start(Packer::default());
+        agent.send(GetInfo).await.expect("the agent started");
+        let (mut ours, mut best_bare) = (Duration::MAX, Duration::MAX);
+        for _ in 0..ROUNDS {
+            let bare_round = async {
+                for i in 0..n as u64 {
+                    bare.do_send(Placed(order(i)));
+                }
+            };
+            best_bare = best_bare.min(timed(n, bare_round).await);
+            let ours_round = async {
+                for i in 0..n as u64 {
+                    broker.send(order(i)).await.expect("sent");
+                }
+            };
+            ours = ours.min(timed(n, ours_round).await);
+        }
+        (ours, best_bare)
+    });
+    report("broker (in-process)", "bare actix", n, ours, bare)
+}
+
+fn redis(url: &str, n: usize) -> f64 {
+    let (ours, bare) = microagent::run(async move {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let config = BrokerConfig::redis(url).expect("REDIS_URL");
+        let broker = Broker::connect(config.namespace(&format!("B{id}:")))
+            .await
+            .expect("Redis is reachable");
+        let (agent, _handle) = microagent::start(OneAtATime::default());
+        agent.send(GetInfo).await.expect("the agent started");
+
+        // The bare consumer: BLMOVE, decode, LREM, one at a time.
+        let client = redis::Client::open(url).expect("REDIS_URL");
+        let producer = client.get_multiplexed_async_connection().await.unwrap();
+        let queue = format!("X{id}:orders");
+        let processing = format!("X{id}:processing");
+        {
+            let config = redis::AsyncConnectionConfig::new()
+                .set_response_timeout(Some(Duration::from_secs(10)));
+            let mut connection = client
+                .get_multiplexed_async_connection_with_config(&config)
+                .await
+                .unwrap();
+            let (queue, processing) = (queue.clone(), processing.clone());
+            actix_rt::spawn(async move {
+                loop {
+                    let body: Option<Vec<u8>> = redis::cmd("BLMOVE")
+                        .arg(&queue)
+                        .arg(&processing)
+                        .arg("LEFT")
+                        .arg("RIGHT")
+                        .arg(1.0)
+                        .query_async(&mut connection)
+                        .await
+                        .expect("BLMOVE");
+                    let Some(body) = body else { continue };
+                    let order: Order = serde_json::from_slice(&body).expect("our own JSON");
+                    std::hint::black_box(order.order_id);
+                    redis::cmd("LREM")
+                        .arg(&processing)
+                        .arg(1)
+                        .arg(&body)
+                        .query_async::<i64>(&mut connection)
+                        .await
+                        .expect("LREM");
+                    one_done();
+                }
+            });
+        }
+        let (mut ours, mut bare) = (Duration::MAX, Duration::MAX);
+        for _ in 0..ROUNDS {
+            let push_all = join_all((0..n as u64).map(|i| {
+                let (mut connection, queue) = (producer.clone(), queue.clone());
+                async move {
+                    let body = serde_json::to_vec(&order(i)).expect("plain JSON");
+                    redis::cmd("RPUSH")
+                        .arg(queue)
+                        .arg(body)
+                        .query_async::<i64>(&mut connection)
+                        .await
+                        .expect("pushed");
+                }
+            }));
+            bare = bare.min(timed(n, push_all).await);
+            let send_all = join_all((0..n as u64).map(|i| {
+                let broker = broker.clone();
+                async move { broker.send(order(i)).await.expect("sent") }
+            }));
+            ours = ours.min(timed(n, send_all).await);
+        }
+        (ours, bare)
+    });
+    report("broker (redis)", "bare redis reliable loop", n, ours, bare)
+}
+
+fn main() {
+    let n: usize = std::env::args()
+        .skip(1)
+        .find(|a| !a.starts_with('-'))
+        .map(|a| a.parse().expect("N must be a whole number"))
+        .unwrap_or(20_000);
+    let local = local(n);
+    let redis = std::env::var("REDIS_URL")
+        .ok()
+        .map(|url| redis(&url, (n / 5).max(1)));
+    if redis.is_none() {
+        println!("redis pair skipped: REDIS_URL is not set");
+    }
+    let redis = redis.map_or("n/a".to_owned(), |r| format!("{r:.2}"));
+    println!("broker ratio: local {local:.2} redis {redis} amqp n/a");
+}
