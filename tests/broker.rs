@@ -51,6 +51,7 @@ impl Worker {
 enum Backend {
     InProcess,
     Redis(String),
+    Amqp(String),
 }
 
 impl Backend {
@@ -61,6 +62,9 @@ impl Backend {
             Backend::Redis(url) => BrokerConfig::redis(url)
                 .unwrap()
                 .namespace(&format!("{}:", support::redis::prefix())),
+            Backend::Amqp(url) => BrokerConfig::amqp(url)
+                .unwrap()
+                .namespace(&format!("{}:", support::redis::prefix())),
         };
         microagent::run(async move {
             Broker::connect(config).await.expect("the broker connects");
@@ -69,7 +73,8 @@ impl Backend {
     }
 }
 
-/// Each test twice: `in_process::name` and `redis::name`.
+/// Each test on every broker: `in_process::name`, `redis::name`,
+/// `amqp::name`.
 macro_rules! on_every_broker {
     ($($name:ident),* $(,)?) => {
         mod in_process {
@@ -83,6 +88,14 @@ macro_rules! on_every_broker {
             fn $name() {
                 if let Some(url) = super::support::redis::url(stringify!($name)) {
                     super::$name(super::Backend::Redis(url))
+                }
+            })*
+        }
+        mod amqp {
+            $(#[test]
+            fn $name() {
+                if let Some(url) = super::support::redis::amqp_url(stringify!($name)) {
+                    super::$name(super::Backend::Amqp(url))
                 }
             })*
         }

@@ -8,7 +8,7 @@ use serde::Serialize;
 use super::handle::BrokerError;
 
 /// Which broker the agents of a System use: the in-process one (the
-/// default) or Redis. `Debug` shows a URL's password as `***`. Install it with [`Broker::connect`](super::Broker::connect)
+/// default), Redis or AMQP. `Debug` shows a URL's password as `***`. Install it with [`Broker::connect`](super::Broker::connect)
 /// or [`Launcher::broker`](crate::Launcher::broker) before the agents
 /// start.
 #[derive(Clone)]
@@ -17,12 +17,14 @@ pub struct BrokerConfig {
     pub(super) capacity: usize,
     pub(super) namespace: String,
     pub(super) lease: Duration,
+    pub(super) durable: bool,
 }
 
 #[derive(Clone)]
 pub(super) enum Kind {
     InProcess,
     Redis { url: String, redacted: String },
+    Amqp { url: String, redacted: String },
 }
 
 impl fmt::Debug for BrokerConfig {
@@ -37,6 +39,11 @@ impl fmt::Debug for BrokerConfig {
                 .field("url", redacted)
                 .field("namespace", &self.namespace)
                 .field("lease", &self.lease),
+            Kind::Amqp { redacted, .. } => out
+                .field("kind", &"amqp")
+                .field("url", redacted)
+                .field("namespace", &self.namespace)
+                .field("durable", &self.durable),
         };
         out.finish()
     }
@@ -59,7 +66,37 @@ impl BrokerConfig {
             capacity: 10_000,
             namespace: String::new(),
             lease: Duration::from_secs(30),
+            durable: false,
         }
+    }
+
+    /// The AMQP broker (RabbitMQ) at `url`
+    /// (`amqp://user:password@host:5672/%2f`): messages are published to
+    /// the default exchange with the queue's name as routing key, as the
+    /// Python original does.
+    pub fn amqp(url: &str) -> Result<Self, BrokerError> {
+        let redacted = crate::bus::redact(url);
+        if !(url.starts_with("amqp://") || url.starts_with("amqps://")) {
+            return Err(BrokerError::Config {
+                reason: format!("bad AMQP URL {redacted}: expected amqp://"),
+            });
+        }
+        Ok(BrokerConfig {
+            kind: Kind::Amqp {
+                url: url.to_owned(),
+                redacted,
+            },
+            ..BrokerConfig::in_process()
+        })
+    }
+
+    /// AMQP: declare queues durable and publish persistent messages (the
+    /// production choice). The default, `false`, matches what the Python
+    /// original declares, so both can share a queue; a queue that exists
+    /// with other flags is refused by the broker (`BrokerError::QueueMismatch`).
+    pub fn durable(mut self, durable: bool) -> Self {
+        self.durable = durable;
+        self
     }
 
     /// The Redis broker at `url` (`redis://[:password@]host[:port][/db]`):
@@ -79,8 +116,8 @@ impl BrokerConfig {
         })
     }
 
-    /// Puts `namespace` before every Redis key (none by default). Python
-    /// agents share a queue only under the same full name.
+    /// Puts `namespace` before every Redis key or AMQP queue name (none by
+    /// default). Python agents share a queue only under the same full name.
     pub fn namespace(mut self, namespace: &str) -> Self {
         self.namespace = namespace.to_owned();
         self
@@ -106,7 +143,7 @@ impl BrokerConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct BrokerInfo {
-    /// `in-process` or `redis`.
+    /// `in-process`, `redis` or `amqp`.
     pub kind: &'static str,
     /// The URL, password redacted (none in-process).
     pub url: Option<String>,

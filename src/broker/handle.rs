@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use serde_json::{Map, Value};
 
+use super::amqp::AmqpQueues;
 use super::config::{BrokerConfig, BrokerInfo, Kind};
 use super::job::ConsumerOptions;
 use super::memory::Memory;
@@ -53,6 +54,27 @@ pub enum BrokerError {
         /// What is wrong.
         reason: String,
     },
+    /// The AMQP broker refused, or the connection failed under the
+    /// operation: nothing was sent.
+    #[error("the broker at {url}: {reason}")]
+    Amqp {
+        /// The URL, password redacted.
+        url: String,
+        /// What the broker or the connection said.
+        reason: String,
+    },
+    /// The AMQP queue exists with other flags than ours (406
+    /// PRECONDITION_FAILED): declare both sides alike (see
+    /// `BrokerConfig::durable`).
+    #[error("AMQP queue `{queue}` exists with other flags than ours (durable = {durable}, exclusive = false, auto_delete = false, no arguments): {reason}")]
+    QueueMismatch {
+        /// The queue.
+        queue: String,
+        /// Whether we declared it durable.
+        durable: bool,
+        /// What the broker said.
+        reason: String,
+    },
     /// Redis answered with an error, or the connection failed under the
     /// command: nothing was sent.
     #[error("the broker at {url}: {reason}")]
@@ -95,6 +117,7 @@ pub struct Broker {
 pub(super) enum Backend {
     Memory(Arc<Memory>),
     Redis(Arc<RedisQueues>),
+    Amqp(Arc<AmqpQueues>),
 }
 
 impl fmt::Debug for Broker {
@@ -181,6 +204,15 @@ impl Broker {
                 )
                 .await?,
             )),
+            Kind::Amqp { url, redacted } => Backend::Amqp(Arc::new(
+                AmqpQueues::connect(
+                    url,
+                    redacted.clone(),
+                    config.durable,
+                    config.namespace.clone(),
+                )
+                .await?,
+            )),
         };
         let broker = Broker { backend };
         let mut brokers = brokers();
@@ -201,6 +233,11 @@ impl Broker {
             },
             Backend::Redis(queues) => BrokerInfo {
                 kind: "redis",
+                url: Some(queues.redacted().to_owned()),
+                connected: queues.is_up(),
+            },
+            Backend::Amqp(queues) => BrokerInfo {
+                kind: "amqp",
                 url: Some(queues.redacted().to_owned()),
                 connected: queues.is_up(),
             },
@@ -235,6 +272,7 @@ impl Broker {
                 Ok(())
             }
             Backend::Redis(queues) => queues.push(queue, &body).await,
+            Backend::Amqp(queues) => queues.publish(queue, &body, 0).await,
         }
     }
 
@@ -245,6 +283,7 @@ impl Broker {
         match &self.backend {
             Backend::Memory(memory) => Ok(memory.length(queue)),
             Backend::Redis(queues) => queues.length(queue).await,
+            Backend::Amqp(queues) => queues.length(queue).await,
         }
     }
 
@@ -254,6 +293,7 @@ impl Broker {
         match &self.backend {
             Backend::Memory(memory) => Ok(memory.dead_letters(queue)),
             Backend::Redis(queues) => queues.dead_letters(queue).await,
+            Backend::Amqp(queues) => queues.dead_letters(queue).await,
         }
     }
 

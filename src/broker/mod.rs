@@ -8,6 +8,7 @@
 //!
 //! See the crate docs' broker section for the delivery semantics.
 
+mod amqp;
 mod config;
 mod handle;
 mod job;

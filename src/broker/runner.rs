@@ -10,11 +10,13 @@ use std::time::Duration;
 use futures_util::future::{self, Either};
 use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 
+use super::amqp::{self, AmqpQueues, RECONNECT_MAX as AMQP_RECONNECT_MAX};
 use super::handle::{Backend, BrokerError};
 use super::job::{ConsumerOptions, Job, Outcome, Settle, Settler};
 use super::memory::{Memory, Taken};
 use super::redis::{Origin, RedisQueues};
 use crate::LOG_TARGET;
+use futures_util::StreamExt;
 
 /// Hands a job to the consumer's agent; `false` once the agent is gone.
 pub(crate) type JobFn = Box<dyn Fn(Job) -> bool + Send + Sync>;
@@ -58,6 +60,7 @@ pub(super) fn start(
     match backend {
         Backend::Memory(memory) => arbiter.spawn(run_memory(memory, consumer, stopped)),
         Backend::Redis(queues) => arbiter.spawn(run_redis(queues, consumer, stopped)),
+        Backend::Amqp(queues) => arbiter.spawn(run_amqp(queues, consumer, stopped)),
     };
     Consuming { _stop: stop }
 }
@@ -334,6 +337,123 @@ async fn settle_redis(
             })
             .await
         }
+    }
+    drop(in_flight);
+}
+
+async fn run_amqp(queues: Arc<AmqpQueues>, consumer: Consumer, mut stopped: oneshot::Receiver<()>) {
+    let queue = consumer.queue;
+    let prefetch = consumer.options.prefetch.clamp(1, u32::from(u16::MAX)) as u16;
+    let tag = format!("{}-{}", consumer.name, uuid::Uuid::new_v4().simple());
+    let mut pause = Duration::from_millis(50);
+    let mut open = None;
+    'connect: loop {
+        if let Some((connection, channel)) = open.take() {
+            close_amqp(connection, channel).await;
+        }
+        let attempt = async {
+            let connection = queues.open().await?;
+            let (channel, deliveries) = queues.consume(&connection, queue, &tag, prefetch).await?;
+            Ok::<_, BrokerError>((connection, channel, deliveries))
+        };
+        let (connection, channel, mut deliveries) = match unless(&mut stopped, attempt).await {
+            None => break,
+            Some(Ok(opened)) => opened,
+            Some(Err(e)) => {
+                log::warn!(target: LOG_TARGET, "consumer `{}`: cannot consume `{queue}`: {e}; retrying in {pause:?}", consumer.name);
+                actix_rt::time::sleep(pause).await;
+                pause = (pause * 2).min(AMQP_RECONNECT_MAX);
+                continue;
+            }
+        };
+        pause = Duration::from_millis(50);
+        open = Some((connection, channel));
+        loop {
+            let Some(Ok(permit)) =
+                unless(&mut stopped, consumer.in_flight.clone().acquire_owned()).await
+            else {
+                break 'connect;
+            };
+            let delivery = match unless(&mut stopped, deliveries.next()).await {
+                None => break 'connect,
+                Some(Some(Ok(delivery))) => delivery,
+                Some(Some(Err(e))) => {
+                    log::warn!(target: LOG_TARGET, "consumer `{}`: consuming `{queue}` failed: {e}; reconnecting", consumer.name);
+                    continue 'connect;
+                }
+                Some(None) => {
+                    log::warn!(target: LOG_TARGET, "consumer `{}`: the broker cancelled consuming `{queue}`; reconnecting", consumer.name);
+                    continue 'connect;
+                }
+            };
+            let taken = Taken {
+                attempts: amqp::attempts(&delivery.properties),
+                body: delivery.data.into(),
+            };
+            let body = taken.body.clone();
+            let acker = delivery.acker;
+            let (queues_, name, options) =
+                (queues.clone(), consumer.name.clone(), consumer.options);
+            let settler: Settler = Box::new(move |outcome| {
+                let verdict = verdict((&name, queue, options), taken.attempts, outcome);
+                let settle = settle_amqp(queues_, (name, queue), taken, acker, verdict, permit);
+                // Without a runtime the channel closes unacknowledged: the
+                // broker delivers the message again.
+                if tokio::runtime::Handle::try_current().is_ok() {
+                    actix_rt::spawn(settle);
+                }
+            });
+            if !hand_over(&consumer, body, settler) {
+                break 'connect;
+            }
+        }
+    }
+    // Every message in flight settled, then the channel closes: what the
+    // broker sent ahead (prefetch) and nobody took goes back to the queue.
+    let prefetch = consumer.options.prefetch.max(1);
+    let _all = consumer.in_flight.acquire_many(prefetch).await;
+    if let Some((connection, channel)) = open {
+        close_amqp(connection, channel).await;
+    }
+    log::debug!(target: LOG_TARGET, "consumer `{}` stopped consuming `{queue}`", consumer.name);
+}
+
+async fn close_amqp(connection: lapin::Connection, channel: lapin::Channel) {
+    let _ = channel.close(200, "consumer stopped").await;
+    let _ = connection.close(200, "consumer stopped").await;
+}
+
+async fn settle_amqp(
+    queues: Arc<AmqpQueues>,
+    (name, queue): (Arc<str>, &'static str),
+    taken: Taken,
+    acker: lapin::acker::Acker,
+    verdict: Verdict,
+    in_flight: OwnedSemaphorePermit,
+) {
+    let q = &queues;
+    let settled = match verdict {
+        Verdict::Ack => q.ack(&acker).await,
+        Verdict::Release => q.requeue(&acker).await,
+        Verdict::Retry { attempts, pause } => {
+            actix_rt::time::sleep(pause).await;
+            persist("publishing a retry", || {
+                q.publish(queue, &taken.body, attempts)
+            })
+            .await;
+            q.ack(&acker).await
+        }
+        Verdict::Dead { reason, attempts } => {
+            persist("publishing a dead letter", || {
+                q.dead(queue, &name, &taken.body, &reason, attempts)
+            })
+            .await;
+            q.ack(&acker).await
+        }
+    };
+    if let Err(e) = settled {
+        // The channel is gone: the broker delivers the message again.
+        log::warn!(target: LOG_TARGET, "consumer `{name}`: settling a message of `{queue}` failed: {e}; it will be delivered again");
     }
     drop(in_flight);
 }

@@ -22,6 +22,18 @@ pub(crate) fn url(test: &str) -> Option<String> {
     }
 }
 
+/// The shared RabbitMQ, from `AMQP_URL`; `None` (and a visible "skipped"
+/// line) without it.
+pub(crate) fn amqp_url(test: &str) -> Option<String> {
+    match std::env::var("AMQP_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            eprintln!("SKIPPED {test}: AMQP_URL is not set (e.g. AMQP_URL=amqp://guest:guest@127.0.0.1:5672/%2f)");
+            None
+        }
+    }
+}
+
 /// A channel prefix no other test (or run) uses, so tests running at once
 /// on one Redis do not hear each other.
 pub(crate) fn prefix() -> String {

@@ -1,0 +1,364 @@
+//! The AMQP broker (RabbitMQ, with `lapin`): the Python original's queues
+//! (published to the default exchange, routing key = queue name, body =
+//! the JSON object), consumed with acknowledgements.
+//!
+//! - Publishing waits for the broker's confirm (`confirm_select`).
+//! - Queues are declared with the Python original's flags by default
+//!   (non-durable, not exclusive, not auto-deleted, no arguments), so both
+//!   can share a queue; `BrokerConfig::durable` declares them durable and
+//!   publishes persistent messages, the production choice. A queue that
+//!   exists with other flags is a clear error naming it (AMQP 406).
+//! - A consumer's channel has `basic_qos` = its prefetch; a message is
+//!   acknowledged after its run succeeded. A failed attempt is published
+//!   again (same body, the attempt count in the `x-microagent-attempts`
+//!   header, confirmed) after its backoff, then the original acknowledged.
+//!   After the last attempt the message goes to the queue `{queue}:dead`
+//!   as a JSON object `{"message", "reason", "attempts", "consumer",
+//!   "failed_at"}`.
+//! - Unacknowledged messages return to their queue when the channel
+//!   closes (a crash, a lost connection, a stop past the deadline).
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicNackOptions, BasicPublishOptions,
+    BasicQosOptions, ConfirmSelectOptions, QueueDeclareOptions,
+};
+use lapin::publisher_confirm::Confirmation;
+use lapin::types::{AMQPValue, FieldTable, ShortString};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer};
+use serde_json::Value;
+
+use super::handle::{BrokerError, DeadLetter};
+
+/// The header that carries a retried message's attempt count.
+pub(super) const ATTEMPTS: &str = "x-microagent-attempts";
+
+/// The AMQP side of a broker.
+pub(super) struct AmqpQueues {
+    url: String,
+    redacted: String,
+    durable: bool,
+    /// Put before every queue's name (empty: the names Python uses).
+    namespace: String,
+    /// The connection and the confirming channel publishes go through;
+    /// replaced when they broke.
+    link: tokio::sync::Mutex<Option<(Connection, Channel)>>,
+    /// Queues declared on the current connection.
+    declared: Mutex<HashSet<String>>,
+    up: AtomicBool,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn properties() -> ConnectionProperties {
+    ConnectionProperties::default()
+        .with_executor(tokio_executor_trait::Tokio::current())
+        .with_reactor(tokio_reactor_trait::Tokio::current())
+}
+
+impl AmqpQueues {
+    /// Connects; fails when the broker does not answer.
+    pub(super) async fn connect(
+        url: &str,
+        redacted: String,
+        durable: bool,
+        namespace: String,
+    ) -> Result<AmqpQueues, BrokerError> {
+        let queues = AmqpQueues {
+            url: url.to_owned(),
+            redacted,
+            durable,
+            namespace,
+            link: tokio::sync::Mutex::new(None),
+            declared: Mutex::default(),
+            up: AtomicBool::new(false),
+        };
+        queues.publisher().await?;
+        Ok(queues)
+    }
+
+    /// The broker's name of queue `queue`.
+    fn name(&self, queue: &str) -> String {
+        format!("{}{queue}", self.namespace)
+    }
+
+    pub(super) fn redacted(&self) -> &str {
+        &self.redacted
+    }
+
+    pub(super) fn is_up(&self) -> bool {
+        self.up.load(Ordering::Relaxed)
+    }
+
+    /// An error from lapin, with the URL redacted; notes a lost connection.
+    fn error(&self, e: &lapin::Error) -> BrokerError {
+        if matches!(
+            e.kind(),
+            lapin::ErrorKind::IOError(_)
+                | lapin::ErrorKind::InvalidConnectionState(_)
+                | lapin::ErrorKind::InvalidChannelState(..)
+                | lapin::ErrorKind::MissingHeartbeatError
+        ) {
+            self.up.store(false, Ordering::Relaxed);
+        }
+        BrokerError::Amqp {
+            url: self.redacted.clone(),
+            reason: e.to_string(),
+        }
+    }
+
+    /// A new connection.
+    pub(super) async fn open(&self) -> Result<Connection, BrokerError> {
+        let connection = Connection::connect(&self.url, properties())
+            .await
+            .map_err(|e| self.error(&e))?;
+        self.up.store(true, Ordering::Relaxed);
+        Ok(connection)
+    }
+
+    /// The confirming publisher channel, connecting anew when it broke.
+    async fn publisher(&self) -> Result<Channel, BrokerError> {
+        let mut link = self.link.lock().await;
+        if let Some((connection, channel)) = link.as_ref() {
+            if connection.status().connected() && channel.status().connected() {
+                return Ok(channel.clone());
+            }
+        }
+        *link = None;
+        lock(&self.declared).clear();
+        let connection = self.open().await?;
+        let channel = connection
+            .create_channel()
+            .await
+            .map_err(|e| self.error(&e))?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .map_err(|e| self.error(&e))?;
+        *link = Some((connection, channel.clone()));
+        Ok(channel)
+    }
+
+    /// Declares `queue` with the configured flags (once per connection).
+    pub(super) async fn declare(&self, channel: &Channel, queue: &str) -> Result<u32, BrokerError> {
+        let options = QueueDeclareOptions {
+            durable: self.durable,
+            ..QueueDeclareOptions::default()
+        };
+        match channel
+            .queue_declare(queue, options, FieldTable::default())
+            .await
+        {
+            Ok(declared) => {
+                lock(&self.declared).insert(queue.to_owned());
+                Ok(declared.message_count())
+            }
+            Err(e) => match e.kind() {
+                lapin::ErrorKind::ProtocolError(amqp) if amqp.get_id() == 406 => {
+                    Err(BrokerError::QueueMismatch {
+                        queue: queue.to_owned(),
+                        durable: self.durable,
+                        reason: amqp.to_string(),
+                    })
+                }
+                _ => Err(self.error(&e)),
+            },
+        }
+    }
+
+    async fn declared_publisher(&self, queue: &str) -> Result<Channel, BrokerError> {
+        let channel = self.publisher().await?;
+        if !lock(&self.declared).contains(queue) {
+            self.declare(&channel, queue).await?;
+        }
+        Ok(channel)
+    }
+
+    fn message_properties(&self, attempts: u32) -> BasicProperties {
+        let mut properties = BasicProperties::default();
+        if self.durable {
+            properties = properties.with_delivery_mode(2);
+        }
+        if attempts > 0 {
+            let mut headers = FieldTable::default();
+            headers.insert(ShortString::from(ATTEMPTS), AMQPValue::LongUInt(attempts));
+            properties = properties.with_headers(headers);
+        }
+        properties
+    }
+
+    /// Publishes to `queue` and waits for the broker's confirm.
+    pub(super) async fn publish(
+        &self,
+        queue: &str,
+        body: &[u8],
+        attempts: u32,
+    ) -> Result<(), BrokerError> {
+        let queue = &self.name(queue);
+        let channel = self.declared_publisher(queue).await?;
+        let confirm = channel
+            .basic_publish(
+                "",
+                queue,
+                BasicPublishOptions::default(),
+                body,
+                self.message_properties(attempts),
+            )
+            .await
+            .map_err(|e| self.error(&e))?
+            .await
+            .map_err(|e| self.error(&e))?;
+        match confirm {
+            Confirmation::Ack(_) | Confirmation::NotRequested => Ok(()),
+            Confirmation::Nack(_) => Err(BrokerError::Amqp {
+                url: self.redacted.clone(),
+                reason: format!("the broker refused a message for `{queue}` (nack)"),
+            }),
+        }
+    }
+
+    pub(super) async fn length(&self, queue: &str) -> Result<usize, BrokerError> {
+        let channel = self.publisher().await?;
+        Ok(self.declare(&channel, &self.name(queue)).await? as usize)
+    }
+
+    /// The dead letters, read without taking them: got unacknowledged on a
+    /// channel of their own, which then closes and returns them.
+    pub(super) async fn dead_letters(&self, queue: &str) -> Result<Vec<DeadLetter>, BrokerError> {
+        let dead = self.name(&dead_queue(queue));
+        let connection = self.open().await?;
+        let channel = connection
+            .create_channel()
+            .await
+            .map_err(|e| self.error(&e))?;
+        self.declare(&channel, &dead).await?;
+        let mut letters = Vec::new();
+        while let Some(message) = channel
+            .basic_get(&dead, BasicGetOptions { no_ack: false })
+            .await
+            .map_err(|e| self.error(&e))?
+        {
+            let value: Value =
+                serde_json::from_slice(&message.delivery.data).unwrap_or(Value::Null);
+            letters.push(DeadLetter {
+                queue: queue.to_owned(),
+                message: value.get("message").cloned().unwrap_or(Value::Null),
+                reason: value
+                    .get("reason")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned(),
+                attempts: value
+                    .get("attempts")
+                    .and_then(Value::as_u64)
+                    .unwrap_or_default() as u32,
+            });
+        }
+        let _ = connection.close(200, "read").await;
+        Ok(letters)
+    }
+
+    /// A consuming channel for `queue`: declared, with `basic_qos`.
+    pub(super) async fn consume(
+        &self,
+        connection: &Connection,
+        queue: &str,
+        tag: &str,
+        prefetch: u16,
+    ) -> Result<(Channel, Consumer), BrokerError> {
+        let channel = connection
+            .create_channel()
+            .await
+            .map_err(|e| self.error(&e))?;
+        channel
+            .basic_qos(prefetch, BasicQosOptions::default())
+            .await
+            .map_err(|e| self.error(&e))?;
+        let queue = &self.name(queue);
+        self.declare(&channel, queue).await?;
+        let consumer = channel
+            .basic_consume(
+                queue,
+                tag,
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|e| self.error(&e))?;
+        Ok((channel, consumer))
+    }
+
+    /// Acknowledges a handled (or moved) delivery.
+    pub(super) async fn ack(&self, acker: &lapin::acker::Acker) -> Result<(), BrokerError> {
+        acker
+            .ack(BasicAckOptions::default())
+            .await
+            .map(drop)
+            .map_err(|e| self.error(&e))
+    }
+
+    /// Hands a delivery back to its queue, as it was.
+    pub(super) async fn requeue(&self, acker: &lapin::acker::Acker) -> Result<(), BrokerError> {
+        let options = BasicNackOptions {
+            requeue: true,
+            ..BasicNackOptions::default()
+        };
+        acker
+            .nack(options)
+            .await
+            .map(drop)
+            .map_err(|e| self.error(&e))
+    }
+
+    /// Publishes a dead letter for a message of `queue`.
+    pub(super) async fn dead(
+        &self,
+        queue: &str,
+        consumer: &str,
+        body: &[u8],
+        reason: &str,
+        attempts: u32,
+    ) -> Result<(), BrokerError> {
+        let message = serde_json::from_slice::<Value>(body)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into_owned()));
+        let letter = serde_json::json!({
+            "message": message,
+            "reason": reason,
+            "attempts": attempts,
+            "consumer": consumer,
+            "failed_at": chrono::Utc::now().to_rfc3339(),
+        });
+        self.publish(&dead_queue(queue), letter.to_string().as_bytes(), 0)
+            .await
+    }
+}
+
+/// The queue dead letters of `queue` go to.
+fn dead_queue(queue: &str) -> String {
+    format!("{queue}:dead")
+}
+
+/// The attempts a delivery had before, from its header.
+pub(super) fn attempts(properties: &BasicProperties) -> u32 {
+    properties
+        .headers()
+        .as_ref()
+        .and_then(|headers| headers.inner().get(ATTEMPTS))
+        .and_then(|value| match value {
+            AMQPValue::LongUInt(n) => Some(*n),
+            AMQPValue::LongInt(n) => u32::try_from(*n).ok(),
+            AMQPValue::LongLongInt(n) => u32::try_from(*n).ok(),
+            AMQPValue::ShortUInt(n) => Some(u32::from(*n)),
+            _ => None,
+        })
+        .unwrap_or(0)
+}
+
+/// How long to wait before reconnecting, at most.
+pub(super) const RECONNECT_MAX: Duration = Duration::from_secs(5);
