@@ -1,8 +1,10 @@
-//! What only the Redis broker has: consumers that die (SIGKILL) while
-//! handling, and Python producers and consumers on the same queues.
+//! What only the networked brokers have: consumers that die (SIGKILL)
+//! while handling, a Redis that restarts, AMQP queue flags, and Python
+//! producers and consumers on the same queues.
 //!
-//! They need `REDIS_URL` (reported skipped without it); the Python test
-//! also needs `MICROAGENT_PYTHON` (a Python with `microagent[redis]==1.9.0`).
+//! They need `REDIS_URL` or `AMQP_URL` (reported skipped without them); the
+//! Python test also needs `MICROAGENT_PYTHON` (a Python with
+//! `microagent[redis]==1.9.0`).
 
 mod support;
 
@@ -32,25 +34,56 @@ fn handled(p: &mut Proc) -> Vec<u32> {
         .collect()
 }
 
-fn consumer(url: &str, namespace: &str) -> Proc {
-    Proc::spawn(
-        "consumer-fixture",
-        &[],
-        &[("REDIS_URL", url), ("NAMESPACE", namespace)],
-    )
+/// A broker to kill consumers on.
+#[derive(Clone, Copy)]
+enum Kind {
+    Redis,
+    Amqp,
+}
+
+fn consumer(kind: Kind, url: &str, namespace: &str) -> Proc {
+    let variable = match kind {
+        Kind::Redis => "REDIS_URL",
+        Kind::Amqp => "AMQP_URL",
+    };
+    let mut command = Command::new(support::process::example("consumer-fixture"));
+    command
+        .env_remove("REDIS_URL")
+        .env_remove("AMQP_URL")
+        .env(variable, url)
+        .env("NAMESPACE", namespace);
+    Proc::start(command)
+}
+
+fn config(kind: Kind, url: &str) -> BrokerConfig {
+    match kind {
+        Kind::Redis => BrokerConfig::redis(url).unwrap(),
+        Kind::Amqp => BrokerConfig::amqp(url).unwrap(),
+    }
 }
 
 #[test]
-fn consumers_killed_mid_handling_lose_nothing() {
-    let Some(url) = support::redis::url("consumers_killed_mid_handling_lose_nothing") else {
-        return;
-    };
+fn redis_consumers_killed_mid_handling_lose_nothing() {
+    if let Some(url) = support::redis::url("redis_consumers_killed_mid_handling_lose_nothing") {
+        killed_consumers_lose_nothing(Kind::Redis, &url);
+    }
+}
+
+#[test]
+fn amqp_consumers_killed_mid_handling_lose_nothing() {
+    if let Some(url) = support::redis::amqp_url("amqp_consumers_killed_mid_handling_lose_nothing") {
+        killed_consumers_lose_nothing(Kind::Amqp, &url);
+    }
+}
+
+fn killed_consumers_lose_nothing(kind: Kind, url: &str) {
+    let url = url.to_owned();
     let namespace = format!("{}:", support::redis::prefix());
     let sent: BTreeSet<u32> = (0..1000).collect();
     {
         let (url, namespace) = (url.clone(), namespace.clone());
         microagent::run(async move {
-            let config = BrokerConfig::redis(&url).unwrap().namespace(&namespace);
+            let config = config(kind, &url).namespace(&namespace);
             let broker = Broker::connect(config).await.unwrap();
             for id in 0..1000 {
                 broker.send(Numbered { id }).await.unwrap();
@@ -61,7 +94,7 @@ fn consumers_killed_mid_handling_lose_nothing() {
     let mut runs = 0;
     // Kill consumers at different points: after 50, 170, 290... handled.
     for round in 0..5u32 {
-        let mut p = consumer(&url, &namespace);
+        let mut p = consumer(kind, &url, &namespace);
         let target = seen.len() + 50 + (round as usize * 120) % 200;
         let start = Instant::now();
         loop {
@@ -80,7 +113,7 @@ fn consumers_killed_mid_handling_lose_nothing() {
     }
     // A last consumer takes what is left, the killed ones' messages too
     // once their leases expired.
-    let mut p = consumer(&url, &namespace);
+    let mut p = consumer(kind, &url, &namespace);
     let start = Instant::now();
     while seen != sent {
         seen.extend(handled(&mut p));
@@ -309,4 +342,51 @@ async fn wait_blocking(rx: &std::sync::mpsc::Receiver<()>) {
             Err(e) => panic!("control thread: {e}"),
         }
     }
+}
+
+#[test]
+fn an_amqp_queue_with_other_flags_is_a_clear_error() {
+    let Some(url) = support::redis::amqp_url("an_amqp_queue_with_other_flags_is_a_clear_error")
+    else {
+        return;
+    };
+    let namespace = format!("{}:", support::redis::prefix());
+    // Declared durable by one process first...
+    {
+        let (url, namespace) = (url.clone(), namespace.clone());
+        microagent::run(async move {
+            let durable = BrokerConfig::amqp(&url)
+                .unwrap()
+                .namespace(&namespace)
+                .durable(true);
+            let broker = Broker::connect(durable).await.unwrap();
+            broker
+                .send(FromPython {
+                    id: 1,
+                    source: "durable".into(),
+                })
+                .await
+                .unwrap();
+        });
+    }
+    // ...then by one that declares it as the Python original does.
+    let error = microagent::run(async move {
+        let plain = BrokerConfig::amqp(&url).unwrap().namespace(&namespace);
+        let broker = Broker::connect(plain).await.unwrap();
+        broker
+            .send(FromPython {
+                id: 2,
+                source: "plain".into(),
+            })
+            .await
+            .unwrap_err()
+    });
+    match &error {
+        microagent::broker::BrokerError::QueueMismatch { queue, durable, .. } => {
+            assert!(queue.ends_with("py_to_rs"), "{queue}");
+            assert!(!durable);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(error.to_string().contains("durable = false"), "{error}");
 }
