@@ -3,9 +3,11 @@
 //! attempt and ends in the dead-letter queue. Once all three are settled,
 //! `Shop` prints the dead letters and ends the service (exit 0).
 //!
-//! Run it with `cargo run --example queue` (the in-process broker), or on
-//! Redis: `REDIS_URL=redis://127.0.0.1:6379 cargo run --example queue`
-//! (`QUEUE_NAMESPACE` puts a prefix before its Redis keys).
+//! Run it with `cargo run --example queue` (the in-process broker), on
+//! Redis: `REDIS_URL=redis://127.0.0.1:6379 cargo run --example queue`, or
+//! on RabbitMQ: `AMQP_URL=amqp://guest:guest@127.0.0.1:5672/%2f cargo run
+//! --example queue` (`QUEUE_NAMESPACE` puts a prefix before its queue
+//! names).
 
 use std::error::Error;
 use std::future::Future;
@@ -88,13 +90,16 @@ impl Shop {
     }
 }
 
-/// The in-process broker, or Redis when `REDIS_URL` is set.
+/// RabbitMQ when `AMQP_URL` is set, else Redis when `REDIS_URL` is, else
+/// the in-process broker.
 fn broker() -> Result<BrokerConfig, BrokerError> {
-    let Ok(url) = std::env::var("REDIS_URL") else {
-        return Ok(BrokerConfig::in_process());
-    };
     let namespace = std::env::var("QUEUE_NAMESPACE").unwrap_or_default();
-    Ok(BrokerConfig::redis(&url)?.namespace(&namespace))
+    let config = match (std::env::var("AMQP_URL"), std::env::var("REDIS_URL")) {
+        (Ok(url), _) => BrokerConfig::amqp(&url)?,
+        (_, Ok(url)) => BrokerConfig::redis(&url)?,
+        _ => return Ok(BrokerConfig::in_process()),
+    };
+    Ok(config.namespace(&namespace))
 }
 
 fn main() -> microagent::Exit {

@@ -412,9 +412,21 @@ fn the_queue_example_does_the_same_on_redis() {
     queue_example(&[("REDIS_URL", &url), ("QUEUE_NAMESPACE", &namespace)]);
 }
 
+#[test]
+fn the_queue_example_does_the_same_on_rabbitmq() {
+    let Some(url) = support::redis::amqp_url("the_queue_example_does_the_same_on_rabbitmq") else {
+        return;
+    };
+    let namespace = format!("{}:", support::redis::prefix());
+    queue_example(&[("AMQP_URL", &url), ("QUEUE_NAMESPACE", &namespace)]);
+}
+
 fn queue_example(envs: &[(&str, &str)]) {
     let mut command = std::process::Command::new(support::process::example("queue"));
-    command.env_remove("REDIS_URL").env("RUST_LOG", "info");
+    command
+        .env_remove("REDIS_URL")
+        .env_remove("AMQP_URL")
+        .env("RUST_LOG", "info");
     command.envs(envs.iter().copied());
     let mut p = Proc::start(command);
     assert_eq!(p.wait_code(), 0, "stderr: {}", p.stderr());
