@@ -8,12 +8,16 @@
 //!   (prefetch 1: one message in flight, taken and settled in Redis),
 //!   against a bare `redis` crate loop doing the same reliable pattern one
 //!   message at a time (`RPUSH`; `BLMOVE` to a processing list, decode,
-//!   `LREM` after handling). Needs `REDIS_URL`.
+//!   `LREM` after handling). Needs `REDIS_URL`;
+//! - amqp: N/5 messages through our AMQP broker to an agent's consumer
+//!   (prefetch 16), against bare `lapin`: publish with confirms, consume
+//!   with `basic_qos(16)`, decode, ack (each ack in a task of its own, as
+//!   ours settles). Needs `AMQP_URL`.
 //!
 //! `cargo bench --bench broker [-- N]` (N = 20 000 by default). Each side
 //! runs several rounds, alternating; the best counts. The last line is
-//! `broker ratio: local X.XX redis X.XX amqp n/a` (ours / bare; `n/a`
-//! without `REDIS_URL`, and for AMQP, which has no backend yet).
+//! `broker ratio: local X.XX redis X.XX amqp X.XX` (ours / bare; `n/a`
+//! without the server's URL).
 
 use std::time::{Duration, Instant};
 
@@ -49,6 +53,20 @@ struct Packer {
 #[microagent::hooks]
 impl Packer {
     #[consumer(Order, prefetch = 64)]
+    fn pack(&mut self, order: Order) {
+        self.total += order.order_id;
+        one_done();
+    }
+}
+
+#[derive(Default, MicroAgent)]
+struct Sixteen {
+    total: u64,
+}
+
+#[microagent::hooks]
+impl Sixteen {
+    #[consumer(Order, prefetch = 16)]
     fn pack(&mut self, order: Order) {
         self.total += order.order_id;
         one_done();
@@ -219,6 +237,111 @@ fn redis(url: &str, n: usize) -> f64 {
     report("broker (redis)", "bare redis reliable loop", n, ours, bare)
 }
 
+fn amqp(url: &str, n: usize) -> f64 {
+    use lapin::options::{
+        BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
+        ConfirmSelectOptions, QueueDeclareOptions,
+    };
+    use lapin::types::FieldTable;
+    use lapin::{BasicProperties, Connection, ConnectionProperties};
+
+    let (ours, bare) = microagent::run(async move {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let config = BrokerConfig::amqp(url).expect("AMQP_URL");
+        let broker = Broker::connect(config.namespace(&format!("B{id}:")))
+            .await
+            .expect("RabbitMQ is reachable");
+        let (agent, _handle) = microagent::start(Sixteen::default());
+        agent.send(GetInfo).await.expect("the agent started");
+
+        // Bare lapin: a confirming publisher, a consumer with qos 16.
+        let properties = ConnectionProperties::default()
+            .with_executor(tokio_executor_trait::Tokio::current())
+            .with_reactor(tokio_reactor_trait::Tokio::current());
+        let connection = Connection::connect(url, properties).await.unwrap();
+        let publisher = connection.create_channel().await.unwrap();
+        publisher
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .unwrap();
+        let queue = format!("X{id}:orders");
+        publisher
+            .queue_declare(
+                &queue,
+                QueueDeclareOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        let consuming = connection.create_channel().await.unwrap();
+        consuming
+            .basic_qos(16, BasicQosOptions::default())
+            .await
+            .unwrap();
+        let mut deliveries = consuming
+            .basic_consume(
+                &queue,
+                "bare",
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        actix_rt::spawn(async move {
+            use futures_util::StreamExt;
+            while let Some(Ok(delivery)) = deliveries.next().await {
+                let order: Order = serde_json::from_slice(&delivery.data).expect("our own JSON");
+                std::hint::black_box(order.order_id);
+                one_done();
+                // Acknowledged without holding up the next delivery, as
+                // ours settles (qos bounds what is unacknowledged).
+                actix_rt::spawn(async move {
+                    delivery
+                        .acker
+                        .ack(BasicAckOptions::default())
+                        .await
+                        .expect("ack");
+                });
+            }
+        });
+        let (mut ours, mut bare) = (Duration::MAX, Duration::MAX);
+        for _ in 0..ROUNDS {
+            let publish_all = join_all((0..n as u64).map(|i| {
+                let (publisher, queue) = (publisher.clone(), queue.clone());
+                async move {
+                    let body = serde_json::to_vec(&order(i)).expect("plain JSON");
+                    publisher
+                        .basic_publish(
+                            "",
+                            &queue,
+                            BasicPublishOptions::default(),
+                            &body,
+                            BasicProperties::default(),
+                        )
+                        .await
+                        .expect("published")
+                        .await
+                        .expect("confirmed");
+                }
+            }));
+            bare = bare.min(timed(n, publish_all).await);
+            let send_all = join_all((0..n as u64).map(|i| {
+                let broker = broker.clone();
+                async move { broker.send(order(i)).await.expect("sent") }
+            }));
+            ours = ours.min(timed(n, send_all).await);
+        }
+        (ours, bare)
+    });
+    report(
+        "broker (amqp)",
+        "bare lapin confirm/consume/ack",
+        n,
+        ours,
+        bare,
+    )
+}
+
 fn main() {
     let n: usize = std::env::args()
         .skip(1)
@@ -232,6 +355,16 @@ fn main() {
     if redis.is_none() {
         println!("redis pair skipped: REDIS_URL is not set");
     }
-    let redis = redis.map_or("n/a".to_owned(), |r| format!("{r:.2}"));
-    println!("broker ratio: local {local:.2} redis {redis} amqp n/a");
+    let amqp = std::env::var("AMQP_URL")
+        .ok()
+        .map(|url| amqp(&url, (n / 5).max(1)));
+    if amqp.is_none() {
+        println!("amqp pair skipped: AMQP_URL is not set");
+    }
+    let shown = |ratio: Option<f64>| ratio.map_or("n/a".to_owned(), |r| format!("{r:.2}"));
+    println!(
+        "broker ratio: local {local:.2} redis {} amqp {}",
+        shown(redis),
+        shown(amqp)
+    );
 }

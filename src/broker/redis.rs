@@ -423,8 +423,11 @@ impl RedisQueues {
         origin: &Origin,
     ) -> Result<(), BrokerError> {
         let mut pipe = redis::pipe();
-        pipe.atomic()
-            .cmd("LREM")
+        // One LREM is atomic by itself: a transaction only for a retry.
+        if let Origin::Retry(_) = origin {
+            pipe.atomic();
+        }
+        pipe.cmd("LREM")
             .arg(self.keys(queue, &format!("processing:{taker_id}")))
             .arg(1)
             .arg(Self::entry(taken, origin))
