@@ -4,7 +4,7 @@
 //!
 //! They need `REDIS_URL` or `AMQP_URL` (reported skipped without them); the
 //! Python test also needs `MICROAGENT_PYTHON` (a Python with
-//! `microagent[redis]==1.9.0`).
+//! `microagent[redis,amqp]==1.9.0`).
 
 mod support;
 
@@ -163,30 +163,48 @@ impl RustConsumer {
 /// Python producer to Rust consumer and Rust producer to Python consumer,
 /// on the same Redis lists.
 #[test]
-fn python_and_rust_share_queues_both_ways() {
-    let Some(url) = support::redis::url("python_and_rust_share_queues_both_ways") else {
-        return;
-    };
+fn python_and_rust_share_redis_queues_both_ways() {
+    if let Some(url) = support::redis::url("python_and_rust_share_redis_queues_both_ways") {
+        python_and_rust_share_queues(Kind::Redis, &url);
+    }
+}
+
+/// The same on RabbitMQ queues.
+#[test]
+fn python_and_rust_share_amqp_queues_both_ways() {
+    if let Some(url) = support::redis::amqp_url("python_and_rust_share_amqp_queues_both_ways") {
+        python_and_rust_share_queues(Kind::Amqp, &url);
+    }
+}
+
+fn python_and_rust_share_queues(kind: Kind, url: &str) {
     let Ok(python) = std::env::var("MICROAGENT_PYTHON") else {
-        eprintln!("SKIPPED python_and_rust_share_queues_both_ways: MICROAGENT_PYTHON is not set (a python with microagent[redis]==1.9.0)");
+        eprintln!("SKIPPED python_and_rust_share_queues: MICROAGENT_PYTHON is not set (a python with microagent[redis,amqp]==1.9.0)");
         return;
     };
+    let url = url.to_owned();
     // The Rust side's namespace makes the Python side's full queue names.
     let namespace = format!("{}:", support::redis::prefix());
     let to_rust = format!("{namespace}py_to_rs");
     let from_rust = format!("{namespace}rs_to_py");
     let count = 20u32;
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/queues.py");
-    // redis-py gives up on blocking reads after 5 s without a socket timeout.
-    let dsn = format!("{url}?socket_timeout=30");
+    let dsn = match kind {
+        // redis-py gives up on blocking reads after 5 s without a socket timeout.
+        Kind::Redis => format!("{url}?socket_timeout=30"),
+        Kind::Amqp => url.clone(),
+    };
     let mut command = Command::new(python);
     command.args([script, &dsn, &to_rust, &from_rust, &count.to_string()]);
-    let mut py = Proc::start(command);
     let events = Events::default();
     let watched = events.clone();
-    microagent::run(async move {
-        let config = BrokerConfig::redis(&url).unwrap().namespace(&namespace);
+    let py = microagent::run(async move {
+        let config = config(kind, &url).namespace(&namespace);
         let broker = Broker::connect(config).await.unwrap();
+        // On AMQP a message to a queue nobody declared is dropped: declare
+        // ours before the Python side sends.
+        broker.length("py_to_rs").await.unwrap();
+        let py = Proc::start(command);
         let (_addr, handle) = microagent::start(RustConsumer {
             events: watched.clone(),
         });
@@ -204,8 +222,14 @@ fn python_and_rust_share_queues_both_ways() {
         }
         handle.stop();
         handle.await.unwrap();
+        let waited = actix_rt::task::spawn_blocking(move || {
+            let mut py = py;
+            py.wait_line(|l| l == "python done");
+            py
+        });
+        waited.await.unwrap()
     });
-    py.wait_line(|l| l == "python done");
+    let mut py = py;
     assert_eq!(py.wait_code(), 0, "{}", py.stderr());
     let from_rust: BTreeSet<&str> = py
         .seen

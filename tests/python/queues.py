@@ -1,7 +1,8 @@
 """Python microagent 1.9 producing to and consuming from queues a Rust
-agent shares. Driven by tests/redis_broker.rs:
+agent shares, on Redis or RabbitMQ (by the URL's scheme). Driven by
+tests/redis_broker.rs:
 
-    python queues.py REDIS_URL TO_RUST FROM_RUST COUNT
+    python queues.py URL TO_RUST FROM_RUST COUNT
 
 Sends COUNT messages `{"id": i, "source": "python"}` to queue TO_RUST, and
 consumes queue FROM_RUST, printing `python handled <id> from <source>` for
@@ -12,6 +13,14 @@ import sys
 
 from microagent import MicroAgent, Queue, consumer
 from microagent.tools.redis import RedisBroker
+
+
+def make_broker(dsn):
+    if dsn.startswith("amqp"):
+        from microagent.tools.amqp import AMQPBroker
+
+        return AMQPBroker(dsn)
+    return RedisBroker(dsn)
 
 
 async def main(dsn, to_rust, from_rust, count):
@@ -28,7 +37,7 @@ async def main(dsn, to_rust, from_rust, count):
             if len(handled) == count:
                 done.set()
 
-    broker = RedisBroker(dsn)
+    broker = make_broker(dsn)
     agent = PyConsumer(broker=broker)
     await agent.start()
     for i in range(count):
