@@ -192,7 +192,7 @@ pub mod prelude {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::agent::sealed::Sealed;
-    pub use crate::broker::{Consume, ConsumerOptions, Job, Queue};
+    pub use crate::broker::{Binding, Consume, ConsumerOptions, Job, Queue};
     pub use crate::bus::{Deliver, Delivery, Signal};
     pub use crate::info::{RestartPolicy, Zone};
     pub use crate::lifecycle::consumers::consume;

@@ -414,3 +414,103 @@ fn an_amqp_queue_with_other_flags_is_a_clear_error() {
     }
     assert!(error.to_string().contains("durable = false"), "{error}");
 }
+
+#[derive(Queue, Serialize, Deserialize)]
+#[queue(name = "pusher", exchange = "events")]
+struct Push {
+    text: String,
+}
+
+#[derive(Queue, Serialize, Deserialize)]
+#[queue(name = "logger", exchange = "events")]
+struct Log {
+    text: String,
+}
+
+#[derive(Queue, Serialize, Deserialize)]
+#[queue(name = "save", exchange = "msg", topics = ["m.*"])]
+struct Save {
+    text: String,
+}
+
+/// Consumes the queues of a fanout exchange (`events`) and of a topic one
+/// (`msg`), as the original's declarations file example has them.
+#[derive(Default, MicroAgent)]
+struct Exchanges {
+    events: Events,
+}
+
+#[microagent::hooks]
+impl Exchanges {
+    #[consumer(Push)]
+    fn push(&mut self, message: Push) {
+        self.events.push(format!("pusher {}", message.text));
+    }
+
+    #[consumer(Log)]
+    fn log(&mut self, message: Log) {
+        self.events.push(format!("logger {}", message.text));
+    }
+
+    #[consumer(Save)]
+    fn save(&mut self, message: Save) {
+        self.events.push(format!("save {}", message.text));
+    }
+}
+
+#[test]
+fn amqp_exchanges_fan_out_and_route_by_topic() {
+    let Some(url) = support::redis::amqp_url("amqp_exchanges_fan_out_and_route_by_topic") else {
+        return;
+    };
+    let namespace = format!("{}:", support::redis::prefix());
+    let events = Events::default();
+    let watched = events.clone();
+    microagent::run(async move {
+        let config = BrokerConfig::amqp(&url).unwrap().namespace(&namespace);
+        let broker = Broker::connect(config).await.unwrap();
+        let (_addr, handle) = microagent::start(Exchanges {
+            events: watched.clone(),
+        });
+        // The consumers declare and bind their queues as they start: until
+        // then a message to the exchange is routed nowhere. Probe.
+        let start = Instant::now();
+        while watched.count("logger probe") == 0 || watched.count("save probe") == 0 {
+            assert!(start.elapsed() < HANG, "the queues were never bound");
+            let probe = Push {
+                text: "probe".into(),
+            };
+            let _ = broker.send(probe).await;
+            let probe = Save {
+                text: "probe".into(),
+            };
+            let _ = broker.send_topic(probe, "m.probe").await;
+            actix_rt::time::sleep(Duration::from_millis(50)).await;
+        }
+        // Fanout: sent as `pusher`, every queue of `events` gets it.
+        broker
+            .send(Push {
+                text: "hello".into(),
+            })
+            .await
+            .unwrap();
+        watched.seen("pusher hello").await;
+        watched.seen("logger hello").await;
+        // Topics: only a matching one reaches `save`.
+        let routed = Save {
+            text: "kept".into(),
+        };
+        broker.send_topic(routed, "m.kept").await.unwrap();
+        let unrouted = Save {
+            text: "dropped".into(),
+        };
+        broker.send_topic(unrouted, "n.dropped").await.unwrap();
+        watched.seen("save kept").await;
+        actix_rt::time::sleep(Duration::from_millis(200)).await;
+        handle.stop();
+        handle.await.unwrap();
+    });
+    assert_eq!(events.count("save dropped"), 0);
+    assert_eq!(events.count("pusher hello"), 1);
+    assert_eq!(events.count("logger hello"), 1);
+}

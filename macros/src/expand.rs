@@ -304,6 +304,10 @@ fn consumer_entry(d: &Declaration) -> Option<TokenStream> {
         ::microagent::__private::Consumer {
             name: #name,
             queue: <#queue as ::microagent::__private::Queue>::NAME,
+            binding: ::microagent::__private::Binding {
+                exchange: <#queue as ::microagent::__private::Queue>::EXCHANGE,
+                topics: <#queue as ::microagent::__private::Queue>::TOPICS,
+            },
             options: ::microagent::__private::ConsumerOptions {
                 timeout: #timeout,
                 attempts: #attempts,

@@ -25,14 +25,16 @@ use std::time::Duration;
 
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicNackOptions, BasicPublishOptions,
-    BasicQosOptions, ConfirmSelectOptions, QueueDeclareOptions,
+    BasicQosOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,
+    QueueDeclareOptions,
 };
 use lapin::publisher_confirm::Confirmation;
 use lapin::types::{AMQPValue, FieldTable, ShortString};
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer, ExchangeKind};
 use serde_json::Value;
 
 use super::handle::{BrokerError, DeadLetter};
+use super::job::Binding;
 
 /// The header that carries a retried message's attempt count.
 pub(super) const ATTEMPTS: &str = "x-microagent-attempts";
@@ -172,6 +174,86 @@ impl AmqpQueues {
         }
     }
 
+    /// Declares an exchange as the original does: `topic` for a queue with
+    /// topics, `fanout` otherwise.
+    async fn declare_exchange(
+        &self,
+        channel: &Channel,
+        exchange: &str,
+        topic: bool,
+    ) -> Result<(), BrokerError> {
+        let kind = if topic {
+            ExchangeKind::Topic
+        } else {
+            ExchangeKind::Fanout
+        };
+        let options = ExchangeDeclareOptions {
+            durable: self.durable,
+            ..ExchangeDeclareOptions::default()
+        };
+        match channel
+            .exchange_declare(exchange, kind, options, FieldTable::default())
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(e) => match e.kind() {
+                lapin::ErrorKind::ProtocolError(amqp) if amqp.get_id() == 406 => {
+                    Err(BrokerError::QueueMismatch {
+                        queue: format!("exchange {exchange}"),
+                        durable: self.durable,
+                        reason: amqp.to_string(),
+                    })
+                }
+                _ => Err(self.error(&e)),
+            },
+        }
+    }
+
+    /// Publishes to `exchange` (a queue's) with `routing_key`, and waits
+    /// for the confirm. The exchange must exist: its consumers declare it
+    /// (a message routed nowhere is dropped by the broker).
+    pub(super) async fn publish_to(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        body: &[u8],
+    ) -> Result<(), BrokerError> {
+        let channel = self.publisher().await?;
+        let exchange = &self.name(exchange);
+        self.confirmed(
+            exchange,
+            channel
+                .basic_publish(
+                    exchange,
+                    routing_key,
+                    BasicPublishOptions::default(),
+                    body,
+                    self.message_properties(0),
+                )
+                .await,
+        )
+        .await
+    }
+
+    /// Waits for a publish's confirm.
+    async fn confirmed(
+        &self,
+        target: &str,
+        published: lapin::Result<lapin::publisher_confirm::PublisherConfirm>,
+    ) -> Result<(), BrokerError> {
+        let confirm = published
+            .map_err(|e| self.error(&e))?
+            .await
+            .map_err(|e| self.error(&e))?;
+        match confirm {
+            Confirmation::Ack(_) | Confirmation::NotRequested => Ok(()),
+            Confirmation::Nack(_) => Err(BrokerError::Amqp {
+                url: self.redacted.clone(),
+                reason: format!("the broker refused a message for `{target}` (nack)"),
+            }),
+        }
+    }
+
     async fn declared_publisher(&self, queue: &str) -> Result<Channel, BrokerError> {
         let channel = self.publisher().await?;
         if !lock(&self.declared).contains(queue) {
@@ -202,7 +284,7 @@ impl AmqpQueues {
     ) -> Result<(), BrokerError> {
         let queue = &self.name(queue);
         let channel = self.declared_publisher(queue).await?;
-        let confirm = channel
+        let published = channel
             .basic_publish(
                 "",
                 queue,
@@ -210,17 +292,8 @@ impl AmqpQueues {
                 body,
                 self.message_properties(attempts),
             )
-            .await
-            .map_err(|e| self.error(&e))?
-            .await
-            .map_err(|e| self.error(&e))?;
-        match confirm {
-            Confirmation::Ack(_) | Confirmation::NotRequested => Ok(()),
-            Confirmation::Nack(_) => Err(BrokerError::Amqp {
-                url: self.redacted.clone(),
-                reason: format!("the broker refused a message for `{queue}` (nack)"),
-            }),
-        }
+            .await;
+        self.confirmed(queue, published).await
     }
 
     pub(super) async fn length(&self, queue: &str) -> Result<usize, BrokerError> {
@@ -269,6 +342,7 @@ impl AmqpQueues {
         &self,
         connection: &Connection,
         queue: &str,
+        binding: Binding,
         tag: &str,
         prefetch: u16,
     ) -> Result<(Channel, Consumer), BrokerError> {
@@ -282,6 +356,29 @@ impl AmqpQueues {
             .map_err(|e| self.error(&e))?;
         let queue = &self.name(queue);
         self.declare(&channel, queue).await?;
+        if let Some(exchange) = binding.exchange {
+            let exchange = &self.name(exchange);
+            self.declare_exchange(&channel, exchange, !binding.topics.is_empty())
+                .await?;
+            // A fanout exchange ignores the key; a topic one routes by it.
+            let keys: &[&str] = if binding.topics.is_empty() {
+                &[""]
+            } else {
+                binding.topics
+            };
+            for key in keys {
+                channel
+                    .queue_bind(
+                        queue,
+                        exchange,
+                        key,
+                        QueueBindOptions::default(),
+                        FieldTable::default(),
+                    )
+                    .await
+                    .map_err(|e| self.error(&e))?;
+            }
+        }
         let consumer = channel
             .basic_consume(
                 queue,

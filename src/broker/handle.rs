@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 
 use super::amqp::AmqpQueues;
 use super::config::{BrokerConfig, BrokerInfo, Kind};
-use super::job::ConsumerOptions;
+use super::job::{Binding, ConsumerOptions};
 use super::memory::Memory;
 use super::queue::Queue;
 use super::redis::RedisQueues;
@@ -246,9 +246,21 @@ impl Broker {
 
     /// Sends `message` to its queue; returns once the broker has it (an
     /// in-process queue that is full makes it wait for room).
+    ///
+    /// A queue with an exchange (AMQP) publishes to the exchange, as the
+    /// original does: every queue bound to it gets a copy (`fanout`), or
+    /// those bound with a matching topic (see [`send_topic`](Broker::send_topic)).
     pub async fn send<Q: Queue>(&self, message: Q) -> Result<(), BrokerError> {
         let body = message.to_wire()?;
-        self.push(Q::NAME, body).await
+        self.push(Q::NAME, Q::EXCHANGE, Q::NAME, body).await
+    }
+
+    /// Sends `message` with `topic` as routing key: on AMQP, through its
+    /// queue's (topic) exchange to every queue bound with a matching topic;
+    /// the in-process and Redis brokers send to the queue itself.
+    pub async fn send_topic<Q: Queue>(&self, message: Q, topic: &str) -> Result<(), BrokerError> {
+        let body = message.to_wire()?;
+        self.push(Q::NAME, Q::EXCHANGE, topic, body).await
     }
 
     /// Sends a JSON object to queue `queue` (a queue known at run time).
@@ -262,17 +274,26 @@ impl Broker {
             queue: queue.to_owned(),
             reason: e.to_string(),
         })?;
-        self.push(queue, body).await
+        self.push(queue, None, queue, body).await
     }
 
-    async fn push(&self, queue: &str, body: Vec<u8>) -> Result<(), BrokerError> {
+    async fn push(
+        &self,
+        queue: &str,
+        exchange: Option<&str>,
+        routing_key: &str,
+        body: Vec<u8>,
+    ) -> Result<(), BrokerError> {
         match &self.backend {
             Backend::Memory(memory) => {
                 memory.push(queue, body.into()).await;
                 Ok(())
             }
             Backend::Redis(queues) => queues.push(queue, &body).await,
-            Backend::Amqp(queues) => queues.publish(queue, &body, 0).await,
+            Backend::Amqp(queues) => match exchange {
+                None => queues.publish(queue, &body, 0).await,
+                Some(exchange) => queues.publish_to(exchange, routing_key, &body).await,
+            },
         }
     }
 
@@ -302,11 +323,19 @@ impl Broker {
     pub(crate) fn consume(
         &self,
         queue: &'static str,
+        binding: Binding,
         consumer: Arc<str>,
         options: ConsumerOptions,
         deliver: JobFn,
     ) -> Consuming {
-        runner::start(self.backend.clone(), queue, consumer, options, deliver)
+        runner::start(
+            self.backend.clone(),
+            queue,
+            binding,
+            consumer,
+            options,
+            deliver,
+        )
     }
 }
 

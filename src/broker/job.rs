@@ -31,6 +31,15 @@ impl Default for ConsumerOptions {
     }
 }
 
+/// How a consumer's queue is bound (AMQP): to an exchange, with topics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Binding {
+    /// The exchange, if the queue has one.
+    pub exchange: Option<&'static str>,
+    /// The topics (a `topic` exchange); none: a `fanout` exchange.
+    pub topics: &'static [&'static str],
+}
+
 /// How a run ended, for the broker.
 #[derive(Debug)]
 pub(crate) enum Outcome {

@@ -20,7 +20,7 @@ mod runner;
 pub use config::{BrokerConfig, BrokerInfo};
 pub(crate) use handle::{close, connected, current_info};
 pub use handle::{Broker, BrokerError, DeadLetter};
-pub use job::{Consume, ConsumerOptions, Job, Settle};
+pub use job::{Binding, Consume, ConsumerOptions, Job, Settle};
 pub use queue::Queue;
 pub(crate) use runner::{Consuming, JobFn};
 

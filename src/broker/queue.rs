@@ -26,6 +26,18 @@ pub trait Queue: Serialize + DeserializeOwned + Send + 'static {
     /// The queue's name (the Redis list's key, the AMQP queue's name).
     const NAME: &'static str;
 
+    /// AMQP: the exchange the queue is bound to (`#[queue(exchange =
+    /// "...")]`), as in the original: sending publishes to it, and it is a
+    /// `fanout` exchange (every queue bound to it gets a copy) unless the
+    /// queue declares topics. The in-process and Redis brokers send to the
+    /// queue itself.
+    const EXCHANGE: Option<&'static str> = None;
+
+    /// AMQP: the topics the queue is bound with (`#[queue(exchange = "...",
+    /// topics = ["user.*"])]`) to a `topic` exchange; send with a topic
+    /// through [`Broker::send_topic`](super::Broker::send_topic).
+    const TOPICS: &'static [&'static str] = &[];
+
     /// The message as the wire's bytes: a JSON object.
     fn to_wire(&self) -> Result<Vec<u8>, BrokerError> {
         let bytes = serde_json::to_vec(self).map_err(|e| BrokerError::Encode {

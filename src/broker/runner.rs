@@ -12,7 +12,7 @@ use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 
 use super::amqp::{self, AmqpQueues, RECONNECT_MAX as AMQP_RECONNECT_MAX};
 use super::handle::{Backend, BrokerError};
-use super::job::{ConsumerOptions, Job, Outcome, Settle, Settler};
+use super::job::{Binding, ConsumerOptions, Job, Outcome, Settle, Settler};
 use super::memory::{Memory, Taken};
 use super::redis::{Origin, RedisQueues};
 use crate::LOG_TARGET;
@@ -34,6 +34,7 @@ pub(crate) struct Consuming {
 /// What a consumer loop knows about itself.
 struct Consumer {
     queue: &'static str,
+    binding: Binding,
     name: Arc<str>,
     options: ConsumerOptions,
     deliver: JobFn,
@@ -44,6 +45,7 @@ struct Consumer {
 pub(super) fn start(
     backend: Backend,
     queue: &'static str,
+    binding: Binding,
     name: Arc<str>,
     options: ConsumerOptions,
     deliver: JobFn,
@@ -51,6 +53,7 @@ pub(super) fn start(
     let (stop, stopped) = oneshot::channel();
     let consumer = Consumer {
         queue,
+        binding,
         name,
         options,
         deliver,
@@ -353,7 +356,9 @@ async fn run_amqp(queues: Arc<AmqpQueues>, consumer: Consumer, mut stopped: ones
         }
         let attempt = async {
             let connection = queues.open().await?;
-            let (channel, deliveries) = queues.consume(&connection, queue, &tag, prefetch).await?;
+            let (channel, deliveries) = queues
+                .consume(&connection, queue, consumer.binding, &tag, prefetch)
+                .await?;
             Ok::<_, BrokerError>((connection, channel, deliveries))
         };
         let (connection, channel, mut deliveries) = match unless(&mut stopped, attempt).await {

@@ -40,7 +40,13 @@ pub(super) fn start<A: Agent>(ctx: &mut Context<A>) {
             true
         });
         let name: Arc<str> = format!("{agent}.{}", consumer.name).into();
-        let consuming = broker.consume(consumer.queue, name, consumer.options, deliver);
+        let consuming = broker.consume(
+            consumer.queue,
+            consumer.binding,
+            name,
+            consumer.options,
+            deliver,
+        );
         ctx.life.consuming.push(consuming);
     }
     log::debug!(target: LOG_TARGET, "agent `{agent}`: {} consumer(s) started", consumers.len());

@@ -21,7 +21,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::agent::Agent;
-use crate::broker::{ConsumerOptions, Job, Queue, Settle};
+use crate::broker::{Binding, ConsumerOptions, Job, Queue, Settle};
 use crate::bus::{Delivery, Reply, Signal};
 use crate::error::{HookFailure, HookResult, Stage, TimedOut};
 use crate::info::{
@@ -107,6 +107,8 @@ pub struct Consumer<A: actix::Actor<Context = Context<A>>> {
     pub name: &'static str,
     /// The queue's name.
     pub queue: &'static str,
+    /// Its exchange and topics (AMQP).
+    pub binding: Binding,
     /// Its options (timeout, attempts, backoff, prefetch).
     pub options: ConsumerOptions,
     /// How to call it.
@@ -460,6 +462,7 @@ impl<A: actix::Actor<Context = Context<A>>> fmt::Debug for Consumer<A> {
         f.debug_struct("Consumer")
             .field("name", &self.name)
             .field("queue", &self.queue)
+            .field("binding", &self.binding)
             .field("options", &self.options)
             .field("call", &self.call)
             .finish()

@@ -10,4 +10,10 @@ struct Mail {
 #[derive(Queue, Serialize, Deserialize)]
 struct Pair(u32, u32);
 
+#[derive(Queue, Serialize, Deserialize)]
+#[queue(name = "save", topics = ["m.*"])]
+struct Save {
+    text: String,
+}
+
 fn main() {}
