@@ -514,3 +514,103 @@ fn amqp_exchanges_fan_out_and_route_by_topic() {
     assert_eq!(events.count("pusher hello"), 1);
     assert_eq!(events.count("logger hello"), 1);
 }
+
+/// Closes, from the broker's side, every AMQP connection whose name holds
+/// `namespace`; how many it closed. `None` when `rabbitmqctl` cannot run.
+fn close_amqp_connections(namespace: &str) -> Option<usize> {
+    let listed = Command::new("rabbitmqctl")
+        .args(["-q", "list_connections", "pid", "client_properties"])
+        .output()
+        .ok()
+        .filter(|out| out.status.success())?;
+    let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
+    let pids: Vec<&str> = listed
+        .lines()
+        .filter(|line| line.contains(namespace))
+        .filter_map(|line| line.split_whitespace().next())
+        .collect();
+    for pid in &pids {
+        let closed = Command::new("rabbitmqctl")
+            .args(["-q", "close_connection", pid, "test: connection loss"])
+            .status()
+            .expect("rabbitmqctl runs");
+        assert!(closed.success(), "closing {pid} failed");
+    }
+    Some(pids.len())
+}
+
+#[test]
+fn amqp_connections_closed_by_the_broker_are_made_again_and_nothing_is_lost() {
+    let test = "amqp_connections_closed_by_the_broker_are_made_again_and_nothing_is_lost";
+    let Some(url) = support::redis::amqp_url(test) else {
+        return;
+    };
+    if close_amqp_connections("no such connection").is_none() {
+        eprintln!("SKIPPED {test}: rabbitmqctl cannot run here");
+        return;
+    }
+    let namespace = format!("{}:", support::redis::prefix());
+    let events = Events::default();
+    let watched = events.clone();
+    let (closed, info) = microagent::run(async move {
+        let config = BrokerConfig::amqp(&url).unwrap().namespace(&namespace);
+        let broker = Broker::connect(config).await.unwrap();
+        let (addr, handle) = microagent::start(RustConsumer {
+            events: watched.clone(),
+        });
+        // Consuming (its queue declared and bound) before the loss.
+        let start = Instant::now();
+        let mut probe = 1000;
+        while watched.all().is_empty() {
+            assert!(start.elapsed() < HANG, "never consumed");
+            let message = FromPython {
+                id: probe,
+                source: "probe".into(),
+            };
+            broker.send(message).await.unwrap();
+            probe += 1;
+            actix_rt::time::sleep(Duration::from_millis(50)).await;
+        }
+        let first = FromPython {
+            id: 1,
+            source: "before".into(),
+        };
+        broker.send(first).await.unwrap();
+        watched.seen("rust handled 1 from before").await;
+        // The broker drops both connections (publishing and consuming).
+        let namespace_ = namespace.clone();
+        let closed = actix_rt::task::spawn_blocking(move || close_amqp_connections(&namespace_))
+            .await
+            .unwrap()
+            .expect("rabbitmqctl ran before");
+        // Sending makes the publishing connection again; the consumer makes
+        // its own and resumes. Sends may fail while the first attempt meets
+        // the dead connection: retry each until the broker confirms it.
+        for id in 2..12 {
+            let start = Instant::now();
+            while broker
+                .send(FromPython {
+                    id,
+                    source: "after".into(),
+                })
+                .await
+                .is_err()
+            {
+                assert!(start.elapsed() < HANG, "sending never recovered");
+                actix_rt::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        for id in 2..12 {
+            watched.seen(&format!("rust handled {id} from after")).await;
+        }
+        let info = addr.send(GetInfo).await.unwrap();
+        handle.stop();
+        handle.await.unwrap();
+        (closed, info)
+    });
+    assert!(closed >= 2, "closed {closed} connection(s)");
+    assert_eq!(events.count("rust handled 1 from before"), 1);
+    let broker = info.broker.expect("a running agent reports its broker");
+    assert_eq!(broker.kind, "amqp");
+    assert!(broker.connected, "connected again");
+}

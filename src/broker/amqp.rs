@@ -46,6 +46,9 @@ pub(super) struct AmqpQueues {
     durable: bool,
     /// Put before every queue's name (empty: the names Python uses).
     namespace: String,
+    /// The name its connections show in the broker's management
+    /// (`microagent {namespace}{id}`).
+    connection_name: String,
     /// The connection and the confirming channel publishes go through;
     /// replaced when they broke.
     link: tokio::sync::Mutex<Option<(Connection, Channel)>>,
@@ -58,8 +61,9 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-fn properties() -> ConnectionProperties {
+fn properties(name: &str) -> ConnectionProperties {
     ConnectionProperties::default()
+        .with_connection_name(name.into())
         .with_executor(tokio_executor_trait::Tokio::current())
         .with_reactor(tokio_reactor_trait::Tokio::current())
 }
@@ -76,6 +80,7 @@ impl AmqpQueues {
             url: url.to_owned(),
             redacted,
             durable,
+            connection_name: format!("microagent {namespace}{}", uuid::Uuid::new_v4().simple()),
             namespace,
             link: tokio::sync::Mutex::new(None),
             declared: Mutex::default(),
@@ -117,7 +122,7 @@ impl AmqpQueues {
 
     /// A new connection.
     pub(super) async fn open(&self) -> Result<Connection, BrokerError> {
-        let connection = Connection::connect(&self.url, properties())
+        let connection = Connection::connect(&self.url, properties(&self.connection_name))
             .await
             .map_err(|e| self.error(&e))?;
         self.up.store(true, Ordering::Relaxed);
@@ -389,6 +394,11 @@ impl AmqpQueues {
             .await
             .map_err(|e| self.error(&e))?;
         Ok((channel, consumer))
+    }
+
+    /// Notes that a consumer's connection is down (`false`) or back.
+    pub(super) fn set_up(&self, up: bool) {
+        self.up.store(up, Ordering::Relaxed);
     }
 
     /// Acknowledges a handled (or moved) delivery.

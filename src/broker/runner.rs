@@ -384,6 +384,7 @@ async fn run_amqp(queues: Arc<AmqpQueues>, consumer: Consumer, mut stopped: ones
                 Some(Some(Ok(delivery))) => delivery,
                 Some(Some(Err(e))) => {
                     log::warn!(target: LOG_TARGET, "consumer `{}`: consuming `{queue}` failed: {e}; reconnecting", consumer.name);
+                    queues.set_up(false);
                     continue 'connect;
                 }
                 Some(None) => {
