@@ -13,6 +13,7 @@
 //!   again (same body, the attempt count in the `x-microagent-attempts`
 //!   header, confirmed) after its backoff, then the original acknowledged.
 //!   After the last attempt the message goes to the queue `{queue}:dead`
+//!   (the suffix is configurable)
 //!   as a JSON object `{"message", "reason", "attempts", "consumer",
 //!   "failed_at"}`.
 //! - Unacknowledged messages return to their queue when the channel
@@ -46,6 +47,8 @@ pub(super) struct AmqpQueues {
     durable: bool,
     /// Put before every queue's name (empty: the names Python uses).
     namespace: String,
+    /// Appended to a queue's name for its dead letters' queue.
+    dead_suffix: String,
     /// The name its connections show in the broker's management
     /// (`microagent {namespace}{id}`).
     connection_name: String,
@@ -75,6 +78,7 @@ impl AmqpQueues {
         redacted: String,
         durable: bool,
         namespace: String,
+        dead_suffix: String,
     ) -> Result<AmqpQueues, BrokerError> {
         let queues = AmqpQueues {
             url: url.to_owned(),
@@ -82,6 +86,7 @@ impl AmqpQueues {
             durable,
             connection_name: format!("microagent {namespace}{}", uuid::Uuid::new_v4().simple()),
             namespace,
+            dead_suffix,
             link: tokio::sync::Mutex::new(None),
             declared: Mutex::default(),
             up: AtomicBool::new(false),
@@ -118,6 +123,11 @@ impl AmqpQueues {
             url: self.redacted.clone(),
             reason: e.to_string(),
         }
+    }
+
+    /// The queue dead letters of `queue` go to.
+    fn dead_queue(&self, queue: &str) -> String {
+        format!("{queue}{}", self.dead_suffix)
     }
 
     /// A new connection.
@@ -309,7 +319,7 @@ impl AmqpQueues {
     /// The dead letters, read without taking them: got unacknowledged on a
     /// channel of their own, which then closes and returns them.
     pub(super) async fn dead_letters(&self, queue: &str) -> Result<Vec<DeadLetter>, BrokerError> {
-        let dead = self.name(&dead_queue(queue));
+        let dead = self.name(&self.dead_queue(queue));
         let connection = self.open().await?;
         let channel = connection
             .create_channel()
@@ -441,14 +451,9 @@ impl AmqpQueues {
             "consumer": consumer,
             "failed_at": chrono::Utc::now().to_rfc3339(),
         });
-        self.publish(&dead_queue(queue), letter.to_string().as_bytes(), 0)
+        self.publish(&self.dead_queue(queue), letter.to_string().as_bytes(), 0)
             .await
     }
-}
-
-/// The queue dead letters of `queue` go to.
-fn dead_queue(queue: &str) -> String {
-    format!("{queue}:dead")
 }
 
 /// The attempts a delivery had before, from its header.

@@ -18,6 +18,7 @@ pub struct BrokerConfig {
     pub(super) namespace: String,
     pub(super) lease: Duration,
     pub(super) durable: bool,
+    pub(super) dead_suffix: String,
 }
 
 #[derive(Clone)]
@@ -67,7 +68,16 @@ impl BrokerConfig {
             namespace: String::new(),
             lease: Duration::from_secs(30),
             durable: false,
+            dead_suffix: ":dead".to_owned(),
         }
+    }
+
+    /// What is appended to a queue's name to name its dead letters' list
+    /// (Redis) or queue (AMQP): `:dead` by default (`mailer:dead`). The
+    /// in-process broker keeps them beside the queue.
+    pub fn dead_letters_suffix(mut self, suffix: &str) -> Self {
+        self.dead_suffix = suffix.to_owned();
+        self
     }
 
     /// The AMQP broker (RabbitMQ) at `url`
@@ -149,4 +159,21 @@ pub struct BrokerInfo {
     pub url: Option<String>,
     /// Whether it is connected (always in-process).
     pub connected: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_show_no_password() {
+        let redis = BrokerConfig::redis("redis://:hunter2@127.0.0.1:6379/3").unwrap();
+        let amqp = BrokerConfig::amqp("amqp://guest:hunter2@127.0.0.1:5672/%2f").unwrap();
+        for shown in [format!("{redis:?}"), format!("{amqp:?}")] {
+            assert!(!shown.contains("hunter2"), "{shown}");
+            assert!(shown.contains(":***@"), "{shown}");
+        }
+        let bad = BrokerConfig::amqp("http://guest:hunter2@x").unwrap_err();
+        assert!(!bad.to_string().contains("hunter2"), "{bad}");
+    }
 }

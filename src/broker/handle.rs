@@ -201,6 +201,7 @@ impl Broker {
                     redacted.clone(),
                     config.namespace.clone(),
                     config.lease,
+                    config.dead_suffix.clone(),
                 )
                 .await?,
             )),
@@ -210,6 +211,7 @@ impl Broker {
                     redacted.clone(),
                     config.durable,
                     config.namespace.clone(),
+                    config.dead_suffix.clone(),
                 )
                 .await?,
             )),

@@ -12,7 +12,8 @@
 //!   retry set of our own, keyed by an id, with its attempt count beside it
 //!   (never in the body: a Python consumer must see the body as sent), due
 //!   after its backoff. Consumers take due retries before new messages.
-//! - Dead letters go to the list `{queue}:dead` as JSON objects
+//! - Dead letters go to the list `{queue}:dead` (the suffix is
+//!   configurable) as JSON objects
 //!   `{"message", "reason", "attempts", "consumer", "failed_at"}`.
 //!
 //! Processing list entries are the raw body for a first attempt, or a
@@ -42,6 +43,8 @@ pub(super) struct RedisQueues {
     redacted: String,
     /// Keys are `{namespace}{queue}...` (empty: the bare names Python uses).
     namespace: String,
+    /// Appended to a queue's name for its dead letters' list.
+    dead_suffix: String,
     lease: Duration,
     /// The shared connection; replaced when it broke.
     connection: Mutex<MultiplexedConnection>,
@@ -132,6 +135,7 @@ impl RedisQueues {
         redacted: String,
         namespace: String,
         lease: Duration,
+        dead_suffix: String,
     ) -> Result<RedisQueues, BrokerError> {
         let client = redis::Client::open(url).map_err(|e| BrokerError::Config {
             reason: format!("bad Redis URL {redacted}: {:?}", e.kind()),
@@ -144,6 +148,7 @@ impl RedisQueues {
             client,
             redacted,
             namespace,
+            dead_suffix,
             lease,
             connection: Mutex::new(connection),
             stale: AtomicBool::new(false),
@@ -169,7 +174,7 @@ impl RedisQueues {
 
     /// The dead letters' list.
     fn dead_key(&self, queue: &str) -> String {
-        format!("{}{queue}:dead", self.namespace)
+        format!("{}{queue}{}", self.namespace, self.dead_suffix)
     }
 
     fn noted<T>(&self, result: redis::RedisResult<T>) -> Result<T, BrokerError> {
