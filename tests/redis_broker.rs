@@ -15,8 +15,9 @@ use std::time::{Duration, Instant};
 use microagent::broker::{Broker, BrokerConfig, Queue};
 use microagent::prelude::*;
 use serde::{Deserialize, Serialize};
+use support::health::Health;
 use support::process::{Proc, HANG};
-use support::redis::RedisServer;
+use support::redis::{RedisServer, Switch};
 use support::Events;
 
 #[derive(Queue, Serialize, Deserialize)]
@@ -244,26 +245,6 @@ fn python_and_rust_share_queues(kind: Kind, url: &str) {
     assert_eq!(events.all().len(), count as usize, "each once");
 }
 
-/// GETs `/health/ready` and returns its status.
-async fn ready(client: &awc::Client, base: &str) -> u16 {
-    client
-        .get(format!("{base}/health/ready"))
-        .send()
-        .await
-        .expect("the health server answers")
-        .status()
-        .as_u16()
-}
-
-/// Polls readiness until it is `status` (a hang detector bounds it).
-async fn ready_becomes(client: &awc::Client, base: &str, status: u16) {
-    let start = Instant::now();
-    while ready(client, base).await != status {
-        assert!(start.elapsed() < HANG, "readiness never became {status}");
-        actix_rt::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[test]
 fn a_redis_restart_turns_readiness_503_then_200_and_consuming_resumes() {
     if support::redis::url("a_redis_restart_turns_readiness_503_then_200_and_consuming_resumes")
@@ -271,22 +252,11 @@ fn a_redis_restart_turns_readiness_503_then_200_and_consuming_resumes() {
     {
         return;
     }
-    let mut server = RedisServer::start();
+    let server = RedisServer::start();
     let url = server.url();
+    let switch = Switch::new(server);
     let events = Events::default();
     let watched = events.clone();
-    let (toggle, requests) = std::sync::mpsc::channel::<bool>();
-    let (done, restarted) = std::sync::mpsc::channel::<()>();
-    let control = std::thread::spawn(move || {
-        for up in requests {
-            if up {
-                server.restart();
-            } else {
-                server.stop();
-            }
-            done.send(()).unwrap();
-        }
-    });
     let down_error = microagent::run(async move {
         let broker = Broker::connect(BrokerConfig::redis(&url).unwrap())
             .await
@@ -294,18 +264,8 @@ fn a_redis_restart_turns_readiness_503_then_200_and_consuming_resumes() {
         let (_addr, handle) = microagent::start(RustConsumer {
             events: watched.clone(),
         });
-        let http =
-            actix_web::HttpServer::new(|| actix_web::App::new().configure(microagent::web::health))
-                .workers(1)
-                .disable_signals()
-                .bind("127.0.0.1:0")
-                .unwrap();
-        let base = format!("http://{}", http.addrs()[0]);
-        let http = http.run();
-        let http_handle = http.handle();
-        actix_rt::spawn(http);
-        let client = awc::Client::default();
-        ready_becomes(&client, &base, 200).await;
+        let health = Health::start();
+        health.ready_becomes(200).await;
         let first = FromPython {
             id: 1,
             source: "before".into(),
@@ -313,9 +273,8 @@ fn a_redis_restart_turns_readiness_503_then_200_and_consuming_resumes() {
         broker.send(first).await.unwrap();
         watched.seen("rust handled 1 from before").await;
 
-        toggle.send(false).unwrap();
-        wait_blocking(&restarted).await;
-        ready_becomes(&client, &base, 503).await;
+        switch.set(false).await;
+        health.ready_becomes(503).await;
         let down = broker
             .send(FromPython {
                 id: 2,
@@ -324,8 +283,7 @@ fn a_redis_restart_turns_readiness_503_then_200_and_consuming_resumes() {
             .await
             .unwrap_err();
 
-        toggle.send(true).unwrap();
-        wait_blocking(&restarted).await;
+        switch.set(true).await;
         // A send reconnects the shared connection; the consumer reconnects
         // its own and takes it.
         let start = Instant::now();
@@ -341,78 +299,17 @@ fn a_redis_restart_turns_readiness_503_then_200_and_consuming_resumes() {
             actix_rt::time::sleep(Duration::from_millis(50)).await;
         }
         watched.seen("rust handled 3 from after").await;
-        ready_becomes(&client, &base, 200).await;
+        health.ready_becomes(200).await;
         handle.stop();
         handle.await.unwrap();
-        http_handle.stop(true).await;
+        health.stop().await;
         down
     });
-    control.join().unwrap();
     assert!(
         matches!(down_error, microagent::broker::BrokerError::Redis { .. }),
         "{down_error:?}"
     );
     assert_eq!(events.count("rust handled 2 from down"), 0);
-}
-
-/// Waits for the control thread without blocking the arbiter.
-async fn wait_blocking(rx: &std::sync::mpsc::Receiver<()>) {
-    loop {
-        match rx.try_recv() {
-            Ok(()) => return,
-            Err(std::sync::mpsc::TryRecvError::Empty) => {
-                actix_rt::time::sleep(Duration::from_millis(10)).await
-            }
-            Err(e) => panic!("control thread: {e}"),
-        }
-    }
-}
-
-#[test]
-fn an_amqp_queue_with_other_flags_is_a_clear_error() {
-    let Some(url) = support::redis::amqp_url("an_amqp_queue_with_other_flags_is_a_clear_error")
-    else {
-        return;
-    };
-    let namespace = format!("{}:", support::redis::prefix());
-    // Declared durable by one process first...
-    {
-        let (url, namespace) = (url.clone(), namespace.clone());
-        microagent::run(async move {
-            let durable = BrokerConfig::amqp(&url)
-                .unwrap()
-                .namespace(&namespace)
-                .durable(true);
-            let broker = Broker::connect(durable).await.unwrap();
-            broker
-                .send(FromPython {
-                    id: 1,
-                    source: "durable".into(),
-                })
-                .await
-                .unwrap();
-        });
-    }
-    // ...then by one that declares it as the Python original does.
-    let error = microagent::run(async move {
-        let plain = BrokerConfig::amqp(&url).unwrap().namespace(&namespace);
-        let broker = Broker::connect(plain).await.unwrap();
-        broker
-            .send(FromPython {
-                id: 2,
-                source: "plain".into(),
-            })
-            .await
-            .unwrap_err()
-    });
-    match &error {
-        microagent::broker::BrokerError::QueueMismatch { queue, durable, .. } => {
-            assert!(queue.ends_with("py_to_rs"), "{queue}");
-            assert!(!durable);
-        }
-        other => panic!("{other:?}"),
-    }
-    assert!(error.to_string().contains("durable = false"), "{error}");
 }
 
 #[derive(Queue, Serialize, Deserialize)]

@@ -12,13 +12,13 @@ mod support;
 use std::process::Command;
 use std::time::Duration;
 
-use actix_web::{App, HttpServer};
 use microagent::bus::{Bus, BusConfig, BusError, Signal};
 use microagent::prelude::*;
 use microagent::{AgentError, Exit, Launcher};
 use serde::{Deserialize, Serialize};
+use support::health::Health;
 use support::process::Proc;
-use support::redis::{self as redis_support, RedisServer};
+use support::redis::{self as redis_support, RedisServer, Switch};
 use support::Events;
 
 #[derive(Signal, Serialize, Deserialize, Debug)]
@@ -212,26 +212,6 @@ fn malformed_input_is_counted_and_dropped_and_the_bus_goes_on() {
     );
 }
 
-/// GETs `/health/ready` and returns its status.
-async fn ready(client: &awc::Client, base: &str) -> u16 {
-    client
-        .get(format!("{base}/health/ready"))
-        .send()
-        .await
-        .expect("the health server answers")
-        .status()
-        .as_u16()
-}
-
-/// Polls readiness until it is `status` (a hang detector bounds it).
-async fn ready_becomes(client: &awc::Client, base: &str, status: u16) {
-    let start = std::time::Instant::now();
-    while ready(client, base).await != status {
-        assert!(start.elapsed() < LONG, "readiness never became {status}");
-        actix_rt::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[test]
 fn a_redis_restart_turns_readiness_503_then_200_and_signals_flow_again() {
     if redis_support::url("a_redis_restart_turns_readiness_503_then_200_and_signals_flow_again")
@@ -239,23 +219,11 @@ fn a_redis_restart_turns_readiness_503_then_200_and_signals_flow_again() {
     {
         return;
     }
-    let mut server = RedisServer::start();
+    let server = RedisServer::start();
     let url = server.url();
+    let switch = Switch::new(server);
     let events = Events::default();
     let watched = events.clone();
-    let (toggle, requests) = std::sync::mpsc::channel::<bool>();
-    let (done, restarted) = std::sync::mpsc::channel::<()>();
-    // The server is stopped and started from this thread on request.
-    let control = std::thread::spawn(move || {
-        for up in requests {
-            if up {
-                server.restart();
-            } else {
-                server.stop();
-            }
-            done.send(()).unwrap();
-        }
-    });
     let down_error = microagent::run(async move {
         let bus = Bus::connect(config(&url, "PUBSUB").reconnect_max(Duration::from_millis(200)))
             .await
@@ -264,32 +232,21 @@ fn a_redis_restart_turns_readiness_503_then_200_and_signals_flow_again() {
             events: watched.clone(),
         });
         started(&addr).await;
-        let http = HttpServer::new(|| App::new().configure(microagent::web::health))
-            .workers(1)
-            .disable_signals()
-            .bind("127.0.0.1:0")
-            .unwrap();
-        let base = format!("http://{}", http.addrs()[0]);
-        let http = http.run();
-        let http_handle = http.handle();
-        actix_rt::spawn(http);
-        let client = awc::Client::default();
-        ready_becomes(&client, &base, 200).await;
+        let health = Health::start();
+        health.ready_becomes(200).await;
         bus.send("test", UserCreated { user_id: 1 }).await.unwrap();
         watched.seen("user_created 1 from test").await;
 
-        toggle.send(false).unwrap();
-        wait_blocking(&restarted).await;
-        ready_becomes(&client, &base, 503).await;
+        switch.set(false).await;
+        health.ready_becomes(503).await;
         assert!(!bus.is_connected());
         let down = bus
             .send("test", UserCreated { user_id: 2 })
             .await
             .unwrap_err();
 
-        toggle.send(true).unwrap();
-        wait_blocking(&restarted).await;
-        ready_becomes(&client, &base, 200).await;
+        switch.set(true).await;
+        health.ready_becomes(200).await;
         // Resubscribed before it called itself connected: this arrives.
         bus.send("test", UserCreated { user_id: 3 }).await.unwrap();
         watched.seen("user_created 3 from test").await;
@@ -309,28 +266,14 @@ fn a_redis_restart_turns_readiness_503_then_200_and_signals_flow_again() {
         );
         handle.stop();
         handle.await.unwrap();
-        http_handle.stop(true).await;
+        health.stop().await;
         down
     });
-    control.join().unwrap();
     assert!(
         matches!(down_error, BusError::Down { .. }),
         "{down_error:?}"
     );
     assert_eq!(events.count("user_created 2 from test"), 0);
-}
-
-/// Waits for the control thread without blocking the arbiter.
-async fn wait_blocking(rx: &std::sync::mpsc::Receiver<()>) {
-    loop {
-        match rx.try_recv() {
-            Ok(()) => return,
-            Err(std::sync::mpsc::TryRecvError::Empty) => {
-                actix_rt::time::sleep(Duration::from_millis(10)).await
-            }
-            Err(e) => panic!("control thread: {e}"),
-        }
-    }
 }
 
 #[test]

@@ -32,7 +32,6 @@ use lapin::options::{
 use lapin::publisher_confirm::Confirmation;
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer, ExchangeKind};
-use serde_json::Value;
 
 use super::handle::{BrokerError, DeadLetter};
 use super::job::Binding;
@@ -332,21 +331,7 @@ impl AmqpQueues {
             .await
             .map_err(|e| self.error(&e))?
         {
-            let value: Value =
-                serde_json::from_slice(&message.delivery.data).unwrap_or(Value::Null);
-            letters.push(DeadLetter {
-                queue: queue.to_owned(),
-                message: value.get("message").cloned().unwrap_or(Value::Null),
-                reason: value
-                    .get("reason")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_owned(),
-                attempts: value
-                    .get("attempts")
-                    .and_then(Value::as_u64)
-                    .unwrap_or_default() as u32,
-            });
+            letters.push(DeadLetter::decode(queue, &message.delivery.data));
         }
         let _ = connection.close(200, "read").await;
         Ok(letters)
@@ -442,16 +427,8 @@ impl AmqpQueues {
         reason: &str,
         attempts: u32,
     ) -> Result<(), BrokerError> {
-        let message = serde_json::from_slice::<Value>(body)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into_owned()));
-        let letter = serde_json::json!({
-            "message": message,
-            "reason": reason,
-            "attempts": attempts,
-            "consumer": consumer,
-            "failed_at": chrono::Utc::now().to_rfc3339(),
-        });
-        self.publish(&self.dead_queue(queue), letter.to_string().as_bytes(), 0)
+        let letter = DeadLetter::encode(body, reason, attempts, consumer);
+        self.publish(&self.dead_queue(queue), letter.as_bytes(), 0)
             .await
     }
 }

@@ -101,6 +101,46 @@ pub struct DeadLetter {
     pub attempts: u32,
 }
 
+impl DeadLetter {
+    /// A message as JSON: the object it is, or its text when it is not JSON.
+    pub(super) fn message_of(body: &[u8]) -> Value {
+        serde_json::from_slice(body)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into_owned()))
+    }
+
+    /// The dead letter the Redis and AMQP brokers store: `{"message",
+    /// "reason", "attempts", "consumer", "failed_at"}`.
+    pub(super) fn encode(body: &[u8], reason: &str, attempts: u32, consumer: &str) -> String {
+        serde_json::json!({
+            "message": DeadLetter::message_of(body),
+            "reason": reason,
+            "attempts": attempts,
+            "consumer": consumer,
+            "failed_at": chrono::Utc::now().to_rfc3339(),
+        })
+        .to_string()
+    }
+
+    /// A stored dead letter of `queue` (fields it lacks are empty).
+    pub(super) fn decode(queue: &str, stored: &[u8]) -> DeadLetter {
+        let value: Value = serde_json::from_slice(stored).unwrap_or(Value::Null);
+        DeadLetter {
+            queue: queue.to_owned(),
+            message: value.get("message").cloned().unwrap_or(Value::Null),
+            reason: value
+                .get("reason")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+            attempts: value
+                .get("attempts")
+                .and_then(Value::as_u64)
+                .and_then(|n| u32::try_from(n).ok())
+                .unwrap_or_default(),
+        }
+    }
+}
+
 /// A broker handle. Cheap to clone; every clone is the same broker.
 ///
 /// Each actix System has one broker, shared by the agents on all its

@@ -3,7 +3,6 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use serde_json::Value;
 use tokio::sync::Notify;
 
 use super::handle::DeadLetter;
@@ -97,8 +96,7 @@ impl Memory {
     }
 
     pub(super) fn dead(&self, queue: &str, taken: Taken, reason: String, attempts: u32) {
-        let message = serde_json::from_slice(&taken.body)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&taken.body).into_owned()));
+        let message = DeadLetter::message_of(&taken.body);
         lock(&self.queue(queue).dead).push(DeadLetter {
             queue: queue.to_owned(),
             message,

@@ -25,7 +25,6 @@ use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Script};
-use serde_json::Value;
 
 use super::handle::{BrokerError, DeadLetter};
 use super::memory::Taken;
@@ -247,22 +246,7 @@ impl RedisQueues {
         let entries = self.noted(result)?;
         Ok(entries
             .iter()
-            .map(|entry| {
-                let value: Value = serde_json::from_slice(entry).unwrap_or(Value::Null);
-                DeadLetter {
-                    queue: queue.to_owned(),
-                    message: value.get("message").cloned().unwrap_or(Value::Null),
-                    reason: value
-                        .get("reason")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                        .to_owned(),
-                    attempts: value
-                        .get("attempts")
-                        .and_then(Value::as_u64)
-                        .unwrap_or_default() as u32,
-                }
-            })
+            .map(|entry| DeadLetter::decode(queue, entry))
             .collect())
     }
 
@@ -537,15 +521,7 @@ impl RedisQueues {
         reason: &str,
         attempts: u32,
     ) -> Result<(), BrokerError> {
-        let message = serde_json::from_slice::<Value>(&taken.body)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&taken.body).into_owned()));
-        let letter = serde_json::json!({
-            "message": message,
-            "reason": reason,
-            "attempts": attempts,
-            "consumer": consumer,
-            "failed_at": chrono::Utc::now().to_rfc3339(),
-        });
+        let letter = DeadLetter::encode(&taken.body, reason, attempts, consumer);
         let mut pipe = redis::pipe();
         pipe.atomic()
             .cmd("LREM")
@@ -555,7 +531,7 @@ impl RedisQueues {
             .ignore()
             .cmd("RPUSH")
             .arg(self.dead_key(queue))
-            .arg(letter.to_string())
+            .arg(letter)
             .ignore();
         if let Origin::Retry(id) = origin {
             pipe.cmd("HDEL")

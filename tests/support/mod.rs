@@ -3,7 +3,8 @@
 //!
 //! - [`events`]: an ordered record of what happened ([`Events`]);
 //! - [`run`]: running an agent until it stops, pausing inside hooks;
-//! - [`redis`]: the shared Redis from `REDIS_URL`, private `redis-server`s;
+//! - [`health`]: the health endpoints on a bound port, readiness over HTTP;
+//! - [`redis`]: the shared Redis from `REDIS_URL`, private `redis-server`s (and a [`redis::Switch`] to stop and start one);
 //! - [`process`]: spawning the example and fixture binaries as real
 //!   processes, reading their output, signalling them ([`process::Proc`]).
 //!
@@ -11,6 +12,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub(crate) mod events;
+pub(crate) mod health;
 pub(crate) mod process;
 pub(crate) mod redis;
 pub(crate) mod run;

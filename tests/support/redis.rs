@@ -93,3 +93,60 @@ impl Drop for RedisServer {
         self.stop();
     }
 }
+
+/// A private `redis-server` stopped and started from a thread of its own,
+/// so an async test can switch it without blocking its arbiter.
+pub(crate) struct Switch {
+    requests: Option<std::sync::mpsc::Sender<bool>>,
+    done: std::sync::mpsc::Receiver<()>,
+    control: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Switch {
+    pub(crate) fn new(mut server: RedisServer) -> Switch {
+        let (requests, asked) = std::sync::mpsc::channel::<bool>();
+        let (done_tx, done) = std::sync::mpsc::channel();
+        let control = std::thread::spawn(move || {
+            for up in asked {
+                if up {
+                    server.restart();
+                } else {
+                    server.stop();
+                }
+                if done_tx.send(()).is_err() {
+                    break;
+                }
+            }
+        });
+        Switch {
+            requests: Some(requests),
+            done,
+            control: Some(control),
+        }
+    }
+
+    /// Stops (`false`) or starts (`true`) the server, and waits until it is
+    /// done, polling on the current actix runtime.
+    pub(crate) async fn set(&self, up: bool) {
+        let requests = self.requests.as_ref().expect("running");
+        requests.send(up).expect("the control thread runs");
+        loop {
+            match self.done.try_recv() {
+                Ok(()) => return,
+                Err(std::sync::mpsc::TryRecvError::Empty) => {
+                    actix_rt::time::sleep(Duration::from_millis(10)).await
+                }
+                Err(e) => panic!("the control thread: {e}"),
+            }
+        }
+    }
+}
+
+impl Drop for Switch {
+    fn drop(&mut self) {
+        drop(self.requests.take());
+        if let Some(control) = self.control.take() {
+            let _ = control.join();
+        }
+    }
+}
