@@ -511,3 +511,50 @@ fn amqp_connections_closed_by_the_broker_are_made_again_and_nothing_is_lost() {
     assert_eq!(broker.kind, "amqp");
     assert!(broker.connected, "connected again");
 }
+
+#[test]
+fn an_amqp_queue_with_other_flags_is_a_clear_error() {
+    let Some(url) = support::redis::amqp_url("an_amqp_queue_with_other_flags_is_a_clear_error")
+    else {
+        return;
+    };
+    let namespace = format!("{}:", support::redis::prefix());
+    // Declared durable by one process first...
+    {
+        let (url, namespace) = (url.clone(), namespace.clone());
+        microagent::run(async move {
+            let durable = BrokerConfig::amqp(&url)
+                .unwrap()
+                .namespace(&namespace)
+                .durable(true);
+            let broker = Broker::connect(durable).await.unwrap();
+            broker
+                .send(FromPython {
+                    id: 1,
+                    source: "durable".into(),
+                })
+                .await
+                .unwrap();
+        });
+    }
+    // ...then by one that declares it as the Python original does.
+    let error = microagent::run(async move {
+        let plain = BrokerConfig::amqp(&url).unwrap().namespace(&namespace);
+        let broker = Broker::connect(plain).await.unwrap();
+        broker
+            .send(FromPython {
+                id: 2,
+                source: "plain".into(),
+            })
+            .await
+            .unwrap_err()
+    });
+    match &error {
+        microagent::broker::BrokerError::QueueMismatch { queue, durable, .. } => {
+            assert!(queue.ends_with("py_to_rs"), "{queue}");
+            assert!(!durable);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(error.to_string().contains("durable = false"), "{error}");
+}
