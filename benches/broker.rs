@@ -19,13 +19,13 @@
 //! `broker ratio: local X.XX redis X.XX amqp X.XX` (ours / bare; `n/a`
 //! without the server's URL).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::future::join_all;
 use microagent::broker::{Broker, BrokerConfig, Queue};
 use microagent::prelude::*;
 use serde::{Deserialize, Serialize};
-use support::{done, expect, one_done};
+use support::{one_done, report, timed};
 
 mod support;
 
@@ -111,30 +111,6 @@ impl Handler<Placed> for Bare {
     }
 }
 
-/// Times a round of `n` events: `send` runs, then the last event arrives.
-async fn timed<F: std::future::Future>(n: usize, send: F) -> Duration {
-    expect(n);
-    let done = done();
-    let finished = done.notified();
-    let start = Instant::now();
-    send.await;
-    finished.await;
-    start.elapsed()
-}
-
-fn report(ours_name: &str, bare_name: &str, n: usize, ours: Duration, bare: Duration) -> f64 {
-    let rate = |d: Duration| n as f64 / d.as_secs_f64();
-    println!(
-        "{ours_name}: {n} messages in {ours:?}: {:.0} messages/s",
-        rate(ours)
-    );
-    println!(
-        "{bare_name}: {n} messages in {bare:?}: {:.0} messages/s",
-        rate(bare)
-    );
-    rate(ours) / rate(bare)
-}
-
 fn local(n: usize) -> f64 {
     let (ours, bare) = microagent::run(async move {
         let broker = Broker::connect(BrokerConfig::in_process())
@@ -160,7 +136,12 @@ fn local(n: usize) -> f64 {
         }
         (ours, best_bare)
     });
-    report("broker (in-process)", "bare actix", n, ours, bare)
+    report(
+        ("broker (in-process)", ours),
+        ("bare actix", bare),
+        n,
+        "messages",
+    )
 }
 
 fn redis(url: &str, n: usize) -> f64 {
@@ -234,7 +215,12 @@ fn redis(url: &str, n: usize) -> f64 {
         }
         (ours, bare)
     });
-    report("broker (redis)", "bare redis reliable loop", n, ours, bare)
+    report(
+        ("broker (redis)", ours),
+        ("bare redis reliable loop", bare),
+        n,
+        "messages",
+    )
 }
 
 fn amqp(url: &str, n: usize) -> f64 {
@@ -333,13 +319,8 @@ fn amqp(url: &str, n: usize) -> f64 {
         }
         (ours, bare)
     });
-    report(
-        "broker (amqp)",
-        "bare lapin confirm/consume/ack",
-        n,
-        ours,
-        bare,
-    )
+    let bare_name = "bare lapin confirm/consume/ack";
+    report(("broker (amqp)", ours), (bare_name, bare), n, "messages")
 }
 
 fn main() {

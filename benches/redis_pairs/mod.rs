@@ -10,7 +10,7 @@ use microagent::bus::{AgentBus, Bus, BusConfig, Signal};
 use microagent::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::support::{done, expect, one_done};
+use crate::support::{one_done, report, timed};
 use crate::{payload, OrderPlaced, Receiving, ROUNDS};
 
 /// A hang detector for calls, not a threshold.
@@ -27,17 +27,6 @@ async fn our_bus(url: &str) -> (Bus, String) {
         .await
         .expect("Redis is reachable");
     (bus, format!("X{id}"))
-}
-
-/// Times sending a round of `n` events until the last one arrived.
-async fn timed<F: std::future::Future>(n: usize, send: F) -> Duration {
-    expect(n);
-    let done = done();
-    let finished = done.notified();
-    let start = Instant::now();
-    send.await;
-    finished.await;
-    start.elapsed()
 }
 
 /// Signals per second: every signal published at once, counted as they
@@ -92,12 +81,10 @@ pub(crate) fn signals(url: &str, n: usize) -> f64 {
         (ours, bare)
     });
     report(
-        "bus (redis)",
-        "bare redis pub/sub",
+        ("bus (redis)", ours),
+        ("bare redis pub/sub", bare),
         n,
         "signals",
-        ours,
-        bare,
     )
 }
 
@@ -210,31 +197,9 @@ pub(crate) fn rpc(url: &str, n: usize) -> f64 {
         (ours, bare)
     });
     report(
-        "bus rpc (redis)",
-        "bare redis request/answer",
+        ("bus rpc (redis)", ours),
+        ("bare redis request/answer", bare),
         n,
         "calls",
-        ours,
-        bare,
     )
-}
-
-fn report(
-    ours_name: &str,
-    bare_name: &str,
-    n: usize,
-    what: &str,
-    ours: Duration,
-    bare: Duration,
-) -> f64 {
-    let rate = |d: Duration| n as f64 / d.as_secs_f64();
-    println!(
-        "{ours_name}: {n} {what} in {ours:?}: {:.0} {what}/s",
-        rate(ours)
-    );
-    println!(
-        "{bare_name}: {n} {what} in {bare:?}: {:.0} {what}/s",
-        rate(bare)
-    );
-    rate(ours) / rate(bare)
 }

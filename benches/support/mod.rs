@@ -31,3 +31,35 @@ pub(crate) fn one_done() {
         DONE.with(|done| done.notify_one());
     }
 }
+
+/// Times a round of `n` events: `send` runs, then the last event arrives.
+#[allow(dead_code)] // not every bench has pairs timed this way
+pub(crate) async fn timed<F: std::future::Future>(n: usize, send: F) -> std::time::Duration {
+    expect(n);
+    let done = done();
+    let finished = done.notified();
+    let start = std::time::Instant::now();
+    send.await;
+    finished.await;
+    start.elapsed()
+}
+
+/// Prints both sides' rates of `n` `what`s and returns ours / bare.
+#[allow(dead_code)]
+pub(crate) fn report(
+    (ours_name, ours): (&str, std::time::Duration),
+    (bare_name, bare): (&str, std::time::Duration),
+    n: usize,
+    what: &str,
+) -> f64 {
+    let rate = |d: std::time::Duration| n as f64 / d.as_secs_f64();
+    println!(
+        "{ours_name}: {n} {what} in {ours:?}: {:.0} {what}/s",
+        rate(ours)
+    );
+    println!(
+        "{bare_name}: {n} {what} in {bare:?}: {:.0} {what}/s",
+        rate(bare)
+    );
+    rate(ours) / rate(bare)
+}
