@@ -47,33 +47,57 @@ pub(crate) struct RedisServer {
 }
 
 impl RedisServer {
+    /// Starts one on a free port (another port when the one it picked was
+    /// taken before the server could bind it).
     pub(crate) fn start() -> RedisServer {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let mut server = RedisServer { port, child: None };
-        server.restart();
-        server
+        for _ in 0..5 {
+            let port = TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("a free port")
+                .port();
+            let mut server = RedisServer { port, child: None };
+            if server.try_start() {
+                return server;
+            }
+        }
+        panic!("redis-server could not start on five free ports in a row");
     }
 
     pub(crate) fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
-    /// Starts it (again, on the same port) and waits until it accepts.
+    /// Starts it again, on the same port.
     pub(crate) fn restart(&mut self) {
+        assert!(
+            self.try_start(),
+            "redis-server could not start again on port {}",
+            self.port
+        );
+    }
+
+    /// Starts it and waits until it answers PING; `false` when it exited
+    /// first (its port was taken).
+    fn try_start(&mut self) -> bool {
         assert!(self.child.is_none(), "already running");
-        let child = Command::new("redis-server")
+        let mut child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server is installed");
-        self.child = Some(child);
         let start = Instant::now();
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+        loop {
+            if let Ok(Some(_)) = child.try_wait() {
+                return false;
+            }
+            // A PONG, not just a connection: a connect to a port nobody
+            // listens on can connect to itself on Linux.
+            if pong(self.port) {
+                self.child = Some(child);
+                return true;
+            }
             assert!(start.elapsed() < HANG, "redis-server did not start");
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -86,6 +110,19 @@ impl RedisServer {
             let _ = child.wait();
         }
     }
+}
+
+/// Whether a Redis on `port` answers PING.
+fn pong(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+    let mut reply = [0u8; 7];
+    stream.write_all(b"PING\r\n").is_ok()
+        && stream.read_exact(&mut reply).is_ok()
+        && &reply == b"+PONG\r\n"
 }
 
 impl Drop for RedisServer {
