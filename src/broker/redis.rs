@@ -403,6 +403,28 @@ impl RedisQueues {
         }
     }
 
+    /// A pipeline that starts by taking a settled message out of its
+    /// consumer's processing list (in a transaction when `atomic`).
+    fn settling(
+        &self,
+        queue: &str,
+        taker_id: &str,
+        taken: &Taken,
+        origin: &Origin,
+        atomic: bool,
+    ) -> redis::Pipeline {
+        let mut pipe = redis::pipe();
+        if atomic {
+            pipe.atomic();
+        }
+        pipe.cmd("LREM")
+            .arg(self.keys(queue, &format!("processing:{taker_id}")))
+            .arg(1)
+            .arg(Self::entry(taken, origin))
+            .ignore();
+        pipe
+    }
+
     /// Settles a handled message: gone from the processing list.
     pub(super) async fn ack(
         &self,
@@ -411,16 +433,9 @@ impl RedisQueues {
         taken: &Taken,
         origin: &Origin,
     ) -> Result<(), BrokerError> {
-        let mut pipe = redis::pipe();
         // One LREM is atomic by itself: a transaction only for a retry.
-        if let Origin::Retry(_) = origin {
-            pipe.atomic();
-        }
-        pipe.cmd("LREM")
-            .arg(self.keys(queue, &format!("processing:{taker_id}")))
-            .arg(1)
-            .arg(Self::entry(taken, origin))
-            .ignore();
+        let atomic = matches!(origin, Origin::Retry(_));
+        let mut pipe = self.settling(queue, taker_id, taken, origin, atomic);
         if let Origin::Retry(id) = origin {
             pipe.cmd("HDEL")
                 .arg(self.keys(queue, "messages"))
@@ -453,14 +468,8 @@ impl RedisQueues {
         };
         let envelope = serde_json::to_string(&envelope).unwrap_or_default();
         let due = now_ms() + pause.as_millis() as i64;
-        let mut pipe = redis::pipe();
-        pipe.atomic()
-            .cmd("LREM")
-            .arg(self.keys(queue, &format!("processing:{taker_id}")))
-            .arg(1)
-            .arg(Self::entry(taken, origin))
-            .ignore()
-            .cmd("HSET")
+        let mut pipe = self.settling(queue, taker_id, taken, origin, true);
+        pipe.cmd("HSET")
             .arg(self.keys(queue, "messages"))
             .arg(&id)
             .arg(envelope)
@@ -484,13 +493,7 @@ impl RedisQueues {
         taken: &Taken,
         origin: &Origin,
     ) -> Result<(), BrokerError> {
-        let mut pipe = redis::pipe();
-        pipe.atomic()
-            .cmd("LREM")
-            .arg(self.keys(queue, &format!("processing:{taker_id}")))
-            .arg(1)
-            .arg(Self::entry(taken, origin))
-            .ignore();
+        let mut pipe = self.settling(queue, taker_id, taken, origin, true);
         match origin {
             Origin::Fresh => pipe
                 .cmd("LPUSH")
@@ -522,14 +525,8 @@ impl RedisQueues {
         attempts: u32,
     ) -> Result<(), BrokerError> {
         let letter = DeadLetter::encode(&taken.body, reason, attempts, consumer);
-        let mut pipe = redis::pipe();
-        pipe.atomic()
-            .cmd("LREM")
-            .arg(self.keys(queue, &format!("processing:{taker_id}")))
-            .arg(1)
-            .arg(Self::entry(taken, origin))
-            .ignore()
-            .cmd("RPUSH")
+        let mut pipe = self.settling(queue, taker_id, taken, origin, true);
+        pipe.cmd("RPUSH")
             .arg(self.dead_key(queue))
             .arg(letter)
             .ignore();
