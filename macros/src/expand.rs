@@ -348,31 +348,17 @@ fn consumer_shim(d: &Declaration, queue: &syn::Type, timeout: f64) -> TokenStrea
         };
     }
     let timeout = duration(timeout);
-    let take = quote_spanned! {sig.sig_span=>
-        ::microagent::__private::AsyncHookAgent::take_for_hook(lent)
-    };
-    quote! {
-        #[doc(hidden)]
-        fn #shim(
-            #this: &mut Self,
-            #ctx: &mut ::microagent::Context<Self>,
-            job: ::microagent::__private::Job,
-        ) -> ::microagent::__private::HookFuture<Self> {
-            let _ = #ctx;
-            let lent = #this;
-            let mut agent = #take;
-            ::std::boxed::Box::pin(async move {
-                let result = match ::microagent::__private::decode_job::<#queue>(job) {
-                    ::std::result::Result::Ok((#arg, settle)) => {
-                        let run = async { #check(agent.#method(#arg).await) };
-                        settle.done(::microagent::__private::consume_timed(#timeout, run).await)
-                    }
-                    ::std::result::Result::Err(failure) => ::std::result::Result::Err(failure),
-                };
-                (agent, result)
-            })
+    let input = quote!(job: ::microagent::__private::Job);
+    let body = quote! {
+        match ::microagent::__private::decode_job::<#queue>(job) {
+            ::std::result::Result::Ok((#arg, settle)) => {
+                let run = async { #check(agent.#method(#arg).await) };
+                settle.done(::microagent::__private::consume_timed(#timeout, run).await)
+            }
+            ::std::result::Result::Err(failure) => ::std::result::Result::Err(failure),
         }
-    }
+    };
+    async_input_shim(d, input, body)
 }
 
 /// The shim of a receiver: decode the delivery, call the method, answer.
@@ -412,6 +398,28 @@ fn receiver_shim(d: &Declaration, signal: &syn::Type, timeout: f64) -> TokenStre
         };
     }
     let timeout = duration(timeout);
+    let input = quote!(delivery: ::microagent::__private::Delivery);
+    let body = quote! {
+        match ::microagent::__private::decode_signal::<#signal>(delivery) {
+            ::std::result::Result::Ok((#arg, sender, reply)) => {
+                let _ = &sender;
+                let run = agent.#method(#arg #sender);
+                ::microagent::__private::answer_timed(reply, #timeout, run, #answer).await
+            }
+            ::std::result::Result::Err(failure) => ::std::result::Result::Err(failure),
+        }
+    };
+    async_input_shim(d, input, body)
+}
+
+/// The shim of an async receiver or consumer: it takes its input, lends
+/// the agent to a future that runs `body` (which names the agent `agent`)
+/// and hands the agent back with the result.
+fn async_input_shim(d: &Declaration, input: TokenStream, body: TokenStream) -> TokenStream {
+    let shim = shim_ident(&d.method);
+    let sig = &d.signature;
+    let this = local("this", sig.sig_span);
+    let ctx = local("ctx", Span::call_site());
     let take = quote_spanned! {sig.sig_span=>
         ::microagent::__private::AsyncHookAgent::take_for_hook(lent)
     };
@@ -420,20 +428,13 @@ fn receiver_shim(d: &Declaration, signal: &syn::Type, timeout: f64) -> TokenStre
         fn #shim(
             #this: &mut Self,
             #ctx: &mut ::microagent::Context<Self>,
-            delivery: ::microagent::__private::Delivery,
+            #input,
         ) -> ::microagent::__private::HookFuture<Self> {
             let _ = #ctx;
             let lent = #this;
             let mut agent = #take;
             ::std::boxed::Box::pin(async move {
-                let result = match ::microagent::__private::decode_signal::<#signal>(delivery) {
-                    ::std::result::Result::Ok((#arg, sender, reply)) => {
-                        let _ = &sender;
-                        let run = agent.#method(#arg #sender);
-                        ::microagent::__private::answer_timed(reply, #timeout, run, #answer).await
-                    }
-                    ::std::result::Result::Err(failure) => ::std::result::Result::Err(failure),
-                };
+                let result = #body;
                 (agent, result)
             })
         }
