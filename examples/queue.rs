@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 type BoxError = Box<dyn Error + Send + Sync>;
 
-#[derive(Queue, Serialize, Deserialize)]
+#[derive(Queue, Serialize, Deserialize, Clone)]
 #[queue(name = "mailer")]
 struct Mail {
     to: String,

@@ -248,7 +248,7 @@ fn equal_messages_have_budgets_of_their_own(backend: Backend) {
     assert!(dead.iter().all(|d| d.attempts == 3));
 }
 
-#[derive(Queue, Serialize, Deserialize)]
+#[derive(Queue, Serialize, Deserialize, Clone)]
 #[queue(name = "slow")]
 struct SlowWork {
     id: u32,

@@ -20,7 +20,7 @@ use support::process::{Proc, HANG};
 use support::redis::{RedisServer, Switch};
 use support::Events;
 
-#[derive(Queue, Serialize, Deserialize)]
+#[derive(Queue, Serialize, Deserialize, Clone)]
 #[queue(name = "crash")]
 struct Numbered {
     id: u32,
@@ -138,7 +138,7 @@ fn killed_consumers_lose_nothing(kind: Kind, url: &str) {
 }
 
 /// What the Python side sends the Rust consumer.
-#[derive(Queue, Serialize, Deserialize)]
+#[derive(Queue, Serialize, Deserialize, Clone)]
 #[queue(name = "py_to_rs")]
 struct FromPython {
     id: u32,
@@ -312,19 +312,19 @@ fn a_redis_restart_turns_readiness_503_then_200_and_consuming_resumes() {
     assert_eq!(events.count("rust handled 2 from down"), 0);
 }
 
-#[derive(Queue, Serialize, Deserialize)]
+#[derive(Queue, Serialize, Deserialize, Clone)]
 #[queue(name = "pusher", exchange = "events")]
 struct Push {
     text: String,
 }
 
-#[derive(Queue, Serialize, Deserialize)]
+#[derive(Queue, Serialize, Deserialize, Clone)]
 #[queue(name = "logger", exchange = "events")]
 struct Log {
     text: String,
 }
 
-#[derive(Queue, Serialize, Deserialize)]
+#[derive(Queue, Serialize, Deserialize, Clone)]
 #[queue(name = "save", exchange = "msg", topics = ["m.*"])]
 struct Save {
     text: String,

@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 
 use super::amqp::AmqpQueues;
 use super::config::{BrokerConfig, BrokerInfo, Kind};
-use super::job::{Binding, ConsumerOptions};
+use super::job::{Binding, Body, ConsumerOptions};
 use super::memory::Memory;
 use super::queue::Queue;
 use super::redis::RedisQueues;
@@ -293,6 +293,10 @@ impl Broker {
     /// original does: every queue bound to it gets a copy (`fanout`), or
     /// those bound with a matching topic (see [`send_topic`](Broker::send_topic)).
     pub async fn send<Q: Queue>(&self, message: Q) -> Result<(), BrokerError> {
+        if let Backend::Memory(memory) = &self.backend {
+            memory.queue(Q::NAME).push(Body::Value(Box::new(message))).await;
+            return Ok(());
+        }
         let body = message.to_wire()?;
         self.push(Q::NAME, Q::EXCHANGE, Q::NAME, body).await
     }
@@ -301,6 +305,9 @@ impl Broker {
     /// queue's (topic) exchange to every queue bound with a matching topic;
     /// the in-process and Redis brokers send to the queue itself.
     pub async fn send_topic<Q: Queue>(&self, message: Q, topic: &str) -> Result<(), BrokerError> {
+        if let Backend::Memory(_) = &self.backend {
+            return self.send(message).await;
+        }
         let body = message.to_wire()?;
         self.push(Q::NAME, Q::EXCHANGE, topic, body).await
     }
@@ -328,7 +335,7 @@ impl Broker {
     ) -> Result<(), BrokerError> {
         match &self.backend {
             Backend::Memory(memory) => {
-                memory.push(queue, body.into()).await;
+                memory.queue(queue).push(Body::Wire(body.into())).await;
                 Ok(())
             }
             Backend::Redis(queues) => queues.push(queue, &body).await,

@@ -1,8 +1,12 @@
 //! A message on its way to one consumer, and how its consumer settles it.
 
+use std::any::Any;
+use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::handle::BrokerError;
+use super::queue::Queue;
 use crate::error::HookFailure;
 
 /// How a consumer takes messages: declared with `#[consumer(...)]`.
@@ -56,13 +60,106 @@ pub(crate) enum Outcome {
 /// What settles a job: the consumer's runner, called once.
 pub(crate) type Settler = Box<dyn FnOnce(Outcome) + Send>;
 
-/// A message for one consumer: its bytes (a JSON object) and how to
-/// settle it. Dropping it unsettled (the agent was stopping) hands the
-/// message back to its queue, with no attempt counted.
+/// A message for one consumer: its body and how to settle it. Dropping it
+/// unsettled (the agent was stopping) hands the message back to its queue,
+/// with no attempt counted.
 #[derive(Debug)]
 pub struct Job {
-    pub(crate) body: Arc<[u8]>,
+    pub(crate) body: Body,
     pub(crate) settle: Settle,
+}
+
+/// A message taken from Redis or AMQP, until it is settled.
+#[derive(Debug)]
+pub(crate) struct Taken {
+    pub(crate) body: Arc<[u8]>,
+    /// Attempts it had before this one.
+    pub(crate) attempts: u32,
+}
+
+/// A message's body: the wire's bytes, or, in the in-process broker, the
+/// value that was sent, never encoded.
+pub(crate) enum Body {
+    /// A JSON object, as it travels between processes.
+    Wire(Arc<[u8]>),
+    /// A typed message sent in this process.
+    Value(Box<dyn Carried>),
+}
+
+impl fmt::Debug for Body {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Body::Wire(bytes) => f.debug_tuple("Wire").field(&bytes.len()).finish(),
+            Body::Value(_) => f.write_str("Value"),
+        }
+    }
+}
+
+impl Body {
+    /// Another body with the same message (for a consumer's attempt, while
+    /// the broker keeps this one for a retry or the dead letters).
+    pub(crate) fn copy(&self) -> Body {
+        match self {
+            Body::Wire(bytes) => Body::Wire(bytes.clone()),
+            Body::Value(value) => Body::Value(value.duplicate()),
+        }
+    }
+
+    /// The message as a JSON object's bytes.
+    pub(crate) fn to_wire(&self) -> Result<Arc<[u8]>, BrokerError> {
+        match self {
+            Body::Wire(bytes) => Ok(bytes.clone()),
+            Body::Value(value) => value.to_wire().map(Arc::from),
+        }
+    }
+
+    /// The message as `Q`: the value itself when it is one, decoded from
+    /// JSON otherwise (a message sent as another type with the same queue,
+    /// or from another process).
+    pub(crate) fn decode<Q: Queue>(self) -> Result<Q, BrokerError> {
+        match self {
+            Body::Wire(bytes) => Q::from_wire(&bytes),
+            Body::Value(value) if value.as_any().is::<Q>() => value
+                .into_any()
+                .downcast::<Q>()
+                .map(|q| *q)
+                .map_err(|_| BrokerError::Decode {
+                    queue: Q::NAME.to_owned(),
+                    reason: "the message changed its type".to_owned(),
+                }),
+            Body::Value(value) => Q::from_wire(&value.to_wire()?),
+        }
+    }
+}
+
+/// A typed message the in-process broker carries as it is.
+pub(crate) trait Carried: Send + 'static {
+    /// A copy of the message.
+    fn duplicate(&self) -> Box<dyn Carried>;
+    /// The message as a JSON object's bytes.
+    fn to_wire(&self) -> Result<Vec<u8>, BrokerError>;
+    /// The message, to check its type.
+    fn as_any(&self) -> &dyn Any;
+    /// The message, to take it as its type.
+    fn into_any(self: Box<Self>) -> Box<dyn Any>;
+}
+
+impl<Q: Queue> Carried for Q {
+    fn duplicate(&self) -> Box<dyn Carried> {
+        Box::new(self.clone())
+    }
+
+    fn to_wire(&self) -> Result<Vec<u8>, BrokerError> {
+        Queue::to_wire(self)
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn into_any(self: Box<Self>) -> Box<dyn Any> {
+        self
+    }
 }
 
 /// Settles a job once: done, failed or poison. Dropped unsettled, the

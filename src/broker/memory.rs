@@ -6,21 +6,24 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use tokio::sync::Notify;
 
 use super::handle::DeadLetter;
+use super::job::Body;
 
-/// A message taken from a queue, until it is settled.
+/// A message in an in-process queue, or held from it until it is settled.
 #[derive(Debug)]
-pub(super) struct Taken {
-    pub(super) body: Arc<[u8]>,
+pub(super) struct Held {
+    pub(super) body: Body,
     /// Attempts it had before this one.
     pub(super) attempts: u32,
 }
 
-#[derive(Default)]
-struct MemQueue {
-    items: Mutex<VecDeque<Taken>>,
+/// One queue: its messages, at most `capacity` sent and not yet held.
+pub(super) struct MemQueue {
+    name: String,
+    capacity: usize,
+    items: Mutex<VecDeque<Held>>,
     /// A message was put in.
     ready: Notify,
-    /// A message was taken out.
+    /// A message was held out.
     room: Notify,
     dead: Mutex<Vec<DeadLetter>>,
 }
@@ -29,6 +32,66 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+impl MemQueue {
+    /// Appends a message, waiting while the queue is full.
+    pub(super) async fn push(&self, body: Body) {
+        let mut body = Some(body);
+        loop {
+            let room = self.room.notified();
+            {
+                let mut items = lock(&self.items);
+                if items.len() < self.capacity {
+                    if let Some(body) = body.take() {
+                        items.push_back(Held { body, attempts: 0 });
+                    }
+                    drop(items);
+                    self.ready.notify_one();
+                    return;
+                }
+            }
+            room.await;
+        }
+    }
+
+    /// Puts a held message back at the head (a retry, or one that was not
+    /// handled), whatever the capacity: it was counted when it came in.
+    pub(super) fn put_back(&self, held: Held) {
+        lock(&self.items).push_front(held);
+        self.ready.notify_one();
+    }
+
+    /// Takes the next message, waiting for one.
+    pub(super) async fn take(&self) -> Held {
+        loop {
+            let ready = self.ready.notified();
+            if let Some(held) = lock(&self.items).pop_front() {
+                self.room.notify_one();
+                return held;
+            }
+            ready.await;
+        }
+    }
+
+    fn length(&self) -> usize {
+        lock(&self.items).len()
+    }
+
+    /// Keeps a message that failed for good, with why.
+    pub(super) fn dead(&self, held: Held, reason: String, attempts: u32) {
+        let message = match held.body.to_wire() {
+            Ok(bytes) => DeadLetter::message_of(&bytes),
+            Err(e) => serde_json::Value::String(e.to_string()),
+        };
+        lock(&self.dead).push(DeadLetter {
+            queue: self.name.clone(),
+            message,
+            reason,
+            attempts,
+        });
+    }
+}
+
+/// The queues of one broker, by name.
 pub(super) struct Memory {
     queues: Mutex<HashMap<String, Arc<MemQueue>>>,
     capacity: usize,
@@ -42,67 +105,26 @@ impl Memory {
         }
     }
 
-    fn queue(&self, name: &str) -> Arc<MemQueue> {
-        lock(&self.queues)
-            .entry(name.to_owned())
-            .or_default()
-            .clone()
-    }
-
-    /// Appends a message, waiting while the queue is full.
-    pub(super) async fn push(&self, queue: &str, body: Arc<[u8]>) {
-        let queue = self.queue(queue);
-        let mut body = Some(body);
-        loop {
-            let room = queue.room.notified();
-            {
-                let mut items = lock(&queue.items);
-                if items.len() < self.capacity {
-                    if let Some(body) = body.take() {
-                        items.push_back(Taken { body, attempts: 0 });
-                    }
-                    drop(items);
-                    queue.ready.notify_one();
-                    return;
-                }
-            }
-            room.await;
+    /// The queue named `name`, made on first use.
+    pub(super) fn queue(&self, name: &str) -> Arc<MemQueue> {
+        let mut queues = lock(&self.queues);
+        if let Some(queue) = queues.get(name) {
+            return queue.clone();
         }
-    }
-
-    /// Puts a taken message back at the head (a retry, or one that was not
-    /// handled), whatever the capacity: it was counted when it came in.
-    pub(super) fn put_back(&self, queue: &str, taken: Taken) {
-        let queue = self.queue(queue);
-        lock(&queue.items).push_front(taken);
-        queue.ready.notify_one();
-    }
-
-    /// Takes the next message, waiting for one.
-    pub(super) async fn take(&self, queue: &str) -> Taken {
-        let queue = self.queue(queue);
-        loop {
-            let ready = queue.ready.notified();
-            if let Some(taken) = lock(&queue.items).pop_front() {
-                queue.room.notify_one();
-                return taken;
-            }
-            ready.await;
-        }
+        let queue = Arc::new(MemQueue {
+            name: name.to_owned(),
+            capacity: self.capacity,
+            items: Mutex::default(),
+            ready: Notify::new(),
+            room: Notify::new(),
+            dead: Mutex::default(),
+        });
+        queues.insert(name.to_owned(), queue.clone());
+        queue
     }
 
     pub(super) fn length(&self, queue: &str) -> usize {
-        lock(&self.queue(queue).items).len()
-    }
-
-    pub(super) fn dead(&self, queue: &str, taken: Taken, reason: String, attempts: u32) {
-        let message = DeadLetter::message_of(&taken.body);
-        lock(&self.queue(queue).dead).push(DeadLetter {
-            queue: queue.to_owned(),
-            message,
-            reason,
-            attempts,
-        });
+        self.queue(queue).length()
     }
 
     pub(super) fn dead_letters(&self, queue: &str) -> Vec<DeadLetter> {

@@ -7,14 +7,19 @@ use serde::Serialize;
 use super::handle::BrokerError;
 
 /// A queue's message: derive it, with serde's `Serialize` and
-/// `Deserialize`. The queue's name is the type's name in snake case, or
-/// `#[queue(name = "...")]`.
+/// `Deserialize`, and `Clone`. The queue's name is the type's name in snake
+/// case, or `#[queue(name = "...")]`.
+///
+/// The in-process broker carries the message as it is, never encoded: it
+/// hands each attempt a clone and keeps the original for a retry or the
+/// dead letters. Between processes (Redis, AMQP) the message is its JSON
+/// object.
 ///
 /// ```
 /// use microagent::broker::Queue;
 /// use serde::{Deserialize, Serialize};
 ///
-/// #[derive(Queue, Serialize, Deserialize)]
+/// #[derive(Queue, Serialize, Deserialize, Clone)]
 /// #[queue(name = "mailer")]
 /// struct Mail {
 ///     to: String,
@@ -22,7 +27,7 @@ use super::handle::BrokerError;
 ///
 /// assert_eq!(Mail::NAME, "mailer");
 /// ```
-pub trait Queue: Serialize + DeserializeOwned + Send + 'static {
+pub trait Queue: Serialize + DeserializeOwned + Clone + Send + 'static {
     /// The queue's name (the Redis list's key, the AMQP queue's name).
     const NAME: &'static str;
 

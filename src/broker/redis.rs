@@ -27,7 +27,7 @@ use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Script};
 
 use super::handle::{BrokerError, DeadLetter};
-use super::memory::Taken;
+use super::job::Taken;
 
 /// How long one `BLMOVE` blocks before the consumer looks at retries, its
 /// stop and its lease again.

@@ -12,8 +12,8 @@ use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 
 use super::amqp::{self, AmqpQueues, RECONNECT_MAX as AMQP_RECONNECT_MAX};
 use super::handle::{Backend, BrokerError};
-use super::job::{Binding, ConsumerOptions, Job, Outcome, Settle, Settler};
-use super::memory::{Memory, Taken};
+use super::job::{Binding, Body, ConsumerOptions, Job, Outcome, Settle, Settler, Taken};
+use super::memory::{Held, MemQueue, Memory};
 use super::redis::{Origin, RedisQueues};
 use crate::LOG_TARGET;
 use futures_util::StreamExt;
@@ -130,7 +130,7 @@ fn verdict(
 
 /// Hands a taken message to the agent with what settles it; `false` when
 /// the agent is gone (the job was dropped, which settled it as released).
-fn hand_over(consumer: &Consumer, body: Arc<[u8]>, settler: Settler) -> bool {
+fn hand_over(consumer: &Consumer, body: Body, settler: Settler) -> bool {
     let job = Job {
         body,
         settle: Settle::new(settler),
@@ -139,24 +139,24 @@ fn hand_over(consumer: &Consumer, body: Arc<[u8]>, settler: Settler) -> bool {
 }
 
 async fn run_memory(memory: Arc<Memory>, consumer: Consumer, mut stopped: oneshot::Receiver<()>) {
-    let queue = consumer.queue;
+    let (queue, items) = (consumer.queue, memory.queue(consumer.queue));
     loop {
         let Some(Ok(permit)) =
             unless(&mut stopped, consumer.in_flight.clone().acquire_owned()).await
         else {
             break;
         };
-        let Some(taken) = unless(&mut stopped, memory.take(queue)).await else {
+        let Some(taken) = unless(&mut stopped, items.take()).await else {
             break;
         };
-        let body = taken.body.clone();
-        let (memory_, name, options) = (memory.clone(), consumer.name.clone(), consumer.options);
+        let body = taken.body.copy();
+        let (items_, name, options) = (items.clone(), consumer.name.clone(), consumer.options);
         // Settled right where the run ends: no task, no channel, unless it
         // waits for a retry.
         let settler: Settler = Box::new(move |outcome| {
             let verdict = verdict((&name, queue, options), taken.attempts, outcome);
             drop(permit);
-            settle_memory(memory_, queue, taken, verdict);
+            settle_memory(items_, taken, verdict);
         });
         if !hand_over(&consumer, body, settler) {
             break;
@@ -164,21 +164,21 @@ async fn run_memory(memory: Arc<Memory>, consumer: Consumer, mut stopped: onesho
     }
 }
 
-fn settle_memory(memory: Arc<Memory>, queue: &'static str, mut taken: Taken, verdict: Verdict) {
+fn settle_memory(queue: Arc<MemQueue>, mut taken: Held, verdict: Verdict) {
     match verdict {
         Verdict::Ack => {}
-        Verdict::Release => memory.put_back(queue, taken),
-        Verdict::Dead { reason, attempts } => memory.dead(queue, taken, reason, attempts),
+        Verdict::Release => queue.put_back(taken),
+        Verdict::Dead { reason, attempts } => queue.dead(taken, reason, attempts),
         Verdict::Retry { attempts, pause } => {
             taken.attempts = attempts;
             if tokio::runtime::Handle::try_current().is_ok() {
                 actix_rt::spawn(async move {
                     actix_rt::time::sleep(pause).await;
-                    memory.put_back(queue, taken);
+                    queue.put_back(taken);
                 });
             } else {
                 // No runtime left (the System is going): back at once.
-                memory.put_back(queue, taken);
+                queue.put_back(taken);
             }
         }
     }
@@ -267,7 +267,7 @@ async fn run_redis(
                 actix_rt::spawn(settle);
             }
         });
-        if !hand_over(&consumer, body, settler) {
+        if !hand_over(&consumer, Body::Wire(body), settler) {
             break;
         }
     }
@@ -409,7 +409,7 @@ async fn run_amqp(queues: Arc<AmqpQueues>, consumer: Consumer, mut stopped: ones
                     actix_rt::spawn(settle);
                 }
             });
-            if !hand_over(&consumer, body, settler) {
+            if !hand_over(&consumer, Body::Wire(body), settler) {
                 break 'connect;
             }
         }

@@ -278,7 +278,7 @@ async fn timed<F: Future>(timeout: Duration, fut: F) -> Result<F::Output, HookFa
 /// once, and the run fails as bad input.
 pub fn decode_job<Q: Queue>(job: Job) -> Result<(Q, Settle), HookFailure> {
     let Job { body, settle } = job;
-    match Q::from_wire(&body) {
+    match body.decode::<Q>() {
         Ok(message) => Ok((message, settle)),
         Err(e) => {
             settle.poison(e.to_string());

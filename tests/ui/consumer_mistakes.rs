@@ -1,7 +1,7 @@
 use microagent::prelude::*;
 use serde::{Deserialize, Serialize};
 
-#[derive(microagent::broker::Queue, Serialize, Deserialize)]
+#[derive(microagent::broker::Queue, Serialize, Deserialize, Clone)]
 struct Mail {
     to: String,
 }

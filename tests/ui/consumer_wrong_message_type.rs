@@ -1,12 +1,12 @@
 use microagent::prelude::*;
 use serde::{Deserialize, Serialize};
 
-#[derive(microagent::broker::Queue, Serialize, Deserialize)]
+#[derive(microagent::broker::Queue, Serialize, Deserialize, Clone)]
 struct Mail {
     to: String,
 }
 
-#[derive(microagent::broker::Queue, Serialize, Deserialize)]
+#[derive(microagent::broker::Queue, Serialize, Deserialize, Clone)]
 struct Sms {
     to: String,
 }
