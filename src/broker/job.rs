@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::handle::BrokerError;
 use super::queue::Queue;
+use super::runner::MemorySettle;
 use crate::error::HookFailure;
 
 /// How a consumer takes messages: declared with `#[consumer(...)]`.
@@ -57,16 +58,35 @@ pub(crate) enum Outcome {
     Released,
 }
 
-/// What settles a job: the consumer's runner, called once.
+/// What settles a Redis or AMQP job: the consumer's runner, called once.
 pub(crate) type Settler = Box<dyn FnOnce(Outcome) + Send>;
 
-/// A message for one consumer: its body and how to settle it. Dropping it
-/// unsettled (the agent was stopping) hands the message back to its queue,
-/// with no attempt counted.
+/// A message for one consumer, and how to settle it. Dropping it unsettled
+/// (the agent was stopping) hands the message back to its queue, with no
+/// attempt counted.
 #[derive(Debug)]
 pub struct Job {
-    pub(crate) body: Body,
     pub(crate) settle: Settle,
+}
+
+impl Job {
+    /// A message of the in-process broker.
+    pub(crate) fn held(settle: MemorySettle) -> Job {
+        Job {
+            settle: Settle {
+                how: Some(How::Memory(settle)),
+            },
+        }
+    }
+
+    /// A message from Redis or AMQP: its bytes and its settler.
+    pub(crate) fn wire(body: Arc<[u8]>, settler: Settler) -> Job {
+        Job {
+            settle: Settle {
+                how: Some(How::Wire(body, settler)),
+            },
+        }
+    }
 }
 
 /// A message taken from Redis or AMQP, until it is settled.
@@ -77,12 +97,12 @@ pub(crate) struct Taken {
     pub(crate) attempts: u32,
 }
 
-/// A message's body: the wire's bytes, or, in the in-process broker, the
-/// value that was sent, never encoded.
+/// A message's body in the in-process broker: the value that was sent,
+/// never encoded, or a JSON object sent as one.
 pub(crate) enum Body {
-    /// A JSON object, as it travels between processes.
+    /// A JSON object (`Broker::send_dyn`).
     Wire(Arc<[u8]>),
-    /// A typed message sent in this process.
+    /// A typed message.
     Value(Box<dyn Carried>),
 }
 
@@ -96,15 +116,6 @@ impl fmt::Debug for Body {
 }
 
 impl Body {
-    /// Another body with the same message (for a consumer's attempt, while
-    /// the broker keeps this one for a retry or the dead letters).
-    pub(crate) fn copy(&self) -> Body {
-        match self {
-            Body::Wire(bytes) => Body::Wire(bytes.clone()),
-            Body::Value(value) => Body::Value(value.duplicate()),
-        }
-    }
-
     /// The message as a JSON object's bytes.
     pub(crate) fn to_wire(&self) -> Result<Arc<[u8]>, BrokerError> {
         match self {
@@ -113,42 +124,29 @@ impl Body {
         }
     }
 
-    /// The message as `Q`: the value itself when it is one, decoded from
-    /// JSON otherwise (a message sent as another type with the same queue,
-    /// or from another process).
-    pub(crate) fn decode<Q: Queue>(self) -> Result<Q, BrokerError> {
+    /// The message as `Q`: a clone of the value when it is one, decoded
+    /// from JSON otherwise (a message sent as another type with the same
+    /// queue, or as a JSON object).
+    fn decode<Q: Queue>(&self) -> Result<Q, BrokerError> {
         match self {
-            Body::Wire(bytes) => Q::from_wire(&bytes),
-            Body::Value(value) if value.as_any().is::<Q>() => value
-                .into_any()
-                .downcast::<Q>()
-                .map(|q| *q)
-                .map_err(|_| BrokerError::Decode {
-                    queue: Q::NAME.to_owned(),
-                    reason: "the message changed its type".to_owned(),
-                }),
-            Body::Value(value) => Q::from_wire(&value.to_wire()?),
+            Body::Wire(bytes) => Q::from_wire(bytes),
+            Body::Value(value) => match value.as_any().downcast_ref::<Q>() {
+                Some(message) => Ok(message.clone()),
+                None => Q::from_wire(&value.to_wire()?),
+            },
         }
     }
 }
 
 /// A typed message the in-process broker carries as it is.
 pub(crate) trait Carried: Send + 'static {
-    /// A copy of the message.
-    fn duplicate(&self) -> Box<dyn Carried>;
     /// The message as a JSON object's bytes.
     fn to_wire(&self) -> Result<Vec<u8>, BrokerError>;
     /// The message, to check its type.
     fn as_any(&self) -> &dyn Any;
-    /// The message, to take it as its type.
-    fn into_any(self: Box<Self>) -> Box<dyn Any>;
 }
 
 impl<Q: Queue> Carried for Q {
-    fn duplicate(&self) -> Box<dyn Carried> {
-        Box::new(self.clone())
-    }
-
     fn to_wire(&self) -> Result<Vec<u8>, BrokerError> {
         Queue::to_wire(self)
     }
@@ -156,50 +154,62 @@ impl<Q: Queue> Carried for Q {
     fn as_any(&self) -> &dyn Any {
         self
     }
-
-    fn into_any(self: Box<Self>) -> Box<dyn Any> {
-        self
-    }
 }
 
 /// Settles a job once: done, failed or poison. Dropped unsettled, the
 /// message goes back to its queue.
 pub struct Settle {
-    settler: Option<Settler>,
+    how: Option<How>,
 }
 
-impl std::fmt::Debug for Settle {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+/// What a settlement goes to, with the message.
+enum How {
+    /// The in-process broker, which holds the message itself.
+    Memory(MemorySettle),
+    /// A Redis or AMQP consumer's runner.
+    Wire(Arc<[u8]>, Settler),
+}
+
+impl fmt::Debug for Settle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Settle")
-            .field("settled", &self.settler.is_none())
+            .field("settled", &self.how.is_none())
             .finish()
     }
 }
 
 impl Drop for Settle {
     fn drop(&mut self) {
-        if let Some(settler) = self.settler.take() {
-            settler(Outcome::Released);
-        }
+        self.send(Outcome::Released);
     }
 }
 
 impl Settle {
-    pub(crate) fn new(settler: Settler) -> Self {
-        Settle {
-            settler: Some(settler),
+    fn send(&mut self, outcome: Outcome) {
+        match self.how.take() {
+            Some(How::Memory(settle)) => settle.settle(outcome),
+            Some(How::Wire(_, settler)) => settler(outcome),
+            None => {}
         }
     }
 
-    fn send(mut self, outcome: Outcome) {
-        if let Some(settler) = self.settler.take() {
-            settler(outcome);
+    /// The message as `Q`, or why it cannot be one. The in-process broker
+    /// keeps the original for a retry or the dead letters: the consumer
+    /// gets a clone.
+    pub(crate) fn decode<Q: Queue>(&self) -> Result<Q, BrokerError> {
+        match &self.how {
+            Some(How::Memory(settle)) => settle.body().decode(),
+            Some(How::Wire(bytes, _)) => Q::from_wire(bytes),
+            None => Err(BrokerError::Decode {
+                queue: Q::NAME.to_owned(),
+                reason: "the message was settled already".to_owned(),
+            }),
         }
     }
 
     /// Settles with the run's result (an error is a failed attempt), and
     /// returns it.
-    pub fn done(self, result: Result<(), HookFailure>) -> Result<(), HookFailure> {
+    pub fn done(mut self, result: Result<(), HookFailure>) -> Result<(), HookFailure> {
         match &result {
             Ok(()) => self.send(Outcome::Done),
             Err(failure) => self.send(Outcome::Failed(failure.to_string())),
@@ -208,7 +218,7 @@ impl Settle {
     }
 
     /// The message cannot be handled by any attempt (it does not decode).
-    pub(crate) fn poison(self, reason: String) {
+    pub(crate) fn poison(mut self, reason: String) {
         self.send(Outcome::Poison(reason));
     }
 }

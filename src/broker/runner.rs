@@ -12,7 +12,7 @@ use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 
 use super::amqp::{self, AmqpQueues, RECONNECT_MAX as AMQP_RECONNECT_MAX};
 use super::handle::{Backend, BrokerError};
-use super::job::{Binding, Body, ConsumerOptions, Job, Outcome, Settle, Settler, Taken};
+use super::job::{Binding, Body, ConsumerOptions, Job, Outcome, Settler, Taken};
 use super::memory::{Held, MemQueue, Memory};
 use super::redis::{Origin, RedisQueues};
 use crate::LOG_TARGET;
@@ -130,55 +130,80 @@ fn verdict(
 
 /// Hands a taken message to the agent with what settles it; `false` when
 /// the agent is gone (the job was dropped, which settled it as released).
-fn hand_over(consumer: &Consumer, body: Body, settler: Settler) -> bool {
-    let job = Job {
-        body,
-        settle: Settle::new(settler),
-    };
-    (consumer.deliver)(job)
+fn hand_over(consumer: &Consumer, body: Arc<[u8]>, settler: Settler) -> bool {
+    (consumer.deliver)(Job::wire(body, settler))
 }
 
 async fn run_memory(memory: Arc<Memory>, consumer: Consumer, mut stopped: oneshot::Receiver<()>) {
-    let (queue, items) = (consumer.queue, memory.queue(consumer.queue));
+    let items = memory.queue(consumer.queue);
     loop {
         let Some(Ok(permit)) =
             unless(&mut stopped, consumer.in_flight.clone().acquire_owned()).await
         else {
             break;
         };
-        let Some(taken) = unless(&mut stopped, items.take()).await else {
+        let Some(held) = unless(&mut stopped, items.take()).await else {
             break;
         };
-        let body = taken.body.copy();
-        let (items_, name, options) = (items.clone(), consumer.name.clone(), consumer.options);
         // Settled right where the run ends: no task, no channel, unless it
         // waits for a retry.
-        let settler: Settler = Box::new(move |outcome| {
-            let verdict = verdict((&name, queue, options), taken.attempts, outcome);
-            drop(permit);
-            settle_memory(items_, taken, verdict);
+        let job = Job::held(MemorySettle {
+            items: items.clone(),
+            held,
+            name: consumer.name.clone(),
+            queue: consumer.queue,
+            options: consumer.options,
+            _in_flight: permit,
         });
-        if !hand_over(&consumer, body, settler) {
+        if !(consumer.deliver)(job) {
             break;
         }
     }
 }
 
-fn settle_memory(queue: Arc<MemQueue>, mut taken: Held, verdict: Verdict) {
-    match verdict {
-        Verdict::Ack => {}
-        Verdict::Release => queue.put_back(taken),
-        Verdict::Dead { reason, attempts } => queue.dead(taken, reason, attempts),
-        Verdict::Retry { attempts, pause } => {
-            taken.attempts = attempts;
-            if tokio::runtime::Handle::try_current().is_ok() {
-                actix_rt::spawn(async move {
-                    actix_rt::time::sleep(pause).await;
-                    queue.put_back(taken);
-                });
-            } else {
-                // No runtime left (the System is going): back at once.
-                queue.put_back(taken);
+/// How an in-process message is settled: what its job holds.
+pub(crate) struct MemorySettle {
+    items: Arc<MemQueue>,
+    held: Held,
+    name: Arc<str>,
+    queue: &'static str,
+    options: ConsumerOptions,
+    _in_flight: OwnedSemaphorePermit,
+}
+
+impl MemorySettle {
+    /// The message.
+    pub(super) fn body(&self) -> &Body {
+        &self.held.body
+    }
+
+    /// Done, back in the queue (now or after the backoff), or dead.
+    pub(super) fn settle(self, outcome: Outcome) {
+        let MemorySettle {
+            items,
+            mut held,
+            name,
+            queue,
+            options,
+            _in_flight,
+        } = self;
+        let verdict = verdict((&name, queue, options), held.attempts, outcome);
+        drop(_in_flight);
+        match verdict {
+            Verdict::Ack => {}
+            Verdict::Release => items.put_back(held),
+            Verdict::Dead { reason, attempts } => items.dead(held, reason, attempts),
+            Verdict::Retry { attempts, pause } => {
+                held.attempts = attempts;
+                if tokio::runtime::Handle::try_current().is_ok() {
+                    actix_rt::spawn(async move {
+                        actix_rt::time::sleep(pause).await;
+                        items.put_back(held);
+                    });
+                } else {
+                    // No runtime left (the System is going): back at once.
+                    items.put_back(held);
+                }
             }
         }
     }
@@ -267,7 +292,7 @@ async fn run_redis(
                 actix_rt::spawn(settle);
             }
         });
-        if !hand_over(&consumer, Body::Wire(body), settler) {
+        if !hand_over(&consumer, body, settler) {
             break;
         }
     }
@@ -409,7 +434,7 @@ async fn run_amqp(queues: Arc<AmqpQueues>, consumer: Consumer, mut stopped: ones
                     actix_rt::spawn(settle);
                 }
             });
-            if !hand_over(&consumer, Body::Wire(body), settler) {
+            if !hand_over(&consumer, body, settler) {
                 break 'connect;
             }
         }

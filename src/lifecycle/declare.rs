@@ -277,8 +277,8 @@ async fn timed<F: Future>(timeout: Duration, fut: F) -> Result<F::Output, HookFa
 /// message that does not decode is poison: it goes to the dead letters at
 /// once, and the run fails as bad input.
 pub fn decode_job<Q: Queue>(job: Job) -> Result<(Q, Settle), HookFailure> {
-    let Job { body, settle } = job;
-    match body.decode::<Q>() {
+    let Job { settle } = job;
+    match settle.decode::<Q>() {
         Ok(message) => Ok((message, settle)),
         Err(e) => {
             settle.poison(e.to_string());
