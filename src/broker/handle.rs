@@ -294,7 +294,7 @@ impl Broker {
     /// those bound with a matching topic (see [`send_topic`](Broker::send_topic)).
     pub async fn send<Q: Queue>(&self, message: Q) -> Result<(), BrokerError> {
         if let Backend::Memory(memory) = &self.backend {
-            memory.queue(Q::NAME).push(Body::Value(Box::new(message))).await;
+            memory.declared(Q::NAME).push(Body::Value(Box::new(message))).await;
             return Ok(());
         }
         let body = message.to_wire()?;

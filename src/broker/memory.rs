@@ -35,6 +35,14 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 impl MemQueue {
     /// Appends a message, waiting while the queue is full.
     pub(super) async fn push(&self, body: Body) {
+        let mut items = lock(&self.items);
+        if items.len() < self.capacity {
+            items.push_back(Held { body, attempts: 0 });
+            drop(items);
+            self.ready.notify_one();
+            return;
+        }
+        drop(items);
         let mut body = Some(body);
         loop {
             let room = self.room.notified();
@@ -58,6 +66,13 @@ impl MemQueue {
     pub(super) fn put_back(&self, held: Held) {
         lock(&self.items).push_front(held);
         self.ready.notify_one();
+    }
+
+    /// Takes the next message if there is one.
+    pub(super) fn try_take(&self) -> Option<Held> {
+        let held = lock(&self.items).pop_front()?;
+        self.room.notify_one();
+        Some(held)
     }
 
     /// Takes the next message, waiting for one.
@@ -94,6 +109,9 @@ impl MemQueue {
 /// The queues of one broker, by name.
 pub(super) struct Memory {
     queues: Mutex<HashMap<String, Arc<MemQueue>>>,
+    /// The queues of typed messages, by the address of their `Queue::NAME`:
+    /// found without hashing their names.
+    declared: Mutex<Vec<(&'static str, Arc<MemQueue>)>>,
     capacity: usize,
 }
 
@@ -101,8 +119,21 @@ impl Memory {
     pub(super) fn new(capacity: usize) -> Self {
         Memory {
             queues: Mutex::default(),
+            declared: Mutex::default(),
             capacity,
         }
+    }
+
+    /// The queue of a typed message (`Queue::NAME`).
+    pub(super) fn declared(&self, name: &'static str) -> Arc<MemQueue> {
+        let mut declared = lock(&self.declared);
+        let same = |(known, _): &&(&'static str, Arc<MemQueue>)| std::ptr::eq(*known, name);
+        if let Some((_, queue)) = declared.iter().find(same) {
+            return queue.clone();
+        }
+        let queue = self.queue(name);
+        declared.push((name, queue.clone()));
+        queue
     }
 
     /// The queue named `name`, made on first use.

@@ -137,13 +137,24 @@ fn hand_over(consumer: &Consumer, body: Arc<[u8]>, settler: Settler) -> bool {
 async fn run_memory(memory: Arc<Memory>, consumer: Consumer, mut stopped: oneshot::Receiver<()>) {
     let items = memory.queue(consumer.queue);
     loop {
-        let Some(Ok(permit)) =
-            unless(&mut stopped, consumer.in_flight.clone().acquire_owned()).await
-        else {
+        if stopped.try_recv() != Err(oneshot::error::TryRecvError::Empty) {
             break;
+        }
+        // Without waiting while there is room and a message (no future
+        // built), waiting for them otherwise.
+        let permit = match consumer.in_flight.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => match unless(&mut stopped, consumer.in_flight.clone().acquire_owned()).await {
+                Some(Ok(permit)) => permit,
+                _ => break,
+            },
         };
-        let Some(held) = unless(&mut stopped, items.take()).await else {
-            break;
+        let held = match items.try_take() {
+            Some(held) => held,
+            None => match unless(&mut stopped, items.take()).await {
+                Some(held) => held,
+                None => break,
+            },
         };
         // Settled right where the run ends: no task, no channel, unless it
         // waits for a retry.
