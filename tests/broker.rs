@@ -108,6 +108,7 @@ on_every_broker!(
     a_message_that_does_not_decode_is_dead_lettered_at_once,
     equal_messages_have_budgets_of_their_own,
     no_more_than_prefetch_messages_are_taken_and_a_stop_takes_no_more,
+    json_objects_and_other_types_reach_a_typed_consumer,
 );
 
 /// A hang detector, not a performance threshold.
@@ -348,4 +349,46 @@ fn send_waits_while_an_in_process_queue_is_full() {
         handle.await.unwrap();
     });
     assert_eq!(events.all(), ["work 0", "work 1", "work 2"]);
+}
+
+/// Another type for the same queue (`jobs`), as a second program of the
+/// fleet may declare it.
+#[derive(Queue, Serialize, Deserialize, Clone)]
+#[queue(name = "jobs")]
+struct Job {
+    id: u32,
+    fail: bool,
+    note: String,
+}
+
+fn json_objects_and_other_types_reach_a_typed_consumer(backend: Backend) {
+    let events = Events::default();
+    let watched = events.clone();
+    backend.run(async move {
+        let broker = Broker::current();
+        let (addr, handle) = microagent::start(Worker {
+            events: watched.clone(),
+        });
+        started(&addr).await;
+        let declared = microagent::bus::Declarations::from_json(
+            r#"{"signals": [], "queues": [{"name": "jobs"}]}"#,
+        )
+        .unwrap();
+        let object = serde_json::json!({"id": 1, "fail": false});
+        broker
+            .send_declared(&declared.queues[0], object.as_object().unwrap())
+            .await
+            .unwrap();
+        let other = Job {
+            id: 2,
+            fail: false,
+            note: "extra fields are ignored".into(),
+        };
+        broker.send(other).await.unwrap();
+        broker.send(work(3)).await.unwrap();
+        watched.seen("work 3").await;
+        handle.stop();
+        handle.await.unwrap();
+    });
+    assert_eq!(events.all(), ["work 1", "work 2", "work 3"]);
 }

@@ -393,6 +393,18 @@ fn amqp_exchanges_fan_out_and_route_by_topic() {
             .unwrap();
         watched.seen("pusher hello").await;
         watched.seen("logger hello").await;
+        // A queue of a Python declarations file sends through its exchange.
+        let declared = microagent::bus::Declarations::from_json(
+            r#"{"signals": [], "queues": [{"name": "pusher", "exchange": "events"}]}"#,
+        )
+        .unwrap();
+        let text = serde_json::json!({"text": "declared"});
+        broker
+            .send_declared(&declared.queues[0], text.as_object().unwrap())
+            .await
+            .unwrap();
+        watched.seen("pusher declared").await;
+        watched.seen("logger declared").await;
         // Topics: only a matching one reaches `save`.
         let routed = Save {
             text: "kept".into(),
@@ -410,6 +422,7 @@ fn amqp_exchanges_fan_out_and_route_by_topic() {
     assert_eq!(events.count("save dropped"), 0);
     assert_eq!(events.count("pusher hello"), 1);
     assert_eq!(events.count("logger hello"), 1);
+    assert_eq!(events.count("logger declared"), 1);
 }
 
 /// Closes, from the broker's side, every AMQP connection whose name holds

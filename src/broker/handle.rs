@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use serde_json::{Map, Value};
 
 use super::amqp::AmqpQueues;
+use crate::bus::QueueSpec;
 use super::config::{BrokerConfig, BrokerInfo, Kind};
 use super::job::{Binding, Body, ConsumerOptions};
 use super::memory::Memory;
@@ -318,12 +319,51 @@ impl Broker {
         queue: &str,
         message: &Map<String, Value>,
     ) -> Result<(), BrokerError> {
+        self.send_map(queue, None, message).await
+    }
+
+    /// Sends a JSON object to a queue of a Python declarations file
+    /// ([`Declarations::queues`](crate::bus::Declarations)): on AMQP,
+    /// through the exchange it declares, if any, as the original does; to
+    /// the queue itself otherwise.
+    ///
+    /// ```
+    /// # use microagent::broker::Broker;
+    /// # use microagent::bus::Declarations;
+    /// # microagent::run(async {
+    /// let declared = Declarations::from_json(r#"{"signals": [], "queues": [{"name": "mailer"}]}"#)?;
+    /// let mailer = &declared.queues[0];
+    /// let mail = serde_json::json!({"to": "ann@example.com"});
+    /// Broker::current().send_declared(mailer, mail.as_object().unwrap()).await?;
+    /// assert_eq!(Broker::current().length("mailer").await?, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn send_declared(
+        &self,
+        queue: &QueueSpec,
+        message: &Map<String, Value>,
+    ) -> Result<(), BrokerError> {
+        self.send_map(&queue.name, queue.exchange.as_deref(), message)
+            .await
+    }
+
+    /// Sends a JSON object to `queue`, or through `exchange` (AMQP).
+    async fn send_map(
+        &self,
+        queue: &str,
+        exchange: Option<&str>,
+        message: &Map<String, Value>,
+    ) -> Result<(), BrokerError> {
         check_queue(queue)?;
+        if let Some(exchange) = exchange {
+            check_queue(exchange)?;
+        }
         let body = serde_json::to_vec(message).map_err(|e| BrokerError::Encode {
             queue: queue.to_owned(),
             reason: e.to_string(),
         })?;
-        self.push(queue, None, queue, body).await
+        self.push(queue, exchange, queue, body).await
     }
 
     async fn push(
