@@ -86,8 +86,13 @@
 // calls what the agent declares).
 //
 // vocabulary: no dependency on the rest of the crate
+// The derive macros name `::microagent`, in this crate too.
+extern crate self as microagent;
+
 pub mod broker;
 pub mod bus;
+pub mod config;
+mod deploy;
 mod error;
 mod info;
 mod messages;
@@ -110,6 +115,7 @@ pub use info::{
     AgentInfo, CronInfo, HandlerRuns, HooksInfo, PeriodicInfo, ReceiverInfo, RestartPolicy,
     ServerInfo, TaskRuns, Zone,
 };
+pub use deploy::deploy;
 pub use launcher::{Exit, Launcher, LauncherHandle};
 pub use lifecycle::Context;
 pub use messages::{GetInfo, StopAgent};

@@ -141,6 +141,15 @@ impl BrokerConfig {
         self
     }
 
+    /// Its kind and its URL, password redacted.
+    pub(crate) fn describe(&self) -> (&'static str, Option<&str>) {
+        match &self.kind {
+            Kind::InProcess => ("in-process", None),
+            Kind::Redis { redacted, .. } => ("redis", Some(redacted)),
+            Kind::Amqp { redacted, .. } => ("amqp", Some(redacted)),
+        }
+    }
+
     /// How many messages an in-process queue holds before `send` waits.
     pub fn capacity(mut self, messages: usize) -> Self {
         self.capacity = messages.max(1);

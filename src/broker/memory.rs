@@ -35,30 +35,30 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 impl MemQueue {
     /// Appends a message, waiting while the queue is full.
     pub(super) async fn push(&self, body: Body) {
-        let mut items = lock(&self.items);
-        if items.len() < self.capacity {
-            items.push_back(Held { body, attempts: 0 });
-            drop(items);
-            self.ready.notify_one();
-            return;
-        }
-        drop(items);
         let mut body = Some(body);
-        loop {
+        while !self.try_push(&mut body) {
+            // Full: wait for a message to be taken (registered before the
+            // second look, so a take in between is not missed).
             let room = self.room.notified();
-            {
-                let mut items = lock(&self.items);
-                if items.len() < self.capacity {
-                    if let Some(body) = body.take() {
-                        items.push_back(Held { body, attempts: 0 });
-                    }
-                    drop(items);
-                    self.ready.notify_one();
-                    return;
-                }
+            if self.try_push(&mut body) {
+                return;
             }
             room.await;
         }
+    }
+
+    /// Appends the message if the queue has room; whether it did.
+    fn try_push(&self, body: &mut Option<Body>) -> bool {
+        let mut items = lock(&self.items);
+        if items.len() >= self.capacity {
+            return false;
+        }
+        if let Some(body) = body.take() {
+            items.push_back(Held { body, attempts: 0 });
+        }
+        drop(items);
+        self.ready.notify_one();
+        true
     }
 
     /// Puts a held message back at the head (a retry, or one that was not

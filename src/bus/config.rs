@@ -129,6 +129,14 @@ impl BusConfig {
             Kind::Redis { .. } => "redis",
         }
     }
+
+    /// Its kind and its URL, password redacted.
+    pub(crate) fn describe(&self) -> (&'static str, Option<&str>) {
+        match &self.kind {
+            Kind::InProcess => (self.kind_name(), None),
+            Kind::Redis { redacted, .. } => (self.kind_name(), Some(redacted)),
+        }
+    }
 }
 
 /// What a bus reports about itself: in each agent's

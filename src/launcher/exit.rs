@@ -32,6 +32,9 @@ pub enum Exit {
     Crashed,
     /// The graceful stop overran the shutdown deadline.
     DeadlineExceeded,
+    /// The configuration was refused: no agent started
+    /// ([`deploy`](crate::deploy)).
+    ConfigInvalid,
 }
 
 impl Exit {
@@ -46,6 +49,7 @@ impl Exit {
             Exit::Crashed => 7,
             Exit::BusFailed => 8,
             Exit::BrokerFailed => 9,
+            Exit::ConfigInvalid => 78,
         }
     }
 

@@ -78,3 +78,41 @@ where
     });
     running.await
 }
+
+/// An agent that serves the health endpoints ([`health`]) on its address:
+/// what a configuration's `http` key starts beside the agents.
+///
+/// ```no_run
+/// fn main() -> microagent::Exit {
+///     microagent::Launcher::new()
+///         .agent(microagent::web::HealthServer::new("127.0.0.1:8080"))
+///         .run()
+/// }
+/// ```
+#[derive(Debug, crate::MicroAgent)]
+pub struct HealthServer {
+    bind: String,
+}
+
+impl HealthServer {
+    /// Serves on `bind` (`host:port`).
+    pub fn new(bind: impl Into<String>) -> Self {
+        HealthServer { bind: bind.into() }
+    }
+}
+
+#[crate::hooks]
+impl HealthServer {
+    #[on(server)]
+    fn http(
+        &self,
+        srv: ServerContext<Self>,
+    ) -> impl std::future::Future<Output = io::Result<()>> {
+        let bind = self.bind.clone();
+        async move {
+            let server =
+                HttpServer::new(|| actix_web::App::new().configure(health)).bind(&bind)?;
+            serve(server, srv).await
+        }
+    }
+}
