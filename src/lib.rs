@@ -110,12 +110,12 @@ mod launcher;
 pub mod web;
 
 pub use agent::{Agent, IntoAgent, Named};
+pub use deploy::deploy;
 pub use error::{AgentError, HookError, HookFailure, Stage, TimedOut};
 pub use info::{
     AgentInfo, CronInfo, HandlerRuns, HooksInfo, PeriodicInfo, ReceiverInfo, RestartPolicy,
     ServerInfo, TaskRuns, Zone,
 };
-pub use deploy::deploy;
 pub use launcher::{Exit, Launcher, LauncherHandle};
 pub use lifecycle::Context;
 pub use messages::{GetInfo, StopAgent};

@@ -3,7 +3,7 @@
 //! producers and consumers on the same queues.
 //!
 //! They need `REDIS_URL` or `AMQP_URL` (reported skipped without them); the
-//! Python test also needs `MICROAGENT_PYTHON` (a Python with
+//! Python test also needs `INTEROP_PYTHON` (a Python with
 //! `microagent[redis,amqp]==1.9.0`).
 
 mod support;
@@ -179,8 +179,8 @@ fn python_and_rust_share_amqp_queues_both_ways() {
 }
 
 fn python_and_rust_share_queues(kind: Kind, url: &str) {
-    let Ok(python) = std::env::var("MICROAGENT_PYTHON") else {
-        eprintln!("SKIPPED python_and_rust_share_queues: MICROAGENT_PYTHON is not set (a python with microagent[redis,amqp]==1.9.0)");
+    let Ok(python) = std::env::var("INTEROP_PYTHON") else {
+        eprintln!("SKIPPED python_and_rust_share_queues: INTEROP_PYTHON is not set (a python with microagent[redis,amqp]==1.9.0)");
         return;
     };
     let url = url.to_owned();

@@ -4,7 +4,7 @@
 //!
 //! The tests need `REDIS_URL` (they report themselves skipped without it);
 //! the ones that stop Redis run a `redis-server` of their own. The Python
-//! interop test also needs `MICROAGENT_PYTHON`: a Python with
+//! interop test also needs `INTEROP_PYTHON`: a Python with
 //! `microagent[redis]==1.9.0` (`.ci/run` makes one).
 
 mod support;
@@ -414,8 +414,8 @@ fn python_and_rust_agents_share_one_redis() {
     let Some(url) = redis_support::url("python_and_rust_agents_share_one_redis") else {
         return;
     };
-    let Ok(python) = std::env::var("MICROAGENT_PYTHON") else {
-        eprintln!("SKIPPED python_and_rust_agents_share_one_redis: MICROAGENT_PYTHON is not set (a python with microagent[redis]==1.9.0)");
+    let Ok(python) = std::env::var("INTEROP_PYTHON") else {
+        eprintln!("SKIPPED python_and_rust_agents_share_one_redis: INTEROP_PYTHON is not set (a python with microagent[redis]==1.9.0)");
         return;
     };
     let prefix = redis_support::prefix();

@@ -8,13 +8,13 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use serde_json::{Map, Value};
 
 use super::amqp::AmqpQueues;
-use crate::bus::QueueSpec;
 use super::config::{BrokerConfig, BrokerInfo, Kind};
 use super::job::{Binding, Body, ConsumerOptions};
 use super::memory::Memory;
 use super::queue::Queue;
 use super::redis::RedisQueues;
 use super::runner::{self, Consuming, JobFn};
+use crate::bus::QueueSpec;
 
 /// Why sending or reading a queue failed. None shows a password.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -295,7 +295,10 @@ impl Broker {
     /// those bound with a matching topic (see [`send_topic`](Broker::send_topic)).
     pub async fn send<Q: Queue>(&self, message: Q) -> Result<(), BrokerError> {
         if let Backend::Memory(memory) = &self.backend {
-            memory.declared(Q::NAME).push(Body::Value(Box::new(message))).await;
+            memory
+                .declared(Q::NAME)
+                .push(Body::Value(Box::new(message)))
+                .await;
             return Ok(());
         }
         let body = message.to_wire()?;

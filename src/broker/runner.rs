@@ -144,10 +144,12 @@ async fn run_memory(memory: Arc<Memory>, consumer: Consumer, mut stopped: onesho
         // built), waiting for them otherwise.
         let permit = match consumer.in_flight.clone().try_acquire_owned() {
             Ok(permit) => permit,
-            Err(_) => match unless(&mut stopped, consumer.in_flight.clone().acquire_owned()).await {
-                Some(Ok(permit)) => permit,
-                _ => break,
-            },
+            Err(_) => {
+                match unless(&mut stopped, consumer.in_flight.clone().acquire_owned()).await {
+                    Some(Ok(permit)) => permit,
+                    _ => break,
+                }
+            }
         };
         let held = match items.try_take() {
             Some(held) => held,

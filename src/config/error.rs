@@ -22,12 +22,13 @@ pub enum ConfigError {
         file: PathBuf,
     },
     /// A key has a value that cannot be used, is unknown, or is missing.
-    #[error("configuration {origin}: `{key}`: {problem}")]
+    #[error("configuration {origin}: {}{problem}", at(key))]
     Invalid {
         /// Where the value comes from: ``file `x.toml` ``, ``environment
         /// variable `MICROAGENT_BUS__URL` ``...
         origin: String,
-        /// The key's path (`bus.url`, `agent.mailer.sender`).
+        /// The key's path (`bus.url`, `agent.mailer.sender`); empty when
+        /// the text does not parse.
         key: String,
         /// What was expected and what was found.
         problem: String,
@@ -48,39 +49,28 @@ pub enum ConfigError {
 impl ConfigError {
     /// The first of figment's errors, with where it comes from.
     pub(super) fn from_figment(error: figment::Error) -> ConfigError {
-        let mut key = error.path.clone();
+        ConfigError::from_figment_under(error, "")
+    }
+
+    /// The first of figment's errors, for a value read under `prefix` (a
+    /// dotted key; empty for the whole configuration).
+    pub(super) fn from_figment_under(error: figment::Error, prefix: &str) -> ConfigError {
+        let mut key: Vec<String> = prefix
+            .split('.')
+            .filter(|part| !part.is_empty())
+            .map(str::to_owned)
+            .collect();
+        key.extend(error.path.iter().cloned());
         if let Kind::UnknownField(field, _) = &error.kind {
-            key.push(field.clone());
+            if key.last() != Some(field) {
+                key.push(field.clone());
+            }
         }
         let origin = origin(error.metadata.as_ref(), &key);
         ConfigError::Invalid {
             origin,
-            key: if key.is_empty() {
-                "(top level)".to_owned()
-            } else {
-                key.join(".")
-            },
+            key: key.join("."),
             problem: problem(&error.kind),
-        }
-    }
-
-    /// The same error for a value read under `key`.
-    pub(super) fn under(self, prefix: &str) -> ConfigError {
-        match self {
-            ConfigError::Invalid {
-                origin,
-                key,
-                problem,
-            } => ConfigError::Invalid {
-                origin,
-                key: if key == "(top level)" {
-                    prefix.to_owned()
-                } else {
-                    format!("{prefix}.{key}")
-                },
-                problem,
-            },
-            other => other,
         }
     }
 
@@ -91,6 +81,15 @@ impl ConfigError {
             key: key.to_owned(),
             problem: problem.into(),
         }
+    }
+}
+
+/// `` `key`: `` before a problem, when there is a key.
+fn at(key: &str) -> String {
+    if key.is_empty() {
+        String::new()
+    } else {
+        format!("`{key}`: ")
     }
 }
 

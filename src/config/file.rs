@@ -34,13 +34,33 @@ pub(super) struct Seconds(pub(super) Duration);
 
 impl<'de> Deserialize<'de> for Seconds {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let seconds = f64::deserialize(deserializer)?;
-        Duration::try_from_secs_f64(seconds).map(Seconds).map_err(|_| {
-            serde::de::Error::invalid_value(
-                serde::de::Unexpected::Float(seconds),
-                &"a number of seconds, 0 or more",
-            )
-        })
+        struct Visitor;
+
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Seconds;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a number of seconds, 0 or more")
+            }
+
+            fn visit_f64<E: serde::de::Error>(self, seconds: f64) -> Result<Seconds, E> {
+                Duration::try_from_secs_f64(seconds)
+                    .map(Seconds)
+                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Float(seconds), &self))
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, seconds: u64) -> Result<Seconds, E> {
+                Ok(Seconds(Duration::from_secs(seconds)))
+            }
+
+            fn visit_i64<E: serde::de::Error>(self, seconds: i64) -> Result<Seconds, E> {
+                u64::try_from(seconds)
+                    .map(|s| Seconds(Duration::from_secs(s)))
+                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Signed(seconds), &self))
+            }
+        }
+
+        deserializer.deserialize_any(Visitor)
     }
 }
 
@@ -88,23 +108,33 @@ fn backend(
     url: Option<&str>,
     allowed: &[Backend],
 ) -> Result<Backend, ConfigError> {
+    let schemes = || {
+        allowed
+            .iter()
+            .filter_map(|b| match b {
+                Backend::InProcess => None,
+                Backend::Redis => Some("redis://"),
+                Backend::Amqp => Some("amqp://"),
+            })
+            .collect::<Vec<_>>()
+            .join(" or ")
+    };
+    let url_key = format!("{section}.url");
     let from_url = match url {
-        Some(url) => Some(Backend::of_url(url).ok_or_else(|| {
-            let schemes = allowed
-                .iter()
-                .filter_map(|b| match b {
-                    Backend::InProcess => None,
-                    Backend::Redis => Some("redis://"),
-                    Backend::Amqp => Some("amqp://"),
-                })
-                .collect::<Vec<_>>()
-                .join(" or ");
-            ConfigError::invalid(
-                origin(figment, &format!("{section}.url")),
-                &format!("{section}.url"),
-                format!("expected a {schemes} URL, found {}", crate::bus::redact(url)),
-            )
-        })?),
+        Some(url) => match Backend::of_url(url).filter(|b| allowed.contains(b)) {
+            Some(backend) => Some(backend),
+            None => {
+                return Err(ConfigError::invalid(
+                    origin(figment, &url_key),
+                    &url_key,
+                    format!(
+                        "expected a {} URL, found {}",
+                        schemes(),
+                        crate::bus::redact(url)
+                    ),
+                ))
+            }
+        },
         None => None,
     };
     let chosen = match (kind, from_url) {
@@ -128,7 +158,11 @@ fn backend(
         return Err(ConfigError::invalid(
             origin(figment, &format!("{section}.kind")),
             &format!("{section}.kind"),
-            format!("expected one of: {}, found `{}`", names.join(", "), chosen.name()),
+            format!(
+                "expected one of: {}, found `{}`",
+                names.join(", "),
+                chosen.name()
+            ),
         ));
     }
     if chosen != Backend::InProcess && url.is_none() {
@@ -162,9 +196,8 @@ impl BusSection {
             self.url.as_deref(),
             &[Backend::InProcess, Backend::Redis],
         )?;
-        let refused = |key: &str, problem: String| {
-            ConfigError::invalid(origin(figment, key), key, problem)
-        };
+        let refused =
+            |key: &str, problem: String| ConfigError::invalid(origin(figment, key), key, problem);
         let mut config = match (chosen, &self.url) {
             (Backend::Redis, Some(url)) => {
                 BusConfig::redis(url).map_err(|e| refused("bus.url", e.to_string()))?

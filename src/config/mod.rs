@@ -123,10 +123,7 @@ impl Config {
                 file: path.to_owned(),
             });
         }
-        Config::build(
-            Some(path.to_owned()),
-            Figment::from(Toml::file_exact(path)),
-        )
+        Config::build(Some(path.to_owned()), Figment::from(Toml::file_exact(path)))
     }
 
     /// The TOML text `toml`, under the `MICROAGENT_*` variables (for tests
@@ -175,7 +172,9 @@ impl Config {
 
     /// The shutdown deadline (`shutdown_deadline`, seconds; 30 by default).
     pub fn shutdown_deadline(&self) -> Duration {
-        self.parsed.shutdown_deadline.map_or(Duration::from_secs(30), |s| s.0)
+        self.parsed
+            .shutdown_deadline
+            .map_or(Duration::from_secs(30), |s| s.0)
     }
 
     /// The address of the health endpoints (`http`), if any.
@@ -208,13 +207,14 @@ impl Config {
         let key = format!("agent.{name}");
         if self.parsed.agent.contains_key(name) {
             self.figment
-                .extract_inner(&key)
-                .map_err(ConfigError::from_figment)
+                .focus(&key)
+                .extract()
+                .map_err(|e| ConfigError::from_figment_under(e, &key))
         } else {
             let empty = figment::value::Dict::new();
             Figment::from(figment::providers::Serialized::defaults(empty))
                 .extract()
-                .map_err(|e| ConfigError::from_figment(e).under(&key))
+                .map_err(|e| ConfigError::from_figment_under(e, &key))
         }
     }
 

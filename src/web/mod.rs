@@ -104,14 +104,10 @@ impl HealthServer {
 #[crate::hooks]
 impl HealthServer {
     #[on(server)]
-    fn http(
-        &self,
-        srv: ServerContext<Self>,
-    ) -> impl std::future::Future<Output = io::Result<()>> {
+    fn http(&self, srv: ServerContext<Self>) -> impl std::future::Future<Output = io::Result<()>> {
         let bind = self.bind.clone();
         async move {
-            let server =
-                HttpServer::new(|| actix_web::App::new().configure(health)).bind(&bind)?;
+            let server = HttpServer::new(|| actix_web::App::new().configure(health)).bind(&bind)?;
             serve(server, srv).await
         }
     }
