@@ -1,0 +1,433 @@
+//! Configuration-driven deployment: the deploy fixture
+//! (tests/fixtures/deploy.rs, agents `greeter` and `clock`) run as a real
+//! process with files and variables, and `Config` / `Agents` in this
+//! process.
+//!
+//! The in-process tests read the `MICROAGENT_*` variables as every
+//! configuration does: the test run must not set any.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use microagent::config::{Agents, Config, ConfigError};
+use microagent::prelude::*;
+use serde::Deserialize;
+use support::process::{example, Proc, HANG};
+
+/// A directory of its own for one test, removed at the end.
+struct Dir(PathBuf);
+
+impl Dir {
+    fn new(test: &str) -> Dir {
+        let path =
+            std::env::temp_dir().join(format!("microagent-config-{test}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("a temporary directory");
+        Dir(path)
+    }
+
+    /// Writes `name` with `text`; its path.
+    fn file(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.0.join(name);
+        std::fs::write(&path, text).expect("the file is written");
+        path
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The deploy fixture in `dir`, with `args` and `envs` and no other
+/// `MICROAGENT_*` variable.
+fn deploy(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Proc {
+    let mut command = Command::new(example("deploy-fixture"));
+    for (name, _) in std::env::vars() {
+        if name.starts_with("MICROAGENT_") {
+            command.env_remove(name);
+        }
+    }
+    command
+        .current_dir(dir)
+        .args(args)
+        .env("RUST_LOG", "info")
+        .envs(envs.iter().copied());
+    Proc::start(command)
+}
+
+/// Runs the fixture to its end: exit code, stdout lines, stderr.
+fn deploy_to_end(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> (i32, Vec<String>, String) {
+    let mut proc = deploy(dir, args, envs);
+    let code = proc.wait_code();
+    (code, proc.seen.clone(), proc.stderr())
+}
+
+#[test]
+fn no_file_and_no_variables_run_every_agent_in_process() {
+    let dir = Dir::new("defaults");
+    let (code, lines, stderr) = deploy_to_end(&dir.0, &[], &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        lines,
+        ["greeter: hello x1", "clock: started", "clock: stopped"]
+    );
+    assert!(
+        stderr.contains("configuration: file: none; agents: all registered; bus: in-process"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn the_working_directory_file_then_the_variable_then_the_flag() {
+    let dir = Dir::new("files");
+    dir.file(
+        "microagent.toml",
+        "[agent.greeter]\ngreeting = \"from the default file\"\n",
+    );
+    let named = dir.file("named.toml", "[agent.greeter]\ngreeting = \"named\"\n");
+    let flagged = dir.file("flagged.toml", "[agent.greeter]\ngreeting = \"flagged\"\n");
+    let named = named.to_str().unwrap();
+    let flagged = flagged.to_str().unwrap();
+
+    let (code, lines, _) = deploy_to_end(&dir.0, &[], &[]);
+    assert_eq!(
+        (code, lines[0].as_str()),
+        (0, "greeter: from the default file x1")
+    );
+
+    let by_variable = [("MICROAGENT_CONFIG", named)];
+    let (code, lines, _) = deploy_to_end(&dir.0, &[], &by_variable);
+    assert_eq!((code, lines[0].as_str()), (0, "greeter: named x1"));
+
+    let (code, lines, _) = deploy_to_end(&dir.0, &["--config", flagged], &by_variable);
+    assert_eq!((code, lines[0].as_str()), (0, "greeter: flagged x1"));
+
+    let flag = format!("--config={flagged}");
+    let (code, lines, _) = deploy_to_end(&dir.0, &[&flag], &[]);
+    assert_eq!((code, lines[0].as_str()), (0, "greeter: flagged x1"));
+}
+
+#[test]
+fn variables_override_the_file() {
+    let dir = Dir::new("overrides");
+    let file = dir.file(
+        "deploy.toml",
+        "shutdown_deadline = 5\n[agent.greeter]\ngreeting = \"file\"\ntimes = 2\n",
+    );
+    let overrides = [
+        ("MICROAGENT_AGENT__GREETER__GREETING", "environment"),
+        ("MICROAGENT_SHUTDOWN_DEADLINE", "7.5"),
+    ];
+    let (code, lines, stderr) =
+        deploy_to_end(&dir.0, &["--config", file.to_str().unwrap()], &overrides);
+    assert_eq!(code, 0, "{stderr}");
+    // The variable wins for its key; the file's other keys stay.
+    assert_eq!(lines[0], "greeter: environment x2");
+    assert!(stderr.contains("shutdown deadline: 7.5s"), "{stderr}");
+}
+
+#[test]
+fn the_configuration_picks_the_agents_this_process_runs() {
+    let dir = Dir::new("agents");
+    // Only the clock: it runs until a signal.
+    let only_clock = dir.file("clock.toml", "agents = [\"clock\"]\n");
+    let mut proc = deploy(&dir.0, &["--config", only_clock.to_str().unwrap()], &[]);
+    proc.wait_line(|l| l == "clock: started");
+    proc.signal("TERM");
+    assert_eq!(proc.wait_code(), 0, "{}", proc.stderr());
+    assert_eq!(proc.seen, ["clock: started", "clock: stopped"]);
+
+    // Only the greeter, named by a variable: it ends the group itself.
+    let (code, lines, _) = deploy_to_end(&dir.0, &[], &[("MICROAGENT_AGENTS", "[greeter]")]);
+    assert_eq!(code, 0);
+    assert_eq!(lines, ["greeter: hello x1"]);
+}
+
+/// A configuration file's text, the variables beside it, and the error
+/// they make.
+type Refused = (&'static str, Vec<(&'static str, &'static str)>, String);
+
+/// Each refused configuration: exit code 78, the exact error on stderr,
+/// and no agent started.
+#[test]
+fn refused_configurations_exit_78_before_any_agent_starts() {
+    let dir = Dir::new("refused");
+    let path = dir.0.join("bad.toml");
+    let shown = path.display().to_string();
+    let cases: Vec<Refused> = vec![
+        (
+            "shutdown_dedline = 5",
+            vec![],
+            format!("configuration file `{shown}`: `shutdown_dedline`: unknown key `shutdown_dedline`; expected one of: agents, shutdown_deadline, http, log, bus, broker, agent"),
+        ),
+        (
+            "shutdown_deadline = \"soon\"",
+            vec![],
+            format!("configuration file `{shown}`: `shutdown_deadline`: expected a number of seconds, 0 or more, found a string"),
+        ),
+        (
+            "[bus]\nurl = \"redis://127.0.0.1:6379\"\nprefx = \"A\"",
+            vec![],
+            format!("configuration file `{shown}`: `bus.prefx`: unknown key `prefx`; expected one of: kind, url, prefix, max_payload, subscribe_timeout, reconnect_max"),
+        ),
+        (
+            "[broker]\nkind = \"redis\"",
+            vec![],
+            format!("configuration file `{shown}`: `broker.url`: missing: `kind = \"redis\"` needs a URL"),
+        ),
+        (
+            "[bus]\nurl = \"amqp://guest:hunter2@127.0.0.1/\"",
+            vec![],
+            format!("configuration file `{shown}`: `bus.url`: expected a redis:// URL, found amqp://guest:***@127.0.0.1/"),
+        ),
+        (
+            "[broker]\nkind = \"rabbit\"",
+            vec![],
+            format!("configuration file `{shown}`: `broker.kind`: unknown value `rabbit`; expected one of: in-process, redis, amqp"),
+        ),
+        (
+            "[agent.greeter]\ngreting = \"hi\"",
+            vec![],
+            format!("configuration file `{shown}`: `agent.greeter.greting`: unknown key `greting`; expected one of: greeting, times, stay"),
+        ),
+        (
+            "[agent.clock]\ninterval = 1",
+            vec![],
+            format!("configuration file `{shown}`: `agent.clock`: this agent takes no settings"),
+        ),
+        (
+            "agents = [\"greeter\", \"clok\"]",
+            vec![],
+            "configuration: `agents` names agent `clok`, which this binary does not have (it has: greeter, clock)".to_owned(),
+        ),
+        (
+            "[agent.greter]\ngreeting = \"hi\"",
+            vec![],
+            "configuration: `agent.greter` names agent `greter`, which this binary does not have (it has: greeter, clock)".to_owned(),
+        ),
+        (
+            "",
+            vec![("MICROAGENT_BROKER__CAPACITY", "lots")],
+            "configuration environment variable `MICROAGENT_BROKER__CAPACITY`: `broker.capacity`: expected usize, found a string".to_owned(),
+        ),
+        (
+            "",
+            vec![("MICROAGENT_AGENT__GREETER__TIMES", "[1]")],
+            "configuration environment variable `MICROAGENT_AGENT__GREETER__TIMES`: `agent.greeter.times`: expected u32, found sequence".to_owned(),
+        ),
+        (
+            "",
+            vec![("MICROAGENT_BUS__URLL", "redis://127.0.0.1")],
+            "configuration environment variable `MICROAGENT_BUS__URLL`: `bus.urll`: unknown key `urll`; expected one of: kind, url, prefix, max_payload, subscribe_timeout, reconnect_max".to_owned(),
+        ),
+    ];
+    for (toml, envs, expected) in cases {
+        std::fs::write(&path, toml).unwrap();
+        let (code, lines, stderr) = deploy_to_end(&dir.0, &["--config", &shown], &envs);
+        let refused: Vec<&str> = stderr
+            .lines()
+            .filter_map(|l| l.strip_prefix("microagent: "))
+            .collect();
+        assert_eq!(refused, [expected.as_str()], "{toml:?} {envs:?}: {stderr}");
+        assert_eq!(code, 78, "{toml:?} {envs:?}");
+        assert!(lines.is_empty(), "an agent started: {lines:?}");
+        assert!(!stderr.contains("hunter2"), "{stderr}");
+    }
+
+    // A file that does not parse, and one that does not exist.
+    std::fs::write(&path, "agents = [").unwrap();
+    let (code, _, stderr) = deploy_to_end(&dir.0, &["--config", &shown], &[]);
+    assert_eq!(code, 78);
+    assert!(
+        stderr.contains(&format!(
+            "microagent: configuration file `{shown}`: TOML parse error at line 1, column 11"
+        )),
+        "{stderr}"
+    );
+    let missing = dir.0.join("missing.toml");
+    let missing = missing.to_str().unwrap();
+    let (code, _, stderr) = deploy_to_end(&dir.0, &[], &[("MICROAGENT_CONFIG", missing)]);
+    assert_eq!(code, 78);
+    assert_eq!(
+        stderr.trim(),
+        format!("microagent: configuration file `{missing}` does not exist")
+    );
+    let (code, _, stderr) = deploy_to_end(&dir.0, &["--config"], &[]);
+    assert_eq!(
+        (code, stderr.trim()),
+        (78, "microagent: `--config` needs a path after it")
+    );
+}
+
+#[test]
+fn passwords_never_show_in_logs_or_errors() {
+    let dir = Dir::new("secrets");
+    // Nothing listens on port 1: the bus cannot connect, and says so.
+    let file = dir.file(
+        "secret.toml",
+        "log = \"debug\"\n[bus]\nurl = \"redis://:hunter2@127.0.0.1:1\"\nsubscribe_timeout = 0.5\n[broker]\nurl = \"amqp://guest:hunter2@127.0.0.1:1/%2f\"\n",
+    );
+    let mut proc = deploy(
+        &dir.0,
+        &["--config", file.to_str().unwrap()],
+        &[("RUST_LOG", "")],
+    );
+    let code = proc.wait_code();
+    let stderr = proc.stderr();
+    assert_eq!(code, 8, "the bus is connected first: {stderr}");
+    assert!(stderr.contains("redis://:***@127.0.0.1:1"), "{stderr}");
+    assert!(
+        stderr.contains("amqp://guest:***@127.0.0.1:1/%2f"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+    assert!(proc.seen.is_empty(), "an agent started: {:?}", proc.seen);
+}
+
+/// `GET path` on `addr`; the status code, or `None` while nothing answers.
+fn get(addr: &str, path: &str) -> Option<u16> {
+    let mut stream = TcpStream::connect(addr).ok()?;
+    stream.set_read_timeout(Some(HANG)).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).ok()?;
+    reply.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[test]
+fn the_http_key_serves_the_health_endpoints() {
+    let dir = Dir::new("http");
+    let addr = {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("a free port");
+        listener.local_addr().unwrap().to_string()
+    };
+    let file = dir.file(
+        "http.toml",
+        &format!("http = \"{addr}\"\n[agent.greeter]\nstay = true\n"),
+    );
+    let mut proc = deploy(&dir.0, &["--config", file.to_str().unwrap()], &[]);
+    proc.wait_line(|l| l == "clock: started");
+    let start = Instant::now();
+    while get(&addr, "/health/ready") != Some(200) {
+        assert!(start.elapsed() < HANG, "never ready; {}", proc.stderr());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(get(&addr, "/health/live"), Some(200));
+    proc.signal("TERM");
+    assert_eq!(proc.wait_code(), 0, "{}", proc.stderr());
+}
+
+#[derive(Deserialize, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+struct Settings {
+    sender: String,
+    #[serde(default)]
+    retries: u32,
+}
+
+#[derive(Default, MicroAgent)]
+struct Quiet;
+
+#[microagent::hooks]
+impl Quiet {}
+
+#[test]
+fn a_configuration_builds_the_bus_and_broker_it_names_and_redacts_them() {
+    let config = Config::from_toml(
+        r#"
+        shutdown_deadline = 2.5
+        http = "127.0.0.1:9000"
+        log = "warn"
+        [bus]
+        url = "redis://:hunter2@10.0.0.1:6380/2"
+        prefix = "FLEET"
+        [broker]
+        url = "amqp://app:hunter2@10.0.0.2:5672/%2f"
+        durable = true
+        [agent.mailer]
+        sender = "shop@example.com"
+        "#,
+    )
+    .unwrap();
+    assert_eq!(config.shutdown_deadline(), Duration::from_millis(2500));
+    assert_eq!(config.http(), Some("127.0.0.1:9000"));
+    assert_eq!(config.log(), Some("warn"));
+    assert_eq!(config.agents(), None);
+    let settings: Settings = config.settings("mailer").unwrap();
+    assert_eq!(
+        settings,
+        Settings {
+            sender: "shop@example.com".into(),
+            retries: 0
+        }
+    );
+    let shown = format!(
+        "{config} {config:?} {:?} {:?}",
+        config.bus(),
+        config.broker()
+    );
+    assert!(!shown.contains("hunter2"), "{shown}");
+    assert!(
+        shown.contains("bus: redis redis://:***@10.0.0.1:6380/2"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("broker: amqp amqp://app:***@10.0.0.2:5672/%2f"),
+        "{shown}"
+    );
+    assert!(shown.contains("prefix: \"FLEET\""), "{shown}");
+
+    // Settings an agent requires, absent: named with the key.
+    let missing = Config::defaults()
+        .settings::<Settings>("mailer")
+        .unwrap_err();
+    assert_eq!(
+        missing.to_string(),
+        "configuration defaults: `agent.mailer`: missing key `sender`"
+    );
+}
+
+#[test]
+fn agents_are_picked_by_name_and_checked() {
+    let agents = Agents::new()
+        .agent("quiet", Quiet::default)
+        .agent_with("mailer", |_: Settings| Quiet);
+    assert_eq!(agents.names().collect::<Vec<_>>(), ["quiet", "mailer"]);
+    let picked = |toml: &str| {
+        microagent::Launcher::from_config(&Config::from_toml(toml).unwrap(), &agents)
+            .map(|launcher| format!("{launcher:?}"))
+    };
+    assert!(picked("agents = [\"quiet\"]")
+        .unwrap()
+        .contains("agents: 1"));
+    assert!(picked("agents = [\"quiet\", \"quiet\"]")
+        .unwrap()
+        .contains("agents: 1"));
+    // The mailer needs its sender.
+    assert_eq!(
+        picked("").unwrap_err(),
+        ConfigError::Invalid {
+            origin: "defaults".into(),
+            key: "agent.mailer".into(),
+            problem: "missing key `sender`".into()
+        }
+    );
+    assert!(picked("[agent.mailer]\nsender = \"a@b\"")
+        .unwrap()
+        .contains("agents: 2"));
+    assert_eq!(
+        picked("agents = []").unwrap_err().to_string(),
+        "configuration TOML source string: `agents`: expected at least one agent's name, found an empty list"
+    );
+}
