@@ -218,12 +218,15 @@ impl Stock {
 #[serde(deny_unknown_fields, default)]
 struct MailerSettings {
     sender: String,
+    /// Seconds a mail takes to send (a slow mail server).
+    pause: f64,
 }
 
 impl Default for MailerSettings {
     fn default() -> Self {
         MailerSettings {
             sender: "shop@example.com".into(),
+            pause: 0.0,
         }
     }
 }
@@ -232,7 +235,7 @@ impl Default for MailerSettings {
 #[error("no mailbox at `{0}`")]
 struct NoMailbox(String);
 
-#[derive(MicroAgent)]
+#[derive(Default, MicroAgent)]
 struct Mailer {
     settings: MailerSettings,
 }
@@ -240,7 +243,9 @@ struct Mailer {
 #[microagent::hooks]
 impl Mailer {
     #[consumer(Mail, attempts = 2, backoff = 0.05)]
-    fn send(&mut self, mail: Mail) -> Result<(), NoMailbox> {
+    async fn send(&mut self, mail: Mail) -> Result<(), NoMailbox> {
+        let pause = Duration::try_from_secs_f64(self.settings.pause).unwrap_or_default();
+        actix_rt::time::sleep(pause).await;
         if !mail.to.contains('@') {
             return Err(NoMailbox(mail.to));
         }
