@@ -107,6 +107,7 @@ mod run;
 mod start;
 // on top
 mod launcher;
+pub mod testkit;
 pub mod web;
 
 pub use agent::{Agent, IntoAgent, Named};

@@ -83,6 +83,12 @@ impl<A: Agent> AgentHandle<A> {
         self.cell.addr().upgrade()
     }
 
+    /// Where the agent is in its lifecycle now (`Running` once its
+    /// `post_start` hooks are done).
+    pub fn phase(&self) -> crate::Phase {
+        Tracked::phase(&*self.cell)
+    }
+
     /// Asks the agent to stop gracefully (sends it
     /// [`StopAgent`](crate::StopAgent)) and says whether the request was
     /// delivered. It does not wait: [`wait`](AgentHandle::wait) for that.

@@ -305,6 +305,31 @@ impl Broker {
         self.push(Q::NAME, Q::EXCHANGE, Q::NAME, body).await
     }
 
+    /// Sends `message` on the in-process broker and returns its id there
+    /// (what [`QueueEvent`](super::QueueEvent)s name); `None` on the
+    /// others, after sending it.
+    pub(crate) async fn send_tracked<Q: Queue>(
+        &self,
+        message: Q,
+    ) -> Result<Option<u64>, BrokerError> {
+        if let Backend::Memory(memory) = &self.backend {
+            let queue = memory.declared(Q::NAME);
+            return Ok(Some(queue.push(Body::Value(Box::new(message))).await));
+        }
+        self.send(message).await.map(|()| None)
+    }
+
+    /// What happens on the in-process broker from now on (`None` on the
+    /// others).
+    pub(crate) fn observe_in_process(
+        &self,
+    ) -> Option<tokio::sync::mpsc::UnboundedReceiver<super::QueueEvent>> {
+        match &self.backend {
+            Backend::Memory(memory) => Some(memory.observe()),
+            _ => None,
+        }
+    }
+
     /// Sends `message` with `topic` as routing key: on AMQP, through its
     /// queue's (topic) exchange to every queue bound with a matching topic;
     /// the in-process and Redis brokers send to the queue itself.

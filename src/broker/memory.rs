@@ -1,29 +1,35 @@
 //! The in-process broker: bounded queues in this process.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::Notify;
 
 use super::handle::DeadLetter;
 use super::job::Body;
+use super::observe::{QueueEvent, QueueObservers, Settlement};
 
-/// A message in an in-process queue, or held from it until it is settled.
+/// A message in an in-process queue, or taken from it until it is settled.
 #[derive(Debug)]
 pub(super) struct Held {
+    /// Its id in this broker (what observers see).
+    pub(super) id: u64,
     pub(super) body: Body,
     /// Attempts it had before this one.
     pub(super) attempts: u32,
 }
 
-/// One queue: its messages, at most `capacity` sent and not yet held.
+/// One queue: its messages, at most `capacity` sent and not yet taken.
 pub(super) struct MemQueue {
     name: String,
+    /// The broker's ids and observers.
+    shared: Arc<Shared>,
     capacity: usize,
     items: Mutex<VecDeque<Held>>,
     /// A message was put in.
     ready: Notify,
-    /// A message was held out.
+    /// A message was taken out.
     room: Notify,
     dead: Mutex<Vec<DeadLetter>>,
 }
@@ -33,32 +39,46 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl MemQueue {
-    /// Appends a message, waiting while the queue is full.
-    pub(super) async fn push(&self, body: Body) {
-        let mut body = Some(body);
-        while !self.try_push(&mut body) {
+    /// Appends a message, waiting while the queue is full; its id.
+    pub(super) async fn push(&self, body: Body) -> u64 {
+        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        self.shared.observers.sent(id, &self.name, &body);
+        let mut held = Some(Held {
+            id,
+            body,
+            attempts: 0,
+        });
+        while !self.try_push(&mut held) {
             // Full: wait for a message to be taken (registered before the
             // second look, so a take in between is not missed).
             let room = self.room.notified();
-            if self.try_push(&mut body) {
-                return;
+            if self.try_push(&mut held) {
+                break;
             }
             room.await;
         }
+        id
     }
 
     /// Appends the message if the queue has room; whether it did.
-    fn try_push(&self, body: &mut Option<Body>) -> bool {
+    fn try_push(&self, held: &mut Option<Held>) -> bool {
         let mut items = lock(&self.items);
         if items.len() >= self.capacity {
             return false;
         }
-        if let Some(body) = body.take() {
-            items.push_back(Held { body, attempts: 0 });
+        if let Some(held) = held.take() {
+            items.push_back(held);
         }
         drop(items);
         self.ready.notify_one();
         true
+    }
+
+    /// Tells the broker's observers how an attempt at a message ended.
+    pub(super) fn settled(&self, id: u64, consumer: &str, settlement: impl FnOnce() -> Settlement) {
+        self.shared
+            .observers
+            .settled_with(id, &self.name, consumer, settlement);
     }
 
     /// Puts a held message back at the head (a retry, or one that was not
@@ -106,8 +126,16 @@ impl MemQueue {
     }
 }
 
+/// What the queues of one broker share: message ids and observers.
+#[derive(Default)]
+struct Shared {
+    next_id: AtomicU64,
+    observers: QueueObservers,
+}
+
 /// The queues of one broker, by name.
 pub(super) struct Memory {
+    shared: Arc<Shared>,
     queues: Mutex<HashMap<String, Arc<MemQueue>>>,
     /// The queues of typed messages, by the address of their `Queue::NAME`:
     /// found without hashing their names.
@@ -118,6 +146,7 @@ pub(super) struct Memory {
 impl Memory {
     pub(super) fn new(capacity: usize) -> Self {
         Memory {
+            shared: Arc::default(),
             queues: Mutex::default(),
             declared: Mutex::default(),
             capacity,
@@ -144,6 +173,7 @@ impl Memory {
         }
         let queue = Arc::new(MemQueue {
             name: name.to_owned(),
+            shared: self.shared.clone(),
             capacity: self.capacity,
             items: Mutex::default(),
             ready: Notify::new(),
@@ -156,6 +186,11 @@ impl Memory {
 
     pub(super) fn length(&self, queue: &str) -> usize {
         self.queue(queue).length()
+    }
+
+    /// Every message sent and every attempt settled from now on.
+    pub(super) fn observe(&self) -> tokio::sync::mpsc::UnboundedReceiver<QueueEvent> {
+        self.shared.observers.add()
     }
 
     pub(super) fn dead_letters(&self, queue: &str) -> Vec<DeadLetter> {

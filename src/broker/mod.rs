@@ -13,6 +13,7 @@ mod config;
 mod handle;
 mod job;
 mod memory;
+mod observe;
 mod queue;
 mod redis;
 mod runner;
@@ -21,6 +22,7 @@ pub use config::{BrokerConfig, BrokerInfo};
 pub(crate) use handle::{close, connected, current_info};
 pub use handle::{Broker, BrokerError, DeadLetter};
 pub use job::{Binding, Consume, ConsumerOptions, Job, Settle};
+pub use observe::{QueueEvent, Settlement};
 pub use queue::Queue;
 pub(crate) use runner::{Consuming, JobFn};
 

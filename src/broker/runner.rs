@@ -14,6 +14,7 @@ use super::amqp::{self, AmqpQueues, RECONNECT_MAX as AMQP_RECONNECT_MAX};
 use super::handle::{Backend, BrokerError};
 use super::job::{Binding, Body, ConsumerOptions, Job, Outcome, Settler, Taken};
 use super::memory::{Held, MemQueue, Memory};
+use super::observe::Settlement;
 use super::redis::{Origin, RedisQueues};
 use crate::LOG_TARGET;
 use futures_util::StreamExt;
@@ -86,8 +87,15 @@ fn backoff(options: &ConsumerOptions, attempt: u32) -> Duration {
 enum Verdict {
     Ack,
     Release,
-    Retry { attempts: u32, pause: Duration },
-    Dead { reason: String, attempts: u32 },
+    Retry {
+        attempts: u32,
+        pause: Duration,
+        reason: String,
+    },
+    Dead {
+        reason: String,
+        attempts: u32,
+    },
 }
 
 /// Decides what the run's outcome means, logging failures.
@@ -123,7 +131,11 @@ fn verdict(
                 "consumer `{name}`: attempt {attempts} of {} at a message of queue `{queue}` failed: {reason}; retrying in {pause:?}",
                 options.attempts
             );
-            Verdict::Retry { attempts, pause }
+            Verdict::Retry {
+                attempts,
+                pause,
+                reason,
+            }
         }
     }
 }
@@ -202,11 +214,27 @@ impl MemorySettle {
         } = self;
         let verdict = verdict((&name, queue, options), held.attempts, outcome);
         drop(_in_flight);
+        items.settled(held.id, &name, || match &verdict {
+            Verdict::Ack => Settlement::Acked,
+            Verdict::Release => Settlement::Released,
+            Verdict::Retry {
+                attempts, reason, ..
+            } => Settlement::Retried {
+                attempt: *attempts,
+                reason: reason.clone(),
+            },
+            Verdict::Dead { reason, attempts } => Settlement::DeadLettered {
+                attempts: *attempts,
+                reason: reason.clone(),
+            },
+        });
         match verdict {
             Verdict::Ack => {}
             Verdict::Release => items.put_back(held),
             Verdict::Dead { reason, attempts } => items.dead(held, reason, attempts),
-            Verdict::Retry { attempts, pause } => {
+            Verdict::Retry {
+                attempts, pause, ..
+            } => {
                 held.attempts = attempts;
                 if tokio::runtime::Handle::try_current().is_ok() {
                     actix_rt::spawn(async move {
@@ -366,7 +394,9 @@ async fn settle_redis(
             })
             .await
         }
-        Verdict::Retry { attempts, pause } => {
+        Verdict::Retry {
+            attempts, pause, ..
+        } => {
             persist("scheduling a retry", || {
                 q.retry(queue, id, &taken, &origin, attempts, pause)
             })
@@ -479,7 +509,9 @@ async fn settle_amqp(
     let settled = match verdict {
         Verdict::Ack => q.ack(&acker).await,
         Verdict::Release => q.requeue(&acker).await,
-        Verdict::Retry { attempts, pause } => {
+        Verdict::Retry {
+            attempts, pause, ..
+        } => {
             actix_rt::time::sleep(pause).await;
             persist("publishing a retry", || {
                 q.publish(queue, &taken.body, attempts)

@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 use super::config::{BusConfig, BusInfo, Kind};
 use super::delivery::{typed, Payload};
 use super::local::{DeliverFn, Subscribers, Subscription};
+use super::observe::{Observer, Observers};
 use super::redis::{Link, PendingGuard};
 use super::signal::{check_name, DynSignal, Signal, SignalError};
 use super::wire::{self, WireError};
@@ -147,6 +148,7 @@ pub struct Bus {
 
 struct Inner {
     subscribers: Arc<Subscribers>,
+    observers: Observers,
     prefix: String,
     remote: Option<Arc<Link>>,
 }
@@ -246,6 +248,7 @@ impl Bus {
         Bus {
             inner: Arc::new(Inner {
                 subscribers,
+                observers: Observers::default(),
                 prefix,
                 remote,
             }),
@@ -291,6 +294,33 @@ impl Bus {
             Some(link) => link.info(),
             None => BusInfo::in_process(&self.inner.prefix),
         }
+    }
+
+    /// Watches what this process sends on the bus from now on: every
+    /// signal sent or called, with its sender and arguments, whatever the
+    /// backend. For tests and debugging; an observer costs a copy of each
+    /// signal's arguments while it lives.
+    ///
+    /// ```
+    /// use microagent::bus::{Bus, Signal};
+    /// use serde::{Deserialize, Serialize};
+    ///
+    /// #[derive(Signal, Serialize, Deserialize)]
+    /// struct Ping {
+    ///     n: u32,
+    /// }
+    ///
+    /// microagent::run(async {
+    ///     let bus = Bus::current();
+    ///     let mut observer = bus.observe();
+    ///     bus.send("me", Ping { n: 1 }).await.unwrap();
+    ///     let sent = observer.drain();
+    ///     assert_eq!((sent[0].signal.as_str(), sent[0].sender.as_str()), ("ping", "me"));
+    ///     assert_eq!(sent[0].args["n"], 1);
+    /// });
+    /// ```
+    pub fn observe(&self) -> Observer {
+        self.inner.observers.add()
     }
 
     /// Whether the bus can send now: always in-process; on Redis, while
@@ -382,6 +412,9 @@ impl Bus {
     ) -> Result<(), BusError> {
         check_name(name)?;
         wire::check_part("sender", sender.as_str())?;
+        self.inner
+            .observers
+            .record(name, sender.as_str(), &payload, false);
         match &self.inner.remote {
             None => {
                 let sender = sender.to_arc();
@@ -405,6 +438,9 @@ impl Bus {
     ) -> Result<AnswerStream, BusError> {
         check_name(name)?;
         wire::check_part("sender", sender.as_str())?;
+        self.inner
+            .observers
+            .record(name, sender.as_str(), &payload, true);
         let (answers, guard, asked) = match &self.inner.remote {
             None => {
                 let (tx, answers) = mpsc::unbounded_channel();

@@ -20,6 +20,7 @@ mod declarations;
 mod delivery;
 mod handle;
 mod local;
+mod observe;
 mod redis;
 mod sender;
 mod signal;
@@ -33,6 +34,7 @@ pub use delivery::{Deliver, Delivery, Payload, Reply, ToArgs, ToWire};
 pub(crate) use handle::{close, connected, current_info, Confirmation};
 pub use handle::{AnswerStream, Answers, Bus, BusError};
 pub(crate) use local::{DeliverFn, Subscription};
+pub use observe::{Observer, Sent};
 pub use sender::AgentBus;
 pub use signal::{DynSignal, Signal, SignalError};
 

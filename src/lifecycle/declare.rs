@@ -12,7 +12,6 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::time::Duration;
 
-use chrono::Utc;
 use futures_util::FutureExt;
 
 use super::cron::{next_cron_time, parse_cron};
@@ -500,7 +499,7 @@ pub(crate) fn describe_running<A: Agent>(
     let table = &A::HOOKS;
     let runs_of = |index: usize| runs.get(index).cloned().unwrap_or_default();
     let names = |stage| table.stage(stage).iter().map(|h| h.name).collect();
-    let now = Utc::now();
+    let now = super::tasks::wall_now();
     let (mut periodic, mut cron) = (Vec::new(), Vec::new());
     for (index, task) in table.tasks.iter().enumerate() {
         match task.schedule {

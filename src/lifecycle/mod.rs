@@ -51,3 +51,4 @@ pub(crate) use cell::AgentCell;
 pub use context::Context;
 pub(crate) use declare::{describe, Hooks};
 pub(crate) use state::Lifecycle;
+pub(crate) use tasks::set_virtual_wall;

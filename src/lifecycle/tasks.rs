@@ -50,9 +50,34 @@ impl fmt::Debug for Timers {
     }
 }
 
+thread_local! {
+    /// A virtual wall clock for this thread: the wall time it showed at a
+    /// Tokio instant ([`testkit`](crate::testkit) with virtual time).
+    static VIRTUAL_WALL: std::cell::Cell<Option<(DateTime<Utc>, Instant)>> =
+        const { std::cell::Cell::new(None) };
+}
+
+/// Makes this thread's wall clock show `wall` now and move with Tokio's
+/// (paused) clock from here; `None` gives it back the system clock.
+pub(crate) fn set_virtual_wall(wall: Option<DateTime<Utc>>) {
+    VIRTUAL_WALL.set(wall.map(|wall| (wall, Instant::now())));
+}
+
+/// The wall-clock time cron tasks are scheduled by: the system clock,
+/// unless this thread has a virtual one.
+pub(crate) fn wall_now() -> DateTime<Utc> {
+    match VIRTUAL_WALL.get() {
+        None => Utc::now(),
+        Some((wall, at)) => {
+            let since = chrono::Duration::from_std(Instant::now() - at).unwrap_or_default();
+            wall + since
+        }
+    }
+}
+
 /// The instant a wall-clock time stands for, seen from now.
 fn instant_of(at: DateTime<Utc>) -> Instant {
-    let ahead = (at - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+    let ahead = (at - wall_now()).to_std().unwrap_or(Duration::ZERO);
     Instant::now() + ahead
 }
 
@@ -90,7 +115,7 @@ impl Timers {
                     };
                     let due = cron
                         .as_ref()
-                        .and_then(|c| next_cron_time(c, zone, Utc::now()))
+                        .and_then(|c| next_cron_time(c, zone, wall_now()))
                         .map_or(now + Duration::from_secs(u64::MAX / 4), instant_of);
                     TaskSlot {
                         due,
@@ -149,7 +174,7 @@ impl Timers {
                 if let Some(next) = slot
                     .cron
                     .as_ref()
-                    .and_then(|c| next_cron_time(c, zone, Utc::now()))
+                    .and_then(|c| next_cron_time(c, zone, wall_now()))
                 {
                     slot.due = instant_of(next);
                 }

@@ -1,0 +1,417 @@
+//! Testing an agent without Redis or RabbitMQ: run it through its
+//! lifecycle, talk to its receivers, script the answers to its calls, put
+//! messages on its queues and see how each was settled, and drive its
+//! periodic and cron tasks in virtual time.
+//!
+//! The kit uses the real in-process bus and broker of a real actix System,
+//! not stand-ins: what passes here passes against them in production,
+//! where Redis or RabbitMQ carry the same signals and messages.
+//!
+//! ```
+//! use microagent::bus::Signal;
+//! use microagent::broker::Queue;
+//! use microagent::prelude::*;
+//! use microagent::testkit::TestKit;
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Signal, Serialize, Deserialize)]
+//! struct StockLevel {
+//!     item: String,
+//! }
+//!
+//! #[derive(Signal, Serialize, Deserialize)]
+//! struct Restocked {
+//!     item: String,
+//! }
+//!
+//! #[derive(Queue, Serialize, Deserialize, Clone)]
+//! struct Refill {
+//!     item: String,
+//!     count: u64,
+//! }
+//!
+//! #[derive(Default, MicroAgent)]
+//! struct Store {
+//!     apples: u64,
+//! }
+//!
+//! #[derive(Debug, thiserror::Error)]
+//! #[error("unknown item")]
+//! struct Unknown;
+//!
+//! #[microagent::hooks]
+//! impl Store {
+//!     #[receiver(StockLevel)]
+//!     fn level(&mut self, ask: StockLevel) -> u64 {
+//!         if ask.item == "apple" { self.apples } else { 0 }
+//!     }
+//!
+//!     #[consumer(Refill, attempts = 2, backoff = 0.01)]
+//!     async fn refill(&mut self, refill: Refill) -> Result<(), Unknown> {
+//!         if refill.item != "apple" {
+//!             return Err(Unknown);
+//!         }
+//!         self.apples += refill.count;
+//!         Bus::current().send("store", Restocked { item: refill.item }).await.ok();
+//!         Ok(())
+//!     }
+//! }
+//!
+//! use microagent::bus::Bus;
+//!
+//! TestKit::new().run(|kit| async move {
+//!     let store = kit.start(Store::default());
+//!     store.started().await;
+//!
+//!     let fate = kit.consume(Refill { item: "apple".into(), count: 5 }).await;
+//!     assert!(fate.acked());
+//!     let answers = kit.call(StockLevel { item: "apple".into() }).await.unwrap();
+//!     assert_eq!(answers.get("Store.level"), Some(&serde_json::json!(5)));
+//!     // What the agent sent on the bus.
+//!     assert!(kit.sent().iter().any(|s| s.signal == "restocked" && s.sender == "store"));
+//!
+//!     let fate = kit.consume(Refill { item: "pear".into(), count: 1 }).await;
+//!     assert_eq!(fate.dead_lettered(), Some("unknown item"));
+//!     assert_eq!(fate.attempts(), 2);
+//!
+//!     store.stop().await.unwrap();
+//! });
+//! ```
+
+use std::cell::RefCell;
+use std::fmt;
+use std::future::Future;
+use std::time::Duration;
+
+use actix::Addr;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+use tokio::sync::mpsc::UnboundedReceiver;
+
+use crate::agent::{Agent, IntoAgent};
+use crate::broker::{Broker, Queue, QueueEvent, Settlement};
+use crate::bus::{Answers, Bus, BusError, DeliverFn, Observer, Sent, Signal, Subscription};
+use crate::error::AgentError;
+use crate::phase::Phase;
+use crate::start::{start, AgentHandle};
+
+/// The sender's name of the signals the kit sends and calls.
+pub const SENDER: &str = "testkit";
+
+/// How long a [`Kit::call`] waits for answers (virtual time passes at
+/// once while nothing else runs).
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Sets up a test: real time or virtual time, then [`run`](TestKit::run).
+#[derive(Debug, Default)]
+#[must_use]
+pub struct TestKit {
+    virtual_time: Option<DateTime<Utc>>,
+}
+
+impl TestKit {
+    /// A test in real time.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Runs the test in virtual time: Tokio's clock is paused (it moves
+    /// with [`Kit::advance`], and jumps ahead by itself whenever every task
+    /// waits on a timer), and the wall clock that cron tasks follow shows
+    /// `wall` at the start and moves with it.
+    pub fn virtual_time(mut self, wall: DateTime<Utc>) -> Self {
+        self.virtual_time = Some(wall);
+        self
+    }
+
+    /// Runs `test` in a new actix System with the in-process bus and
+    /// broker, and returns what it returns. The agents it started and left
+    /// running are stopped (their `pre_stop` hooks run) before this
+    /// returns.
+    ///
+    /// # Panics
+    /// Inside a running actix System or Tokio runtime.
+    pub fn run<F, Fut>(self, test: F) -> Fut::Output
+    where
+        F: FnOnce(Kit) -> Fut,
+        Fut: Future,
+    {
+        let wall = self.virtual_time;
+        crate::run(async move {
+            if let Some(wall) = wall {
+                tokio::time::pause();
+                crate::lifecycle::set_virtual_wall(Some(wall));
+            }
+            let kit = Kit::new();
+            let output = test(kit).await;
+            crate::lifecycle::set_virtual_wall(None);
+            output
+        })
+    }
+}
+
+/// The test's view of its System: see the [module docs](self).
+pub struct Kit {
+    bus: Bus,
+    broker: Broker,
+    sent: RefCell<(Observer, Vec<Sent>)>,
+    /// What the broker tells; read by one waiter at a time, into `log`.
+    events: tokio::sync::Mutex<UnboundedReceiver<QueueEvent>>,
+    log: RefCell<Vec<QueueEvent>>,
+    responders: RefCell<Vec<Subscription>>,
+}
+
+impl fmt::Debug for Kit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Kit").finish_non_exhaustive()
+    }
+}
+
+impl Kit {
+    fn new() -> Kit {
+        let bus = Bus::current();
+        let broker = Broker::current();
+        let observer = bus.observe();
+        let events = broker
+            .observe_in_process()
+            .expect("a new System's broker is the in-process one");
+        Kit {
+            bus,
+            broker,
+            sent: RefCell::new((observer, Vec::new())),
+            events: tokio::sync::Mutex::new(events),
+            log: RefCell::default(),
+            responders: RefCell::default(),
+        }
+    }
+
+    /// Starts an agent on this thread; its `pre_start` hooks run as soon
+    /// as the test awaits something.
+    pub fn start<T: IntoAgent>(&self, agent: T) -> Tested<T::Agent> {
+        let (addr, handle) = start(agent);
+        Tested { addr, handle }
+    }
+
+    /// Sends `signal` to every receiver (from [`SENDER`]).
+    pub async fn send<S: Signal>(&self, signal: S) -> Result<(), BusError> {
+        self.bus.send(SENDER, signal).await
+    }
+
+    /// Calls `signal` as an RPC and returns every receiver's answer (within
+    /// [`CALL_TIMEOUT`]).
+    pub async fn call<S: Signal>(&self, signal: S) -> Result<Answers, BusError> {
+        self.bus.call(SENDER, signal, CALL_TIMEOUT).await
+    }
+
+    /// Answers every call of `S` from now on with what `answer` returns
+    /// (its responder is `testkit.NAME`): the script for the RPCs the agent
+    /// under test makes. A call whose arguments do not fit `S` is answered
+    /// with `null`.
+    pub fn answer<S, R, F>(&self, answer: F)
+    where
+        S: Signal,
+        R: Serialize,
+        F: Fn(S) -> R + Send + Sync + 'static,
+    {
+        let deliver: DeliverFn = Box::new(move |delivery| {
+            let value = delivery
+                .payload
+                .into_signal::<S>()
+                .ok()
+                .and_then(|signal| serde_json::to_value(answer(signal)).ok())
+                .unwrap_or(Value::Null);
+            delivery.reply.answer(value);
+            true
+        });
+        let responder = format!("{SENDER}.{}", S::NAME);
+        let (subscription, _) = self
+            .bus
+            .subscribe(vec![(S::NAME, responder.into(), deliver)]);
+        self.responders.borrow_mut().push(subscription);
+    }
+
+    /// Every signal sent or called on the bus since the kit started (by
+    /// the agents, by scripted answers' callers, and by the kit itself), in
+    /// order.
+    pub fn sent(&self) -> Vec<Sent> {
+        let mut sent = self.sent.borrow_mut();
+        let (observer, log) = &mut *sent;
+        log.extend(observer.drain());
+        log.clone()
+    }
+
+    /// Every message sent to a queue since the kit started (by the agents
+    /// and by the kit), as `(queue, message)`, in order.
+    pub fn queued(&self) -> Vec<(String, Value)> {
+        self.queue_events()
+            .into_iter()
+            .filter_map(|event| match event {
+                QueueEvent::Sent { queue, message, .. } => Some((queue, message)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn queue_events(&self) -> Vec<QueueEvent> {
+        // While a `consume` waits on the receiver, it logs what comes.
+        if let Ok(mut events) = self.events.try_lock() {
+            while let Ok(event) = events.try_recv() {
+                self.log.borrow_mut().push(event);
+            }
+        }
+        self.log.borrow().clone()
+    }
+
+    /// Puts `message` on its queue and waits until it is settled for good:
+    /// acknowledged, or dead-lettered after its last attempt. Returns every
+    /// attempt's settlement. Messages handed back by a stopping agent stay
+    /// queued: the wait goes on until another consumer settles them.
+    pub async fn consume<Q: Queue>(&self, message: Q) -> Fate {
+        let id = self
+            .broker
+            .send_tracked(message)
+            .await
+            .expect("the in-process broker takes any message")
+            .expect("the kit's broker is the in-process one");
+        let mut seen = 0;
+        loop {
+            // What was logged (by this wait or a concurrent one), then the
+            // next event.
+            let settlements: Vec<Settlement> = self
+                .log
+                .borrow()
+                .iter()
+                .filter_map(|event| match event {
+                    QueueEvent::Settled {
+                        id: settled,
+                        settlement,
+                        ..
+                    } if *settled == id => Some(settlement.clone()),
+                    _ => None,
+                })
+                .collect();
+            let done = settlements
+                .iter()
+                .any(|s| matches!(s, Settlement::Acked | Settlement::DeadLettered { .. }));
+            if done {
+                return Fate { settlements };
+            }
+            let mut events = self.events.lock().await;
+            if self.log.borrow().len() != seen {
+                // Another wait logged events meanwhile: look at them first.
+                seen = self.log.borrow().len();
+                continue;
+            }
+            let Some(event) = events.recv().await else {
+                return Fate { settlements };
+            };
+            self.log.borrow_mut().push(event);
+            seen = self.log.borrow().len();
+        }
+    }
+
+    /// Moves virtual time forward by `by`, letting every timer due in
+    /// between fire in order (periodic and cron tasks, backoffs, timeouts).
+    ///
+    /// # Panics
+    /// In a test not run with [`TestKit::virtual_time`].
+    pub async fn advance(&self, by: Duration) {
+        // In steps, so what a fired timer starts runs before the next one.
+        let step = Duration::from_millis(1);
+        let mut left = by;
+        while !left.is_zero() {
+            let now = step.min(left);
+            tokio::time::advance(now).await;
+            left -= now;
+            tokio::task::yield_now().await;
+        }
+    }
+}
+
+/// How a message put on a queue by [`Kit::consume`] fared: each attempt's
+/// settlement, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fate {
+    /// Each attempt's settlement (a hand-back by a stopping agent is one).
+    pub settlements: Vec<Settlement>,
+}
+
+impl Fate {
+    /// Whether it was handled and acknowledged.
+    pub fn acked(&self) -> bool {
+        matches!(self.settlements.last(), Some(Settlement::Acked))
+    }
+
+    /// Why it went to the dead letters, if it did.
+    pub fn dead_lettered(&self) -> Option<&str> {
+        match self.settlements.last() {
+            Some(Settlement::DeadLettered { reason, .. }) => Some(reason),
+            _ => None,
+        }
+    }
+
+    /// How many attempts it had (hand-backs not counted).
+    pub fn attempts(&self) -> usize {
+        self.settlements
+            .iter()
+            .filter(|s| !matches!(s, Settlement::Released))
+            .count()
+    }
+
+    /// The reasons of its failed attempts that were retried.
+    pub fn retries(&self) -> Vec<&str> {
+        self.settlements
+            .iter()
+            .filter_map(|s| match s {
+                Settlement::Retried { reason, .. } => Some(reason.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// An agent started by [`Kit::start`].
+#[derive(Debug)]
+pub struct Tested<A: Agent> {
+    addr: Addr<A>,
+    handle: AgentHandle<A>,
+}
+
+impl<A: Agent> Tested<A> {
+    /// Its address, to send it messages.
+    pub fn addr(&self) -> &Addr<A> {
+        &self.addr
+    }
+
+    /// Its handle: phase, outcome, stop.
+    pub fn handle(&self) -> &AgentHandle<A> {
+        &self.handle
+    }
+
+    /// Waits until its `post_start` hooks are done (`true`), or until it
+    /// stopped without getting there (`false`).
+    pub async fn started(&self) -> bool {
+        loop {
+            match self.handle.phase() {
+                Phase::Running => return true,
+                Phase::Stopping | Phase::Stopped => return false,
+                Phase::Starting => actix_rt::time::sleep(Duration::from_millis(1)).await,
+            }
+        }
+    }
+
+    /// Stops it gracefully and returns its outcome.
+    pub async fn stop(self) -> Result<(), AgentError> {
+        self.handle.stop();
+        self.outcome().await
+    }
+
+    /// Waits until it stops by itself and returns its outcome.
+    pub async fn outcome(self) -> Result<(), AgentError> {
+        let Tested { addr, handle } = self;
+        let outcome = handle.wait().await;
+        drop(addr);
+        outcome
+    }
+}
