@@ -120,6 +120,45 @@ impl TestKit {
     /// with [`Kit::advance`], and jumps ahead by itself whenever every task
     /// waits on a timer), and the wall clock that cron tasks follow shows
     /// `wall` at the start and moves with it.
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use std::time::Duration;
+    /// use chrono::TimeZone;
+    /// use microagent::prelude::*;
+    /// use microagent::testkit::TestKit;
+    ///
+    /// #[derive(Default, MicroAgent)]
+    /// struct Report {
+    ///     /// Reports and polls so far, for the test to read.
+    ///     runs: Arc<Mutex<(u32, u32)>>,
+    /// }
+    ///
+    /// #[microagent::hooks]
+    /// impl Report {
+    ///     #[cron("0 0 6 * * *")] // 06:00 UTC
+    ///     fn daily(&mut self) {
+    ///         self.runs.lock().unwrap().0 += 1;
+    ///     }
+    ///
+    ///     #[periodic(period = 60.0)]
+    ///     fn poll(&mut self) {
+    ///         self.runs.lock().unwrap().1 += 1;
+    ///     }
+    /// }
+    ///
+    /// let runs = Arc::new(Mutex::new((0, 0)));
+    /// let midnight = chrono::Utc.with_ymd_and_hms(2026, 3, 1, 0, 0, 0).unwrap();
+    /// let shared = runs.clone();
+    /// TestKit::new().virtual_time(midnight).run(|kit| async move {
+    ///     let report = kit.start(Report { runs: shared });
+    ///     report.started().await;
+    ///     kit.advance(Duration::from_secs(2 * 24 * 3600)).await; // two days, at once
+    ///     report.stop().await.unwrap();
+    /// });
+    /// // 06:00 on both days; every minute from the start.
+    /// assert_eq!(*runs.lock().unwrap(), (2, 2 * 24 * 60 + 1));
+    /// ```
     pub fn virtual_time(mut self, wall: DateTime<Utc>) -> Self {
         self.virtual_time = Some(wall);
         self
@@ -208,6 +247,43 @@ impl Kit {
     /// (its responder is `testkit.NAME`): the script for the RPCs the agent
     /// under test makes. A call whose arguments do not fit `S` is answered
     /// with `null`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use microagent::bus::{Bus, Signal};
+    /// use microagent::prelude::*;
+    /// use microagent::testkit::TestKit;
+    /// use serde::{Deserialize, Serialize};
+    ///
+    /// #[derive(Signal, Serialize, Deserialize)]
+    /// struct Rate {
+    ///     currency: String,
+    /// }
+    ///
+    /// #[derive(Default, MicroAgent)]
+    /// struct Pricer {
+    ///     rate: Option<f64>,
+    /// }
+    ///
+    /// #[microagent::hooks]
+    /// impl Pricer {
+    ///     #[on(pre_start)]
+    ///     async fn load(&mut self) {
+    ///         let ask = Rate { currency: "EUR".into() };
+    ///         let answers = Bus::current().call("pricer", ask, Duration::from_secs(1)).await;
+    ///         self.rate = answers.ok().and_then(|a| a.iter().find_map(|(_, v)| v.as_f64()));
+    ///     }
+    /// }
+    ///
+    /// TestKit::new().run(|kit| async move {
+    ///     kit.answer(|ask: Rate| if ask.currency == "EUR" { 1.5 } else { 0.0 });
+    ///     let pricer = kit.start(Pricer::default());
+    ///     pricer.started().await;
+    ///     let call = &kit.sent()[0];
+    ///     assert_eq!((call.signal.as_str(), call.sender.as_str(), call.call), ("rate", "pricer", true));
+    ///     pricer.stop().await.unwrap();
+    /// });
+    /// ```
     pub fn answer<S, R, F>(&self, answer: F)
     where
         S: Signal,
@@ -243,6 +319,36 @@ impl Kit {
 
     /// Every message sent to a queue since the kit started (by the agents
     /// and by the kit), as `(queue, message)`, in order.
+    ///
+    /// ```
+    /// use microagent::broker::{Broker, Queue};
+    /// use microagent::prelude::*;
+    /// use microagent::testkit::TestKit;
+    /// use serde::{Deserialize, Serialize};
+    ///
+    /// #[derive(Queue, Serialize, Deserialize, Clone)]
+    /// struct Welcome {
+    ///     to: String,
+    /// }
+    ///
+    /// #[derive(Default, MicroAgent)]
+    /// struct Signup;
+    ///
+    /// #[microagent::hooks]
+    /// impl Signup {
+    ///     #[on(post_start)]
+    ///     async fn greet(&mut self) {
+    ///         Broker::current().send(Welcome { to: "ann".into() }).await.unwrap();
+    ///     }
+    /// }
+    ///
+    /// TestKit::new().run(|kit| async move {
+    ///     let signup = kit.start(Signup);
+    ///     signup.started().await;
+    ///     assert_eq!(kit.queued(), [("welcome".to_owned(), serde_json::json!({"to": "ann"}))]);
+    ///     signup.stop().await.unwrap();
+    /// });
+    /// ```
     pub fn queued(&self) -> Vec<(String, Value)> {
         self.queue_events()
             .into_iter()

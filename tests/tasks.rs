@@ -1,5 +1,6 @@
-//! Periodic and cron tasks. Periodic tests run in tokio's virtual time
-//! (`tokio::time::pause`), so their instants are exact to the millisecond.
+//! Periodic and cron tasks. Periodic tests run in the test kit's virtual
+//! time (Tokio's clock paused), so their instants are exact to the
+//! millisecond.
 
 mod support;
 
@@ -7,6 +8,7 @@ use std::time::Duration;
 
 use actix_rt::time::{sleep, Instant};
 use microagent::prelude::*;
+use microagent::testkit::TestKit;
 use support::{Boom, Events};
 
 /// Virtual milliseconds since `base`, to the nearest 10: tokio's timer has
@@ -38,26 +40,25 @@ impl Clock {
     }
 }
 
-/// Runs `agent` in virtual time until `until` virtual ms, then stops it.
+/// Runs `agent` in virtual time (the test kit's) until `until` virtual
+/// ms, then stops it.
 fn run_for<A: Agent>(
     make: impl FnOnce(Clock) -> A + 'static,
     until: u64,
 ) -> (Events, Result<(), AgentError>) {
     let events = Events::default();
     let recorded = events.clone();
-    let outcome = microagent::run(async move {
-        tokio::time::pause();
-        let clock = Clock {
-            events: recorded,
-            base: Instant::now(),
-        };
-        let (addr, handle) = microagent::start(make(clock));
-        sleep(Duration::from_millis(until)).await;
-        handle.stop();
-        let outcome = handle.await;
-        drop(addr);
-        outcome
-    });
+    let outcome = TestKit::new()
+        .virtual_time(chrono::Utc::now())
+        .run(|kit| async move {
+            let clock = Clock {
+                events: recorded,
+                base: Instant::now(),
+            };
+            let agent = kit.start(make(clock));
+            kit.advance(Duration::from_millis(until)).await;
+            agent.stop().await
+        });
     (events, outcome)
 }
 
@@ -330,16 +331,18 @@ fn a_cron_task_runs_on_its_wall_clock_schedule() {
 /// Starts `make`'s agent in virtual time, asks it for its info at `at`
 /// virtual ms, then stops it.
 fn info_at<A: Agent>(make: impl FnOnce(Clock) -> A + 'static, at: u64) -> microagent::AgentInfo {
-    microagent::run(async move {
-        tokio::time::pause();
-        let (addr, handle) = microagent::start(make(Clock::default()));
-        sleep(Duration::from_millis(at)).await;
-        let info = addr.send(GetInfo).await.expect("the agent answers");
-        handle.stop();
-        handle.await.expect("task failures do not fail the agent");
-        drop(addr);
-        info
-    })
+    TestKit::new()
+        .virtual_time(chrono::Utc::now())
+        .run(|kit| async move {
+            let agent = kit.start(make(Clock::default()));
+            kit.advance(Duration::from_millis(at)).await;
+            let info = agent.addr().send(GetInfo).await.expect("the agent answers");
+            agent
+                .stop()
+                .await
+                .expect("task failures do not fail the agent");
+            info
+        })
 }
 
 #[test]
