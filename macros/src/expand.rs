@@ -130,6 +130,9 @@ pub(crate) fn hooks(item: &ItemImpl, declarations: &[Declaration]) -> TokenStrea
         }
 
         #[automatically_derived]
+        // A missing hooks block is reported as such, not with a list of
+        // the agents that have one.
+        #[diagnostic::do_not_recommend]
         impl #impl_generics ::microagent::__private::Hooks for #self_ty #where_clause {
             const HOOKS: ::microagent::__private::HookTable<Self> = #table;
         }

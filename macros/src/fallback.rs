@@ -29,6 +29,9 @@ pub(crate) fn hooks(errors: syn::Error, item: &ItemImpl) -> TokenStream {
         #errors
         #item
         #[automatically_derived]
+        // A missing hooks block is reported as such, not with a list of
+        // the agents that have one.
+        #[diagnostic::do_not_recommend]
         impl #impl_generics ::microagent::__private::Hooks for #self_ty #where_clause {
             const HOOKS: ::microagent::__private::HookTable<Self> =
                 ::microagent::__private::HookTable::EMPTY;
