@@ -17,6 +17,7 @@ use microagent::prelude::*;
 use serde::{Deserialize, Serialize};
 use support::health::Health;
 use support::process::{Proc, HANG};
+use support::rabbit::RabbitServer;
 use support::redis::{RedisServer, Switch};
 use support::Events;
 
@@ -570,4 +571,89 @@ fn an_amqp_queue_with_other_flags_is_a_clear_error() {
         other => panic!("{other:?}"),
     }
     assert!(error.to_string().contains("durable = false"), "{error}");
+}
+
+#[derive(Queue, Serialize, Deserialize, Clone)]
+#[queue(name = "restart")]
+struct Slow {
+    id: u32,
+}
+
+/// Takes 50 ms a message, one at a time: a queue to stop a broker under.
+#[derive(Default, MicroAgent)]
+struct SlowConsumer {
+    events: Events,
+}
+
+#[microagent::hooks]
+impl SlowConsumer {
+    #[consumer(Slow, prefetch = 1)]
+    async fn handle(&mut self, message: Slow) {
+        actix_rt::time::sleep(Duration::from_millis(50)).await;
+        self.events.push(format!("slow {}", message.id));
+    }
+}
+
+/// A RabbitMQ of the test's own stops while its queue is full (durable
+/// queues, persistent messages) and starts again: readiness turns 503 then
+/// 200, sending fails while it is down, the consumer reconnects, and every
+/// message sent before the stop is handled.
+#[test]
+fn a_rabbitmq_restart_turns_readiness_503_then_200_and_loses_nothing() {
+    let test = "a_rabbitmq_restart_turns_readiness_503_then_200_and_loses_nothing";
+    if support::redis::amqp_url(test).is_none() {
+        return;
+    }
+    let Some(server) = RabbitServer::start(test) else {
+        return;
+    };
+    let url = server.url();
+    let switch = Switch::new(server);
+    let events = Events::default();
+    let watched = events.clone();
+    let down_error = microagent::run(async move {
+        let config = BrokerConfig::amqp(&url).unwrap().durable(true);
+        let broker = Broker::connect(config).await.unwrap();
+        let (_addr, handle) = microagent::start(SlowConsumer {
+            events: watched.clone(),
+        });
+        let health = Health::start();
+        health.ready_becomes(200).await;
+        for id in 1..=60 {
+            broker.send(Slow { id }).await.unwrap();
+        }
+        watched.seen("slow 1").await;
+
+        switch.set(false).await;
+        let handled_before = watched.all().len();
+        health.ready_becomes(503).await;
+        let down = broker.send(Slow { id: 99 }).await.unwrap_err();
+
+        switch.set(true).await;
+        let start = Instant::now();
+        while watched.count("slow 60") == 0 {
+            assert!(
+                start.elapsed() < HANG,
+                "not every message came back: {:?}",
+                watched.all()
+            );
+            actix_rt::time::sleep(Duration::from_millis(20)).await;
+        }
+        health.ready_becomes(200).await;
+        handle.stop();
+        handle.await.unwrap();
+        health.stop().await;
+        (down, handled_before)
+    });
+    let (down_error, handled_before) = down_error;
+    assert!(
+        matches!(down_error, microagent::broker::BrokerError::Amqp { .. }),
+        "{down_error:?}"
+    );
+    // The broker stopped with messages still queued.
+    eprintln!("handled before the broker stopped: {handled_before} of 60");
+    assert!(handled_before < 60, "all handled before the stop");
+    let handled: BTreeSet<String> = events.all().into_iter().collect();
+    let sent: BTreeSet<String> = (1..=60).map(|id| format!("slow {id}")).collect();
+    assert_eq!(handled, sent, "lost or extra messages");
 }

@@ -131,8 +131,26 @@ impl Drop for RedisServer {
     }
 }
 
-/// A private `redis-server` stopped and started from a thread of its own,
-/// so an async test can switch it without blocking its arbiter.
+/// A server of the test's own that can be stopped and started again.
+pub(crate) trait Restartable: Send + 'static {
+    /// Stops it and waits until it is gone.
+    fn stop(&mut self);
+    /// Starts it again, where it was.
+    fn restart(&mut self);
+}
+
+impl Restartable for RedisServer {
+    fn stop(&mut self) {
+        RedisServer::stop(self);
+    }
+
+    fn restart(&mut self) {
+        RedisServer::restart(self);
+    }
+}
+
+/// A private server stopped and started from a thread of its own, so an
+/// async test can switch it without blocking its arbiter.
 pub(crate) struct Switch {
     requests: Option<std::sync::mpsc::Sender<bool>>,
     done: std::sync::mpsc::Receiver<()>,
@@ -140,7 +158,7 @@ pub(crate) struct Switch {
 }
 
 impl Switch {
-    pub(crate) fn new(mut server: RedisServer) -> Switch {
+    pub(crate) fn new<S: Restartable>(mut server: S) -> Switch {
         let (requests, asked) = std::sync::mpsc::channel::<bool>();
         let (done_tx, done) = std::sync::mpsc::channel();
         let control = std::thread::spawn(move || {
