@@ -233,6 +233,42 @@ impl Kit {
     }
 
     /// Sends `signal` to every receiver (from [`SENDER`]).
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use microagent::bus::Signal;
+    /// use microagent::prelude::*;
+    /// use microagent::testkit::{TestKit, SENDER};
+    /// use serde::{Deserialize, Serialize};
+    ///
+    /// #[derive(Signal, Serialize, Deserialize)]
+    /// struct UserCreated {
+    ///     user_id: u64,
+    /// }
+    ///
+    /// #[derive(Default, MicroAgent)]
+    /// struct Welcomer {
+    ///     seen: Arc<Mutex<Vec<(u64, String)>>>,
+    /// }
+    ///
+    /// #[microagent::hooks]
+    /// impl Welcomer {
+    ///     #[receiver(UserCreated)]
+    ///     fn welcome(&mut self, user: UserCreated, sender: String) {
+    ///         self.seen.lock().unwrap().push((user.user_id, sender));
+    ///     }
+    /// }
+    ///
+    /// let seen = Arc::new(Mutex::new(Vec::new()));
+    /// let shared = seen.clone();
+    /// TestKit::new().run(|kit| async move {
+    ///     let welcomer = kit.start(Welcomer { seen: shared });
+    ///     welcomer.started().await;
+    ///     kit.send(UserCreated { user_id: 7 }).await.unwrap();
+    ///     welcomer.stop().await.unwrap(); // a stop comes after the signal
+    /// });
+    /// assert_eq!(*seen.lock().unwrap(), [(7, SENDER.to_owned())]);
+    /// ```
     pub async fn send<S: Signal>(&self, signal: S) -> Result<(), BusError> {
         self.bus.send(SENDER, signal).await
     }
@@ -510,6 +546,26 @@ impl<A: Agent> Tested<A> {
     }
 
     /// Waits until it stops by itself and returns its outcome.
+    ///
+    /// ```
+    /// use std::future::Future;
+    /// use microagent::prelude::*;
+    /// use microagent::testkit::TestKit;
+    ///
+    /// #[derive(Default, MicroAgent)]
+    /// struct OneShot;
+    ///
+    /// #[microagent::hooks]
+    /// impl OneShot {
+    ///     #[on(server)]
+    ///     fn work(&self) -> impl Future<Output = Result<(), ServerInterrupt>> {
+    ///         async { Err(ServerInterrupt::new("done")) }
+    ///     }
+    /// }
+    ///
+    /// let outcome = TestKit::new().run(|kit| async move { kit.start(OneShot).outcome().await });
+    /// assert!(outcome.is_ok()); // an interrupt is a graceful end
+    /// ```
     pub async fn outcome(self) -> Result<(), AgentError> {
         let Tested { addr, handle } = self;
         let outcome = handle.wait().await;
