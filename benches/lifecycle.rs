@@ -10,8 +10,14 @@
 //! with allocation size classes: a 16-byte change to the agent's context
 //! swung it from 1.20 to 0.97 with the same instruction counts. Batches keep
 //! the working set small, and their ratio matches the instruction ratio
-//! that callgrind measures. The last line is `lifecycle ratio: X.XX` (agent
-//! time / bare time, in batches).
+//! that callgrind measures.
+//!
+//! Then the message pair: N messages sent with `do_send` to a running agent
+//! (a plain actix `Handler` on it) and to a bare actor with the same
+//! handler, until the last is handled.
+//!
+//! The last lines are `message ratio: X.XX` (agent rate / bare rate) and
+//! `lifecycle ratio: X.XX` (agent time / bare time, in batches).
 
 use std::time::{Duration, Instant};
 
@@ -73,6 +79,67 @@ impl Actor for Bare {
     }
 }
 
+/// The message of the throughput pair.
+struct Ping(u64);
+
+impl Message for Ping {
+    type Result = ();
+}
+
+/// A running agent that handles `Ping`s with a plain actix handler.
+#[derive(Default, MicroAgent)]
+struct Counter {
+    total: u64,
+}
+
+#[microagent::hooks]
+impl Counter {}
+
+impl Handler<Ping> for Counter {
+    type Result = ();
+
+    fn handle(&mut self, Ping(n): Ping, _: &mut microagent::Context<Self>) {
+        self.total += n;
+        one_done();
+    }
+}
+
+/// A bare actor with the same handler.
+#[derive(Default)]
+struct BareCounter {
+    total: u64,
+}
+
+impl Actor for BareCounter {
+    type Context = actix::Context<Self>;
+}
+
+impl Handler<Ping> for BareCounter {
+    type Result = ();
+
+    fn handle(&mut self, Ping(n): Ping, _: &mut actix::Context<Self>) {
+        self.total += n;
+        one_done();
+    }
+}
+
+/// `n` messages to `addr` as fast as `do_send` takes them, until the last
+/// is handled.
+async fn messages<A>(n: usize, addr: &Addr<A>) -> Duration
+where
+    A: Actor + Handler<Ping>,
+    A::Context: actix::dev::ToEnvelope<A, Ping>,
+{
+    let done = done();
+    expect(n);
+    let begin = Instant::now();
+    for i in 0..n as u64 {
+        addr.do_send(Ping(i));
+    }
+    done.notified().await;
+    begin.elapsed()
+}
+
 /// Starts `n` actors with `start`, `batch` at a time: starts a batch, drops
 /// its addresses (which stops them), waits until the last one has finished
 /// its stop work, then the next batch.
@@ -104,19 +171,28 @@ fn main() {
         .unwrap_or(100_000);
 
     // Both sides share one System, run the crate's way.
-    let [(agent, bare), (agent_batched, bare_batched)] = microagent::run(async move {
-        let mut best = [(Duration::MAX, Duration::MAX); 2];
-        for _ in 0..ROUNDS {
-            for (shape, batch) in [n, BATCH].into_iter().enumerate() {
-                let bare = round(n, batch, || Bare::default().start()).await;
-                // The handles are dropped: the round waits on `one_done`.
-                let agent = round(n, batch, || microagent::start(Worker::default()).0).await;
-                best[shape].0 = best[shape].0.min(agent);
-                best[shape].1 = best[shape].1.min(bare);
+    let ([(agent, bare), (agent_batched, bare_batched)], (agent_msgs, bare_msgs)) =
+        microagent::run(async move {
+            let mut best = [(Duration::MAX, Duration::MAX); 2];
+            for _ in 0..ROUNDS {
+                for (shape, batch) in [n, BATCH].into_iter().enumerate() {
+                    let bare = round(n, batch, || Bare::default().start()).await;
+                    // The handles are dropped: the round waits on `one_done`.
+                    let agent = round(n, batch, || microagent::start(Worker::default()).0).await;
+                    best[shape].0 = best[shape].0.min(agent);
+                    best[shape].1 = best[shape].1.min(bare);
+                }
             }
-        }
-        best
-    });
+            // Throughput: a running agent and a bare actor, the same handler.
+            let (counter, _handle) = microagent::start(Counter::default());
+            let bare_counter = BareCounter::default().start();
+            let mut best_msgs = (Duration::MAX, Duration::MAX);
+            for _ in 0..ROUNDS {
+                best_msgs.1 = best_msgs.1.min(messages(n, &bare_counter).await);
+                best_msgs.0 = best_msgs.0.min(messages(n, &counter).await);
+            }
+            (best, best_msgs)
+        });
 
     let rate = |d: Duration| n as f64 / d.as_secs_f64();
     let ratio = |agent: Duration, bare: Duration| agent.as_secs_f64() / bare.as_secs_f64();
@@ -134,5 +210,12 @@ fn main() {
         "bare actix actors: {n} in batches of {BATCH} in {bare_batched:?}: {:.0} actors/s",
         rate(bare_batched)
     );
+    println!(
+        "messages: {n} to a running agent in {agent_msgs:?}: {:.0}/s; to a bare actor in {bare_msgs:?}: {:.0}/s",
+        rate(agent_msgs),
+        rate(bare_msgs)
+    );
+    // Agent rate / bare rate.
+    println!("message ratio: {:.2}", ratio(bare_msgs, agent_msgs));
     println!("lifecycle ratio: {:.2}", ratio(agent_batched, bare_batched));
 }
