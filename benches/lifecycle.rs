@@ -16,6 +16,9 @@
 //! (a plain actix `Handler` on it) and to a bare actor with the same
 //! handler, until the last is handled.
 //!
+//! `cargo bench --bench lifecycle -- N agent` (or `bare`) runs one batched
+//! round of one side alone, for instruction counts under callgrind.
+//!
 //! The last lines are `message ratio: X.XX` (agent rate / bare rate) and
 //! `lifecycle ratio: X.XX` (agent time / bare time, in batches).
 
@@ -164,11 +167,25 @@ async fn round<T>(n: usize, batch: usize, start: impl Fn() -> T) -> Duration {
 }
 
 fn main() {
-    let n: usize = std::env::args()
-        .skip(1)
-        .find(|a| !a.starts_with('-'))
-        .map(|a| a.parse().expect("N must be a whole number"))
-        .unwrap_or(100_000);
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let n: usize = args
+        .iter()
+        .find(|a| a.parse::<usize>().is_ok())
+        .map_or(100_000, |a| a.parse().expect("a whole number"));
+    // `agent` or `bare`: one batched round of that side alone, to count
+    // its instructions (`valgrind --tool=callgrind`, once with N and once
+    // with 0: the difference over N is the instructions per life).
+    if let Some(side) = args.iter().find(|a| *a == "agent" || *a == "bare") {
+        let agent = side == "agent";
+        microagent::run(async move {
+            if agent {
+                round(n, BATCH, || microagent::start(Worker::default()).0).await
+            } else {
+                round(n, BATCH, || Bare::default().start()).await
+            }
+        });
+        return;
+    }
 
     // Both sides share one System, run the crate's way.
     let ([(agent, bare), (agent_batched, bare_batched)], (agent_msgs, bare_msgs)) =
