@@ -242,7 +242,7 @@ impl<A: Agent> Launch<A> {
         }) = self.parts.take()
         {
             let life = Lifecycle::new(cell.name(), cell, registration);
-            Context::with_receiver(rx, life).run(agent);
+            Context::run(rx, life, agent);
         }
     }
 }

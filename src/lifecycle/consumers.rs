@@ -47,7 +47,7 @@ pub(super) fn start<A: Agent>(ctx: &mut Context<A>) {
             consumer.options,
             deliver,
         );
-        ctx.life.consuming.push(consuming);
+        ctx.life.extras().consuming.push(consuming);
     }
     log::debug!(target: LOG_TARGET, "agent `{agent}`: {} consumer(s) started", consumers.len());
 }

@@ -28,24 +28,19 @@ use crate::phase::Phase;
 /// [`prelude`](crate::prelude) exports it under that name in place of actix's.
 pub struct Context<A: Actor<Context = Context<A>>> {
     parts: ContextParts<A>,
-    mailbox: Option<Mailbox<A>>,
     pub(super) life: Lifecycle<A>,
 }
 
 impl<A: Actor<Context = Context<A>>> Context<A> {
-    pub(crate) fn with_receiver(rx: AddressReceiver<A>, life: Lifecycle<A>) -> Self {
+    /// Spawns the actor `act`, with the mailbox `rx` receives and its
+    /// lifecycle `life`, on the current arbiter.
+    pub(crate) fn run(rx: AddressReceiver<A>, life: Lifecycle<A>, act: A) {
         let mailbox = Mailbox::new(rx);
-        Context {
+        let context = Context {
             parts: ContextParts::new(mailbox.sender_producer()),
-            mailbox: Some(mailbox),
             life,
-        }
-    }
-
-    /// Spawns the actor on the current arbiter.
-    pub(crate) fn run(mut self, act: A) {
-        let mailbox = self.mailbox.take().expect("a context runs once");
-        actix_rt::spawn(Guarded(ContextFut::new(self, act, mailbox)));
+        };
+        actix_rt::spawn(Guarded(ContextFut::new(context, act, mailbox)));
     }
 
     /// The agent's name.

@@ -84,11 +84,11 @@ fn drive<A: Agent>(
                 _ => ctx.life.stop_requested = false,
             }
         }
-        if let Some(confirming) = ctx.life.confirming.as_mut() {
+        if let Some(confirming) = ctx.life.extras_mut().and_then(|e| e.confirming.as_mut()) {
             match confirming.as_mut().poll(task) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(result) => {
-                    ctx.life.confirming = None;
+                    ctx.life.extras().confirming = None;
                     if let Err(error) = result {
                         ctx.life.subscribe_failed(error);
                     }

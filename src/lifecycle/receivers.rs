@@ -49,9 +49,9 @@ pub(super) fn subscribe<A: Agent>(ctx: &mut Context<A>) {
         })
         .collect();
     let (subscription, confirmation) = Bus::current().subscribe(entries);
-    ctx.life.subscription = Some(subscription);
+    ctx.life.extras().subscription = Some(subscription);
     // On Redis, post_start waits until Redis has confirmed them.
-    ctx.life.confirming = confirmation;
+    ctx.life.extras().confirming = confirmation;
     log::debug!(target: LOG_TARGET, "agent `{agent}`: {} receiver(s) subscribed", receivers.len());
 }
 

@@ -28,19 +28,28 @@ pub(crate) enum Work {
     Consumer(usize),
 }
 
-/// Per-agent lifecycle state.
+/// Per-agent lifecycle state. It lives in the actor's task, so it is kept
+/// small: what only some agents use (servers, tasks, receivers, consumers)
+/// or only failures need is in [`Extras`], allocated on first use.
 pub(crate) struct Lifecycle<A: actix::Actor> {
     pub(super) name: &'static str,
     pub(super) phase: Phase,
     pub(super) stage: Stage,
+    pub(super) stop_requested: bool,
     /// The next hook of `stage` to run.
     pub(super) next: usize,
     /// The async hook or task run that has the agent now.
     pub(super) inflight: Option<(Work, HookFuture<A>)>,
-    pub(super) stop_requested: bool,
-    failures: Vec<HookError>,
     pub(super) waker: Option<Waker>,
     pub(super) cell: Arc<AgentCell<A>>,
+    registration: Option<Registration>,
+    extras: Option<Box<Extras>>,
+}
+
+/// The lifecycle state of what an agent declares beyond hooks, and of its
+/// failures.
+#[derive(Default)]
+pub(super) struct Extras {
     /// The agent's servers, once started.
     pub(super) servers: Option<Servers>,
     /// Whether the servers were told to shut down.
@@ -57,7 +66,7 @@ pub(crate) struct Lifecycle<A: actix::Actor> {
     subscribe_error: Option<Box<BusError>>,
     /// The panic that killed the actor's task, if one did.
     crash: Option<HookFailure>,
-    registration: Option<Registration>,
+    failures: Vec<HookError>,
 }
 
 impl<A: actix::Actor> Lifecycle<A> {
@@ -70,22 +79,34 @@ impl<A: actix::Actor> Lifecycle<A> {
             name,
             phase: Phase::Starting,
             stage: Stage::PreStart,
+            stop_requested: false,
             next: 0,
             inflight: None,
-            stop_requested: false,
-            failures: Vec::new(),
             waker: None,
             cell,
-            servers: None,
-            servers_shut: false,
-            timers: None,
-            subscription: None,
-            consuming: Vec::new(),
-            confirming: None,
-            subscribe_error: None,
-            crash: None,
             registration,
+            extras: None,
         }
+    }
+
+    /// The extras, made on first use.
+    pub(super) fn extras(&mut self) -> &mut Extras {
+        self.extras.get_or_insert_with(Box::default)
+    }
+
+    /// The extras, if any were made.
+    pub(super) fn extras_mut(&mut self) -> Option<&mut Extras> {
+        self.extras.as_deref_mut()
+    }
+
+    /// The shared cell, and the extras if any were made (both at once).
+    pub(super) fn cell_and_extras(&mut self) -> (&Arc<AgentCell<A>>, Option<&mut Extras>) {
+        (&self.cell, self.extras.as_deref_mut())
+    }
+
+    /// The task schedules, once started.
+    pub(super) fn timers(&self) -> Option<&Timers> {
+        self.extras.as_deref().and_then(|e| e.timers.as_ref())
     }
 
     /// Notes a lifecycle hook's result; a failed start hook stops the agent.
@@ -114,7 +135,7 @@ impl<A: actix::Actor> Lifecycle<A> {
             cause,
         };
         log::error!(target: LOG_TARGET, "{error}");
-        self.failures.push(error);
+        self.extras().failures.push(error);
     }
 
     /// Notes that the receivers could not subscribe: the agent stops.
@@ -124,7 +145,7 @@ impl<A: actix::Actor> Lifecycle<A> {
             "agent `{}`: its receivers could not subscribe: {error}",
             self.name
         );
-        self.subscribe_error = Some(Box::new(error));
+        self.extras().subscribe_error = Some(Box::new(error));
         self.stop_requested = true;
     }
 
@@ -135,14 +156,17 @@ impl<A: actix::Actor> Lifecycle<A> {
             "agent `{}` crashed: a message handler or spawned future {panic}",
             self.name
         );
-        self.crash = Some(panic);
+        self.extras().crash = Some(panic);
     }
 
     /// The outcome of a lifecycle that ends now, with `otherwise` when no
     /// crash and no failure happened.
     fn outcome(&mut self, otherwise: Result<(), AgentError>) -> Result<(), AgentError> {
-        let failures = std::mem::take(&mut self.failures);
-        match (self.crash.take(), self.subscribe_error.take()) {
+        let Some(extras) = self.extras.as_deref_mut() else {
+            return otherwise;
+        };
+        let failures = std::mem::take(&mut extras.failures);
+        match (extras.crash.take(), extras.subscribe_error.take()) {
             (Some(panic), _) => Err(AgentError::Crashed {
                 agent: self.name,
                 panic,
@@ -174,9 +198,11 @@ impl<A: actix::Actor> Lifecycle<A> {
     pub(super) fn enter_pre_stop(&mut self) {
         log::info!(target: LOG_TARGET, "agent `{}`: stopping", self.name);
         // It stops receiving before its pre_stop hooks run.
-        self.subscription = None;
-        self.consuming.clear();
-        self.confirming = None;
+        if let Some(extras) = self.extras_mut() {
+            extras.subscription = None;
+            extras.consuming.clear();
+            extras.confirming = None;
+        }
         self.set_phase(Phase::Stopping);
         self.stage = Stage::PreStop;
         self.next = 0;
@@ -211,8 +237,9 @@ impl<A: actix::Actor> Lifecycle<A> {
             self.phase
         );
         self.set_phase(Phase::Stopped);
-        if let Some(servers) = &mut self.servers {
-            servers.shut_down(self.name);
+        let name = self.name;
+        if let Some(servers) = self.extras_mut().and_then(|e| e.servers.as_mut()) {
+            servers.shut_down(name);
         }
         let outcome = self.outcome(Err(AgentError::Aborted { agent: self.name }));
         self.cell.report(outcome);

@@ -289,7 +289,7 @@ pub(super) fn start_servers<A: Agent>(act: &mut A, ctx: &mut Context<A>) {
     for index in 0..count {
         servers.start(act, addr.clone(), &ctx.life.cell, index);
     }
-    ctx.life.servers = Some(servers);
+    ctx.life.extras().servers = Some(servers);
     ctx.spawn(Supervisor);
 }
 
@@ -312,7 +312,7 @@ impl<A: Agent> ActorFuture<A> for Supervisor {
                 // Stopping: the driver takes the servers' exits from here.
                 return Poll::Ready(());
             }
-            let Some(servers) = ctx.life.servers.as_mut() else {
+            let Some(servers) = ctx.life.extras_mut().and_then(|e| e.servers.as_mut()) else {
                 return Poll::Ready(());
             };
             let exit = match servers.rx.poll_recv(task) {
@@ -322,7 +322,7 @@ impl<A: Agent> ActorFuture<A> for Supervisor {
             let index = exit.index;
             let name = A::HOOKS.servers[index].name;
             let agent = ctx.life.name;
-            let servers = match ctx.life.servers.as_mut() {
+            let servers = match ctx.life.extras_mut().and_then(|e| e.servers.as_mut()) {
                 Some(servers) => servers,
                 None => return Poll::Ready(()),
             };
@@ -346,10 +346,10 @@ fn restart_server<A: Agent>(act: &mut A, ctx: &mut Context<A>, index: usize) {
         return;
     }
     let addr = ctx.address();
-    let life = &mut ctx.life;
-    if let Some(servers) = life.servers.as_mut() {
+    let (cell, extras) = ctx.life.cell_and_extras();
+    if let Some(servers) = extras.and_then(|e| e.servers.as_mut()) {
         if servers.is_restarting(index) {
-            servers.start(act, addr, &life.cell, index);
+            servers.start(act, addr, cell, index);
         }
     }
 }
@@ -360,14 +360,18 @@ pub(super) fn stop_servers<A: Agent>(
     ctx: &mut Context<A>,
     task: &mut std::task::Context<'_>,
 ) -> Poll<()> {
-    let life = &mut ctx.life;
+    let agent = ctx.life.name;
     loop {
-        let Some(servers) = life.servers.as_mut() else {
+        let (cell, extras) = ctx.life.cell_and_extras();
+        let Some(extras) = extras else {
             return Poll::Ready(());
         };
-        if !life.servers_shut {
-            life.servers_shut = true;
-            servers.shut_down(life.name);
+        let Some(servers) = extras.servers.as_mut() else {
+            return Poll::Ready(());
+        };
+        if !extras.servers_shut {
+            extras.servers_shut = true;
+            servers.shut_down(agent);
         }
         if servers.all_done() {
             break;
@@ -376,13 +380,13 @@ pub(super) fn stop_servers<A: Agent>(
             Poll::Ready(Some(exit)) => exit,
             Poll::Ready(None) => break,
             Poll::Pending => {
-                life.cell.set_waiting_for(servers.running::<A>());
+                cell.set_waiting_for(servers.running::<A>());
                 return Poll::Pending;
             }
         };
         let name = A::HOOKS.servers[exit.index].name;
         if let Some(cause) = servers.settle(exit) {
-            life.fail(Stage::Server, name, cause);
+            ctx.life.fail(Stage::Server, name, cause);
         }
     }
     log::debug!(target: LOG_TARGET, "agent `{}`: servers stopped", ctx.life.name);

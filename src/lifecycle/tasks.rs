@@ -213,9 +213,9 @@ pub(crate) fn run_ended<A: Agent>(ctx: &mut Context<A>, index: usize, result: Ho
         timed_out = bad == BadRun::TimedOut;
         ctx.life.cell.count_bad_run(index, bad);
     }
-    let life = &mut ctx.life;
-    if let Some(timers) = life.timers.as_mut() {
-        timers.reschedule::<A>(index, &life.cell, timed_out);
+    let (cell, extras) = ctx.life.cell_and_extras();
+    if let Some(timers) = extras.and_then(|e| e.timers.as_mut()) {
+        timers.reschedule::<A>(index, cell, timed_out);
     }
 }
 
@@ -224,7 +224,8 @@ pub(crate) fn start<A: Agent>(ctx: &mut Context<A>) {
     if A::HOOKS.tasks.is_empty() {
         return;
     }
-    ctx.life.timers = Some(Timers::start::<A>(ctx.life.name));
+    let timers = Timers::start::<A>(ctx.life.name);
+    ctx.life.extras().timers = Some(timers);
     ctx.spawn(Scheduler { sleep: None });
 }
 
@@ -257,7 +258,7 @@ impl<A: Agent> ActorFuture<A> for Scheduler {
                 // A run (or hook) has the agent; we are polled again after.
                 return Poll::Pending;
             }
-            let Some((index, due)) = ctx.life.timers.as_ref().and_then(Timers::next) else {
+            let Some((index, due)) = ctx.life.timers().and_then(Timers::next) else {
                 return Poll::Ready(());
             };
             if due > Instant::now() {
@@ -281,7 +282,7 @@ impl<A: Agent> ActorFuture<A> for Scheduler {
 /// becomes the agent's work in flight, driven like a hook.
 fn run<A: Agent>(act: &mut A, ctx: &mut Context<A>, index: usize) {
     let task = &A::HOOKS.tasks[index];
-    if let Some(timers) = ctx.life.timers.as_mut() {
+    if let Some(timers) = ctx.life.extras_mut().and_then(|e| e.timers.as_mut()) {
         timers.slots[index].started = Some(Instant::now());
     }
     log::debug!(target: LOG_TARGET, "agent `{}`: running task `{}`", ctx.life.name, task.name);
