@@ -185,11 +185,6 @@ impl<A: actix::Actor<Context = Context<A>>> HookTable<A> {
             Stage::Server => &[],
         }
     }
-
-    /// Whether any hook with this label is `async`.
-    pub(crate) fn has_async(&self, stage: Stage) -> bool {
-        self.stage(stage).iter().any(|h| h.call.is_async())
-    }
 }
 
 /// The declarations of an agent type. Implemented by `#[microagent::hooks]`.

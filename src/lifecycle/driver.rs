@@ -176,11 +176,7 @@ pub fn started<A: Agent>(act: &mut A, ctx: &mut Context<A>) {
     // No waker here (actix does not pass one): a suspended hook is polled
     // again at once, with the task's waker, by the driver.
     let mut task = std::task::Context::from_waker(Waker::noop());
-    let suspended = drive(act, ctx, &mut task, true).is_pending();
-    // An async pre_stop hook may suspend on the "last `Addr` dropped" path,
-    // where only the stored waker gets the actor polled again: the driver
-    // stores it on its first poll.
-    if suspended || (ctx.life.waker.is_none() && A::HOOKS.has_async(Stage::PreStop)) {
+    if drive(act, ctx, &mut task, true).is_pending() {
         ctx.wait(Driver);
     }
 }

@@ -29,7 +29,9 @@
 //!   actor without a second `stopping`.
 //! - On the "last `Addr` dropped" path actix does not re-poll the actor after
 //!   `stopping` returns `Continue`, so the lifecycle keeps the task's waker
-//!   and wakes it.
+//!   and wakes it. The task's own future (`Guarded`, around actix's
+//!   `ContextFut`) keeps the waker from its first poll: no extra driver
+//!   round in `started` for it.
 //! - actix drops a `wait` future that returns `Pending` while the actor is
 //!   stopping. So the driver holds no state: the hook in flight and the
 //!   position in the hook lists live in the context, and `stopping` pushes a
