@@ -17,7 +17,8 @@
 //! handler, until the last is handled.
 //!
 //! `cargo bench --bench lifecycle -- N agent` (or `bare`) runs one batched
-//! round of one side alone, for instruction counts under callgrind.
+//! round of one side alone, for instruction counts under callgrind;
+//! `msg-agent` and `msg-bare` do the same for the message pair.
 //!
 //! The last lines are `message ratio: X.XX` (agent rate / bare rate) and
 //! `lifecycle ratio: X.XX` (agent time / bare time, in batches).
@@ -175,6 +176,18 @@ fn main() {
     // `agent` or `bare`: one batched round of that side alone, to count
     // its instructions (`valgrind --tool=callgrind`, once with N and once
     // with 0: the difference over N is the instructions per life).
+    if let Some(side) = args.iter().find(|a| *a == "msg-agent" || *a == "msg-bare") {
+        let agent = side == "msg-agent";
+        microagent::run(async move {
+            if agent {
+                let (counter, _handle) = microagent::start(Counter::default());
+                messages(n, &counter).await
+            } else {
+                messages(n, &BareCounter::default().start()).await
+            }
+        });
+        return;
+    }
     if let Some(side) = args.iter().find(|a| *a == "agent" || *a == "bare") {
         let agent = side == "agent";
         microagent::run(async move {
