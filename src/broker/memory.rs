@@ -8,7 +8,8 @@ use tokio::sync::Notify;
 
 use super::handle::DeadLetter;
 use super::job::Body;
-use super::observe::{QueueEvent, QueueObservers, Settlement};
+use super::observe::{self, QueueEvent, Settlement};
+use crate::bus::Observers;
 
 /// A message in an in-process queue, or taken from it until it is settled.
 #[derive(Debug)]
@@ -42,7 +43,9 @@ impl MemQueue {
     /// Appends a message, waiting while the queue is full; its id.
     pub(super) async fn push(&self, body: Body) -> u64 {
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
-        self.shared.observers.sent(id, &self.name, &body);
+        self.shared
+            .observers
+            .tell(|| observe::sent(id, &self.name, &body));
         let mut held = Some(Held {
             id,
             body,
@@ -78,7 +81,7 @@ impl MemQueue {
     pub(super) fn settled(&self, id: u64, consumer: &str, settlement: impl FnOnce() -> Settlement) {
         self.shared
             .observers
-            .settled_with(id, &self.name, consumer, settlement);
+            .tell(|| observe::settled(id, &self.name, consumer, settlement()));
     }
 
     /// Puts a held message back at the head (a retry, or one that was not
@@ -130,7 +133,7 @@ impl MemQueue {
 #[derive(Default)]
 struct Shared {
     next_id: AtomicU64,
-    observers: QueueObservers,
+    observers: Observers<QueueEvent>,
 }
 
 /// The queues of one broker, by name.

@@ -2,11 +2,7 @@
 //! how each attempt at one was settled. The [`testkit`](crate::testkit)
 //! builds on it.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, PoisonError};
-
 use serde_json::Value;
-use tokio::sync::mpsc;
 
 use super::handle::DeadLetter;
 use super::job::Body;
@@ -61,59 +57,28 @@ pub enum QueueEvent {
     },
 }
 
-/// The observers of one in-process broker.
-#[derive(Default)]
-pub(super) struct QueueObservers {
-    /// Whether there may be any: a send checks only this while none is.
-    any: AtomicBool,
-    list: Mutex<Vec<mpsc::UnboundedSender<QueueEvent>>>,
+/// The event of a message sent to `queue`.
+pub(super) fn sent(id: u64, queue: &str, body: &Body) -> Option<QueueEvent> {
+    Some(QueueEvent::Sent {
+        id,
+        queue: queue.to_owned(),
+        message: message(body),
+    })
 }
 
-impl QueueObservers {
-    pub(super) fn add(&self) -> mpsc::UnboundedReceiver<QueueEvent> {
-        let (tx, rx) = mpsc::unbounded_channel();
-        self.list
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(tx);
-        self.any.store(true, Ordering::Release);
-        rx
-    }
-
-    fn tell(&self, event: impl FnOnce() -> QueueEvent) {
-        if !self.any.load(Ordering::Acquire) {
-            return;
-        }
-        let event = event();
-        let mut list = self.list.lock().unwrap_or_else(PoisonError::into_inner);
-        list.retain(|tx| tx.send(event.clone()).is_ok());
-        if list.is_empty() {
-            self.any.store(false, Ordering::Release);
-        }
-    }
-
-    pub(super) fn sent(&self, id: u64, queue: &str, body: &Body) {
-        self.tell(|| QueueEvent::Sent {
-            id,
-            queue: queue.to_owned(),
-            message: message(body),
-        });
-    }
-
-    pub(super) fn settled_with(
-        &self,
-        id: u64,
-        queue: &str,
-        consumer: &str,
-        settlement: impl FnOnce() -> Settlement,
-    ) {
-        self.tell(|| QueueEvent::Settled {
-            id,
-            queue: queue.to_owned(),
-            consumer: consumer.to_owned(),
-            settlement: settlement(),
-        });
-    }
+/// The event of an attempt at a message of `queue` settled by `consumer`.
+pub(super) fn settled(
+    id: u64,
+    queue: &str,
+    consumer: &str,
+    settlement: Settlement,
+) -> Option<QueueEvent> {
+    Some(QueueEvent::Settled {
+        id,
+        queue: queue.to_owned(),
+        consumer: consumer.to_owned(),
+        settlement,
+    })
 }
 
 /// A message as JSON (its encoding error's text if it has none).

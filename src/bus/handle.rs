@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 use super::config::{BusConfig, BusInfo, Kind};
 use super::delivery::{typed, Payload};
 use super::local::{DeliverFn, Subscribers, Subscription};
-use super::observe::{Observer, Observers};
+use super::observe::{Observer, Observers, Sent};
 use super::redis::{Link, PendingGuard};
 use super::signal::{check_name, DynSignal, Signal, SignalError};
 use super::wire::{self, WireError};
@@ -148,7 +148,7 @@ pub struct Bus {
 
 struct Inner {
     subscribers: Arc<Subscribers>,
-    observers: Observers,
+    observers: Observers<Sent>,
     prefix: String,
     remote: Option<Arc<Link>>,
 }
@@ -320,7 +320,7 @@ impl Bus {
     /// });
     /// ```
     pub fn observe(&self) -> Observer {
-        self.inner.observers.add()
+        self.inner.observers.observer()
     }
 
     /// Whether the bus can send now: always in-process; on Redis, while

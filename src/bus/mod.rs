@@ -34,6 +34,7 @@ pub use delivery::{Deliver, Delivery, Payload, Reply, ToArgs, ToWire};
 pub(crate) use handle::{close, connected, current_info, Confirmation};
 pub use handle::{AnswerStream, Answers, Bus, BusError};
 pub(crate) use local::{DeliverFn, Subscription};
+pub(crate) use observe::Observers;
 pub use observe::{Observer, Sent};
 pub use sender::AgentBus;
 pub use signal::{DynSignal, Signal, SignalError};

@@ -49,42 +49,70 @@ impl Observer {
     }
 }
 
-/// The observers of one bus.
-#[derive(Default)]
-pub(super) struct Observers {
-    /// Whether there may be any: a send checks only this while none is.
+/// Who watches something (a bus, the in-process broker): each gets every
+/// event from the moment it started watching. Costs one atomic load per
+/// event while nobody watches.
+pub(crate) struct Observers<T> {
+    /// Whether there may be any.
     any: AtomicBool,
-    list: Mutex<Vec<mpsc::UnboundedSender<Sent>>>,
+    list: Mutex<Vec<mpsc::UnboundedSender<T>>>,
 }
 
-impl Observers {
-    pub(super) fn add(&self) -> Observer {
-        let (tx, sent) = mpsc::unbounded_channel();
-        let mut list = self.list.lock().unwrap_or_else(PoisonError::into_inner);
-        list.push(tx);
+impl<T> Default for Observers<T> {
+    fn default() -> Self {
+        Observers {
+            any: AtomicBool::new(false),
+            list: Mutex::default(),
+        }
+    }
+}
+
+impl<T: Clone> Observers<T> {
+    /// A new observer's end.
+    pub(crate) fn add(&self) -> mpsc::UnboundedReceiver<T> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.list
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(tx);
         self.any.store(true, Ordering::Release);
-        Observer { sent }
+        rx
+    }
+
+    /// Tells every observer the event `event` makes (not called while
+    /// nobody watches); observers that are gone are forgotten.
+    pub(crate) fn tell(&self, event: impl FnOnce() -> Option<T>) {
+        if !self.any.load(Ordering::Acquire) {
+            return;
+        }
+        let Some(event) = event() else {
+            return;
+        };
+        let mut list = self.list.lock().unwrap_or_else(PoisonError::into_inner);
+        list.retain(|tx| tx.send(event.clone()).is_ok());
+        if list.is_empty() {
+            self.any.store(false, Ordering::Release);
+        }
+    }
+}
+
+impl Observers<Sent> {
+    /// A new [`Observer`] of a bus.
+    pub(super) fn observer(&self) -> Observer {
+        Observer { sent: self.add() }
     }
 
     /// Tells every observer about a signal being sent.
     pub(super) fn record(&self, signal: &str, sender: &str, payload: &Payload, call: bool) {
-        if !self.any.load(Ordering::Acquire) {
-            return;
-        }
-        // A payload that does not serialize fails the send itself.
-        let Ok(args) = payload.to_json() else {
-            return;
-        };
-        let sent = Sent {
-            signal: signal.to_owned(),
-            sender: sender.to_owned(),
-            args,
-            call,
-        };
-        let mut list = self.list.lock().unwrap_or_else(PoisonError::into_inner);
-        list.retain(|tx| tx.send(sent.clone()).is_ok());
-        if list.is_empty() {
-            self.any.store(false, Ordering::Release);
-        }
+        self.tell(|| {
+            // A payload that does not serialize fails the send itself.
+            let args = payload.to_json().ok()?;
+            Some(Sent {
+                signal: signal.to_owned(),
+                sender: sender.to_owned(),
+                args,
+                call,
+            })
+        });
     }
 }
