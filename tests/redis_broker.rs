@@ -579,7 +579,8 @@ struct Slow {
     id: u32,
 }
 
-/// Takes 50 ms a message, one at a time: a queue to stop a broker under.
+/// Takes 100 ms a message, one at a time: a queue to stop a broker under
+/// (60 of them outlast a `rabbitmqctl stop` on a loaded machine).
 #[derive(Default, MicroAgent)]
 struct SlowConsumer {
     events: Events,
@@ -589,7 +590,7 @@ struct SlowConsumer {
 impl SlowConsumer {
     #[consumer(Slow, prefetch = 1)]
     async fn handle(&mut self, message: Slow) {
-        actix_rt::time::sleep(Duration::from_millis(50)).await;
+        actix_rt::time::sleep(Duration::from_millis(100)).await;
         self.events.push(format!("slow {}", message.id));
     }
 }
