@@ -56,8 +56,10 @@
 //! ```
 //!
 //! To run agents as a service (signals, a group, a shutdown deadline, an
-//! exit code), use a [`Launcher`]; for HTTP endpoints and health checks see
-//! [`web`].
+//! exit code), use a [`Launcher`], or [`deploy`] to build one from a
+//! configuration file and the environment ([`config`]); for HTTP endpoints
+//! and health checks see [`web`]; to test agents without Redis or RabbitMQ,
+//! see [`testkit`].
 //!
 #![doc = include_str!("../docs/lifecycle.md")]
 //!
@@ -80,19 +82,18 @@
 //! [actix]: https://actix.rs
 //! [`Actor`]: actix::Actor
 
+// The derive macros name `::microagent`, in this crate too (the
+// `HealthServer` agent of `web`).
+extern crate self as microagent;
+
 // The modules, from the bottom of the dependency graph up. Each uses only
 // modules listed before it, except `agent` and `lifecycle`, which name each
 // other (an agent's actor context is `lifecycle::Context`, whose lifecycle
 // calls what the agent declares).
 //
 // vocabulary: no dependency on the rest of the crate
-// The derive macros name `::microagent`, in this crate too.
-extern crate self as microagent;
-
 pub mod broker;
 pub mod bus;
-pub mod config;
-mod deploy;
 mod error;
 mod info;
 mod messages;
@@ -105,10 +106,13 @@ mod registry;
 // starting agents, running Systems
 mod run;
 mod start;
-// on top
+// on top: running a group as a process; HTTP alongside agents
 mod launcher;
-pub mod testkit;
 pub mod web;
+// running from configuration; testing agents
+pub mod config;
+mod deploy;
+pub mod testkit;
 
 pub use agent::{Agent, IntoAgent, Named};
 pub use deploy::deploy;
