@@ -26,7 +26,7 @@
 use std::time::{Duration, Instant};
 
 use microagent::prelude::*;
-use support::{done, expect, one_done};
+use support::{done, expect, one_done, timed};
 
 mod support;
 
@@ -134,14 +134,12 @@ where
     A: Actor + Handler<Ping>,
     A::Context: actix::dev::ToEnvelope<A, Ping>,
 {
-    let done = done();
-    expect(n);
-    let begin = Instant::now();
-    for i in 0..n as u64 {
-        addr.do_send(Ping(i));
-    }
-    done.notified().await;
-    begin.elapsed()
+    let send = async {
+        for i in 0..n as u64 {
+            addr.do_send(Ping(i));
+        }
+    };
+    timed(n, send).await
 }
 
 /// Starts `n` actors with `start`, `batch` at a time: starts a batch, drops

@@ -294,20 +294,12 @@ impl Broker {
     /// original does: every queue bound to it gets a copy (`fanout`), or
     /// those bound with a matching topic (see [`send_topic`](Broker::send_topic)).
     pub async fn send<Q: Queue>(&self, message: Q) -> Result<(), BrokerError> {
-        if let Backend::Memory(memory) = &self.backend {
-            memory
-                .declared(Q::NAME)
-                .push(Body::Value(Box::new(message)))
-                .await;
-            return Ok(());
-        }
-        let body = message.to_wire()?;
-        self.push(Q::NAME, Q::EXCHANGE, Q::NAME, body).await
+        self.send_tracked(message).await.map(drop)
     }
 
-    /// Sends `message` on the in-process broker and returns its id there
-    /// (what [`QueueEvent`](super::QueueEvent)s name); `None` on the
-    /// others, after sending it.
+    /// Sends `message` and returns its id on the in-process broker (what
+    /// [`QueueEvent`](super::QueueEvent)s name; `None` on the others). The
+    /// in-process broker takes the value itself, never encoded.
     pub(crate) async fn send_tracked<Q: Queue>(
         &self,
         message: Q,
@@ -316,7 +308,10 @@ impl Broker {
             let queue = memory.declared(Q::NAME);
             return Ok(Some(queue.push(Body::Value(Box::new(message))).await));
         }
-        self.send(message).await.map(|()| None)
+        let body = message.to_wire()?;
+        self.push(Q::NAME, Q::EXCHANGE, Q::NAME, body)
+            .await
+            .map(|()| None)
     }
 
     /// What happens on the in-process broker from now on (`None` on the

@@ -124,6 +124,15 @@ impl Body {
         }
     }
 
+    /// The message as JSON, for dead letters and observers (its encoding
+    /// error's text if it has none).
+    pub(crate) fn to_json(&self) -> serde_json::Value {
+        match self.to_wire() {
+            Ok(bytes) => super::handle::DeadLetter::message_of(&bytes),
+            Err(e) => serde_json::Value::String(e.to_string()),
+        }
+    }
+
     /// The message as `Q`: a clone of the value when it is one, decoded
     /// from JSON otherwise (a message sent as another type with the same
     /// queue, or as a JSON object).

@@ -116,13 +116,9 @@ impl MemQueue {
 
     /// Keeps a message that failed for good, with why.
     pub(super) fn dead(&self, held: Held, reason: String, attempts: u32) {
-        let message = match held.body.to_wire() {
-            Ok(bytes) => DeadLetter::message_of(&bytes),
-            Err(e) => serde_json::Value::String(e.to_string()),
-        };
         lock(&self.dead).push(DeadLetter {
             queue: self.name.clone(),
-            message,
+            message: held.body.to_json(),
             reason,
             attempts,
         });

@@ -4,7 +4,6 @@
 
 use serde_json::Value;
 
-use super::handle::DeadLetter;
 use super::job::Body;
 
 /// How one attempt at a message ended.
@@ -62,7 +61,7 @@ pub(super) fn sent(id: u64, queue: &str, body: &Body) -> Option<QueueEvent> {
     Some(QueueEvent::Sent {
         id,
         queue: queue.to_owned(),
-        message: message(body),
+        message: body.to_json(),
     })
 }
 
@@ -79,12 +78,4 @@ pub(super) fn settled(
         consumer: consumer.to_owned(),
         settlement,
     })
-}
-
-/// A message as JSON (its encoding error's text if it has none).
-fn message(body: &Body) -> Value {
-    match body.to_wire() {
-        Ok(bytes) => DeadLetter::message_of(&bytes),
-        Err(e) => Value::String(e.to_string()),
-    }
 }
