@@ -8,8 +8,6 @@
 
 mod support;
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -17,7 +15,8 @@ use std::time::{Duration, Instant};
 use microagent::config::{Agents, Config, ConfigError};
 use microagent::prelude::*;
 use serde::Deserialize;
-use support::process::{example, Proc, HANG};
+use support::net::{free_addr, http};
+use support::process::{example, without_configuration, Proc, HANG};
 
 /// A directory of its own for one test, removed at the end.
 struct Dir(PathBuf);
@@ -49,12 +48,7 @@ impl Drop for Dir {
 /// `MICROAGENT_*` variable.
 fn deploy(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Proc {
     let mut command = Command::new(example("deploy-fixture"));
-    for (name, _) in std::env::vars() {
-        if name.starts_with("MICROAGENT_") {
-            command.env_remove(name);
-        }
-    }
-    command
+    without_configuration(&mut command)
         .current_dir(dir)
         .args(args)
         .env("RUST_LOG", "info")
@@ -304,27 +298,15 @@ fn passwords_never_show_in_logs_or_errors() {
     assert!(proc.seen.is_empty(), "an agent started: {:?}", proc.seen);
 }
 
-/// `GET path` on `addr`; the status code, or `None` while nothing answers.
-fn get(addr: &str, path: &str) -> Option<u16> {
-    let mut stream = TcpStream::connect(addr).ok()?;
-    stream.set_read_timeout(Some(HANG)).ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut reply = String::new();
-    stream.read_to_string(&mut reply).ok()?;
-    reply.split_whitespace().nth(1)?.parse().ok()
+/// `GET /health/ready`'s status on `addr`, `None` while nothing answers.
+fn ready(addr: &str) -> Option<u16> {
+    http(addr, "GET", "/health/ready", "").map(|(status, _)| status)
 }
 
 #[test]
 fn the_http_key_serves_the_health_endpoints() {
     let dir = Dir::new("http");
-    let addr = {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("a free port");
-        listener.local_addr().unwrap().to_string()
-    };
+    let addr = free_addr();
     let file = dir.file(
         "http.toml",
         &format!("http = \"{addr}\"\n[agent.greeter]\nstay = true\n"),
@@ -332,11 +314,14 @@ fn the_http_key_serves_the_health_endpoints() {
     let mut proc = deploy(&dir.0, &["--config", file.to_str().unwrap()], &[]);
     proc.wait_line(|l| l == "clock: started");
     let start = Instant::now();
-    while get(&addr, "/health/ready") != Some(200) {
+    while ready(&addr) != Some(200) {
         assert!(start.elapsed() < HANG, "never ready; {}", proc.stderr());
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert_eq!(get(&addr, "/health/live"), Some(200));
+    assert_eq!(
+        http(&addr, "GET", "/health/live", "").map(|(status, _)| status),
+        Some(200)
+    );
     proc.signal("TERM");
     assert_eq!(proc.wait_code(), 0, "{}", proc.stderr());
 }

@@ -312,10 +312,7 @@ fn an_rpc_timeout_is_a_typed_error_and_the_caller_goes_on() {
 #[test]
 fn an_unreachable_redis_fails_the_launch_and_never_shows_the_password() {
     // Nothing listens there: a port just freed.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .unwrap()
-        .port();
+    let port = support::net::free_port();
     let url = format!("redis://:hunter2@127.0.0.1:{port}/0");
     let config = BusConfig::redis(&url)
         .unwrap()

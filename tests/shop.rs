@@ -6,36 +6,11 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use support::process::{example, Proc, HANG};
-
-/// A loopback address nothing listens on yet.
-fn free_addr() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("a free port");
-    listener.local_addr().unwrap().to_string()
-}
-
-/// One HTTP/1.1 request; the status and the body, `None` while nothing
-/// answers.
-fn http(addr: &str, method: &str, path: &str, body: &str) -> Option<(u16, String)> {
-    let mut stream = TcpStream::connect(addr).ok()?;
-    stream.set_read_timeout(Some(HANG)).ok()?;
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .ok()?;
-    let mut reply = String::new();
-    stream.read_to_string(&mut reply).ok()?;
-    let status = reply.split_whitespace().nth(1)?.parse().ok()?;
-    let body = reply.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    Some((status, body.to_owned()))
-}
+use support::net::{free_addr, http};
+use support::process::{example, without_configuration, Proc, HANG};
 
 /// Places an order, retrying while the shop is not up yet (503: the stock
 /// has not subscribed); the final status and body.
@@ -71,12 +46,9 @@ fn mailed(lines: &[String]) -> BTreeSet<String> {
 /// The shop with `args` and `envs`, and no other `MICROAGENT_*` variable.
 fn shop(args: &[&str], envs: &[(&str, String)]) -> Proc {
     let mut command = Command::new(example("shop"));
-    for (name, _) in std::env::vars() {
-        if name.starts_with("MICROAGENT_") {
-            command.env_remove(name);
-        }
-    }
-    command.args(args).env("RUST_LOG", "warn");
+    without_configuration(&mut command)
+        .args(args)
+        .env("RUST_LOG", "warn");
     for (name, value) in envs {
         command.env(name, value);
     }

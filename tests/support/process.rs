@@ -22,6 +22,17 @@ pub(crate) fn example(name: &str) -> PathBuf {
     path
 }
 
+/// Takes every `MICROAGENT_*` variable of this process out of `command`'s
+/// environment: the configuration reads them, and a test gives its own.
+pub(crate) fn without_configuration(command: &mut Command) -> &mut Command {
+    for (name, _) in std::env::vars() {
+        if name.starts_with("MICROAGENT_") {
+            command.env_remove(name);
+        }
+    }
+    command
+}
+
 /// A running example binary, its stdout lines and its stderr.
 pub(crate) struct Proc {
     child: Child,

@@ -2,25 +2,18 @@
 //! that stop and restart the broker (the shared one from `AMQP_URL` must
 //! stay up for the others).
 
-use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use super::net::free_port;
 use super::process::HANG;
-use super::redis::Restartable;
+use super::redis::{answers, Restartable};
 
 /// Where Debian's package puts the server's own script (the one on the
 /// PATH insists on running as the `rabbitmq` user).
 const SERVER: &str = "/usr/lib/rabbitmq/bin/rabbitmq-server";
 const CTL: &str = "/usr/lib/rabbitmq/bin/rabbitmqctl";
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
 
 /// A private node: its name, AMQP port and data directory (kept across a
 /// restart, so durable queues and persistent messages survive it).
@@ -116,18 +109,9 @@ impl Restartable for RabbitServer {
 }
 
 /// Whether an AMQP broker on `port` answers the protocol header with a
-/// frame (not just a connection: a connect to a port nobody listens on can
-/// connect to itself on Linux).
+/// method frame (type 1: `Connection.Start`).
 fn amqp_answers(port: u16) -> bool {
-    use std::io::{Read, Write};
-    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
-        return false;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-    let mut frame_type = [0u8; 1];
-    stream.write_all(b"AMQP\x00\x00\x09\x01").is_ok()
-        && stream.read_exact(&mut frame_type).is_ok()
-        && frame_type[0] == 1
+    answers(port, b"AMQP\x00\x00\x09\x01", &[1])
 }
 
 impl Drop for RabbitServer {

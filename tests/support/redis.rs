@@ -2,7 +2,7 @@
 //! channel prefix per test, and private `redis-server`s for the tests that
 //! stop or restart one.
 
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -51,10 +51,7 @@ impl RedisServer {
     /// taken before the server could bind it).
     pub(crate) fn start() -> RedisServer {
         for _ in 0..5 {
-            let port = TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .expect("a free port")
-                .port();
+            let port = super::net::free_port();
             let mut server = RedisServer { port, child: None };
             if server.try_start() {
                 return server;
@@ -112,17 +109,23 @@ impl RedisServer {
     }
 }
 
-/// Whether a Redis on `port` answers PING.
-fn pong(port: u16) -> bool {
+/// Whether a server on loopback `port` answers `request` with a reply
+/// that starts with `expected`: a server that speaks, not just a
+/// connection (a connect to a port nobody listens on can connect to itself
+/// on Linux).
+pub(crate) fn answers(port: u16, request: &[u8], expected: &[u8]) -> bool {
     use std::io::{Read, Write};
     let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
         return false;
     };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
-    let mut reply = [0u8; 7];
-    stream.write_all(b"PING\r\n").is_ok()
-        && stream.read_exact(&mut reply).is_ok()
-        && &reply == b"+PONG\r\n"
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let mut reply = vec![0u8; expected.len()];
+    stream.write_all(request).is_ok() && stream.read_exact(&mut reply).is_ok() && reply == expected
+}
+
+/// Whether a Redis on `port` answers PING.
+fn pong(port: u16) -> bool {
+    answers(port, b"PING\r\n", b"+PONG\r\n")
 }
 
 impl Drop for RedisServer {
