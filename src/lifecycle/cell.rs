@@ -33,7 +33,9 @@ pub(crate) struct AgentCell<A: Actor> {
 #[derive(Default)]
 struct Shared {
     /// The outcome, once the lifecycle is over; every waiter gets a copy.
-    outcome: Option<Result<(), AgentError>>,
+    /// The error is boxed: it keeps the cell small enough for the
+    /// allocator's fast bins, which every agent's start and stop pays for.
+    outcome: Option<Result<(), Box<AgentError>>>,
     /// The waiter to wake when it is (nearly always the only one).
     waker: Option<Waker>,
     /// The rest, allocated on first use: most agents never need it, and a
@@ -117,7 +119,11 @@ impl<A: Actor> AgentCell<A> {
     /// Notes the hook that runs now (`None`: no hook runs).
     pub(crate) fn set_doing(&self, hook: Option<(Stage, usize)>) {
         let code = hook.map_or(0, |(stage, index)| {
-            let stage = STAGES.iter().position(|s| *s == stage).unwrap_or(0) as u32;
+            let stage = match stage {
+                Stage::PreStart | Stage::Server => 0,
+                Stage::PostStart => 1,
+                Stage::PreStop => 2,
+            };
             stage << 16 | (index as u32 + 1)
         });
         self.doing.store(code, Ordering::Relaxed);
@@ -153,15 +159,17 @@ impl<A: Actor> AgentCell<A> {
         if shared.outcome.is_some() {
             return;
         }
-        shared.outcome = Some(outcome);
+        shared.outcome = Some(outcome.map_err(Box::new));
         let waker = shared.waker.take();
-        let more = shared
-            .more
-            .as_mut()
-            .map(|more| std::mem::take(&mut more.wakers))
-            .unwrap_or_default();
+        let more = match shared.more.as_mut() {
+            Some(more) if !more.wakers.is_empty() => std::mem::take(&mut more.wakers),
+            _ => Vec::new(),
+        };
         drop(shared);
-        waker.into_iter().chain(more).for_each(Waker::wake);
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+        more.into_iter().for_each(Waker::wake);
     }
 
     /// Counts a run of task `index` that went wrong.
@@ -238,7 +246,7 @@ impl<A: Actor> AgentCell<A> {
     pub(crate) fn poll_outcome(&self, waker: &Waker) -> Poll<Result<(), AgentError>> {
         let mut shared = self.shared();
         if let Some(outcome) = &shared.outcome {
-            return Poll::Ready(outcome.clone());
+            return Poll::Ready(outcome.clone().map_err(|e| *e));
         }
         let shared = &mut *shared;
         match &shared.waker {

@@ -89,12 +89,17 @@ impl<A: Actor<Context = Context<A>>> Future for Guarded<A> {
 
     fn poll(mut self: Pin<&mut Self>, task: &mut std::task::Context<'_>) -> Poll<()> {
         let fut = &mut self.0;
-        // The task's waker, for the paths where actix does not poll again
-        // by itself (an async `pre_stop` hook that suspends after the last
-        // `Addr` was dropped): kept from the first poll on.
-        fut.ctx().life.remember_waker(task);
         match HookFailure::catch(|| Pin::new(&mut *fut).poll(task)) {
-            Ok(poll) => poll,
+            Ok(Poll::Pending) => {
+                // `stopping` left hooks to a driver on a path where actix
+                // does not poll again by itself (the last `Addr` dropped):
+                // the next poll runs the driver, with this task's waker.
+                if fut.ctx().life.take_wake_request() {
+                    task.waker().wake_by_ref();
+                }
+                Poll::Pending
+            }
+            Ok(Poll::Ready(())) => Poll::Ready(()),
             Err(panic) => {
                 fut.ctx().life.crashed(panic);
                 Poll::Ready(())

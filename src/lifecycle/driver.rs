@@ -29,7 +29,6 @@ impl<A: Agent> ActorFuture<A> for Driver {
         ctx: &mut Context<A>,
         task: &mut std::task::Context<'_>,
     ) -> Poll<()> {
-        ctx.life.remember_waker(task);
         drive(act, ctx, task, true)
     }
 }
@@ -49,26 +48,25 @@ fn drive<A: Agent>(
         if yield_to_stop && ctx.state() != ActorState::Running {
             return Poll::Ready(());
         }
-        if let Some((work, mut fut)) = ctx.life.inflight.take() {
-            match fut.as_mut().poll(task) {
-                Poll::Pending => {
-                    ctx.life.inflight = Some((work, fut));
-                    return Poll::Pending;
-                }
-                Poll::Ready((agent, result)) => {
-                    *act = agent;
-                    match work {
-                        Work::Hook(hook) => {
-                            let stage = ctx.life.stage;
-                            ctx.life.record(stage, hook, result);
-                        }
-                        Work::Task(index) => tasks::run_ended(ctx, index, result),
-                        Work::Receiver(index) => receivers::run_ended(ctx, index, result),
-                        Work::Consumer(index) => consumers::run_ended(ctx, index, result),
+        // The work in flight is polled where it lies; it leaves the
+        // lifecycle only once it is done.
+        if let Some((_, fut)) = &mut ctx.life.inflight {
+            let Poll::Ready((agent, result)) = fut.as_mut().poll(task) else {
+                return Poll::Pending;
+            };
+            *act = agent;
+            if let Some((work, _)) = ctx.life.inflight.take() {
+                match work {
+                    Work::Hook(hook) => {
+                        let stage = ctx.life.stage;
+                        ctx.life.record(stage, hook, result);
                     }
-                    continue;
+                    Work::Task(index) => tasks::run_ended(ctx, index, result),
+                    Work::Receiver(index) => receivers::run_ended(ctx, index, result),
+                    Work::Consumer(index) => consumers::run_ended(ctx, index, result),
                 }
             }
+            continue;
         }
         if matches!(ctx.life.phase, Phase::Running | Phase::Stopped) {
             return Poll::Ready(());
@@ -102,7 +100,9 @@ fn drive<A: Agent>(
             ctx.life.cell.set_doing(Some((stage, ctx.life.next)));
             ctx.life.next += 1;
             log::debug!(target: LOG_TARGET, "agent `{}`: running {stage} hook `{}`", ctx.life.name, hook.name);
-            run_hook(act, ctx, stage, hook.name, &hook.call);
+            if run_hook(act, ctx, task, stage, hook.name, &hook.call).is_pending() {
+                return Poll::Pending;
+            }
             continue;
         }
         match stage {
@@ -133,26 +133,38 @@ fn drive<A: Agent>(
     }
 }
 
+/// Runs one hook. An async hook is polled at once: most finish on their
+/// first poll, and one that suspends becomes the work in flight
+/// (`Pending`).
 fn run_hook<A: Agent>(
     act: &mut A,
     ctx: &mut Context<A>,
+    task: &mut std::task::Context<'_>,
     stage: Stage,
     hook: &'static str,
     call: &Call<A>,
-) {
+) -> Poll<()> {
     // The shims run user code (the hook itself, or `Default::default()` for
     // async hooks), so both are guarded. An async hook's own panics are caught
     // inside its future, which then hands the agent back.
-    match call {
-        Call::Sync(f) => {
-            let result = HookFailure::catch_result(|| f(act, ctx));
-            ctx.life.record(stage, hook, result);
-        }
+    let result = match call {
+        Call::Sync(f) => HookFailure::catch_result(|| f(act, ctx)),
         Call::Async(f) => match HookFailure::catch(|| f(act, ctx)) {
-            Ok(fut) => ctx.life.inflight = Some((Work::Hook(hook), fut)),
-            Err(failure) => ctx.life.record(stage, hook, Err(failure)),
+            Ok(mut fut) => match fut.as_mut().poll(task) {
+                Poll::Ready((agent, result)) => {
+                    *act = agent;
+                    result
+                }
+                Poll::Pending => {
+                    ctx.life.inflight = Some((Work::Hook(hook), fut));
+                    return Poll::Pending;
+                }
+            },
+            Err(failure) => Err(failure),
         },
-    }
+    };
+    ctx.life.record(stage, hook, result);
+    Poll::Ready(())
 }
 
 /// Makes `fut` (which owns the agent) the agent's work in flight, driven
@@ -192,16 +204,17 @@ pub fn stopping<A: Agent>(act: &mut A, ctx: &mut Context<A>) -> Running {
         Phase::Running => ctx.life.enter_pre_stop(),
         Phase::Stopping => {}
     }
-    let waker = ctx.life.waker.take();
-    let mut task = std::task::Context::from_waker(waker.as_ref().unwrap_or(Waker::noop()));
+    // No waker here either: a hook that suspends is polled again, with the
+    // task's waker, by the driver pushed below.
+    let mut task = std::task::Context::from_waker(Waker::noop());
     let done = drive(act, ctx, &mut task, false).is_ready();
-    ctx.life.waker = waker;
     if done && ctx.life.phase == Phase::Stopped {
         return Running::Stop;
     }
     ctx.wait(Driver);
-    // On the "last `Addr` dropped" path actix does not poll again by itself.
-    ctx.life.wake();
+    // On the "last `Addr` dropped" path actix does not poll again by itself:
+    // the task's future wakes the task when this poll ends.
+    ctx.life.wake_requested = true;
     Running::Continue
 }
 

@@ -28,10 +28,11 @@
 //!   when the last hook (and the graceful servers) are done, which ends the
 //!   actor without a second `stopping`.
 //! - On the "last `Addr` dropped" path actix does not re-poll the actor after
-//!   `stopping` returns `Continue`, so the lifecycle keeps the task's waker
-//!   and wakes it. The task's own future (`Guarded`, around actix's
-//!   `ContextFut`) keeps the waker from its first poll: no extra driver
-//!   round in `started` for it.
+//!   `stopping` returns `Continue`. `stopping` notes that, and the task's own
+//!   future (`Guarded`, around actix's `ContextFut`) wakes the task with its
+//!   waker when that poll ends; no waker is kept. Hooks first polled inside
+//!   `started` or `stopping` (which actix gives no waker) are polled again
+//!   by the driver with the task's waker when they suspend.
 //! - actix drops a `wait` future that returns `Pending` while the actor is
 //!   stopping. So the driver holds no state: the hook in flight and the
 //!   position in the hook lists live in the context, and `stopping` pushes a

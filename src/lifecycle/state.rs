@@ -2,7 +2,6 @@
 //! and the bookkeeping on it: hook results, failures, the outcome.
 
 use std::sync::Arc;
-use std::task::Waker;
 
 use super::cell::AgentCell;
 use super::declare::HookFuture;
@@ -40,7 +39,10 @@ pub(crate) struct Lifecycle<A: actix::Actor> {
     pub(super) next: usize,
     /// The async hook or task run that has the agent now.
     pub(super) inflight: Option<(Work, HookFuture<A>)>,
-    pub(super) waker: Option<Waker>,
+    /// Set by `stopping` when it leaves work for a driver on a path where
+    /// actix does not poll the actor again by itself: the actor's task
+    /// future wakes the task once the poll returns.
+    pub(super) wake_requested: bool,
     pub(super) cell: Arc<AgentCell<A>>,
     registration: Option<Registration>,
     extras: Option<Box<Extras>>,
@@ -82,7 +84,7 @@ impl<A: actix::Actor> Lifecycle<A> {
             stop_requested: false,
             next: 0,
             inflight: None,
-            waker: None,
+            wake_requested: false,
             cell,
             registration,
             extras: None,
@@ -250,18 +252,10 @@ impl<A: actix::Actor> Lifecycle<A> {
         self.inflight.is_some()
     }
 
-    /// Keeps the actor task's waker, for the paths where actix does not
-    /// poll again by itself.
-    pub(super) fn remember_waker(&mut self, task: &std::task::Context<'_>) {
-        if self.waker.is_none() {
-            self.waker = Some(task.waker().clone());
-        }
-    }
-
-    pub(super) fn wake(&self) {
-        if let Some(waker) = &self.waker {
-            waker.wake_by_ref();
-        }
+    /// Whether the task must wake itself after this poll (see
+    /// `wake_requested`); clears the request.
+    pub(super) fn take_wake_request(&mut self) -> bool {
+        std::mem::take(&mut self.wake_requested)
     }
 }
 

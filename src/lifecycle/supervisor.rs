@@ -306,7 +306,6 @@ impl<A: Agent> ActorFuture<A> for Supervisor {
         ctx: &mut Context<A>,
         task: &mut std::task::Context<'_>,
     ) -> Poll<()> {
-        ctx.life.remember_waker(task);
         loop {
             if ctx.life.phase != Phase::Running {
                 // Stopping: the driver takes the servers' exits from here.
