@@ -4,16 +4,17 @@
 
 use std::future::Future;
 use std::pin::pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::{self, Either};
-use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{oneshot, Notify, OwnedSemaphorePermit, Semaphore};
 
 use super::amqp::{self, AmqpQueues, RECONNECT_MAX as AMQP_RECONNECT_MAX};
 use super::handle::{Backend, BrokerError};
 use super::job::{Binding, Body, ConsumerOptions, Job, Outcome, Settler, Taken};
-use super::memory::{Held, MemQueue, Memory};
+use super::memory::{Held, MemQueue};
 use super::observe::Settlement;
 use super::redis::{Origin, RedisQueues};
 use crate::LOG_TARGET;
@@ -30,6 +31,18 @@ const RECONNECT_MAX: Duration = Duration::from_secs(5);
 #[derive(Debug)]
 pub(crate) struct Consuming {
     _stop: oneshot::Sender<()>,
+    /// An in-process consumer's state, which its settlements read too.
+    memory: Option<Arc<MemConsumer>>,
+}
+
+impl Drop for Consuming {
+    fn drop(&mut self) {
+        // At once, not when the loop next runs: a settlement after this
+        // point must not hand the agent another message.
+        if let Some(consumer) = &self.memory {
+            consumer.stop();
+        }
+    }
 }
 
 /// What a consumer loop knows about itself.
@@ -52,6 +65,25 @@ pub(super) fn start(
     deliver: JobFn,
 ) -> Consuming {
     let (stop, stopped) = oneshot::channel();
+    let arbiter = actix_rt::System::current().arbiter().clone();
+    if let Backend::Memory(memory) = backend {
+        let consumer = Arc::new(MemConsumer {
+            items: memory.queue(queue),
+            name,
+            queue,
+            options,
+            deliver,
+            limit: options.prefetch.max(1) as usize,
+            in_flight: AtomicUsize::new(0),
+            stopped: AtomicBool::new(false),
+            room: Notify::new(),
+        });
+        arbiter.spawn(run_memory(consumer.clone(), stopped));
+        return Consuming {
+            _stop: stop,
+            memory: Some(consumer),
+        };
+    }
     let consumer = Consumer {
         queue,
         binding,
@@ -60,13 +92,15 @@ pub(super) fn start(
         deliver,
         in_flight: Arc::new(Semaphore::new(options.prefetch.max(1) as usize)),
     };
-    let arbiter = actix_rt::System::current().arbiter().clone();
     match backend {
-        Backend::Memory(memory) => arbiter.spawn(run_memory(memory, consumer, stopped)),
+        Backend::Memory(_) => unreachable!("in-process consumers start above"),
         Backend::Redis(queues) => arbiter.spawn(run_redis(queues, consumer, stopped)),
         Backend::Amqp(queues) => arbiter.spawn(run_amqp(queues, consumer, stopped)),
     };
-    Consuming { _stop: stop }
+    Consuming {
+        _stop: stop,
+        memory: None,
+    }
 }
 
 /// Resolves `work` unless `stopped` resolves first (`None`).
@@ -146,54 +180,116 @@ fn hand_over(consumer: &Consumer, body: Arc<[u8]>, settler: Settler) -> bool {
     (consumer.deliver)(Job::wire(body, settler))
 }
 
-async fn run_memory(memory: Arc<Memory>, consumer: Consumer, mut stopped: oneshot::Receiver<()>) {
-    let items = memory.queue(consumer.queue);
-    loop {
-        if stopped.try_recv() != Err(oneshot::error::TryRecvError::Empty) {
-            break;
-        }
-        // Without waiting while there is room and a message (no future
-        // built), waiting for them otherwise.
-        let permit = match consumer.in_flight.clone().try_acquire_owned() {
-            Ok(permit) => permit,
-            Err(_) => {
-                match unless(&mut stopped, consumer.in_flight.clone().acquire_owned()).await {
-                    Some(Ok(permit)) => permit,
-                    _ => break,
-                }
+/// An in-process consumer: what its loop and the settlements of its
+/// messages share. A settlement hands the agent the consumer's next message
+/// itself, in the slot it frees, so the loop sleeps while the consumer is
+/// busy and a message costs no hop through it.
+pub(crate) struct MemConsumer {
+    items: Arc<MemQueue>,
+    name: Arc<str>,
+    queue: &'static str,
+    options: ConsumerOptions,
+    deliver: JobFn,
+    /// Its prefetch: at most this many messages handed over and unsettled.
+    limit: usize,
+    in_flight: AtomicUsize,
+    /// Set once it stops taking messages.
+    stopped: AtomicBool,
+    /// A slot came free.
+    room: Notify,
+}
+
+impl std::fmt::Debug for MemConsumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemConsumer")
+            .field("name", &self.name)
+            .field("queue", &self.queue)
+            .field("in_flight", &self.in_flight)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MemConsumer {
+    /// Takes a slot if fewer than `limit` messages are in flight.
+    fn try_slot(&self) -> bool {
+        self.in_flight
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.limit).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    /// Takes a slot, waiting for one; `false` if `stopped` came first.
+    async fn slot(&self, stopped: &mut oneshot::Receiver<()>) -> bool {
+        loop {
+            let mut room = pin!(self.room.notified());
+            room.as_mut().enable();
+            if self.try_slot() {
+                return true;
             }
-        };
-        let held = match items.try_take() {
-            Some(held) => held,
-            None => match unless(&mut stopped, items.take()).await {
-                Some(held) => held,
-                None => break,
-            },
-        };
-        // Settled right where the run ends: no task, no channel, unless it
-        // waits for a retry.
+            if unless(stopped, room).await.is_none() {
+                return false;
+            }
+        }
+    }
+
+    fn free_slot(&self) {
+        self.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.room.notify_one();
+    }
+
+    fn stop(&self) {
+        self.stopped.store(true, Ordering::Release);
+    }
+
+    fn is_stopped(&self) -> bool {
+        self.stopped.load(Ordering::Acquire)
+    }
+
+    /// Hands `held` to the agent in a slot already taken. When the agent is
+    /// gone, the dropped job put the message back and freed the slot, and
+    /// the consumer stops.
+    fn hand_over(self: &Arc<Self>, held: Held) {
         let job = Job::held(MemorySettle {
-            items: items.clone(),
+            consumer: self.clone(),
             held,
-            name: consumer.name.clone(),
-            queue: consumer.queue,
-            options: consumer.options,
-            _in_flight: permit,
         });
-        if !(consumer.deliver)(job) {
-            break;
+        if !(self.deliver)(job) {
+            self.stop();
         }
     }
 }
 
+async fn run_memory(consumer: Arc<MemConsumer>, mut stopped: oneshot::Receiver<()>) {
+    let items = &consumer.items;
+    loop {
+        if consumer.is_stopped() || stopped.try_recv() != Err(oneshot::error::TryRecvError::Empty) {
+            break;
+        }
+        // Without building futures while there is a slot and a message,
+        // waiting for them otherwise.
+        if !consumer.try_slot() && !consumer.slot(&mut stopped).await {
+            break;
+        }
+        let held = match items.try_take() {
+            Some(held) => held,
+            None => match unless(&mut stopped, items.take()).await {
+                Some(held) => held,
+                None => {
+                    consumer.free_slot();
+                    break;
+                }
+            },
+        };
+        consumer.hand_over(held);
+    }
+    consumer.stop();
+}
+
 /// How an in-process message is settled: what its job holds.
 pub(crate) struct MemorySettle {
-    items: Arc<MemQueue>,
+    consumer: Arc<MemConsumer>,
     held: Held,
-    name: Arc<str>,
-    queue: &'static str,
-    options: ConsumerOptions,
-    _in_flight: OwnedSemaphorePermit,
 }
 
 impl MemorySettle {
@@ -204,17 +300,14 @@ impl MemorySettle {
 
     /// Done, back in the queue (now or after the backoff), or dead.
     pub(super) fn settle(self, outcome: Outcome) {
-        let MemorySettle {
-            items,
-            mut held,
-            name,
-            queue,
-            options,
-            _in_flight,
-        } = self;
-        let verdict = verdict((&name, queue, options), held.attempts, outcome);
-        drop(_in_flight);
-        items.settled(held.id, &name, || match &verdict {
+        let MemorySettle { consumer, mut held } = self;
+        let (items, name) = (&consumer.items, &consumer.name);
+        let verdict = verdict(
+            (name, consumer.queue, consumer.options),
+            held.attempts,
+            outcome,
+        );
+        items.settled(held.id, name, || match &verdict {
             Verdict::Ack => Settlement::Acked,
             Verdict::Release => Settlement::Released,
             Verdict::Retry {
@@ -228,6 +321,7 @@ impl MemorySettle {
                 reason: reason.clone(),
             },
         });
+        let released = matches!(verdict, Verdict::Release);
         match verdict {
             Verdict::Ack => {}
             Verdict::Release => items.put_back(held),
@@ -237,6 +331,7 @@ impl MemorySettle {
             } => {
                 held.attempts = attempts;
                 if tokio::runtime::Handle::try_current().is_ok() {
+                    let items = items.clone();
                     actix_rt::spawn(async move {
                         actix_rt::time::sleep(pause).await;
                         items.put_back(held);
@@ -247,6 +342,15 @@ impl MemorySettle {
                 }
             }
         }
+        // The slot goes to the next message, if the consumer still takes
+        // them (a released message means its agent is stopping or gone).
+        if !released && !consumer.is_stopped() {
+            if let Some(next) = items.try_take() {
+                consumer.hand_over(next);
+                return;
+            }
+        }
+        consumer.free_slot();
     }
 }
 
