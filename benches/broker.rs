@@ -18,6 +18,11 @@
 //! runs several rounds, alternating; the best counts. The last line is
 //! `broker ratio: local X.XX redis X.XX amqp X.XX` (ours / bare; `n/a`
 //! without the server's URL).
+//!
+//! `cargo bench --bench broker -- N local-ours` (or `local-bare`) runs one
+//! round of one side of the local pair alone, for instruction counts under
+//! `valgrind --tool=callgrind` (the difference between N and N/2 over N/2
+//! is the instructions per message).
 
 use std::time::Duration;
 
@@ -109,6 +114,33 @@ impl Handler<Placed> for Bare {
         self.total += order.order_id;
         one_done();
     }
+}
+
+/// One round of one side of the local pair (`local-ours`, `local-bare`).
+fn local_side(n: usize, ours: bool) {
+    microagent::run(async move {
+        let broker = Broker::connect(BrokerConfig::in_process())
+            .await
+            .expect("a new System has no broker yet");
+        if ours {
+            let (agent, _handle) = microagent::start(Packer::default());
+            agent.send(GetInfo).await.expect("the agent started");
+            let round = async {
+                for i in 0..n as u64 {
+                    broker.send(order(i)).await.expect("sent");
+                }
+            };
+            timed(n, round).await
+        } else {
+            let bare = Bare::default().start();
+            let round = async {
+                for i in 0..n as u64 {
+                    bare.do_send(Placed(order(i)));
+                }
+            };
+            timed(n, round).await
+        }
+    });
 }
 
 fn local(n: usize) -> f64 {
@@ -329,6 +361,10 @@ fn main() {
         .find(|a| !a.starts_with('-'))
         .map(|a| a.parse().expect("N must be a whole number"))
         .unwrap_or(20_000);
+    if let Some(side) = std::env::args().find(|a| a == "local-ours" || a == "local-bare") {
+        local_side(n, side == "local-ours");
+        return;
+    }
     let local = local(n);
     let redis = std::env::var("REDIS_URL")
         .ok()

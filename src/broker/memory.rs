@@ -1,7 +1,7 @@
 //! The in-process broker: bounded queues in this process.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::Notify;
@@ -29,14 +29,56 @@ pub(super) struct MemQueue {
     capacity: usize,
     items: Mutex<VecDeque<Held>>,
     /// A message was put in.
-    ready: Notify,
+    ready: Signal,
     /// A message was taken out.
-    room: Notify,
+    room: Signal,
     dead: Mutex<Vec<DeadLetter>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A [`Notify`] that costs one load to signal while nobody waits (the
+/// common case: every send and every take signals).
+#[derive(Default)]
+struct Signal {
+    notify: Notify,
+    /// How many wait, counted before they look at the queue.
+    waiting: AtomicUsize,
+}
+
+impl Signal {
+    /// Wakes one waiter, if any. Called after the change, made under the
+    /// queue's lock: a waiter that looked before it was counted before it
+    /// took that lock, so it is seen here.
+    fn notify(&self) {
+        if self.waiting.load(Ordering::SeqCst) > 0 {
+            self.notify.notify_one();
+        }
+    }
+
+    /// `look` until it finds something, waiting for a signal in between.
+    async fn wait_for<T>(&self, mut look: impl FnMut() -> Option<T>) -> T {
+        /// Uncounts the waiter however the wait ends (it may be dropped).
+        struct Counted<'a>(&'a AtomicUsize);
+        impl Drop for Counted<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        let _counted = Counted(&self.waiting);
+        loop {
+            // Registered before the look: a `notify_one` in between leaves
+            // its permit for this wait.
+            let signal = self.notify.notified();
+            if let Some(found) = look() {
+                return found;
+            }
+            signal.await;
+        }
+    }
 }
 
 impl MemQueue {
@@ -51,14 +93,11 @@ impl MemQueue {
             body,
             attempts: 0,
         });
-        while !self.try_push(&mut held) {
-            // Full: wait for a message to be taken (registered before the
-            // second look, so a take in between is not missed).
-            let room = self.room.notified();
-            if self.try_push(&mut held) {
-                break;
-            }
-            room.await;
+        if !self.try_push(&mut held) {
+            // Full: wait for a message to be taken.
+            self.room
+                .wait_for(|| self.try_push(&mut held).then_some(()))
+                .await;
         }
         id
     }
@@ -73,7 +112,7 @@ impl MemQueue {
             items.push_back(held);
         }
         drop(items);
-        self.ready.notify_one();
+        self.ready.notify();
         true
     }
 
@@ -88,26 +127,19 @@ impl MemQueue {
     /// handled), whatever the capacity: it was counted when it came in.
     pub(super) fn put_back(&self, held: Held) {
         lock(&self.items).push_front(held);
-        self.ready.notify_one();
+        self.ready.notify();
     }
 
     /// Takes the next message if there is one.
     pub(super) fn try_take(&self) -> Option<Held> {
         let held = lock(&self.items).pop_front()?;
-        self.room.notify_one();
+        self.room.notify();
         Some(held)
     }
 
     /// Takes the next message, waiting for one.
     pub(super) async fn take(&self) -> Held {
-        loop {
-            let ready = self.ready.notified();
-            if let Some(held) = lock(&self.items).pop_front() {
-                self.room.notify_one();
-                return held;
-            }
-            ready.await;
-        }
+        self.ready.wait_for(|| self.try_take()).await
     }
 
     fn length(&self) -> usize {
@@ -175,8 +207,8 @@ impl Memory {
             shared: self.shared.clone(),
             capacity: self.capacity,
             items: Mutex::default(),
-            ready: Notify::new(),
-            room: Notify::new(),
+            ready: Signal::default(),
+            room: Signal::default(),
             dead: Mutex::default(),
         });
         queues.insert(name.to_owned(), queue.clone());
