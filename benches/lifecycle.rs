@@ -16,9 +16,15 @@
 //! (a plain actix `Handler` on it) and to a bare actor with the same
 //! handler, until the last is handled.
 //!
+//! Two more shapes, for information, show what an agent costs by what it
+//! declares: one with no hooks against a bare actor with no work (both
+//! count their drop), and one whose three hooks are plain `fn`s against
+//! the same bare actor as the headline.
+//!
 //! `cargo bench --bench lifecycle -- N agent` (or `bare`) runs one batched
 //! round of one side alone, for instruction counts under callgrind;
-//! `msg-agent` and `msg-bare` do the same for the message pair.
+//! `msg-agent` and `msg-bare` do the same for the message pair, and
+//! `plain-agent`, `plain-bare` and `sync-agent` for the other shapes.
 //!
 //! The last lines are `message ratio: X.XX` (agent rate / bare rate) and
 //! `lifecycle ratio: X.XX` (agent time / bare time, in batches).
@@ -80,6 +86,61 @@ impl Actor for Bare {
         std::hint::black_box((self.opened, self.announced, self.closed));
         one_done();
         Running::Stop
+    }
+}
+
+/// The headline's agent with plain `fn` hooks.
+#[derive(Default, MicroAgent)]
+struct SyncWorker {
+    opened: u64,
+    announced: u64,
+    closed: u64,
+}
+
+#[microagent::hooks]
+impl SyncWorker {
+    #[on(pre_start)]
+    fn open(&mut self) {
+        self.opened += 1;
+    }
+
+    #[on(post_start)]
+    fn announce(&mut self) {
+        self.announced += 1;
+    }
+
+    #[on(pre_stop)]
+    fn close(&mut self) {
+        self.closed += 1;
+        std::hint::black_box((self.opened, self.announced, self.closed));
+        one_done();
+    }
+}
+
+/// An agent that declares nothing; its drop ends its life.
+#[derive(Default, MicroAgent)]
+struct Plain;
+
+#[microagent::hooks]
+impl Plain {}
+
+impl Drop for Plain {
+    fn drop(&mut self) {
+        one_done();
+    }
+}
+
+/// A bare actor with no work; its drop ends its life.
+#[derive(Default)]
+struct BarePlain;
+
+impl Actor for BarePlain {
+    type Context = actix::Context<Self>;
+}
+
+impl Drop for BarePlain {
+    fn drop(&mut self) {
+        one_done();
     }
 }
 
@@ -186,24 +247,31 @@ fn main() {
         });
         return;
     }
-    if let Some(side) = args.iter().find(|a| *a == "agent" || *a == "bare") {
-        let agent = side == "agent";
+    let sides = ["agent", "bare", "plain-agent", "plain-bare", "sync-agent"];
+    if let Some(side) = args.iter().find(|a| sides.contains(&a.as_str())) {
+        let side = side.clone();
         microagent::run(async move {
-            if agent {
-                round(n, BATCH, || microagent::start(Worker::default()).0).await
-            } else {
-                round(n, BATCH, || Bare::default().start()).await
+            match side.as_str() {
+                "agent" => round(n, BATCH, || microagent::start(Worker::default()).0).await,
+                "plain-agent" => round(n, BATCH, || microagent::start(Plain).0).await,
+                "plain-bare" => round(n, BATCH, || BarePlain.start()).await,
+                "sync-agent" => {
+                    round(n, BATCH, || microagent::start(SyncWorker::default()).0).await
+                }
+                _ => round(n, BATCH, || Bare::default().start()).await,
             }
         });
         return;
     }
 
     // Both sides share one System, run the crate's way.
-    let ([(agent, bare), (agent_batched, bare_batched)], (agent_msgs, bare_msgs)) =
+    let ([(agent, bare), (agent_batched, bare_batched)], (agent_msgs, bare_msgs), shapes) =
         microagent::run(async move {
             let mut best = [(Duration::MAX, Duration::MAX); 2];
-            for _ in 0..ROUNDS {
-                for (shape, batch) in [n, BATCH].into_iter().enumerate() {
+            // Batches first: rounds with all N alive grow and fragment the
+            // heap, and batched rounds after them measured that instead.
+            for (shape, batch) in [(1, BATCH), (0, n)] {
+                for _ in 0..ROUNDS {
                     let bare = round(n, batch, || Bare::default().start()).await;
                     // The handles are dropped: the round waits on `one_done`.
                     let agent = round(n, batch, || microagent::start(Worker::default()).0).await;
@@ -219,7 +287,17 @@ fn main() {
                 best_msgs.1 = best_msgs.1.min(messages(n, &bare_counter).await);
                 best_msgs.0 = best_msgs.0.min(messages(n, &counter).await);
             }
-            (best, best_msgs)
+            // By what is declared, in batches: no hooks, plain `fn` hooks.
+            let mut shapes = [(Duration::MAX, Duration::MAX); 2];
+            for _ in 0..ROUNDS {
+                let bare = round(n, BATCH, || BarePlain.start()).await;
+                let agent = round(n, BATCH, || microagent::start(Plain).0).await;
+                shapes[0] = (shapes[0].0.min(agent), shapes[0].1.min(bare));
+                let bare = round(n, BATCH, || Bare::default().start()).await;
+                let agent = round(n, BATCH, || microagent::start(SyncWorker::default()).0).await;
+                shapes[1] = (shapes[1].0.min(agent), shapes[1].1.min(bare));
+            }
+            (best, best_msgs, shapes)
         });
 
     let rate = |d: Duration| n as f64 / d.as_secs_f64();
@@ -242,6 +320,12 @@ fn main() {
         "messages: {n} to a running agent in {agent_msgs:?}: {:.0}/s; to a bare actor in {bare_msgs:?}: {:.0}/s",
         rate(agent_msgs),
         rate(bare_msgs)
+    );
+    println!(
+        "by what is declared (batches of {BATCH}, for information): no hooks {:.2}, plain fn hooks {:.2}, async hooks {:.2}",
+        ratio(shapes[0].0, shapes[0].1),
+        ratio(shapes[1].0, shapes[1].1),
+        ratio(agent_batched, bare_batched)
     );
     // Agent rate / bare rate.
     println!("message ratio: {:.2}", ratio(bare_msgs, agent_msgs));
