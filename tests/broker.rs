@@ -16,7 +16,7 @@ use microagent::broker::{Broker, BrokerConfig, Queue};
 use microagent::prelude::*;
 use serde::{Deserialize, Serialize};
 use support::{Boom, Events};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore};
 
 #[derive(Queue, Serialize, Deserialize, Debug, Clone, PartialEq)]
 #[queue(name = "jobs")]
@@ -108,6 +108,7 @@ on_every_broker!(
     a_message_that_does_not_decode_is_dead_lettered_at_once,
     equal_messages_have_budgets_of_their_own,
     no_more_than_prefetch_messages_are_taken_and_a_stop_takes_no_more,
+    each_settled_message_makes_room_for_exactly_one_more,
     json_objects_and_other_types_reach_a_typed_consumer,
 );
 
@@ -312,6 +313,64 @@ fn no_more_than_prefetch_messages_are_taken_and_a_stop_takes_no_more(backend: Ba
         until_length(&broker, "slow", 8).await;
         actix_rt::time::sleep(Duration::from_millis(50)).await;
         assert_eq!(broker.length("slow").await.unwrap(), 8);
+    });
+}
+
+#[derive(Queue, Serialize, Deserialize, Clone)]
+#[queue(name = "gated")]
+struct GatedWork {
+    id: u32,
+}
+
+/// Each message waits for a permit of `gate`; counts what it handled.
+#[derive(MicroAgent)]
+#[microagent(stand_in = Gated { gate: Arc::new(Semaphore::new(0)), handled: Arc::default() })]
+struct Gated {
+    gate: Arc<Semaphore>,
+    handled: Arc<AtomicUsize>,
+}
+
+#[microagent::hooks]
+impl Gated {
+    #[consumer(GatedWork, prefetch = 2)]
+    async fn handle(&mut self, _work: GatedWork) {
+        if let Ok(permit) = self.gate.acquire().await {
+            permit.forget();
+        }
+        self.handled.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// Settling a message frees its slot for the next one, and for one only:
+/// the queue shrinks by one per message settled, never by more than the
+/// prefetch allows.
+fn each_settled_message_makes_room_for_exactly_one_more(backend: Backend) {
+    backend.run(async {
+        let broker = Broker::current();
+        for id in 0..10 {
+            broker.send(GatedWork { id }).await.unwrap();
+        }
+        let gate = Arc::new(Semaphore::new(0));
+        let handled = Arc::new(AtomicUsize::new(0));
+        let (addr, handle) = microagent::start(Gated {
+            gate: gate.clone(),
+            handled: handled.clone(),
+        });
+        started(&addr).await;
+        for settled in 0..4 {
+            // Two in flight, the rest queued, and it stays so.
+            until_length(&broker, "gated", 8 - settled).await;
+            actix_rt::time::sleep(Duration::from_millis(50)).await;
+            assert_eq!(broker.length("gated").await.unwrap(), 8 - settled);
+            assert_eq!(handled.load(Ordering::SeqCst), settled);
+            gate.add_permits(1);
+            until(|| handled.load(Ordering::SeqCst) == settled + 1).await;
+        }
+        gate.add_permits(100);
+        until(|| handled.load(Ordering::SeqCst) == 10).await;
+        until_length(&broker, "gated", 0).await;
+        handle.stop();
+        handle.await.unwrap();
     });
 }
 
