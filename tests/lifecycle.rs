@@ -356,12 +356,34 @@ fn an_agent_without_hooks_and_without_default_is_a_plain_actor() {
     let seen = microagent::run(async {
         let (addr, handle) = microagent::start(Plain(7));
         let first = addr.send(Get).await.unwrap();
+        assert_eq!(handle.phase(), Phase::Running);
         let second = addr.send(Get).await.unwrap();
         drop(addr);
-        handle.await.unwrap();
+        handle.wait().await.unwrap();
+        assert_eq!(handle.phase(), Phase::Stopped);
         (first, second)
     });
     assert_eq!(seen, (7, 8));
+}
+
+#[test]
+fn an_agent_without_hooks_stops_through_its_handle_and_run_lets_it_go() {
+    let outcome = microagent::run(async {
+        let (addr, handle) = microagent::start(Plain(1));
+        assert_eq!(addr.send(Get).await.unwrap(), 1);
+        // The address is still held: the stop request ends it.
+        assert_eq!(handle.stop(), StopRequest::Delivered);
+        let outcome = handle.wait().await;
+        assert!(handle.is_finished());
+        // A second one, its address kept past `run`: `run` stops it and
+        // waits for it.
+        let (kept, second) = microagent::start(Plain(2));
+        (outcome, kept, second)
+    });
+    let (first, _kept, second) = outcome;
+    first.unwrap();
+    assert!(second.is_finished());
+    assert_eq!(second.phase(), Phase::Stopped);
 }
 
 #[test]

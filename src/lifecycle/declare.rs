@@ -175,6 +175,18 @@ impl<A: actix::Actor<Context = Context<A>>> HookTable<A> {
         consumers: &[],
     };
 
+    /// Whether the table declares nothing at all: such an agent starts
+    /// and stops without running the driver.
+    pub(crate) const fn declares_nothing(&self) -> bool {
+        self.pre_start.is_empty()
+            && self.post_start.is_empty()
+            && self.pre_stop.is_empty()
+            && self.servers.is_empty()
+            && self.tasks.is_empty()
+            && self.receivers.is_empty()
+            && self.consumers.is_empty()
+    }
+
     /// The hooks declared with one label.
     pub(crate) fn stage(&self, stage: Stage) -> &'static [Hook<A>] {
         match stage {

@@ -117,9 +117,7 @@ fn drive<A: Agent>(
                 consumers::start(ctx);
             }
             Stage::PostStart => {
-                ctx.life.set_phase(Phase::Running);
-                log::info!(target: LOG_TARGET, "agent `{}`: started", ctx.life.name);
-                start_servers(act, ctx);
+                now_running(act, ctx);
                 return Poll::Ready(());
             }
             _ => {
@@ -174,6 +172,13 @@ pub(super) fn begin_work<A: Agent>(ctx: &mut Context<A>, work: Work, fut: HookFu
     ctx.wait(Driver);
 }
 
+/// The start hooks are done: the agent runs, and so do its servers.
+fn now_running<A: Agent>(act: &mut A, ctx: &mut Context<A>) {
+    ctx.life.set_phase(Phase::Running);
+    log::info!(target: LOG_TARGET, "agent `{}`: started", ctx.life.name);
+    start_servers(act, ctx);
+}
+
 fn finish<A: Agent>(ctx: &mut Context<A>) {
     ctx.life.finish();
     ctx.terminate();
@@ -185,6 +190,12 @@ fn finish<A: Agent>(ctx: &mut Context<A>) {
 /// takes over only when one suspends.
 pub fn started<A: Agent>(act: &mut A, ctx: &mut Context<A>) {
     log::info!(target: LOG_TARGET, "agent `{}`: starting", ctx.life.name);
+    if A::HOOKS.declares_nothing() {
+        // Where the driver would get with nothing to run, without it.
+        ctx.life.stage = Stage::PostStart;
+        now_running(act, ctx);
+        return;
+    }
     // No waker here (actix does not pass one): a suspended hook is polled
     // again at once, with the task's waker, by the driver.
     let mut task = std::task::Context::from_waker(Waker::noop());
@@ -201,7 +212,14 @@ pub fn stopping<A: Agent>(act: &mut A, ctx: &mut Context<A>) -> Running {
     match ctx.life.phase {
         Phase::Stopped => return Running::Stop,
         Phase::Starting => ctx.life.stop_requested = true,
-        Phase::Running => ctx.life.enter_pre_stop(),
+        Phase::Running => {
+            ctx.life.enter_pre_stop();
+            if A::HOOKS.declares_nothing() {
+                // No pre_stop hook, no server, no work in flight.
+                finish(ctx);
+                return Running::Stop;
+            }
+        }
         Phase::Stopping => {}
     }
     // No waker here either: a hook that suspends is polled again, with the
