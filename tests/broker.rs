@@ -109,6 +109,7 @@ on_every_broker!(
     equal_messages_have_budgets_of_their_own,
     no_more_than_prefetch_messages_are_taken_and_a_stop_takes_no_more,
     each_settled_message_makes_room_for_exactly_one_more,
+    a_plain_fn_consumer_with_prefetch_handles_each_once_in_order_with_retries,
     json_objects_and_other_types_reach_a_typed_consumer,
 );
 
@@ -126,6 +127,123 @@ async fn until(mut done: impl FnMut() -> bool) {
         assert!(start.elapsed() < LONG, "never happened");
         actix_rt::time::sleep(Duration::from_millis(2)).await;
     }
+}
+
+/// [`Worker`] with eight messages in flight: the in-process broker hands
+/// it batches.
+#[derive(Default, MicroAgent)]
+struct Batched {
+    events: Events,
+    /// Slows each run down, so that batches wait in the mailbox.
+    pause: Duration,
+}
+
+#[microagent::hooks]
+impl Batched {
+    #[consumer(Work, attempts = 2, backoff = 0.01, prefetch = 8)]
+    fn handle(&mut self, work: Work) -> Result<(), Boom> {
+        std::thread::sleep(self.pause);
+        self.events.push(format!("work {}", work.id));
+        if work.fail {
+            return Err(Boom("refused"));
+        }
+        Ok(())
+    }
+}
+
+fn a_plain_fn_consumer_with_prefetch_handles_each_once_in_order_with_retries(backend: Backend) {
+    let events = Events::default();
+    let watched = events.clone();
+    let dead = backend.run(async move {
+        let broker = Broker::current();
+        for id in 0..60 {
+            let fail = id % 20 == 7;
+            broker.send(Work { id, fail }).await.unwrap();
+        }
+        let (addr, handle) = microagent::start(Batched {
+            events: watched.clone(),
+            pause: Duration::ZERO,
+        });
+        started(&addr).await;
+        // Every message, the three failing ones twice each.
+        until(|| watched.all().len() == 63).await;
+        until_length(&broker, "jobs", 0).await;
+        let dead = broker.dead_letters("jobs").await.unwrap();
+        handle.stop();
+        handle.await.unwrap();
+        dead
+    });
+    let all = events.all();
+    // First attempts in the order sent; each retry after its first attempt.
+    let firsts: Vec<u32> = all
+        .iter()
+        .map(|e| e["work ".len()..].parse().unwrap())
+        .fold(Vec::new(), |mut seen, id| {
+            if !seen.contains(&id) {
+                seen.push(id);
+            }
+            seen
+        });
+    assert_eq!(firsts, (0..60).collect::<Vec<u32>>());
+    for failing in [7, 27, 47] {
+        assert_eq!(events.count(&format!("work {failing}")), 2);
+    }
+    let mut dead_ids: Vec<u64> = dead
+        .iter()
+        .map(|d| d.message["id"].as_u64().unwrap())
+        .collect();
+    dead_ids.sort();
+    assert_eq!(dead_ids, [7, 27, 47]);
+    assert!(dead.iter().all(|d| d.attempts == 2));
+}
+
+/// A stop while batches wait in the mailbox: what was handled before it
+/// was handled once; what was handed back returns to the queue in its
+/// order, for the next consumer. In-process: the Redis broker hands
+/// messages back last-first (see docs/broker.md).
+#[test]
+fn a_stop_hands_messages_back_in_their_order() {
+    let first = Events::default();
+    let second = Events::default();
+    let (first_seen, second_seen) = (first.clone(), second.clone());
+    microagent::run(async move {
+        let broker = Broker::current();
+        for id in 0..200 {
+            broker.send(work(id)).await.unwrap();
+        }
+        // On a thread of its own, slowed down: the consumer's loop, on this
+        // thread, refills its slots while it works, so batches queue up in
+        // its mailbox, some behind the stop.
+        let arbiter = actix::Arbiter::new();
+        let (addr, handle) = microagent::start_in(
+            &arbiter.handle(),
+            Batched {
+                events: first_seen.clone(),
+                pause: Duration::from_millis(1),
+            },
+        );
+        started(&addr).await;
+        until(|| first_seen.all().len() >= 20).await;
+        handle.stop();
+        drop(addr);
+        handle.await.unwrap();
+        arbiter.stop();
+        let handled = first_seen.all().len();
+        assert!(handled < 200, "stopped before the queue ran dry");
+        assert_eq!(broker.length("jobs").await.unwrap(), 200 - handled);
+        let (addr, handle) = microagent::start(Batched {
+            events: second_seen.clone(),
+            pause: Duration::ZERO,
+        });
+        started(&addr).await;
+        until(|| first_seen.all().len() + second_seen.all().len() == 200).await;
+        handle.stop();
+        handle.await.unwrap();
+    });
+    // Once each, in the order sent, across the two agents.
+    let all: Vec<String> = first.all().into_iter().chain(second.all()).collect();
+    let expected: Vec<String> = (0..200).map(|id| format!("work {id}")).collect();
+    assert_eq!(all, expected);
 }
 
 fn messages_are_handled_once_each_in_the_order_sent(backend: Backend) {

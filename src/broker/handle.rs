@@ -306,7 +306,11 @@ impl Broker {
     ) -> Result<Option<u64>, BrokerError> {
         if let Backend::Memory(memory) = &self.backend {
             let queue = memory.declared(Q::NAME);
-            return Ok(Some(queue.push(Body::Value(Box::new(message))).await));
+            let id = match queue.push_now(Body::Value(Box::new(message))) {
+                Ok(id) => id,
+                Err(full) => full.wait(&queue).await,
+            };
+            return Ok(Some(id));
         }
         let body = message.to_wire()?;
         self.push(Q::NAME, Q::EXCHANGE, Q::NAME, body)
@@ -431,13 +435,16 @@ impl Broker {
     }
 
     /// Starts consuming `queue` for `consumer` (`Agent.method`): jobs go
-    /// to `deliver` until the returned handle is dropped.
+    /// to `deliver` until the returned handle is dropped. With `batches`
+    /// (a plain `fn` consumer), the in-process broker hands over several
+    /// at once.
     pub(crate) fn consume(
         &self,
         queue: &'static str,
         binding: Binding,
         consumer: Arc<str>,
         options: ConsumerOptions,
+        batches: bool,
         deliver: JobFn,
     ) -> Consuming {
         runner::start(
@@ -446,6 +453,7 @@ impl Broker {
             binding,
             consumer,
             options,
+            batches,
             deliver,
         )
     }

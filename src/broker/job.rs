@@ -232,7 +232,7 @@ impl Settle {
     }
 }
 
-/// Hands a job to consumer `consumer` (its index in the agent's table);
+/// Hands jobs to consumer `consumer` (its index in the agent's table);
 /// every agent handles it (`#[derive(MicroAgent)]` writes the handler).
 #[derive(Debug)]
 pub struct Consume {
@@ -240,6 +240,10 @@ pub struct Consume {
     pub consumer: usize,
     /// The job.
     pub job: Job,
+    /// More jobs for the same consumer, run after `job` in this order: the
+    /// in-process broker hands a plain `fn` consumer the messages for all
+    /// its free slots at once, one mailbox hop for them all.
+    pub more: Vec<Job>,
 }
 
 impl actix::Message for Consume {

@@ -84,6 +84,15 @@ impl Signal {
 impl MemQueue {
     /// Appends a message, waiting while the queue is full; its id.
     pub(super) async fn push(&self, body: Body) -> u64 {
+        match self.push_now(body) {
+            Ok(id) => id,
+            Err(full) => full.wait(self).await,
+        }
+    }
+
+    /// Appends a message if the queue has room (its id), or hands it back
+    /// to wait for room: no future is built while there is room.
+    pub(super) fn push_now(&self, body: Body) -> Result<u64, Full> {
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
         self.shared
             .observers
@@ -93,13 +102,11 @@ impl MemQueue {
             body,
             attempts: 0,
         });
-        if !self.try_push(&mut held) {
-            // Full: wait for a message to be taken.
-            self.room
-                .wait_for(|| self.try_push(&mut held).then_some(()))
-                .await;
+        if self.try_push(&mut held) {
+            Ok(id)
+        } else {
+            Err(Full { id, held })
         }
-        id
     }
 
     /// Appends the message if the queue has room; whether it did.
@@ -123,10 +130,19 @@ impl MemQueue {
             .tell(|| observe::settled(id, &self.name, consumer, settlement()));
     }
 
-    /// Puts a held message back at the head (a retry, or one that was not
-    /// handled), whatever the capacity: it was counted when it came in.
+    /// Puts a held message back (a retry, or one that was not handled),
+    /// whatever the capacity: it was counted when it came in. It goes
+    /// ahead of the messages sent after it, behind those sent before it
+    /// that are back too, so that what a stopping consumer hands back,
+    /// one message at a time, returns in the order it was sent.
     pub(super) fn put_back(&self, held: Held) {
-        lock(&self.items).push_front(held);
+        let mut items = lock(&self.items);
+        let at = items
+            .iter()
+            .position(|queued| queued.id > held.id)
+            .unwrap_or(items.len());
+        items.insert(at, held);
+        drop(items);
         self.ready.notify();
     }
 
@@ -135,6 +151,20 @@ impl MemQueue {
         let held = lock(&self.items).pop_front()?;
         self.room.notify();
         Some(held)
+    }
+
+    /// Takes up to `count` messages, under one lock, handing each to
+    /// `each`; how many it took.
+    pub(super) fn try_take_many(&self, count: usize, each: impl FnMut(Held)) -> usize {
+        let mut items = lock(&self.items);
+        let taken = count.min(items.len());
+        items.drain(..taken).for_each(each);
+        drop(items);
+        // One waiting sender per message taken, as one take at a time would.
+        for _ in 0..taken {
+            self.room.notify();
+        }
+        taken
     }
 
     /// Takes the next message, waiting for one.
@@ -154,6 +184,23 @@ impl MemQueue {
             reason,
             attempts,
         });
+    }
+}
+
+/// A message that found its queue full, waiting for room.
+pub(super) struct Full {
+    id: u64,
+    held: Option<Held>,
+}
+
+impl Full {
+    /// Appends the message once the queue has room; its id.
+    pub(super) async fn wait(mut self, queue: &MemQueue) -> u64 {
+        queue
+            .room
+            .wait_for(|| queue.try_push(&mut self.held).then_some(()))
+            .await;
+        self.id
     }
 }
 

@@ -29,22 +29,28 @@ pub(super) fn start<A: Agent>(ctx: &mut Context<A>) {
         // Like a subscription, the broker holds the agent's address while
         // it consumes.
         let addr = ctx.address();
-        let deliver: JobFn = Box::new(move |job| {
+        let deliver: JobFn = Box::new(move |job, more| {
             if !addr.connected() {
+                // Dropped unsettled: back to the queue.
                 return false;
             }
             addr.do_send(Consume {
                 consumer: index,
                 job,
+                more,
             });
             true
         });
         let name: Arc<str> = format!("{agent}.{}", consumer.name).into();
+        // A plain `fn` consumer runs a batch in one go; an `async fn` one
+        // owns the agent for each run.
+        let batches = matches!(consumer.call, ConsumerCall::Sync(_));
         let consuming = broker.consume(
             consumer.queue,
             consumer.binding,
             name,
             consumer.options,
+            batches,
             deliver,
         );
         ctx.life.extras().consuming.push(consuming);
@@ -52,33 +58,44 @@ pub(super) fn start<A: Agent>(ctx: &mut Context<A>) {
     log::debug!(target: LOG_TARGET, "agent `{agent}`: {} consumer(s) started", consumers.len());
 }
 
-/// `Handler<Consume>` of every agent: runs the consumer.
+/// `Handler<Consume>` of every agent: runs the consumer on each job.
 pub fn consume<A: Agent>(act: &mut A, ctx: &mut Context<A>, msg: Consume) {
-    let Consume { consumer, job } = msg;
+    let Consume {
+        consumer,
+        job,
+        more,
+    } = msg;
     let Some(declared) = A::HOOKS.consumers.get(consumer) else {
         return;
     };
-    if ctx.life.phase != Phase::Running {
-        // Stopping: dropping the job unsettled hands the message back to
-        // its queue, with no attempt counted.
-        log::debug!(
-            target: LOG_TARGET,
-            "agent `{}`: consumer `{}` hands a message of `{}` back: the agent is stopping",
-            ctx.life.name,
-            declared.name,
-            declared.queue
-        );
-        return;
-    }
-    match declared.call {
-        ConsumerCall::Sync(f) => {
-            let result = HookFailure::catch_result(|| f(act, ctx, job));
-            run_ended(ctx, consumer, result);
+    for job in std::iter::once(job).chain(more) {
+        if ctx.life.phase != Phase::Running {
+            log::debug!(
+                target: LOG_TARGET,
+                "agent `{}`: consumer `{}` hands messages of `{}` back: the agent is stopping",
+                ctx.life.name,
+                declared.name,
+                declared.queue
+            );
+            // Dropping the jobs unsettled hands their messages back to the
+            // queue, with no attempt counted.
+            return;
         }
-        ConsumerCall::Async(f) => match HookFailure::catch(|| f(act, ctx, job)) {
-            Ok(fut) => begin_work(ctx, Work::Consumer(consumer), fut),
-            Err(failure) => run_ended(ctx, consumer, Err(failure)),
-        },
+        match declared.call {
+            ConsumerCall::Sync(f) => {
+                let result = HookFailure::catch_result(|| f(act, ctx, job));
+                run_ended(ctx, consumer, result);
+            }
+            ConsumerCall::Async(f) => {
+                match HookFailure::catch(|| f(act, ctx, job)) {
+                    Ok(fut) => begin_work(ctx, Work::Consumer(consumer), fut),
+                    Err(failure) => run_ended(ctx, consumer, Err(failure)),
+                }
+                // An async run owns the agent: it is never given a batch,
+                // and anything that came along goes back rather than wait.
+                return;
+            }
+        }
     }
 }
 
