@@ -241,8 +241,8 @@ pub struct Consume {
     /// The job.
     pub job: Job,
     /// More jobs for the same consumer, run after `job` in this order: the
-    /// in-process broker hands a plain `fn` consumer the messages for all
-    /// its free slots at once, one mailbox hop for them all.
+    /// in-process broker hands a plain `fn` consumer the messages for its
+    /// free slots together (up to 16), one mailbox hop for them all.
     pub more: Vec<Job>,
 }
 
