@@ -73,41 +73,44 @@ pub(super) fn start(
 ) -> Consuming {
     let (stop, stopped) = oneshot::channel();
     let arbiter = actix_rt::System::current().arbiter().clone();
-    if let Backend::Memory(memory) = backend {
-        let consumer = Arc::new(MemConsumer {
-            items: memory.queue(queue),
-            name,
-            queue,
-            options,
-            deliver,
-            limit: options.prefetch.max(1) as usize,
-            batches,
-            in_flight: AtomicUsize::new(0),
-            stopped: AtomicBool::new(false),
-            room: Notify::new(),
-        });
-        arbiter.spawn(run_memory(consumer.clone(), stopped));
-        return Consuming {
-            _stop: stop,
-            memory: Some(consumer),
-        };
-    }
-    let consumer = Consumer {
+    let limit = options.prefetch.max(1) as usize;
+    let wire = |deliver| Consumer {
         queue,
         binding,
-        name,
+        name: name.clone(),
         options,
         deliver,
-        in_flight: Arc::new(Semaphore::new(options.prefetch.max(1) as usize)),
+        in_flight: Arc::new(Semaphore::new(limit)),
     };
-    match backend {
-        Backend::Memory(_) => unreachable!("in-process consumers start above"),
-        Backend::Redis(queues) => arbiter.spawn(run_redis(queues, consumer, stopped)),
-        Backend::Amqp(queues) => arbiter.spawn(run_amqp(queues, consumer, stopped)),
+    let memory = match backend {
+        Backend::Memory(memory) => {
+            let consumer = Arc::new(MemConsumer {
+                items: memory.queue(queue),
+                name: name.clone(),
+                queue,
+                options,
+                deliver,
+                limit,
+                batches,
+                in_flight: AtomicUsize::new(0),
+                stopped: AtomicBool::new(false),
+                room: Notify::new(),
+            });
+            arbiter.spawn(run_memory(consumer.clone(), stopped));
+            Some(consumer)
+        }
+        Backend::Redis(queues) => {
+            arbiter.spawn(run_redis(queues, wire(deliver), stopped));
+            None
+        }
+        Backend::Amqp(queues) => {
+            arbiter.spawn(run_amqp(queues, wire(deliver), stopped));
+            None
+        }
     };
     Consuming {
         _stop: stop,
-        memory: None,
+        memory,
     }
 }
 

@@ -105,6 +105,15 @@ impl BadRun {
 
 const STAGES: [Stage; 3] = [Stage::PreStart, Stage::PostStart, Stage::PreStop];
 
+/// The index of `stage` in [`STAGES`] (servers are not hooks: never asked).
+const fn stage_index(stage: Stage) -> u32 {
+    match stage {
+        Stage::PreStart | Stage::Server => 0,
+        Stage::PostStart => 1,
+        Stage::PreStop => 2,
+    }
+}
+
 impl<A: Actor> AgentCell<A> {
     pub(crate) fn new(name: &'static str, addr: WeakAddr<A>) -> Self {
         AgentCell {
@@ -119,12 +128,7 @@ impl<A: Actor> AgentCell<A> {
     /// Notes the hook that runs now (`None`: no hook runs).
     pub(crate) fn set_doing(&self, hook: Option<(Stage, usize)>) {
         let code = hook.map_or(0, |(stage, index)| {
-            let stage = match stage {
-                Stage::PreStart | Stage::Server => 0,
-                Stage::PostStart => 1,
-                Stage::PreStop => 2,
-            };
-            stage << 16 | (index as u32 + 1)
+            stage_index(stage) << 16 | (index as u32 + 1)
         });
         self.doing.store(code, Ordering::Relaxed);
     }
