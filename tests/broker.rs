@@ -111,6 +111,7 @@ on_every_broker!(
     each_settled_message_makes_room_for_exactly_one_more,
     a_plain_fn_consumer_with_prefetch_handles_each_once_in_order_with_retries,
     json_objects_and_other_types_reach_a_typed_consumer,
+    a_panicking_plain_fn_consumer_is_retried_then_dead_lettered_with_the_panic,
 );
 
 /// A hang detector, not a performance threshold.
@@ -304,6 +305,66 @@ fn a_failing_message_is_retried_then_dead_lettered_with_the_reason(backend: Back
     let consumer = &info.consumers[0];
     assert_eq!((consumer.name, consumer.queue), ("handle", "jobs"));
     assert_eq!(consumer.runs.failed, 3);
+}
+
+/// Panics on the messages marked `fail`.
+#[derive(Default, MicroAgent)]
+struct Panicking {
+    events: Events,
+}
+
+#[microagent::hooks]
+impl Panicking {
+    #[consumer(Work, attempts = 2, backoff = 0.01)]
+    fn handle(&mut self, work: Work) {
+        self.events.push(format!("work {}", work.id));
+        if work.fail {
+            panic!("cannot work on {}", work.id);
+        }
+    }
+}
+
+/// A panic in a plain `fn` consumer is a failed attempt like an error: the
+/// backoff, the attempt count and the dead letters apply (it was taken
+/// again at once, without limit).
+fn a_panicking_plain_fn_consumer_is_retried_then_dead_lettered_with_the_panic(backend: Backend) {
+    let events = Events::default();
+    let watched = events.clone();
+    let (dead, info) = backend.run(async move {
+        let broker = Broker::current();
+        let (addr, handle) = microagent::start(Panicking {
+            events: watched.clone(),
+        });
+        started(&addr).await;
+        broker.send(Work { id: 1, fail: true }).await.unwrap();
+        broker.send(work(2)).await.unwrap();
+        watched.seen("work 2").await;
+        let start = std::time::Instant::now();
+        let dead = loop {
+            let dead = broker.dead_letters("jobs").await.unwrap();
+            if !dead.is_empty() {
+                break dead;
+            }
+            assert!(start.elapsed() < LONG, "never dead-lettered");
+            actix_rt::time::sleep(Duration::from_millis(2)).await;
+        };
+        let info = addr.send(GetInfo).await.unwrap();
+        handle.stop();
+        handle.await.unwrap();
+        (dead, info)
+    });
+    assert_eq!(events.count("work 1"), 2);
+    assert_eq!(events.count("work 2"), 1);
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].message, serde_json::json!({"id": 1, "fail": true}));
+    assert_eq!(dead[0].attempts, 2);
+    assert!(
+        dead[0].reason.contains("cannot work on 1"),
+        "{}",
+        dead[0].reason
+    );
+    let runs = &info.consumers[0].runs;
+    assert_eq!((runs.panicked, runs.failed), (2, 0));
 }
 
 fn a_message_that_does_not_decode_is_dead_lettered_at_once(backend: Backend) {

@@ -85,6 +85,27 @@ impl Warehouse {
     }
 }
 
+#[derive(Signal, Serialize, Deserialize, Clone)]
+#[signal(name = "inspect")]
+struct Inspect {
+    panic: bool,
+}
+
+/// Answers `inspect` from a plain `fn`, or panics.
+#[derive(Default, MicroAgent)]
+struct Brittle;
+
+#[microagent::hooks]
+impl Brittle {
+    #[receiver(Inspect)]
+    fn inspect(&mut self, signal: Inspect) -> u32 {
+        if signal.panic {
+            panic!("inspection failed");
+        }
+        7
+    }
+}
+
 fn shop(events: &Events) -> Shop {
     Shop {
         events: events.clone(),
@@ -151,6 +172,7 @@ on_both_buses!(
     answers_stream_in_as_they_arrive_and_the_stream_ends_when_all_answered,
     pre_stop_hooks_can_still_send,
     an_agent_reachable_through_the_bus_lives_without_its_addr,
+    a_panicking_plain_fn_receiver_answers_null_and_the_agent_goes_on,
 );
 
 /// A hang detector for calls, not a performance threshold.
@@ -278,6 +300,28 @@ fn a_failing_or_slow_receiver_answers_null_and_the_agent_goes_on(backend: Backen
         Some(&serde_json::Value::Null),
         "still slow"
     );
+}
+
+/// A plain `fn` receiver that panics answers `null`, as an `async fn` one
+/// does (the caller got `NoAnswer`).
+fn a_panicking_plain_fn_receiver_answers_null_and_the_agent_goes_on(backend: Backend) {
+    let (panicked, after, runs) = backend.run(async {
+        let (addr, handle) = microagent::start(Brittle);
+        started(&addr).await;
+        let bus = Bus::current();
+        let panicked = bus.call("test", Inspect { panic: true }, LONG).await;
+        let after = bus.call("test", Inspect { panic: false }, LONG).await;
+        let runs = addr.send(GetInfo).await.unwrap().receivers[0].runs.clone();
+        handle.stop();
+        handle.await.unwrap();
+        (panicked.unwrap(), after.unwrap(), runs)
+    });
+    assert_eq!(
+        panicked.get("Brittle.inspect"),
+        Some(&serde_json::Value::Null)
+    );
+    assert_eq!(after.get("Brittle.inspect"), Some(&serde_json::json!(7)));
+    assert_eq!((runs.panicked, runs.failed), (1, 0));
 }
 
 fn arguments_that_do_not_fit_the_signal_answer_null_and_the_agent_goes_on(backend: Backend) {

@@ -345,8 +345,7 @@ fn consumer_shim(d: &Declaration, queue: &syn::Type, timeout: f64) -> TokenStrea
             ) -> ::microagent::__private::HookResult {
                 let _ = #ctx;
                 let (#arg, settle) = ::microagent::__private::decode_job::<#queue>(job)?;
-                let returned = #this.#method(#arg);
-                settle.done(#check(returned))
+                ::microagent::__private::consume_sync(settle, || #check(#this.#method(#arg)))
             }
         };
     }
@@ -395,8 +394,7 @@ fn receiver_shim(d: &Declaration, signal: &syn::Type, timeout: f64) -> TokenStre
                 let (#arg, sender, reply) =
                     ::microagent::__private::decode_signal::<#signal>(delivery)?;
                 let _ = &sender;
-                let returned = #this.#method(#arg #sender);
-                #answer(reply, returned)
+                ::microagent::__private::answer_sync(reply, || #this.#method(#arg #sender), #answer)
             }
         };
     }

@@ -293,6 +293,14 @@ pub fn decode_job<Q: Queue>(job: Job) -> Result<(Q, Settle), HookFailure> {
     }
 }
 
+/// Runs a plain `fn` consumer's method and settles its job with the
+/// result: a panic is a failed attempt like an error (retried after the
+/// backoff, dead-lettered when the attempts are spent), never a message
+/// dropped unsettled and taken again at once.
+pub fn consume_sync(settle: Settle, run: impl FnOnce() -> HookResult) -> HookResult {
+    settle.done(HookFailure::catch_result(run))
+}
+
 /// Runs an async consumer's body within its timeout, catching panics.
 pub async fn consume_timed<F>(timeout: Duration, fut: F) -> HookResult
 where
@@ -346,6 +354,22 @@ where
         Err(e) => {
             reply.answer(Value::Null);
             Err(HookFailure::error(e))
+        }
+    }
+}
+
+/// Runs a plain `fn` receiver's method and answers with what it returned;
+/// the answer is `null` when it panics, as when it fails.
+pub fn answer_sync<R>(
+    reply: Reply,
+    run: impl FnOnce() -> R,
+    answer: fn(Reply, R) -> HookResult,
+) -> HookResult {
+    match HookFailure::catch(run) {
+        Ok(returned) => answer(reply, returned),
+        Err(failure) => {
+            reply.answer(Value::Null);
+            Err(failure)
         }
     }
 }
