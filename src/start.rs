@@ -76,9 +76,10 @@ impl<A: Agent> AgentHandle<A> {
         self.cell.name()
     }
 
-    /// A new address of the agent, while its mailbox exists (until shortly
-    /// after the handle resolves: the outcome is reported before the actor's
-    /// task ends). Holding it keeps the agent alive like any `Addr`.
+    /// A new address of the agent, while its mailbox exists (until its
+    /// lifecycle ends: the outcome is reported once the mailbox is gone,
+    /// unless some other `Addr` keeps it). Holding it keeps the agent alive
+    /// like any `Addr`.
     pub fn address(&self) -> Option<Addr<A>> {
         self.cell.addr().upgrade()
     }
@@ -253,7 +254,9 @@ impl<A: Agent> Drop for Launch<A> {
         // forever.
         if let Some(parts) = self.parts.take() {
             let agent = parts.cell.name();
-            parts.cell.report(Err(AgentError::Aborted { agent }));
+            parts
+                .cell
+                .report(Err(Box::new(AgentError::Aborted { agent })));
         }
     }
 }

@@ -158,12 +158,12 @@ impl<A: Actor> AgentCell<A> {
     }
 
     /// Delivers the outcome; only the first call counts.
-    pub(crate) fn report(&self, outcome: Result<(), AgentError>) {
+    pub(crate) fn report(&self, outcome: Result<(), Box<AgentError>>) {
         let mut shared = self.shared();
         if shared.outcome.is_some() {
             return;
         }
-        shared.outcome = Some(outcome.map_err(Box::new));
+        shared.outcome = Some(outcome);
         let waker = shared.waker.take();
         let more = match shared.more.as_mut() {
             Some(more) if !more.wakers.is_empty() => std::mem::take(&mut more.wakers),

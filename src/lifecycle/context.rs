@@ -40,7 +40,7 @@ impl<A: Actor<Context = Context<A>>> Context<A> {
             parts: ContextParts::new(mailbox.sender_producer()),
             life,
         };
-        actix_rt::spawn(Guarded(ContextFut::new(context, act, mailbox)));
+        actix_rt::spawn(Guarded(Some(ContextFut::new(context, act, mailbox))));
     }
 
     /// The agent's name.
@@ -80,15 +80,16 @@ impl<A: Actor<Context = Context<A>>> Context<A> {
 
 /// The actor's task. actix does not catch panics in handlers or spawned
 /// futures: the task dies. This notes the panic in the lifecycle first, so
-/// the agent's outcome says so; dropping the `ContextFut` then runs actix's
-/// teardown (our `stopping`, polled once).
-struct Guarded<A: Actor<Context = Context<A>>>(ContextFut<A, Context<A>>);
+/// the agent's outcome says so, then ends the task (see [`Guarded::end`]).
+struct Guarded<A: Actor<Context = Context<A>>>(Option<ContextFut<A, Context<A>>>);
 
 impl<A: Actor<Context = Context<A>>> Future for Guarded<A> {
     type Output = ();
 
     fn poll(mut self: Pin<&mut Self>, task: &mut std::task::Context<'_>) -> Poll<()> {
-        let fut = &mut self.0;
+        let Some(fut) = self.0.as_mut() else {
+            return Poll::Ready(());
+        };
         match HookFailure::catch(|| Pin::new(&mut *fut).poll(task)) {
             Ok(Poll::Pending) => {
                 // `stopping` left hooks to a driver on a path where actix
@@ -97,14 +98,45 @@ impl<A: Actor<Context = Context<A>>> Future for Guarded<A> {
                 if fut.ctx().life.take_wake_request() {
                     task.waker().wake_by_ref();
                 }
-                Poll::Pending
+                return Poll::Pending;
             }
-            Ok(Poll::Ready(())) => Poll::Ready(()),
-            Err(panic) => {
+            Ok(Poll::Ready(())) => {}
+            Err(panic) => fut.ctx().life.crashed(panic),
+        }
+        self.end();
+        Poll::Ready(())
+    }
+}
+
+impl<A: Actor<Context = Context<A>>> Guarded<A> {
+    /// Ends the actor's task: actix's teardown (our `stopping`, polled
+    /// once) where the actor did not stop by itself, then the context and
+    /// the mailbox dropped with every message still in it (a consumer's
+    /// jobs among them go back to their queue), and only then the outcome
+    /// reported: whoever awaits it finds those messages handed back.
+    fn end(&mut self) {
+        let Some(mut fut) = self.0.take() else {
+            return;
+        };
+        if fut.alive() {
+            fut.ctx().stop();
+            let mut task = std::task::Context::from_waker(std::task::Waker::noop());
+            if let Err(panic) = HookFailure::catch(|| Pin::new(&mut fut).poll(&mut task)) {
                 fut.ctx().life.crashed(panic);
-                Poll::Ready(())
             }
         }
+        let outcome = fut.ctx().life.take_outcome();
+        drop(fut);
+        if let Some((cell, outcome)) = outcome {
+            cell.report(outcome);
+        }
+    }
+}
+
+impl<A: Actor<Context = Context<A>>> Drop for Guarded<A> {
+    /// The task dropped unfinished (its arbiter went away).
+    fn drop(&mut self) {
+        self.end();
     }
 }
 

@@ -46,6 +46,9 @@ pub(crate) struct Lifecycle<A: actix::Actor> {
     pub(super) cell: Arc<AgentCell<A>>,
     registration: Option<Registration>,
     extras: Option<Box<Extras>>,
+    /// The outcome once the lifecycle ended, until the actor's task reports
+    /// it (after its mailbox is gone: see `take_outcome`).
+    outcome: Option<Result<(), Box<AgentError>>>,
 }
 
 /// The lifecycle state of what an agent declares beyond hooks, and of its
@@ -88,6 +91,7 @@ impl<A: actix::Actor> Lifecycle<A> {
             cell,
             registration,
             extras: None,
+            outcome: None,
         }
     }
 
@@ -222,8 +226,19 @@ impl<A: actix::Actor> Lifecycle<A> {
             Ok(()) => log::info!(target: LOG_TARGET, "agent `{}`: stopped", self.name),
             Err(e) => log::warn!(target: LOG_TARGET, "agent `{}`: stopped: {e}", self.name),
         }
-        // Nobody listening is fine: the outcome was logged.
-        self.cell.report(outcome);
+        // Reported by the actor's task once its mailbox is gone.
+        self.outcome = Some(outcome.map_err(Box::new));
+    }
+
+    /// The outcome of a lifecycle that ended, with the cell to report it
+    /// to, for the actor's task: it reports it once it dropped the context
+    /// and the mailbox, so that the messages left in there (a consumer's
+    /// jobs) were handed back first.
+    pub(super) fn take_outcome(
+        &mut self,
+    ) -> Option<(Arc<AgentCell<A>>, Result<(), Box<AgentError>>)> {
+        let outcome = self.outcome.take()?;
+        Some((self.cell.clone(), outcome))
     }
 
     /// Ends a lifecycle that was cut short (`ctx.terminate()`, or the actor
@@ -244,7 +259,7 @@ impl<A: actix::Actor> Lifecycle<A> {
             servers.shut_down(name);
         }
         let outcome = self.outcome(Err(AgentError::Aborted { agent: self.name }));
-        self.cell.report(outcome);
+        self.outcome = Some(outcome.map_err(Box::new));
     }
 
     /// Whether an async hook or a task run has the agent.
@@ -260,7 +275,13 @@ impl<A: actix::Actor> Lifecycle<A> {
 }
 
 impl<A: actix::Actor> Drop for Lifecycle<A> {
+    /// A lifecycle dropped unended is cut short; an outcome the actor's
+    /// task did not take is reported all the same, so that no handle waits
+    /// forever (nobody listening is fine: it was logged).
     fn drop(&mut self) {
         self.abort();
+        if let Some(outcome) = self.outcome.take() {
+            self.cell.report(outcome);
+        }
     }
 }
