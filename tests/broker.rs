@@ -112,6 +112,7 @@ on_every_broker!(
     a_plain_fn_consumer_with_prefetch_handles_each_once_in_order_with_retries,
     json_objects_and_other_types_reach_a_typed_consumer,
     a_panicking_plain_fn_consumer_is_retried_then_dead_lettered_with_the_panic,
+    a_retry_is_taken_when_due_while_the_consumer_waits_for_messages,
 );
 
 /// A hang detector, not a performance threshold.
@@ -384,6 +385,48 @@ fn a_panicking_plain_fn_consumer_is_retried_then_dead_lettered_with_the_panic(ba
     );
     let runs = &info.consumers[0].runs;
     assert_eq!((runs.panicked, runs.failed), (2, 0));
+}
+
+/// Retries after 50 ms.
+#[derive(Default, MicroAgent)]
+struct QuickRetry {
+    events: Events,
+}
+
+#[microagent::hooks]
+impl QuickRetry {
+    #[consumer(Work, attempts = 2, backoff = 0.05)]
+    fn handle(&mut self, work: Work) -> Result<(), Boom> {
+        self.events.push(format!("work {}", work.id));
+        if work.fail && self.events.count(&format!("work {}", work.id)) == 1 {
+            return Err(Boom("first attempt"));
+        }
+        Ok(())
+    }
+}
+
+/// A retry due in 50 ms is taken then, not once a wait for new messages
+/// ends: message 2, sent 400 ms after message 1 failed, comes after its
+/// retry. (The Redis consumer waited a whole second for new messages
+/// before it looked at retries again: message 2 came first.)
+fn a_retry_is_taken_when_due_while_the_consumer_waits_for_messages(backend: Backend) {
+    let events = Events::default();
+    let watched = events.clone();
+    backend.run(async move {
+        let broker = Broker::current();
+        let (addr, handle) = microagent::start(QuickRetry {
+            events: watched.clone(),
+        });
+        started(&addr).await;
+        broker.send(Work { id: 1, fail: true }).await.unwrap();
+        watched.seen("work 1").await;
+        actix_rt::time::sleep(Duration::from_millis(400)).await;
+        broker.send(work(2)).await.unwrap();
+        watched.seen("work 2").await;
+        handle.stop();
+        handle.await.unwrap();
+    });
+    assert_eq!(events.all(), ["work 1", "work 1", "work 2"]);
 }
 
 fn a_message_that_does_not_decode_is_dead_lettered_at_once(backend: Backend) {

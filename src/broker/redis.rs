@@ -69,7 +69,8 @@ pub(super) struct Taker {
 
 /// Takes without waiting, in one round trip: a due retry first (its marker
 /// into the processing list: `{'r', id, envelope}`), else the queue's head
-/// (into the processing list: `{'f', body}`), else nothing.
+/// (into the processing list: `{'f', body}`), else when the next retry is
+/// due (`{'w', milliseconds}`), else nothing.
 const TAKE: &str = r"
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 1)
 if #due > 0 then
@@ -83,6 +84,8 @@ if #due > 0 then
 end
 local body = redis.call('LMOVE', KEYS[4], KEYS[3], 'LEFT', 'RIGHT')
 if body then return {'f', body} end
+local next = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+if #next > 0 then return {'w', next[2]} end
 return false
 ";
 
@@ -337,12 +340,16 @@ impl RedisQueues {
         Ok(recovered)
     }
 
-    /// Takes the next message: a due retry first, else a new one (waiting
-    /// up to `BLOCK` when the queue is empty; `None` when nothing came).
+    /// Takes the next message: a due retry first, else a new one, waiting
+    /// for one when the queue is empty (`None` when nothing came). The wait
+    /// ends by the time the next retry is due, and lasts at most `longest`
+    /// (and `BLOCK`): a consumer with messages in flight passes its backoff,
+    /// so that a retry it schedules meanwhile is not due before it looks.
     pub(super) async fn take(
         &self,
         queue: &str,
         taker: &mut Taker,
+        longest: Duration,
     ) -> Result<Option<(Taken, Origin)>, BrokerError> {
         let processing = self.keys(queue, &format!("processing:{}", taker.id));
         let mut connection = self.connection().await?;
@@ -354,7 +361,8 @@ impl RedisQueues {
             .arg(now_ms())
             .invoke_async::<Option<Vec<Vec<u8>>>>(&mut connection)
             .await;
-        match self.noted(result)?.as_deref() {
+        let taken = self.noted(result)?;
+        match taken.as_deref() {
             Some([kind, id, envelope]) if kind == b"r" => {
                 if let Ok(envelope) = serde_json::from_slice::<Envelope>(envelope) {
                     let taken = Taken {
@@ -374,12 +382,27 @@ impl RedisQueues {
             }
             _ => {}
         }
+        let mut block = longest.min(BLOCK);
+        if let Some([kind, due]) = taken.as_deref() {
+            if kind == b"w" {
+                let due = std::str::from_utf8(due)
+                    .ok()
+                    .and_then(|due| due.parse::<f64>().ok())
+                    .unwrap_or(0.0);
+                let until_due = (due - now_ms() as f64).max(0.0);
+                block = block.min(Duration::from_secs_f64(until_due / 1000.0));
+            }
+        }
+        // Redis blocks for ever on 0, and counts in milliseconds.
+        if block < Duration::from_millis(1) {
+            return Ok(None);
+        }
         let result = redis::cmd("BLMOVE")
             .arg(self.key(queue))
             .arg(&processing)
             .arg("LEFT")
             .arg("RIGHT")
-            .arg(BLOCK.as_secs_f64())
+            .arg(block.as_secs_f64())
             .query_async::<Option<Vec<u8>>>(&mut taker.blocking)
             .await;
         Ok(self.noted(result)?.map(|body| {

@@ -438,6 +438,7 @@ async fn run_redis(
     mut stopped: oneshot::Receiver<()>,
 ) {
     let queue = consumer.queue;
+    let limit = consumer.options.prefetch.max(1) as usize;
     let mut pause = Duration::from_millis(50);
     let mut taker = loop {
         match unless(&mut stopped, queues.taker(queue)).await {
@@ -466,7 +467,15 @@ async fn run_redis(
         else {
             break;
         };
-        let taken = match unless(&mut stopped, queues.take(queue, &mut taker)).await {
+        // With messages in flight, one of them may fail and be due again
+        // after the backoff: the wait for a new message ends by then (a
+        // zero backoff waits 10 ms, not a busy loop).
+        let longest = if consumer.in_flight.available_permits() + 1 < limit {
+            consumer.options.backoff.max(Duration::from_millis(10))
+        } else {
+            Duration::MAX
+        };
+        let taken = match unless(&mut stopped, queues.take(queue, &mut taker, longest)).await {
             None => break,
             Some(Ok(None)) => continue,
             Some(Ok(Some(taken))) => {
