@@ -16,8 +16,10 @@
 //!   configurable) as JSON objects
 //!   `{"message", "reason", "attempts", "consumer", "failed_at"}`.
 //!
-//! Processing list entries are the raw body for a first attempt, or a
-//! marker `\u{0}{id}` for a retry (its body stays in the retry hash).
+//! A processing list holds nothing but bodies, as they were pushed: a retry
+//! being handled is noted by its id in a list of its own beside it
+//! (`retrying:{consumer}`; its body stays in the retry hash), so that no
+//! body, whatever its bytes, can pass for our bookkeeping.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{LazyLock, Mutex, PoisonError};
@@ -32,9 +34,6 @@ use super::job::Taken;
 /// How long one `BLMOVE` blocks before the consumer looks at retries, its
 /// stop and its lease again.
 const BLOCK: Duration = Duration::from_secs(1);
-
-/// The first byte of a processing list entry that stands for a retry.
-const MARKER: u8 = 0;
 
 /// The Redis side of a broker.
 pub(super) struct RedisQueues {
@@ -57,7 +56,7 @@ pub(super) struct RedisQueues {
 pub(super) enum Origin {
     /// A first attempt: the raw body is in the processing list.
     Fresh,
-    /// A retry: the marker `\0{id}` is in the processing list.
+    /// A retry: its id is in the consumer's retrying list.
     Retry(String),
 }
 
@@ -67,8 +66,8 @@ pub(super) struct Taker {
     blocking: MultiplexedConnection,
 }
 
-/// Takes without waiting, in one round trip: a due retry first (its marker
-/// into the processing list: `{'r', id, envelope}`), else the queue's head
+/// Takes without waiting, in one round trip: a due retry first (its id
+/// into the retrying list: `{'r', id, envelope}`), else the queue's head
 /// (into the processing list: `{'f', body}`), else when the next retry is
 /// due (`{'w', milliseconds}`), else nothing.
 const TAKE: &str = r"
@@ -78,7 +77,7 @@ if #due > 0 then
   redis.call('ZREM', KEYS[1], id)
   local envelope = redis.call('HGET', KEYS[2], id)
   if envelope then
-    redis.call('RPUSH', KEYS[3], string.char(0) .. id)
+    redis.call('RPUSH', KEYS[5], id)
     return {'r', id, envelope}
   end
 end
@@ -89,20 +88,22 @@ if #next > 0 then return {'w', next[2]} end
 return false
 ";
 
-/// Returns a dead consumer's processing list (if its lease is gone): raw
-/// bodies to the head of the queue in their order, retries to the retry
-/// set, due now.
+/// Returns a dead consumer's messages (if its lease is gone): the bodies
+/// of its processing list to the head of the queue in their order, the
+/// retries of its retrying list to the retry set, due now.
 const RECOVER: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 1 then return -1 end
 local moved = 0
 while true do
-  local entry = redis.call('RPOP', KEYS[2])
-  if not entry then break end
-  if string.byte(entry, 1) == 0 then
-    redis.call('ZADD', KEYS[4], ARGV[2], string.sub(entry, 2))
-  else
-    redis.call('LPUSH', KEYS[3], entry)
-  end
+  local body = redis.call('RPOP', KEYS[2])
+  if not body then break end
+  redis.call('LPUSH', KEYS[3], body)
+  moved = moved + 1
+end
+while true do
+  local id = redis.call('LPOP', KEYS[6])
+  if not id then break end
+  redis.call('ZADD', KEYS[4], ARGV[2], id)
   moved = moved + 1
 end
 redis.call('SREM', KEYS[5], ARGV[1])
@@ -324,6 +325,7 @@ impl RedisQueues {
                 .key(self.key(queue))
                 .key(self.keys(queue, "retry"))
                 .key(self.keys(queue, "consumers"))
+                .key(self.keys(queue, &format!("retrying:{id}")))
                 .arg(&id)
                 .arg(now_ms())
                 .invoke_async::<i64>(&mut connection)
@@ -358,20 +360,27 @@ impl RedisQueues {
             .key(self.keys(queue, "messages"))
             .key(&processing)
             .key(self.key(queue))
+            .key(self.keys(queue, &format!("retrying:{}", taker.id)))
             .arg(now_ms())
             .invoke_async::<Option<Vec<Vec<u8>>>>(&mut connection)
             .await;
         let taken = self.noted(result)?;
         match taken.as_deref() {
             Some([kind, id, envelope]) if kind == b"r" => {
-                if let Ok(envelope) = serde_json::from_slice::<Envelope>(envelope) {
-                    let taken = Taken {
+                let id = String::from_utf8_lossy(id).into_owned();
+                let taken = match serde_json::from_slice::<Envelope>(envelope) {
+                    Ok(envelope) => Taken {
                         body: envelope.body.into_bytes().into(),
                         attempts: envelope.attempts,
-                    };
-                    let id = String::from_utf8_lossy(id).into_owned();
-                    return Ok(Some((taken, Origin::Retry(id))));
-                }
+                    },
+                    // Not ours (someone wrote to our hash): handed on as it
+                    // is, so that it is dead-lettered, not lost.
+                    Err(_) => Taken {
+                        body: envelope.as_slice().into(),
+                        attempts: 0,
+                    },
+                };
+                return Ok(Some((taken, Origin::Retry(id))));
             }
             Some([kind, body]) if kind == b"f" => {
                 let taken = Taken {
@@ -414,20 +423,9 @@ impl RedisQueues {
         }))
     }
 
-    /// The entry a taken message has in the processing list.
-    fn entry(taken: &Taken, origin: &Origin) -> Vec<u8> {
-        match origin {
-            Origin::Fresh => taken.body.to_vec(),
-            Origin::Retry(id) => {
-                let mut entry = vec![MARKER];
-                entry.extend_from_slice(id.as_bytes());
-                entry
-            }
-        }
-    }
-
     /// A pipeline that starts by taking a settled message out of its
-    /// consumer's processing list (in a transaction when `atomic`).
+    /// consumer's processing list, or its id out of the retrying list (in a
+    /// transaction when `atomic`).
     fn settling(
         &self,
         queue: &str,
@@ -440,11 +438,19 @@ impl RedisQueues {
         if atomic {
             pipe.atomic();
         }
-        pipe.cmd("LREM")
-            .arg(self.keys(queue, &format!("processing:{taker_id}")))
-            .arg(1)
-            .arg(Self::entry(taken, origin))
-            .ignore();
+        match origin {
+            Origin::Fresh => pipe
+                .cmd("LREM")
+                .arg(self.keys(queue, &format!("processing:{taker_id}")))
+                .arg(1)
+                .arg(taken.body.as_ref()),
+            Origin::Retry(id) => pipe
+                .cmd("LREM")
+                .arg(self.keys(queue, &format!("retrying:{taker_id}")))
+                .arg(1)
+                .arg(id),
+        }
+        .ignore();
         pipe
     }
 
