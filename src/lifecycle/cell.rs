@@ -29,13 +29,16 @@ pub(crate) struct AgentCell<A: Actor> {
     shared: Mutex<Shared>,
 }
 
+/// How an agent's lifecycle ended, as the cell keeps it. The error is
+/// boxed: it keeps the cell small enough for the allocator's fast bins,
+/// which every agent's start and stop pays for.
+pub(crate) type Outcome = Result<(), Box<AgentError>>;
+
 /// What the agent and its observers hand each other under the cell's lock.
 #[derive(Default)]
 struct Shared {
     /// The outcome, once the lifecycle is over; every waiter gets a copy.
-    /// The error is boxed: it keeps the cell small enough for the
-    /// allocator's fast bins, which every agent's start and stop pays for.
-    outcome: Option<Result<(), Box<AgentError>>>,
+    outcome: Option<Outcome>,
     /// The waiter to wake when it is (nearly always the only one).
     waker: Option<Waker>,
     /// The rest, allocated on first use: most agents never need it, and a
@@ -158,7 +161,7 @@ impl<A: Actor> AgentCell<A> {
     }
 
     /// Delivers the outcome; only the first call counts.
-    pub(crate) fn report(&self, outcome: Result<(), Box<AgentError>>) {
+    pub(crate) fn report(&self, outcome: Outcome) {
         let mut shared = self.shared();
         if shared.outcome.is_some() {
             return;

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::cell::AgentCell;
+use super::cell::{AgentCell, Outcome};
 use super::declare::HookFuture;
 use super::supervisor::Servers;
 use super::tasks::Timers;
@@ -48,7 +48,7 @@ pub(crate) struct Lifecycle<A: actix::Actor> {
     extras: Option<Box<Extras>>,
     /// The outcome once the lifecycle ended, until the actor's task reports
     /// it (after its mailbox is gone: see `take_outcome`).
-    outcome: Option<Result<(), Box<AgentError>>>,
+    outcome: Option<Outcome>,
 }
 
 /// The lifecycle state of what an agent declares beyond hooks, and of its
@@ -234,9 +234,7 @@ impl<A: actix::Actor> Lifecycle<A> {
     /// to, for the actor's task: it reports it once it dropped the context
     /// and the mailbox, so that the messages left in there (a consumer's
     /// jobs) were handed back first.
-    pub(super) fn take_outcome(
-        &mut self,
-    ) -> Option<(Arc<AgentCell<A>>, Result<(), Box<AgentError>>)> {
+    pub(super) fn take_outcome(&mut self) -> Option<(Arc<AgentCell<A>>, Outcome)> {
         let outcome = self.outcome.take()?;
         Some((self.cell.clone(), outcome))
     }
