@@ -212,6 +212,25 @@ pub enum AgentError {
         /// `pre_stop` hooks that failed afterwards.
         failures: Vec<HookError>,
     },
+    /// One of the agent's consumers was refused by the broker for good
+    /// after its `pre_start` hooks (an AMQP queue that exists with other
+    /// flags: [`BrokerError::QueueMismatch`](crate::broker::BrokerError::QueueMismatch)
+    /// names the queue, our flags and the broker's word on theirs); it did
+    /// not start, and its `pre_stop` hooks ran (their failures follow).
+    #[error(
+        "agent `{agent}`: its consumer `{consumer}` could not start: {error}{}",
+        pre_stop_suffix(failures)
+    )]
+    Consume {
+        /// The agent's name.
+        agent: &'static str,
+        /// The consumer (the method's name).
+        consumer: &'static str,
+        /// What the broker said.
+        error: Box<crate::broker::BrokerError>,
+        /// `pre_stop` hooks that failed afterwards.
+        failures: Vec<HookError>,
+    },
     /// The agent was torn down before its lifecycle could finish, typically
     /// because its arbiter or its System was stopped directly instead of
     /// through [`run`](crate::run), so its `pre_stop` hooks may not have
@@ -230,6 +249,7 @@ impl AgentError {
             AgentError::Failed { agent, .. }
             | AgentError::Crashed { agent, .. }
             | AgentError::Subscribe { agent, .. }
+            | AgentError::Consume { agent, .. }
             | AgentError::Aborted { agent } => agent,
         }
     }
@@ -239,7 +259,8 @@ impl AgentError {
         match self {
             AgentError::Failed { failures, .. }
             | AgentError::Crashed { failures, .. }
-            | AgentError::Subscribe { failures, .. } => failures,
+            | AgentError::Subscribe { failures, .. }
+            | AgentError::Consume { failures, .. } => failures,
             AgentError::Aborted { .. } => &[],
         }
     }

@@ -529,9 +529,10 @@ fn amqp_connections_closed_by_the_broker_are_made_again_and_nothing_is_lost() {
 }
 
 #[test]
-fn an_amqp_queue_with_other_flags_is_a_clear_error() {
-    let Some(url) = support::redis::amqp_url("an_amqp_queue_with_other_flags_is_a_clear_error")
-    else {
+fn an_amqp_queue_with_other_flags_is_a_clear_error_and_fails_its_consumer_s_start() {
+    let Some(url) = support::redis::amqp_url(
+        "an_amqp_queue_with_other_flags_is_a_clear_error_and_fails_its_consumer_s_start",
+    ) else {
         return;
     };
     let namespace = format!("{}:", support::redis::prefix());
@@ -554,16 +555,19 @@ fn an_amqp_queue_with_other_flags_is_a_clear_error() {
         });
     }
     // ...then by one that declares it as the Python original does.
-    let error = microagent::run(async move {
-        let plain = BrokerConfig::amqp(&url).unwrap().namespace(&namespace);
-        let broker = Broker::connect(plain).await.unwrap();
-        broker
-            .send(FromPython {
-                id: 2,
-                source: "plain".into(),
-            })
-            .await
-            .unwrap_err()
+    let plain = BrokerConfig::amqp(&url).unwrap().namespace(&namespace);
+    let error = microagent::run({
+        let plain = plain.clone();
+        async move {
+            let broker = Broker::connect(plain).await.unwrap();
+            broker
+                .send(FromPython {
+                    id: 2,
+                    source: "plain".into(),
+                })
+                .await
+                .unwrap_err()
+        }
     });
     match &error {
         microagent::broker::BrokerError::QueueMismatch { queue, durable, .. } => {
@@ -573,6 +577,64 @@ fn an_amqp_queue_with_other_flags_is_a_clear_error() {
         other => panic!("{other:?}"),
     }
     assert!(error.to_string().contains("durable = false"), "{error}");
+    // A consumer of it does not start: its agent's start fails with the
+    // mismatch after pre_start (it retried for ever, counted as started).
+    let events = Events::default();
+    let exit = microagent::Launcher::new()
+        .broker(plain.clone())
+        .agent(Mismatched {
+            events: events.clone(),
+        })
+        .run();
+    assert_eq!(exit, microagent::Exit::BrokerFailed);
+    assert_eq!(events.all(), ["pre_start", "pre_stop"]);
+    let outcome = microagent::run(async move {
+        Broker::connect(plain).await.unwrap();
+        let (_addr, handle) = microagent::start(Mismatched::default());
+        handle.await
+    });
+    match outcome {
+        Err(microagent::AgentError::Consume {
+            agent: "Mismatched",
+            consumer: "handle",
+            error,
+            ..
+        }) => match *error {
+            microagent::broker::BrokerError::QueueMismatch { queue, durable, .. } => {
+                assert!(queue.ends_with("py_to_rs"), "{queue}");
+                assert!(!durable);
+            }
+            other => panic!("{other:?}"),
+        },
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Consumes a queue declared elsewhere with other flags.
+#[derive(Default, MicroAgent)]
+struct Mismatched {
+    events: Events,
+}
+
+#[microagent::hooks]
+impl Mismatched {
+    #[on(pre_start)]
+    fn opening(&mut self) {
+        self.events.push("pre_start");
+    }
+
+    #[on(post_start)]
+    fn running(&mut self) {
+        self.events.push("post_start");
+    }
+
+    #[on(pre_stop)]
+    fn closing(&mut self) {
+        self.events.push("pre_stop");
+    }
+
+    #[consumer(FromPython)]
+    fn handle(&mut self, _message: FromPython) {}
 }
 
 #[derive(Queue, Serialize, Deserialize, Clone)]

@@ -39,6 +39,31 @@ pub(crate) struct Consuming {
     _stop: oneshot::Sender<()>,
     /// An in-process consumer's state, which its settlements read too.
     memory: Option<Arc<MemConsumer>>,
+    /// How its first attempt to start went, until it is known (AMQP):
+    /// the broker's refusal, or nothing (the sender dropped) once it
+    /// consumes or goes on trying.
+    starting: Option<oneshot::Receiver<BrokerError>>,
+}
+
+impl Consuming {
+    /// Whether the broker refused the consumer at its first attempt, for
+    /// good (an AMQP queue that exists with other flags): `Ready(Err)`
+    /// then, `Ready(Ok)` once it consumes or goes on trying after a
+    /// passing failure.
+    pub(crate) fn poll_started(
+        &mut self,
+        task: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), BrokerError>> {
+        let Some(starting) = self.starting.as_mut() else {
+            return std::task::Poll::Ready(Ok(()));
+        };
+        let outcome = std::task::ready!(std::pin::Pin::new(starting).poll(task));
+        self.starting = None;
+        std::task::Poll::Ready(match outcome {
+            Ok(refused) => Err(refused),
+            Err(_) => Ok(()),
+        })
+    }
 }
 
 impl Drop for Consuming {
@@ -82,6 +107,7 @@ pub(super) fn start(
         deliver,
         in_flight: Arc::new(Semaphore::new(limit)),
     };
+    let mut starting = None;
     let memory = match backend {
         Backend::Memory(memory) => {
             let consumer = Arc::new(MemConsumer {
@@ -104,13 +130,16 @@ pub(super) fn start(
             None
         }
         Backend::Amqp(queues) => {
-            arbiter.spawn(run_amqp(queues, wire(deliver), stopped));
+            let (refuse, refused) = oneshot::channel();
+            starting = Some(refused);
+            arbiter.spawn(run_amqp(queues, wire(deliver), stopped, refuse));
             None
         }
     };
     Consuming {
         _stop: stop,
         memory,
+        starting,
     }
 }
 
@@ -588,7 +617,17 @@ async fn settle_redis(
     drop(in_flight);
 }
 
-async fn run_amqp(queues: Arc<AmqpQueues>, consumer: Consumer, mut stopped: oneshot::Receiver<()>) {
+/// Consumes an AMQP queue. The first attempt's refusal for good (the
+/// queue exists with other flags) goes to `refuse`, and the consumer ends:
+/// its agent does not start. Any later one is retried, as a passing
+/// failure is.
+async fn run_amqp(
+    queues: Arc<AmqpQueues>,
+    consumer: Consumer,
+    mut stopped: oneshot::Receiver<()>,
+    refuse: oneshot::Sender<BrokerError>,
+) {
+    let mut refuse = Some(refuse);
     let queue = consumer.queue;
     let prefetch = consumer.options.prefetch.clamp(1, u32::from(u16::MAX)) as u16;
     let tag = format!("{}-{}", consumer.name, uuid::Uuid::new_v4().simple());
@@ -605,9 +644,18 @@ async fn run_amqp(queues: Arc<AmqpQueues>, consumer: Consumer, mut stopped: ones
                 .await?;
             Ok::<_, BrokerError>((connection, channel, deliveries))
         };
-        let (connection, channel, mut deliveries) = match unless(&mut stopped, attempt).await {
+        let attempted = unless(&mut stopped, attempt).await;
+        let first = refuse.take();
+        let (connection, channel, mut deliveries) = match attempted {
             None => break,
             Some(Ok(opened)) => opened,
+            Some(Err(e @ BrokerError::QueueMismatch { .. })) if first.is_some() => {
+                log::error!(target: LOG_TARGET, "consumer `{}`: cannot consume `{queue}`: {e}", consumer.name);
+                if let Some(first) = first {
+                    let _ = first.send(e);
+                }
+                break;
+            }
             Some(Err(e)) => {
                 log::warn!(target: LOG_TARGET, "consumer `{}`: cannot consume `{queue}`: {e}; retrying in {pause:?}", consumer.name);
                 actix_rt::time::sleep(pause).await;

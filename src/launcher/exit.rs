@@ -24,7 +24,7 @@ pub enum Exit {
     /// The bus could not be connected, or an agent's receivers could not
     /// subscribe.
     BusFailed,
-    /// The broker could not be connected.
+    /// The broker could not be connected, or refused an agent's consumer.
     BrokerFailed,
     /// A server failed.
     ServerFailed,
@@ -59,6 +59,7 @@ impl Exit {
             Err(AgentError::Aborted { .. }) => Exit::Aborted,
             Err(AgentError::Crashed { .. }) => Exit::Crashed,
             Err(AgentError::Subscribe { .. }) => Exit::BusFailed,
+            Err(AgentError::Consume { .. }) => Exit::BrokerFailed,
             Err(AgentError::Failed { failures, .. }) => {
                 if failures.iter().any(|f| f.stage == Stage::Server) {
                     Exit::ServerFailed

@@ -94,6 +94,26 @@ fn drive<A: Agent>(
                 }
             }
         }
+        if ctx.life.stage == Stage::PostStart && ctx.life.next == 0 {
+            // Its consumers' first attempts, before post_start: a queue the
+            // broker refuses for good fails the start.
+            if let Some(consuming) = ctx.life.extras_mut().map(|e| &mut e.consuming) {
+                for (index, consumer) in consuming.iter_mut().enumerate() {
+                    match consumer.poll_started(task) {
+                        Poll::Pending => return Poll::Pending,
+                        Poll::Ready(Ok(())) => {}
+                        Poll::Ready(Err(error)) => {
+                            let declared = &A::HOOKS.consumers[index];
+                            ctx.life.consume_failed(declared.name, error);
+                            break;
+                        }
+                    }
+                }
+                if ctx.life.stop_requested {
+                    continue;
+                }
+            }
+        }
         let stage = ctx.life.stage;
         let hooks = A::HOOKS.stage(stage);
         if let Some(hook) = hooks.get(ctx.life.next) {

@@ -7,6 +7,7 @@ use super::cell::{AgentCell, Outcome};
 use super::declare::HookFuture;
 use super::supervisor::Servers;
 use super::tasks::Timers;
+use crate::broker::BrokerError;
 use crate::broker::Consuming;
 use crate::bus::{BusError, Confirmation, Subscription};
 use crate::error::{AgentError, HookError, HookFailure, HookResult, Stage};
@@ -69,6 +70,8 @@ pub(super) struct Extras {
     pub(super) confirming: Option<Confirmation>,
     /// Why the subscription failed, if it did.
     subscribe_error: Option<Box<BusError>>,
+    /// The consumer the broker refused, and why, if it did.
+    consume_error: Option<(&'static str, Box<BrokerError>)>,
     /// The panic that killed the actor's task, if one did.
     crash: Option<HookFailure>,
     failures: Vec<HookError>,
@@ -155,6 +158,18 @@ impl<A: actix::Actor> Lifecycle<A> {
         self.stop_requested = true;
     }
 
+    /// Notes that the broker refused consumer `consumer` for good: the
+    /// agent stops.
+    pub(super) fn consume_failed(&mut self, consumer: &'static str, error: BrokerError) {
+        log::error!(
+            target: LOG_TARGET,
+            "agent `{}`: its consumer `{consumer}` could not start: {error}",
+            self.name
+        );
+        self.extras().consume_error = Some((consumer, Box::new(error)));
+        self.stop_requested = true;
+    }
+
     /// Notes that a handler or spawned future panicked (the task is dying).
     pub(super) fn crashed(&mut self, panic: HookFailure) {
         log::error!(
@@ -172,19 +187,26 @@ impl<A: actix::Actor> Lifecycle<A> {
             return otherwise;
         };
         let failures = std::mem::take(&mut extras.failures);
-        match (extras.crash.take(), extras.subscribe_error.take()) {
-            (Some(panic), _) => Err(AgentError::Crashed {
+        let refused = extras.consume_error.take();
+        match (extras.crash.take(), extras.subscribe_error.take(), refused) {
+            (Some(panic), _, _) => Err(AgentError::Crashed {
                 agent: self.name,
                 panic,
                 failures,
             }),
-            (None, Some(error)) => Err(AgentError::Subscribe {
+            (None, Some(error), _) => Err(AgentError::Subscribe {
                 agent: self.name,
                 error,
                 failures,
             }),
-            (None, None) if failures.is_empty() => otherwise,
-            (None, None) => Err(AgentError::Failed {
+            (None, None, Some((consumer, error))) => Err(AgentError::Consume {
+                agent: self.name,
+                consumer,
+                error,
+                failures,
+            }),
+            (None, None, None) if failures.is_empty() => otherwise,
+            (None, None, None) => Err(AgentError::Failed {
                 agent: self.name,
                 failures,
             }),
