@@ -298,6 +298,36 @@ fn passwords_never_show_in_logs_or_errors() {
     assert!(proc.seen.is_empty(), "an agent started: {:?}", proc.seen);
 }
 
+/// The redis crate reads a Unix socket URL's password from its query
+/// (`?pass=`): it is redacted there too, in the configuration line, the
+/// logs and the errors (it showed in 29 places).
+#[test]
+fn passwords_in_a_unix_socket_url_s_query_never_show() {
+    let dir = Dir::new("unix-secrets");
+    let file = dir.file(
+        "secret.toml",
+        "log = \"debug\"\n[bus]\nurl = \"redis+unix:///nowhere/redis.sock?pass=hunter2\"\nsubscribe_timeout = 0.5\n[broker]\nurl = \"unix:///nowhere/redis.sock?db=1&pass=hunter2\"\n",
+    );
+    let mut proc = deploy(
+        &dir.0,
+        &["--config", file.to_str().unwrap()],
+        &[("RUST_LOG", "")],
+    );
+    let code = proc.wait_code();
+    let stderr = proc.stderr();
+    assert_eq!(code, 8, "the bus is connected first: {stderr}");
+    assert!(
+        stderr.contains("redis+unix:///nowhere/redis.sock?pass=***"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("unix:///nowhere/redis.sock?db=1&pass=***"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+    assert!(proc.seen.is_empty(), "an agent started: {:?}", proc.seen);
+}
+
 /// `GET /health/ready`'s status on `addr`, `None` while nothing answers.
 fn ready(addr: &str) -> Option<u16> {
     http(addr, "GET", "/health/ready", "").map(|(status, _)| status)

@@ -169,18 +169,43 @@ impl BusInfo {
     }
 }
 
-/// `url` with its password (if any) replaced by `***`; a URL that does not
-/// parse is replaced whole, as it may hold one anywhere.
+/// `url` with its secrets replaced by `***`: the password of its userinfo,
+/// and the value of any query parameter a client library may read one from
+/// (the `redis` crate reads `pass` for `redis+unix://` and `unix://` URLs;
+/// any key that names a password, secret, token or key is taken for one).
+/// A URL that does not parse is replaced whole, as it may hold one
+/// anywhere.
 pub fn redact(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut parsed) => {
-            if parsed.password().is_some() && parsed.set_password(Some("***")).is_err() {
-                return "<redacted>".to_owned();
-            }
-            parsed.to_string()
-        }
-        Err(_) => "<unparsable URL>".to_owned(),
+    let Ok(mut parsed) = url::Url::parse(url) else {
+        return "<unparsable URL>".to_owned();
+    };
+    if parsed.password().is_some() && parsed.set_password(Some("***")).is_err() {
+        return "<redacted>".to_owned();
     }
+    if parsed.query_pairs().any(|(key, _)| is_secret(&key)) {
+        let pairs: Vec<(String, String)> = parsed
+            .query_pairs()
+            .map(|(key, value)| {
+                let value = if is_secret(&key) {
+                    "***".to_owned()
+                } else {
+                    value.into_owned()
+                };
+                (key.into_owned(), value)
+            })
+            .collect();
+        parsed.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    parsed.to_string()
+}
+
+/// Whether a URL's query parameter may carry a secret.
+fn is_secret(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    key == "auth"
+        || ["pass", "pwd", "secret", "token", "key", "credential"]
+            .iter()
+            .any(|word| key.contains(word))
 }
 
 #[cfg(test)]
@@ -199,6 +224,33 @@ mod tests {
         );
         assert_eq!(redact("redis://localhost:6379"), "redis://localhost:6379");
         assert!(!redact("redis//:hunter2@").contains("hunter2"));
+        // Every scheme the configuration accepts, with the secret where
+        // the client libraries read one: userinfo, and the query (`pass`
+        // for the redis crate's Unix sockets).
+        for url in [
+            "redis://:hunter2@localhost:6379/1",
+            "rediss://user:hunter2@localhost:6380/0",
+            "redis+unix:///run/redis.sock?db=2&pass=hunter2",
+            "unix:///run/redis.sock?pass=hunter2&user=me",
+            "redis+unix:///run/redis.sock?password=hunter2",
+            "amqp://guest:hunter2@localhost:5672/%2f",
+            "amqps://guest:hunter2@localhost:5671/%2f?heartbeat=10",
+            "amqp://localhost/%2f?auth_token=hunter2",
+        ] {
+            let shown = redact(url);
+            assert!(!shown.contains("hunter2"), "{url} -> {shown}");
+            assert!(shown.contains("***"), "{url} -> {shown}");
+        }
+        assert_eq!(
+            redact("unix:///run/redis.sock?db=2&pass=hunter2&user=me"),
+            "unix:///run/redis.sock?db=2&pass=***&user=me"
+        );
+        assert_eq!(
+            redact("amqp://localhost/%2f?heartbeat=10"),
+            "amqp://localhost/%2f?heartbeat=10"
+        );
+        let unix = BusConfig::redis("redis+unix:///x.sock?pass=S3cret").unwrap();
+        assert!(!format!("{unix:?}").contains("S3cret"), "{unix:?}");
         let config = BusConfig::redis("redis://:hunter2@localhost:6379").unwrap();
         assert!(!format!("{config:?}").contains("hunter2"));
         let bad = BusConfig::redis("nonsense://:hunter2@x").unwrap_err();
