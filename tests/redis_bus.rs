@@ -212,6 +212,49 @@ fn malformed_input_is_counted_and_dropped_and_the_bus_goes_on() {
     );
 }
 
+/// A prefix with glob characters subscribes to itself only: `AC?` once
+/// matched `ACX` too, so another prefix's signals reached the receivers.
+#[test]
+fn glob_characters_in_the_prefix_do_not_widen_the_subscription() {
+    let Some(url) =
+        redis_support::url("glob_characters_in_the_prefix_do_not_widen_the_subscription")
+    else {
+        return;
+    };
+    let base = redis_support::prefix();
+    let events = Events::default();
+    let watched = events.clone();
+    let bad = microagent::run(async move {
+        let prefix = format!("{base}?*");
+        let bus = Bus::connect(config(&url, &prefix)).await.unwrap();
+        let (addr, handle) = microagent::start(RustAgent {
+            events: watched.clone(),
+        });
+        started(&addr).await;
+        let publisher = url.clone();
+        actix_rt::task::spawn_blocking(move || {
+            // Other prefixes the unescaped pattern matched.
+            for other in [format!("{base}X"), format!("{base}?anything")] {
+                let channel = format!("{other}:user_created:intruder");
+                publish_raw(&publisher, channel.as_bytes(), b"{\"user_id\": 666}");
+            }
+            let channel = format!("{prefix}:user_created:python");
+            publish_raw(&publisher, channel.as_bytes(), b"{\"user_id\": 7}");
+        })
+        .await
+        .unwrap();
+        watched.seen("user_created 7 from python").await;
+        handle.stop();
+        handle.await.unwrap();
+        bus.info().bad_input
+    });
+    assert_eq!(bad, 0, "nothing of other prefixes arrived");
+    assert_eq!(
+        events.all(),
+        ["pre_start", "user_created 7 from python", "pre_stop"]
+    );
+}
+
 #[test]
 fn a_redis_restart_turns_readiness_503_then_200_and_signals_flow_again() {
     if redis_support::url("a_redis_restart_turns_readiness_503_then_200_and_signals_flow_again")

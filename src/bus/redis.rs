@@ -299,6 +299,10 @@ impl Link {
             Ok(channel) => channel,
             Err(e) => return self.bad(text, e),
         };
+        // Our patterns are escaped: another prefix is someone's mistake.
+        if channel.prefix != self.prefix {
+            return self.bad(text, format_args!("not our prefix `{}`", self.prefix));
+        }
         let payload = message.get_payload_bytes();
         if channel.name == RESPONSE {
             match channel.request_id {

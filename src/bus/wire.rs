@@ -152,9 +152,21 @@ pub fn check_part(what: &'static str, part: &str) -> Result<(), WireError> {
     })
 }
 
-/// The pattern a receiver of signal `name` subscribes to: `prefix:name:*`.
+/// The pattern a receiver of signal `name` subscribes to: `prefix:name:*`,
+/// with Redis's glob characters in the prefix and the name escaped, so
+/// that neither can widen it (`AC?` would match `ACX` too).
 pub fn pattern(prefix: &str, name: &str) -> String {
-    format!("{prefix}:{name}:*")
+    let mut pattern = String::with_capacity(prefix.len() + name.len() + 3);
+    for (part, end) in [(prefix, ":"), (name, ":*")] {
+        for c in part.chars() {
+            if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+                pattern.push('\\');
+            }
+            pattern.push(c);
+        }
+        pattern.push_str(end);
+    }
+    pattern
 }
 
 /// Decodes a payload: at most `limit` bytes of UTF-8 JSON holding an object.

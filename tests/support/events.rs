@@ -29,7 +29,14 @@ impl Events {
     /// Waits (polling, on the current actix runtime) until `event` has been
     /// recorded.
     pub(crate) async fn seen(&self, event: &str) {
+        // A hang detector (real time), not a performance threshold.
+        let start = std::time::Instant::now();
         while self.count(event) == 0 {
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "never seen: {event:?}; seen: {:?}",
+                self.all()
+            );
             actix_rt::time::sleep(Duration::from_millis(2)).await;
         }
     }

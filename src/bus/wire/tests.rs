@@ -68,6 +68,9 @@ fn parts_with_separators_cannot_be_encoded() {
         ));
     }
     assert_eq!(pattern("PUBSUB", "user_created"), "PUBSUB:user_created:*");
+    // Glob characters stand for themselves.
+    assert_eq!(pattern("AC?", "note"), r"AC\?:note:*");
+    assert_eq!(pattern("a*[b]", r"c\d"), r"a\*\[b\]:c\\d:*");
 }
 
 #[test]
