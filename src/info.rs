@@ -93,7 +93,13 @@ pub struct HandlerRuns {
     /// Deliveries that did not fit the signal's or message's type (bad
     /// input from the sender); the method did not run.
     pub bad_input: u64,
-    /// When the last of those ended, RFC 3339 UTC.
+    /// Signals dropped unhandled (receivers): past the agent's bus buffer
+    /// ([`BusConfig::buffer`](crate::bus::BusConfig::buffer)), or waiting
+    /// in its mailbox when its stop was asked for. Pub/sub is
+    /// at-most-once; an RPC caller gets no answer from this receiver.
+    pub dropped: u64,
+    /// When the last failed, panicked, timed-out or bad-input run ended,
+    /// RFC 3339 UTC.
     pub last_failure: Option<String>,
 }
 

@@ -182,7 +182,7 @@ fn refused_configurations_exit_78_before_any_agent_starts() {
         (
             "[bus]\nurl = \"redis://127.0.0.1:6379\"\nprefx = \"A\"",
             vec![],
-            format!("configuration file `{shown}`: `bus.prefx`: unknown key `prefx`; expected one of: kind, url, prefix, max_payload, subscribe_timeout, reconnect_max"),
+            format!("configuration file `{shown}`: `bus.prefx`: unknown key `prefx`; expected one of: kind, url, prefix, max_payload, subscribe_timeout, reconnect_max, buffer_messages, buffer_bytes"),
         ),
         (
             "[broker]\nkind = \"redis\"",
@@ -232,7 +232,7 @@ fn refused_configurations_exit_78_before_any_agent_starts() {
         (
             "",
             vec![("MICROAGENT_BUS__URLL", "redis://127.0.0.1")],
-            "configuration environment variable `MICROAGENT_BUS__URLL`: `bus.urll`: unknown key `urll`; expected one of: kind, url, prefix, max_payload, subscribe_timeout, reconnect_max".to_owned(),
+            "configuration environment variable `MICROAGENT_BUS__URLL`: `bus.urll`: unknown key `urll`; expected one of: kind, url, prefix, max_payload, subscribe_timeout, reconnect_max, buffer_messages, buffer_bytes".to_owned(),
         ),
     ];
     for (toml, envs, expected) in cases {
@@ -380,6 +380,7 @@ fn a_configuration_builds_the_bus_and_broker_it_names_and_redacts_them() {
         [bus]
         url = "redis://:hunter2@10.0.0.1:6380/2"
         prefix = "FLEET"
+        buffer_messages = 500
         [broker]
         url = "amqp://app:hunter2@10.0.0.2:5672/%2f"
         durable = true
@@ -415,6 +416,11 @@ fn a_configuration_builds_the_bus_and_broker_it_names_and_redacts_them() {
         "{shown}"
     );
     assert!(shown.contains("prefix: \"FLEET\""), "{shown}");
+    // The other bound keeps its default.
+    assert!(
+        shown.contains("buffer: Bound { messages: 500, bytes: 33554432 }"),
+        "{shown}"
+    );
 
     // Settings an agent requires, absent: named with the key.
     let missing = Config::defaults()

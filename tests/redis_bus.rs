@@ -212,6 +212,101 @@ fn malformed_input_is_counted_and_dropped_and_the_bus_goes_on() {
     );
 }
 
+#[derive(Signal, Serialize, Deserialize)]
+#[signal(name = "hold")]
+struct Hold {}
+
+#[derive(Signal, Serialize, Deserialize)]
+#[signal(name = "bulk")]
+struct Bulk {
+    n: u32,
+    pad: String,
+}
+
+/// Holds itself in an async receiver until the gate opens; counts bulk.
+#[derive(Default, MicroAgent)]
+struct Busy {
+    events: Events,
+    gate: std::sync::Arc<tokio::sync::Notify>,
+}
+
+#[microagent::hooks]
+impl Busy {
+    #[receiver(Hold)]
+    async fn hold(&mut self, _signal: Hold) {
+        self.events.push("held");
+        self.gate.notified().await;
+    }
+
+    #[receiver(Bulk)]
+    fn bulk(&mut self, signal: Bulk) {
+        self.events.push(format!("bulk {}", signal.n));
+    }
+
+    #[receiver(UserCreated)]
+    fn witness(&mut self, _signal: UserCreated) {}
+}
+
+/// What an agent buffers from Redis is bounded: behind a busy receiver,
+/// past the bound (here 5 signals; 64 KiB), the newest signals are dropped
+/// and counted; those admitted are handled in order. (Every delivery went
+/// to the unbounded mailbox: 200 1 MB payloads took 200 MiB.)
+#[test]
+fn what_an_agent_buffers_from_redis_is_bounded_and_the_rest_dropped_and_counted() {
+    let Some(url) = redis_support::url(
+        "what_an_agent_buffers_from_redis_is_bounded_and_the_rest_dropped_and_counted",
+    ) else {
+        return;
+    };
+    let prefix = redis_support::prefix();
+    for (messages, bytes, admitted) in [(5, 1 << 20, 5), (1000, 64 << 10, 6)] {
+        let events = Events::default();
+        let watched = events.clone();
+        let (url, prefix) = (url.clone(), prefix.clone());
+        let runs = microagent::run(async move {
+            let bus = Bus::connect(config(&url, &prefix).buffer(messages, bytes))
+                .await
+                .unwrap();
+            let gate = std::sync::Arc::new(tokio::sync::Notify::new());
+            let (addr, handle) = microagent::start(Busy {
+                events: watched.clone(),
+                gate: gate.clone(),
+            });
+            let (_witness, witnessing) = microagent::start(RustAgent {
+                events: watched.clone(),
+            });
+            started(&addr).await;
+            bus.send("test", Hold {}).await.unwrap();
+            watched.seen("held").await;
+            // Each about 10 KiB.
+            for n in 0..50 {
+                let pad = "x".repeat(10 << 10);
+                bus.send("test", Bulk { n, pad }).await.unwrap();
+            }
+            // Dispatched in order: the bulk went before this one.
+            bus.send("witness", UserCreated { user_id: 1 })
+                .await
+                .unwrap();
+            watched.seen("user_created 1 from witness").await;
+            gate.notify_one();
+            let runs = addr.send(GetInfo).await.unwrap().receivers[1].runs.clone();
+            handle.stop();
+            witnessing.stop();
+            handle.await.unwrap();
+            witnessing.await.unwrap();
+            runs
+        });
+        let bulk: Vec<String> = events
+            .all()
+            .into_iter()
+            .filter(|e| e.starts_with("bulk"))
+            .collect();
+        let expected: Vec<String> = (0..admitted).map(|n| format!("bulk {n}")).collect();
+        assert_eq!(bulk, expected, "bound ({messages}, {bytes})");
+        assert_eq!(runs.dropped, 50 - admitted as u64);
+    }
+}
+
 /// A prefix with glob characters subscribes to itself only: `AC?` once
 /// matched `ACX` too, so another prefix's signals reached the receivers.
 #[test]

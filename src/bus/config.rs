@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use super::backlog::Bound;
+
 use super::handle::BusError;
 use super::wire::{self, MAX_PAYLOAD};
 
@@ -36,7 +38,15 @@ pub struct BusConfig {
     pub(super) max_payload: usize,
     pub(super) subscribe_timeout: Duration,
     pub(super) reconnect_max: Duration,
+    pub(super) buffer: Bound,
 }
+
+/// What one agent buffers from the Redis bus by default: signals waiting
+/// in its mailbox, and their bytes.
+pub(crate) const BUFFER: Bound = Bound {
+    messages: 100_000,
+    bytes: 32 << 20,
+};
 
 #[derive(Clone)]
 pub(super) enum Kind {
@@ -55,6 +65,7 @@ impl fmt::Debug for BusConfig {
             .field("max_payload", &self.max_payload)
             .field("subscribe_timeout", &self.subscribe_timeout)
             .field("reconnect_max", &self.reconnect_max)
+            .field("buffer", &self.buffer)
             .finish()
     }
 }
@@ -75,6 +86,7 @@ impl BusConfig {
             max_payload: MAX_PAYLOAD,
             subscribe_timeout: Duration::from_secs(10),
             reconnect_max: Duration::from_secs(5),
+            buffer: BUFFER,
         }
     }
 
@@ -106,6 +118,22 @@ impl BusConfig {
     /// ones are logged and counted as bad input.
     pub fn max_payload(mut self, bytes: usize) -> Self {
         self.max_payload = bytes;
+        self
+    }
+
+    /// How much one agent may buffer from the Redis bus: signals delivered
+    /// to its mailbox and not yet handled, and their payloads' bytes
+    /// (100 000 signals and 32 MiB by default). Past either, new signals
+    /// for that agent are dropped (pub/sub is at-most-once), counted on the
+    /// receiver (`dropped` in its runs) and logged once per burst; one
+    /// signal always fits, however large (`max_payload` bounds it). The
+    /// in-process bus has no such bound: its senders are the process's own
+    /// code.
+    pub fn buffer(mut self, messages: usize, bytes: usize) -> Self {
+        self.buffer = Bound {
+            messages: messages.max(1),
+            bytes,
+        };
         self
     }
 

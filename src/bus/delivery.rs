@@ -103,6 +103,14 @@ impl Payload {
         }
     }
 
+    /// The bytes it holds from the wire (none for the in-process kinds).
+    pub(crate) fn wire_len(&self) -> usize {
+        match self {
+            Payload::Wire(bytes) => bytes.len(),
+            _ => 0,
+        }
+    }
+
     /// A copy for one more receiver: the same bytes from the wire, JSON
     /// otherwise.
     pub(super) fn copy(&self) -> Result<Payload, SignalError> {
@@ -150,6 +158,9 @@ pub struct Deliver {
     pub receiver: usize,
     /// The signal.
     pub delivery: Delivery,
+    /// Its place in the agent's bus buffer (Redis), freed once the agent
+    /// takes it up.
+    pub(crate) ticket: Option<super::Ticket>,
 }
 
 impl actix::Message for Deliver {

@@ -329,6 +329,12 @@ impl Bus {
         self.inner.remote.as_ref().is_none_or(|link| link.is_up())
     }
 
+    /// What each agent may buffer of what this bus delivers: bounded on
+    /// Redis, not in-process (see [`BusConfig::buffer`]).
+    pub(crate) fn buffer_bound(&self) -> Option<super::Bound> {
+        self.inner.remote.as_ref().map(|link| link.buffer)
+    }
+
     /// Subscribes an agent's receivers: `(signal, responder, deliver)`
     /// each. On Redis, the confirmation resolves once Redis has confirmed
     /// every signal's subscription.

@@ -15,6 +15,7 @@
 //!   [`Bus::send`], [`Bus::call`] and [`Bus::stream`] (RPC), in-process by
 //!   default or on Redis ([`BusConfig`]).
 
+mod backlog;
 mod config;
 mod declarations;
 mod delivery;
@@ -26,6 +27,9 @@ mod sender;
 mod signal;
 pub mod wire;
 
+pub use backlog::Ticket;
+pub(crate) use backlog::{Backlog, Bound};
+pub(crate) use config::BUFFER;
 pub use config::{redact, BusConfig, BusInfo, DEFAULT_PREFIX};
 pub use declarations::{
     ArgSpec, ArgType, DeclarationError, DeclarationProblem, Declarations, QueueSpec, SignalSpec,

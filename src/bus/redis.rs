@@ -29,6 +29,7 @@ use redis::aio::{MultiplexedConnection, PubSubSink, PubSubStream};
 use serde_json::{Map, Value};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use super::backlog::Bound;
 use super::config::{BusConfig, BusInfo, Kind};
 use super::delivery::{AnswerTx, Payload};
 use super::handle::BusError;
@@ -56,6 +57,8 @@ pub(super) struct Link {
     max_payload: usize,
     subscribe_timeout: Duration,
     reconnect_max: Duration,
+    /// What each agent may buffer of what this bus delivers.
+    pub(super) buffer: Bound,
     /// Connected and subscribed.
     up: watch::Sender<bool>,
     publisher: Mutex<Option<MultiplexedConnection>>,
@@ -128,6 +131,7 @@ impl Link {
             max_payload: config.max_payload,
             subscribe_timeout: config.subscribe_timeout,
             reconnect_max: config.reconnect_max,
+            buffer: config.buffer,
             up: watch::Sender::new(false),
             publisher: Mutex::default(),
             pending: Mutex::default(),

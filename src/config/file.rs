@@ -185,6 +185,9 @@ pub(super) struct BusSection {
     max_payload: Option<usize>,
     subscribe_timeout: Option<Seconds>,
     reconnect_max: Option<Seconds>,
+    /// What one agent may buffer from Redis: signals, and their bytes.
+    buffer_messages: Option<usize>,
+    buffer_bytes: Option<usize>,
 }
 
 impl BusSection {
@@ -217,6 +220,13 @@ impl BusSection {
         }
         if let Some(Seconds(pause)) = self.reconnect_max {
             config = config.reconnect_max(pause);
+        }
+        if self.buffer_messages.is_some() || self.buffer_bytes.is_some() {
+            let default = crate::bus::BUFFER;
+            config = config.buffer(
+                self.buffer_messages.unwrap_or(default.messages),
+                self.buffer_bytes.unwrap_or(default.bytes),
+            );
         }
         Ok(config)
     }

@@ -12,6 +12,8 @@
 //! [bus]
 //! url = "redis://127.0.0.1:6379" # none: the in-process bus
 //! prefix = "PUBSUB"
+//! buffer_messages = 100000       # what one agent buffers from Redis
+//! buffer_bytes = 33554432        # (see `BusConfig::buffer`)
 //!
 //! [broker]
 //! url = "amqp://guest:guest@127.0.0.1:5672/%2f"

@@ -2,7 +2,7 @@
 //! (to ask it to stop) and the slot its outcome is delivered to.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::task::{Poll, Waker};
 
@@ -24,6 +24,9 @@ pub(crate) struct AgentCell<A: Actor> {
     name: &'static str,
     addr: WeakAddr<A>,
     phase: AtomicU8,
+    /// Whether a stop was asked for through the handle or the registry
+    /// (the request may still wait in the mailbox).
+    stop_asked: AtomicBool,
     /// The hook running now: 0 for none, else `stage << 16 | (index + 1)`.
     doing: AtomicU32,
     shared: Mutex<Shared>,
@@ -123,6 +126,7 @@ impl<A: Actor> AgentCell<A> {
             name,
             addr,
             phase: AtomicU8::new(Phase::Starting as u8),
+            stop_asked: AtomicBool::new(false),
             doing: AtomicU32::new(0),
             shared: Mutex::default(),
         }
@@ -189,6 +193,21 @@ impl<A: Actor> AgentCell<A> {
             BadRun::TimedOut => runs.timed_out += 1,
         }
         runs.last_failure = Some(chrono::Utc::now().to_rfc3339());
+    }
+
+    /// Whether a stop was asked for (see `request_stop`).
+    pub(crate) fn stop_asked(&self) -> bool {
+        self.stop_asked.load(Ordering::Relaxed)
+    }
+
+    /// Counts a signal receiver `receiver` dropped unhandled.
+    pub(crate) fn count_dropped(&self, receiver: usize) {
+        let mut shared = self.shared();
+        let all = &mut shared.more().receiver_runs;
+        if all.len() <= receiver {
+            all.resize(receiver + 1, HandlerRuns::default());
+        }
+        all[receiver].dropped += 1;
     }
 
     /// Counts a run of a receiver or consumer that went wrong.
@@ -338,6 +357,7 @@ impl<A: Agent> Tracked for AgentCell<A> {
     }
 
     fn request_stop(&self) -> bool {
+        self.stop_asked.store(true, Ordering::Relaxed);
         match self.addr.upgrade() {
             Some(addr) => {
                 addr.do_send(StopAgent);

@@ -13,7 +13,7 @@ use super::driver::begin_work;
 use super::state::Work;
 use super::Context;
 use crate::agent::Agent;
-use crate::bus::{Bus, Deliver, DeliverFn};
+use crate::bus::{Backlog, Bus, Deliver, DeliverFn};
 use crate::error::{HookFailure, HookResult};
 use crate::phase::Phase;
 use crate::LOG_TARGET;
@@ -25,6 +25,10 @@ pub(super) fn subscribe<A: Agent>(ctx: &mut Context<A>) {
         return;
     }
     let agent = ctx.life.name;
+    let bus = Bus::current();
+    // What the agent buffers from Redis is bounded; one buffer for all its
+    // receivers.
+    let backlog = bus.buffer_bound().map(|bound| Backlog::new(agent, bound));
     let entries = receivers
         .iter()
         .enumerate()
@@ -34,13 +38,27 @@ pub(super) fn subscribe<A: Agent>(ctx: &mut Context<A>) {
             // (its stop drops the subscription), not until its last `Addr`
             // is dropped.
             let addr = ctx.address();
+            let (backlog, cell) = (backlog.clone(), ctx.life.cell.clone());
             let deliver: DeliverFn = Box::new(move |delivery| {
                 if !addr.connected() {
                     return false;
                 }
+                let ticket = match &backlog {
+                    None => None,
+                    Some(backlog) => match backlog.admit(delivery.payload.wire_len()) {
+                        Some(ticket) => Some(ticket),
+                        None => {
+                            // Dropped, and with it any RPC reply: that
+                            // caller gets no answer from this receiver.
+                            cell.count_dropped(index);
+                            return false;
+                        }
+                    },
+                };
                 addr.do_send(Deliver {
                     receiver: index,
                     delivery,
+                    ticket,
                 });
                 true
             });
@@ -48,7 +66,7 @@ pub(super) fn subscribe<A: Agent>(ctx: &mut Context<A>) {
             (receiver.signal, responder, deliver)
         })
         .collect();
-    let (subscription, confirmation) = Bus::current().subscribe(entries);
+    let (subscription, confirmation) = bus.subscribe(entries);
     ctx.life.extras().subscription = Some(subscription);
     // On Redis, post_start waits until Redis has confirmed them.
     ctx.life.extras().confirming = confirmation;
@@ -57,16 +75,25 @@ pub(super) fn subscribe<A: Agent>(ctx: &mut Context<A>) {
 
 /// `Handler<Deliver>` of every agent: runs the receiver.
 pub fn deliver<A: Agent>(act: &mut A, ctx: &mut Context<A>, msg: Deliver) {
-    let Deliver { receiver, delivery } = msg;
+    let Deliver {
+        receiver,
+        delivery,
+        ticket,
+    } = msg;
+    // Taken up: out of the agent's bus buffer.
+    drop(ticket);
     let Some(declared) = A::HOOKS.receivers.get(receiver) else {
         return;
     };
-    if ctx.life.phase != Phase::Running {
-        // Stopping: no more receiving. Dropping the delivery tells a caller
-        // that this receiver will not answer.
+    if ctx.life.phase != Phase::Running || ctx.life.cell.stop_asked() {
+        // Stopping, or asked to stop (the request may wait behind these in
+        // the mailbox): no more receiving, so that the stop comes within
+        // its deadline. Dropping the delivery tells a caller that this
+        // receiver will not answer.
+        ctx.life.cell.count_dropped(receiver);
         log::debug!(
             target: LOG_TARGET,
-            "agent `{}`: receiver `{}` skips `{}`: the agent is stopping",
+            "agent `{}`: receiver `{}` drops `{}`: the agent is stopping",
             ctx.life.name,
             declared.name,
             declared.signal
