@@ -307,6 +307,60 @@ fn what_an_agent_buffers_from_redis_is_bounded_and_the_rest_dropped_and_counted(
     }
 }
 
+/// A Redis that stops answering (frozen with SIGSTOP: its connections stay
+/// open) holds neither a call past its timeout nor readiness at 200: a call
+/// ends with `NoAnswer` at its own timeout, not at the connection's
+/// response timeout (500 ms, with a `Redis` error); readiness answers 503
+/// once a PING goes unanswered, and 200 again once Redis answers.
+#[test]
+fn a_frozen_redis_ends_calls_at_their_timeout_and_turns_readiness_503() {
+    if redis_support::url("a_frozen_redis_ends_calls_at_their_timeout_and_turns_readiness_503")
+        .is_none()
+    {
+        return;
+    }
+    let server = std::sync::Arc::new(RedisServer::start());
+    let url = server.url();
+    let frozen = server.clone();
+    let (error, answers) = microagent::run(async move {
+        let bus = Bus::connect(config(&url, "PUBSUB").reconnect_max(Duration::from_millis(200)))
+            .await
+            .unwrap();
+        let (addr, handle) = microagent::start(RustAgent::default());
+        started(&addr).await;
+        let health = Health::start();
+        health.ready_becomes(200).await;
+        frozen.signal(libc::SIGSTOP);
+        let figs = || RsStock {
+            item: "figs".into(),
+        };
+        let error = bus
+            .call("test", figs(), Duration::from_millis(100))
+            .await
+            .unwrap_err();
+        health.ready_becomes(503).await;
+        frozen.signal(libc::SIGCONT);
+        health.ready_becomes(200).await;
+        let answers = bus.call("test", figs(), LONG).await.unwrap();
+        handle.stop();
+        handle.await.unwrap();
+        health.stop().await;
+        (error, answers)
+    });
+    assert_eq!(
+        error,
+        BusError::NoAnswer {
+            signal: "rs_stock".into(),
+            timeout: Duration::from_millis(100),
+            asked: 0,
+        }
+    );
+    assert_eq!(
+        answers.get("RustAgent.stock"),
+        Some(&serde_json::json!("rust has figs"))
+    );
+}
+
 /// A prefix with glob characters subscribes to itself only: `AC?` once
 /// matched `ACX` too, so another prefix's signals reached the receivers.
 #[test]

@@ -442,6 +442,7 @@ impl Bus {
         payload: Payload,
         timeout: Duration,
     ) -> Result<AnswerStream, BusError> {
+        let deadline = actix_rt::time::Instant::now() + timeout;
         check_name(name)?;
         wire::check_part("sender", sender.as_str())?;
         self.inner
@@ -458,14 +459,27 @@ impl Bus {
                 (answers, None, asked)
             }
             Some(link) => {
-                let (answers, guard, asked) =
-                    link.call(name, sender.as_str(), payload.to_wire()?).await?;
-                (answers, Some(guard), asked)
+                // The timeout covers the whole call, the publishing too (a
+                // Redis that stops answering must not hold the caller).
+                let call = link.call(name, sender.as_str(), payload.to_wire()?);
+                match tokio::time::timeout_at(deadline, call).await {
+                    Ok(called) => {
+                        let (answers, guard, asked) = called?;
+                        (answers, Some(guard), asked)
+                    }
+                    Err(_) => {
+                        return Err(BusError::NoAnswer {
+                            signal: name.to_owned(),
+                            timeout,
+                            asked: 0,
+                        })
+                    }
+                }
             }
         };
         Ok(AnswerStream {
             answers,
-            deadline: Box::pin(actix_rt::time::sleep(timeout)),
+            deadline: Box::pin(actix_rt::time::sleep_until(deadline)),
             asked,
             _call: guard,
         })

@@ -47,6 +47,12 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The first pause before a reconnection attempt.
 const FIRST_PAUSE: Duration = Duration::from_millis(50);
 
+/// How often a live connection asks Redis for a PING, and how long the
+/// answer may take: a server that stops answering (frozen, not closed) is
+/// noticed within both, and the bus reconnects (readiness 503 meanwhile).
+const PING_EVERY: Duration = Duration::from_secs(1);
+const PING_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// The Redis side of a bus, shared by its handles and its task.
 pub(super) struct Link {
     client: redis::Client,
@@ -381,6 +387,19 @@ impl Link {
         Ok((sink, stream))
     }
 
+    /// Whether Redis answers a PING on the publishing connection in time.
+    async fn answers_ping(&self) -> bool {
+        let Some(mut connection) = lock(&self.publisher).clone() else {
+            return false;
+        };
+        let ping = redis::cmd("PING");
+        let answer = ping.query_async::<String>(&mut connection);
+        matches!(
+            actix_rt::time::timeout(PING_TIMEOUT, answer).await,
+            Ok(Ok(_))
+        )
+    }
+
     fn set_up(&self, up: bool) {
         if !up {
             *lock(&self.publisher) = None;
@@ -526,10 +545,21 @@ async fn connected(
     mut sink: PubSubSink,
     mut stream: PubSubStream,
 ) -> Option<String> {
+    let mut ping = actix_rt::time::interval(PING_EVERY);
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ping.reset();
     loop {
-        let next = match future::select(stream.next(), pin!(commands.recv())).await {
-            Either::Left((message, _)) => Either::Left(message),
-            Either::Right((command, _)) => Either::Right(command),
+        let command = pin!(commands.recv());
+        let message_or_command = future::select(stream.next(), command);
+        let next = match future::select(message_or_command, pin!(ping.tick())).await {
+            Either::Left((Either::Left((message, _)), _)) => Either::Left(message),
+            Either::Left((Either::Right((command, _)), _)) => Either::Right(command),
+            Either::Right(_) => {
+                if !link.answers_ping().await {
+                    return Some(format!("no answer to a PING within {PING_TIMEOUT:?}"));
+                }
+                continue;
+            }
         };
         match next {
             Either::Left(Some(message)) => link.on_message(&message),

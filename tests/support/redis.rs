@@ -100,6 +100,15 @@ impl RedisServer {
         }
     }
 
+    /// Sends it a signal (`libc::SIGSTOP` freezes it: connections stay
+    /// open, nothing is answered; `libc::SIGCONT` thaws it).
+    pub(crate) fn signal(&self, signal: i32) {
+        let child = self.child.as_ref().expect("running");
+        // SAFETY: kill(2) on our own child's pid, with a valid signal.
+        let sent = unsafe { libc::kill(child.id() as libc::pid_t, signal) };
+        assert_eq!(sent, 0, "kill({signal})");
+    }
+
     /// Kills it and waits until it is gone.
     pub(crate) fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
