@@ -657,12 +657,16 @@ async fn run_amqp(
                 break;
             }
             Some(Err(e)) => {
+                // A passing failure: its agent's start waits no more.
+                drop(first);
                 log::warn!(target: LOG_TARGET, "consumer `{}`: cannot consume `{queue}`: {e}; retrying in {pause:?}", consumer.name);
                 actix_rt::time::sleep(pause).await;
                 pause = (pause * 2).min(AMQP_RECONNECT_MAX);
                 continue;
             }
         };
+        // Consuming: its agent's start waits no more.
+        drop(first);
         pause = Duration::from_millis(50);
         open = Some((connection, channel));
         loop {
