@@ -265,7 +265,7 @@ impl Kit {
     ///     let welcomer = kit.start(Welcomer { seen: shared });
     ///     welcomer.started().await;
     ///     kit.send(UserCreated { user_id: 7 }).await.unwrap();
-    ///     welcomer.stop().await.unwrap(); // a stop comes after the signal
+    ///     welcomer.stop().await.unwrap(); // once the signal was handled
     /// });
     /// assert_eq!(*seen.lock().unwrap(), [(7, SENDER.to_owned())]);
     /// ```
@@ -539,8 +539,13 @@ impl<A: Agent> Tested<A> {
         }
     }
 
-    /// Stops it gracefully and returns its outcome.
+    /// Stops it gracefully, once what was sent to it before is handled,
+    /// and returns its outcome. (A running agent drops the signals still
+    /// waiting in its mailbox when its stop is asked for; a test means its
+    /// sends to come first.)
     pub async fn stop(self) -> Result<(), AgentError> {
+        // A round trip through the mailbox: everything before it is done.
+        let _ = self.addr.send(crate::GetInfo).await;
         self.handle.stop();
         self.outcome().await
     }
