@@ -115,18 +115,19 @@ impl<A: Actor<Context = Context<A>>> Guarded<A> {
     /// jobs among them go back to their queue), and only then the outcome
     /// reported: whoever awaits it finds those messages handed back.
     fn end(&mut self) {
-        let Some(mut fut) = self.0.take() else {
+        let Some(fut) = self.0.as_mut() else {
             return;
         };
         if fut.alive() {
             fut.ctx().stop();
             let mut task = std::task::Context::from_waker(std::task::Waker::noop());
-            if let Err(panic) = HookFailure::catch(|| Pin::new(&mut fut).poll(&mut task)) {
+            if let Err(panic) = HookFailure::catch(|| Pin::new(&mut *fut).poll(&mut task)) {
                 fut.ctx().life.crashed(panic);
             }
         }
         let outcome = fut.ctx().life.take_outcome();
-        drop(fut);
+        // Dropped where it lies (the future is large: no move).
+        self.0 = None;
         if let Some((cell, outcome)) = outcome {
             cell.report(outcome);
         }
