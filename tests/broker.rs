@@ -122,6 +122,24 @@ async fn started<A: Agent>(addr: &Addr<A>) {
     addr.send(GetInfo).await.expect("the agent started");
 }
 
+/// The dead letters of `jobs`, once there are `count` of them (a hang
+/// detector bounds the wait).
+async fn dead_letters(broker: &Broker, count: usize) -> Vec<microagent::broker::DeadLetter> {
+    let start = std::time::Instant::now();
+    loop {
+        let dead = broker.dead_letters("jobs").await.unwrap();
+        if dead.len() >= count {
+            return dead;
+        }
+        assert!(
+            start.elapsed() < LONG,
+            "{} of {count} dead-lettered",
+            dead.len()
+        );
+        actix_rt::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
 /// Polls until `done` holds (a hang detector bounds it).
 async fn until(mut done: impl FnMut() -> bool) {
     let start = std::time::Instant::now();
@@ -302,14 +320,7 @@ fn a_failing_message_is_retried_then_dead_lettered_with_the_reason(backend: Back
         broker.send(work(2)).await.unwrap();
         until(|| watched.count("work 1") == 3).await;
         watched.seen("work 2").await;
-        let broker2 = broker.clone();
-        let dead = loop {
-            let dead = broker2.dead_letters("jobs").await.unwrap();
-            if !dead.is_empty() {
-                break dead;
-            }
-            actix_rt::time::sleep(Duration::from_millis(2)).await;
-        };
+        let dead = dead_letters(&broker, 1).await;
         let info = addr.send(GetInfo).await.unwrap();
         handle.stop();
         handle.await.unwrap();
@@ -359,15 +370,7 @@ fn a_panicking_plain_fn_consumer_is_retried_then_dead_lettered_with_the_panic(ba
         broker.send(Work { id: 1, fail: true }).await.unwrap();
         broker.send(work(2)).await.unwrap();
         watched.seen("work 2").await;
-        let start = std::time::Instant::now();
-        let dead = loop {
-            let dead = broker.dead_letters("jobs").await.unwrap();
-            if !dead.is_empty() {
-                break dead;
-            }
-            assert!(start.elapsed() < LONG, "never dead-lettered");
-            actix_rt::time::sleep(Duration::from_millis(2)).await;
-        };
+        let dead = dead_letters(&broker, 1).await;
         let info = addr.send(GetInfo).await.unwrap();
         handle.stop();
         handle.await.unwrap();
@@ -475,13 +478,7 @@ fn equal_messages_have_budgets_of_their_own(backend: Backend) {
         let same = Work { id: 7, fail: true };
         broker.send(same.clone()).await.unwrap();
         broker.send(same).await.unwrap();
-        let dead = loop {
-            let dead = broker.dead_letters("jobs").await.unwrap();
-            if dead.len() == 2 {
-                break dead;
-            }
-            actix_rt::time::sleep(Duration::from_millis(2)).await;
-        };
+        let dead = dead_letters(&broker, 2).await;
         handle.stop();
         handle.await.unwrap();
         dead
