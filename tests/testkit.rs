@@ -98,6 +98,39 @@ impl Seller {
     }
 }
 
+/// Panics on every order, in a plain `fn`.
+#[derive(Default, MicroAgent)]
+struct Clumsy;
+
+#[microagent::hooks]
+impl Clumsy {
+    #[consumer(Order, attempts = 2, backoff = 0.01)]
+    fn sell(&mut self, order: Order) {
+        panic!("dropped the {}", order.item);
+    }
+}
+
+/// Under the kit too, a panic is a failed attempt: two attempts, then the
+/// dead letters with the panic (it was taken again thousands of times a
+/// second, and never settled).
+#[test]
+fn a_panicking_plain_fn_consumer_is_dead_lettered_under_the_kit() {
+    TestKit::new().run(|kit| async move {
+        let clumsy = kit.start(Clumsy);
+        assert!(clumsy.started().await);
+        let fate = kit
+            .consume(Order {
+                item: "vase".into(),
+                fail_times: 0,
+            })
+            .await;
+        assert_eq!(fate.attempts(), 2);
+        let reason = fate.dead_lettered().unwrap_or_default();
+        assert!(reason.contains("dropped the vase"), "{reason}");
+        clumsy.stop().await.unwrap();
+    });
+}
+
 #[test]
 fn messages_are_acked_retried_or_dead_lettered_and_calls_get_scripted_answers() {
     let events = Events::default();
