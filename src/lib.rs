@@ -59,8 +59,9 @@
 //! exit code), use a [`Launcher`], or [`deploy`] to build one from a
 //! configuration file and the environment ([`config`]); for HTTP endpoints
 //! and health checks see [`web`]; to test agents without Redis or RabbitMQ,
-//! see [`testkit`].
+//! see `testkit` (feature `testkit`, for `[dev-dependencies]`).
 //!
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![doc = include_str!("../docs/lifecycle.md")]
 //!
 #![doc = include_str!("../docs/declaring.md")]
@@ -112,6 +113,8 @@ pub mod web;
 // running from configuration; testing agents
 pub mod config;
 mod deploy;
+#[cfg(feature = "testkit")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testkit")))]
 pub mod testkit;
 
 pub use agent::{Agent, IntoAgent, Named};

@@ -321,7 +321,8 @@ impl Broker {
     }
 
     /// What happens on the in-process broker from now on (`None` on the
-    /// others).
+    /// others): the test kit's view.
+    #[cfg(feature = "testkit")]
     pub(crate) fn observe_in_process(
         &self,
     ) -> Option<tokio::sync::mpsc::UnboundedReceiver<super::QueueEvent>> {

@@ -267,6 +267,7 @@ impl Memory {
     }
 
     /// Every message sent and every attempt settled from now on.
+    #[cfg(feature = "testkit")]
     pub(super) fn observe(&self) -> tokio::sync::mpsc::UnboundedReceiver<QueueEvent> {
         self.shared.observers.add()
     }

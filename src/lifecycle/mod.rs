@@ -54,4 +54,5 @@ pub(crate) use cell::AgentCell;
 pub use context::Context;
 pub(crate) use declare::{describe, Hooks};
 pub(crate) use state::Lifecycle;
+#[cfg(feature = "testkit")]
 pub(crate) use tasks::set_virtual_wall;

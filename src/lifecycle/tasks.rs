@@ -50,29 +50,30 @@ impl fmt::Debug for Timers {
     }
 }
 
+#[cfg(feature = "testkit")]
 thread_local! {
     /// A virtual wall clock for this thread: the wall time it showed at a
-    /// Tokio instant ([`testkit`](crate::testkit) with virtual time).
+    /// Tokio instant (the test kit with virtual time).
     static VIRTUAL_WALL: std::cell::Cell<Option<(DateTime<Utc>, Instant)>> =
         const { std::cell::Cell::new(None) };
 }
 
 /// Makes this thread's wall clock show `wall` now and move with Tokio's
 /// (paused) clock from here; `None` gives it back the system clock.
+#[cfg(feature = "testkit")]
 pub(crate) fn set_virtual_wall(wall: Option<DateTime<Utc>>) {
     VIRTUAL_WALL.set(wall.map(|wall| (wall, Instant::now())));
 }
 
 /// The wall-clock time cron tasks are scheduled by: the system clock,
-/// unless this thread has a virtual one.
+/// unless this thread has a virtual one (the test kit's).
 pub(crate) fn wall_now() -> DateTime<Utc> {
-    match VIRTUAL_WALL.get() {
-        None => Utc::now(),
-        Some((wall, at)) => {
-            let since = chrono::Duration::from_std(Instant::now() - at).unwrap_or_default();
-            wall + since
-        }
+    #[cfg(feature = "testkit")]
+    if let Some((wall, at)) = VIRTUAL_WALL.get() {
+        let since = chrono::Duration::from_std(Instant::now() - at).unwrap_or_default();
+        return wall + since;
     }
+    Utc::now()
 }
 
 /// The instant a wall-clock time stands for, seen from now.
