@@ -1,8 +1,9 @@
 //! The broker's delivery semantics, on every backend: order, retries and
 //! dead letters, poison messages, separate budgets for equal messages,
 //! backpressure, and a stop with messages in flight. Each test runs on the
-//! in-process broker and on Redis (with `REDIS_URL`; reported skipped
-//! without it), each Redis run under a key namespace of its own.
+//! in-process broker, on Redis (with `REDIS_URL`) and on RabbitMQ (with
+//! `AMQP_URL`; each compiled as ignored without its variable), each run on
+//! a server under a key namespace of its own.
 
 mod support;
 
@@ -85,18 +86,16 @@ macro_rules! on_every_broker {
         }
         mod redis {
             $(#[test]
+            #[cfg_attr(not(service_redis), ignore = "needs REDIS_URL")]
             fn $name() {
-                if let Some(url) = super::support::redis::url(stringify!($name)) {
-                    super::$name(super::Backend::Redis(url))
-                }
+                super::$name(super::Backend::Redis(super::support::redis::url()))
             })*
         }
         mod amqp {
             $(#[test]
+            #[cfg_attr(not(service_amqp), ignore = "needs AMQP_URL")]
             fn $name() {
-                if let Some(url) = super::support::redis::amqp_url(stringify!($name)) {
-                    super::$name(super::Backend::Amqp(url))
-                }
+                super::$name(super::Backend::Amqp(super::support::redis::amqp_url()))
             })*
         }
     };

@@ -45,10 +45,9 @@ fn the_signals_example_exchanges_a_signal_and_an_rpc_then_exits_0() {
 }
 
 #[test]
+#[cfg_attr(not(service_redis), ignore = "needs REDIS_URL")]
 fn the_signals_example_does_the_same_on_redis() {
-    let Some(url) = support::redis::url("the_signals_example_does_the_same_on_redis") else {
-        return;
-    };
+    let url = support::redis::url();
     let prefix = support::redis::prefix();
     let p = signals_example(&[("REDIS_URL", &url), ("BUS_PREFIX", &prefix)]);
     assert!(
@@ -404,19 +403,17 @@ fn the_queue_example_dead_letters_the_failing_mail_and_exits_0() {
 }
 
 #[test]
+#[cfg_attr(not(service_redis), ignore = "needs REDIS_URL")]
 fn the_queue_example_does_the_same_on_redis() {
-    let Some(url) = support::redis::url("the_queue_example_does_the_same_on_redis") else {
-        return;
-    };
+    let url = support::redis::url();
     let namespace = format!("{}:", support::redis::prefix());
     queue_example(&[("REDIS_URL", &url), ("QUEUE_NAMESPACE", &namespace)]);
 }
 
 #[test]
+#[cfg_attr(not(service_amqp), ignore = "needs AMQP_URL")]
 fn the_queue_example_does_the_same_on_rabbitmq() {
-    let Some(url) = support::redis::amqp_url("the_queue_example_does_the_same_on_rabbitmq") else {
-        return;
-    };
+    let url = support::redis::amqp_url();
     let namespace = format!("{}:", support::redis::prefix());
     queue_example(&[("AMQP_URL", &url), ("QUEUE_NAMESPACE", &namespace)]);
 }

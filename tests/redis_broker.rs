@@ -2,7 +2,7 @@
 //! while handling, a Redis that restarts, AMQP queue flags, and Python
 //! producers and consumers on the same queues.
 //!
-//! They need `REDIS_URL` or `AMQP_URL` (reported skipped without them); the
+//! They need `REDIS_URL` or `AMQP_URL` (compiled as ignored without them); the
 //! Python test also needs `INTEROP_PYTHON` (a Python with
 //! `microagent[redis,amqp]==1.9.0`).
 
@@ -67,17 +67,15 @@ fn config(kind: Kind, url: &str) -> BrokerConfig {
 }
 
 #[test]
+#[cfg_attr(not(service_redis), ignore = "needs REDIS_URL")]
 fn redis_consumers_killed_mid_handling_lose_nothing() {
-    if let Some(url) = support::redis::url("redis_consumers_killed_mid_handling_lose_nothing") {
-        killed_consumers_lose_nothing(Kind::Redis, &url);
-    }
+    killed_consumers_lose_nothing(Kind::Redis, &support::redis::url());
 }
 
 #[test]
+#[cfg_attr(not(service_amqp), ignore = "needs AMQP_URL")]
 fn amqp_consumers_killed_mid_handling_lose_nothing() {
-    if let Some(url) = support::redis::amqp_url("amqp_consumers_killed_mid_handling_lose_nothing") {
-        killed_consumers_lose_nothing(Kind::Amqp, &url);
-    }
+    killed_consumers_lose_nothing(Kind::Amqp, &support::redis::amqp_url());
 }
 
 fn killed_consumers_lose_nothing(kind: Kind, url: &str) {
@@ -167,25 +165,26 @@ impl RustConsumer {
 /// Python producer to Rust consumer and Rust producer to Python consumer,
 /// on the same Redis lists.
 #[test]
+#[cfg_attr(
+    not(all(service_redis, service_python)),
+    ignore = "needs REDIS_URL and INTEROP_PYTHON"
+)]
 fn python_and_rust_share_redis_queues_both_ways() {
-    if let Some(url) = support::redis::url("python_and_rust_share_redis_queues_both_ways") {
-        python_and_rust_share_queues(Kind::Redis, &url);
-    }
+    python_and_rust_share_queues(Kind::Redis, &support::redis::url());
 }
 
 /// The same on RabbitMQ queues.
 #[test]
+#[cfg_attr(
+    not(all(service_amqp, service_python)),
+    ignore = "needs AMQP_URL and INTEROP_PYTHON"
+)]
 fn python_and_rust_share_amqp_queues_both_ways() {
-    if let Some(url) = support::redis::amqp_url("python_and_rust_share_amqp_queues_both_ways") {
-        python_and_rust_share_queues(Kind::Amqp, &url);
-    }
+    python_and_rust_share_queues(Kind::Amqp, &support::redis::amqp_url());
 }
 
 fn python_and_rust_share_queues(kind: Kind, url: &str) {
-    let Ok(python) = std::env::var("INTEROP_PYTHON") else {
-        eprintln!("SKIPPED python_and_rust_share_queues: INTEROP_PYTHON is not set (a python with microagent[redis,amqp]==1.9.0)");
-        return;
-    };
+    let python = support::redis::python();
     let url = url.to_owned();
     // The Rust side's namespace makes the Python side's full queue names.
     let namespace = format!("{}:", support::redis::prefix());
@@ -249,12 +248,9 @@ fn python_and_rust_share_queues(kind: Kind, url: &str) {
 }
 
 #[test]
+#[cfg_attr(not(service_redis), ignore = "needs REDIS_URL")]
 fn a_redis_restart_turns_readiness_503_then_200_and_consuming_resumes() {
-    if support::redis::url("a_redis_restart_turns_readiness_503_then_200_and_consuming_resumes")
-        .is_none()
-    {
-        return;
-    }
+    support::redis::url();
     let server = RedisServer::start();
     let url = server.url();
     let switch = Switch::new(server);
@@ -359,10 +355,9 @@ impl Exchanges {
 }
 
 #[test]
+#[cfg_attr(not(service_amqp), ignore = "needs AMQP_URL")]
 fn amqp_exchanges_fan_out_and_route_by_topic() {
-    let Some(url) = support::redis::amqp_url("amqp_exchanges_fan_out_and_route_by_topic") else {
-        return;
-    };
+    let url = support::redis::amqp_url();
     let namespace = format!("{}:", support::redis::prefix());
     let events = Events::default();
     let watched = events.clone();
@@ -453,15 +448,14 @@ fn close_amqp_connections(namespace: &str) -> Option<usize> {
 }
 
 #[test]
+#[cfg_attr(not(service_amqp), ignore = "needs AMQP_URL")]
 fn amqp_connections_closed_by_the_broker_are_made_again_and_nothing_is_lost() {
     let test = "amqp_connections_closed_by_the_broker_are_made_again_and_nothing_is_lost";
-    let Some(url) = support::redis::amqp_url(test) else {
-        return;
-    };
-    if close_amqp_connections("no such connection").is_none() {
-        eprintln!("SKIPPED {test}: rabbitmqctl cannot run here");
-        return;
-    }
+    let url = support::redis::amqp_url();
+    assert!(
+        close_amqp_connections("no such connection").is_some(),
+        "{test} needs rabbitmqctl beside the RabbitMQ at AMQP_URL"
+    );
     let namespace = format!("{}:", support::redis::prefix());
     let events = Events::default();
     let watched = events.clone();
@@ -529,12 +523,9 @@ fn amqp_connections_closed_by_the_broker_are_made_again_and_nothing_is_lost() {
 }
 
 #[test]
+#[cfg_attr(not(service_amqp), ignore = "needs AMQP_URL")]
 fn an_amqp_queue_with_other_flags_is_a_clear_error_and_fails_its_consumer_s_start() {
-    let Some(url) = support::redis::amqp_url(
-        "an_amqp_queue_with_other_flags_is_a_clear_error_and_fails_its_consumer_s_start",
-    ) else {
-        return;
-    };
+    let url = support::redis::amqp_url();
     let namespace = format!("{}:", support::redis::prefix());
     // Declared durable by one process first...
     {
@@ -664,14 +655,11 @@ impl SlowConsumer {
 /// 200, sending fails while it is down, the consumer reconnects, and every
 /// message sent before the stop is handled.
 #[test]
+#[cfg_attr(not(service_amqp), ignore = "needs AMQP_URL")]
 fn a_rabbitmq_restart_turns_readiness_503_then_200_and_loses_nothing() {
     let test = "a_rabbitmq_restart_turns_readiness_503_then_200_and_loses_nothing";
-    if support::redis::amqp_url(test).is_none() {
-        return;
-    }
-    let Some(server) = RabbitServer::start(test) else {
-        return;
-    };
+    support::redis::amqp_url();
+    let server = RabbitServer::start(test);
     let url = server.url();
     let switch = Switch::new(server);
     let events = Events::default();
@@ -794,12 +782,9 @@ fn recover_after_a_crash(url: &str, bodies: &[Vec<u8>]) -> (Vec<String>, Vec<ser
 /// consumer's bookkeeping once took for one of its retry markers, and
 /// dropped) is dead-lettered after a crash; the others are handled.
 #[test]
+#[cfg_attr(not(service_redis), ignore = "needs REDIS_URL")]
 fn a_body_starting_with_nul_is_dead_lettered_after_a_crash_not_lost() {
-    let Some(url) =
-        support::redis::url("a_body_starting_with_nul_is_dead_lettered_after_a_crash_not_lost")
-    else {
-        return;
-    };
+    let url = support::redis::url();
     let bodies: Vec<Vec<u8>> = vec![
         br#"{"id":500}"#.to_vec(),
         b"\0garbage".to_vec(),
@@ -817,6 +802,7 @@ proptest::proptest! {
     /// Whatever bytes a producer pushes, a crash loses none of them: after
     /// the recovery each is handled (it decodes) or dead-lettered.
     #[test]
+    #[cfg_attr(not(service_redis), ignore = "needs REDIS_URL")]
     fn any_bytes_pushed_are_handled_or_dead_lettered_after_a_crash(
         bodies in proptest::collection::vec(
             proptest::prop_oneof![
@@ -828,9 +814,7 @@ proptest::proptest! {
             1..8,
         )
     ) {
-        let Some(url) = support::redis::url("any_bytes_pushed_are_handled_or_dead_lettered_after_a_crash") else {
-            return Ok(());
-        };
+        let url = support::redis::url();
         let (handled, dead) = recover_after_a_crash(&url, &bodies);
         let mut expected_handled = Vec::new();
         let mut expected_dead = Vec::new();

@@ -2,7 +2,7 @@
 //! channels and payloads), a connection that drops, a Redis that does not
 //! answer, passwords in URLs, and Python agents on the same Redis.
 //!
-//! The tests need `REDIS_URL` (they report themselves skipped without it);
+//! The tests need `REDIS_URL` (compiled as ignored without it);
 //! the ones that stop Redis run a `redis-server` of their own. The Python
 //! interop test also needs `INTEROP_PYTHON`: a Python with
 //! `microagent[redis]==1.9.0` (`.ci/run` makes one).
@@ -120,12 +120,9 @@ fn publish_raw(url: &str, channel: &[u8], payload: &[u8]) {
 }
 
 #[test]
+#[cfg_attr(not(service_redis), ignore = "needs REDIS_URL")]
 fn malformed_input_is_counted_and_dropped_and_the_bus_goes_on() {
-    let Some(url) =
-        redis_support::url("malformed_input_is_counted_and_dropped_and_the_bus_goes_on")
-    else {
-        return;
-    };
+    let url = redis_support::url();
     let prefix = redis_support::prefix();
     let events = Events::default();
     let watched = events.clone();
@@ -252,12 +249,9 @@ impl Busy {
 /// and counted; those admitted are handled in order. (Every delivery went
 /// to the unbounded mailbox: 200 1 MB payloads took 200 MiB.)
 #[test]
+#[cfg_attr(not(service_redis), ignore = "needs REDIS_URL")]
 fn what_an_agent_buffers_from_redis_is_bounded_and_the_rest_dropped_and_counted() {
-    let Some(url) = redis_support::url(
-        "what_an_agent_buffers_from_redis_is_bounded_and_the_rest_dropped_and_counted",
-    ) else {
-        return;
-    };
+    let url = redis_support::url();
     let prefix = redis_support::prefix();
     for (messages, bytes, admitted) in [(5, 1 << 20, 5), (1000, 64 << 10, 6)] {
         let events = Events::default();
@@ -313,12 +307,9 @@ fn what_an_agent_buffers_from_redis_is_bounded_and_the_rest_dropped_and_counted(
 /// response timeout (500 ms, with a `Redis` error); readiness answers 503
 /// once a PING goes unanswered, and 200 again once Redis answers.
 #[test]
+#[cfg_attr(not(service_redis), ignore = "needs REDIS_URL")]
 fn a_frozen_redis_ends_calls_at_their_timeout_and_turns_readiness_503() {
-    if redis_support::url("a_frozen_redis_ends_calls_at_their_timeout_and_turns_readiness_503")
-        .is_none()
-    {
-        return;
-    }
+    redis_support::url();
     let server = std::sync::Arc::new(RedisServer::start());
     let url = server.url();
     let frozen = server.clone();
@@ -364,12 +355,9 @@ fn a_frozen_redis_ends_calls_at_their_timeout_and_turns_readiness_503() {
 /// A prefix with glob characters subscribes to itself only: `AC?` once
 /// matched `ACX` too, so another prefix's signals reached the receivers.
 #[test]
+#[cfg_attr(not(service_redis), ignore = "needs REDIS_URL")]
 fn glob_characters_in_the_prefix_do_not_widen_the_subscription() {
-    let Some(url) =
-        redis_support::url("glob_characters_in_the_prefix_do_not_widen_the_subscription")
-    else {
-        return;
-    };
+    let url = redis_support::url();
     let base = redis_support::prefix();
     let events = Events::default();
     let watched = events.clone();
@@ -405,12 +393,9 @@ fn glob_characters_in_the_prefix_do_not_widen_the_subscription() {
 }
 
 #[test]
+#[cfg_attr(not(service_redis), ignore = "needs REDIS_URL")]
 fn a_redis_restart_turns_readiness_503_then_200_and_signals_flow_again() {
-    if redis_support::url("a_redis_restart_turns_readiness_503_then_200_and_signals_flow_again")
-        .is_none()
-    {
-        return;
-    }
+    redis_support::url();
     let server = RedisServer::start();
     let url = server.url();
     let switch = Switch::new(server);
@@ -469,11 +454,9 @@ fn a_redis_restart_turns_readiness_503_then_200_and_signals_flow_again() {
 }
 
 #[test]
+#[cfg_attr(not(service_redis), ignore = "needs REDIS_URL")]
 fn an_rpc_timeout_is_a_typed_error_and_the_caller_goes_on() {
-    let Some(url) = redis_support::url("an_rpc_timeout_is_a_typed_error_and_the_caller_goes_on")
-    else {
-        return;
-    };
+    let url = redis_support::url();
     let prefix = redis_support::prefix();
     let (error, after) = microagent::run(async move {
         let bus = Bus::connect(config(&url, &prefix)).await.unwrap();
@@ -530,14 +513,9 @@ fn an_unreachable_redis_fails_the_launch_and_never_shows_the_password() {
 }
 
 #[test]
+#[cfg_attr(not(service_redis), ignore = "needs REDIS_URL")]
 fn receivers_that_cannot_subscribe_fail_the_start_after_pre_start_and_run_pre_stop() {
-    if redis_support::url(
-        "receivers_that_cannot_subscribe_fail_the_start_after_pre_start_and_run_pre_stop",
-    )
-    .is_none()
-    {
-        return;
-    }
+    redis_support::url();
     let mut server = RedisServer::start();
     let url = server.url();
     let events = Events::default();
@@ -573,10 +551,9 @@ fn receivers_that_cannot_subscribe_fail_the_start_after_pre_start_and_run_pre_st
 }
 
 #[test]
+#[cfg_attr(not(service_redis), ignore = "needs REDIS_URL")]
 fn info_shows_the_bus_kind_prefix_and_a_redacted_url() {
-    let Some(url) = redis_support::url("info_shows_the_bus_kind_prefix_and_a_redacted_url") else {
-        return;
-    };
+    let url = redis_support::url();
     let prefix = redis_support::prefix();
     let expected_prefix = prefix.clone();
     let info = microagent::run(async move {
@@ -599,14 +576,13 @@ fn info_shows_the_bus_kind_prefix_and_a_redacted_url() {
 /// The Python original (microagent 1.9 from PyPI) and a Rust agent on one
 /// Redis: signals both ways, RPC both ways, and both callers at once.
 #[test]
+#[cfg_attr(
+    not(all(service_redis, service_python)),
+    ignore = "needs REDIS_URL and INTEROP_PYTHON"
+)]
 fn python_and_rust_agents_share_one_redis() {
-    let Some(url) = redis_support::url("python_and_rust_agents_share_one_redis") else {
-        return;
-    };
-    let Ok(python) = std::env::var("INTEROP_PYTHON") else {
-        eprintln!("SKIPPED python_and_rust_agents_share_one_redis: INTEROP_PYTHON is not set (a python with microagent[redis]==1.9.0)");
-        return;
-    };
+    let url = redis_support::url();
+    let python = redis_support::python();
     let prefix = redis_support::prefix();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/interop.py");
     // redis-py gives up on blocking reads after 5 s without a socket timeout.

@@ -124,10 +124,9 @@ fn one_process_in_process() {
 }
 
 #[test]
+#[cfg_attr(not(service_redis), ignore = "needs REDIS_URL")]
 fn one_process_on_redis() {
-    let Some(url) = support::redis::url("one_process_on_redis") else {
-        return;
-    };
+    let url = support::redis::url();
     let api = free_addr();
     let mut envs = on_redis(&url, &support::redis::prefix());
     envs.push(("MICROAGENT_AGENT__API__BIND", api.clone()));
@@ -136,11 +135,9 @@ fn one_process_on_redis() {
 }
 
 #[test]
+#[cfg_attr(not(service_redis), ignore = "needs REDIS_URL")]
 fn two_processes_share_redis_and_sigterm_loses_nothing() {
-    let Some(url) = support::redis::url("two_processes_share_redis_and_sigterm_loses_nothing")
-    else {
-        return;
-    };
+    let url = support::redis::url();
     let prefix = support::redis::prefix();
     let (api, health) = (free_addr(), free_addr());
     let mut back_envs = on_redis(&url, &prefix);

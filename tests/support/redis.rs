@@ -8,29 +8,32 @@ use std::time::{Duration, Instant};
 
 use super::process::HANG;
 
-/// The shared Redis, from `REDIS_URL`; `None` (and a visible "skipped"
-/// line) without it. A URL that is set must work: tests fail on it.
-pub(crate) fn url(test: &str) -> Option<String> {
-    match std::env::var("REDIS_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            eprintln!(
-                "SKIPPED {test}: REDIS_URL is not set (e.g. REDIS_URL=redis://127.0.0.1:6379)"
-            );
-            None
-        }
-    }
+/// The shared Redis, from `REDIS_URL`. A test that calls this is marked
+/// `#[cfg_attr(not(service_redis), ignore = "needs REDIS_URL")]`: built
+/// without the variable it shows as ignored; run anyway
+/// (`--include-ignored`), it fails here rather than pass untested.
+pub(crate) fn url() -> String {
+    service("REDIS_URL", "redis://127.0.0.1:6379")
 }
 
-/// The shared RabbitMQ, from `AMQP_URL`; `None` (and a visible "skipped"
-/// line) without it.
-pub(crate) fn amqp_url(test: &str) -> Option<String> {
-    match std::env::var("AMQP_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            eprintln!("SKIPPED {test}: AMQP_URL is not set (e.g. AMQP_URL=amqp://guest:guest@127.0.0.1:5672/%2f)");
-            None
-        }
+/// The shared RabbitMQ, from `AMQP_URL` (`service_amqp`, as [`url`]).
+pub(crate) fn amqp_url() -> String {
+    service("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f")
+}
+
+/// A Python with `microagent[redis,amqp]==1.9.0`, from `INTEROP_PYTHON`
+/// (`service_python`, as [`url`]).
+pub(crate) fn python() -> String {
+    service(
+        "INTEROP_PYTHON",
+        "a python with microagent[redis,amqp]==1.9.0 (.ci/run makes one)",
+    )
+}
+
+fn service(variable: &str, example: &str) -> String {
+    match std::env::var(variable) {
+        Ok(value) if !value.is_empty() => value,
+        _ => panic!("this test needs {variable} (e.g. {example}); built without it, it is ignored"),
     }
 }
 
