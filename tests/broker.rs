@@ -306,25 +306,35 @@ fn messages_are_handled_once_each_in_the_order_sent(backend: Backend) {
     assert_eq!(events.all(), expected);
 }
 
-fn a_failing_message_is_retried_then_dead_lettered_with_the_reason(backend: Backend) {
-    let events = Events::default();
+/// Sends `agent`'s consumer a failing message, then a good one; returns the
+/// dead letters once the failing one is among them, and the agent's info.
+fn dead_letter_one<A: Agent>(
+    backend: Backend,
+    agent: A,
+    events: &Events,
+) -> (Vec<microagent::broker::DeadLetter>, microagent::AgentInfo) {
     let watched = events.clone();
-    let (dead, info) = backend.run(async move {
+    backend.run(async move {
         let broker = Broker::current();
-        let (addr, handle) = microagent::start(Worker {
-            events: watched.clone(),
-        });
+        let (addr, handle) = microagent::start(agent);
         started(&addr).await;
         broker.send(Work { id: 1, fail: true }).await.unwrap();
         broker.send(work(2)).await.unwrap();
-        until(|| watched.count("work 1") == 3).await;
         watched.seen("work 2").await;
         let dead = dead_letters(&broker, 1).await;
         let info = addr.send(GetInfo).await.unwrap();
         handle.stop();
         handle.await.unwrap();
         (dead, info)
-    });
+    })
+}
+
+fn a_failing_message_is_retried_then_dead_lettered_with_the_reason(backend: Backend) {
+    let events = Events::default();
+    let worker = Worker {
+        events: events.clone(),
+    };
+    let (dead, info) = dead_letter_one(backend, worker, &events);
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].queue, "jobs");
     assert_eq!(dead[0].message, serde_json::json!({"id": 1, "fail": true}));
@@ -359,22 +369,10 @@ impl Panicking {
 /// again at once, without limit).
 fn a_panicking_plain_fn_consumer_is_retried_then_dead_lettered_with_the_panic(backend: Backend) {
     let events = Events::default();
-    let watched = events.clone();
-    let (dead, info) = backend.run(async move {
-        let broker = Broker::current();
-        let (addr, handle) = microagent::start(Panicking {
-            events: watched.clone(),
-        });
-        started(&addr).await;
-        broker.send(Work { id: 1, fail: true }).await.unwrap();
-        broker.send(work(2)).await.unwrap();
-        watched.seen("work 2").await;
-        let dead = dead_letters(&broker, 1).await;
-        let info = addr.send(GetInfo).await.unwrap();
-        handle.stop();
-        handle.await.unwrap();
-        (dead, info)
-    });
+    let panicking = Panicking {
+        events: events.clone(),
+    };
+    let (dead, info) = dead_letter_one(backend, panicking, &events);
     assert_eq!(events.count("work 1"), 2);
     assert_eq!(events.count("work 2"), 1);
     assert_eq!(dead.len(), 1);
