@@ -33,7 +33,7 @@ use lapin::publisher_confirm::Confirmation;
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer, ExchangeKind};
 
-use super::handle::{BrokerError, DeadLetter};
+use super::error::{BrokerError, DeadLetter};
 use super::job::Binding;
 
 /// The header that carries a retried message's attempt count.

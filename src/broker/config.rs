@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::handle::BrokerError;
+use super::error::BrokerError;
 
 /// Which broker the agents of a System use: the in-process one (the
 /// default), Redis or AMQP. `Debug` shows a URL's password as `***`. Install it with [`Broker::connect`](super::Broker::connect)

@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::handle::BrokerError;
+use super::error::BrokerError;
 use super::queue::Queue;
 use super::runner::MemorySettle;
 use crate::error::HookFailure;
@@ -128,7 +128,7 @@ impl Body {
     /// error's text if it has none).
     pub(crate) fn to_json(&self) -> serde_json::Value {
         match self.to_wire() {
-            Ok(bytes) => super::handle::DeadLetter::message_of(&bytes),
+            Ok(bytes) => super::error::DeadLetter::message_of(&bytes),
             Err(e) => serde_json::Value::String(e.to_string()),
         }
     }

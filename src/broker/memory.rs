@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::Notify;
 
-use super::handle::DeadLetter;
+use super::error::DeadLetter;
 use super::job::Body;
 use super::observe::{self, QueueEvent, Settlement};
 use crate::bus::Observers;

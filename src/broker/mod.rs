@@ -10,6 +10,7 @@
 
 mod amqp;
 mod config;
+mod error;
 mod handle;
 mod job;
 mod memory;
@@ -19,8 +20,9 @@ mod redis;
 mod runner;
 
 pub use config::{BrokerConfig, BrokerInfo};
+pub use error::{BrokerError, DeadLetter};
+pub use handle::Broker;
 pub(crate) use handle::{close, connected, current_info};
-pub use handle::{Broker, BrokerError, DeadLetter};
 pub use job::{Binding, Consume, ConsumerOptions, Job, Settle};
 pub use observe::{QueueEvent, Settlement};
 pub use queue::Queue;

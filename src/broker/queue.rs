@@ -4,7 +4,7 @@
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::handle::BrokerError;
+use super::error::BrokerError;
 
 /// A queue's message: derive it, with serde's `Serialize` and
 /// `Deserialize`, and `Clone`. The queue's name is the type's name in snake

@@ -28,7 +28,7 @@ use std::time::Duration;
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Script};
 
-use super::handle::{BrokerError, DeadLetter};
+use super::error::{BrokerError, DeadLetter};
 use super::job::Taken;
 
 /// How long one `BLMOVE` blocks before the consumer looks at retries, its

@@ -12,13 +12,21 @@ use futures_util::future::{self, Either};
 use tokio::sync::{oneshot, Notify, OwnedSemaphorePermit, Semaphore};
 
 use super::amqp::{self, AmqpQueues, RECONNECT_MAX as AMQP_RECONNECT_MAX};
-use super::handle::{Backend, BrokerError};
+use super::error::BrokerError;
 use super::job::{Binding, Body, ConsumerOptions, Job, Outcome, Settler, Taken};
-use super::memory::{Held, MemQueue};
+use super::memory::{Held, MemQueue, Memory};
 use super::observe::Settlement;
 use super::redis::{Origin, RedisQueues};
 use crate::LOG_TARGET;
 use futures_util::StreamExt;
+
+/// The backends, as one enum (their operations differ only inside).
+#[derive(Clone)]
+pub(super) enum Backend {
+    Memory(Arc<Memory>),
+    Redis(Arc<RedisQueues>),
+    Amqp(Arc<AmqpQueues>),
+}
 
 /// Hands a job, and more jobs to run after it, to the consumer's agent;
 /// `false` once the agent is gone.

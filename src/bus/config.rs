@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::backlog::Bound;
 
-use super::handle::BusError;
+use super::error::BusError;
 use super::wire::{self, MAX_PAYLOAD};
 
 /// The prefix of every channel, as in the Python original.

@@ -17,11 +17,12 @@ use tokio::sync::mpsc;
 
 use super::config::{BusConfig, BusInfo, Kind};
 use super::delivery::{typed, Payload};
-use super::local::{DeliverFn, Subscribers, Subscription};
+use super::error::BusError;
+use super::local::{DeliverFn, Subscribers};
 use super::observe::{Observer, Observers, Sent};
 use super::redis::{Link, PendingGuard};
-use super::signal::{check_name, DynSignal, Signal, SignalError};
-use super::wire::{self, WireError};
+use super::signal::{check_name, DynSignal, Signal};
+use super::wire;
 
 /// Every answer that came to an RPC call, by responder (`Agent.method`, as
 /// the Python original names them), in arrival order.
@@ -66,63 +67,22 @@ impl Answers {
     }
 }
 
-/// Why sending, calling or connecting failed. None of them shows a
-/// password: URLs appear with it replaced by `***`.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[non_exhaustive]
-pub enum BusError {
-    /// The signal could not be encoded, or its name is not valid.
-    #[error(transparent)]
-    Signal(#[from] SignalError),
-    /// The sender's name (or the prefix) cannot be used on the wire.
-    #[error(transparent)]
-    Sender(#[from] WireError),
-    /// No answer came before the timeout (or no agent has a receiver for
-    /// the signal, or every one of them failed to answer).
-    #[error("no answer to `{signal}` within {timeout:?} ({asked} asked)")]
-    NoAnswer {
-        /// The signal.
-        signal: String,
-        /// How long the call waited.
-        timeout: Duration,
-        /// How many were asked: receivers in-process, buses over Redis
-        /// (each answers for all its receivers).
-        asked: usize,
-    },
-    /// The bus configuration cannot be used.
-    #[error("bus configuration: {reason}")]
-    Config {
-        /// What is wrong.
-        reason: String,
-    },
-    /// The System already has a bus: install one before anything uses
-    /// [`Bus::current`], and only once.
-    #[error("this actix System already has a bus")]
-    AlreadyInstalled,
-    /// The Redis bus is not connected (it is reconnecting): nothing was
-    /// sent.
-    #[error("the bus at {url} is down (reconnecting)")]
-    Down {
-        /// The URL, password redacted.
-        url: String,
-    },
-    /// Redis did not confirm a subscription in time.
-    #[error("the bus at {url} did not confirm a subscription within {timeout:?}")]
-    SubscribeTimeout {
-        /// The URL, password redacted.
-        url: String,
-        /// How long it waited.
-        timeout: Duration,
-    },
-    /// Redis answered a command with an error, or the connection failed
-    /// under it.
-    #[error("the bus at {url}: {reason}")]
-    Redis {
-        /// The URL, password redacted.
-        url: String,
-        /// What Redis or the connection said.
-        reason: String,
-    },
+/// An agent's receivers on the bus: dropping it ends their subscription.
+pub(crate) struct Subscription {
+    subscribers: Arc<Subscribers>,
+    entries: Vec<(&'static str, u64)>,
+    remote: Option<Arc<Link>>,
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.subscribers.remove(&self.entries);
+        if let Some(link) = &self.remote {
+            for (signal, _) in &self.entries {
+                link.unsubscribe(signal);
+            }
+        }
+    }
 }
 
 /// A signal bus handle. Cheap to clone; every clone is the same bus.

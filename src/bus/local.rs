@@ -6,7 +6,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use super::delivery::{AnswerTx, Delivery, Payload, Reply};
-use super::redis::Link;
 use super::signal::SignalError;
 
 /// How the bus hands a delivery to one subscribed receiver; `false` once
@@ -63,6 +62,17 @@ impl Subscribers {
         entries
     }
 
+    /// Removes the receivers `add` returned these entries for.
+    pub(super) fn remove(&self, entries: &[(&'static str, u64)]) {
+        let mut by_signal = self.lock();
+        for (signal, id) in entries {
+            if let Some(list) = by_signal.get_mut(*signal) {
+                let kept: Vec<_> = list.iter().filter(|s| s.id != *id).cloned().collect();
+                *list = Arc::new(kept);
+            }
+        }
+    }
+
     /// Hands a signal to its receivers here; returns how many got it. The
     /// last receiver gets the payload itself, the others a JSON copy.
     pub(super) fn dispatch(
@@ -100,30 +110,5 @@ impl Subscribers {
             delivered += 1;
         }
         Ok(delivered)
-    }
-}
-
-/// An agent's receivers on the bus: dropping it ends their subscription.
-pub(crate) struct Subscription {
-    pub(super) subscribers: Arc<Subscribers>,
-    pub(super) entries: Vec<(&'static str, u64)>,
-    pub(super) remote: Option<Arc<Link>>,
-}
-
-impl Drop for Subscription {
-    fn drop(&mut self) {
-        let mut by_signal = self.subscribers.lock();
-        for (signal, id) in &self.entries {
-            if let Some(list) = by_signal.get_mut(*signal) {
-                let kept: Vec<_> = list.iter().filter(|s| s.id != *id).cloned().collect();
-                *list = Arc::new(kept);
-            }
-        }
-        drop(by_signal);
-        if let Some(link) = &self.remote {
-            for (signal, _) in &self.entries {
-                link.unsubscribe(signal);
-            }
-        }
     }
 }

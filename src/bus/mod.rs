@@ -19,6 +19,7 @@ mod backlog;
 mod config;
 mod declarations;
 mod delivery;
+mod error;
 mod handle;
 mod local;
 mod observe;
@@ -35,9 +36,10 @@ pub use declarations::{
     ArgSpec, ArgType, DeclarationError, DeclarationProblem, Declarations, QueueSpec, SignalSpec,
 };
 pub use delivery::{Deliver, Delivery, Payload, Reply, ToArgs, ToWire};
-pub(crate) use handle::{close, connected, current_info, Confirmation};
-pub use handle::{AnswerStream, Answers, Bus, BusError};
-pub(crate) use local::{DeliverFn, Subscription};
+pub use error::BusError;
+pub(crate) use handle::{close, connected, current_info, Confirmation, Subscription};
+pub use handle::{AnswerStream, Answers, Bus};
+pub(crate) use local::DeliverFn;
 pub(crate) use observe::Observers;
 pub use observe::{Observer, Sent};
 pub use sender::AgentBus;

@@ -32,7 +32,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::backlog::Bound;
 use super::config::{BusConfig, BusInfo, Kind};
 use super::delivery::{AnswerTx, Payload};
-use super::handle::BusError;
+use super::error::BusError;
 use super::local::Subscribers;
 use super::wire::{self, Channel, RESPONSE};
 use crate::LOG_TARGET;

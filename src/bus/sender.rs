@@ -4,7 +4,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::delivery::{typed, Payload};
-use super::handle::{AnswerStream, Answers, Bus, BusError, SenderName};
+use super::error::BusError;
+use super::handle::{AnswerStream, Answers, Bus, SenderName};
 use super::signal::{DynSignal, Signal};
 
 /// The System's [`Bus`] with a sender's name: what `ctx.bus()` gives an

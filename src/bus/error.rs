@@ -1,0 +1,67 @@
+//! The bus's vocabulary of failure ([`BusError`]): every other bus file
+//! builds on it; it names none of them but the codec's and the signals'
+//! own errors.
+
+use std::time::Duration;
+
+use super::signal::SignalError;
+use super::wire::WireError;
+
+/// Why sending, calling or connecting failed. None of them shows a
+/// password: URLs appear with it replaced by `***`.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BusError {
+    /// The signal could not be encoded, or its name is not valid.
+    #[error(transparent)]
+    Signal(#[from] SignalError),
+    /// The sender's name (or the prefix) cannot be used on the wire.
+    #[error(transparent)]
+    Sender(#[from] WireError),
+    /// No answer came before the timeout (or no agent has a receiver for
+    /// the signal, or every one of them failed to answer).
+    #[error("no answer to `{signal}` within {timeout:?} ({asked} asked)")]
+    NoAnswer {
+        /// The signal.
+        signal: String,
+        /// How long the call waited.
+        timeout: Duration,
+        /// How many were asked: receivers in-process, buses over Redis
+        /// (each answers for all its receivers).
+        asked: usize,
+    },
+    /// The bus configuration cannot be used.
+    #[error("bus configuration: {reason}")]
+    Config {
+        /// What is wrong.
+        reason: String,
+    },
+    /// The System already has a bus: install one before anything uses
+    /// [`Bus::current`](crate::bus::Bus::current), and only once.
+    #[error("this actix System already has a bus")]
+    AlreadyInstalled,
+    /// The Redis bus is not connected (it is reconnecting): nothing was
+    /// sent.
+    #[error("the bus at {url} is down (reconnecting)")]
+    Down {
+        /// The URL, password redacted.
+        url: String,
+    },
+    /// Redis did not confirm a subscription in time.
+    #[error("the bus at {url} did not confirm a subscription within {timeout:?}")]
+    SubscribeTimeout {
+        /// The URL, password redacted.
+        url: String,
+        /// How long it waited.
+        timeout: Duration,
+    },
+    /// Redis answered a command with an error, or the connection failed
+    /// under it.
+    #[error("the bus at {url}: {reason}")]
+    Redis {
+        /// The URL, password redacted.
+        url: String,
+        /// What Redis or the connection said.
+        reason: String,
+    },
+}
