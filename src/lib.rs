@@ -98,6 +98,7 @@ pub mod bus;
 mod error;
 mod info;
 mod messages;
+mod per_system;
 mod phase;
 mod server;
 // the agent trait, and the lifecycle machinery around its context

@@ -6,14 +6,14 @@
 //! nobody would ever ask for the list.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::pin::pin;
 use std::sync::atomic::{fence, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::Notify;
 
 use crate::info::AgentInfo;
+use crate::per_system::PerSystem;
 use crate::phase::Phase;
 use crate::LOG_TARGET;
 
@@ -245,13 +245,8 @@ pub(crate) fn register<T: Tracked + 'static>(agent: &Arc<T>) -> Option<Registrat
     Some(Registration { agents, index })
 }
 
-type Systems = Mutex<HashMap<usize, Arc<SystemAgents>>>;
-
 /// The registries of the Systems that `run` owns, by System id.
-fn systems() -> &'static Systems {
-    static SYSTEMS: OnceLock<Systems> = OnceLock::new();
-    SYSTEMS.get_or_init(Default::default)
-}
+static SYSTEMS: PerSystem<Arc<SystemAgents>> = PerSystem::new();
 
 thread_local! {
     /// This thread's System id and its registry (`None`: not run by `run`).
@@ -278,11 +273,7 @@ pub(crate) fn current() -> Option<Arc<SystemAgents>> {
                  `microagent::Launcher`, or in an actix System you run yourself",
             )
             .id();
-        let agents = systems()
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&id)
-            .cloned();
+        let agents = SYSTEMS.get(id);
         *cell.borrow_mut() = Some((id, agents.clone()));
         agents
     })
@@ -291,19 +282,13 @@ pub(crate) fn current() -> Option<Arc<SystemAgents>> {
 /// Creates the registry of a System owned by `run`, on `run`'s thread.
 pub(crate) fn open(system_id: usize) -> Arc<SystemAgents> {
     let agents = Arc::new(SystemAgents::default());
-    systems()
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .insert(system_id, agents.clone());
+    SYSTEMS.insert(system_id, agents.clone());
     CURRENT.with(|cell| *cell.borrow_mut() = Some((system_id, Some(agents.clone()))));
     agents
 }
 
 /// Forgets the registry of a System that has ended.
 pub(crate) fn close(system_id: usize) {
-    systems()
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .remove(&system_id);
+    SYSTEMS.remove(system_id);
     CURRENT.with(|cell| *cell.borrow_mut() = None);
 }

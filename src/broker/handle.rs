@@ -1,9 +1,8 @@
 //! The broker handle: sending, queue lengths, dead letters, and the
 //! consumers of this process, on whichever backend the System's broker has.
 
-use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
@@ -16,6 +15,7 @@ use super::queue::Queue;
 use super::redis::RedisQueues;
 use super::runner::{self, Backend, Consuming, JobFn};
 use crate::bus::QueueSpec;
+use crate::per_system::PerSystem;
 
 /// A broker handle. Cheap to clone; every clone is the same broker.
 ///
@@ -39,17 +39,11 @@ impl fmt::Debug for Broker {
 }
 
 /// The brokers, by System id.
-fn brokers() -> MutexGuard<'static, HashMap<usize, Broker>> {
-    static BROKERS: OnceLock<Mutex<HashMap<usize, Broker>>> = OnceLock::new();
-    BROKERS
-        .get_or_init(Mutex::default)
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-}
+static BROKERS: PerSystem<Broker> = PerSystem::new();
 
 /// Forgets the broker of a System that has ended.
 pub(crate) fn close(system_id: usize) {
-    brokers().remove(&system_id);
+    BROKERS.remove(system_id);
 }
 
 fn system_id() -> usize {
@@ -81,14 +75,9 @@ impl Broker {
     /// Outside a running actix System.
     pub fn current() -> Broker {
         let id = system_id();
-        brokers()
-            .entry(id)
-            .or_insert_with(|| Broker {
-                backend: Backend::Memory(Arc::new(Memory::new(
-                    BrokerConfig::in_process().capacity,
-                ))),
-            })
-            .clone()
+        BROKERS.get_or_insert_with(id, || Broker {
+            backend: Backend::Memory(Arc::new(Memory::new(BrokerConfig::in_process().capacity))),
+        })
     }
 
     /// Installs the broker `config` describes as the current System's and
@@ -98,7 +87,7 @@ impl Broker {
     /// Outside a running actix System.
     pub async fn connect(config: BrokerConfig) -> Result<Broker, BrokerError> {
         let id = system_id();
-        if brokers().contains_key(&id) {
+        if BROKERS.contains(id) {
             return Err(BrokerError::AlreadyInstalled);
         }
         let backend = match &config.kind {
@@ -125,11 +114,9 @@ impl Broker {
             )),
         };
         let broker = Broker { backend };
-        let mut brokers = brokers();
-        if brokers.contains_key(&id) {
+        if !BROKERS.insert_new(id, broker.clone()) {
             return Err(BrokerError::AlreadyInstalled);
         }
-        brokers.insert(id, broker.clone());
         Ok(broker)
     }
 
@@ -335,7 +322,7 @@ pub(crate) fn connected() -> bool {
     let Some(system) = actix_rt::System::try_current() else {
         return true;
     };
-    let installed = brokers().get(&system.id()).cloned();
+    let installed = BROKERS.get(system.id());
     installed.is_none_or(|broker| broker.info().connected)
 }
 
@@ -343,7 +330,7 @@ pub(crate) fn connected() -> bool {
 /// none is installed); `None` outside a System.
 pub(crate) fn current_info() -> Option<BrokerInfo> {
     let id = actix_rt::System::try_current()?.id();
-    let installed = brokers().get(&id).cloned();
+    let installed = BROKERS.get(id);
     Some(installed.map_or(
         BrokerInfo {
             kind: "in-process",

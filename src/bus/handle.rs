@@ -1,11 +1,10 @@
 //! The bus handle: sending, calling, and the answers to a call, on
 //! whichever backend the System's bus has.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -23,6 +22,7 @@ use super::observe::{Observer, Observers, Sent};
 use super::redis::{Link, PendingGuard};
 use super::signal::{check_name, DynSignal, Signal};
 use super::wire;
+use crate::per_system::PerSystem;
 
 /// Every answer that came to an RPC call, by responder (`Agent.method`, as
 /// the Python original names them), in arrival order.
@@ -125,24 +125,17 @@ impl fmt::Debug for Bus {
 }
 
 /// The buses, by System id.
-fn buses() -> MutexGuard<'static, HashMap<usize, Bus>> {
-    static BUSES: OnceLock<Mutex<HashMap<usize, Bus>>> = OnceLock::new();
-    BUSES
-        .get_or_init(Mutex::default)
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-}
+static BUSES: PerSystem<Bus> = PerSystem::new();
 
 /// Forgets the bus of a System that has ended (called for the Systems that
 /// `run` and the `Launcher` own).
 pub(crate) fn close(system_id: usize) {
-    buses().remove(&system_id);
+    BUSES.remove(system_id);
 }
 
 /// The bus of the current System, if it has one yet.
 fn installed() -> Option<Bus> {
-    let id = actix_rt::System::try_current()?.id();
-    buses().get(&id).cloned()
+    BUSES.get(actix_rt::System::try_current()?.id())
 }
 
 /// Whether the current System's bus is connected (no bus yet, or the
@@ -198,10 +191,9 @@ impl Bus {
         let id = actix_rt::System::try_current()
             .expect("microagent: the bus belongs to an actix System; use it inside `microagent::run` or a `Launcher`")
             .id();
-        buses()
-            .entry(id)
-            .or_insert_with(|| Bus::new(super::DEFAULT_PREFIX.to_owned(), Arc::default(), None))
-            .clone()
+        BUSES.get_or_insert_with(id, || {
+            Bus::new(super::DEFAULT_PREFIX.to_owned(), Arc::default(), None)
+        })
     }
 
     fn new(prefix: String, subscribers: Arc<Subscribers>, remote: Option<Arc<Link>>) -> Bus {
@@ -230,7 +222,7 @@ impl Bus {
         let id = actix_rt::System::try_current()
             .expect("microagent: the bus belongs to an actix System; connect it inside `microagent::run` or a `Launcher`")
             .id();
-        if buses().contains_key(&id) {
+        if BUSES.contains(id) {
             return Err(BusError::AlreadyInstalled);
         }
         let subscribers = Arc::<Subscribers>::default();
@@ -239,11 +231,9 @@ impl Bus {
             Kind::Redis { .. } => Some(Link::start(&config, subscribers.clone()).await?),
         };
         let bus = Bus::new(config.prefix.clone(), subscribers, remote);
-        let mut buses = buses();
-        if buses.contains_key(&id) {
+        if !BUSES.insert_new(id, bus.clone()) {
             return Err(BusError::AlreadyInstalled);
         }
-        buses.insert(id, bus.clone());
         Ok(bus)
     }
 
