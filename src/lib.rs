@@ -213,15 +213,12 @@ pub mod __private {
     pub use crate::lifecycle::consumers::consume;
     pub use crate::lifecycle::declare::{
         answer_result, answer_sync, answer_timed, answer_value, decode_signal, Receiver,
-        ReceiverCall,
     };
     pub use crate::lifecycle::declare::{
         call_async, call_timed, describe, server_future, AsyncHookAgent, Call, Hook, HookFuture,
         HookTable, Hooks, IntoHookResult, Schedule, Server, ServerFuture, Task,
     };
-    pub use crate::lifecycle::declare::{
-        consume_sync, consume_timed, decode_job, Consumer, ConsumerCall,
-    };
+    pub use crate::lifecycle::declare::{consume_sync, consume_timed, decode_job, Consumer};
     pub use crate::lifecycle::driver::{interrupt, running_info, started, stopped, stopping};
     pub use crate::lifecycle::receivers::deliver;
     pub use std::time::Duration;

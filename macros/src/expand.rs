@@ -283,7 +283,7 @@ fn receiver_entry(d: &Declaration) -> Option<TokenStream> {
             name: #name,
             signal: <#signal as ::microagent::__private::Signal>::NAME,
             timeout: #timeout,
-            call: ::microagent::__private::ReceiverCall::#kind(Self::#shim),
+            call: ::microagent::__private::Call::#kind(Self::#shim),
         }
     })
 }
@@ -317,7 +317,7 @@ fn consumer_entry(d: &Declaration) -> Option<TokenStream> {
                 backoff: #backoff,
                 prefetch: #prefetch,
             },
-            call: ::microagent::__private::ConsumerCall::#kind(Self::#shim),
+            call: ::microagent::__private::Call::#kind(Self::#shim),
         }
     })
 }
@@ -506,6 +506,7 @@ fn shim(d: &Declaration) -> TokenStream {
             fn #shim(
                 #this: &mut Self,
                 #ctx: &mut ::microagent::Context<Self>,
+                _: (),
             ) -> ::microagent::__private::HookResult {
                 #unused
                 let returned = #this.#method(#arg);
@@ -541,6 +542,7 @@ fn shim(d: &Declaration) -> TokenStream {
         fn #shim(
             #this: &mut Self,
             #ctx: &mut ::microagent::Context<Self>,
+            _: (),
         ) -> ::microagent::__private::HookFuture<Self> {
             #get_addr
             let lent = #this;

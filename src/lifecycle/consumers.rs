@@ -7,7 +7,7 @@ use std::sync::Arc;
 use actix::AsyncContext;
 
 use super::cell::{BadRun, Handler};
-use super::declare::ConsumerCall;
+use super::declare::Call;
 use super::driver::begin_work;
 use super::state::Work;
 use super::Context;
@@ -44,7 +44,7 @@ pub(super) fn start<A: Agent>(ctx: &mut Context<A>) {
         let name: Arc<str> = format!("{agent}.{}", consumer.name).into();
         // A plain `fn` consumer runs a batch in one go; an `async fn` one
         // owns the agent for each run.
-        let batches = matches!(consumer.call, ConsumerCall::Sync(_));
+        let batches = matches!(consumer.call, Call::Sync(_));
         let consuming = broker.consume(
             consumer.queue,
             consumer.binding,
@@ -82,11 +82,11 @@ pub fn consume<A: Agent>(act: &mut A, ctx: &mut Context<A>, msg: Consume) {
             return;
         }
         match declared.call {
-            ConsumerCall::Sync(f) => {
+            Call::Sync(f) => {
                 let result = HookFailure::catch_result(|| f(act, ctx, job));
                 run_ended(ctx, consumer, result);
             }
-            ConsumerCall::Async(f) => {
+            Call::Async(f) => {
                 match HookFailure::catch(|| f(act, ctx, job)) {
                     Ok(fut) => begin_work(ctx, Work::Consumer(consumer), fut),
                     Err(failure) => run_ended(ctx, consumer, Err(failure)),

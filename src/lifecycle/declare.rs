@@ -36,17 +36,21 @@ pub type HookFuture<A> = Pin<Box<dyn Future<Output = (A, HookResult)>>>;
 /// The future of a running server, with panics already caught.
 pub type ServerFuture = Pin<Box<dyn Future<Output = HookResult>>>;
 
-/// How the lifecycle calls a hook or a task.
-pub enum Call<A: actix::Actor<Context = Context<A>>> {
-    /// A plain `fn`: called with the agent and its context.
-    Sync(fn(&mut A, &mut Context<A>) -> HookResult),
+/// How the lifecycle calls a declared method's shim with its input: none
+/// (`()`) for a hook or a task, a [`Delivery`] for a receiver, a [`Job`]
+/// for a consumer.
+pub enum Call<A: actix::Actor<Context = Context<A>>, In = ()> {
+    /// A plain `fn`: called with the agent, its context and the input; a
+    /// receiver's or consumer's shim decodes, runs and answers or settles
+    /// right there.
+    Sync(fn(&mut A, &mut Context<A>, In) -> HookResult),
     /// An `async fn`: the shim moves the agent out of the actor into the
     /// returned future, which gives it back when the method is done (or its
-    /// timeout, for a task, cancelled it).
-    Async(fn(&mut A, &mut Context<A>) -> HookFuture<A>),
+    /// timeout cancelled it), having answered or settled its input.
+    Async(fn(&mut A, &mut Context<A>, In) -> HookFuture<A>),
 }
 
-impl<A: actix::Actor<Context = Context<A>>> Call<A> {
+impl<A: actix::Actor<Context = Context<A>>, In> Call<A, In> {
     fn is_async(&self) -> bool {
         matches!(self, Call::Async(_))
     }
@@ -70,15 +74,6 @@ pub struct Server<A: actix::Actor> {
     pub restart: Option<RestartPolicy>,
 }
 
-/// How the lifecycle calls a receiver with a delivery.
-pub enum ReceiverCall<A: actix::Actor<Context = Context<A>>> {
-    /// A plain `fn`: decodes, runs and answers right there.
-    Sync(fn(&mut A, &mut Context<A>, Delivery) -> HookResult),
-    /// An `async fn`: the shim moves the agent into the returned future,
-    /// which answers and gives the agent back (or its timeout does).
-    Async(fn(&mut A, &mut Context<A>, Delivery) -> HookFuture<A>),
-}
-
 /// One declared receiver.
 pub struct Receiver<A: actix::Actor<Context = Context<A>>> {
     /// The method's name.
@@ -88,16 +83,7 @@ pub struct Receiver<A: actix::Actor<Context = Context<A>>> {
     /// Time a run may take.
     pub timeout: Duration,
     /// How to call it.
-    pub call: ReceiverCall<A>,
-}
-
-/// How the lifecycle calls a consumer's shim.
-pub enum ConsumerCall<A: actix::Actor<Context = Context<A>>> {
-    /// A plain `fn`: decodes, runs and settles right there.
-    Sync(fn(&mut A, &mut Context<A>, Job) -> HookResult),
-    /// An `async fn`: the shim moves the agent into the returned future,
-    /// which settles the job and gives the agent back (or its timeout does).
-    Async(fn(&mut A, &mut Context<A>, Job) -> HookFuture<A>),
+    pub call: Call<A, Delivery>,
 }
 
 /// One declared consumer.
@@ -111,7 +97,7 @@ pub struct Consumer<A: actix::Actor<Context = Context<A>>> {
     /// Its options (timeout, attempts, backoff, prefetch).
     pub options: ConsumerOptions,
     /// How to call it.
-    pub call: ConsumerCall<A>,
+    pub call: Call<A, Job>,
 }
 
 /// When a task runs.
@@ -423,7 +409,7 @@ impl<T: Default> AsyncHookAgent for T {
     }
 }
 
-impl<A: actix::Actor<Context = Context<A>>> fmt::Debug for Call<A> {
+impl<A: actix::Actor<Context = Context<A>>, In> fmt::Debug for Call<A, In> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(if self.is_async() { "Async" } else { "Sync" })
     }
@@ -458,15 +444,6 @@ impl<A: actix::Actor<Context = Context<A>>> fmt::Debug for Task<A> {
     }
 }
 
-impl<A: actix::Actor<Context = Context<A>>> fmt::Debug for ReceiverCall<A> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            ReceiverCall::Sync(_) => "Sync",
-            ReceiverCall::Async(_) => "Async",
-        })
-    }
-}
-
 impl<A: actix::Actor<Context = Context<A>>> fmt::Debug for Receiver<A> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Receiver")
@@ -475,15 +452,6 @@ impl<A: actix::Actor<Context = Context<A>>> fmt::Debug for Receiver<A> {
             .field("timeout", &self.timeout)
             .field("call", &self.call)
             .finish()
-    }
-}
-
-impl<A: actix::Actor<Context = Context<A>>> fmt::Debug for ConsumerCall<A> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            ConsumerCall::Sync(_) => "Sync",
-            ConsumerCall::Async(_) => "Async",
-        })
     }
 }
 

@@ -166,8 +166,8 @@ fn run_hook<A: Agent>(
     // async hooks), so both are guarded. An async hook's own panics are caught
     // inside its future, which then hands the agent back.
     let result = match call {
-        Call::Sync(f) => HookFailure::catch_result(|| f(act, ctx)),
-        Call::Async(f) => match HookFailure::catch(|| f(act, ctx)) {
+        Call::Sync(f) => HookFailure::catch_result(|| f(act, ctx, ())),
+        Call::Async(f) => match HookFailure::catch(|| f(act, ctx, ())) {
             Ok(mut fut) => match fut.as_mut().poll(task) {
                 Poll::Ready((agent, result)) => {
                     *act = agent;

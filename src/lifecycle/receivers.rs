@@ -8,7 +8,7 @@ use std::sync::Arc;
 use actix::AsyncContext;
 
 use super::cell::{BadRun, Handler};
-use super::declare::ReceiverCall;
+use super::declare::Call;
 use super::driver::begin_work;
 use super::state::Work;
 use super::Context;
@@ -101,11 +101,11 @@ pub fn deliver<A: Agent>(act: &mut A, ctx: &mut Context<A>, msg: Deliver) {
         return;
     }
     match declared.call {
-        ReceiverCall::Sync(f) => {
+        Call::Sync(f) => {
             let result = HookFailure::catch_result(|| f(act, ctx, delivery));
             run_ended(ctx, receiver, result);
         }
-        ReceiverCall::Async(f) => match HookFailure::catch(|| f(act, ctx, delivery)) {
+        Call::Async(f) => match HookFailure::catch(|| f(act, ctx, delivery)) {
             Ok(fut) => begin_work(ctx, Work::Receiver(receiver), fut),
             Err(failure) => run_ended(ctx, receiver, Err(failure)),
         },

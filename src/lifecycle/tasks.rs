@@ -289,10 +289,10 @@ fn run<A: Agent>(act: &mut A, ctx: &mut Context<A>, index: usize) {
     log::debug!(target: LOG_TARGET, "agent `{}`: running task `{}`", ctx.life.name, task.name);
     match task.call {
         Call::Sync(f) => {
-            let result = HookFailure::catch_result(|| f(act, ctx));
+            let result = HookFailure::catch_result(|| f(act, ctx, ()));
             run_ended(ctx, index, result);
         }
-        Call::Async(f) => match HookFailure::catch(|| f(act, ctx)) {
+        Call::Async(f) => match HookFailure::catch(|| f(act, ctx, ())) {
             Ok(fut) => begin_work(ctx, Work::Task(index), fut),
             Err(failure) => run_ended(ctx, index, Err(failure)),
         },
