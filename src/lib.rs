@@ -212,15 +212,17 @@ pub mod __private {
     pub use crate::info::{RestartPolicy, Zone};
     pub use crate::lifecycle::consumers::consume;
     pub use crate::lifecycle::declare::{
-        answer_result, answer_sync, answer_timed, answer_value, decode_signal, Receiver,
+        Call, Consumer, Hook, HookFuture, HookTable, Hooks, Receiver, Schedule, Server,
+        ServerFuture, Task,
     };
-    pub use crate::lifecycle::declare::{
-        call_async, call_timed, describe, server_future, AsyncHookAgent, Call, Hook, HookFuture,
-        HookTable, Hooks, IntoHookResult, Schedule, Server, ServerFuture, Task,
-    };
-    pub use crate::lifecycle::declare::{consume_sync, consume_timed, decode_job, Consumer};
+    pub use crate::lifecycle::describe::describe;
     pub use crate::lifecycle::driver::{interrupt, running_info, started, stopped, stopping};
     pub use crate::lifecycle::receivers::deliver;
+    pub use crate::lifecycle::shims::{
+        answer_result, answer_sync, answer_timed, answer_value, call_async, call_timed,
+        consume_sync, consume_timed, decode_job, decode_signal, server_future, AsyncHookAgent,
+        IntoHookResult,
+    };
     pub use std::time::Duration;
 
     /// What a hook shim returns.

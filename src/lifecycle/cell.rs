@@ -312,7 +312,7 @@ impl<A: Agent> AgentCell<A> {
                 None => Default::default(),
             }
         };
-        let mut info = super::declare::describe_running::<A>(
+        let mut info = super::describe::describe_running::<A>(
             self.name,
             &runs,
             &addresses,

@@ -5,6 +5,8 @@
 //! |---|---|
 //! | `context.rs` | [`Context`], the agent's actix context, holding its lifecycle state |
 //! | `declare.rs` | the table of what an agent declares, as the macros write it (through `__private`) |
+//! | `shims.rs` | what the generated shims call: results, panics, timeouts, decoding, answering, settling |
+//! | `describe.rs` | the info an agent's table shows, for its type or while it runs |
 //! | `state.rs` | the per-agent state: phase, hook position, work in flight, failures, outcome |
 //! | `driver.rs` | runs the hooks from `started`/`stopping`/`stopped` |
 //! | `cell.rs` | the one allocation shared with the outside: outcome, phase, running hook |
@@ -21,7 +23,7 @@
 //!   long as none suspends; when one does, a driver pushed with `ctx.wait`
 //!   finishes them, so no message and no spawned future runs before the
 //!   start hooks are done. Async hooks and task runs own the agent while
-//!   they run (see `declare::AsyncHookAgent`).
+//!   they run (see `shims::AsyncHookAgent`).
 //! - `stopping` is synchronous: it runs the `pre_stop` hooks and returns
 //!   `Running::Stop` when none suspends; otherwise it pushes a driver and
 //!   returns `Running::Continue`, and the driver calls `ctx.terminate()`
@@ -44,15 +46,18 @@ pub(crate) mod consumers;
 mod context;
 mod cron;
 pub(crate) mod declare;
+pub(crate) mod describe;
 pub(crate) mod driver;
 pub(crate) mod receivers;
+pub(crate) mod shims;
 mod state;
 mod supervisor;
 mod tasks;
 
 pub(crate) use cell::AgentCell;
 pub use context::Context;
-pub(crate) use declare::{describe, Hooks};
+pub(crate) use declare::Hooks;
+pub(crate) use describe::describe;
 pub(crate) use state::Lifecycle;
 #[cfg(feature = "testkit")]
 pub(crate) use tasks::set_virtual_wall;

@@ -1,0 +1,109 @@
+//! What an agent's table shows: [`AgentInfo`] for a type (no state) or
+//! for a running agent, with what its tasks and handlers did.
+
+use std::net::SocketAddr;
+
+use super::cron::{next_cron_time, parse_cron};
+use super::declare::Schedule;
+use crate::agent::Agent;
+use crate::error::Stage;
+use crate::info::{
+    AgentInfo, ConsumerInfo, CronInfo, HandlerRuns, HooksInfo, PeriodicInfo, ReceiverInfo,
+    ServerInfo, TaskRuns,
+};
+
+/// Describes agent type `A` from its table (cron due times computed now).
+pub fn describe<A: Agent>() -> AgentInfo {
+    describe_running::<A>(A::NAME, &[], &[], &[], &[])
+}
+
+/// Describes a running agent `name` of type `A` with what it did: the runs
+/// of its tasks that went wrong (by task index) and its servers' addresses.
+pub(crate) fn describe_running<A: Agent>(
+    name: &'static str,
+    runs: &[TaskRuns],
+    addresses: &[(&'static str, SocketAddr)],
+    receiver_runs: &[HandlerRuns],
+    consumer_runs: &[HandlerRuns],
+) -> AgentInfo {
+    let table = &A::HOOKS;
+    let runs_of = |index: usize| runs.get(index).cloned().unwrap_or_default();
+    let names = |stage| table.stage(stage).iter().map(|h| h.name).collect();
+    let now = super::tasks::wall_now();
+    let (mut periodic, mut cron) = (Vec::new(), Vec::new());
+    for (index, task) in table.tasks.iter().enumerate() {
+        match task.schedule {
+            Schedule::Every {
+                period,
+                start_after,
+            } => periodic.push(PeriodicInfo {
+                name: task.name,
+                period,
+                timeout: task.timeout,
+                start_after,
+                runs: runs_of(index),
+            }),
+            Schedule::Cron { expression, zone } => cron.push(CronInfo {
+                name: task.name,
+                expression,
+                timezone: zone,
+                timeout: task.timeout,
+                next_due: parse_cron(expression)
+                    .ok()
+                    .and_then(|c| next_cron_time(&c, zone, now))
+                    .map(|t| t.to_rfc3339()),
+                runs: runs_of(index),
+            }),
+        }
+    }
+    AgentInfo {
+        name,
+        hooks: HooksInfo {
+            pre_start: names(Stage::PreStart),
+            post_start: names(Stage::PostStart),
+            pre_stop: names(Stage::PreStop),
+        },
+        servers: table
+            .servers
+            .iter()
+            .map(|s| ServerInfo {
+                name: s.name,
+                restart: s.restart,
+                addresses: addresses
+                    .iter()
+                    .filter(|(name, _)| *name == s.name)
+                    .map(|(_, addr)| *addr)
+                    .collect(),
+            })
+            .collect(),
+        periodic,
+        cron,
+        receivers: table
+            .receivers
+            .iter()
+            .enumerate()
+            .map(|(index, r)| ReceiverInfo {
+                name: r.name,
+                signal: r.signal,
+                timeout: r.timeout,
+                runs: receiver_runs.get(index).cloned().unwrap_or_default(),
+            })
+            .collect(),
+        consumers: table
+            .consumers
+            .iter()
+            .enumerate()
+            .map(|(index, c)| ConsumerInfo {
+                name: c.name,
+                queue: c.queue,
+                timeout: c.options.timeout,
+                attempts: c.options.attempts,
+                backoff: c.options.backoff,
+                prefetch: c.options.prefetch,
+                runs: consumer_runs.get(index).cloned().unwrap_or_default(),
+            })
+            .collect(),
+        bus: None,
+        broker: None,
+    }
+}
