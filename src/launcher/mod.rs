@@ -17,6 +17,7 @@ use crate::agent::{Agent, IntoAgent};
 use crate::broker::{Broker, BrokerConfig};
 use crate::bus::{Bus, BusConfig};
 use crate::error::AgentError;
+use crate::registry::SystemAgents;
 use crate::run::OwnedSystem;
 use crate::server::ServerInterrupt;
 use crate::start::{start, start_in, AgentHandle};
@@ -255,115 +256,17 @@ impl Launcher {
             broker,
         } = self;
         let (exit, arbiters) = system.block_on(async move {
-            if let Some(config) = bus {
-                if let Err(e) = Bus::connect(config).await {
-                    log::error!(target: TARGET, "the bus could not connect: {e}; no agent started");
-                    interrupts.ready.send_replace(Some(false));
-                    return (Exit::BusFailed, Vec::new());
-                }
-            }
-            if let Some(config) = broker {
-                if let Err(e) = Broker::connect(config).await {
-                    log::error!(target: TARGET, "the broker could not connect: {e}; no agent started");
-                    interrupts.ready.send_replace(Some(false));
-                    return (Exit::BrokerFailed, Vec::new());
-                }
+            if let Err(exit) = connect_backends(bus, broker).await {
+                interrupts.ready.send_replace(Some(false));
+                return (exit, Vec::new());
             }
             let mut signals = Signals::new();
-            let (members, arbiters): (Vec<Member>, Vec<Option<Arbiter>>) =
-                starters.into_iter().map(|start| start()).unzip();
-            let names: Vec<&'static str> = members.iter().map(|m| m.name).collect();
-            // Whether the group comes up, for `LauncherHandle::ready`.
-            let watcher = {
-                let (agents, interrupts) = (agents.clone(), interrupts.clone());
-                async move {
-                    let up = agents.wait_ready().await;
-                    if up {
-                        log::info!(target: TARGET, "every agent has started");
-                    }
-                    interrupts.ready.send_replace(Some(up));
-                }
-            };
-            actix_rt::spawn(watcher);
-            let mut addrs = Vec::with_capacity(members.len());
-            let mut pending: FuturesUnordered<_> = members
-                .into_iter()
-                .enumerate()
-                .map(|(index, member)| {
-                    addrs.push(member._addr);
-                    let outcome = member.outcome;
-                    async move { (index, outcome.await) }
-                })
-                .collect();
-            let mut exit = Exit::Graceful;
-
-            // Run until one agent stops, a signal comes, or a handle
-            // interrupts the group.
-            let outside = select(Box::pin(signals.next()), Box::pin(interrupts.notify.notified()));
-            match select(pending.next(), outside).await {
-                Either::Left((Some((index, outcome)), _)) => {
-                    log::info!(
-                        target: TARGET,
-                        "agent `{}` stopped; stopping the group",
-                        names[index]
-                    );
-                    exit = exit.worst(Exit::of(&outcome));
-                }
-                Either::Left((None, _)) => {}
-                Either::Right((Either::Left((signal, _)), _)) => {
-                    log::info!(target: TARGET, "{} received; stopping gracefully", signal_name(signal));
-                }
-                Either::Right((Either::Right(_), _)) => {
-                    let reason = interrupts
-                        .first
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .as_ref()
-                        .map(|i| i.reason().to_owned())
-                        .unwrap_or_default();
-                    log::info!(target: TARGET, "interrupted through a launcher handle: {reason}; stopping gracefully");
-                }
-            }
-
-            // The graceful stop, bounded by the deadline; a second signal
-            // ends the process at once.
+            let mut group = Group::start(starters, &agents, &interrupts);
+            let mut exit = group.wait_for_a_stop_cause(&mut signals, &interrupts).await;
             agents.begin_shutdown();
             interrupts.ready.send_replace(Some(false));
-            let stop = async {
-                let mut exit = Exit::Graceful;
-                let collect = async {
-                    while let Some((_, outcome)) = pending.next().await {
-                        exit = exit.worst(Exit::of(&outcome));
-                    }
-                };
-                futures_util::future::join(agents.stop_all(), collect).await;
-                exit
-            };
-            let bounded = select(Box::pin(stop), Box::pin(actix_rt::time::sleep(deadline)));
-            match select(bounded, Box::pin(signals.next())).await {
-                Either::Left((Either::Left((stopped, _)), _)) => exit = exit.worst(stopped),
-                Either::Left((Either::Right(_), _)) => {
-                    log::error!(
-                        target: TARGET,
-                        "shutdown deadline of {deadline:?} passed; still running:"
-                    );
-                    for status in agents.statuses(true) {
-                        log::error!(target: TARGET, "  agent `{}`: {}", status.name, status.activity);
-                    }
-                    exit = Exit::DeadlineExceeded;
-                }
-                Either::Right((signal, _)) => {
-                    let code = 128 + signal;
-                    log::error!(
-                        target: TARGET,
-                        "{} received again; exiting at once (code {code})",
-                        signal_name(signal)
-                    );
-                    std::process::exit(code);
-                }
-            }
-            drop(addrs);
-            (exit, arbiters)
+            exit = exit.worst(group.drain(&agents, &mut signals, deadline).await);
+            (exit, group.arbiters)
         });
         if exit != Exit::DeadlineExceeded {
             // Every agent is done: let each arbiter finish, then the System.
@@ -374,6 +277,164 @@ impl Launcher {
         }
         system.finish(TARGET);
         log::info!(target: TARGET, "exiting with {exit:?} (code {})", exit.code());
+        exit
+    }
+}
+
+/// Connects the bus and the broker the launcher was given, before any
+/// agent starts; the exit code when one cannot connect.
+async fn connect_backends(
+    bus: Option<BusConfig>,
+    broker: Option<BrokerConfig>,
+) -> Result<(), Exit> {
+    if let Some(config) = bus {
+        if let Err(e) = Bus::connect(config).await {
+            log::error!(target: TARGET, "the bus could not connect: {e}; no agent started");
+            return Err(Exit::BusFailed);
+        }
+    }
+    if let Some(config) = broker {
+        if let Err(e) = Broker::connect(config).await {
+            log::error!(target: TARGET, "the broker could not connect: {e}; no agent started");
+            return Err(Exit::BrokerFailed);
+        }
+    }
+    Ok(())
+}
+
+/// A member's outcome, with its index in the group.
+type Outcome = Pin<Box<dyn Future<Output = (usize, Result<(), AgentError>)>>>;
+
+/// The started group: its members' names, addresses and outcomes to come,
+/// and the arbiters of those that run on one of their own.
+struct Group {
+    names: Vec<&'static str>,
+    /// Kept so that every member runs until the group stops.
+    addrs: Vec<Box<dyn Any>>,
+    pending: FuturesUnordered<Outcome>,
+    arbiters: Vec<Option<Arbiter>>,
+}
+
+impl Group {
+    /// Starts every member, and watches whether they all come up (for
+    /// `LauncherHandle::ready`).
+    fn start(
+        starters: Vec<Starter>,
+        agents: &Arc<SystemAgents>,
+        interrupts: &Arc<Interrupts>,
+    ) -> Group {
+        let (members, arbiters): (Vec<Member>, Vec<Option<Arbiter>>) =
+            starters.into_iter().map(|start| start()).unzip();
+        let watcher = {
+            let (agents, interrupts) = (agents.clone(), interrupts.clone());
+            async move {
+                let up = agents.wait_ready().await;
+                if up {
+                    log::info!(target: TARGET, "every agent has started");
+                }
+                interrupts.ready.send_replace(Some(up));
+            }
+        };
+        actix_rt::spawn(watcher);
+        let mut group = Group {
+            names: Vec::with_capacity(members.len()),
+            addrs: Vec::with_capacity(members.len()),
+            pending: FuturesUnordered::new(),
+            arbiters,
+        };
+        for (index, member) in members.into_iter().enumerate() {
+            group.names.push(member.name);
+            group.addrs.push(member._addr);
+            let outcome = member.outcome;
+            group
+                .pending
+                .push(Box::pin(async move { (index, outcome.await) }));
+        }
+        group
+    }
+
+    /// Runs until one member stops, a signal comes, or a handle interrupts
+    /// the group; the exit code so far.
+    async fn wait_for_a_stop_cause(
+        &mut self,
+        signals: &mut Signals,
+        interrupts: &Interrupts,
+    ) -> Exit {
+        let outside = select(
+            Box::pin(signals.next()),
+            Box::pin(interrupts.notify.notified()),
+        );
+        match select(self.pending.next(), outside).await {
+            Either::Left((Some((index, outcome)), _)) => {
+                log::info!(
+                    target: TARGET,
+                    "agent `{}` stopped; stopping the group",
+                    self.names[index]
+                );
+                Exit::of(&outcome)
+            }
+            Either::Left((None, _)) => Exit::Graceful,
+            Either::Right((Either::Left((signal, _)), _)) => {
+                log::info!(target: TARGET, "{} received; stopping gracefully", signal_name(signal));
+                Exit::Graceful
+            }
+            Either::Right((Either::Right(_), _)) => {
+                let reason = interrupts
+                    .first
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .as_ref()
+                    .map(|i| i.reason().to_owned())
+                    .unwrap_or_default();
+                log::info!(target: TARGET, "interrupted through a launcher handle: {reason}; stopping gracefully");
+                Exit::Graceful
+            }
+        }
+    }
+
+    /// The graceful stop of every member, bounded by the deadline; a second
+    /// signal ends the process at once. The exit code of the stop.
+    async fn drain(
+        &mut self,
+        agents: &SystemAgents,
+        signals: &mut Signals,
+        deadline: Duration,
+    ) -> Exit {
+        let pending = &mut self.pending;
+        let stop = async {
+            let mut exit = Exit::Graceful;
+            let collect = async {
+                while let Some((_, outcome)) = pending.next().await {
+                    exit = exit.worst(Exit::of(&outcome));
+                }
+            };
+            futures_util::future::join(agents.stop_all(), collect).await;
+            exit
+        };
+        let bounded = select(Box::pin(stop), Box::pin(actix_rt::time::sleep(deadline)));
+        let exit = match select(bounded, Box::pin(signals.next())).await {
+            Either::Left((Either::Left((stopped, _)), _)) => stopped,
+            Either::Left((Either::Right(_), _)) => {
+                log::error!(
+                    target: TARGET,
+                    "shutdown deadline of {deadline:?} passed; still running:"
+                );
+                for status in agents.statuses(true) {
+                    log::error!(target: TARGET, "  agent `{}`: {}", status.name, status.activity);
+                }
+                Exit::DeadlineExceeded
+            }
+            Either::Right((signal, _)) => {
+                let code = 128 + signal;
+                log::error!(
+                    target: TARGET,
+                    "{} received again; exiting at once (code {code})",
+                    signal_name(signal)
+                );
+                std::process::exit(code);
+            }
+        };
+        self.addrs.clear();
         exit
     }
 }
