@@ -82,37 +82,10 @@ fn drive<A: Agent>(
                 _ => ctx.life.stop_requested = false,
             }
         }
-        if let Some(confirming) = ctx.life.extras_mut().and_then(|e| e.confirming.as_mut()) {
-            match confirming.as_mut().poll(task) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(result) => {
-                    ctx.life.extras().confirming = None;
-                    if let Err(error) = result {
-                        ctx.life.subscribe_failed(error);
-                    }
-                    continue;
-                }
-            }
-        }
-        if ctx.life.stage == Stage::PostStart && ctx.life.next == 0 {
-            // Its consumers' first attempts, before post_start: a queue the
-            // broker refuses for good fails the start.
-            if let Some(consuming) = ctx.life.extras_mut().map(|e| &mut e.consuming) {
-                for (index, consumer) in consuming.iter_mut().enumerate() {
-                    match consumer.poll_started(task) {
-                        Poll::Pending => return Poll::Pending,
-                        Poll::Ready(Ok(())) => {}
-                        Poll::Ready(Err(error)) => {
-                            let declared = &A::HOOKS.consumers[index];
-                            ctx.life.consume_failed(declared.name, error);
-                            break;
-                        }
-                    }
-                }
-                if ctx.life.stop_requested {
-                    continue;
-                }
-            }
+        match confirm_start(ctx, task) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(true) => continue,
+            Poll::Ready(false) => {}
         }
         let stage = ctx.life.stage;
         let hooks = A::HOOKS.stage(stage);
@@ -197,6 +170,43 @@ fn now_running<A: Agent>(act: &mut A, ctx: &mut Context<A>) {
     ctx.life.set_phase(Phase::Running);
     log::info!(target: LOG_TARGET, "agent `{}`: started", ctx.life.name);
     start_servers(act, ctx);
+}
+
+/// Before `post_start`: Redis confirming the receivers' subscriptions,
+/// then each consumer's first attempt at its queue (a queue the broker
+/// refuses for good fails the start). `Pending` while waiting; `true` when
+/// the driver must look again (a confirmation came, or a failure stops the
+/// agent).
+fn confirm_start<A: Agent>(ctx: &mut Context<A>, task: &mut std::task::Context<'_>) -> Poll<bool> {
+    if let Some(confirming) = ctx.life.extras_mut().and_then(|e| e.confirming.as_mut()) {
+        let result = std::task::ready!(confirming.as_mut().poll(task));
+        ctx.life.extras().confirming = None;
+        if let Err(error) = result {
+            ctx.life.subscribe_failed(error);
+        }
+        return Poll::Ready(true);
+    }
+    if ctx.life.stage != Stage::PostStart || ctx.life.next != 0 {
+        return Poll::Ready(false);
+    }
+    let Some(extras) = ctx.life.extras_mut() else {
+        return Poll::Ready(false);
+    };
+    let mut refused = None;
+    for (index, consumer) in extras.consuming.iter_mut().enumerate() {
+        if let Err(error) = std::task::ready!(consumer.poll_started(task)) {
+            refused = Some((index, error));
+            break;
+        }
+    }
+    match refused {
+        Some((index, error)) => {
+            ctx.life
+                .consume_failed(A::HOOKS.consumers[index].name, error);
+            Poll::Ready(true)
+        }
+        None => Poll::Ready(false),
+    }
 }
 
 fn finish<A: Agent>(ctx: &mut Context<A>) {
