@@ -186,7 +186,7 @@ impl<A: Actor> AgentCell<A> {
     /// Counts a run of task `index` that went wrong.
     pub(crate) fn count_bad_run(&self, index: usize, bad: BadRun) {
         let mut shared = self.shared();
-        let runs = task_runs(&mut shared.more().runs, index);
+        let runs = grown(&mut shared.more().runs, index);
         match bad {
             BadRun::Failed | BadRun::BadInput => runs.failed += 1,
             BadRun::Panicked => runs.panicked += 1,
@@ -203,25 +203,17 @@ impl<A: Actor> AgentCell<A> {
     /// Counts a signal receiver `receiver` dropped unhandled.
     pub(crate) fn count_dropped(&self, receiver: usize) {
         let mut shared = self.shared();
-        let all = &mut shared.more().receiver_runs;
-        if all.len() <= receiver {
-            all.resize(receiver + 1, HandlerRuns::default());
-        }
-        all[receiver].dropped += 1;
+        grown(&mut shared.more().receiver_runs, receiver).dropped += 1;
     }
 
     /// Counts a run of a receiver or consumer that went wrong.
     pub(crate) fn count_bad_handler_run(&self, handler: Handler, bad: BadRun) {
         let mut shared = self.shared();
         let more = shared.more();
-        let (all, index) = match handler {
-            Handler::Receiver(index) => (&mut more.receiver_runs, index),
-            Handler::Consumer(index) => (&mut more.consumer_runs, index),
+        let runs = match handler {
+            Handler::Receiver(index) => grown(&mut more.receiver_runs, index),
+            Handler::Consumer(index) => grown(&mut more.consumer_runs, index),
         };
-        if all.len() <= index {
-            all.resize(index + 1, HandlerRuns::default());
-        }
-        let runs = &mut all[index];
         match bad {
             BadRun::Failed => runs.failed += 1,
             BadRun::Panicked => runs.panicked += 1,
@@ -233,7 +225,7 @@ impl<A: Actor> AgentCell<A> {
 
     /// Counts due times of task `index` that were skipped.
     pub(crate) fn count_skipped(&self, index: usize, skipped: u64) {
-        task_runs(&mut self.shared().more().runs, index).skipped += skipped;
+        grown(&mut self.shared().more().runs, index).skipped += skipped;
     }
 
     /// Notes an address server `server` listens on.
@@ -289,9 +281,10 @@ impl<A: Actor> AgentCell<A> {
     }
 }
 
-fn task_runs(runs: &mut Vec<TaskRuns>, index: usize) -> &mut TaskRuns {
+/// The counts at `index`, the list grown to hold it.
+fn grown<T: Default + Clone>(runs: &mut Vec<T>, index: usize) -> &mut T {
     if runs.len() <= index {
-        runs.resize(index + 1, TaskRuns::default());
+        runs.resize(index + 1, T::default());
     }
     &mut runs[index]
 }
