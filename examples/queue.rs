@@ -4,8 +4,8 @@
 //! `Shop` prints the dead letters and ends the service (exit 0).
 //!
 //! Run it with `cargo run --example queue` (the in-process broker), on
-//! Redis: `REDIS_URL=redis://127.0.0.1:6379 cargo run --example queue`, or
-//! on RabbitMQ: `AMQP_URL=amqp://guest:guest@127.0.0.1:5672/%2f cargo run
+//! Redis: `REDIS_URL=redis://127.0.0.1:6379 cargo run --features redis --example queue`, or
+//! on RabbitMQ: `AMQP_URL=amqp://guest:guest@127.0.0.1:5672/%2f cargo run --features amqp
 //! --example queue` (`QUEUE_NAMESPACE` puts a prefix before its queue
 //! names).
 
@@ -95,8 +95,7 @@ impl Shop {
 fn broker() -> Result<BrokerConfig, BrokerError> {
     let namespace = std::env::var("QUEUE_NAMESPACE").unwrap_or_default();
     let config = match (std::env::var("AMQP_URL"), std::env::var("REDIS_URL")) {
-        (Ok(url), _) => BrokerConfig::amqp(&url)?,
-        (_, Ok(url)) => BrokerConfig::redis(&url)?,
+        (Ok(url), _) | (_, Ok(url)) => BrokerConfig::from_url(&url)?,
         _ => return Ok(BrokerConfig::in_process()),
     };
     Ok(config.namespace(&namespace))

@@ -4,7 +4,7 @@
 //! process exits 0.
 //!
 //! Run it with `cargo run --example signals` (the in-process bus), or on
-//! Redis: `REDIS_URL=redis://127.0.0.1:6379 cargo run --example signals`
+//! Redis: `REDIS_URL=redis://127.0.0.1:6379 cargo run --features redis --example signals`
 //! (`BUS_PREFIX` sets the channel prefix, `PUBSUB` by default).
 
 use std::error::Error;
@@ -94,7 +94,7 @@ fn bus() -> Result<BusConfig, BusError> {
     let Ok(url) = std::env::var("REDIS_URL") else {
         return Ok(BusConfig::in_process());
     };
-    let config = BusConfig::redis(&url)?;
+    let config = BusConfig::from_url(&url)?;
     match std::env::var("BUS_PREFIX") {
         Ok(prefix) => config.prefix(&prefix),
         Err(_) => Ok(config),

@@ -93,6 +93,9 @@ extern crate self as microagent;
 // calls what the agent declares).
 //
 // vocabulary: no dependency on the rest of the crate
+// Only backends use it.
+#[cfg_attr(not(any(feature = "redis", feature = "amqp")), allow(dead_code))]
+mod backend;
 pub mod broker;
 pub mod bus;
 mod error;
@@ -119,6 +122,7 @@ mod deploy;
 pub mod testkit;
 
 pub use agent::{Agent, IntoAgent, Named};
+pub use backend::BackendError;
 pub use deploy::deploy;
 pub use error::{AgentError, HookError, HookFailure, Stage, TimedOut};
 pub use info::{

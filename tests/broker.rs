@@ -7,7 +7,6 @@
 
 mod support;
 
-use std::future::Future;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -16,6 +15,7 @@ use std::time::Duration;
 use microagent::broker::{Broker, BrokerConfig, Queue};
 use microagent::prelude::*;
 use serde::{Deserialize, Serialize};
+use support::matrix::{on_backends, Backend};
 use support::{Boom, Events};
 use tokio::sync::{Notify, Semaphore};
 
@@ -48,60 +48,7 @@ impl Worker {
     }
 }
 
-/// Which broker a test runs on.
-enum Backend {
-    InProcess,
-    Redis(String),
-    Amqp(String),
-}
-
-impl Backend {
-    /// Runs `body` under `microagent::run`, with this broker installed.
-    fn run<F: Future>(&self, body: F) -> F::Output {
-        let config = match self {
-            Backend::InProcess => BrokerConfig::in_process(),
-            Backend::Redis(url) => BrokerConfig::redis(url)
-                .unwrap()
-                .namespace(&format!("{}:", support::redis::prefix())),
-            Backend::Amqp(url) => BrokerConfig::amqp(url)
-                .unwrap()
-                .namespace(&format!("{}:", support::redis::prefix())),
-        };
-        microagent::run(async move {
-            Broker::connect(config).await.expect("the broker connects");
-            body.await
-        })
-    }
-}
-
-/// Each test on every broker: `in_process::name`, `redis::name`,
-/// `amqp::name`.
-macro_rules! on_every_broker {
-    ($($name:ident),* $(,)?) => {
-        mod in_process {
-            $(#[test]
-            fn $name() {
-                super::$name(super::Backend::InProcess)
-            })*
-        }
-        mod redis {
-            $(#[test]
-            #[cfg_attr(not(service_redis), ignore = "needs REDIS_URL")]
-            fn $name() {
-                super::$name(super::Backend::Redis(super::support::redis::url()))
-            })*
-        }
-        mod amqp {
-            $(#[test]
-            #[cfg_attr(not(service_amqp), ignore = "needs AMQP_URL")]
-            fn $name() {
-                super::$name(super::Backend::Amqp(super::support::redis::amqp_url()))
-            })*
-        }
-    };
-}
-
-on_every_broker!(
+on_backends!([in_process, redis, amqp] =>
     messages_are_handled_once_each_in_the_order_sent,
     a_failing_message_is_retried_then_dead_lettered_with_the_reason,
     a_message_that_does_not_decode_is_dead_lettered_at_once,
@@ -173,7 +120,7 @@ impl Batched {
 fn a_plain_fn_consumer_with_prefetch_handles_each_once_in_order_with_retries(backend: Backend) {
     let events = Events::default();
     let watched = events.clone();
-    let dead = backend.run(async move {
+    let dead = backend.run_broker(async move {
         let broker = Broker::current();
         for id in 0..60 {
             let fail = id % 20 == 7;
@@ -287,7 +234,7 @@ fn stop_hands_messages_back_in_their_order() {
 fn messages_are_handled_once_each_in_the_order_sent(backend: Backend) {
     let events = Events::default();
     let watched = events.clone();
-    backend.run(async move {
+    backend.run_broker(async move {
         let broker = Broker::current();
         for id in 0..20 {
             broker.send(work(id)).await.unwrap();
@@ -314,7 +261,7 @@ fn dead_letter_one<A: Agent>(
     events: &Events,
 ) -> (Vec<microagent::broker::DeadLetter>, microagent::AgentInfo) {
     let watched = events.clone();
-    backend.run(async move {
+    backend.run_broker(async move {
         let broker = Broker::current();
         let (addr, handle) = microagent::start(agent);
         started(&addr).await;
@@ -412,7 +359,7 @@ impl QuickRetry {
 fn a_retry_is_taken_when_due_while_the_consumer_waits_for_messages(backend: Backend) {
     let events = Events::default();
     let watched = events.clone();
-    backend.run(async move {
+    backend.run_broker(async move {
         let broker = Broker::current();
         let (addr, handle) = microagent::start(QuickRetry {
             events: watched.clone(),
@@ -432,7 +379,7 @@ fn a_retry_is_taken_when_due_while_the_consumer_waits_for_messages(backend: Back
 fn a_message_that_does_not_decode_is_dead_lettered_at_once(backend: Backend) {
     let events = Events::default();
     let watched = events.clone();
-    let (dead, bad_input) = backend.run(async move {
+    let (dead, bad_input) = backend.run_broker(async move {
         let broker = Broker::current();
         let (addr, handle) = microagent::start(Worker {
             events: watched.clone(),
@@ -466,7 +413,7 @@ fn a_message_that_does_not_decode_is_dead_lettered_at_once(backend: Backend) {
 fn equal_messages_have_budgets_of_their_own(backend: Backend) {
     let events = Events::default();
     let watched = events.clone();
-    let dead = backend.run(async move {
+    let dead = backend.run_broker(async move {
         let broker = Broker::current();
         let (addr, handle) = microagent::start(Worker {
             events: watched.clone(),
@@ -511,7 +458,7 @@ impl Slow {
 }
 
 fn no_more_than_prefetch_messages_are_taken_and_a_stop_takes_no_more(backend: Backend) {
-    backend.run(async {
+    backend.run_broker(async {
         let broker = Broker::current();
         for id in 0..10 {
             broker.send(SlowWork { id }).await.unwrap();
@@ -580,7 +527,7 @@ impl Gated {
 /// the queue shrinks by one per message settled, never by more than the
 /// prefetch allows.
 fn each_settled_message_makes_room_for_exactly_one_more(backend: Backend) {
-    backend.run(async {
+    backend.run_broker(async {
         let broker = Broker::current();
         for id in 0..10 {
             broker.send(GatedWork { id }).await.unwrap();
@@ -658,7 +605,7 @@ struct Job {
 fn json_objects_and_other_types_reach_a_typed_consumer(backend: Backend) {
     let events = Events::default();
     let watched = events.clone();
-    backend.run(async move {
+    backend.run_broker(async move {
         let broker = Broker::current();
         let (addr, handle) = microagent::start(Worker {
             events: watched.clone(),

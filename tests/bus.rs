@@ -7,11 +7,10 @@ mod support;
 
 use std::time::Duration;
 
-use std::future::Future;
-
-use microagent::bus::{Bus, BusConfig, BusError, DynSignal, Signal};
+use microagent::bus::{Bus, BusError, DynSignal, Signal};
 use microagent::prelude::*;
 use serde::{Deserialize, Serialize};
+use support::matrix::{on_backends, Backend};
 use support::{Boom, Events};
 
 #[derive(Signal, Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -169,53 +168,7 @@ fn shop(events: &Events) -> Shop {
     }
 }
 
-/// Which bus a test runs on.
-enum Backend {
-    InProcess,
-    Redis(String),
-}
-
-impl Backend {
-    /// Runs `body` under `microagent::run`, with this bus installed.
-    fn run<F: Future>(&self, body: F) -> F::Output {
-        let config = match self {
-            Backend::InProcess => BusConfig::in_process(),
-            Backend::Redis(url) => BusConfig::redis(url)
-                .unwrap()
-                .prefix(&support::redis::prefix())
-                .unwrap(),
-        };
-        microagent::run(async move {
-            Bus::connect(config).await.expect("the bus connects");
-            body.await
-        })
-    }
-
-    fn is_redis(&self) -> bool {
-        matches!(self, Backend::Redis(_))
-    }
-}
-
-/// Each test twice: `in_process::name` and `redis::name`.
-macro_rules! on_both_buses {
-    ($($name:ident),* $(,)?) => {
-        mod in_process {
-            $(#[test]
-            fn $name() {
-                super::$name(super::Backend::InProcess)
-            })*
-        }
-        mod redis {
-            $(#[test]
-            #[cfg_attr(not(service_redis), ignore = "needs REDIS_URL")]
-            fn $name() {
-                super::$name(super::Backend::Redis(super::support::redis::url()))
-            })*
-        }
-    };
-}
-
-on_both_buses!(
+on_backends!([in_process, redis] =>
     a_signal_reaches_every_receiver_and_a_self_signal_from_post_start_arrives,
     a_call_gets_every_answer_keyed_by_agent_and_method,
     a_call_nobody_answers_is_a_typed_error,
@@ -243,7 +196,7 @@ fn a_signal_reaches_every_receiver_and_a_self_signal_from_post_start_arrives(bac
     let events = Events::default();
     let warehouse_events = events.clone();
     let shop_events = events.clone();
-    backend.run(async move {
+    backend.run_bus(async move {
         let (shop_addr, shop) = microagent::start(self::shop(&shop_events));
         let (_warehouse, warehouse) = microagent::start(Warehouse {
             events: warehouse_events,
@@ -265,7 +218,7 @@ fn a_signal_reaches_every_receiver_and_a_self_signal_from_post_start_arrives(bac
 }
 
 fn a_call_gets_every_answer_keyed_by_agent_and_method(backend: Backend) {
-    let answers = backend.run(async {
+    let answers = backend.run_bus(async {
         let (shop, _s) = microagent::start(shop(&Events::default()));
         let (warehouse, _w) = microagent::start(Warehouse::default());
         started(&shop).await;
@@ -285,7 +238,7 @@ fn a_call_gets_every_answer_keyed_by_agent_and_method(backend: Backend) {
 }
 
 fn a_call_nobody_answers_is_a_typed_error(backend: Backend) {
-    let error = backend.run(async {
+    let error = backend.run_bus(async {
         Bus::current()
             .call(
                 "test",
@@ -306,7 +259,7 @@ fn a_call_nobody_answers_is_a_typed_error(backend: Backend) {
 }
 
 fn a_failing_or_slow_receiver_answers_null_and_the_agent_goes_on(backend: Backend) {
-    let (failed, slow_answer, after) = backend.run(async {
+    let (failed, slow_answer, after) = backend.run_bus(async {
         let (addr, handle) = microagent::start(Shop {
             stock: 10,
             ..Default::default()
@@ -364,7 +317,7 @@ fn a_failing_or_slow_receiver_answers_null_and_the_agent_goes_on(backend: Backen
 fn signals_waiting_when_the_stop_is_asked_for_are_dropped_and_pre_stop_runs(backend: Backend) {
     let events = Events::default();
     let watched = events.clone();
-    backend.run(async move {
+    backend.run_bus(async move {
         let gate = std::sync::Arc::new(tokio::sync::Notify::new());
         let (addr, handle) = microagent::start(Gated {
             events: watched.clone(),
@@ -398,7 +351,7 @@ fn signals_waiting_when_the_stop_is_asked_for_are_dropped_and_pre_stop_runs(back
 /// A plain `fn` receiver that panics answers `null`, as an `async fn` one
 /// does (the caller got `NoAnswer`).
 fn a_panicking_plain_fn_receiver_answers_null_and_the_agent_goes_on(backend: Backend) {
-    let (panicked, after, runs) = backend.run(async {
+    let (panicked, after, runs) = backend.run_bus(async {
         let (addr, handle) = microagent::start(Brittle);
         started(&addr).await;
         let bus = Bus::current();
@@ -418,7 +371,7 @@ fn a_panicking_plain_fn_receiver_answers_null_and_the_agent_goes_on(backend: Bac
 }
 
 fn arguments_that_do_not_fit_the_signal_answer_null_and_the_agent_goes_on(backend: Backend) {
-    let (wrong, right) = backend.run(async {
+    let (wrong, right) = backend.run_bus(async {
         let (addr, handle) = microagent::start(shop(&Events::default()));
         started(&addr).await;
         let bus = Bus::current();
@@ -452,7 +405,7 @@ fn arguments_that_do_not_fit_the_signal_answer_null_and_the_agent_goes_on(backen
 fn an_agent_stops_receiving_when_its_stop_begins(backend: Backend) {
     let events = Events::default();
     let watched = events.clone();
-    let error = backend.run(async move {
+    let error = backend.run_bus(async move {
         let (addr, handle) = microagent::start(shop(&watched));
         started(&addr).await;
         let bus = Bus::current();
@@ -477,7 +430,7 @@ fn an_agent_stops_receiving_when_its_stop_begins(backend: Backend) {
     // receiver runs and nothing answers.
     match error {
         BusError::NoAnswer { asked: 0, .. } => {}
-        BusError::NoAnswer { asked: 1, .. } if backend.is_redis() => {}
+        BusError::NoAnswer { asked: 1, .. } if backend.is_remote() => {}
         other => panic!("{other:?}"),
     }
     assert_eq!(events.count("welcome 2 from test"), 0);
@@ -533,7 +486,7 @@ impl Audit {
 fn a_receiver_with_its_own_type_for_the_signal_gets_it_through_json(backend: Backend) {
     let events = Events::default();
     let watched = events.clone();
-    backend.run(async move {
+    backend.run_bus(async move {
         let (addr, handle) = microagent::start(Audit {
             events: watched.clone(),
         });
@@ -551,7 +504,7 @@ fn a_receiver_with_its_own_type_for_the_signal_gets_it_through_json(backend: Bac
 
 fn answers_stream_in_as_they_arrive_and_the_stream_ends_when_all_answered(backend: Backend) {
     use futures_util::StreamExt;
-    let (asked, answers) = backend.run(async {
+    let (asked, answers) = backend.run_bus(async {
         // Shop is slow: its 200 ms timeout answers null; Warehouse is quick.
         let (shop, _s) = microagent::start(Shop {
             slow: true,
@@ -578,7 +531,7 @@ fn answers_stream_in_as_they_arrive_and_the_stream_ends_when_all_answered(backen
         ("Warehouse.stock".to_owned(), serde_json::json!("plenty")),
         ("Shop.stock".to_owned(), serde_json::Value::Null),
     ];
-    if backend.is_redis() {
+    if backend.is_remote() {
         // One bus asked; it answers for both receivers in one object.
         assert_eq!(asked, 1);
         let mut answers = answers;
@@ -617,7 +570,7 @@ impl Leaver {
 fn pre_stop_hooks_can_still_send(backend: Backend) {
     let events = Events::default();
     let watched = events.clone();
-    backend.run(async move {
+    backend.run_bus(async move {
         let (shop_addr, shop) = microagent::start(self::shop(&watched));
         started(&shop_addr).await;
         let (leaver_addr, leaver) = microagent::start(Leaver::default());
@@ -634,7 +587,7 @@ fn pre_stop_hooks_can_still_send(backend: Backend) {
 fn an_agent_reachable_through_the_bus_lives_without_its_addr(backend: Backend) {
     let events = Events::default();
     let watched = events.clone();
-    backend.run(async move {
+    backend.run_bus(async move {
         let (addr, handle) = microagent::start(self::shop(&watched));
         started(&addr).await;
         // No `Addr` left: a plain actix actor would stop now.

@@ -192,7 +192,7 @@ fn refused_configurations_exit_78_before_any_agent_starts() {
         (
             "[bus]\nurl = \"amqp://guest:hunter2@127.0.0.1/\"",
             vec![],
-            format!("configuration file `{shown}`: `bus.url`: expected a redis:// URL, found amqp://guest:***@127.0.0.1/"),
+            format!("configuration file `{shown}`: `bus.url`: expected a redis://, rediss://, redis+unix:// or unix:// URL, found amqp://guest:***@127.0.0.1/"),
         ),
         (
             "[broker]\nkind = \"rabbit\"",

@@ -305,7 +305,15 @@ fn a_redis_restart_turns_readiness_503_then_200_and_consuming_resumes() {
         down
     });
     assert!(
-        matches!(down_error, microagent::broker::BrokerError::Redis { .. }),
+        matches!(
+            down_error,
+            microagent::broker::BrokerError::Backend { kind: "redis", .. }
+        ),
+        "{down_error:?}"
+    );
+    // The client's error stays reachable as the source.
+    assert!(
+        std::error::Error::source(&down_error).is_some(),
         "{down_error:?}"
     );
     assert_eq!(events.count("rust handled 2 from down"), 0);
@@ -700,7 +708,15 @@ fn a_rabbitmq_restart_turns_readiness_503_then_200_and_loses_nothing() {
     });
     let (down_error, handled_before) = down_error;
     assert!(
-        matches!(down_error, microagent::broker::BrokerError::Amqp { .. }),
+        matches!(
+            down_error,
+            microagent::broker::BrokerError::Backend { kind: "amqp", .. }
+        ),
+        "{down_error:?}"
+    );
+    // The client's error stays reachable as the source.
+    assert!(
+        std::error::Error::source(&down_error).is_some(),
         "{down_error:?}"
     );
     // The broker stopped with messages still queued.

@@ -1,11 +1,13 @@
 //! Which broker a System uses, and what it reports about itself.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
 
 use super::error::BrokerError;
+use super::remote::Connector;
 
 /// Which broker the agents of a System use: the in-process one (the
 /// default), Redis or AMQP. `Debug` shows a URL's password as `***`. Install it with [`Broker::connect`](super::Broker::connect)
@@ -24,8 +26,10 @@ pub struct BrokerConfig {
 #[derive(Clone)]
 pub(super) enum Kind {
     InProcess,
-    Redis { url: String, redacted: String },
-    Amqp { url: String, redacted: String },
+    #[cfg_attr(not(any(feature = "redis", feature = "amqp")), allow(dead_code))]
+    /// Queues on a server, as the backend's constructor
+    /// (`BrokerConfig::redis`, ...) set them up.
+    Remote(Arc<dyn Connector>),
 }
 
 impl fmt::Debug for BrokerConfig {
@@ -35,15 +39,11 @@ impl fmt::Debug for BrokerConfig {
             Kind::InProcess => out
                 .field("kind", &"in-process")
                 .field("capacity", &self.capacity),
-            Kind::Redis { redacted, .. } => out
-                .field("kind", &"redis")
-                .field("url", redacted)
+            Kind::Remote(connector) => out
+                .field("kind", &connector.kind())
+                .field("url", connector.endpoint())
                 .field("namespace", &self.namespace)
-                .field("lease", &self.lease),
-            Kind::Amqp { redacted, .. } => out
-                .field("kind", &"amqp")
-                .field("url", redacted)
-                .field("namespace", &self.namespace)
+                .field("lease", &self.lease)
                 .field("durable", &self.durable),
         };
         out.finish()
@@ -72,32 +72,38 @@ impl BrokerConfig {
         }
     }
 
+    /// The broker at `url`, on the backend its scheme names (`redis://`
+    /// and the other Redis schemes with the feature `redis`, `amqp://` and
+    /// `amqps://` with the feature `amqp`).
+    ///
+    /// Fails when no backend takes the scheme, or when the backend's cargo
+    /// feature is off (the error names the feature).
+    pub fn from_url(url: &str) -> Result<Self, BrokerError> {
+        let backend =
+            crate::backend::by_url(super::BACKENDS, url).map_err(|e| BrokerError::Config {
+                reason: format!("{e}, found {}", crate::backend::redact(url)),
+            })?;
+        let open = backend.open.ok_or_else(|| BrokerError::Config {
+            reason: format!("the `{}` backend is not compiled in", backend.name),
+        })?;
+        open(url)
+    }
+
+    /// Queues on a server: what backend constructors build on.
+    #[cfg_attr(not(any(feature = "redis", feature = "amqp")), allow(dead_code))]
+    pub(super) fn remote(connector: impl Connector) -> Self {
+        BrokerConfig {
+            kind: Kind::Remote(Arc::new(connector)),
+            ..BrokerConfig::in_process()
+        }
+    }
+
     /// What is appended to a queue's name to name its dead letters' list
     /// (Redis) or queue (AMQP): `:dead` by default (`mailer:dead`). The
     /// in-process broker keeps them beside the queue.
     pub fn dead_letters_suffix(mut self, suffix: &str) -> Self {
         self.dead_suffix = suffix.to_owned();
         self
-    }
-
-    /// The AMQP broker (RabbitMQ) at `url`
-    /// (`amqp://user:password@host:5672/%2f`): messages are published to
-    /// the default exchange with the queue's name as routing key, as the
-    /// Python original does.
-    pub fn amqp(url: &str) -> Result<Self, BrokerError> {
-        let redacted = crate::bus::redact(url);
-        if !(url.starts_with("amqp://") || url.starts_with("amqps://")) {
-            return Err(BrokerError::Config {
-                reason: format!("bad AMQP URL {redacted}: expected amqp://"),
-            });
-        }
-        Ok(BrokerConfig {
-            kind: Kind::Amqp {
-                url: url.to_owned(),
-                redacted,
-            },
-            ..BrokerConfig::in_process()
-        })
     }
 
     /// AMQP: declare queues durable and publish persistent messages (the
@@ -107,23 +113,6 @@ impl BrokerConfig {
     pub fn durable(mut self, durable: bool) -> Self {
         self.durable = durable;
         self
-    }
-
-    /// The Redis broker at `url` (`redis://[:password@]host[:port][/db]`):
-    /// a queue is the list named by the bare queue name in that database,
-    /// as the Python original has it.
-    pub fn redis(url: &str) -> Result<Self, BrokerError> {
-        let redacted = crate::bus::redact(url);
-        redis::Client::open(url).map_err(|e| BrokerError::Config {
-            reason: format!("bad Redis URL {redacted}: {:?}", e.kind()),
-        })?;
-        Ok(BrokerConfig {
-            kind: Kind::Redis {
-                url: url.to_owned(),
-                redacted,
-            },
-            ..BrokerConfig::in_process()
-        })
     }
 
     /// Puts `namespace` before every Redis key or AMQP queue name (none by
@@ -145,8 +134,7 @@ impl BrokerConfig {
     pub(crate) fn describe(&self) -> (&'static str, Option<&str>) {
         match &self.kind {
             Kind::InProcess => ("in-process", None),
-            Kind::Redis { redacted, .. } => ("redis", Some(redacted)),
-            Kind::Amqp { redacted, .. } => ("amqp", Some(redacted)),
+            Kind::Remote(connector) => (connector.kind(), Some(connector.endpoint().redacted())),
         }
     }
 
@@ -174,6 +162,26 @@ pub struct BrokerInfo {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_url_picks_its_backend_or_names_the_feature_it_needs() {
+        for (url, kind) in [
+            ("redis://:hunter2@127.0.0.1:6379/3", "redis"),
+            ("amqps://guest:hunter2@127.0.0.1/%2f", "amqp"),
+        ] {
+            match BrokerConfig::from_url(url) {
+                Ok(config) => assert_eq!(config.describe().0, kind),
+                Err(e) => {
+                    let shown = e.to_string();
+                    assert!(shown.contains(&format!("feature `{kind}`")), "{shown}");
+                    assert!(!shown.contains("hunter2"), "{shown}");
+                }
+            }
+        }
+        let unknown = BrokerConfig::from_url("kafka://broker:9092").unwrap_err();
+        assert!(unknown.to_string().contains("amqp://"), "{unknown}");
+    }
+
+    #[cfg(all(feature = "redis", feature = "amqp"))]
     #[test]
     fn urls_show_no_password() {
         let redis = BrokerConfig::redis("redis://:hunter2@127.0.0.1:6379/3").unwrap();

@@ -1,9 +1,11 @@
 //! The broker's vocabulary of failure: why sending or reading a queue
 //! failed ([`BrokerError`]), and what a message that failed every attempt
 //! becomes ([`DeadLetter`]). Every other broker file builds on it; it
-//! names none of them.
+//! names none of them, and no backend.
 
 use serde_json::Value;
+
+use crate::backend::BackendError;
 
 /// Why sending or reading a queue failed. None shows a password.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -44,17 +46,8 @@ pub enum BrokerError {
         /// What is wrong.
         reason: String,
     },
-    /// The AMQP broker refused, or the connection failed under the
-    /// operation: nothing was sent.
-    #[error("the broker at {url}: {reason}")]
-    Amqp {
-        /// The URL, password redacted.
-        url: String,
-        /// What the broker or the connection said.
-        reason: String,
-    },
-    /// The AMQP queue exists with other flags than ours (406
-    /// PRECONDITION_FAILED): declare both sides alike (see
+    /// The queue exists on the server with other settings than ours (on
+    /// AMQP: 406 PRECONDITION_FAILED): declare both sides alike (see
     /// `BrokerConfig::durable`).
     #[error("AMQP queue `{queue}` exists with other flags than ours (durable = {durable}, exclusive = false, auto_delete = false, no arguments): {reason}")]
     QueueMismatch {
@@ -65,14 +58,17 @@ pub enum BrokerError {
         /// What the broker said.
         reason: String,
     },
-    /// Redis answered with an error, or the connection failed under the
-    /// command: nothing was sent.
-    #[error("the broker at {url}: {reason}")]
-    Redis {
+    /// The broker's server refused, or the connection failed under the
+    /// operation: nothing was sent. The client's error is the `source`.
+    #[error("the {kind} broker at {url}: {source}")]
+    Backend {
+        /// The backend (`redis`, `amqp`, ...).
+        kind: &'static str,
         /// The URL, password redacted.
         url: String,
-        /// What Redis or the connection said.
-        reason: String,
+        /// What the server or the connection said.
+        #[source]
+        source: BackendError,
     },
 }
 
@@ -91,6 +87,8 @@ pub struct DeadLetter {
     pub attempts: u32,
 }
 
+// Backends store and read dead letters.
+#[cfg_attr(not(any(feature = "redis", feature = "amqp")), allow(dead_code))]
 impl DeadLetter {
     /// A message as JSON: the object it is, or its text when it is not JSON.
     pub(super) fn message_of(body: &[u8]) -> Value {

@@ -6,14 +6,13 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
-use super::amqp::AmqpQueues;
 use super::config::{BrokerConfig, BrokerInfo, Kind};
 use super::error::{BrokerError, DeadLetter};
-use super::job::{Binding, Body, ConsumerOptions};
+use super::job::{Binding, Body, ConsumerOptions, JobFn};
 use super::memory::Memory;
 use super::queue::Queue;
-use super::redis::RedisQueues;
-use super::runner::{self, Backend, Consuming, JobFn};
+use super::remote::{ConsumerSpec, Destination};
+use super::runner::{self, Backend, Consuming, Remote};
 use crate::bus::QueueSpec;
 use crate::per_system::PerSystem;
 
@@ -92,26 +91,11 @@ impl Broker {
         }
         let backend = match &config.kind {
             Kind::InProcess => Backend::Memory(Arc::new(Memory::new(config.capacity))),
-            Kind::Redis { url, redacted } => Backend::Redis(Arc::new(
-                RedisQueues::connect(
-                    url,
-                    redacted.clone(),
-                    config.namespace.clone(),
-                    config.lease,
-                    config.dead_suffix.clone(),
-                )
-                .await?,
-            )),
-            Kind::Amqp { url, redacted } => Backend::Amqp(Arc::new(
-                AmqpQueues::connect(
-                    url,
-                    redacted.clone(),
-                    config.durable,
-                    config.namespace.clone(),
-                    config.dead_suffix.clone(),
-                )
-                .await?,
-            )),
+            Kind::Remote(connector) => Backend::Remote(Arc::new(Remote {
+                kind: connector.kind(),
+                url: connector.endpoint().redacted().to_owned(),
+                queues: connector.connect(&config).await?,
+            })),
         };
         let broker = Broker { backend };
         if !BROKERS.insert_new(id, broker.clone()) {
@@ -128,15 +112,10 @@ impl Broker {
                 url: None,
                 connected: true,
             },
-            Backend::Redis(queues) => BrokerInfo {
-                kind: "redis",
-                url: Some(queues.redacted().to_owned()),
-                connected: queues.is_up(),
-            },
-            Backend::Amqp(queues) => BrokerInfo {
-                kind: "amqp",
-                url: Some(queues.redacted().to_owned()),
-                connected: queues.is_up(),
+            Backend::Remote(remote) => BrokerInfo {
+                kind: remote.kind,
+                url: Some(remote.url.clone()),
+                connected: remote.queues.is_up(),
             },
         }
     }
@@ -262,11 +241,14 @@ impl Broker {
                 memory.queue(queue).push(Body::Wire(body.into())).await;
                 Ok(())
             }
-            Backend::Redis(queues) => queues.push(queue, &body).await,
-            Backend::Amqp(queues) => match exchange {
-                None => queues.publish(queue, &body, 0).await,
-                Some(exchange) => queues.publish_to(exchange, routing_key, &body).await,
-            },
+            Backend::Remote(remote) => {
+                let to = Destination {
+                    queue,
+                    exchange,
+                    routing_key,
+                };
+                remote.queues.send(to, body).await
+            }
         }
     }
 
@@ -276,8 +258,7 @@ impl Broker {
         check_queue(queue)?;
         match &self.backend {
             Backend::Memory(memory) => Ok(memory.length(queue)),
-            Backend::Redis(queues) => queues.length(queue).await,
-            Backend::Amqp(queues) => queues.length(queue).await,
+            Backend::Remote(remote) => remote.queues.length(queue).await,
         }
     }
 
@@ -286,8 +267,7 @@ impl Broker {
         check_queue(queue)?;
         match &self.backend {
             Backend::Memory(memory) => Ok(memory.dead_letters(queue)),
-            Backend::Redis(queues) => queues.dead_letters(queue).await,
-            Backend::Amqp(queues) => queues.dead_letters(queue).await,
+            Backend::Remote(remote) => remote.queues.dead_letters(queue).await,
         }
     }
 
@@ -304,15 +284,13 @@ impl Broker {
         batches: bool,
         deliver: JobFn,
     ) -> Consuming {
-        runner::start(
-            self.backend.clone(),
+        let spec = ConsumerSpec {
             queue,
             binding,
-            consumer,
+            name: consumer,
             options,
-            batches,
-            deliver,
-        )
+        };
+        runner::start(self.backend.clone(), spec, batches, deliver)
     }
 }
 

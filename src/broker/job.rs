@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use super::error::BrokerError;
 use super::queue::Queue;
-use super::runner::MemorySettle;
 use crate::error::HookFailure;
 
 /// How a consumer takes messages: declared with `#[consumer(...)]`.
@@ -58,7 +57,11 @@ pub(crate) enum Outcome {
     Released,
 }
 
-/// What settles a Redis or AMQP job: the consumer's runner, called once.
+/// Hands a job, and more jobs to run after it, to the consumer's agent;
+/// `false` once the agent is gone.
+pub(crate) type JobFn = Box<dyn Fn(Job, Vec<Job>) -> bool + Send + Sync>;
+
+/// What settles a job of a broker on a server: the consumer's runner, called once.
 pub(crate) type Settler = Box<dyn FnOnce(Outcome) + Send>;
 
 /// A message for one consumer, and how to settle it. Dropping it unsettled
@@ -71,15 +74,14 @@ pub struct Job {
 
 impl Job {
     /// A message of the in-process broker.
-    pub(crate) fn held(settle: MemorySettle) -> Job {
+    pub(crate) fn local(consumer: Arc<dyn LocalConsumer>, held: Held) -> Job {
         Job {
             settle: Settle {
-                how: Some(How::Memory(settle)),
+                how: Some(How::Local(consumer, held)),
             },
         }
     }
 
-    /// A message from Redis or AMQP: its bytes and its settler.
     pub(crate) fn wire(body: Arc<[u8]>, settler: Settler) -> Job {
         Job {
             settle: Settle {
@@ -90,11 +92,20 @@ impl Job {
 }
 
 /// A message taken from Redis or AMQP, until it is settled.
+/// A message in an in-process queue, or taken from it until it is settled.
 #[derive(Debug)]
-pub(crate) struct Taken {
-    pub(crate) body: Arc<[u8]>,
+pub(crate) struct Held {
+    /// Its id in this broker (what observers see).
+    pub(crate) id: u64,
+    pub(crate) body: Body,
     /// Attempts it had before this one.
     pub(crate) attempts: u32,
+}
+
+/// An in-process consumer, as the jobs it was handed settle with it.
+pub(crate) trait LocalConsumer: Send + Sync {
+    /// The run of `held` ended with `outcome`.
+    fn settle(self: Arc<Self>, held: Held, outcome: Outcome);
 }
 
 /// A message's body in the in-process broker: the value that was sent,
@@ -174,7 +185,7 @@ pub struct Settle {
 /// What a settlement goes to, with the message.
 enum How {
     /// The in-process broker, which holds the message itself.
-    Memory(MemorySettle),
+    Local(Arc<dyn LocalConsumer>, Held),
     /// A Redis or AMQP consumer's runner.
     Wire(Arc<[u8]>, Settler),
 }
@@ -196,7 +207,7 @@ impl Drop for Settle {
 impl Settle {
     fn send(&mut self, outcome: Outcome) {
         match self.how.take() {
-            Some(How::Memory(settle)) => settle.settle(outcome),
+            Some(How::Local(consumer, held)) => consumer.settle(held, outcome),
             Some(How::Wire(_, settler)) => settler(outcome),
             None => {}
         }
@@ -207,7 +218,7 @@ impl Settle {
     /// gets a clone.
     pub(crate) fn decode<Q: Queue>(&self) -> Result<Q, BrokerError> {
         match &self.how {
-            Some(How::Memory(settle)) => settle.body().decode(),
+            Some(How::Local(_, held)) => held.body.decode(),
             Some(How::Wire(bytes, _)) => Q::from_wire(bytes),
             None => Err(BrokerError::Decode {
                 queue: Q::NAME.to_owned(),

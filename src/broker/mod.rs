@@ -8,25 +8,58 @@
 //!
 //! See the crate docs' broker section for the delivery semantics.
 
+#[cfg(feature = "amqp")]
 mod amqp;
 mod config;
+mod delivery;
 mod error;
 mod handle;
 mod job;
 mod memory;
 mod observe;
 mod queue;
+#[cfg(feature = "redis")]
 mod redis;
+// Only backends use parts of the seam (AMQP all of it).
+#[cfg_attr(not(feature = "amqp"), allow(dead_code))]
+mod remote;
 mod runner;
 
 pub use config::{BrokerConfig, BrokerInfo};
 pub use error::{BrokerError, DeadLetter};
 pub use handle::Broker;
 pub(crate) use handle::{close, connected, current_info};
+pub(crate) use job::JobFn;
 pub use job::{Binding, Consume, ConsumerOptions, Job, Settle};
 pub use observe::{QueueEvent, Settlement};
 pub use queue::Queue;
-pub(crate) use runner::{Consuming, JobFn};
+pub(crate) use runner::Consuming;
+
+/// How a queue backend's configuration is made from a URL.
+type Open = fn(&str) -> Result<BrokerConfig, BrokerError>;
+
+/// The queue backends, compiled in or not: the one place in the broker
+/// that names them (see `docs/backends.md`).
+pub(crate) static BACKENDS: &[crate::backend::Registration<Open>] = &[
+    crate::backend::Registration {
+        name: "redis",
+        schemes: &["redis", "rediss", "redis+unix", "unix"],
+        feature: "redis",
+        #[cfg(feature = "redis")]
+        open: Some(BrokerConfig::redis),
+        #[cfg(not(feature = "redis"))]
+        open: None,
+    },
+    crate::backend::Registration {
+        name: "amqp",
+        schemes: &["amqp", "amqps"],
+        feature: "amqp",
+        #[cfg(feature = "amqp")]
+        open: Some(BrokerConfig::amqp),
+        #[cfg(not(feature = "amqp"))]
+        open: None,
+    },
+];
 
 /// Declares a queue's message: see [`Queue`].
 pub use microagent_macros::Queue;

@@ -1,6 +1,7 @@
 //! Which bus a System uses, and what it reports about itself.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -8,28 +9,32 @@ use serde::Serialize;
 use super::backlog::Bound;
 
 use super::error::BusError;
+use super::remote::Connector;
 use super::wire::{self, MAX_PAYLOAD};
 
 /// The prefix of every channel, as in the Python original.
 pub const DEFAULT_PREFIX: &str = "PUBSUB";
 
 /// Which bus the agents of a System use: the in-process one (the default)
-/// or Redis. Install it with [`Bus::connect`](super::Bus::connect) or
+/// or one on a server (Redis with the feature `redis`). Install it with
+/// [`Bus::connect`](super::Bus::connect) or
 /// [`Launcher::bus`](crate::Launcher::bus) before the agents start.
 ///
 /// Its `Debug` output and [`BusInfo`] show the URL with its password
 /// replaced by `***`.
 ///
 /// ```
+/// # #[cfg(feature = "redis")] {
 /// use std::time::Duration;
 /// use microagent::bus::BusConfig;
 ///
-/// let config = BusConfig::redis("redis://:s3cret@127.0.0.1:6379/0")
+/// let config = BusConfig::from_url("redis://:s3cret@127.0.0.1:6379/0")
 ///     .unwrap()
 ///     .prefix("PUBSUB")
 ///     .unwrap()
 ///     .subscribe_timeout(Duration::from_secs(5));
 /// assert!(!format!("{config:?}").contains("s3cret"));
+/// # }
 /// ```
 #[derive(Clone)]
 pub struct BusConfig {
@@ -51,15 +56,19 @@ pub(crate) const BUFFER: Bound = Bound {
 #[derive(Clone)]
 pub(super) enum Kind {
     InProcess,
-    Redis { url: String, redacted: String },
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    /// A backend on a server, as its constructor (`BusConfig::redis`, ...)
+    /// set it up.
+    Remote(Arc<dyn Connector>),
 }
 
 impl fmt::Debug for BusConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut out = f.debug_struct("BusConfig");
-        out.field("kind", &self.kind_name());
-        if let Kind::Redis { redacted, .. } = &self.kind {
-            out.field("url", redacted);
+        let (kind, url) = self.describe();
+        out.field("kind", &kind);
+        if let Some(url) = url {
+            out.field("url", &url);
         }
         out.field("prefix", &self.prefix)
             .field("max_payload", &self.max_payload)
@@ -90,20 +99,29 @@ impl BusConfig {
         }
     }
 
-    /// The Redis bus at `url` (`redis://[:password@]host[:port][/db]`, or
-    /// `rediss://` with TLS where the `redis` crate supports it).
-    pub fn redis(url: &str) -> Result<Self, BusError> {
-        let redacted = redact(url);
-        redis::Client::open(url).map_err(|e| BusError::Config {
-            reason: format!("bad Redis URL {redacted}: {:?}", e.kind()),
+    /// The bus at `url`, on the backend its scheme names (`redis://` and
+    /// the other Redis schemes with the feature `redis`).
+    ///
+    /// Fails when no backend takes the scheme, or when the backend's cargo
+    /// feature is off (the error names the feature).
+    pub fn from_url(url: &str) -> Result<Self, BusError> {
+        let backend =
+            crate::backend::by_url(super::BACKENDS, url).map_err(|e| BusError::Config {
+                reason: format!("{e}, found {}", crate::backend::redact(url)),
+            })?;
+        let open = backend.open.ok_or_else(|| BusError::Config {
+            reason: format!("the `{}` backend is not compiled in", backend.name),
         })?;
-        Ok(BusConfig {
-            kind: Kind::Redis {
-                url: url.to_owned(),
-                redacted,
-            },
+        open(url)
+    }
+
+    /// A bus on a server: what backend constructors build on.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(super) fn remote(connector: impl Connector) -> Self {
+        BusConfig {
+            kind: Kind::Remote(Arc::new(connector)),
             ..BusConfig::in_process()
-        })
+        }
     }
 
     /// Sets the channel prefix (`PUBSUB` by default); it cannot hold `:`
@@ -151,18 +169,11 @@ impl BusConfig {
         self
     }
 
-    pub(super) fn kind_name(&self) -> &'static str {
-        match self.kind {
-            Kind::InProcess => "in-process",
-            Kind::Redis { .. } => "redis",
-        }
-    }
-
     /// Its kind and its URL, password redacted.
     pub(crate) fn describe(&self) -> (&'static str, Option<&str>) {
         match &self.kind {
-            Kind::InProcess => (self.kind_name(), None),
-            Kind::Redis { redacted, .. } => (self.kind_name(), Some(redacted)),
+            Kind::InProcess => ("in-process", None),
+            Kind::Remote(connector) => (connector.kind(), Some(connector.endpoint().redacted())),
         }
     }
 }
@@ -172,7 +183,7 @@ impl BusConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct BusInfo {
-    /// `in-process` or `redis`.
+    /// `in-process`, or the backend's name (`redis`, ...).
     pub kind: &'static str,
     /// The channel prefix.
     pub prefix: String,
@@ -197,92 +208,36 @@ impl BusInfo {
     }
 }
 
-/// `url` with its secrets replaced by `***`: the password of its userinfo,
-/// and the value of any query parameter a client library may read one from
-/// (the `redis` crate reads `pass` for `redis+unix://` and `unix://` URLs;
-/// any key that names a password, secret, token or key is taken for one).
-/// A URL that does not parse is replaced whole, as it may hold one
-/// anywhere.
-pub fn redact(url: &str) -> String {
-    let Ok(mut parsed) = url::Url::parse(url) else {
-        return "<unparsable URL>".to_owned();
-    };
-    if parsed.password().is_some() && parsed.set_password(Some("***")).is_err() {
-        return "<redacted>".to_owned();
-    }
-    if parsed.query_pairs().any(|(key, _)| is_secret(&key)) {
-        let pairs: Vec<(String, String)> = parsed
-            .query_pairs()
-            .map(|(key, value)| {
-                let value = if is_secret(&key) {
-                    "***".to_owned()
-                } else {
-                    value.into_owned()
-                };
-                (key.into_owned(), value)
-            })
-            .collect();
-        parsed.query_pairs_mut().clear().extend_pairs(pairs);
-    }
-    parsed.to_string()
-}
-
-/// Whether a URL's query parameter may carry a secret.
-fn is_secret(key: &str) -> bool {
-    let key = key.to_ascii_lowercase();
-    key == "auth"
-        || ["pass", "pwd", "secret", "token", "key", "credential"]
-            .iter()
-            .any(|word| key.contains(word))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    #[cfg(feature = "redis")]
     #[test]
-    fn passwords_are_redacted() {
-        assert_eq!(
-            redact("redis://:hunter2@localhost:6379/1"),
-            "redis://:***@localhost:6379/1"
-        );
-        assert_eq!(
-            redact("redis://user:hunter2@localhost/"),
-            "redis://user:***@localhost/"
-        );
-        assert_eq!(redact("redis://localhost:6379"), "redis://localhost:6379");
-        assert!(!redact("redis//:hunter2@").contains("hunter2"));
-        // Every scheme the configuration accepts, with the secret where
-        // the client libraries read one: userinfo, and the query (`pass`
-        // for the redis crate's Unix sockets).
-        for url in [
-            "redis://:hunter2@localhost:6379/1",
-            "rediss://user:hunter2@localhost:6380/0",
-            "redis+unix:///run/redis.sock?db=2&pass=hunter2",
-            "unix:///run/redis.sock?pass=hunter2&user=me",
-            "redis+unix:///run/redis.sock?password=hunter2",
-            "amqp://guest:hunter2@localhost:5672/%2f",
-            "amqps://guest:hunter2@localhost:5671/%2f?heartbeat=10",
-            "amqp://localhost/%2f?auth_token=hunter2",
-        ] {
-            let shown = redact(url);
-            assert!(!shown.contains("hunter2"), "{url} -> {shown}");
-            assert!(shown.contains("***"), "{url} -> {shown}");
-        }
-        assert_eq!(
-            redact("unix:///run/redis.sock?db=2&pass=hunter2&user=me"),
-            "unix:///run/redis.sock?db=2&pass=***&user=me"
-        );
-        assert_eq!(
-            redact("amqp://localhost/%2f?heartbeat=10"),
-            "amqp://localhost/%2f?heartbeat=10"
-        );
+    fn redis_configurations_show_no_password() {
         let unix = BusConfig::redis("redis+unix:///x.sock?pass=S3cret").unwrap();
         assert!(!format!("{unix:?}").contains("S3cret"), "{unix:?}");
         let config = BusConfig::redis("redis://:hunter2@localhost:6379").unwrap();
         assert!(!format!("{config:?}").contains("hunter2"));
         let bad = BusConfig::redis("nonsense://:hunter2@x").unwrap_err();
         assert!(!bad.to_string().contains("hunter2"), "{bad}");
+    }
+
+    #[test]
+    fn a_url_no_backend_of_the_build_takes_is_refused_naming_the_feature() {
+        let unknown = BusConfig::from_url("nats://:hunter2@localhost").unwrap_err();
+        assert!(
+            unknown.to_string().contains("expected a redis://"),
+            "{unknown}"
+        );
+        assert!(!unknown.to_string().contains("hunter2"), "{unknown}");
+        let redis = BusConfig::from_url("redis://:hunter2@localhost:6379");
+        if cfg!(feature = "redis") {
+            assert_eq!(redis.unwrap().describe().0, "redis");
+        } else {
+            let error = redis.unwrap_err().to_string();
+            assert!(error.contains("cargo feature `redis`"), "{error}");
+        }
     }
 
     #[test]

@@ -1,11 +1,12 @@
 //! The bus's vocabulary of failure ([`BusError`]): every other bus file
 //! builds on it; it names none of them but the codec's and the signals'
-//! own errors.
+//! own errors, and no backend.
 
 use std::time::Duration;
 
 use super::signal::SignalError;
 use super::wire::WireError;
+use crate::backend::BackendError;
 
 /// Why sending, calling or connecting failed. None of them shows a
 /// password: URLs appear with it replaced by `***`.
@@ -26,7 +27,7 @@ pub enum BusError {
         signal: String,
         /// How long the call waited.
         timeout: Duration,
-        /// How many were asked: receivers in-process, buses over Redis
+        /// How many were asked: receivers in-process, buses over a server
         /// (each answers for all its receivers).
         asked: usize,
     },
@@ -40,14 +41,14 @@ pub enum BusError {
     /// [`Bus::current`](crate::bus::Bus::current), and only once.
     #[error("this actix System already has a bus")]
     AlreadyInstalled,
-    /// The Redis bus is not connected (it is reconnecting): nothing was
+    /// The bus's server is not connected (it is reconnecting): nothing was
     /// sent.
     #[error("the bus at {url} is down (reconnecting)")]
     Down {
         /// The URL, password redacted.
         url: String,
     },
-    /// Redis did not confirm a subscription in time.
+    /// The bus's server did not confirm a subscription in time.
     #[error("the bus at {url} did not confirm a subscription within {timeout:?}")]
     SubscribeTimeout {
         /// The URL, password redacted.
@@ -55,13 +56,16 @@ pub enum BusError {
         /// How long it waited.
         timeout: Duration,
     },
-    /// Redis answered a command with an error, or the connection failed
-    /// under it.
-    #[error("the bus at {url}: {reason}")]
-    Redis {
+    /// The backend's server answered a command with an error, or the
+    /// connection failed under it: the client's error is the `source`.
+    #[error("the {kind} bus at {url}: {source}")]
+    Backend {
+        /// The backend (`redis`, ...).
+        kind: &'static str,
         /// The URL, password redacted.
         url: String,
-        /// What Redis or the connection said.
-        reason: String,
+        /// What the server or the connection said.
+        #[source]
+        source: BackendError,
     },
 }

@@ -19,7 +19,7 @@ use super::delivery::{typed, Payload};
 use super::error::BusError;
 use super::local::{DeliverFn, Subscribers};
 use super::observe::{Observer, Observers, Sent};
-use super::redis::{Link, PendingGuard};
+use super::remote::{PendingGuard, Remote};
 use super::signal::{check_name, DynSignal, Signal};
 use super::wire;
 use crate::per_system::PerSystem;
@@ -71,15 +71,15 @@ impl Answers {
 pub(crate) struct Subscription {
     subscribers: Arc<Subscribers>,
     entries: Vec<(&'static str, u64)>,
-    remote: Option<Arc<Link>>,
+    remote: Option<Arc<Remote>>,
 }
 
 impl Drop for Subscription {
     fn drop(&mut self) {
         self.subscribers.remove(&self.entries);
-        if let Some(link) = &self.remote {
+        if let Some(remote) = &self.remote {
             for (signal, _) in &self.entries {
-                link.unsubscribe(signal);
+                remote.unsubscribe(signal);
             }
         }
     }
@@ -110,7 +110,7 @@ struct Inner {
     subscribers: Arc<Subscribers>,
     observers: Observers<Sent>,
     prefix: String,
-    remote: Option<Arc<Link>>,
+    remote: Option<Arc<Remote>>,
 }
 
 impl fmt::Debug for Bus {
@@ -196,7 +196,7 @@ impl Bus {
         })
     }
 
-    fn new(prefix: String, subscribers: Arc<Subscribers>, remote: Option<Arc<Link>>) -> Bus {
+    fn new(prefix: String, subscribers: Arc<Subscribers>, remote: Option<Arc<Remote>>) -> Bus {
         Bus {
             inner: Arc::new(Inner {
                 subscribers,
@@ -228,7 +228,9 @@ impl Bus {
         let subscribers = Arc::<Subscribers>::default();
         let remote = match &config.kind {
             Kind::InProcess => None,
-            Kind::Redis { .. } => Some(Link::start(&config, subscribers.clone()).await?),
+            Kind::Remote(connector) => {
+                Some(Remote::start(&config, connector.as_ref(), subscribers.clone()).await?)
+            }
         };
         let bus = Bus::new(config.prefix.clone(), subscribers, remote);
         if !BUSES.insert_new(id, bus.clone()) {

@@ -23,15 +23,20 @@ mod error;
 mod handle;
 mod local;
 mod observe;
+#[cfg(feature = "redis")]
 mod redis;
+// Only backends use parts of the seam.
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+mod remote;
 mod sender;
 mod signal;
 pub mod wire;
 
+pub use crate::backend::redact;
 pub use backlog::Ticket;
 pub(crate) use backlog::{Backlog, Bound};
 pub(crate) use config::BUFFER;
-pub use config::{redact, BusConfig, BusInfo, DEFAULT_PREFIX};
+pub use config::{BusConfig, BusInfo, DEFAULT_PREFIX};
 pub use declarations::{
     ArgSpec, ArgType, DeclarationError, DeclarationProblem, Declarations, QueueSpec, SignalSpec,
 };
@@ -44,6 +49,22 @@ pub(crate) use observe::Observers;
 pub use observe::{Observer, Sent};
 pub use sender::AgentBus;
 pub use signal::{DynSignal, Signal, SignalError};
+
+/// How a bus backend's configuration is made from a URL.
+type Open = fn(&str) -> Result<BusConfig, BusError>;
+
+/// The bus backends, compiled in or not: the one place in the bus that
+/// names them (see `docs/backends.md`).
+pub(crate) static BACKENDS: &[crate::backend::Registration<Open>] =
+    &[crate::backend::Registration {
+        name: "redis",
+        schemes: &["redis", "rediss", "redis+unix", "unix"],
+        feature: "redis",
+        #[cfg(feature = "redis")]
+        open: Some(BusConfig::redis),
+        #[cfg(not(feature = "redis"))]
+        open: None,
+    }];
 
 /// Declares a signal: see [`Signal`].
 pub use microagent_macros::Signal;

@@ -8,6 +8,7 @@ use figment::Figment;
 use serde::{Deserialize, Deserializer};
 
 use super::error::ConfigError;
+use crate::backend::{by_name, by_url, Registration, Unavailable};
 use crate::broker::BrokerConfig;
 use crate::bus::BusConfig;
 
@@ -64,122 +65,73 @@ impl<'de> Deserialize<'de> for Seconds {
     }
 }
 
-/// What serves as bus or broker.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub(super) enum Backend {
-    InProcess,
-    Redis,
-    Amqp,
-}
-
-impl Backend {
-    fn name(self) -> &'static str {
-        match self {
-            Backend::InProcess => "in-process",
-            Backend::Redis => "redis",
-            Backend::Amqp => "amqp",
-        }
-    }
-
-    /// The backend a URL's scheme names.
-    fn of_url(url: &str) -> Option<Backend> {
-        let scheme = url.split_once("://")?.0;
-        match scheme {
-            "redis" | "rediss" | "redis+unix" | "unix" => Some(Backend::Redis),
-            "amqp" | "amqps" => Some(Backend::Amqp),
-            _ => None,
-        }
-    }
-}
-
 /// Where a key's value comes from, for an error.
 pub(super) fn origin(figment: &Figment, key: &str) -> String {
     let path: Vec<&str> = key.split('.').collect();
     super::error::origin(figment.find_metadata(key), &path)
 }
 
-/// The backend a section asks for: its `kind`, else its URL's scheme, else
-/// in-process; `section` names it in errors.
-fn backend(
+/// The backend a section asks for, from the channel's registered
+/// `backends`: its `kind`, else its URL's scheme, else in-process (`None`);
+/// `section` names it in errors.
+fn backend<Open: Copy>(
     figment: &Figment,
     section: &str,
-    kind: Option<Backend>,
+    kind: Option<&str>,
     url: Option<&str>,
-    allowed: &[Backend],
-) -> Result<Backend, ConfigError> {
-    let schemes = || {
-        allowed
-            .iter()
-            .filter_map(|b| match b {
-                Backend::InProcess => None,
-                Backend::Redis => Some("redis://"),
-                Backend::Amqp => Some("amqp://"),
-            })
-            .collect::<Vec<_>>()
-            .join(" or ")
-    };
-    let url_key = format!("{section}.url");
-    let from_url = match url {
-        Some(url) => match Backend::of_url(url).filter(|b| allowed.contains(b)) {
-            Some(backend) => Some(backend),
-            None => {
-                return Err(ConfigError::invalid(
-                    origin(figment, &url_key),
-                    &url_key,
-                    format!(
-                        "expected a {} URL, found {}",
-                        schemes(),
-                        crate::bus::redact(url)
-                    ),
-                ))
+    backends: &'static [Registration<Open>],
+) -> Result<Option<(Open, &'static str)>, ConfigError> {
+    let (kind_key, url_key) = (format!("{section}.kind"), format!("{section}.url"));
+    let refused =
+        |key: &str, problem: String| ConfigError::invalid(origin(figment, key), key, problem);
+    let by_kind = match kind {
+        None | Some("in-process") => None,
+        Some(name) => Some(by_name(backends, name).map_err(|e| match e {
+            Unavailable::UnknownName(_) => {
+                refused(&kind_key, format!("unknown value `{name}`; {e}"))
             }
-        },
+            _ => refused(&kind_key, e.to_string()),
+        })?),
+    };
+    let by_url = match url {
         None => None,
+        Some(url) => Some(by_url(backends, url).map_err(|e| {
+            refused(
+                &url_key,
+                format!("{e}, found {}", crate::backend::redact(url)),
+            )
+        })?),
     };
-    let chosen = match (kind, from_url) {
-        (Some(kind), Some(of_url)) if kind != of_url => {
-            return Err(ConfigError::invalid(
-                origin(figment, &format!("{section}.kind")),
-                &format!("{section}.kind"),
-                format!(
-                    "`{}` does not match the URL's scheme ({})",
-                    kind.name(),
-                    of_url.name()
-                ),
-            ))
-        }
-        (Some(kind), _) => kind,
-        (None, Some(of_url)) => of_url,
-        (None, None) => Backend::InProcess,
-    };
-    if !allowed.contains(&chosen) {
-        let names: Vec<_> = allowed.iter().map(|b| b.name()).collect();
-        return Err(ConfigError::invalid(
-            origin(figment, &format!("{section}.kind")),
-            &format!("{section}.kind"),
+    match (kind, by_kind, by_url) {
+        (Some("in-process"), _, Some(of_url)) => Err(refused(
+            &kind_key,
             format!(
-                "expected one of: {}, found `{}`",
-                names.join(", "),
-                chosen.name()
+                "`in-process` does not match the URL's scheme ({})",
+                of_url.name
             ),
-        ));
+        )),
+        (_, Some(kind), Some(of_url)) if kind.name != of_url.name => Err(refused(
+            &kind_key,
+            format!(
+                "`{}` does not match the URL's scheme ({})",
+                kind.name, of_url.name
+            ),
+        )),
+        (_, Some(kind), None) => Err(ConfigError::invalid(
+            origin(figment, &kind_key),
+            &url_key,
+            format!("missing: `kind = \"{}\"` needs a URL", kind.name),
+        )),
+        (_, _, Some(chosen)) => Ok(chosen.open.map(|open| (open, chosen.name))),
+        (_, None, None) => Ok(None),
     }
-    if chosen != Backend::InProcess && url.is_none() {
-        return Err(ConfigError::invalid(
-            origin(figment, &format!("{section}.kind")),
-            &format!("{section}.url"),
-            format!("missing: `kind = \"{}\"` needs a URL", chosen.name()),
-        ));
-    }
-    Ok(chosen)
 }
 
 /// `[bus]`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct BusSection {
-    kind: Option<Backend>,
+    kind: Option<String>,
     url: Option<String>,
     prefix: Option<String>,
     max_payload: Option<usize>,
@@ -192,18 +144,13 @@ pub(super) struct BusSection {
 
 impl BusSection {
     pub(super) fn to_config(&self, figment: &Figment) -> Result<BusConfig, ConfigError> {
-        let chosen = backend(
-            figment,
-            "bus",
-            self.kind,
-            self.url.as_deref(),
-            &[Backend::InProcess, Backend::Redis],
-        )?;
+        let (kind, url) = (self.kind.as_deref(), self.url.as_deref());
+        let chosen = backend(figment, "bus", kind, url, crate::bus::BACKENDS)?;
         let refused =
             |key: &str, problem: String| ConfigError::invalid(origin(figment, key), key, problem);
-        let mut config = match (chosen, &self.url) {
-            (Backend::Redis, Some(url)) => {
-                BusConfig::redis(url).map_err(|e| refused("bus.url", e.to_string()))?
+        let mut config = match (chosen, url) {
+            (Some((open, _)), Some(url)) => {
+                open(url).map_err(|e| refused("bus.url", e.to_string()))?
             }
             _ => BusConfig::in_process(),
         };
@@ -236,7 +183,7 @@ impl BusSection {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct BrokerSection {
-    kind: Option<Backend>,
+    kind: Option<String>,
     url: Option<String>,
     namespace: Option<String>,
     capacity: Option<usize>,
@@ -247,19 +194,13 @@ pub(super) struct BrokerSection {
 
 impl BrokerSection {
     pub(super) fn to_config(&self, figment: &Figment) -> Result<BrokerConfig, ConfigError> {
-        let chosen = backend(
-            figment,
-            "broker",
-            self.kind,
-            self.url.as_deref(),
-            &[Backend::InProcess, Backend::Redis, Backend::Amqp],
-        )?;
+        let (kind, url) = (self.kind.as_deref(), self.url.as_deref());
+        let chosen = backend(figment, "broker", kind, url, crate::broker::BACKENDS)?;
         let refused = |e: crate::broker::BrokerError| {
             ConfigError::invalid(origin(figment, "broker.url"), "broker.url", e.to_string())
         };
-        let mut config = match (chosen, &self.url) {
-            (Backend::Redis, Some(url)) => BrokerConfig::redis(url).map_err(refused)?,
-            (Backend::Amqp, Some(url)) => BrokerConfig::amqp(url).map_err(refused)?,
+        let mut config = match (chosen, url) {
+            (Some((open, _)), Some(url)) => open(url).map_err(refused)?,
             _ => BrokerConfig::in_process(),
         };
         if let Some(namespace) = &self.namespace {

@@ -5,6 +5,7 @@
 //! - [`run`]: running an agent until it stops, pausing inside hooks;
 //! - [`health`]: the health endpoints on a bound port, readiness over HTTP;
 //! - [`redis`]: the shared Redis from `REDIS_URL`, private `redis-server`s (and a [`redis::Switch`] to stop and start one);
+//! - [`matrix`]: one test body on every bus or broker backend of the build;
 //! - [`net`]: free loopback ports, HTTP/1.1 by hand;
 //! - [`rabbit`]: a private RabbitMQ node, for the tests that restart one;
 //! - [`process`]: spawning the example and fixture binaries as real
@@ -15,6 +16,7 @@
 
 pub(crate) mod events;
 pub(crate) mod health;
+pub(crate) mod matrix;
 pub(crate) mod net;
 pub(crate) mod process;
 pub(crate) mod rabbit;

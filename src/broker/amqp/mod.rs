@@ -18,11 +18,15 @@
 //!   "failed_at"}`.
 //! - Unacknowledged messages return to their queue when the channel
 //!   closes (a crash, a lost connection, a stop past the deadline).
+//!
+//! The only broker code that names `lapin`; it plugs into the seam of
+//! [`remote`](super::remote), and its consumers are in [`consumer`].
+
+mod consumer;
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicNackOptions, BasicPublishOptions,
@@ -33,16 +37,119 @@ use lapin::publisher_confirm::Confirmation;
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer, ExchangeKind};
 
+use futures_util::future::BoxFuture;
+
+use super::config::BrokerConfig;
 use super::error::{BrokerError, DeadLetter};
 use super::job::Binding;
+use super::remote::{Connector, ConsumerSpec, Destination, RemoteQueues, Source};
+use crate::backend::{BackendError, Endpoint};
+
+#[cfg_attr(docsrs, doc(cfg(feature = "amqp")))]
+impl BrokerConfig {
+    /// The AMQP broker (RabbitMQ) at `url` (`amqp://user:password@host:port/vhost`,
+    /// or `amqps://`), with the Python original's queues: see
+    /// [`durable`](BrokerConfig::durable) for the flags it declares them
+    /// with.
+    pub fn amqp(url: &str) -> Result<Self, BrokerError> {
+        let endpoint = Endpoint::new(url);
+        if !(url.starts_with("amqp://") || url.starts_with("amqps://")) {
+            return Err(BrokerError::Config {
+                reason: format!("bad AMQP URL {}: expected amqp://", endpoint.redacted()),
+            });
+        }
+        Ok(BrokerConfig::remote(AmqpBroker { endpoint }))
+    }
+}
+
+/// An AMQP broker's configuration: where.
+struct AmqpBroker {
+    endpoint: Endpoint,
+}
+
+impl Connector for AmqpBroker {
+    fn kind(&self) -> &'static str {
+        "amqp"
+    }
+
+    fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    fn connect(
+        &self,
+        config: &BrokerConfig,
+    ) -> BoxFuture<'static, Result<Arc<dyn RemoteQueues>, BrokerError>> {
+        let queues = AmqpQueues {
+            endpoint: self.endpoint.clone(),
+            durable: config.durable,
+            connection_name: format!(
+                "microagent {}{}",
+                config.namespace,
+                uuid::Uuid::new_v4().simple()
+            ),
+            namespace: config.namespace.clone(),
+            dead_suffix: config.dead_suffix.clone(),
+            link: tokio::sync::Mutex::new(None),
+            declared: Mutex::default(),
+            up: AtomicBool::new(false),
+        };
+        Box::pin(async move {
+            queues.publisher().await?;
+            Ok(Arc::new(queues) as Arc<dyn RemoteQueues>)
+        })
+    }
+}
+
+impl RemoteQueues for AmqpQueues {
+    fn is_up(&self) -> bool {
+        self.up.load(Ordering::Relaxed)
+    }
+
+    fn send<'a>(
+        &'a self,
+        to: Destination<'a>,
+        body: Vec<u8>,
+    ) -> BoxFuture<'a, Result<(), BrokerError>> {
+        Box::pin(async move {
+            match to.exchange {
+                None => self.publish(to.queue, &body, 0).await,
+                Some(exchange) => self.publish_to(exchange, to.routing_key, &body).await,
+            }
+        })
+    }
+
+    fn length<'a>(&'a self, queue: &'a str) -> BoxFuture<'a, Result<usize, BrokerError>> {
+        Box::pin(async move {
+            let channel = self.publisher().await?;
+            Ok(self.declare(&channel, &self.name(queue)).await? as usize)
+        })
+    }
+
+    fn dead_letters<'a>(
+        &'a self,
+        queue: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<DeadLetter>, BrokerError>> {
+        Box::pin(self.read_dead_letters(queue))
+    }
+
+    fn open(
+        self: Arc<Self>,
+        consumer: ConsumerSpec,
+    ) -> BoxFuture<'static, Result<Box<dyn Source>, BrokerError>> {
+        Box::pin(async move {
+            let source = consumer::AmqpSource::open(self, consumer).await?;
+            Ok(Box::new(source) as Box<dyn Source>)
+        })
+    }
+}
 
 /// The header that carries a retried message's attempt count.
-pub(super) const ATTEMPTS: &str = "x-microagent-attempts";
+const ATTEMPTS: &str = "x-microagent-attempts";
 
 /// The AMQP side of a broker.
-pub(super) struct AmqpQueues {
-    url: String,
-    redacted: String,
+struct AmqpQueues {
+    endpoint: Endpoint,
     durable: bool,
     /// Put before every queue's name (empty: the names Python uses).
     namespace: String,
@@ -71,44 +178,13 @@ fn properties(name: &str) -> ConnectionProperties {
 }
 
 impl AmqpQueues {
-    /// Connects; fails when the broker does not answer.
-    pub(super) async fn connect(
-        url: &str,
-        redacted: String,
-        durable: bool,
-        namespace: String,
-        dead_suffix: String,
-    ) -> Result<AmqpQueues, BrokerError> {
-        let queues = AmqpQueues {
-            url: url.to_owned(),
-            redacted,
-            durable,
-            connection_name: format!("microagent {namespace}{}", uuid::Uuid::new_v4().simple()),
-            namespace,
-            dead_suffix,
-            link: tokio::sync::Mutex::new(None),
-            declared: Mutex::default(),
-            up: AtomicBool::new(false),
-        };
-        queues.publisher().await?;
-        Ok(queues)
-    }
-
     /// The broker's name of queue `queue`.
     fn name(&self, queue: &str) -> String {
         format!("{}{queue}", self.namespace)
     }
 
-    pub(super) fn redacted(&self) -> &str {
-        &self.redacted
-    }
-
-    pub(super) fn is_up(&self) -> bool {
-        self.up.load(Ordering::Relaxed)
-    }
-
     /// An error from lapin, with the URL redacted; notes a lost connection.
-    fn error(&self, e: &lapin::Error) -> BrokerError {
+    fn error(&self, e: lapin::Error) -> BrokerError {
         if matches!(
             e.kind(),
             lapin::ErrorKind::IOError(_)
@@ -118,9 +194,10 @@ impl AmqpQueues {
         ) {
             self.up.store(false, Ordering::Relaxed);
         }
-        BrokerError::Amqp {
-            url: self.redacted.clone(),
-            reason: e.to_string(),
+        BrokerError::Backend {
+            kind: "amqp",
+            url: self.endpoint.redacted().to_owned(),
+            source: self.endpoint.error(e),
         }
     }
 
@@ -130,10 +207,11 @@ impl AmqpQueues {
     }
 
     /// A new connection.
-    pub(super) async fn open(&self) -> Result<Connection, BrokerError> {
-        let connection = Connection::connect(&self.url, properties(&self.connection_name))
-            .await
-            .map_err(|e| self.error(&e))?;
+    async fn open(&self) -> Result<Connection, BrokerError> {
+        let connection =
+            Connection::connect(self.endpoint.url(), properties(&self.connection_name))
+                .await
+                .map_err(|e| self.error(e))?;
         self.up.store(true, Ordering::Relaxed);
         Ok(connection)
     }
@@ -152,17 +230,17 @@ impl AmqpQueues {
         let channel = connection
             .create_channel()
             .await
-            .map_err(|e| self.error(&e))?;
+            .map_err(|e| self.error(e))?;
         channel
             .confirm_select(ConfirmSelectOptions::default())
             .await
-            .map_err(|e| self.error(&e))?;
+            .map_err(|e| self.error(e))?;
         *link = Some((connection, channel.clone()));
         Ok(channel)
     }
 
     /// Declares `queue` with the configured flags (once per connection).
-    pub(super) async fn declare(&self, channel: &Channel, queue: &str) -> Result<u32, BrokerError> {
+    async fn declare(&self, channel: &Channel, queue: &str) -> Result<u32, BrokerError> {
         let options = QueueDeclareOptions {
             durable: self.durable,
             ..QueueDeclareOptions::default()
@@ -183,7 +261,7 @@ impl AmqpQueues {
                         reason: amqp.to_string(),
                     })
                 }
-                _ => Err(self.error(&e)),
+                _ => Err(self.error(e)),
             },
         }
     }
@@ -218,7 +296,7 @@ impl AmqpQueues {
                         reason: amqp.to_string(),
                     })
                 }
-                _ => Err(self.error(&e)),
+                _ => Err(self.error(e)),
             },
         }
     }
@@ -226,7 +304,7 @@ impl AmqpQueues {
     /// Publishes to `exchange` (a queue's) with `routing_key`, and waits
     /// for the confirm. The exchange must exist: its consumers declare it
     /// (a message routed nowhere is dropped by the broker).
-    pub(super) async fn publish_to(
+    async fn publish_to(
         &self,
         exchange: &str,
         routing_key: &str,
@@ -256,14 +334,17 @@ impl AmqpQueues {
         published: lapin::Result<lapin::publisher_confirm::PublisherConfirm>,
     ) -> Result<(), BrokerError> {
         let confirm = published
-            .map_err(|e| self.error(&e))?
+            .map_err(|e| self.error(e))?
             .await
-            .map_err(|e| self.error(&e))?;
+            .map_err(|e| self.error(e))?;
         match confirm {
             Confirmation::Ack(_) | Confirmation::NotRequested => Ok(()),
-            Confirmation::Nack(_) => Err(BrokerError::Amqp {
-                url: self.redacted.clone(),
-                reason: format!("the broker refused a message for `{target}` (nack)"),
+            Confirmation::Nack(_) => Err(BrokerError::Backend {
+                kind: "amqp",
+                url: self.endpoint.redacted().to_owned(),
+                source: BackendError::message(format!(
+                    "the broker refused a message for `{target}` (nack)"
+                )),
             }),
         }
     }
@@ -290,12 +371,7 @@ impl AmqpQueues {
     }
 
     /// Publishes to `queue` and waits for the broker's confirm.
-    pub(super) async fn publish(
-        &self,
-        queue: &str,
-        body: &[u8],
-        attempts: u32,
-    ) -> Result<(), BrokerError> {
+    async fn publish(&self, queue: &str, body: &[u8], attempts: u32) -> Result<(), BrokerError> {
         let queue = &self.name(queue);
         let channel = self.declared_publisher(queue).await?;
         let published = channel
@@ -310,26 +386,21 @@ impl AmqpQueues {
         self.confirmed(queue, published).await
     }
 
-    pub(super) async fn length(&self, queue: &str) -> Result<usize, BrokerError> {
-        let channel = self.publisher().await?;
-        Ok(self.declare(&channel, &self.name(queue)).await? as usize)
-    }
-
     /// The dead letters, read without taking them: got unacknowledged on a
     /// channel of their own, which then closes and returns them.
-    pub(super) async fn dead_letters(&self, queue: &str) -> Result<Vec<DeadLetter>, BrokerError> {
+    async fn read_dead_letters(&self, queue: &str) -> Result<Vec<DeadLetter>, BrokerError> {
         let dead = self.name(&self.dead_queue(queue));
         let connection = self.open().await?;
         let channel = connection
             .create_channel()
             .await
-            .map_err(|e| self.error(&e))?;
+            .map_err(|e| self.error(e))?;
         self.declare(&channel, &dead).await?;
         let mut letters = Vec::new();
         while let Some(message) = channel
             .basic_get(&dead, BasicGetOptions { no_ack: false })
             .await
-            .map_err(|e| self.error(&e))?
+            .map_err(|e| self.error(e))?
         {
             letters.push(DeadLetter::decode(queue, &message.delivery.data));
         }
@@ -338,7 +409,7 @@ impl AmqpQueues {
     }
 
     /// A consuming channel for `queue`: declared, with `basic_qos`.
-    pub(super) async fn consume(
+    async fn consume(
         &self,
         connection: &Connection,
         queue: &str,
@@ -349,11 +420,11 @@ impl AmqpQueues {
         let channel = connection
             .create_channel()
             .await
-            .map_err(|e| self.error(&e))?;
+            .map_err(|e| self.error(e))?;
         channel
             .basic_qos(prefetch, BasicQosOptions::default())
             .await
-            .map_err(|e| self.error(&e))?;
+            .map_err(|e| self.error(e))?;
         let queue = &self.name(queue);
         self.declare(&channel, queue).await?;
         if let Some(exchange) = binding.exchange {
@@ -376,7 +447,7 @@ impl AmqpQueues {
                         FieldTable::default(),
                     )
                     .await
-                    .map_err(|e| self.error(&e))?;
+                    .map_err(|e| self.error(e))?;
             }
         }
         let consumer = channel
@@ -387,26 +458,26 @@ impl AmqpQueues {
                 FieldTable::default(),
             )
             .await
-            .map_err(|e| self.error(&e))?;
+            .map_err(|e| self.error(e))?;
         Ok((channel, consumer))
     }
 
     /// Notes that a consumer's connection is down (`false`) or back.
-    pub(super) fn set_up(&self, up: bool) {
+    fn set_up(&self, up: bool) {
         self.up.store(up, Ordering::Relaxed);
     }
 
     /// Acknowledges a handled (or moved) delivery.
-    pub(super) async fn ack(&self, acker: &lapin::acker::Acker) -> Result<(), BrokerError> {
+    async fn ack(&self, acker: &lapin::acker::Acker) -> Result<(), BrokerError> {
         acker
             .ack(BasicAckOptions::default())
             .await
             .map(drop)
-            .map_err(|e| self.error(&e))
+            .map_err(|e| self.error(e))
     }
 
     /// Hands a delivery back to its queue, as it was.
-    pub(super) async fn requeue(&self, acker: &lapin::acker::Acker) -> Result<(), BrokerError> {
+    async fn requeue(&self, acker: &lapin::acker::Acker) -> Result<(), BrokerError> {
         let options = BasicNackOptions {
             requeue: true,
             ..BasicNackOptions::default()
@@ -415,11 +486,11 @@ impl AmqpQueues {
             .nack(options)
             .await
             .map(drop)
-            .map_err(|e| self.error(&e))
+            .map_err(|e| self.error(e))
     }
 
     /// Publishes a dead letter for a message of `queue`.
-    pub(super) async fn dead(
+    async fn dead(
         &self,
         queue: &str,
         consumer: &str,
@@ -434,7 +505,7 @@ impl AmqpQueues {
 }
 
 /// The attempts a delivery had before, from its header.
-pub(super) fn attempts(properties: &BasicProperties) -> u32 {
+fn attempts(properties: &BasicProperties) -> u32 {
     properties
         .headers()
         .as_ref()
@@ -448,6 +519,3 @@ pub(super) fn attempts(properties: &BasicProperties) -> u32 {
         })
         .unwrap_or(0)
 }
-
-/// How long to wait before reconnecting, at most.
-pub(super) const RECONNECT_MAX: Duration = Duration::from_secs(5);

@@ -20,25 +20,125 @@
 //! being handled is noted by its id in a list of its own beside it
 //! (`retrying:{consumer}`; its body stays in the retry hash), so that no
 //! body, whatever its bytes, can pass for our bookkeeping.
+//!
+//! The only broker code that names the `redis` crate; it plugs into the
+//! seam of [`remote`](super::remote), and its consumers are in
+//! [`consumer`].
+
+mod consumer;
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{LazyLock, Mutex, PoisonError};
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Script};
 
 use super::error::{BrokerError, DeadLetter};
-use super::job::Taken;
+use futures_util::future::BoxFuture;
+
+use super::config::BrokerConfig;
+use super::remote::{Connector, ConsumerSpec, Destination, RemoteQueues, Source};
+use crate::backend::Endpoint;
+
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+impl BrokerConfig {
+    /// The Redis broker at `url` (`redis://[:password@]host[:port][/db]`):
+    /// the Python original's queues, consumed without loss (see the
+    /// crate docs' broker section).
+    pub fn redis(url: &str) -> Result<Self, BrokerError> {
+        let endpoint = Endpoint::new(url);
+        let client = redis::Client::open(url).map_err(|e| BrokerError::Config {
+            reason: format!("bad Redis URL {}: {:?}", endpoint.redacted(), e.kind()),
+        })?;
+        Ok(BrokerConfig::remote(RedisBroker { endpoint, client }))
+    }
+}
+
+/// A Redis broker's configuration: where, and the client for it.
+struct RedisBroker {
+    endpoint: Endpoint,
+    client: redis::Client,
+}
+
+impl Connector for RedisBroker {
+    fn kind(&self) -> &'static str {
+        "redis"
+    }
+
+    fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    fn connect(
+        &self,
+        config: &BrokerConfig,
+    ) -> BoxFuture<'static, Result<Arc<dyn RemoteQueues>, BrokerError>> {
+        let (endpoint, client) = (self.endpoint.clone(), self.client.clone());
+        let (namespace, lease) = (config.namespace.clone(), config.lease);
+        let dead_suffix = config.dead_suffix.clone();
+        Box::pin(async move {
+            let connection = client
+                .get_multiplexed_async_connection()
+                .await
+                .map_err(|e| failed(&endpoint, e))?;
+            Ok(Arc::new(RedisQueues {
+                client,
+                endpoint,
+                namespace,
+                dead_suffix,
+                lease,
+                connection: Mutex::new(connection),
+                stale: AtomicBool::new(false),
+                up: AtomicBool::new(true),
+            }) as Arc<dyn RemoteQueues>)
+        })
+    }
+}
+
+impl RemoteQueues for RedisQueues {
+    fn is_up(&self) -> bool {
+        self.up.load(Ordering::Relaxed)
+    }
+
+    fn send<'a>(
+        &'a self,
+        to: Destination<'a>,
+        body: Vec<u8>,
+    ) -> BoxFuture<'a, Result<(), BrokerError>> {
+        Box::pin(async move { self.push(to.queue, &body).await })
+    }
+
+    fn length<'a>(&'a self, queue: &'a str) -> BoxFuture<'a, Result<usize, BrokerError>> {
+        Box::pin(self.queue_length(queue))
+    }
+
+    fn dead_letters<'a>(
+        &'a self,
+        queue: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<DeadLetter>, BrokerError>> {
+        Box::pin(self.read_dead_letters(queue))
+    }
+
+    fn open(
+        self: Arc<Self>,
+        consumer: ConsumerSpec,
+    ) -> BoxFuture<'static, Result<Box<dyn Source>, BrokerError>> {
+        Box::pin(async move {
+            let source = consumer::RedisSource::open(self, (consumer.queue, consumer.name)).await?;
+            Ok(Box::new(source) as Box<dyn Source>)
+        })
+    }
+}
 
 /// How long one `BLMOVE` blocks before the consumer looks at retries, its
 /// stop and its lease again.
 const BLOCK: Duration = Duration::from_secs(1);
 
 /// The Redis side of a broker.
-pub(super) struct RedisQueues {
+struct RedisQueues {
     client: redis::Client,
-    redacted: String,
+    endpoint: Endpoint,
     /// Keys are `{namespace}{queue}...` (empty: the bare names Python uses).
     namespace: String,
     /// Appended to a queue's name for its dead letters' list.
@@ -51,9 +151,17 @@ pub(super) struct RedisQueues {
     up: AtomicBool,
 }
 
+/// A message taken from a queue: its body, as sent, and the attempts it
+/// had before.
+#[derive(Debug)]
+struct Message {
+    body: Arc<[u8]>,
+    attempts: u32,
+}
+
 /// Where a taken message came from, to settle it.
 #[derive(Debug)]
-pub(super) enum Origin {
+enum Origin {
     /// A first attempt: the raw body is in the processing list.
     Fresh,
     /// A retry: its id is in the consumer's retrying list.
@@ -61,7 +169,7 @@ pub(super) enum Origin {
 }
 
 /// One consumer's keys and connection for blocking takes.
-pub(super) struct Taker {
+struct Taker {
     id: String,
     blocking: MultiplexedConnection,
 }
@@ -113,10 +221,12 @@ return moved
 static TAKE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(TAKE));
 static RECOVER_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(RECOVER));
 
-fn redis_error(redacted: &str, e: &redis::RedisError) -> BrokerError {
-    BrokerError::Redis {
-        url: redacted.to_owned(),
-        reason: e.to_string(),
+/// A Redis error, with the URL's secrets kept out.
+fn failed(endpoint: &Endpoint, e: redis::RedisError) -> BrokerError {
+    BrokerError::Backend {
+        kind: "redis",
+        url: endpoint.redacted().to_owned(),
+        source: endpoint.error(e),
     }
 }
 
@@ -132,41 +242,6 @@ struct Envelope {
 }
 
 impl RedisQueues {
-    /// Connects; fails when Redis does not answer.
-    pub(super) async fn connect(
-        url: &str,
-        redacted: String,
-        namespace: String,
-        lease: Duration,
-        dead_suffix: String,
-    ) -> Result<RedisQueues, BrokerError> {
-        let client = redis::Client::open(url).map_err(|e| BrokerError::Config {
-            reason: format!("bad Redis URL {redacted}: {:?}", e.kind()),
-        })?;
-        let connection = client
-            .get_multiplexed_async_connection()
-            .await
-            .map_err(|e| redis_error(&redacted, &e))?;
-        Ok(RedisQueues {
-            client,
-            redacted,
-            namespace,
-            dead_suffix,
-            lease,
-            connection: Mutex::new(connection),
-            stale: AtomicBool::new(false),
-            up: AtomicBool::new(true),
-        })
-    }
-
-    pub(super) fn redacted(&self) -> &str {
-        &self.redacted
-    }
-
-    pub(super) fn is_up(&self) -> bool {
-        self.up.load(Ordering::Relaxed)
-    }
-
     fn key(&self, queue: &str) -> String {
         format!("{}{queue}", self.namespace)
     }
@@ -191,7 +266,7 @@ impl RedisQueues {
                     self.up.store(false, Ordering::Relaxed);
                     self.stale.store(true, Ordering::Relaxed);
                 }
-                Err(redis_error(&self.redacted, &e))
+                Err(failed(&self.endpoint, e))
             }
         }
     }
@@ -209,7 +284,7 @@ impl RedisQueues {
                 Err(e) => {
                     self.stale.store(true, Ordering::Relaxed);
                     self.up.store(false, Ordering::Relaxed);
-                    return Err(redis_error(&self.redacted, &e));
+                    return Err(failed(&self.endpoint, e));
                 }
             }
         }
@@ -220,7 +295,7 @@ impl RedisQueues {
             .clone())
     }
 
-    pub(super) async fn push(&self, queue: &str, body: &[u8]) -> Result<(), BrokerError> {
+    async fn push(&self, queue: &str, body: &[u8]) -> Result<(), BrokerError> {
         let mut connection = self.connection().await?;
         let result = redis::cmd("RPUSH")
             .arg(self.key(queue))
@@ -230,7 +305,7 @@ impl RedisQueues {
         self.noted(result).map(drop)
     }
 
-    pub(super) async fn length(&self, queue: &str) -> Result<usize, BrokerError> {
+    async fn queue_length(&self, queue: &str) -> Result<usize, BrokerError> {
         let mut connection = self.connection().await?;
         let result = redis::cmd("LLEN")
             .arg(self.key(queue))
@@ -239,7 +314,7 @@ impl RedisQueues {
         self.noted(result)
     }
 
-    pub(super) async fn dead_letters(&self, queue: &str) -> Result<Vec<DeadLetter>, BrokerError> {
+    async fn read_dead_letters(&self, queue: &str) -> Result<Vec<DeadLetter>, BrokerError> {
         let mut connection = self.connection().await?;
         let result = redis::cmd("LRANGE")
             .arg(self.dead_key(queue))
@@ -265,14 +340,14 @@ impl RedisQueues {
     }
 
     /// A new blocking connection for `taker` (the old one failed).
-    pub(super) async fn reconnect(&self, taker: &mut Taker) -> Result<(), BrokerError> {
+    async fn reconnect(&self, taker: &mut Taker) -> Result<(), BrokerError> {
         taker.blocking = self.blocking().await?;
         Ok(())
     }
 
     /// A new consumer of `queue`: registered, with its lease, and with the
     /// processing lists of dead consumers returned first.
-    pub(super) async fn taker(&self, queue: &str) -> Result<Taker, BrokerError> {
+    async fn taker(&self, queue: &str) -> Result<Taker, BrokerError> {
         let taker = Taker {
             id: uuid::Uuid::new_v4().simple().to_string(),
             blocking: self.blocking().await?,
@@ -290,12 +365,12 @@ impl RedisQueues {
     }
 
     /// How often a consumer renews its lease (and looks for dead ones).
-    pub(super) fn renew_every(&self) -> Duration {
+    fn renew_every(&self) -> Duration {
         self.lease / 3
     }
 
     /// Refreshes the lease of consumer `id`.
-    pub(super) async fn renew_id(&self, queue: &str, id: &str) -> Result<(), BrokerError> {
+    async fn renew_id(&self, queue: &str, id: &str) -> Result<(), BrokerError> {
         let mut connection = self.connection().await?;
         let millis = self.lease.as_millis().max(1) as u64;
         let result = redis::cmd("SET")
@@ -309,7 +384,7 @@ impl RedisQueues {
     }
 
     /// Returns the processing lists of consumers whose lease expired.
-    pub(super) async fn recover(&self, queue: &str) -> Result<usize, BrokerError> {
+    async fn recover(&self, queue: &str) -> Result<usize, BrokerError> {
         let mut connection = self.connection().await?;
         let result = redis::cmd("SMEMBERS")
             .arg(self.keys(queue, "consumers"))
@@ -347,12 +422,12 @@ impl RedisQueues {
     /// ends by the time the next retry is due, and lasts at most `longest`
     /// (and `BLOCK`): a consumer with messages in flight passes its backoff,
     /// so that a retry it schedules meanwhile is not due before it looks.
-    pub(super) async fn take(
+    async fn take(
         &self,
         queue: &str,
         taker: &mut Taker,
         longest: Duration,
-    ) -> Result<Option<(Taken, Origin)>, BrokerError> {
+    ) -> Result<Option<(Message, Origin)>, BrokerError> {
         let processing = self.keys(queue, &format!("processing:{}", taker.id));
         let mut connection = self.connection().await?;
         let result = TAKE_SCRIPT
@@ -369,13 +444,13 @@ impl RedisQueues {
             Some([kind, id, envelope]) if kind == b"r" => {
                 let id = String::from_utf8_lossy(id).into_owned();
                 let taken = match serde_json::from_slice::<Envelope>(envelope) {
-                    Ok(envelope) => Taken {
+                    Ok(envelope) => Message {
                         body: envelope.body.into_bytes().into(),
                         attempts: envelope.attempts,
                     },
                     // Not ours (someone wrote to our hash): handed on as it
                     // is, so that it is dead-lettered, not lost.
-                    Err(_) => Taken {
+                    Err(_) => Message {
                         body: envelope.as_slice().into(),
                         attempts: 0,
                     },
@@ -383,7 +458,7 @@ impl RedisQueues {
                 return Ok(Some((taken, Origin::Retry(id))));
             }
             Some([kind, body]) if kind == b"f" => {
-                let taken = Taken {
+                let taken = Message {
                     body: body.as_slice().into(),
                     attempts: 0,
                 };
@@ -415,7 +490,7 @@ impl RedisQueues {
             .query_async::<Option<Vec<u8>>>(&mut taker.blocking)
             .await;
         Ok(self.noted(result)?.map(|body| {
-            let taken = Taken {
+            let taken = Message {
                 body: body.into(),
                 attempts: 0,
             };
@@ -430,7 +505,7 @@ impl RedisQueues {
         &self,
         queue: &str,
         taker_id: &str,
-        taken: &Taken,
+        taken: &Message,
         origin: &Origin,
         atomic: bool,
     ) -> redis::Pipeline {
@@ -455,11 +530,11 @@ impl RedisQueues {
     }
 
     /// Settles a handled message: gone from the processing list.
-    pub(super) async fn ack(
+    async fn ack(
         &self,
         queue: &str,
         taker_id: &str,
-        taken: &Taken,
+        taken: &Message,
         origin: &Origin,
     ) -> Result<(), BrokerError> {
         // One LREM is atomic by itself: a transaction only for a retry.
@@ -478,11 +553,11 @@ impl RedisQueues {
 
     /// A failed attempt: into the retry set, due after `pause`, with its
     /// attempt count.
-    pub(super) async fn retry(
+    async fn retry(
         &self,
         queue: &str,
         taker_id: &str,
-        taken: &Taken,
+        taken: &Message,
         origin: &Origin,
         attempts: u32,
         pause: Duration,
@@ -515,11 +590,11 @@ impl RedisQueues {
 
     /// Not handled (its agent was stopping): back to where it came from,
     /// as it was.
-    pub(super) async fn release(
+    async fn release(
         &self,
         queue: &str,
         taker_id: &str,
-        taken: &Taken,
+        taken: &Message,
         origin: &Origin,
     ) -> Result<(), BrokerError> {
         let mut pipe = self.settling(queue, taker_id, taken, origin, true);
@@ -543,12 +618,12 @@ impl RedisQueues {
 
     /// Dead-letters a message with the reason.
     #[allow(clippy::too_many_arguments)]
-    pub(super) async fn dead(
+    async fn dead(
         &self,
         queue: &str,
         taker_id: &str,
         consumer: &str,
-        taken: &Taken,
+        taken: &Message,
         origin: &Origin,
         reason: &str,
         attempts: u32,
@@ -573,7 +648,7 @@ impl RedisQueues {
     /// A consumer that stopped, its messages settled: its lease goes, and
     /// whatever is left in its processing list (a take cut short by the
     /// stop) goes back to the queue with its registration.
-    pub(super) async fn retire(&self, queue: &str, taker: &Taker) -> Result<(), BrokerError> {
+    async fn retire(&self, queue: &str, taker: &Taker) -> Result<(), BrokerError> {
         let mut connection = self.connection().await?;
         let result = redis::cmd("DEL")
             .arg(self.keys(queue, &format!("lease:{}", taker.id)))
@@ -585,7 +660,7 @@ impl RedisQueues {
 }
 
 impl Taker {
-    pub(super) fn id(&self) -> &str {
+    fn id(&self) -> &str {
         &self.id
     }
 }

@@ -1,4 +1,7 @@
-//! The in-process broker: bounded queues in this process.
+//! The in-process broker: bounded queues in this process, and their
+//! consumers ([`consumer`]).
+
+mod consumer;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -7,19 +10,11 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use tokio::sync::Notify;
 
 use super::error::DeadLetter;
-use super::job::Body;
+use super::job::{Body, Held};
 use super::observe::{self, QueueEvent, Settlement};
 use crate::bus::Observers;
 
-/// A message in an in-process queue, or taken from it until it is settled.
-#[derive(Debug)]
-pub(super) struct Held {
-    /// Its id in this broker (what observers see).
-    pub(super) id: u64,
-    pub(super) body: Body,
-    /// Attempts it had before this one.
-    pub(super) attempts: u32,
-}
+pub(super) use consumer::{run, MemConsumer};
 
 /// One queue: its messages, at most `capacity` sent and not yet taken.
 pub(super) struct MemQueue {

@@ -1,0 +1,406 @@
+//! What every backend (of the bus or the broker) shares, at the bottom of
+//! the crate: where it is ([`Endpoint`], its URL with the secrets
+//! redacted) and how its failures travel ([`BackendError`], the client
+//! library's error kept as the `source`, with no secret in its text).
+//!
+//! It names no backend and no client crate.
+
+use std::error::Error;
+use std::fmt;
+use std::sync::Arc;
+
+/// A backend's URL, and the same URL as it may be shown (secrets
+/// replaced by `***`). Its `Debug` shows only the redacted one.
+#[derive(Clone)]
+pub(crate) struct Endpoint {
+    url: String,
+    redacted: String,
+}
+
+impl Endpoint {
+    pub(crate) fn new(url: &str) -> Self {
+        Endpoint {
+            url: url.to_owned(),
+            redacted: redact(url),
+        }
+    }
+
+    /// The URL itself, for the client library only.
+    #[cfg_attr(not(feature = "amqp"), allow(dead_code))]
+    pub(crate) fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The URL as logs, errors and info show it.
+    pub(crate) fn redacted(&self) -> &str {
+        &self.redacted
+    }
+
+    /// Wraps a client library's error, with any secret of this URL taken
+    /// out of its text.
+    pub(crate) fn error(&self, error: impl Error + Send + Sync + 'static) -> BackendError {
+        BackendError::new(error, &secrets(&self.url))
+    }
+}
+
+impl fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted)
+    }
+}
+
+/// A backend client's error (Redis, AMQP, ...), kept as the `source` of a
+/// [`BusError`](crate::bus::BusError) or
+/// [`BrokerError`](crate::broker::BrokerError) so that the chain of causes
+/// stays walkable. When the client's message would show a secret of the
+/// URL, only the message with the secret replaced by `***` is kept.
+///
+/// Two are equal when their messages are.
+#[derive(Clone)]
+pub struct BackendError {
+    inner: Inner,
+}
+
+#[derive(Clone)]
+enum Inner {
+    Source(Arc<dyn Error + Send + Sync>),
+    Redacted(String),
+}
+
+impl BackendError {
+    /// `error`, unless its text holds one of `secrets`.
+    pub(crate) fn new(error: impl Error + Send + Sync + 'static, secrets: &[String]) -> Self {
+        let text = error.to_string();
+        let inner = if secrets
+            .iter()
+            .any(|s| !s.is_empty() && text.contains(s.as_str()))
+        {
+            let mut shown = text;
+            for secret in secrets.iter().filter(|s| !s.is_empty()) {
+                shown = shown.replace(secret.as_str(), "***");
+            }
+            Inner::Redacted(shown)
+        } else {
+            Inner::Source(Arc::new(error))
+        };
+        BackendError { inner }
+    }
+
+    /// An error the backend code itself describes (a refusal that carries
+    /// no client error).
+    #[cfg_attr(not(feature = "amqp"), allow(dead_code))]
+    pub(crate) fn message(text: impl Into<String>) -> Self {
+        BackendError {
+            inner: Inner::Redacted(text.into()),
+        }
+    }
+}
+
+impl fmt::Display for BackendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.inner {
+            Inner::Source(error) => fmt::Display::fmt(error, f),
+            Inner::Redacted(text) => f.write_str(text),
+        }
+    }
+}
+
+impl fmt::Debug for BackendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The client's own `Debug` may show what its `Display` hides.
+        f.debug_tuple("BackendError")
+            .field(&self.to_string())
+            .finish()
+    }
+}
+
+impl Error for BackendError {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        match &self.inner {
+            Inner::Source(error) => error.source(),
+            Inner::Redacted(_) => None,
+        }
+    }
+}
+
+impl PartialEq for BackendError {
+    fn eq(&self, other: &Self) -> bool {
+        self.to_string() == other.to_string()
+    }
+}
+
+impl Eq for BackendError {}
+
+/// The secrets `url` carries: its password, and the values of query
+/// parameters that may hold one (see [`redact`]).
+fn secrets(url: &str) -> Vec<String> {
+    let Ok(parsed) = url::Url::parse(url) else {
+        return Vec::new();
+    };
+    let mut found: Vec<String> = parsed.password().map(str::to_owned).into_iter().collect();
+    if let Some(password) = parsed.password() {
+        // The client may show it decoded.
+        if let Ok(decoded) = percent_encoding::percent_decode_str(password).decode_utf8() {
+            found.push(decoded.into_owned());
+        }
+    }
+    found.extend(
+        parsed
+            .query_pairs()
+            .filter(|(key, _)| is_secret(key))
+            .map(|(_, value)| value.into_owned()),
+    );
+    found
+}
+
+/// `url` with its secrets replaced by `***`: the password of its userinfo,
+/// and the value of any query parameter a client library may read one from
+/// (the `redis` crate reads `pass` for `redis+unix://` and `unix://` URLs;
+/// any key that names a password, secret, token or key is taken for one).
+/// A URL that does not parse is replaced whole, as it may hold one
+/// anywhere.
+pub fn redact(url: &str) -> String {
+    let Ok(mut parsed) = url::Url::parse(url) else {
+        return "<unparsable URL>".to_owned();
+    };
+    if parsed.password().is_some() && parsed.set_password(Some("***")).is_err() {
+        return "<redacted>".to_owned();
+    }
+    if parsed.query_pairs().any(|(key, _)| is_secret(&key)) {
+        let pairs: Vec<(String, String)> = parsed
+            .query_pairs()
+            .map(|(key, value)| {
+                let value = if is_secret(&key) {
+                    "***".to_owned()
+                } else {
+                    value.into_owned()
+                };
+                (key.into_owned(), value)
+            })
+            .collect();
+        parsed.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    parsed.to_string()
+}
+
+/// Whether a URL's query parameter may carry a secret.
+fn is_secret(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    key == "auth"
+        || ["pass", "pwd", "secret", "token", "key", "credential"]
+            .iter()
+            .any(|word| key.contains(word))
+}
+
+/// One backend of a channel (bus or broker) as its registration point
+/// lists it, compiled in or not: `open` is `None` when its cargo feature
+/// is off, so a configuration that asks for it gets an error naming the
+/// feature rather than an unknown scheme.
+#[derive(Debug)]
+pub(crate) struct Registration<Open: 'static> {
+    /// Its `kind` in a configuration (`redis`, `amqp`, ...).
+    pub(crate) name: &'static str,
+    /// The URL schemes it takes, without `://`.
+    pub(crate) schemes: &'static [&'static str],
+    /// The cargo feature that compiles it.
+    pub(crate) feature: &'static str,
+    /// Its configuration from a URL, when compiled in.
+    pub(crate) open: Option<Open>,
+}
+
+/// Why a channel's backend cannot be had from a URL or a name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Unavailable {
+    /// No backend takes this URL's scheme; the schemes that are known.
+    UnknownScheme(Vec<&'static str>),
+    /// No backend has this name; the names that are known.
+    UnknownName(Vec<&'static str>),
+    /// The backend exists, but its cargo feature is off.
+    FeatureOff {
+        /// The backend.
+        name: &'static str,
+        /// The feature to turn on.
+        feature: &'static str,
+    },
+}
+
+impl fmt::Display for Unavailable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Unavailable::UnknownScheme(schemes) => {
+                let mut schemes: Vec<String> =
+                    schemes.iter().map(|s| format!("{s}://")).collect();
+                let last = schemes.pop().unwrap_or_default();
+                match schemes.is_empty() {
+                    true => write!(f, "expected a {last} URL"),
+                    false => write!(f, "expected a {} or {last} URL", schemes.join(", ")),
+                }
+            }
+            Unavailable::UnknownName(names) => {
+                write!(f, "expected one of: {}", names.join(", "))
+            }
+            Unavailable::FeatureOff { name, feature } => write!(
+                f,
+                "the `{name}` backend is not compiled in: turn on microagent's cargo feature `{feature}`"
+            ),
+        }
+    }
+}
+
+/// The backend of `backends` whose scheme `url` has, compiled in.
+pub(crate) fn by_url<Open>(
+    backends: &'static [Registration<Open>],
+    url: &str,
+) -> Result<&'static Registration<Open>, Unavailable> {
+    let scheme = url.split_once("://").map_or("", |(scheme, _)| scheme);
+    let found = backends.iter().find(|b| b.schemes.contains(&scheme));
+    compiled(found.ok_or_else(|| {
+        Unavailable::UnknownScheme(
+            backends
+                .iter()
+                .flat_map(|b| b.schemes.iter().copied())
+                .collect(),
+        )
+    })?)
+}
+
+/// The backend of `backends` named `name`, compiled in (`in-process` is
+/// the channel's own, not listed).
+pub(crate) fn by_name<Open>(
+    backends: &'static [Registration<Open>],
+    name: &str,
+) -> Result<&'static Registration<Open>, Unavailable> {
+    let found = backends.iter().find(|b| b.name == name);
+    compiled(found.ok_or_else(|| {
+        let mut names = vec!["in-process"];
+        names.extend(backends.iter().map(|b| b.name));
+        Unavailable::UnknownName(names)
+    })?)
+}
+
+fn compiled<Open>(
+    backend: &'static Registration<Open>,
+) -> Result<&'static Registration<Open>, Unavailable> {
+    match backend.open {
+        Some(_) => Ok(backend),
+        None => Err(Unavailable::FeatureOff {
+            name: backend.name,
+            feature: backend.feature,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct Client(String);
+
+    impl fmt::Display for Client {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(&self.0)
+        }
+    }
+
+    impl Error for Client {}
+
+    fn open() {}
+
+    static LISTED: &[Registration<fn()>] = &[
+        Registration {
+            name: "on",
+            schemes: &["on"],
+            feature: "on",
+            open: Some(open),
+        },
+        Registration {
+            name: "off",
+            schemes: &["off", "offs"],
+            feature: "off-feature",
+            open: None,
+        },
+    ];
+
+    #[test]
+    fn a_backend_is_found_by_scheme_or_name_and_one_compiled_out_names_its_feature() {
+        assert_eq!(by_url(LISTED, "on://host").map(|b| b.name), Ok("on"));
+        assert_eq!(by_name(LISTED, "on").map(|b| b.name), Ok("on"));
+        let off = Unavailable::FeatureOff {
+            name: "off",
+            feature: "off-feature",
+        };
+        assert_eq!(
+            by_url(LISTED, "offs://host").map(|b| b.name),
+            Err(off.clone())
+        );
+        assert_eq!(by_name(LISTED, "off").map(|b| b.name), Err(off.clone()));
+        assert_eq!(
+            off.to_string(),
+            "the `off` backend is not compiled in: turn on microagent's cargo feature `off-feature`"
+        );
+        let scheme = by_url(LISTED, "http://host").map(|b| b.name).unwrap_err();
+        assert_eq!(
+            scheme.to_string(),
+            "expected a on://, off:// or offs:// URL"
+        );
+        let name = by_name(LISTED, "rabbit").map(|b| b.name).unwrap_err();
+        assert_eq!(name.to_string(), "expected one of: in-process, on, off");
+    }
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            redact("redis://:hunter2@localhost:6379/1"),
+            "redis://:***@localhost:6379/1"
+        );
+        assert_eq!(
+            redact("redis://user:hunter2@localhost/"),
+            "redis://user:***@localhost/"
+        );
+        assert_eq!(redact("redis://localhost:6379"), "redis://localhost:6379");
+        assert!(!redact("redis//:hunter2@").contains("hunter2"));
+        // Every scheme the configuration accepts, with the secret where
+        // the client libraries read one: userinfo, and the query (`pass`
+        // for the redis crate's Unix sockets).
+        for url in [
+            "redis://:hunter2@localhost:6379/1",
+            "rediss://user:hunter2@localhost:6380/0",
+            "redis+unix:///run/redis.sock?db=2&pass=hunter2",
+            "unix:///run/redis.sock?pass=hunter2&user=me",
+            "redis+unix:///run/redis.sock?password=hunter2",
+            "amqp://guest:hunter2@localhost:5672/%2f",
+            "amqps://guest:hunter2@localhost:5671/%2f?heartbeat=10",
+            "amqp://localhost/%2f?auth_token=hunter2",
+        ] {
+            let shown = redact(url);
+            assert!(!shown.contains("hunter2"), "{url} -> {shown}");
+            assert!(shown.contains("***"), "{url} -> {shown}");
+        }
+        assert_eq!(
+            redact("unix:///run/redis.sock?db=2&pass=hunter2&user=me"),
+            "unix:///run/redis.sock?db=2&pass=***&user=me"
+        );
+        assert_eq!(
+            redact("amqp://localhost/%2f?heartbeat=10"),
+            "amqp://localhost/%2f?heartbeat=10"
+        );
+    }
+
+    #[test]
+    fn a_client_error_keeps_its_text_and_loses_the_secrets() {
+        let endpoint = Endpoint::new("amqp://guest:hun%40ter2@localhost/%2f?auth_token=tok3n");
+        assert!(!format!("{endpoint:?}").contains("ter2"));
+        let plain = endpoint.error(Client("connection refused".into()));
+        assert_eq!(plain.to_string(), "connection refused");
+        for leaked in ["bad login hun@ter2", "bad login hun%40ter2", "token tok3n"] {
+            let error = endpoint.error(Client(leaked.into()));
+            let shown = format!("{error} {error:?}");
+            assert!(shown.contains("***"), "{shown}");
+            assert!(
+                !shown.contains("ter2") && !shown.contains("tok3n"),
+                "{shown}"
+            );
+        }
+    }
+}

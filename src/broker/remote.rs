@@ -1,0 +1,263 @@
+//! Work queues on a server, whatever the server: the seam a queue backend
+//! plugs into, and the consumer loop every such backend shares.
+//!
+//! A backend (`broker/redis/`, `broker/amqp/`, ...) implements
+//! [`RemoteQueues`] (send with the server's confirmation, a queue's length,
+//! its dead letters, whether it is connected, and opening a consumer) and
+//! [`Source`] (take the next message under a lease; recover after a
+//! failure; retire, handing back what it holds). Each message it takes
+//! comes with a [`Ticket`] that settles it: done, back as it was, retried
+//! after a pause, or dead-lettered.
+//!
+//! What a consumer does with them lives here once, naming no backend:
+//! at most `prefetch` messages in flight, attempts and backoff (through
+//! [`delivery`](super::delivery)), reconnecting with a capped backoff,
+//! refusing to start when the server refuses the consumer's declaration,
+//! and stopping with every message in flight settled before the source
+//! retires.
+//!
+//! `docs/backends.md` tells how to add a backend.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use tokio::sync::{oneshot, Semaphore};
+
+use super::config::BrokerConfig;
+use super::delivery::{unless, verdict, Verdict, FIRST_PAUSE, RECONNECT_MAX};
+use super::error::{BrokerError, DeadLetter};
+use super::job::{Binding, ConsumerOptions, Job, JobFn, Settler};
+use crate::backend::Endpoint;
+use crate::LOG_TARGET;
+
+/// How a queue backend is reached: what its [`BrokerConfig`] constructor
+/// stores, and what connects it when the broker is installed.
+pub(crate) trait Connector: Send + Sync + 'static {
+    /// The backend's name (`redis`, `amqp`, ...), as
+    /// [`BrokerInfo::kind`](super::BrokerInfo::kind) shows it.
+    fn kind(&self) -> &'static str;
+
+    /// Its URL.
+    fn endpoint(&self) -> &Endpoint;
+
+    /// Connects; fails when the server cannot be reached.
+    fn connect(
+        &self,
+        config: &BrokerConfig,
+    ) -> BoxFuture<'static, Result<Arc<dyn RemoteQueues>, BrokerError>>;
+}
+
+/// Where a message is sent: its queue, or an exchange and a routing key
+/// where the backend has them (AMQP).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Destination<'a> {
+    pub(crate) queue: &'a str,
+    pub(crate) exchange: Option<&'a str>,
+    pub(crate) routing_key: &'a str,
+}
+
+/// Whom a backend opens a source for.
+#[derive(Debug, Clone)]
+pub(crate) struct ConsumerSpec {
+    pub(crate) queue: &'static str,
+    pub(crate) binding: Binding,
+    pub(crate) name: Arc<str>,
+    pub(crate) options: ConsumerOptions,
+}
+
+/// Queues on a server.
+pub(crate) trait RemoteQueues: Send + Sync + 'static {
+    /// Whether the last operation found the server there.
+    fn is_up(&self) -> bool;
+
+    /// Sends `body`; resolves once the server has it (its confirmation).
+    fn send<'a>(
+        &'a self,
+        to: Destination<'a>,
+        body: Vec<u8>,
+    ) -> BoxFuture<'a, Result<(), BrokerError>>;
+
+    /// How many messages wait in `queue` (not counting those taken).
+    fn length<'a>(&'a self, queue: &'a str) -> BoxFuture<'a, Result<usize, BrokerError>>;
+
+    /// The dead letters of `queue`, oldest first.
+    fn dead_letters<'a>(
+        &'a self,
+        queue: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<DeadLetter>, BrokerError>>;
+
+    /// Opens what a consumer takes its messages from. A refusal for good
+    /// is [`BrokerError::QueueMismatch`]: the consumer's agent does not
+    /// start; any other error is retried.
+    fn open(
+        self: Arc<Self>,
+        consumer: ConsumerSpec,
+    ) -> BoxFuture<'static, Result<Box<dyn Source>, BrokerError>>;
+}
+
+/// A message taken from a server: its body, the attempts it had, and what
+/// settles it.
+pub(crate) struct Taken {
+    pub(crate) body: Arc<[u8]>,
+    pub(crate) attempts: u32,
+    pub(crate) ticket: Box<dyn Ticket>,
+}
+
+/// One consumer's messages on a server.
+pub(crate) trait Source: Send + 'static {
+    /// The next message, waiting at most about `longest` (`None` when none
+    /// came: the loop asks again).
+    fn take(&mut self, longest: Duration) -> BoxFuture<'_, Result<Option<Taken>, BrokerError>>;
+
+    /// After a failed take: reconnect (the loop pauses before, and calls
+    /// again after the next failure).
+    fn recover(&mut self) -> BoxFuture<'_, Result<(), BrokerError>>;
+
+    /// Every message it handed out is settled: end the consumer on the
+    /// server (what it took ahead goes back to the queue).
+    fn retire(self: Box<Self>) -> BoxFuture<'static, ()>;
+}
+
+/// What settles one taken message on its server.
+pub(crate) trait Ticket: Send + 'static {
+    /// Settles the message as `verdict` says; resolves once the server has
+    /// the settlement (a backend keeps trying through passing failures, or
+    /// leaves the message to be delivered again, and logs which).
+    fn settle(self: Box<Self>, verdict: Verdict) -> BoxFuture<'static, ()>;
+}
+
+/// What a consumer loop knows about itself.
+struct Consumer {
+    spec: ConsumerSpec,
+    deliver: JobFn,
+    in_flight: Arc<Semaphore>,
+}
+
+/// A consumer of queues on a server, until `stopped`: its first attempt to
+/// open reports a refusal for good to `refuse` (and the consumer ends), or
+/// drops it once consuming or trying again after a passing failure.
+pub(crate) async fn run(
+    queues: Arc<dyn RemoteQueues>,
+    spec: ConsumerSpec,
+    deliver: JobFn,
+    mut stopped: oneshot::Receiver<()>,
+    refuse: oneshot::Sender<BrokerError>,
+) {
+    let limit = spec.options.prefetch.max(1) as usize;
+    let consumer = Consumer {
+        spec,
+        deliver,
+        in_flight: Arc::new(Semaphore::new(limit)),
+    };
+    let Some(source) = open(queues, &consumer.spec, &mut stopped, refuse).await else {
+        return;
+    };
+    let source = consume(&consumer, source, &mut stopped).await;
+    // Every message in flight settled (all permits back), then the source
+    // retires: what it took ahead goes back.
+    let _all = consumer.in_flight.acquire_many(limit as u32).await;
+    source.retire().await;
+    let (name, queue) = (&consumer.spec.name, consumer.spec.queue);
+    log::debug!(target: LOG_TARGET, "consumer `{name}` stopped taking from `{queue}`");
+}
+
+/// Opens the consumer's source, trying again after passing failures.
+async fn open(
+    queues: Arc<dyn RemoteQueues>,
+    spec: &ConsumerSpec,
+    stopped: &mut oneshot::Receiver<()>,
+    refuse: oneshot::Sender<BrokerError>,
+) -> Option<Box<dyn Source>> {
+    let mut refuse = Some(refuse);
+    let mut pause = FIRST_PAUSE;
+    let (name, queue) = (&spec.name, spec.queue);
+    loop {
+        let first = refuse.take();
+        match unless(stopped, queues.clone().open(spec.clone())).await? {
+            Ok(source) => return Some(source),
+            Err(e @ BrokerError::QueueMismatch { .. }) if first.is_some() => {
+                log::error!(target: LOG_TARGET, "consumer `{name}`: cannot consume `{queue}`: {e}");
+                if let Some(first) = first {
+                    let _ = first.send(e);
+                }
+                return None;
+            }
+            Err(e) => {
+                // A passing failure: its agent's start waits no more.
+                drop(first);
+                log::warn!(target: LOG_TARGET, "consumer `{name}`: cannot start on `{queue}`: {e}; retrying in {pause:?}");
+                unless(stopped, actix_rt::time::sleep(pause)).await?;
+                pause = (pause * 2).min(RECONNECT_MAX);
+            }
+        }
+    }
+}
+
+/// Takes and hands over messages until `stopped` or the agent is gone.
+async fn consume(
+    consumer: &Consumer,
+    mut source: Box<dyn Source>,
+    stopped: &mut oneshot::Receiver<()>,
+) -> Box<dyn Source> {
+    let (name, queue) = (&consumer.spec.name, consumer.spec.queue);
+    let limit = consumer.spec.options.prefetch.max(1) as usize;
+    let mut pause = FIRST_PAUSE;
+    loop {
+        let Some(Ok(permit)) = unless(stopped, consumer.in_flight.clone().acquire_owned()).await
+        else {
+            break;
+        };
+        // With messages in flight, one of them may fail and be due again
+        // after the backoff: the wait for a new message ends by then (a
+        // zero backoff waits 10 ms, not a busy loop).
+        let longest = if consumer.in_flight.available_permits() + 1 < limit {
+            consumer.spec.options.backoff.max(Duration::from_millis(10))
+        } else {
+            Duration::MAX
+        };
+        let taken = match unless(stopped, source.take(longest)).await {
+            None => break,
+            Some(Ok(None)) => continue,
+            Some(Ok(Some(taken))) => {
+                pause = FIRST_PAUSE;
+                taken
+            }
+            Some(Err(e)) => {
+                log::warn!(target: LOG_TARGET, "consumer `{name}`: taking from `{queue}` failed: {e}; retrying in {pause:?}");
+                if unless(stopped, actix_rt::time::sleep(pause))
+                    .await
+                    .is_none()
+                {
+                    break;
+                }
+                pause = (pause * 2).min(RECONNECT_MAX);
+                if let Err(e) = source.recover().await {
+                    log::debug!(target: LOG_TARGET, "consumer `{name}`: {e}");
+                }
+                continue;
+            }
+        };
+        let Taken {
+            body,
+            attempts,
+            ticket,
+        } = taken;
+        let (name, options) = (consumer.spec.name.clone(), consumer.spec.options);
+        let settler: Settler = Box::new(move |outcome| {
+            let verdict = verdict((&name, queue, options), attempts, outcome);
+            // Without a runtime (the System is going) the message stays
+            // unsettled on the server, which hands it out again.
+            if tokio::runtime::Handle::try_current().is_ok() {
+                actix_rt::spawn(async move {
+                    ticket.settle(verdict).await;
+                    drop(permit);
+                });
+            }
+        });
+        if !(consumer.deliver)(Job::wire(body, settler), Vec::new()) {
+            break;
+        }
+    }
+    source
+}
