@@ -93,16 +93,18 @@ extern crate self as microagent;
 // calls what the agent declares).
 //
 // vocabulary: no dependency on the rest of the crate
-// Only backends use it.
+mod failure;
+mod per_system;
+mod phase;
+// what every backend shares (only backends use it)
 #[cfg_attr(not(any(feature = "redis", feature = "amqp")), allow(dead_code))]
 mod backend;
-pub mod broker;
+// the channels between agents, and the errors and info that name them
 pub mod bus;
+pub mod broker;
 mod error;
 mod info;
 mod messages;
-mod per_system;
-mod phase;
 mod server;
 // the agent trait, and the lifecycle machinery around its context
 mod agent;

@@ -64,7 +64,7 @@ impl ServerInterrupt {
                 return Some(boxed);
             }
             #[cfg(feature = "anyhow")]
-            if let Some(anyhow) = error.downcast_ref::<crate::error::AnyhowError>() {
+            if let Some(anyhow) = error.downcast_ref::<crate::failure::AnyhowError>() {
                 return anyhow.0.chain().find_map(|e| e.downcast_ref());
             }
             next = match error

@@ -7,7 +7,27 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::error::BrokerError;
-use super::remote::Connector;
+use futures_util::future::BoxFuture;
+
+use super::remote::RemoteQueues;
+use crate::backend::Endpoint;
+
+/// How a queue backend is reached: what its [`BrokerConfig`] constructor
+/// stores, and what connects it when the broker is installed.
+pub(crate) trait Connector: Send + Sync + 'static {
+    /// The backend's name (`redis`, `amqp`, ...), as
+    /// [`BrokerInfo::kind`](super::BrokerInfo::kind) shows it.
+    fn kind(&self) -> &'static str;
+
+    /// Its URL.
+    fn endpoint(&self) -> &Endpoint;
+
+    /// Connects; fails when the server cannot be reached.
+    fn connect(
+        &self,
+        config: &BrokerConfig,
+    ) -> BoxFuture<'static, Result<Arc<dyn RemoteQueues>, BrokerError>>;
+}
 
 /// Which broker the agents of a System use: the in-process one (the
 /// default), Redis or AMQP. `Debug` shows a URL's password as `***`. Install it with [`Broker::connect`](super::Broker::connect)

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::error::BrokerError;
 use super::queue::Queue;
-use crate::error::HookFailure;
+use crate::failure::HookFailure;
 
 /// How a consumer takes messages: declared with `#[consumer(...)]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

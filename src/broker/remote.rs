@@ -1,7 +1,9 @@
 //! Work queues on a server, whatever the server: the seam a queue backend
 //! plugs into, and the consumer loop every such backend shares.
 //!
-//! A backend (`broker/redis/`, `broker/amqp/`, ...) implements
+//! A backend (`broker/redis/`, `broker/amqp/`, ...) implements a
+//! [`Connector`](super::config::Connector) (how its configuration
+//! connects),
 //! [`RemoteQueues`] (send with the server's confirmation, a queue's length,
 //! its dead letters, whether it is connected, and opening a consumer) and
 //! [`Source`] (take the next message under a lease; recover after a
@@ -24,29 +26,10 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use tokio::sync::{oneshot, Semaphore};
 
-use super::config::BrokerConfig;
 use super::delivery::{unless, verdict, Verdict, FIRST_PAUSE, RECONNECT_MAX};
 use super::error::{BrokerError, DeadLetter};
 use super::job::{Binding, ConsumerOptions, Job, JobFn, Settler};
-use crate::backend::Endpoint;
 use crate::LOG_TARGET;
-
-/// How a queue backend is reached: what its [`BrokerConfig`] constructor
-/// stores, and what connects it when the broker is installed.
-pub(crate) trait Connector: Send + Sync + 'static {
-    /// The backend's name (`redis`, `amqp`, ...), as
-    /// [`BrokerInfo::kind`](super::BrokerInfo::kind) shows it.
-    fn kind(&self) -> &'static str;
-
-    /// Its URL.
-    fn endpoint(&self) -> &Endpoint;
-
-    /// Connects; fails when the server cannot be reached.
-    fn connect(
-        &self,
-        config: &BrokerConfig,
-    ) -> BoxFuture<'static, Result<Arc<dyn RemoteQueues>, BrokerError>>;
-}
 
 /// Where a message is sent: its queue, or an exchange and a routing key
 /// where the backend has them (AMQP).

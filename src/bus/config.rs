@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::backlog::Bound;
 
 use super::error::BusError;
-use super::remote::Connector;
+pub(crate) use super::transport::Connector;
 use super::wire::{self, MAX_PAYLOAD};
 
 /// The prefix of every channel, as in the Python original.

@@ -25,9 +25,10 @@ mod local;
 mod observe;
 #[cfg(feature = "redis")]
 mod redis;
+mod remote;
 // Only backends use parts of the seam.
 #[cfg_attr(not(feature = "redis"), allow(dead_code))]
-mod remote;
+mod transport;
 mod sender;
 mod signal;
 pub mod wire;

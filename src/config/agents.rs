@@ -207,3 +207,15 @@ impl Agents {
         Ok(launcher)
     }
 }
+
+// The configuration builds on the launcher, not the other way round: this
+// constructor lives with what it reads.
+impl Launcher {
+    /// The launcher `config` describes, for `agents`: the agents it picks
+    /// (every registered one when it names none), each built from its
+    /// settings, the bus, the broker, the shutdown deadline, and the health
+    /// endpoints on its `http` address. See [`config`](crate::config).
+    pub fn from_config(config: &Config, agents: &Agents) -> Result<Launcher, ConfigError> {
+        agents.launcher(config)
+    }
+}

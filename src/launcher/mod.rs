@@ -229,17 +229,6 @@ impl Launcher {
         self
     }
 
-    /// The launcher `config` describes, for `agents`: the agents it picks
-    /// (every registered one when it names none), each built from its
-    /// settings, the bus, the broker, the shutdown deadline, and the health
-    /// endpoints on its `http` address. See [`config`](crate::config).
-    pub fn from_config(
-        config: &crate::config::Config,
-        agents: &crate::config::Agents,
-    ) -> Result<Launcher, crate::config::ConfigError> {
-        agents.launcher(config)
-    }
-
     /// Starts every agent in a new actix System and runs until the group
     /// stops.
     ///

@@ -39,10 +39,10 @@ use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer
 
 use futures_util::future::BoxFuture;
 
-use super::config::BrokerConfig;
+use super::config::{BrokerConfig, Connector};
 use super::error::{BrokerError, DeadLetter};
 use super::job::Binding;
-use super::remote::{Connector, ConsumerSpec, Destination, RemoteQueues, Source};
+use super::remote::{ConsumerSpec, Destination, RemoteQueues, Source};
 use crate::backend::{BackendError, Endpoint};
 
 #[cfg_attr(docsrs, doc(cfg(feature = "amqp")))]

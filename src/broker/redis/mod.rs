@@ -37,8 +37,8 @@ use redis::{AsyncConnectionConfig, Script};
 use super::error::{BrokerError, DeadLetter};
 use futures_util::future::BoxFuture;
 
-use super::config::BrokerConfig;
-use super::remote::{Connector, ConsumerSpec, Destination, RemoteQueues, Source};
+use super::config::{BrokerConfig, Connector};
+use super::remote::{ConsumerSpec, Destination, RemoteQueues, Source};
 use crate::backend::Endpoint;
 
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]

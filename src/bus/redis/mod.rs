@@ -1,7 +1,7 @@
 //! The Redis bus: the Python original's channels and payloads over Redis
 //! pub/sub, so Rust and Python agents share one Redis. The only bus code
 //! that names the `redis` crate; it plugs into the seam of
-//! [`remote`](super::remote).
+//! [`transport`](super::transport).
 //!
 //! One task per bus (on the System's arbiter, [`task`]) owns the
 //! subscribing connection: it pattern-subscribes `{prefix}:{signal}:*` for
@@ -27,7 +27,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::config::BusConfig;
 use super::error::BusError;
-use super::remote::{Connector, Hub, Publishing, Route, Transport};
+use super::transport::{Connector, Hub, Publishing, Route, Transport};
 use super::wire::{Channel, RESPONSE};
 use crate::backend::Endpoint;
 use crate::LOG_TARGET;
@@ -60,12 +60,12 @@ impl Connector for RedisBus {
         &self.endpoint
     }
 
-    fn start(&self, config: &BusConfig, hub: Arc<Hub>) -> Result<Box<dyn Transport>, BusError> {
+    fn start(&self, hub: Arc<Hub>) -> Result<Box<dyn Transport>, BusError> {
         let (commands, rx) = mpsc::unbounded_channel();
         let link = Arc::new(Link {
             client: self.client.clone(),
+            reconnect_max: hub.reconnect_max(),
             hub,
-            reconnect_max: config.reconnect_max,
             publisher: Mutex::default(),
             commands,
         });

@@ -10,7 +10,7 @@ use futures_util::StreamExt;
 use redis::aio::{PubSubSink, PubSubStream};
 use tokio::sync::mpsc;
 
-use super::super::remote::Interest;
+use super::super::transport::Interest;
 use super::super::wire::{self, RESPONSE};
 use super::{lock, Command, Link};
 use crate::LOG_TARGET;
