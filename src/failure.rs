@@ -142,4 +142,3 @@ impl HookFailure {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("timed out after {0:?}")]
 pub struct TimedOut(pub std::time::Duration);
-

@@ -100,8 +100,8 @@ mod phase;
 #[cfg_attr(not(any(feature = "redis", feature = "amqp")), allow(dead_code))]
 mod backend;
 // the channels between agents, and the errors and info that name them
-pub mod bus;
 pub mod broker;
+pub mod bus;
 mod error;
 mod info;
 mod messages;

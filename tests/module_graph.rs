@@ -374,7 +374,10 @@ fn modules_import_each_other_one_way_but_agent_and_lifecycle() {
     let mut edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for (from, to) in file_edges(&modules) {
         if from[0] != to[0] {
-            edges.entry(from[0].clone()).or_default().insert(to[0].clone());
+            edges
+                .entry(from[0].clone())
+                .or_default()
+                .insert(to[0].clone());
         }
     }
     let allowed: BTreeSet<String> = ["agent", "lifecycle"].map(str::to_owned).into();
@@ -382,7 +385,10 @@ fn modules_import_each_other_one_way_but_agent_and_lifecycle() {
         .into_iter()
         .filter(|c| *c != allowed)
         .collect();
-    assert!(found.is_empty(), "module circles: {found:?}\nedges: {edges:#?}");
+    assert!(
+        found.is_empty(),
+        "module circles: {found:?}\nedges: {edges:#?}"
+    );
 }
 
 #[test]
@@ -398,7 +404,10 @@ fn the_files_of_the_bus_and_the_broker_import_each_other_one_way() {
                     .insert(modules[&to].file.display().to_string());
             }
         }
-        assert!(edges.len() > 5, "{channel}: too few references read: {edges:#?}");
+        assert!(
+            edges.len() > 5,
+            "{channel}: too few references read: {edges:#?}"
+        );
         let found = circles(&edges);
         assert!(found.is_empty(), "{channel}: file circles: {found:#?}");
     }
@@ -426,10 +435,16 @@ fn the_reader_sees_references_it_is_meant_to() {
     let edges = file_edges(&modules);
     let bus_redis = vec!["bus".to_owned(), "redis".to_owned()];
     let transport = vec!["bus".to_owned(), "transport".to_owned()];
-    assert!(edges.contains(&(bus_redis, transport)), "bus/redis -> bus/transport");
+    assert!(
+        edges.contains(&(bus_redis, transport)),
+        "bus/redis -> bus/transport"
+    );
     let handle = vec!["broker".to_owned(), "handle".to_owned()];
     let remote = vec!["broker".to_owned(), "remote".to_owned()];
-    assert!(edges.contains(&(handle, remote)), "broker/handle -> broker/remote");
+    assert!(
+        edges.contains(&(handle, remote)),
+        "broker/handle -> broker/remote"
+    );
     let mut made_up: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     made_up.entry("a".into()).or_default().insert("b".into());
     made_up.entry("b".into()).or_default().insert("c".into());

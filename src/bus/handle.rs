@@ -20,8 +20,8 @@ use super::error::BusError;
 use super::local::{DeliverFn, Subscribers};
 use super::observe::{Observer, Observers, Sent};
 use super::remote::Remote;
-use super::transport::PendingGuard;
 use super::signal::{check_name, DynSignal, Signal};
+use super::transport::PendingGuard;
 use super::wire;
 use crate::per_system::PerSystem;
 

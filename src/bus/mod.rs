@@ -27,10 +27,10 @@ mod observe;
 mod redis;
 mod remote;
 // Only backends use parts of the seam.
-#[cfg_attr(not(feature = "redis"), allow(dead_code))]
-mod transport;
 mod sender;
 mod signal;
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+mod transport;
 pub mod wire;
 
 pub use crate::backend::redact;

@@ -8,8 +8,8 @@ use actix::AsyncContext;
 
 use super::cell::{BadRun, Handler};
 use super::declare::Call;
+use super::declare::Work;
 use super::driver::begin_work;
-use super::state::Work;
 use super::Context;
 use crate::agent::Agent;
 use crate::broker::{Broker, Consume, JobFn};

@@ -1,12 +1,40 @@
-//! Cron expressions: parsing and next due times, for the scheduler and the
-//! self-description.
+//! Cron expressions: parsing and next due times, and the wall clock they
+//! are read by, for the scheduler and the self-description.
 
 use std::str::FromStr;
 
+#[cfg(feature = "testkit")]
+use actix_rt::time::Instant;
 use chrono::{DateTime, Local, Utc};
 use croner::Cron;
 
 use crate::info::Zone;
+
+#[cfg(feature = "testkit")]
+thread_local! {
+    /// A virtual wall clock for this thread: the wall time it showed at a
+    /// Tokio instant (the test kit with virtual time).
+    static VIRTUAL_WALL: std::cell::Cell<Option<(DateTime<Utc>, Instant)>> =
+        const { std::cell::Cell::new(None) };
+}
+
+/// Makes this thread's wall clock show `wall` now and move with Tokio's
+/// (paused) clock from here; `None` gives it back the system clock.
+#[cfg(feature = "testkit")]
+pub(crate) fn set_virtual_wall(wall: Option<DateTime<Utc>>) {
+    VIRTUAL_WALL.set(wall.map(|wall| (wall, Instant::now())));
+}
+
+/// The wall-clock time cron tasks are scheduled by: the system clock,
+/// unless this thread has a virtual one (the test kit's).
+pub(crate) fn wall_now() -> DateTime<Utc> {
+    #[cfg(feature = "testkit")]
+    if let Some((wall, at)) = VIRTUAL_WALL.get() {
+        let since = chrono::Duration::from_std(Instant::now() - at).unwrap_or_default();
+        return wall + since;
+    }
+    Utc::now()
+}
 
 /// Parses a cron expression the way `#[cron(...)]` does: 5 fields (minute
 /// hour day-of-month month day-of-week), optionally a leading seconds field,

@@ -20,6 +20,19 @@ use crate::error::{HookResult, Stage};
 use crate::info::{RestartPolicy, Zone};
 use crate::server::ServerContext;
 
+/// Which declared entry the agent's work in flight runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Work {
+    /// A lifecycle hook, by method name (its stage is `Lifecycle::stage`).
+    Hook(&'static str),
+    /// A run of task `n` of `HOOKS.tasks`.
+    Task(usize),
+    /// A run of receiver `n` of `HOOKS.receivers`.
+    Receiver(usize),
+    /// A run of consumer `n` of `HOOKS.consumers`.
+    Consumer(usize),
+}
+
 /// The future of a running async hook or task run. It owns the agent while
 /// the method runs and hands it back together with the result.
 pub type HookFuture<A> = Pin<Box<dyn Future<Output = (A, HookResult)>>>;

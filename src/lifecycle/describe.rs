@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 
-use super::cron::{next_cron_time, parse_cron};
+use super::cron::{next_cron_time, parse_cron, wall_now};
 use super::declare::Schedule;
 use crate::agent::Agent;
 use crate::error::Stage;
@@ -29,7 +29,7 @@ pub(crate) fn describe_running<A: Agent>(
     let table = &A::HOOKS;
     let runs_of = |index: usize| runs.get(index).cloned().unwrap_or_default();
     let names = |stage| table.stage(stage).iter().map(|h| h.name).collect();
-    let now = super::tasks::wall_now();
+    let now = wall_now();
     let (mut periodic, mut cron) = (Vec::new(), Vec::new());
     for (index, task) in table.tasks.iter().enumerate() {
         match task.schedule {

@@ -6,8 +6,8 @@ use std::task::{Poll, Waker};
 
 use actix::{ActorContext, ActorFuture, ActorState, AsyncContext, Running};
 
+use super::declare::Work;
 use super::declare::{Call, HookFuture};
-use super::state::Work;
 use super::supervisor::{start_servers, stop_servers};
 use super::{consumers, receivers, tasks, Context};
 use crate::agent::Agent;

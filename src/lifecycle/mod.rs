@@ -56,8 +56,8 @@ mod tasks;
 
 pub(crate) use cell::AgentCell;
 pub use context::Context;
+#[cfg(feature = "testkit")]
+pub(crate) use cron::set_virtual_wall;
 pub(crate) use declare::Hooks;
 pub(crate) use describe::describe;
 pub(crate) use state::Lifecycle;
-#[cfg(feature = "testkit")]
-pub(crate) use tasks::set_virtual_wall;

@@ -9,8 +9,8 @@ use actix::AsyncContext;
 
 use super::cell::{BadRun, Handler};
 use super::declare::Call;
+use super::declare::Work;
 use super::driver::begin_work;
-use super::state::Work;
 use super::Context;
 use crate::agent::Agent;
 use crate::bus::{Backlog, Bus, Deliver, DeliverFn};

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use super::cell::{AgentCell, Outcome};
-use super::declare::HookFuture;
+use super::declare::{HookFuture, Work};
 use super::supervisor::Servers;
 use super::tasks::Timers;
 use crate::broker::BrokerError;
@@ -14,19 +14,6 @@ use crate::error::{AgentError, HookError, HookFailure, HookResult, Stage};
 use crate::phase::Phase;
 use crate::registry::Registration;
 use crate::LOG_TARGET;
-
-/// What the agent's work in flight is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Work {
-    /// A lifecycle hook, by method name (its stage is `Lifecycle::stage`).
-    Hook(&'static str),
-    /// A run of task `n` of `HOOKS.tasks`.
-    Task(usize),
-    /// A run of receiver `n` of `HOOKS.receivers`.
-    Receiver(usize),
-    /// A run of consumer `n` of `HOOKS.consumers`.
-    Consumer(usize),
-}
 
 /// Per-agent lifecycle state. It lives in the actor's task, so it is kept
 /// small: what only some agents use (servers, tasks, receivers, consumers)

@@ -14,10 +14,10 @@ use chrono::{DateTime, Utc};
 use croner::Cron;
 
 use super::cell::{AgentCell, BadRun};
-use super::cron::{next_cron_time, parse_cron};
+use super::cron::{next_cron_time, parse_cron, wall_now};
+use super::declare::Work;
 use super::declare::{Call, Schedule};
 use super::driver::begin_work;
-use super::state::Work;
 use super::Context;
 use crate::agent::Agent;
 use crate::error::{HookFailure, HookResult};
@@ -48,32 +48,6 @@ impl fmt::Debug for Timers {
             .field("tasks", &self.slots.len())
             .finish()
     }
-}
-
-#[cfg(feature = "testkit")]
-thread_local! {
-    /// A virtual wall clock for this thread: the wall time it showed at a
-    /// Tokio instant (the test kit with virtual time).
-    static VIRTUAL_WALL: std::cell::Cell<Option<(DateTime<Utc>, Instant)>> =
-        const { std::cell::Cell::new(None) };
-}
-
-/// Makes this thread's wall clock show `wall` now and move with Tokio's
-/// (paused) clock from here; `None` gives it back the system clock.
-#[cfg(feature = "testkit")]
-pub(crate) fn set_virtual_wall(wall: Option<DateTime<Utc>>) {
-    VIRTUAL_WALL.set(wall.map(|wall| (wall, Instant::now())));
-}
-
-/// The wall-clock time cron tasks are scheduled by: the system clock,
-/// unless this thread has a virtual one (the test kit's).
-pub(crate) fn wall_now() -> DateTime<Utc> {
-    #[cfg(feature = "testkit")]
-    if let Some((wall, at)) = VIRTUAL_WALL.get() {
-        let since = chrono::Duration::from_std(Instant::now() - at).unwrap_or_default();
-        return wall + since;
-    }
-    Utc::now()
 }
 
 /// The instant a wall-clock time stands for, seen from now.
