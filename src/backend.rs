@@ -214,6 +214,7 @@ pub(crate) enum Unavailable {
     /// No backend takes this URL's scheme; the schemes that are known.
     UnknownScheme(Vec<&'static str>),
     /// No backend has this name; the names that are known.
+    #[cfg_attr(not(feature = "config"), allow(dead_code))]
     UnknownName(Vec<&'static str>),
     /// The backend exists, but its cargo feature is off.
     FeatureOff {
@@ -266,6 +267,7 @@ pub(crate) fn by_url<Open>(
 
 /// The backend of `backends` named `name`, compiled in (`in-process` is
 /// the channel's own, not listed).
+#[cfg_attr(not(feature = "config"), allow(dead_code))]
 pub(crate) fn by_name<Open>(
     backends: &'static [Registration<Open>],
     name: &str,

@@ -115,9 +115,14 @@ mod run;
 mod start;
 // on top: running a group as a process; HTTP alongside agents
 mod launcher;
+#[cfg(feature = "web")]
+#[cfg_attr(docsrs, doc(cfg(feature = "web")))]
 pub mod web;
 // running from configuration; testing agents
+#[cfg(feature = "config")]
+#[cfg_attr(docsrs, doc(cfg(feature = "config")))]
 pub mod config;
+#[cfg(feature = "config")]
 mod deploy;
 #[cfg(feature = "testkit")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testkit")))]
@@ -125,6 +130,8 @@ pub mod testkit;
 
 pub use agent::{Agent, IntoAgent, Named};
 pub use backend::BackendError;
+#[cfg(feature = "config")]
+#[cfg_attr(docsrs, doc(cfg(feature = "config")))]
 pub use deploy::deploy;
 pub use error::{AgentError, HookError, HookFailure, Stage, TimedOut};
 pub use info::{

@@ -29,7 +29,8 @@ pub(crate) trait Tracked: Send + Sync {
     fn phase(&self) -> Phase;
     /// What it is busy with now, for a report when it does not stop in time.
     fn activity(&self) -> String;
-    /// What it declares.
+    /// What it declares (the health server's `/health/info`).
+    #[cfg_attr(not(feature = "web"), allow(dead_code))]
     fn info(&self) -> AgentInfo;
 }
 
@@ -58,6 +59,7 @@ struct Live {
 /// One live agent, as the health service and shutdown reports see it.
 pub(crate) struct AgentStatus {
     pub(crate) name: &'static str,
+    #[cfg_attr(not(feature = "web"), allow(dead_code))]
     pub(crate) phase: Phase,
     /// What it is busy with (empty unless asked for).
     pub(crate) activity: String,
@@ -143,6 +145,7 @@ impl SystemAgents {
     }
 
     /// What every live agent declares.
+    #[cfg_attr(not(feature = "web"), allow(dead_code))]
     pub(crate) fn infos(&self) -> Vec<AgentInfo> {
         self.snapshot().iter().map(|a| a.info()).collect()
     }

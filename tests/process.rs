@@ -44,6 +44,7 @@ fn the_signals_example_exchanges_a_signal_and_an_rpc_then_exits_0() {
     signals_example(&[]);
 }
 
+#[cfg(feature = "redis")]
 #[test]
 #[cfg_attr(not(service_redis), ignore = "needs REDIS_URL")]
 fn the_signals_example_does_the_same_on_redis() {
@@ -402,6 +403,7 @@ fn the_queue_example_dead_letters_the_failing_mail_and_exits_0() {
     queue_example(&[]);
 }
 
+#[cfg(feature = "redis")]
 #[test]
 #[cfg_attr(not(service_redis), ignore = "needs REDIS_URL")]
 fn the_queue_example_does_the_same_on_redis() {
@@ -410,6 +412,7 @@ fn the_queue_example_does_the_same_on_redis() {
     queue_example(&[("REDIS_URL", &url), ("QUEUE_NAMESPACE", &namespace)]);
 }
 
+#[cfg(feature = "amqp")]
 #[test]
 #[cfg_attr(not(service_amqp), ignore = "needs AMQP_URL")]
 fn the_queue_example_does_the_same_on_rabbitmq() {

@@ -151,6 +151,7 @@ impl BrokerConfig {
     }
 
     /// Its kind and its URL, password redacted.
+    #[cfg_attr(not(feature = "config"), allow(dead_code))]
     pub(crate) fn describe(&self) -> (&'static str, Option<&str>) {
         match &self.kind {
             Kind::InProcess => ("in-process", None),

@@ -296,6 +296,7 @@ impl Broker {
 
 /// Whether the current System's broker is connected (no broker yet, or the
 /// in-process one, always is).
+#[cfg(feature = "web")]
 pub(crate) fn connected() -> bool {
     let Some(system) = actix_rt::System::try_current() else {
         return true;

@@ -141,6 +141,7 @@ fn installed() -> Option<Bus> {
 
 /// Whether the current System's bus is connected (no bus yet, or the
 /// in-process one, always is).
+#[cfg(feature = "web")]
 pub(crate) fn connected() -> bool {
     installed().is_none_or(|bus| bus.is_connected())
 }

@@ -36,6 +36,7 @@ pub mod wire;
 pub use crate::backend::redact;
 pub use backlog::Ticket;
 pub(crate) use backlog::{Backlog, Bound};
+#[cfg(feature = "config")]
 pub(crate) use config::BUFFER;
 pub use config::{BusConfig, BusInfo, DEFAULT_PREFIX};
 pub use declarations::{
@@ -43,7 +44,9 @@ pub use declarations::{
 };
 pub use delivery::{Deliver, Delivery, Payload, Reply, ToArgs, ToWire};
 pub use error::BusError;
-pub(crate) use handle::{close, connected, current_info, Confirmation, Subscription};
+#[cfg(feature = "web")]
+pub(crate) use handle::connected;
+pub(crate) use handle::{close, current_info, Confirmation, Subscription};
 pub use handle::{AnswerStream, Answers, Bus};
 pub(crate) use local::DeliverFn;
 pub(crate) use observe::Observers;

@@ -201,6 +201,8 @@ impl Agents {
         for entry in picked {
             launcher = (entry.add)(config, launcher)?;
         }
+        // Refused at loading without the feature `web`.
+        #[cfg(feature = "web")]
         if let Some(bind) = config.http() {
             launcher = launcher.agent(crate::web::HealthServer::new(bind));
         }

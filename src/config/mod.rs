@@ -148,6 +148,13 @@ impl Config {
         let parsed: File = figment.extract().map_err(ConfigError::from_figment)?;
         let bus = parsed.bus.to_config(&figment)?;
         let broker = parsed.broker.to_config(&figment)?;
+        if parsed.http.is_some() && !cfg!(feature = "web") {
+            return Err(ConfigError::invalid(
+                file::origin(&figment, "http"),
+                "http",
+                "the health endpoints need microagent's cargo feature `web`".to_owned(),
+            ));
+        }
         Ok(Config {
             figment,
             file,

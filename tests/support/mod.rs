@@ -15,6 +15,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub(crate) mod events;
+#[cfg(feature = "web")]
 pub(crate) mod health;
 pub(crate) mod matrix;
 pub(crate) mod net;
