@@ -30,6 +30,7 @@ pub(crate) fn derive(input: &DeriveInput, options: &AgentOptions) -> TokenStream
             }
         }
     });
+    let handlers = message_handlers(input);
     quote! {
         #stand_in
 
@@ -58,61 +59,62 @@ pub(crate) fn derive(input: &DeriveInput, options: &AgentOptions) -> TokenStream
             }
         }
 
-        #[automatically_derived]
-        impl #impl_generics ::microagent::actix::Handler<::microagent::StopAgent>
-            for #ident #ty_generics #where_clause
-        {
-            type Result = ();
-
-            fn handle(&mut self, _: ::microagent::StopAgent, ctx: &mut Self::Context) {
-                ::microagent::actix::ActorContext::stop(ctx)
-            }
-        }
-
-        #[automatically_derived]
-        impl #impl_generics ::microagent::actix::Handler<::microagent::GetInfo>
-            for #ident #ty_generics #where_clause
-        {
-            type Result = ::microagent::actix::MessageResult<::microagent::GetInfo>;
-
-            fn handle(&mut self, _: ::microagent::GetInfo, ctx: &mut Self::Context) -> Self::Result {
-                ::microagent::actix::MessageResult(::microagent::__private::running_info(self, ctx))
-            }
-        }
-
-        #[automatically_derived]
-        impl #impl_generics ::microagent::actix::Handler<::microagent::__private::Deliver>
-            for #ident #ty_generics #where_clause
-        {
-            type Result = ();
-
-            fn handle(&mut self, msg: ::microagent::__private::Deliver, ctx: &mut Self::Context) {
-                ::microagent::__private::deliver(self, ctx, msg)
-            }
-        }
-
-        #[automatically_derived]
-        impl #impl_generics ::microagent::actix::Handler<::microagent::__private::Consume>
-            for #ident #ty_generics #where_clause
-        {
-            type Result = ();
-
-            fn handle(&mut self, msg: ::microagent::__private::Consume, ctx: &mut Self::Context) {
-                ::microagent::__private::consume(self, ctx, msg)
-            }
-        }
-
-        #[automatically_derived]
-        impl #impl_generics ::microagent::actix::Handler<::microagent::ServerInterrupt>
-            for #ident #ty_generics #where_clause
-        {
-            type Result = ();
-
-            fn handle(&mut self, msg: ::microagent::ServerInterrupt, ctx: &mut Self::Context) {
-                ::microagent::__private::interrupt(self, ctx, msg)
-            }
-        }
+        #handlers
     }
+}
+
+/// The actix handlers of the messages every agent takes: each hands the
+/// message to the lifecycle.
+fn message_handlers(input: &DeriveInput) -> TokenStream {
+    let ident = &input.ident;
+    let (impl_generics, ty_generics, where_clause) = input.generics.split_for_impl();
+    let handler = |message: TokenStream, result: TokenStream, body: TokenStream| {
+        quote! {
+            #[automatically_derived]
+            impl #impl_generics ::microagent::actix::Handler<#message>
+                for #ident #ty_generics #where_clause
+            {
+                type Result = #result;
+
+                fn handle(&mut self, msg: #message, ctx: &mut Self::Context) -> Self::Result {
+                    #body
+                }
+            }
+        }
+    };
+    let private = quote!(::microagent::__private);
+    [
+        handler(
+            quote!(::microagent::StopAgent),
+            quote!(()),
+            quote! { let _ = msg; ::microagent::actix::ActorContext::stop(ctx) },
+        ),
+        handler(
+            quote!(::microagent::GetInfo),
+            quote!(::microagent::actix::MessageResult<::microagent::GetInfo>),
+            quote! {
+                let _ = msg;
+                ::microagent::actix::MessageResult(#private::running_info(self, ctx))
+            },
+        ),
+        handler(
+            quote!(#private::Deliver),
+            quote!(()),
+            quote!(#private::deliver(self, ctx, msg)),
+        ),
+        handler(
+            quote!(#private::Consume),
+            quote!(()),
+            quote!(#private::consume(self, ctx, msg)),
+        ),
+        handler(
+            quote!(::microagent::ServerInterrupt),
+            quote!(()),
+            quote!(#private::interrupt(self, ctx, msg)),
+        ),
+    ]
+    .into_iter()
+    .collect()
 }
 
 /// The hooks block itself, a shim per declaration and the declaration table.
@@ -461,59 +463,78 @@ fn local(name: &str, at: Span) -> Ident {
 /// return type point at the return type: each check is written with its
 /// span and refers only to tokens spanned the same way.
 fn shim(d: &Declaration) -> TokenStream {
-    if let Kind::Receiver(spec) = &d.kind {
-        return receiver_shim(d, &spec.signal, spec.timeout);
+    match &d.kind {
+        Kind::Receiver(spec) => receiver_shim(d, &spec.signal, spec.timeout),
+        Kind::Consumer(spec) => consumer_shim(d, &spec.queue, spec.timeout),
+        Kind::Server(_) => server_shim(d),
+        _ if !d.signature.is_async => sync_shim(d),
+        _ => async_shim(d),
     }
-    if let Kind::Consumer(spec) = &d.kind {
-        return consumer_shim(d, &spec.queue, spec.timeout);
+}
+
+/// A server hook's shim: its future, checked to be one.
+fn server_shim(d: &Declaration) -> TokenStream {
+    let method = &d.method;
+    let shim = shim_ident(method);
+    let sig = &d.signature;
+    let this = local("this", sig.sig_span);
+    let srv = local("srv", Span::call_site());
+    let (unused, arg) = match sig.extra {
+        Extra::Value => (quote!(), quote!(#srv)),
+        _ => (quote!(let _ = #srv;), quote!()),
+    };
+    let check = quote_spanned! {sig.ret_span=>
+        ::microagent::__private::server_future(future)
+    };
+    quote! {
+        #[doc(hidden)]
+        fn #shim(
+            #this: &mut Self,
+            #srv: ::microagent::ServerContext<Self>,
+        ) -> ::microagent::__private::ServerFuture {
+            #unused
+            let future = #this.#method(#arg);
+            #check
+        }
     }
+}
+
+/// A plain `fn` hook or task's shim: its result, as a hook result.
+fn sync_shim(d: &Declaration) -> TokenStream {
     let method = &d.method;
     let shim = shim_ident(method);
     let sig = &d.signature;
     let this = local("this", sig.sig_span);
     let ctx = local("ctx", Span::call_site());
-    if let Kind::Server(_) = d.kind {
-        let srv = local("srv", Span::call_site());
-        let (unused, arg) = match sig.extra {
-            Extra::Value => (quote!(), quote!(#srv)),
-            _ => (quote!(let _ = #srv;), quote!()),
-        };
-        let check = quote_spanned! {sig.ret_span=>
-            ::microagent::__private::server_future(future)
-        };
-        return quote! {
-            #[doc(hidden)]
-            fn #shim(
-                #this: &mut Self,
-                #srv: ::microagent::ServerContext<Self>,
-            ) -> ::microagent::__private::ServerFuture {
-                #unused
-                let future = #this.#method(#arg);
-                #check
-            }
-        };
+    let (unused, arg) = match sig.extra {
+        Extra::Context => (quote!(), quote!(#ctx)),
+        _ => (quote!(let _ = #ctx;), quote!()),
+    };
+    let check = quote_spanned! {sig.ret_span=>
+        ::microagent::__private::IntoHookResult::into_hook_result(returned)
+    };
+    quote! {
+        #[doc(hidden)]
+        fn #shim(
+            #this: &mut Self,
+            #ctx: &mut ::microagent::Context<Self>,
+            _: (),
+        ) -> ::microagent::__private::HookResult {
+            #unused
+            let returned = #this.#method(#arg);
+            #check
+        }
     }
-    if !sig.is_async {
-        let (unused, arg) = match sig.extra {
-            Extra::Context => (quote!(), quote!(#ctx)),
-            _ => (quote!(let _ = #ctx;), quote!()),
-        };
-        let check = quote_spanned! {sig.ret_span=>
-            ::microagent::__private::IntoHookResult::into_hook_result(returned)
-        };
-        return quote! {
-            #[doc(hidden)]
-            fn #shim(
-                #this: &mut Self,
-                #ctx: &mut ::microagent::Context<Self>,
-                _: (),
-            ) -> ::microagent::__private::HookResult {
-                #unused
-                let returned = #this.#method(#arg);
-                #check
-            }
-        };
-    }
+}
+
+/// An `async fn` hook or task's shim: a future that owns the agent while
+/// it runs, and gives it back either way.
+fn async_shim(d: &Declaration) -> TokenStream {
+    let method = &d.method;
+    let shim = shim_ident(method);
+    let sig = &d.signature;
+    let this = local("this", sig.sig_span);
+    let ctx = local("ctx", Span::call_site());
     let (get_addr, arg) = match sig.extra {
         Extra::Value => (
             quote!(let addr = ::microagent::actix::AsyncContext::address(#ctx);),

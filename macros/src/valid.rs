@@ -174,52 +174,9 @@ impl Rules {
 /// `ServerContext`, returning their future.
 fn signature(sig: &syn::Signature, kind: &Kind) -> syn::Result<Signature> {
     let rules = Rules::of(kind);
-    let what = rules.what;
-    let err = |span: Span, msg: String| Err(syn::Error::new(span, msg));
-    if let (true, Some(token)) = (rules.server, &sig.asyncness) {
-        return err(
-            token.span,
-            "a server hook is a plain `fn` returning a `'static` future: it runs alongside the \
-             agent's handlers, so it cannot hold `self` across `.await`; clone what it needs \
-             from `&self`, then return `async move { ... }`"
-                .into(),
-        );
-    }
-    if !sig.generics.params.is_empty() {
-        return err(
-            sig.generics.span(),
-            if rules.server {
-                "a server hook cannot be generic".into()
-            } else {
-                format!(
-                    "{what} cannot be generic: the lifecycle calls it with nothing to infer from"
-                )
-            },
-        );
-    }
+    plain_shape(sig, &rules)?;
     let mut inputs = sig.inputs.iter();
-    match (inputs.next(), rules.server) {
-        (Some(FnArg::Receiver(r)), _) if r.reference.is_some() => {}
-        (Some(FnArg::Receiver(r)), false) => {
-            return err(
-                r.span(),
-                format!("{what} takes `&mut self`, not `self`: the agent stays alive after it"),
-            )
-        }
-        (Some(other), true) => {
-            return err(
-                other.span(),
-                "a server hook takes `&self` (or `&mut self`) to build its future".into(),
-            )
-        }
-        (_, server) => {
-            let receiver = if server { "&self" } else { "&mut self" };
-            return err(
-                sig.ident.span(),
-                format!("{what} is a method: its first parameter is `{receiver}`"),
-            );
-        }
-    }
+    self_param(sig, inputs.next(), &rules)?;
     let is_async = sig.asyncness.is_some();
     if let Kind::Receiver(_) = kind {
         return receiver_params(sig, inputs, is_async);
@@ -227,51 +184,18 @@ fn signature(sig: &syn::Signature, kind: &Kind) -> syn::Result<Signature> {
     if let Kind::Consumer(_) = kind {
         return consumer_params(sig, inputs, is_async);
     }
-    let extra = match (inputs.next(), rules.server) {
-        (None, _) => Extra::None,
-        (Some(FnArg::Typed(arg)), true) if !matches!(&*arg.ty, Type::Reference(_)) => Extra::Value,
-        (Some(other), true) => {
-            return err(
-                other.span(),
-                "a server hook's second parameter is its context, by value: `srv: ServerContext<Self>`"
-                    .into(),
-            )
-        }
-        (Some(FnArg::Typed(arg)), false) => match (&*arg.ty, is_async) {
-            (Type::Reference(r), false) if r.mutability.is_some() => Extra::Context,
-            (_, false) => {
-                return err(
-                    arg.ty.span(),
-                    format!(
-                        "the second parameter of a sync {} is the agent's context: `ctx: &mut Context<Self>`",
-                        rules.noun()
-                    ),
-                )
-            }
-            (Type::Reference(_), true) => {
-                return err(
-                    arg.ty.span(),
-                    format!(
-                        "an async {} cannot borrow the context across `.await`; \
-                         take the agent's address (`addr: Addr<Self>`) or make it a plain `fn`",
-                        rules.noun()
-                    ),
-                )
-            }
-            (_, true) => Extra::Value,
-        },
-        (Some(other), false) => return err(other.span(), "unexpected parameter".into()),
-    };
+    let extra = extra_param(inputs.next(), &rules, is_async)?;
     if let Some(arg) = inputs.next() {
-        return err(
+        return fail(
             arg.span(),
             if rules.server {
                 "a server hook takes `&self` and at most its context: `srv: ServerContext<Self>`"
                     .into()
             } else {
                 format!(
-                    "{what} takes `&mut self` and at most one more parameter: \
-                     `ctx: &mut Context<Self>` (sync) or `addr: Addr<Self>` (async)"
+                    "{} takes `&mut self` and at most one more parameter: \
+                     `ctx: &mut Context<Self>` (sync) or `addr: Addr<Self>` (async)",
+                    rules.what
                 )
             },
         );
@@ -279,7 +203,7 @@ fn signature(sig: &syn::Signature, kind: &Kind) -> syn::Result<Signature> {
     let ret_span = match (&sig.output, rules.server) {
         (syn::ReturnType::Type(_, ty), _) => ty.span(),
         (syn::ReturnType::Default, false) => sig.ident.span(),
-        (syn::ReturnType::Default, true) => return err(
+        (syn::ReturnType::Default, true) => return fail(
             sig.ident.span(),
             "a server hook returns its future: `-> impl Future<Output = Result<(), E>> + 'static`"
                 .into(),
@@ -293,6 +217,98 @@ fn signature(sig: &syn::Signature, kind: &Kind) -> syn::Result<Signature> {
         signal_span: None,
         returns_result: returns_result(&sig.output),
     })
+}
+
+/// A declaration error at `span`.
+fn fail<T>(span: Span, msg: String) -> syn::Result<T> {
+    Err(syn::Error::new(span, msg))
+}
+
+/// Neither an `async fn` server hook nor a generic method.
+fn plain_shape(sig: &syn::Signature, rules: &Rules) -> syn::Result<()> {
+    if let (true, Some(token)) = (rules.server, &sig.asyncness) {
+        return fail(
+            token.span,
+            "a server hook is a plain `fn` returning a `'static` future: it runs alongside the \
+             agent's handlers, so it cannot hold `self` across `.await`; clone what it needs \
+             from `&self`, then return `async move { ... }`"
+                .into(),
+        );
+    }
+    if !sig.generics.params.is_empty() {
+        return fail(
+            sig.generics.span(),
+            if rules.server {
+                "a server hook cannot be generic".into()
+            } else {
+                format!(
+                    "{} cannot be generic: the lifecycle calls it with nothing to infer from",
+                    rules.what
+                )
+            },
+        );
+    }
+    Ok(())
+}
+
+/// The first parameter: `&mut self` (`&self` for a server hook).
+fn self_param(sig: &syn::Signature, first: Option<&FnArg>, rules: &Rules) -> syn::Result<()> {
+    let what = rules.what;
+    match (first, rules.server) {
+        (Some(FnArg::Receiver(r)), _) if r.reference.is_some() => Ok(()),
+        (Some(FnArg::Receiver(r)), false) => fail(
+            r.span(),
+            format!("{what} takes `&mut self`, not `self`: the agent stays alive after it"),
+        ),
+        (Some(other), true) => fail(
+            other.span(),
+            "a server hook takes `&self` (or `&mut self`) to build its future".into(),
+        ),
+        (_, server) => {
+            let receiver = if server { "&self" } else { "&mut self" };
+            fail(
+                sig.ident.span(),
+                format!("{what} is a method: its first parameter is `{receiver}`"),
+            )
+        }
+    }
+}
+
+/// The optional parameter after `self` of a hook, task or server: the
+/// context (`&mut Context<Self>`, sync), the address or the server's
+/// context (by value).
+fn extra_param(arg: Option<&FnArg>, rules: &Rules, is_async: bool) -> syn::Result<Extra> {
+    match (arg, rules.server) {
+        (None, _) => Ok(Extra::None),
+        (Some(FnArg::Typed(arg)), true) if !matches!(&*arg.ty, Type::Reference(_)) => {
+            Ok(Extra::Value)
+        }
+        (Some(other), true) => fail(
+            other.span(),
+            "a server hook's second parameter is its context, by value: `srv: ServerContext<Self>`"
+                .into(),
+        ),
+        (Some(FnArg::Typed(arg)), false) => match (&*arg.ty, is_async) {
+            (Type::Reference(r), false) if r.mutability.is_some() => Ok(Extra::Context),
+            (_, false) => fail(
+                arg.ty.span(),
+                format!(
+                    "the second parameter of a sync {} is the agent's context: `ctx: &mut Context<Self>`",
+                    rules.noun()
+                ),
+            ),
+            (Type::Reference(_), true) => fail(
+                arg.ty.span(),
+                format!(
+                    "an async {} cannot borrow the context across `.await`; \
+                     take the agent's address (`addr: Addr<Self>`) or make it a plain `fn`",
+                    rules.noun()
+                ),
+            ),
+            (_, true) => Ok(Extra::Value),
+        },
+        (Some(other), false) => fail(other.span(), "unexpected parameter".into()),
+    }
 }
 
 /// A receiver's parameters after `self`: the signal by value, then

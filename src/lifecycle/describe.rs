@@ -27,35 +27,8 @@ pub(crate) fn describe_running<A: Agent>(
     consumer_runs: &[HandlerRuns],
 ) -> AgentInfo {
     let table = &A::HOOKS;
-    let runs_of = |index: usize| runs.get(index).cloned().unwrap_or_default();
     let names = |stage| table.stage(stage).iter().map(|h| h.name).collect();
-    let now = wall_now();
-    let (mut periodic, mut cron) = (Vec::new(), Vec::new());
-    for (index, task) in table.tasks.iter().enumerate() {
-        match task.schedule {
-            Schedule::Every {
-                period,
-                start_after,
-            } => periodic.push(PeriodicInfo {
-                name: task.name,
-                period,
-                timeout: task.timeout,
-                start_after,
-                runs: runs_of(index),
-            }),
-            Schedule::Cron { expression, zone } => cron.push(CronInfo {
-                name: task.name,
-                expression,
-                timezone: zone,
-                timeout: task.timeout,
-                next_due: parse_cron(expression)
-                    .ok()
-                    .and_then(|c| next_cron_time(&c, zone, now))
-                    .map(|t| t.to_rfc3339()),
-                runs: runs_of(index),
-            }),
-        }
-    }
+    let (periodic, cron) = describe_tasks::<A>(runs);
     AgentInfo {
         name,
         hooks: HooksInfo {
@@ -106,4 +79,38 @@ pub(crate) fn describe_running<A: Agent>(
         bus: None,
         broker: None,
     }
+}
+
+/// The agent's periodic and cron tasks, with their runs so far (`runs`,
+/// by task index) and each cron task's next due time.
+fn describe_tasks<A: Agent>(runs: &[TaskRuns]) -> (Vec<PeriodicInfo>, Vec<CronInfo>) {
+    let runs_of = |index: usize| runs.get(index).cloned().unwrap_or_default();
+    let now = wall_now();
+    let (mut periodic, mut cron) = (Vec::new(), Vec::new());
+    for (index, task) in A::HOOKS.tasks.iter().enumerate() {
+        match task.schedule {
+            Schedule::Every {
+                period,
+                start_after,
+            } => periodic.push(PeriodicInfo {
+                name: task.name,
+                period,
+                timeout: task.timeout,
+                start_after,
+                runs: runs_of(index),
+            }),
+            Schedule::Cron { expression, zone } => cron.push(CronInfo {
+                name: task.name,
+                expression,
+                timezone: zone,
+                timeout: task.timeout,
+                next_due: parse_cron(expression)
+                    .ok()
+                    .and_then(|c| next_cron_time(&c, zone, now))
+                    .map(|t| t.to_rfc3339()),
+                runs: runs_of(index),
+            }),
+        }
+    }
+    (periodic, cron)
 }

@@ -11,7 +11,7 @@ use super::declare::{Call, HookFuture};
 use super::supervisor::{start_servers, stop_servers};
 use super::{consumers, receivers, tasks, Context};
 use crate::agent::Agent;
-use crate::error::{HookFailure, Stage};
+use crate::error::{HookFailure, HookResult, Stage};
 use crate::phase::Phase;
 use crate::server::ServerInterrupt;
 use crate::LOG_TARGET;
@@ -56,15 +56,7 @@ fn drive<A: Agent>(
             };
             *act = agent;
             if let Some((work, _)) = ctx.life.inflight.take() {
-                match work {
-                    Work::Hook(hook) => {
-                        let stage = ctx.life.stage;
-                        ctx.life.record(stage, hook, result);
-                    }
-                    Work::Task(index) => tasks::run_ended(ctx, index, result),
-                    Work::Receiver(index) => receivers::run_ended(ctx, index, result),
-                    Work::Consumer(index) => consumers::run_ended(ctx, index, result),
-                }
+                work_ended(ctx, work, result);
             }
             continue;
         }
@@ -121,6 +113,20 @@ fn drive<A: Agent>(
                 return Poll::Ready(());
             }
         }
+    }
+}
+
+/// The work in flight ended with `result`: the lifecycle or the run's
+/// kind records it.
+fn work_ended<A: Agent>(ctx: &mut Context<A>, work: Work, result: HookResult) {
+    match work {
+        Work::Hook(hook) => {
+            let stage = ctx.life.stage;
+            ctx.life.record(stage, hook, result);
+        }
+        Work::Task(index) => tasks::run_ended(ctx, index, result),
+        Work::Receiver(index) => receivers::run_ended(ctx, index, result),
+        Work::Consumer(index) => consumers::run_ended(ctx, index, result),
     }
 }
 
