@@ -8,7 +8,7 @@ use syn::{DeriveInput, Ident, ItemImpl};
 
 use crate::attr::AgentOptions;
 
-use crate::model::{Declaration, Extra, Kind, Label, Restart, Schedule};
+use crate::model::{Declaration, Extra, Kind, Label, Restart, Schedule, Signature};
 
 /// The impls of `#[derive(MicroAgent)]`: `Agent`, `Actor` (whose methods
 /// drive the lifecycle) and the handlers every agent has.
@@ -327,11 +327,13 @@ fn consumer_entry(d: &Declaration) -> Option<TokenStream> {
 /// The shim of a consumer: decode the job, call the method, settle it
 /// (done, failed, or poison when the message does not decode).
 fn consumer_shim(d: &Declaration, queue: &syn::Type, timeout: f64) -> TokenStream {
-    let method = &d.method;
-    let shim = shim_ident(method);
-    let sig = &d.signature;
-    let this = local("this", sig.sig_span);
-    let ctx = local("ctx", Span::call_site());
+    let ShimNames {
+        method,
+        shim,
+        sig,
+        this,
+        ctx,
+    } = ShimNames::of(d);
     // A message of the wrong type is reported at the method's parameter.
     let arg = local("message", sig.signal_span.unwrap_or(sig.sig_span));
     let check = quote_spanned! {sig.ret_span=>
@@ -367,11 +369,13 @@ fn consumer_shim(d: &Declaration, queue: &syn::Type, timeout: f64) -> TokenStrea
 
 /// The shim of a receiver: decode the delivery, call the method, answer.
 fn receiver_shim(d: &Declaration, signal: &syn::Type, timeout: f64) -> TokenStream {
-    let method = &d.method;
-    let shim = shim_ident(method);
-    let sig = &d.signature;
-    let this = local("this", sig.sig_span);
-    let ctx = local("ctx", Span::call_site());
+    let ShimNames {
+        method,
+        shim,
+        sig,
+        this,
+        ctx,
+    } = ShimNames::of(d);
     // A signal of the wrong type is reported at the method's parameter.
     let arg = local("signal", sig.signal_span.unwrap_or(sig.sig_span));
     // The sender's name is made a `String` only for a method that takes it.
@@ -419,10 +423,13 @@ fn receiver_shim(d: &Declaration, signal: &syn::Type, timeout: f64) -> TokenStre
 /// the agent to a future that runs `body` (which names the agent `agent`)
 /// and hands the agent back with the result.
 fn async_input_shim(d: &Declaration, input: TokenStream, body: TokenStream) -> TokenStream {
-    let shim = shim_ident(&d.method);
-    let sig = &d.signature;
-    let this = local("this", sig.sig_span);
-    let ctx = local("ctx", Span::call_site());
+    let ShimNames {
+        shim,
+        sig,
+        this,
+        ctx,
+        ..
+    } = ShimNames::of(d);
     let take = quote_spanned! {sig.sig_span=>
         ::microagent::__private::AsyncHookAgent::take_for_hook(lent)
     };
@@ -454,6 +461,30 @@ fn shim_ident(method: &Ident) -> Ident {
     format_ident!("__microagent_hook_{}", method)
 }
 
+/// What every shim names: the user's method, the shim's own name, the
+/// method's signature, and hygienic `this` (spanned at the signature) and
+/// `ctx`.
+struct ShimNames<'a> {
+    method: &'a Ident,
+    shim: Ident,
+    sig: &'a Signature,
+    this: Ident,
+    ctx: Ident,
+}
+
+impl<'a> ShimNames<'a> {
+    fn of(d: &'a Declaration) -> Self {
+        let sig = &d.signature;
+        ShimNames {
+            method: &d.method,
+            shim: shim_ident(&d.method),
+            sig,
+            this: local("this", sig.sig_span),
+            ctx: local("ctx", Span::call_site()),
+        }
+    }
+}
+
 /// A hygienic identifier whose errors point at `at`.
 fn local(name: &str, at: Span) -> Ident {
     Ident::new(name, Span::mixed_site().located_at(at))
@@ -474,10 +505,13 @@ fn shim(d: &Declaration) -> TokenStream {
 
 /// A server hook's shim: its future, checked to be one.
 fn server_shim(d: &Declaration) -> TokenStream {
-    let method = &d.method;
-    let shim = shim_ident(method);
-    let sig = &d.signature;
-    let this = local("this", sig.sig_span);
+    let ShimNames {
+        method,
+        shim,
+        sig,
+        this,
+        ..
+    } = ShimNames::of(d);
     let srv = local("srv", Span::call_site());
     let (unused, arg) = match sig.extra {
         Extra::Value => (quote!(), quote!(#srv)),
@@ -501,11 +535,13 @@ fn server_shim(d: &Declaration) -> TokenStream {
 
 /// A plain `fn` hook or task's shim: its result, as a hook result.
 fn sync_shim(d: &Declaration) -> TokenStream {
-    let method = &d.method;
-    let shim = shim_ident(method);
-    let sig = &d.signature;
-    let this = local("this", sig.sig_span);
-    let ctx = local("ctx", Span::call_site());
+    let ShimNames {
+        method,
+        shim,
+        sig,
+        this,
+        ctx,
+    } = ShimNames::of(d);
     let (unused, arg) = match sig.extra {
         Extra::Context => (quote!(), quote!(#ctx)),
         _ => (quote!(let _ = #ctx;), quote!()),
@@ -530,11 +566,13 @@ fn sync_shim(d: &Declaration) -> TokenStream {
 /// An `async fn` hook or task's shim: a future that owns the agent while
 /// it runs, and gives it back either way.
 fn async_shim(d: &Declaration) -> TokenStream {
-    let method = &d.method;
-    let shim = shim_ident(method);
-    let sig = &d.signature;
-    let this = local("this", sig.sig_span);
-    let ctx = local("ctx", Span::call_site());
+    let ShimNames {
+        method,
+        shim,
+        sig,
+        this,
+        ctx,
+    } = ShimNames::of(d);
     let (get_addr, arg) = match sig.extra {
         Extra::Value => (
             quote!(let addr = ::microagent::actix::AsyncContext::address(#ctx);),

@@ -13,15 +13,9 @@ use super::remote::RemoteQueues;
 use crate::backend::Endpoint;
 
 /// How a queue backend is reached: what its [`BrokerConfig`] constructor
-/// stores, and what connects it when the broker is installed.
+/// stores (beside the backend's name and URL), and what connects it when
+/// the broker is installed.
 pub(crate) trait Connector: Send + Sync + 'static {
-    /// The backend's name (`redis`, `amqp`, ...), as
-    /// [`BrokerInfo::kind`](super::BrokerInfo::kind) shows it.
-    fn kind(&self) -> &'static str;
-
-    /// Its URL.
-    fn endpoint(&self) -> &Endpoint;
-
     /// Connects; fails when the server cannot be reached.
     fn connect(
         &self,
@@ -49,7 +43,13 @@ pub(super) enum Kind {
     #[cfg_attr(not(any(feature = "redis", feature = "amqp")), allow(dead_code))]
     /// Queues on a server, as the backend's constructor
     /// (`BrokerConfig::redis`, ...) set them up.
-    Remote(Arc<dyn Connector>),
+    Remote {
+        /// The backend's name (`redis`, `amqp`, ...), as
+        /// [`BrokerInfo::kind`] shows it.
+        kind: &'static str,
+        endpoint: Endpoint,
+        connector: Arc<dyn Connector>,
+    },
 }
 
 impl fmt::Debug for BrokerConfig {
@@ -59,9 +59,9 @@ impl fmt::Debug for BrokerConfig {
             Kind::InProcess => out
                 .field("kind", &"in-process")
                 .field("capacity", &self.capacity),
-            Kind::Remote(connector) => out
-                .field("kind", &connector.kind())
-                .field("url", connector.endpoint())
+            Kind::Remote { kind, endpoint, .. } => out
+                .field("kind", kind)
+                .field("url", endpoint)
                 .field("namespace", &self.namespace)
                 .field("lease", &self.lease)
                 .field("durable", &self.durable),
@@ -111,9 +111,17 @@ impl BrokerConfig {
 
     /// Queues on a server: what backend constructors build on.
     #[cfg_attr(not(any(feature = "redis", feature = "amqp")), allow(dead_code))]
-    pub(super) fn remote(connector: impl Connector) -> Self {
+    pub(super) fn remote(
+        kind: &'static str,
+        endpoint: Endpoint,
+        connector: impl Connector,
+    ) -> Self {
         BrokerConfig {
-            kind: Kind::Remote(Arc::new(connector)),
+            kind: Kind::Remote {
+                kind,
+                endpoint,
+                connector: Arc::new(connector),
+            },
             ..BrokerConfig::in_process()
         }
     }
@@ -155,7 +163,7 @@ impl BrokerConfig {
     pub(crate) fn describe(&self) -> (&'static str, Option<&str>) {
         match &self.kind {
             Kind::InProcess => ("in-process", None),
-            Kind::Remote(connector) => (connector.kind(), Some(connector.endpoint().redacted())),
+            Kind::Remote { kind, endpoint, .. } => (kind, Some(endpoint.redacted())),
         }
     }
 

@@ -91,9 +91,13 @@ impl Broker {
         }
         let backend = match &config.kind {
             Kind::InProcess => Backend::Memory(Arc::new(Memory::new(config.capacity))),
-            Kind::Remote(connector) => Backend::Remote(Arc::new(Remote {
-                kind: connector.kind(),
-                url: connector.endpoint().redacted().to_owned(),
+            Kind::Remote {
+                kind,
+                endpoint,
+                connector,
+            } => Backend::Remote(Arc::new(Remote {
+                kind,
+                url: endpoint.redacted().to_owned(),
                 queues: connector.connect(&config).await?,
             })),
         };

@@ -11,6 +11,7 @@ use super::backlog::Bound;
 use super::error::BusError;
 pub(crate) use super::transport::Connector;
 use super::wire::{self, MAX_PAYLOAD};
+use crate::backend::Endpoint;
 
 /// The prefix of every channel, as in the Python original.
 pub const DEFAULT_PREFIX: &str = "PUBSUB";
@@ -59,7 +60,12 @@ pub(super) enum Kind {
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     /// A backend on a server, as its constructor (`BusConfig::redis`, ...)
     /// set it up.
-    Remote(Arc<dyn Connector>),
+    Remote {
+        /// The backend's name (`redis`, ...), as [`BusInfo::kind`] shows it.
+        kind: &'static str,
+        endpoint: Endpoint,
+        connector: Arc<dyn Connector>,
+    },
 }
 
 impl fmt::Debug for BusConfig {
@@ -117,9 +123,17 @@ impl BusConfig {
 
     /// A bus on a server: what backend constructors build on.
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
-    pub(super) fn remote(connector: impl Connector) -> Self {
+    pub(super) fn remote(
+        kind: &'static str,
+        endpoint: Endpoint,
+        connector: impl Connector,
+    ) -> Self {
         BusConfig {
-            kind: Kind::Remote(Arc::new(connector)),
+            kind: Kind::Remote {
+                kind,
+                endpoint,
+                connector: Arc::new(connector),
+            },
             ..BusConfig::in_process()
         }
     }
@@ -173,7 +187,7 @@ impl BusConfig {
     pub(crate) fn describe(&self) -> (&'static str, Option<&str>) {
         match &self.kind {
             Kind::InProcess => ("in-process", None),
-            Kind::Remote(connector) => (connector.kind(), Some(connector.endpoint().redacted())),
+            Kind::Remote { kind, endpoint, .. } => (kind, Some(endpoint.redacted())),
         }
     }
 }

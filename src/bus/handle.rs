@@ -230,8 +230,13 @@ impl Bus {
         let subscribers = Arc::<Subscribers>::default();
         let remote = match &config.kind {
             Kind::InProcess => None,
-            Kind::Remote(connector) => {
-                Some(Remote::start(&config, connector.as_ref(), subscribers.clone()).await?)
+            Kind::Remote {
+                kind,
+                endpoint,
+                connector,
+            } => {
+                let backend = (*kind, endpoint.clone(), connector.as_ref());
+                Some(Remote::start(&config, backend, subscribers.clone()).await?)
             }
         };
         let bus = Bus::new(config.prefix.clone(), subscribers, remote);

@@ -14,6 +14,7 @@ use super::config::{BusConfig, BusInfo, Connector};
 use super::error::BusError;
 use super::local::Subscribers;
 use super::transport::{Called, Hub, HubSettings, Route, Transport};
+use crate::backend::Endpoint;
 
 /// A bus on a server: the [`Hub`] and the backend's [`Transport`].
 pub(crate) struct Remote {
@@ -29,12 +30,12 @@ impl Remote {
     /// (bounded by the subscribe timeout).
     pub(crate) async fn start(
         config: &BusConfig,
-        connector: &dyn Connector,
+        (kind, endpoint, connector): (&'static str, Endpoint, &dyn Connector),
         subscribers: Arc<Subscribers>,
     ) -> Result<Arc<Remote>, BusError> {
         let settings = HubSettings {
-            kind: connector.kind(),
-            endpoint: connector.endpoint().clone(),
+            kind,
+            endpoint,
             prefix: config.prefix.clone(),
             max_payload: config.max_payload,
             reconnect_max: config.reconnect_max,

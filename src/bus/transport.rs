@@ -49,15 +49,10 @@ pub(crate) struct Route<'a> {
 /// answers a call for all its receivers).
 pub(crate) type Publishing = BoxFuture<'static, Result<usize, BusError>>;
 
-/// How a remote backend is reached: what its [`BusConfig`] constructor
-/// stores, and what starts it when the bus connects.
+/// How a remote backend is reached: what its `BusConfig` constructor
+/// stores (beside the backend's name and URL), and what starts it when
+/// the bus connects.
 pub(crate) trait Connector: Send + Sync + 'static {
-    /// The backend's name (`redis`, ...), as [`BusInfo::kind`] shows it.
-    fn kind(&self) -> &'static str;
-
-    /// Its URL.
-    fn endpoint(&self) -> &Endpoint;
-
     /// Starts connecting (and reconnecting, for as long as the bus lives).
     /// The backend reports to `hub`, which also carries the bus's settings;
     /// the bus is handed out once the backend calls [`Hub::set_up`].

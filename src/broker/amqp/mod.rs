@@ -58,24 +58,20 @@ impl BrokerConfig {
                 reason: format!("bad AMQP URL {}: expected amqp://", endpoint.redacted()),
             });
         }
-        Ok(BrokerConfig::remote(AmqpBroker { endpoint }))
+        Ok(BrokerConfig::remote(
+            "amqp",
+            endpoint.clone(),
+            AmqpBroker { endpoint },
+        ))
     }
 }
 
-/// An AMQP broker's configuration: where.
+/// An AMQP broker's URL, to connect to.
 struct AmqpBroker {
     endpoint: Endpoint,
 }
 
 impl Connector for AmqpBroker {
-    fn kind(&self) -> &'static str {
-        "amqp"
-    }
-
-    fn endpoint(&self) -> &Endpoint {
-        &self.endpoint
-    }
-
     fn connect(
         &self,
         config: &BrokerConfig,

@@ -51,25 +51,21 @@ impl BrokerConfig {
         let client = redis::Client::open(url).map_err(|e| BrokerError::Config {
             reason: format!("bad Redis URL {}: {:?}", endpoint.redacted(), e.kind()),
         })?;
-        Ok(BrokerConfig::remote(RedisBroker { endpoint, client }))
+        Ok(BrokerConfig::remote(
+            "redis",
+            endpoint.clone(),
+            RedisBroker { endpoint, client },
+        ))
     }
 }
 
-/// A Redis broker's configuration: where, and the client for it.
+/// A Redis broker's client (and its URL, for errors).
 struct RedisBroker {
     endpoint: Endpoint,
     client: redis::Client,
 }
 
 impl Connector for RedisBroker {
-    fn kind(&self) -> &'static str {
-        "redis"
-    }
-
-    fn endpoint(&self) -> &Endpoint {
-        &self.endpoint
-    }
-
     fn connect(
         &self,
         config: &BrokerConfig,

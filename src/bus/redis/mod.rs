@@ -41,25 +41,16 @@ impl BusConfig {
         let client = redis::Client::open(url).map_err(|e| BusError::Config {
             reason: format!("bad Redis URL {}: {:?}", endpoint.redacted(), e.kind()),
         })?;
-        Ok(BusConfig::remote(RedisBus { endpoint, client }))
+        Ok(BusConfig::remote("redis", endpoint, RedisBus { client }))
     }
 }
 
-/// A Redis bus's configuration: where, and the client for it.
+/// A Redis bus's client.
 struct RedisBus {
-    endpoint: Endpoint,
     client: redis::Client,
 }
 
 impl Connector for RedisBus {
-    fn kind(&self) -> &'static str {
-        "redis"
-    }
-
-    fn endpoint(&self) -> &Endpoint {
-        &self.endpoint
-    }
-
     fn start(&self, hub: Arc<Hub>) -> Result<Box<dyn Transport>, BusError> {
         let (commands, rx) = mpsc::unbounded_channel();
         let link = Arc::new(Link {
