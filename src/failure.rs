@@ -45,7 +45,7 @@ impl fmt::Display for Stage {
 ///
 /// `HookFailure::Error` is transparent: it displays as the hook's own error
 /// and has that error's source, and the error can be downcast to the hook's
-/// error type. It is shared (`Arc`), so failures and the [`AgentError`]s
+/// error type. It is shared (`Arc`), so failures and the [`AgentError`](crate::AgentError)s
 /// holding them are `Clone`: every party waiting for an agent gets them.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum HookFailure {
