@@ -69,6 +69,13 @@ pub enum StopRequest {
     AlreadyStopping,
 }
 
+impl StopRequest {
+    /// Whether the request reached the agent's mailbox (`Delivered`).
+    pub fn is_delivered(self) -> bool {
+        self == StopRequest::Delivered
+    }
+}
+
 impl<A: Agent> AgentHandle<A> {
     /// The agent's name: its type's, or the one it was started with
     /// ([`Agent::named`](crate::Agent::named)).

@@ -2,7 +2,10 @@
 //! consumers of this process, on whichever backend the System's broker has.
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 
 use serde_json::{Map, Value};
 
@@ -130,29 +133,49 @@ impl Broker {
     /// A queue with an exchange (AMQP) publishes to the exchange, as the
     /// original does: every queue bound to it gets a copy (`fanout`), or
     /// those bound with a matching topic (see [`send_topic`](Broker::send_topic)).
-    pub async fn send<Q: Queue>(&self, message: Q) -> Result<(), BrokerError> {
-        self.send_tracked(message).await.map(drop)
+    pub fn send<Q: Queue>(&self, message: Q) -> Sending<'_> {
+        // The message is boxed here, so that the future names no `Q`: a
+        // type that is not a `Queue` is one error, at the call.
+        Sending {
+            state: State::Start {
+                broker: self,
+                queue: Q::NAME,
+                exchange: Q::EXCHANGE,
+                body: Body::Value(Box::new(message)),
+            },
+        }
     }
 
     /// Sends `message` and returns its id on the in-process broker (what
     /// [`QueueEvent`](super::QueueEvent)s name; `None` on the others). The
     /// in-process broker takes the value itself, never encoded.
-    pub(crate) async fn send_tracked<Q: Queue>(
+    #[cfg(feature = "testkit")]
+    pub(crate) fn send_tracked<Q: Queue>(
         &self,
         message: Q,
+    ) -> impl Future<Output = Result<Option<u64>, BrokerError>> + '_ {
+        self.send_body(Q::NAME, Q::EXCHANGE, Body::Value(Box::new(message)))
+    }
+
+    /// Sends a declared queue's message; see [`send_tracked`](Self::send_tracked).
+    async fn send_body(
+        &self,
+        queue: &'static str,
+        exchange: Option<&'static str>,
+        body: Body,
     ) -> Result<Option<u64>, BrokerError> {
         if let Backend::Memory(memory) = &self.backend {
-            let queue = memory.declared(Q::NAME);
+            let items = memory.declared(queue);
             // `push`, spelt out: no future is built while the queue has
             // room (3% of a typed in-process message's instructions).
-            let id = match queue.push_now(Body::Value(Box::new(message))) {
+            let id = match items.push_now(body) {
                 Ok(id) => id,
-                Err(full) => full.wait(&queue).await,
+                Err(full) => full.wait(&items).await,
             };
             return Ok(Some(id));
         }
-        let body = message.to_wire()?;
-        self.push(Q::NAME, Q::EXCHANGE, Q::NAME, body)
+        let bytes = body.into_wire()?;
+        self.push(queue, exchange, queue, bytes)
             .await
             .map(|()| None)
     }
@@ -295,6 +318,81 @@ impl Broker {
             options,
         };
         runner::start(self.backend.clone(), spec, batches, deliver)
+    }
+}
+
+/// A message on its way: what [`Broker::send`] returns. Nothing is sent
+/// until it is awaited (or polled); it resolves once the broker has the
+/// message (in-process: in the queue, after waiting for room; on a server:
+/// confirmed by it).
+#[must_use = "nothing is sent until the future is awaited"]
+pub struct Sending<'a> {
+    state: State<'a>,
+}
+
+enum State<'a> {
+    Start {
+        broker: &'a Broker,
+        queue: &'static str,
+        exchange: Option<&'static str>,
+        body: Body,
+    },
+    Waiting(Pin<Box<dyn Future<Output = Result<Option<u64>, BrokerError>> + Send + 'a>>),
+    Done,
+}
+
+impl fmt::Debug for Sending<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match &self.state {
+            State::Start { queue, .. } => *queue,
+            State::Waiting(_) => "waiting",
+            State::Done => "done",
+        };
+        f.debug_tuple("Sending").field(&state).finish()
+    }
+}
+
+impl Future for Sending<'_> {
+    type Output = Result<(), BrokerError>;
+
+    fn poll(self: Pin<&mut Self>, task: &mut std::task::Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        if let State::Start { .. } = this.state {
+            let State::Start {
+                broker,
+                queue,
+                exchange,
+                body,
+            } = std::mem::replace(&mut this.state, State::Done)
+            else {
+                unreachable!("matched above")
+            };
+            // In-process with room: sent now, with no future built (a
+            // typed message's common case).
+            if let Backend::Memory(memory) = &broker.backend {
+                let items = memory.declared(queue);
+                match items.push_now(body) {
+                    Ok(_) => return Poll::Ready(Ok(())),
+                    Err(full) => {
+                        this.state =
+                            State::Waiting(Box::pin(
+                                async move { Ok(Some(full.wait(&items).await)) },
+                            ))
+                    }
+                }
+            } else {
+                this.state = State::Waiting(Box::pin(broker.send_body(queue, exchange, body)));
+            }
+        }
+        match &mut this.state {
+            State::Waiting(waiting) => {
+                let sent = std::task::ready!(waiting.as_mut().poll(task));
+                this.state = State::Done;
+                Poll::Ready(sent.map(drop))
+            }
+            // Polled again after it resolved.
+            _ => Poll::Ready(Ok(())),
+        }
     }
 }
 

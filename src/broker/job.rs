@@ -137,6 +137,14 @@ impl Body {
 
     /// The message as JSON, for dead letters and observers (its encoding
     /// error's text if it has none).
+    /// The message as the wire carries it, consumed.
+    pub(crate) fn into_wire(self) -> Result<Vec<u8>, BrokerError> {
+        match self {
+            Body::Wire(bytes) => Ok(bytes.to_vec()),
+            Body::Value(value) => value.to_wire(),
+        }
+    }
+
     pub(crate) fn to_json(&self) -> serde_json::Value {
         match self.to_wire() {
             Ok(bytes) => super::error::DeadLetter::message_of(&bytes),

@@ -29,8 +29,8 @@ pub use config::{BrokerConfig, BrokerInfo};
 pub use error::{BrokerError, DeadLetter};
 #[cfg(feature = "web")]
 pub(crate) use handle::connected;
-pub use handle::Broker;
 pub(crate) use handle::{close, current_info};
+pub use handle::{Broker, Sending};
 pub(crate) use job::JobFn;
 pub use job::{Binding, Consume, ConsumerOptions, Job, Settle};
 pub use observe::{QueueEvent, Settlement};

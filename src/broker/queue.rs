@@ -27,6 +27,11 @@ use super::error::BrokerError;
 ///
 /// assert_eq!(Mail::NAME, "mailer");
 /// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a queue's message",
+    label = "not a `Queue`",
+    note = "derive `Queue` on it, with the queue's name: `#[derive(Queue, Serialize, Deserialize, Clone)]` and `#[queue(name = \"...\")]`"
+)]
 pub trait Queue: Serialize + DeserializeOwned + Clone + Send + 'static {
     /// The queue's name (the Redis list's key, the AMQP queue's name).
     const NAME: &'static str;
