@@ -117,6 +117,15 @@ impl AgentError {
         }
     }
 
+    /// The panic's message when the agent crashed
+    /// ([`Crashed`](AgentError::Crashed)), `None` otherwise.
+    pub fn panic_message(&self) -> Option<&str> {
+        match self {
+            AgentError::Crashed { panic, .. } => panic.panic_message(),
+            _ => None,
+        }
+    }
+
     /// The hook failures, in order (empty for [`AgentError::Aborted`]).
     pub fn failures(&self) -> &[HookError] {
         match self {

@@ -136,6 +136,14 @@ impl HookFailure {
     pub fn is_panic(&self) -> bool {
         matches!(self, HookFailure::Panic(_))
     }
+
+    /// The panic's message, when the hook panicked.
+    pub fn panic_message(&self) -> Option<&str> {
+        match self {
+            HookFailure::Panic(message) => Some(message),
+            HookFailure::Error(_) => None,
+        }
+    }
 }
 
 /// The error of an async task run cancelled by its timeout.

@@ -409,6 +409,8 @@ fn a_panicking_message_handler_is_reported_as_a_crash() {
         error.to_string(),
         "agent `Crashy` crashed: a message handler or spawned future panicked: handler bug"
     );
+    // The message without matching the variant (and an arm that cannot be).
+    assert_eq!(error.panic_message(), Some("handler bug"));
     assert_eq!(
         events.all(),
         ["pre_stop"],

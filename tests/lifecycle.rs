@@ -375,6 +375,9 @@ fn an_agent_without_hooks_stops_through_its_handle_and_run_lets_it_go() {
         assert_eq!(handle.stop(), StopRequest::Delivered);
         let outcome = handle.wait().await;
         assert!(handle.is_finished());
+        // Asked again once it is gone: not delivered.
+        assert!(!handle.stop().is_delivered());
+        assert!(StopRequest::Delivered.is_delivered());
         // A second one, its address kept past `run`: `run` stops it and
         // waits for it.
         let (kept, second) = microagent::start(Plain(2));

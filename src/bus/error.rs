@@ -21,7 +21,7 @@ pub enum BusError {
     Sender(#[from] WireError),
     /// No answer came before the timeout (or no agent has a receiver for
     /// the signal, or every one of them failed to answer).
-    #[error("no answer to `{signal}` within {timeout:?} ({asked} asked)")]
+    #[error("{}", no_answer(signal, *timeout, *asked))]
     NoAnswer {
         /// The signal.
         signal: String,
@@ -68,4 +68,40 @@ pub enum BusError {
         #[source]
         source: BackendError,
     },
+}
+
+/// `NoAnswer`'s message: a call that asked nobody ended at once (or the
+/// bus did not take it in time), which is not a slow receiver.
+fn no_answer(signal: &str, timeout: Duration, asked: usize) -> String {
+    if asked == 0 {
+        format!(
+            "no answer to `{signal}`: nobody was asked (no receiver of it is subscribed, \
+             or the bus did not take the call within {timeout:?})"
+        )
+    } else {
+        format!("no answer to `{signal}` within {timeout:?} ({asked} asked)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_call_nobody_was_asked_for_says_so() {
+        let error = |asked| BusError::NoAnswer {
+            signal: "get_stock".into(),
+            timeout: Duration::from_secs(2),
+            asked,
+        };
+        assert_eq!(
+            error(0).to_string(),
+            "no answer to `get_stock`: nobody was asked (no receiver of it is subscribed, \
+             or the bus did not take the call within 2s)"
+        );
+        assert_eq!(
+            error(2).to_string(),
+            "no answer to `get_stock` within 2s (2 asked)"
+        );
+    }
 }
