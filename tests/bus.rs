@@ -7,7 +7,7 @@ mod support;
 
 use std::time::Duration;
 
-use microagent::bus::{Bus, BusError, DynSignal, Signal};
+use microagent::bus::{AnswerError, Answers, Bus, BusError, DynSignal, Signal};
 use microagent::prelude::*;
 use serde::{Deserialize, Serialize};
 use support::matrix::{on_backends, Backend};
@@ -171,6 +171,7 @@ fn shop(events: &Events) -> Shop {
 on_backends!([in_process, redis] =>
     a_signal_reaches_every_receiver_and_a_self_signal_from_post_start_arrives,
     a_call_gets_every_answer_keyed_by_agent_and_method,
+    named_instances_answer_under_their_names_and_one_answer_is_taken_typed,
     a_call_nobody_answers_is_a_typed_error,
     a_failing_or_slow_receiver_answers_null_and_the_agent_goes_on,
     arguments_that_do_not_fit_the_signal_answer_null_and_the_agent_goes_on,
@@ -235,6 +236,41 @@ fn a_call_gets_every_answer_keyed_by_agent_and_method(backend: Backend) {
         answers.get("Warehouse.stock"),
         Some(&serde_json::json!("plenty"))
     );
+}
+
+fn named_instances_answer_under_their_names_and_one_answer_is_taken_typed(backend: Backend) {
+    let (one, two) = backend.run_bus(async {
+        let ask = || GetStock {
+            item: "apple".into(),
+        };
+        let (first, first_handle) = microagent::start(shop(&Events::default()).named("shop-1"));
+        started(&first).await;
+        let one = Bus::current().call("test", ask(), LONG).await.unwrap();
+        let (second, _s) = microagent::start(shop(&Events::default()).named("shop-2"));
+        started(&second).await;
+        let two = Bus::current().call("test", ask(), LONG).await.unwrap();
+        first_handle.stop();
+        (one, two)
+    });
+    // One answer: taken typed, whatever its key; a wrong type says whose.
+    assert_eq!(one.one::<u32>(), Ok(9));
+    let wrong = one.one::<String>().unwrap_err();
+    assert!(
+        matches!(&wrong, AnswerError::Decode { responder, .. } if responder == "shop-1.stock"),
+        "{wrong:?}"
+    );
+    // Two instances of one type: each under its own name.
+    let keys: Vec<String> = two.clone().into_map().into_keys().collect();
+    assert_eq!(keys, ["shop-1.stock", "shop-2.stock"]);
+    match two.one::<u32>() {
+        Err(AnswerError::Several { mut responders }) => {
+            responders.sort();
+            assert_eq!(responders, ["shop-1.stock", "shop-2.stock"]);
+        }
+        other => panic!("expected several answers, got {other:?}"),
+    }
+    assert_eq!(two.into_iter().count(), 2);
+    assert_eq!(Answers::default().one::<u32>(), Err(AnswerError::None));
 }
 
 fn a_call_nobody_answers_is_a_typed_error(backend: Backend) {

@@ -1,6 +1,7 @@
 //! The bus handle: sending, calling, and the answers to a call, on
 //! whichever backend the System's bus has.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -66,6 +67,70 @@ impl Answers {
             .iter()
             .map(|(name, value)| (name.as_str(), value))
     }
+
+    /// The one answer, decoded: for a call exactly one receiver answers
+    /// (whatever its key). None, several, or one that does not decode as
+    /// `T` is an [`AnswerError`] that says which.
+    ///
+    /// ```
+    /// # use microagent::bus::{AnswerError, Answers};
+    /// # fn check(answers: Answers) -> Result<(), AnswerError> {
+    /// let stock: u32 = answers.one()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn one<T: DeserializeOwned>(&self) -> Result<T, AnswerError> {
+        match self.answers.as_slice() {
+            [] => Err(AnswerError::None),
+            [(responder, value)] => {
+                serde_json::from_value(value.clone()).map_err(|e| AnswerError::Decode {
+                    responder: responder.clone(),
+                    reason: e.to_string(),
+                })
+            }
+            several => Err(AnswerError::Several {
+                responders: several.iter().map(|(name, _)| name.clone()).collect(),
+            }),
+        }
+    }
+
+    /// The answers by responder (`Agent.method`).
+    pub fn into_map(self) -> BTreeMap<String, Value> {
+        self.answers.into_iter().collect()
+    }
+}
+
+impl IntoIterator for Answers {
+    type Item = (String, Value);
+    type IntoIter = std::vec::IntoIter<(String, Value)>;
+
+    /// Every `(responder, answer)`, in arrival order.
+    fn into_iter(self) -> Self::IntoIter {
+        self.answers.into_iter()
+    }
+}
+
+/// Why [`Answers::one`] has no answer to give.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AnswerError {
+    /// Nobody answered.
+    #[error("no answer")]
+    None,
+    /// More than one receiver answered: take them by responder
+    /// ([`Answers::get`], [`Answers::into_map`]).
+    #[error("{} answers where one was expected: {}", responders.len(), responders.join(", "))]
+    Several {
+        /// Who answered (`Agent.method`), in arrival order.
+        responders: Vec<String>,
+    },
+    /// The answer does not decode as the type asked for.
+    #[error("the answer of `{responder}` does not decode: {reason}")]
+    Decode {
+        /// Who answered (`Agent.method`).
+        responder: String,
+        /// serde's message.
+        reason: String,
+    },
 }
 
 /// An agent's receivers on the bus: dropping it ends their subscription.

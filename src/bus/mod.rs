@@ -47,7 +47,7 @@ pub use error::BusError;
 #[cfg(feature = "web")]
 pub(crate) use handle::connected;
 pub(crate) use handle::{close, current_info, Confirmation, Subscription};
-pub use handle::{AnswerStream, Answers, Bus};
+pub use handle::{AnswerError, AnswerStream, Answers, Bus};
 pub(crate) use local::DeliverFn;
 pub(crate) use observe::Observers;
 pub use observe::{Observer, Sent};
