@@ -115,6 +115,45 @@ impl<A: Agent> AgentHandle<A> {
         self.cell.server_address(server)
     }
 
+    /// The first address server `server` (the method's name) publishes,
+    /// once it does: an HTTP agent's port once bound, ready for requests
+    /// (`started()` and `GetInfo` resolve before the servers listen).
+    /// `None` when the agent's lifecycle ends first (the server failed to
+    /// bind, or the agent stopped).
+    ///
+    /// ```
+    /// use microagent::prelude::*;
+    ///
+    /// #[derive(Default, MicroAgent)]
+    /// struct Api;
+    ///
+    /// #[microagent::hooks]
+    /// impl Api {
+    ///     #[on(server)]
+    ///     fn http(&self, srv: ServerContext<Self>) -> impl std::future::Future<Output = std::io::Result<()>> {
+    ///         async move {
+    ///             let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    ///             srv.publish_address(listener.local_addr()?);
+    ///             std::future::pending().await
+    ///         }
+    ///     }
+    /// }
+    ///
+    /// microagent::run(async {
+    ///     let (_api, handle) = microagent::start(Api);
+    ///     let addr = handle.bound_address("http").await.expect("it binds");
+    ///     assert!(addr.port() > 0);
+    ///     handle.stop();
+    /// });
+    /// ```
+    pub fn bound_address(
+        &self,
+        server: &'static str,
+    ) -> impl Future<Output = Option<std::net::SocketAddr>> + Send + 'static {
+        let cell = self.cell.clone();
+        std::future::poll_fn(move |task| cell.poll_address(server, task.waker()))
+    }
+
     /// Whether the agent's lifecycle is over (its outcome is ready).
     pub fn is_finished(&self) -> bool {
         self.cell.is_done()

@@ -336,12 +336,9 @@ impl Listening {
 fn a_server_bound_to_port_0_publishes_its_address() {
     let (published, described) = microagent::run(async {
         let (addr, handle) = microagent::start(Listening);
-        let published = loop {
-            if let Some(published) = handle.server_address("listen") {
-                break published;
-            }
-            actix_rt::time::sleep(Duration::from_millis(2)).await;
-        };
+        // Awaited, not polled: resolves once the server published it.
+        let published = handle.bound_address("listen").await.expect("it binds");
+        assert_eq!(handle.server_address("listen"), Some(published));
         std::net::TcpStream::connect(published).expect("the published address accepts");
         let info = addr.send(GetInfo).await.expect("the agent answers");
         handle.stop();
@@ -351,4 +348,34 @@ fn a_server_bound_to_port_0_publishes_its_address() {
     assert_ne!(published.port(), 0);
     assert_eq!(described, [published]);
     assert!(Listening::describe().servers[0].addresses.is_empty());
+}
+
+/// Fails to bind: its port is taken.
+#[derive(MicroAgent)]
+#[microagent(stand_in = Taken(0))]
+struct Taken(u16);
+
+#[microagent::hooks]
+impl Taken {
+    #[on(server)]
+    fn listen(&self) -> impl std::future::Future<Output = std::io::Result<()>> {
+        let port = self.0;
+        async move {
+            std::net::TcpListener::bind(("127.0.0.1", port))?;
+            Ok(())
+        }
+    }
+}
+
+#[test]
+fn waiting_for_the_address_of_a_server_that_cannot_bind_ends_with_none() {
+    let (bound, outcome) = microagent::run(async {
+        let held = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+        let port = held.local_addr().expect("bound").port();
+        let (_addr, handle) = microagent::start(Taken(port));
+        let bound = handle.bound_address("listen").await;
+        (bound, handle.await)
+    });
+    assert_eq!(bound, None);
+    assert!(outcome.is_err(), "the agent failed: {outcome:?}");
 }

@@ -60,6 +60,9 @@ struct More {
     runs: Vec<TaskRuns>,
     /// The addresses servers published, by server name.
     addresses: Vec<(&'static str, SocketAddr)>,
+    /// Who waits for a server's address (woken by each published address
+    /// and by the outcome).
+    address_wakers: Vec<Waker>,
     /// The runs of each receiver that went wrong (by index, grown on use).
     receiver_runs: Vec<HandlerRuns>,
     /// The runs of each consumer that went wrong (by index, grown on use).
@@ -173,8 +176,12 @@ impl<A: Actor> AgentCell<A> {
         shared.outcome = Some(outcome);
         let waker = shared.waker.take();
         let more = match shared.more.as_mut() {
-            Some(more) if !more.wakers.is_empty() => std::mem::take(&mut more.wakers),
-            _ => Vec::new(),
+            Some(more) => {
+                let mut wakers = std::mem::take(&mut more.wakers);
+                wakers.append(&mut more.address_wakers);
+                wakers
+            }
+            None => Vec::new(),
         };
         drop(shared);
         if let Some(waker) = waker {
@@ -231,10 +238,30 @@ impl<A: Actor> AgentCell<A> {
     /// Notes an address server `server` listens on.
     pub(crate) fn publish_address(&self, server: &'static str, addr: SocketAddr) {
         let mut shared = self.shared();
-        let addresses = &mut shared.more().addresses;
-        if !addresses.contains(&(server, addr)) {
-            addresses.push((server, addr));
+        let more = shared.more();
+        if !more.addresses.contains(&(server, addr)) {
+            more.addresses.push((server, addr));
         }
+        let waiting = std::mem::take(&mut more.address_wakers);
+        drop(shared);
+        waiting.into_iter().for_each(Waker::wake);
+    }
+
+    /// The first address server `server` publishes: `Ready(Some)` once it
+    /// did, `Ready(None)` when the agent's lifecycle ended first.
+    pub(crate) fn poll_address(&self, server: &str, waker: &Waker) -> Poll<Option<SocketAddr>> {
+        if let Some(addr) = self.server_address(server) {
+            return Poll::Ready(Some(addr));
+        }
+        let mut shared = self.shared();
+        if shared.outcome.is_some() {
+            return Poll::Ready(None);
+        }
+        let wakers = &mut shared.more().address_wakers;
+        if !wakers.iter().any(|w| w.will_wake(waker)) {
+            wakers.push(waker.clone());
+        }
+        Poll::Pending
     }
 
     /// Forgets the addresses of server `server` (it is starting again).
