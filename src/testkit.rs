@@ -527,6 +527,14 @@ impl<A: Agent> Tested<A> {
         &self.handle
     }
 
+    /// The address its server `server` (the method's name) listens on,
+    /// once it does; `None` when the agent ended first. An HTTP agent's
+    /// tests await it before sending requests (see
+    /// [`AgentHandle::bound_address`]).
+    pub async fn bound_address(&self, server: &'static str) -> Option<std::net::SocketAddr> {
+        self.handle.bound_address(server).await
+    }
+
     /// Waits until its `post_start` hooks are done (`true`), or until it
     /// stopped without getting there (`false`).
     pub async fn started(&self) -> bool {

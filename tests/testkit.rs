@@ -330,3 +330,44 @@ fn periodic_and_cron_tasks_run_in_virtual_time() {
     // performance threshold).
     assert!(real.elapsed() < support::process::HANG);
 }
+
+/// Serves HTTP with actix-web on a port the OS picks.
+#[cfg(feature = "web")]
+#[derive(Default, MicroAgent)]
+struct Hello;
+
+#[cfg(feature = "web")]
+#[microagent::hooks]
+impl Hello {
+    #[on(server)]
+    fn http(
+        &self,
+        srv: ServerContext<Self>,
+    ) -> impl std::future::Future<Output = std::io::Result<()>> {
+        async move {
+            let server = actix_web::HttpServer::new(|| {
+                actix_web::App::new().route("/", actix_web::web::get().to(|| async { "hello" }))
+            })
+            .workers(1)
+            .bind("127.0.0.1:0")?;
+            microagent::web::serve(server, srv).await
+        }
+    }
+}
+
+#[cfg(feature = "web")]
+#[test]
+fn the_kit_gives_an_http_agent_s_address_once_it_listens() {
+    TestKit::new().run(|kit| async move {
+        let hello = kit.start(Hello);
+        let addr = hello.bound_address("http").await.expect("it listens");
+        let mut response = awc::Client::default()
+            .get(format!("http://{addr}/"))
+            .send()
+            .await
+            .expect("it answers");
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.body().await.expect("a body"), "hello");
+        hello.stop().await.unwrap();
+    });
+}
