@@ -45,6 +45,12 @@ static BROKERS: PerSystem<Broker> = PerSystem::new();
 
 /// Forgets the broker of a System that has ended.
 pub(crate) fn close(system_id: usize) {
+    if let Some(Broker {
+        backend: Backend::Memory(memory),
+    }) = BROKERS.get(system_id)
+    {
+        memory.report_dropped();
+    }
     BROKERS.remove(system_id);
 }
 
@@ -166,6 +172,7 @@ impl Broker {
     ) -> Result<Option<u64>, BrokerError> {
         if let Backend::Memory(memory) = &self.backend {
             let items = memory.declared(queue);
+            items.sending();
             // `push`, spelt out: no future is built while the queue has
             // room (3% of a typed in-process message's instructions).
             let id = match items.push_now(body) {
@@ -265,7 +272,9 @@ impl Broker {
     ) -> Result<(), BrokerError> {
         match &self.backend {
             Backend::Memory(memory) => {
-                memory.queue(queue).push(Body::Wire(body.into())).await;
+                let items = memory.queue(queue);
+                items.sending();
+                items.push(Body::Wire(body.into())).await;
                 Ok(())
             }
             Backend::Remote(remote) => {
@@ -371,6 +380,7 @@ impl Future for Sending<'_> {
             // typed message's common case).
             if let Backend::Memory(memory) = &broker.backend {
                 let items = memory.declared(queue);
+                items.sending();
                 match items.push_now(body) {
                     Ok(_) => return Poll::Ready(Ok(())),
                     Err(full) => {

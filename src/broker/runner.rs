@@ -84,6 +84,7 @@ pub(super) fn start(
     match backend {
         Backend::Memory(queues) => {
             let items = queues.queue(spec.queue);
+            items.mark_consumed();
             let consumer = MemConsumer::new(
                 items,
                 (spec.name, spec.queue),

@@ -4,8 +4,10 @@
 mod consumer;
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use std::time::Duration;
 
 use tokio::sync::Notify;
 
@@ -13,6 +15,7 @@ use super::error::DeadLetter;
 use super::job::{Body, Held};
 use super::observe::{self, QueueEvent, Settlement};
 use crate::bus::Observers;
+use crate::LOG_TARGET;
 
 pub(super) use consumer::{run, MemConsumer};
 
@@ -28,7 +31,16 @@ pub(super) struct MemQueue {
     /// A message was taken out.
     room: Signal,
     dead: Mutex<Vec<DeadLetter>>,
+    /// Some consumer of this process has taken from it.
+    consumed: AtomicBool,
+    /// Its first send was looked at (see [`MemQueue::sending`]).
+    checked: AtomicBool,
 }
+
+/// How long after a first send to a queue nobody consumes the broker says
+/// so: agents of one group start at once, and a consumer may come after
+/// the first send.
+const UNCONSUMED_GRACE: Duration = Duration::from_secs(1);
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
@@ -77,6 +89,35 @@ impl Signal {
 }
 
 impl MemQueue {
+    /// A message is being sent: the first time, looks (after a grace
+    /// period) whether any consumer takes from this queue, and warns once
+    /// when none does: its messages would wait in memory and be dropped at
+    /// exit without a word.
+    pub(super) fn sending(self: &Arc<Self>) {
+        if self.checked.load(Ordering::Relaxed) || self.checked.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        if tokio::runtime::Handle::try_current().is_err() {
+            return;
+        }
+        let queue = self.clone();
+        actix_rt::spawn(async move {
+            actix_rt::time::sleep(UNCONSUMED_GRACE).await;
+            if !queue.consumed.load(Ordering::Relaxed) {
+                log::warn!(
+                    target: LOG_TARGET,
+                    "broker: messages are sent to the in-process queue `{}`, which no agent of this process consumes; they wait in memory and are dropped at exit",
+                    queue.name
+                );
+            }
+        });
+    }
+
+    /// A consumer takes from it.
+    pub(super) fn mark_consumed(&self) {
+        self.consumed.store(true, Ordering::Relaxed);
+    }
+
     /// Appends a message, waiting while the queue is full; its id.
     pub(super) async fn push(&self, body: Body) -> u64 {
         match self.push_now(body) {
@@ -252,6 +293,8 @@ impl Memory {
             ready: Signal::default(),
             room: Signal::default(),
             dead: Mutex::default(),
+            consumed: AtomicBool::new(false),
+            checked: AtomicBool::new(false),
         });
         queues.insert(name.to_owned(), queue.clone());
         queue
@@ -259,6 +302,24 @@ impl Memory {
 
     pub(super) fn length(&self, queue: &str) -> usize {
         self.queue(queue).length()
+    }
+
+    /// The System is over: says which queues still hold messages, which
+    /// are dropped now.
+    pub(super) fn report_dropped(&self) {
+        let queues = lock(&self.queues);
+        let mut left: Vec<(&str, usize)> = queues
+            .iter()
+            .map(|(name, queue)| (name.as_str(), queue.length()))
+            .filter(|(_, count)| *count > 0)
+            .collect();
+        left.sort_unstable();
+        for (name, count) in left {
+            log::warn!(
+                target: LOG_TARGET,
+                "broker: {count} message(s) of the in-process queue `{name}` were never consumed and are dropped at exit"
+            );
+        }
     }
 
     /// Every message sent and every attempt settled from now on.
