@@ -102,7 +102,11 @@ fn broker() -> Result<BrokerConfig, BrokerError> {
 }
 
 fn main() -> microagent::Exit {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        // lapin's `tracing` spans, as log lines: its I/O thread's name at
+        // ERROR level, once per connection (docs/broker.md).
+        .filter_module("tracing::span", log::LevelFilter::Off)
+        .init();
     let broker = match broker() {
         Ok(broker) => broker,
         Err(e) => {

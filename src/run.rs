@@ -110,6 +110,7 @@ pub fn run<F: Future>(main: F) -> F::Output {
             log::info!(target: LOG_TARGET, "stopping {left} agent(s) before the System exits");
         }
         agents.stop_all().await;
+        crate::broker::disconnect().await;
         output
     });
     system.finish(LOG_TARGET);

@@ -443,6 +443,12 @@ fn queue_example(envs: &[(&str, &str)]) {
         .collect();
     assert_eq!(dead.len(), 1, "{:?}", p.seen);
     assert!(dead[0].contains("after 3 attempts"), "{}", dead[0]);
+    // The one ERROR of a clean run is the dead letter's: none from the
+    // client libraries (lapin's connections close before the runtime).
+    let stderr = p.stderr();
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.contains(" ERROR ")).collect();
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert!(errors[0].contains("dead-lettered"), "{errors:#?}");
     assert!(
         dead[0].contains("no such mailbox: nobody@example.com"),
         "{}",

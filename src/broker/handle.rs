@@ -44,6 +44,22 @@ impl fmt::Debug for Broker {
 static BROKERS: PerSystem<Broker> = PerSystem::new();
 
 /// Forgets the broker of a System that has ended.
+/// The current System's agents are done: its broker on a server waits
+/// for its consumers to retire (a few seconds at most) and closes its
+/// connections, while the runtime still runs (a connection dropped with
+/// the runtime logs errors).
+pub(crate) async fn disconnect() {
+    let Some(system) = actix_rt::System::try_current() else {
+        return;
+    };
+    if let Some(Broker {
+        backend: Backend::Remote(remote),
+    }) = BROKERS.get(system.id())
+    {
+        remote.close(std::time::Duration::from_secs(5)).await;
+    }
+}
+
 pub(crate) fn close(system_id: usize) {
     if let Some(Broker {
         backend: Backend::Memory(memory),
@@ -108,6 +124,7 @@ impl Broker {
                 kind,
                 url: endpoint.redacted().to_owned(),
                 queues: connector.connect(&config).await?,
+                loops: tokio::sync::watch::Sender::new(0),
             })),
         };
         let broker = Broker { backend };

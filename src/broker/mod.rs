@@ -29,7 +29,7 @@ pub use config::{BrokerConfig, BrokerInfo};
 pub use error::{BrokerError, DeadLetter};
 #[cfg(feature = "web")]
 pub(crate) use handle::connected;
-pub(crate) use handle::{close, current_info};
+pub(crate) use handle::{close, current_info, disconnect};
 pub use handle::{Broker, Sending};
 pub(crate) use job::JobFn;
 pub use job::{Binding, Consume, ConsumerOptions, Job, Settle};

@@ -70,6 +70,12 @@ pub(crate) trait RemoteQueues: Send + Sync + 'static {
         queue: &'a str,
     ) -> BoxFuture<'a, Result<Vec<DeadLetter>, BrokerError>>;
 
+    /// The System is ending (every agent stopped, every consumer retired):
+    /// close what is open, while the runtime still runs.
+    fn close(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
+
     /// Opens what a consumer takes its messages from. A refusal for good
     /// is [`BrokerError::QueueMismatch`]: the consumer's agent does not
     /// start; any other error is retried.

@@ -5,7 +5,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 
 use super::error::BrokerError;
 use super::job::JobFn;
@@ -25,6 +25,18 @@ pub(super) struct Remote {
     /// The URL, password redacted.
     pub(super) url: String,
     pub(super) queues: Arc<dyn RemoteQueues>,
+    /// How many consumer loops run on it (until they retired).
+    pub(super) loops: watch::Sender<usize>,
+}
+
+impl Remote {
+    /// Every consumer loop retired (at most `patience`), then the backend
+    /// closes what it holds open.
+    pub(super) async fn close(&self, patience: std::time::Duration) {
+        let mut loops = self.loops.subscribe();
+        let _ = actix_rt::time::timeout(patience, loops.wait_for(|n| *n == 0)).await;
+        self.queues.close().await;
+    }
 }
 
 /// A running consumer; dropping it stops taking messages (those in flight
@@ -102,7 +114,12 @@ pub(super) fn start(
         Backend::Remote(remote) => {
             let (refuse, refused) = oneshot::channel();
             let queues = remote.queues.clone();
-            arbiter.spawn(remote::run(queues, spec, deliver, stopped, refuse));
+            remote.loops.send_modify(|n| *n += 1);
+            let loops = remote.loops.clone();
+            arbiter.spawn(async move {
+                remote::run(queues, spec, deliver, stopped, refuse).await;
+                loops.send_modify(|n| *n -= 1);
+            });
             Consuming {
                 _stop: stop,
                 memory: None,

@@ -232,6 +232,11 @@ impl Config {
     /// if a logger is installed already.
     pub fn init_logging(&self) {
         let mut builder = env_logger::Builder::new();
+        // `tracing` spans as log lines carry only their name, and lapin's
+        // come at ERROR level when no `tracing` subscriber is installed
+        // (`io_loop;` per AMQP connection); `RUST_LOG=tracing::span=...`
+        // brings them back.
+        builder.filter_module("tracing::span", log::LevelFilter::Off);
         match std::env::var("RUST_LOG") {
             Ok(filter) if !filter.is_empty() => builder.parse_filters(&filter),
             _ => builder.parse_filters(self.log().unwrap_or("info")),

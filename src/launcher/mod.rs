@@ -255,6 +255,10 @@ impl Launcher {
             agents.begin_shutdown();
             interrupts.ready.send_replace(Some(false));
             exit = exit.worst(group.drain(&agents, &mut signals, deadline).await);
+            if exit != Exit::DeadlineExceeded {
+                // Every agent is done: the broker's connections close now.
+                crate::broker::disconnect().await;
+            }
             (exit, group.arbiters)
         });
         if exit != Exit::DeadlineExceeded {

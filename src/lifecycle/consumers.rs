@@ -106,8 +106,10 @@ pub(super) fn run_ended<A: Agent>(ctx: &mut Context<A>, consumer: usize, result:
         ctx.life
             .cell
             .count_bad_handler_run(Handler::Consumer(consumer), BadRun::of(&cause));
+        // The broker logs the attempt once, with what becomes of the
+        // message: a WARN for a retry, an ERROR for a dead letter.
         let declared = &A::HOOKS.consumers[consumer];
-        log::error!(
+        log::debug!(
             target: LOG_TARGET,
             "agent `{}`: consumer `{}` of queue `{}` failed: {cause}",
             ctx.life.name,

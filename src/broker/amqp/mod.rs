@@ -129,6 +129,15 @@ impl RemoteQueues for AmqpQueues {
         Box::pin(self.read_dead_letters(queue))
     }
 
+    fn close(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            if let Some((connection, channel)) = self.link.lock().await.take() {
+                let _ = channel.close(200, "broker closed").await;
+                let _ = connection.close(200, "broker closed").await;
+            }
+        })
+    }
+
     fn open(
         self: Arc<Self>,
         consumer: ConsumerSpec,

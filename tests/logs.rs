@@ -1,7 +1,8 @@
-//! Messages the in-process broker would lose without a word: sent to a
-//! queue no agent consumes, or left in a queue at exit. The broker says so
-//! (a WARN naming the queue, and how many are dropped); consumed queues
-//! stay quiet. Logs are this behaviour, so this file captures them.
+//! What the crate logs where the log is the behaviour: messages the
+//! in-process broker would otherwise lose without a word (sent to a queue
+//! no agent consumes, or left in a queue at exit), and one line per failed
+//! attempt (a WARN for a retry, an ERROR for a dead letter). This file
+//! captures the log.
 
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
@@ -10,8 +11,8 @@ use microagent::broker::{Broker, Queue};
 use microagent::prelude::*;
 use serde::{Deserialize, Serialize};
 
-/// Every WARN or worse, as text.
-struct Capture(Mutex<Vec<String>>);
+/// Every WARN or worse: its level and text.
+struct Capture(Mutex<Vec<(log::Level, String)>>);
 
 impl log::Log for Capture {
     fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
@@ -21,7 +22,7 @@ impl log::Log for Capture {
     fn log(&self, record: &log::Record<'_>) {
         if self.enabled(record.metadata()) {
             let mut lines = self.0.lock().unwrap_or_else(|e| e.into_inner());
-            lines.push(record.args().to_string());
+            lines.push((record.level(), record.args().to_string()));
         }
     }
 
@@ -39,10 +40,17 @@ fn captured() -> &'static Capture {
 }
 
 fn warnings_about(queue: &str) -> Vec<String> {
+    logged_about(queue)
+        .into_iter()
+        .map(|(_, line)| line)
+        .collect()
+}
+
+fn logged_about(queue: &str) -> Vec<(log::Level, String)> {
     let lines = captured().0.lock().unwrap_or_else(|e| e.into_inner());
     lines
         .iter()
-        .filter(|line| line.contains(&format!("`{queue}`")))
+        .filter(|(_, line)| line.contains(&format!("`{queue}`")))
         .cloned()
         .collect()
 }
@@ -98,4 +106,48 @@ fn a_queue_nobody_consumes_is_named_once_and_its_messages_at_exit() {
         "{typo:?}"
     );
     assert_eq!(warnings_about("mail"), Vec::<String>::new());
+}
+
+#[derive(Queue, Serialize, Deserialize, Clone)]
+#[queue(name = "flaky")]
+struct Flaky {
+    n: u32,
+}
+
+#[derive(Default, MicroAgent)]
+struct Refuser;
+
+#[microagent::hooks]
+impl Refuser {
+    #[consumer(Flaky, attempts = 3, backoff = 0.01)]
+    fn refuse(&mut self, _job: Flaky) -> Result<(), std::io::Error> {
+        Err(std::io::Error::other("refused"))
+    }
+}
+
+#[test]
+fn each_failed_attempt_is_one_line_a_warn_per_retry_and_an_error_for_the_dead_letter() {
+    captured();
+    microagent::run(async {
+        let (refuser, _handle) = microagent::start(Refuser);
+        refuser.send(GetInfo).await.expect("started");
+        let broker = Broker::current();
+        broker.send(Flaky { n: 1 }).await.unwrap();
+        while broker.dead_letters("flaky").await.unwrap().is_empty() {
+            actix_rt::time::sleep(Duration::from_millis(5)).await;
+        }
+    });
+    let logged = logged_about("flaky");
+    let levels: Vec<log::Level> = logged.iter().map(|(level, _)| *level).collect();
+    assert_eq!(
+        levels,
+        [log::Level::Warn, log::Level::Warn, log::Level::Error],
+        "{logged:#?}"
+    );
+    assert!(logged[0].1.contains("attempt 1 of 3"), "{logged:#?}");
+    assert!(
+        logged[2].1.contains("dead-lettered: refused"),
+        "{logged:#?}"
+    );
+    assert!(logged[2].1.contains("Refuser.refuse"), "{logged:#?}");
 }
