@@ -1,11 +1,12 @@
-//! Testing an agent without Redis or RabbitMQ: run it through its
-//! lifecycle, talk to its receivers, script the answers to its calls, put
-//! messages on its queues and see how each was settled, and drive its
-//! periodic and cron tasks in virtual time.
+//! Testing an agent: run it through its lifecycle, talk to its receivers,
+//! script the answers to its calls, put messages on its queues and see how
+//! each was settled, drive its periodic and cron tasks in virtual time,
+//! and wait for its HTTP server to listen ([`Tested::bound_address`]).
 //!
-//! The kit uses the real in-process bus and broker of a real actix System,
-//! not stand-ins: what passes here passes against them in production,
-//! where Redis or RabbitMQ carry the same signals and messages.
+//! The kit uses the real in-process bus and broker of a real actix System
+//! by default, not stand-ins. [`TestKit::bus`] and [`TestKit::broker`] put
+//! the same test on Redis or RabbitMQ (each test under a prefix and a
+//! namespace of its own), with everything else the kit offers unchanged.
 //!
 //! ```
 //! use microagent::bus::Signal;
@@ -90,8 +91,11 @@ use serde_json::Value;
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::agent::{Agent, IntoAgent};
-use crate::broker::{Broker, Queue, QueueEvent, Settlement};
-use crate::bus::{Answers, Bus, BusError, DeliverFn, Observer, Sent, Signal, Subscription};
+use crate::broker::{Broker, BrokerConfig, Queue, QueueEvent, Settlement};
+use crate::bus::{
+    Answers, Bus, BusConfig, BusError, Confirmation, DeliverFn, Observer, Sent, Signal,
+    Subscription,
+};
 use crate::error::AgentError;
 use crate::phase::Phase;
 use crate::start::{start, AgentHandle};
@@ -108,6 +112,8 @@ pub const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 #[must_use]
 pub struct TestKit {
     virtual_time: Option<DateTime<Utc>>,
+    bus: Option<BusConfig>,
+    broker: Option<BrokerConfig>,
 }
 
 impl TestKit {
@@ -164,8 +170,44 @@ impl TestKit {
         self
     }
 
-    /// Runs `test` in a new actix System with the in-process bus and
-    /// broker, and returns what it returns. The agents it started and left
+    /// Runs the test on this bus (the in-process one by default), under a
+    /// channel prefix of the test's own (`TK` and a random id): tests that
+    /// run at once on one Redis do not hear each other. Everything else the
+    /// kit offers works the same on it.
+    ///
+    /// ```no_run
+    /// # #[cfg(feature = "redis")] {
+    /// use microagent::bus::BusConfig;
+    /// use microagent::broker::BrokerConfig;
+    /// use microagent::testkit::TestKit;
+    ///
+    /// let url = std::env::var("REDIS_URL").unwrap();
+    /// TestKit::new()
+    ///     .bus(BusConfig::redis(&url).unwrap())
+    ///     .broker(BrokerConfig::redis(&url).unwrap())
+    ///     .run(|kit| async move {
+    ///         // kit.start(..), kit.consume(..).await, kit.answer(..) ...
+    ///     });
+    /// # }
+    /// ```
+    pub fn bus(mut self, config: BusConfig) -> Self {
+        self.bus = Some(config);
+        self
+    }
+
+    /// Runs the test on this broker (the in-process one by default), under
+    /// a namespace of the test's own (`tk` and a random id, then `:`),
+    /// so that its queues are its own. On a server, [`Kit::consume`] tells
+    /// messages apart by their JSON: consume distinct messages.
+    pub fn broker(mut self, config: BrokerConfig) -> Self {
+        self.broker = Some(config);
+        self
+    }
+
+    /// Runs `test` in a new actix System with its bus and broker (the
+    /// in-process ones unless [`bus`](TestKit::bus) and
+    /// [`broker`](TestKit::broker) name others), and returns what it
+    /// returns. The agents it started and left
     /// running are stopped (their `pre_stop` hooks run) before this
     /// returns.
     ///
@@ -176,8 +218,25 @@ impl TestKit {
         F: FnOnce(Kit) -> Fut,
         Fut: Future,
     {
-        let wall = self.virtual_time;
+        let TestKit {
+            virtual_time: wall,
+            bus,
+            broker,
+        } = self;
+        let test_id = uuid::Uuid::new_v4().simple().to_string();
         crate::run(async move {
+            if let Some(config) = bus {
+                let config = config
+                    .prefix(&format!("TK{test_id}"))
+                    .expect("a valid prefix");
+                Bus::connect(config).await.expect("the test's bus connects");
+            }
+            if let Some(config) = broker {
+                let config = config.namespace(&format!("tk{test_id}:"));
+                Broker::connect(config)
+                    .await
+                    .expect("the test's broker connects");
+            }
             if let Some(wall) = wall {
                 tokio::time::pause();
                 crate::lifecycle::set_virtual_wall(Some(wall));
@@ -199,6 +258,8 @@ pub struct Kit {
     events: tokio::sync::Mutex<UnboundedReceiver<QueueEvent>>,
     log: RefCell<Vec<QueueEvent>>,
     responders: RefCell<Vec<Subscription>>,
+    /// Scripted answers' subscriptions the bus has not confirmed yet.
+    confirming: RefCell<Vec<Confirmation>>,
 }
 
 impl fmt::Debug for Kit {
@@ -212,9 +273,7 @@ impl Kit {
         let bus = Bus::current();
         let broker = Broker::current();
         let observer = bus.observe();
-        let events = broker
-            .observe_in_process()
-            .expect("a new System's broker is the in-process one");
+        let events = broker.observe();
         Kit {
             bus,
             broker,
@@ -222,6 +281,18 @@ impl Kit {
             events: tokio::sync::Mutex::new(events),
             log: RefCell::default(),
             responders: RefCell::default(),
+            confirming: RefCell::default(),
+        }
+    }
+
+    /// Waits until the bus confirmed the scripted answers' subscriptions
+    /// (at once in-process).
+    async fn confirmed(&self) {
+        let confirming = std::mem::take(&mut *self.confirming.borrow_mut());
+        for confirmation in confirming {
+            confirmation
+                .await
+                .expect("the bus confirms the kit's scripted answers");
         }
     }
 
@@ -270,12 +341,14 @@ impl Kit {
     /// assert_eq!(*seen.lock().unwrap(), [(7, SENDER.to_owned())]);
     /// ```
     pub async fn send<S: Signal>(&self, signal: S) -> Result<(), BusError> {
+        self.confirmed().await;
         self.bus.send(SENDER, signal).await
     }
 
     /// Calls `signal` as an RPC and returns every receiver's answer (within
     /// [`CALL_TIMEOUT`]).
     pub async fn call<S: Signal>(&self, signal: S) -> Result<Answers, BusError> {
+        self.confirmed().await;
         self.bus.call(SENDER, signal, CALL_TIMEOUT).await
     }
 
@@ -337,10 +410,12 @@ impl Kit {
             true
         });
         let responder = format!("{SENDER}.{}", S::NAME);
-        let (subscription, _) = self
-            .bus
-            .subscribe(vec![(S::NAME, responder.into(), deliver)]);
+        let (subscription, confirmation) =
+            self.bus
+                .subscribe(vec![(S::NAME, responder.into(), deliver)]);
         self.responders.borrow_mut().push(subscription);
+        // On a server: the kit's next send, call or consume waits for it.
+        self.confirming.borrow_mut().extend(confirmation);
     }
 
     /// Every signal sent or called on the bus since the kit started (by
@@ -410,29 +485,28 @@ impl Kit {
     /// attempt's settlement. Messages handed back by a stopping agent stay
     /// queued: the wait goes on until another consumer settles them.
     pub async fn consume<Q: Queue>(&self, message: Q) -> Fate {
-        let id = self
-            .broker
-            .send_tracked(message)
-            .await
-            .expect("the in-process broker takes any message")
-            .expect("the kit's broker is the in-process one");
+        self.confirmed().await;
+        let target = if self.broker.is_in_process() {
+            let id = self
+                .broker
+                .send_tracked(message)
+                .await
+                .expect("the in-process broker takes any message")
+                .expect("the in-process broker gives the message's id");
+            Target::Id(id)
+        } else {
+            let json = serde_json::to_value(&message).expect("a queue's message serializes");
+            self.broker
+                .send(message)
+                .await
+                .expect("the test's broker takes the message");
+            Target::Message(json)
+        };
         let mut seen = 0;
         loop {
             // What was logged (by this wait or a concurrent one), then the
             // next event.
-            let settlements: Vec<Settlement> = self
-                .log
-                .borrow()
-                .iter()
-                .filter_map(|event| match event {
-                    QueueEvent::Settled {
-                        id: settled,
-                        settlement,
-                        ..
-                    } if *settled == id => Some(settlement.clone()),
-                    _ => None,
-                })
-                .collect();
+            let settlements = target.settlements(&self.log.borrow());
             let done = settlements
                 .iter()
                 .any(|s| matches!(s, Settlement::Acked | Settlement::DeadLettered { .. }));
@@ -464,6 +538,37 @@ impl Kit {
         for _ in 0..16 {
             tokio::task::yield_now().await;
         }
+    }
+}
+
+/// The message a [`Kit::consume`] waits for: by its id in-process, by its
+/// JSON on a server (where each delivery has an id of its own).
+enum Target {
+    Id(u64),
+    Message(Value),
+}
+
+impl Target {
+    /// Every settlement of the message in `log`, in order.
+    fn settlements(&self, log: &[QueueEvent]) -> Vec<Settlement> {
+        let ids: Vec<u64> = match self {
+            Target::Id(id) => vec![*id],
+            Target::Message(json) => log
+                .iter()
+                .filter_map(|event| match event {
+                    QueueEvent::Taken { id, message, .. } if message == json => Some(*id),
+                    _ => None,
+                })
+                .collect(),
+        };
+        log.iter()
+            .filter_map(|event| match event {
+                QueueEvent::Settled { id, settlement, .. } if ids.contains(id) => {
+                    Some(settlement.clone())
+                }
+                _ => None,
+            })
+            .collect()
     }
 }
 

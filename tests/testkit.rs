@@ -14,6 +14,7 @@ use microagent::testkit::{TestKit, SENDER};
 use microagent::{AgentError, Stage};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use support::matrix::{on_backends, Backend};
 use support::{Boom, Events};
 
 #[derive(Signal, Serialize, Deserialize)]
@@ -131,11 +132,17 @@ fn a_panicking_plain_fn_consumer_is_dead_lettered_under_the_kit() {
     });
 }
 
-#[test]
-fn messages_are_acked_retried_or_dead_lettered_and_calls_get_scripted_answers() {
+// The same kit on every backend: the bus and broker of a real server,
+// under a prefix and namespace of the test's own.
+on_backends!([in_process, redis, amqp] => messages_are_acked_retried_or_dead_lettered_and_calls_get_scripted_answers);
+
+fn messages_are_acked_retried_or_dead_lettered_and_calls_get_scripted_answers(backend: Backend) {
     let events = Events::default();
     let watched = events.clone();
-    TestKit::new().run(|kit| async move {
+    let kit = TestKit::new()
+        .bus(backend.bus_config())
+        .broker(backend.broker_config());
+    kit.run(|kit| async move {
         kit.answer(|ask: Price| if ask.item == "apple" { 3 } else { 10 });
         let seller = kit.start(Seller {
             events: watched.clone(),

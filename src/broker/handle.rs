@@ -13,6 +13,7 @@ use super::config::{BrokerConfig, BrokerInfo, Kind};
 use super::error::{BrokerError, DeadLetter};
 use super::job::{Binding, Body, ConsumerOptions, JobFn};
 use super::memory::Memory;
+use super::observe;
 use super::queue::Queue;
 use super::remote::{ConsumerSpec, Destination};
 use super::runner::{self, Backend, Consuming, Remote};
@@ -125,6 +126,7 @@ impl Broker {
                 url: endpoint.redacted().to_owned(),
                 queues: connector.connect(&config).await?,
                 loops: tokio::sync::watch::Sender::new(0),
+                watchers: Arc::default(),
             })),
         };
         let broker = Broker { backend };
@@ -204,16 +206,20 @@ impl Broker {
             .map(|()| None)
     }
 
-    /// What happens on the in-process broker from now on (`None` on the
-    /// others): the test kit's view.
+    /// What happens on the broker from now on, as this process sees it:
+    /// the test kit's view.
     #[cfg(feature = "testkit")]
-    pub(crate) fn observe_in_process(
-        &self,
-    ) -> Option<tokio::sync::mpsc::UnboundedReceiver<super::QueueEvent>> {
+    pub(crate) fn observe(&self) -> tokio::sync::mpsc::UnboundedReceiver<super::QueueEvent> {
         match &self.backend {
-            Backend::Memory(memory) => Some(memory.observe()),
-            _ => None,
+            Backend::Memory(memory) => memory.observe(),
+            Backend::Remote(remote) => remote.watchers.add(),
         }
+    }
+
+    /// Whether it is the in-process broker (messages keep their ids).
+    #[cfg(feature = "testkit")]
+    pub(crate) fn is_in_process(&self) -> bool {
+        matches!(self.backend, Backend::Memory(_))
     }
 
     /// Sends `message` with `topic` as routing key: on AMQP, through its
@@ -300,6 +306,8 @@ impl Broker {
                     exchange,
                     routing_key,
                 };
+                let watchers = &remote.watchers;
+                watchers.tell(|| observe::sent_bytes(watchers.next_id(), queue, &body));
                 remote.queues.send(to, body).await
             }
         }

@@ -29,6 +29,7 @@ use tokio::sync::{oneshot, Semaphore};
 use super::delivery::{unless, verdict, Verdict, FIRST_PAUSE, RECONNECT_MAX};
 use super::error::{BrokerError, DeadLetter};
 use super::job::{Binding, ConsumerOptions, Job, JobFn, Settler};
+use super::observe::{self, Watchers};
 use crate::LOG_TARGET;
 
 /// Where a message is sent: its queue, or an exchange and a routing key
@@ -121,13 +122,15 @@ struct Consumer {
     spec: ConsumerSpec,
     deliver: JobFn,
     in_flight: Arc<Semaphore>,
+    /// Who watches the broker (the test kit).
+    watchers: Arc<Watchers>,
 }
 
 /// A consumer of queues on a server, until `stopped`: its first attempt to
 /// open reports a refusal for good to `refuse` (and the consumer ends), or
 /// drops it once consuming or trying again after a passing failure.
 pub(crate) async fn run(
-    queues: Arc<dyn RemoteQueues>,
+    (queues, watchers): (Arc<dyn RemoteQueues>, Arc<Watchers>),
     spec: ConsumerSpec,
     deliver: JobFn,
     mut stopped: oneshot::Receiver<()>,
@@ -138,6 +141,7 @@ pub(crate) async fn run(
         spec,
         deliver,
         in_flight: Arc::new(Semaphore::new(limit)),
+        watchers,
     };
     let Some(source) = open(queues, &consumer.spec, &mut stopped, refuse).await else {
         return;
@@ -232,9 +236,13 @@ async fn consume(
             attempts,
             ticket,
         } = taken;
+        let watchers = consumer.watchers.clone();
+        let id = watchers.next_id();
+        watchers.tell(|| observe::taken(id, queue, &body));
         let (name, options) = (consumer.spec.name.clone(), consumer.spec.options);
         let settler: Settler = Box::new(move |outcome| {
             let verdict = verdict((&name, queue, options), attempts, outcome);
+            watchers.tell(|| observe::settled(id, queue, &name, observe::settlement(&verdict)));
             // Without a runtime (the System is going) the message stays
             // unsettled on the server, which hands it out again.
             if tokio::runtime::Handle::try_current().is_ok() {

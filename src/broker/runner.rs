@@ -10,6 +10,7 @@ use tokio::sync::{oneshot, watch};
 use super::error::BrokerError;
 use super::job::JobFn;
 use super::memory::{self, MemConsumer, Memory};
+use super::observe::Watchers;
 use super::remote::{self, ConsumerSpec, RemoteQueues};
 
 /// A broker's backend: in-process, or queues on a server.
@@ -27,6 +28,8 @@ pub(super) struct Remote {
     pub(super) queues: Arc<dyn RemoteQueues>,
     /// How many consumer loops run on it (until they retired).
     pub(super) loops: watch::Sender<usize>,
+    /// Who watches what is sent and settled (the test kit).
+    pub(super) watchers: Arc<Watchers>,
 }
 
 impl Remote {
@@ -113,11 +116,11 @@ pub(super) fn start(
         }
         Backend::Remote(remote) => {
             let (refuse, refused) = oneshot::channel();
-            let queues = remote.queues.clone();
+            let backend = (remote.queues.clone(), remote.watchers.clone());
             remote.loops.send_modify(|n| *n += 1);
             let loops = remote.loops.clone();
             arbiter.spawn(async move {
-                remote::run(queues, spec, deliver, stopped, refuse).await;
+                remote::run(backend, spec, deliver, stopped, refuse).await;
                 loops.send_modify(|n| *n -= 1);
             });
             Consuming {

@@ -49,11 +49,12 @@ impl Backend {
         }
     }
 
-    /// Its bus configuration, with a channel prefix of the test's own.
+    /// Its bus configuration, with a channel prefix of the test's own
+    /// (in-process for a broker-only backend).
     pub(crate) fn bus_config(&self) -> BusConfig {
-        match self.url() {
-            None => BusConfig::in_process(),
-            Some(url) => BusConfig::from_url(url)
+        match self {
+            Backend::InProcess | Backend::Amqp(_) => BusConfig::in_process(),
+            Backend::Redis(url) => BusConfig::from_url(url)
                 .expect("a bus backend of this build")
                 .prefix(&super::redis::prefix())
                 .expect("a valid prefix"),

@@ -10,7 +10,7 @@ use tokio::sync::{oneshot, Notify};
 
 use super::super::delivery::{unless, verdict, Verdict};
 use super::super::job::{ConsumerOptions, Held, Job, JobFn, LocalConsumer, Outcome};
-use super::super::observe::Settlement;
+use super::super::observe::settlement;
 use super::MemQueue;
 
 /// The most messages one `Consume` carries to a plain `fn` consumer. Its
@@ -207,20 +207,7 @@ impl LocalConsumer for MemConsumer {
             held.attempts,
             outcome,
         );
-        items.settled(held.id, name, || match &verdict {
-            Verdict::Ack => Settlement::Acked,
-            Verdict::Release => Settlement::Released,
-            Verdict::Retry {
-                attempts, reason, ..
-            } => Settlement::Retried {
-                attempt: *attempts,
-                reason: reason.clone(),
-            },
-            Verdict::Dead { reason, attempts } => Settlement::DeadLettered {
-                attempts: *attempts,
-                reason: reason.clone(),
-            },
-        });
+        items.settled(held.id, name, || settlement(&verdict));
         let released = matches!(verdict, Verdict::Release);
         match verdict {
             Verdict::Ack => {}
