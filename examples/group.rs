@@ -9,6 +9,7 @@
 //! Every agent's `pre_stop` hook runs, then the process exits 0.
 //!
 //! Run it with `cargo run --example group`.
+//! It needs the feature `web` (a default) and no service.
 
 use std::future::Future;
 use std::time::Duration;

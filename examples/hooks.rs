@@ -6,6 +6,7 @@
 //! The process exits 0.
 //!
 //! Run it with `cargo run --example hooks`.
+//! It needs no feature and no service.
 
 use std::future::Future;
 use std::time::Duration;

@@ -14,7 +14,7 @@
 //! `SHUTDOWN_DEADLINE_MS` (default 30000) bounds the graceful stop.
 //!
 //! ```sh
-//! cargo run --example http &
+//! cargo run --example http &   # the feature `web` (a default); no service
 //! curl localhost:8080/ ; curl localhost:8080/health/ready
 //! kill -TERM %1
 //! ```

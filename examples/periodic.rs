@@ -7,6 +7,7 @@
 //! logged at start.
 //!
 //! Run it with `cargo run --example periodic`.
+//! It needs no feature and no service.
 
 use microagent::prelude::*;
 

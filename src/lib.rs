@@ -87,6 +87,11 @@
 // `HealthServer` agent of `web`).
 extern crate self as microagent;
 
+/// The README's examples, compiled as doc tests so that they stay true.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
+
 // The modules, from the bottom of the dependency graph up. Each uses only
 // modules listed before it, except `agent` and `lifecycle`, which name each
 // other (an agent's actor context is `lifecycle::Context`, whose lifecycle

@@ -14,12 +14,26 @@
 //!
 //! 1. `cargo run --example shop`: every agent in one process, in-process
 //!    bus and broker;
-//! 2. `cargo run --example shop -- --config examples/shop/redis.toml`: the
-//!    same on Redis;
-//! 3. `cargo run --example shop -- --config examples/shop/back.toml` and,
-//!    beside it, `cargo run --example shop -- --config
-//!    examples/shop/front.toml`: the HTTP agent in one process, the others
-//!    in another, sharing Redis.
+//! 2. `cargo run --features redis --example shop -- --config
+//!    examples/shop/redis.toml`: the same on Redis;
+//! 3. `cargo run --features redis --example shop -- --config
+//!    examples/shop/back.toml` and, beside it, `cargo run --features redis
+//!    --example shop -- --config examples/shop/front.toml`: the HTTP agent
+//!    in one process, the others in another, sharing Redis.
+//!
+//! Features: `web` and `config` (the defaults), and `redis` for 2 and 3;
+//! services: a Redis at `127.0.0.1:6379` for 2 and 3.
+//!
+//! A copy of it in a crate of its own needs these dependencies:
+//!
+//! ```toml
+//! [dependencies]
+//! microagent = { version = "0.1", features = ["redis"] }
+//! actix-web = { version = "4", default-features = false, features = ["macros"] }
+//! serde = { version = "1", features = ["derive"] }
+//! serde_json = "1"
+//! log = "0.4"
+//! ```
 //!
 //! Then: `curl -si -X POST localhost:8080/orders -H 'content-type:
 //! application/json' -d '{"item": "apple", "quantity": 2, "email":
