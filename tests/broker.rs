@@ -59,6 +59,7 @@ on_backends!([in_process, redis, amqp] =>
     json_objects_and_other_types_reach_a_typed_consumer,
     a_panicking_plain_fn_consumer_is_retried_then_dead_lettered_with_the_panic,
     a_retry_is_taken_when_due_while_the_consumer_waits_for_messages,
+    dead_letters_are_requeued_once_fixed_or_purged_and_a_queue_is_purged,
 );
 
 /// A hang detector, not a performance threshold.
@@ -632,4 +633,75 @@ fn json_objects_and_other_types_reach_a_typed_consumer(backend: Backend) {
         handle.await.unwrap();
     });
     assert_eq!(events.all(), ["work 1", "work 2", "work 3"]);
+}
+
+/// Fails every message while `broken` is set, with no retry: what an
+/// operator meets when a downstream service is down.
+#[derive(Default, MicroAgent)]
+struct Fragile {
+    broken: Arc<std::sync::atomic::AtomicBool>,
+    events: Events,
+}
+
+#[microagent::hooks]
+impl Fragile {
+    #[consumer(Work, attempts = 1)]
+    fn handle(&mut self, work: Work) -> Result<(), Boom> {
+        if self.broken.load(Ordering::SeqCst) {
+            return Err(Boom("downstream is down"));
+        }
+        self.events.push(format!("work {}", work.id));
+        Ok(())
+    }
+}
+
+#[derive(Queue, Serialize, Deserialize, Clone)]
+#[queue(name = "idle")]
+struct Idle {
+    n: u32,
+}
+
+fn dead_letters_are_requeued_once_fixed_or_purged_and_a_queue_is_purged(backend: Backend) {
+    let events = Events::default();
+    let broken = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let (agent_events, switch, watched) = (events.clone(), broken.clone(), events.clone());
+    backend.run_broker(async move {
+        let (fragile, handle) = microagent::start(Fragile {
+            broken: switch.clone(),
+            events: agent_events,
+        });
+        started(&fragile).await;
+        let broker = Broker::current();
+        for id in 1..=3 {
+            broker.send(work(id)).await.unwrap();
+        }
+        assert_eq!(dead_letters(&broker, 3).await.len(), 3);
+        // Fixed: the three go back, and are handled once each.
+        switch.store(false, Ordering::SeqCst);
+        assert_eq!(broker.requeue_dead_letters("jobs").await.unwrap(), 3);
+        for id in 1..=3 {
+            watched.seen(&format!("work {id}")).await;
+        }
+        assert!(broker.dead_letters("jobs").await.unwrap().is_empty());
+        // Broken again: two dead letters, purged.
+        switch.store(true, Ordering::SeqCst);
+        for id in 4..=5 {
+            broker.send(work(id)).await.unwrap();
+        }
+        assert_eq!(dead_letters(&broker, 2).await.len(), 2);
+        assert_eq!(broker.purge_dead_letters("jobs").await.unwrap(), 2);
+        assert!(broker.dead_letters("jobs").await.unwrap().is_empty());
+        assert_eq!(broker.requeue_dead_letters("jobs").await.unwrap(), 0);
+        // A queue nobody consumes: its waiting messages purged.
+        for n in 0..4 {
+            broker.send(Idle { n }).await.unwrap();
+        }
+        assert_eq!(broker.length("idle").await.unwrap(), 4);
+        assert_eq!(broker.purge("idle").await.unwrap(), 4);
+        assert_eq!(broker.length("idle").await.unwrap(), 0);
+        handle.stop();
+        handle.await.unwrap();
+    });
+    assert_eq!(events.count("work 1"), 1);
+    assert_eq!(events.count("work 4"), 0);
 }

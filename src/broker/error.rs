@@ -109,6 +109,16 @@ impl DeadLetter {
         .to_string()
     }
 
+    /// The body to send again for a dead letter's message: the JSON
+    /// object it was (its keys in serde_json's order), or the raw text of
+    /// one that was not JSON.
+    pub(super) fn body_of(message: &Value) -> Vec<u8> {
+        match message {
+            Value::String(text) => text.clone().into_bytes(),
+            other => other.to_string().into_bytes(),
+        }
+    }
+
     /// A stored dead letter of `queue` (fields it lacks are empty).
     pub(super) fn decode(queue: &str, stored: &[u8]) -> DeadLetter {
         let value: Value = serde_json::from_slice(stored).unwrap_or(Value::Null);

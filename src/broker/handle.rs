@@ -332,6 +332,38 @@ impl Broker {
         }
     }
 
+    /// Sends every dead letter of queue `queue` back to the queue, oldest
+    /// first, as its message was sent (a JSON object is sent as the object,
+    /// its keys possibly reordered); each gets its attempts afresh. Returns
+    /// how many went back. What an operator does once the cause of the
+    /// failures is fixed.
+    pub async fn requeue_dead_letters(&self, queue: &str) -> Result<usize, BrokerError> {
+        check_queue(queue)?;
+        match &self.backend {
+            Backend::Memory(memory) => Ok(memory.requeue_dead(queue)),
+            Backend::Remote(remote) => remote.queues.requeue_dead(queue).await,
+        }
+    }
+
+    /// Deletes the dead letters of queue `queue`; how many.
+    pub async fn purge_dead_letters(&self, queue: &str) -> Result<usize, BrokerError> {
+        check_queue(queue)?;
+        match &self.backend {
+            Backend::Memory(memory) => Ok(memory.purge_dead(queue)),
+            Backend::Remote(remote) => remote.queues.purge_dead(queue).await,
+        }
+    }
+
+    /// Deletes the messages waiting in queue `queue` (not those a consumer
+    /// is handling, nor its dead letters); how many.
+    pub async fn purge(&self, queue: &str) -> Result<usize, BrokerError> {
+        check_queue(queue)?;
+        match &self.backend {
+            Backend::Memory(memory) => Ok(memory.purge(queue)),
+            Backend::Remote(remote) => remote.queues.purge(queue).await,
+        }
+    }
+
     /// Starts consuming `queue` for `consumer` (`Agent.method`): jobs go
     /// to `deliver` until the returned handle is dropped. With `batches`
     /// (a plain `fn` consumer), the in-process broker hands over several

@@ -71,6 +71,17 @@ pub(crate) trait RemoteQueues: Send + Sync + 'static {
         queue: &'a str,
     ) -> BoxFuture<'a, Result<Vec<DeadLetter>, BrokerError>>;
 
+    /// Sends every dead letter of `queue` back to the queue (its message as
+    /// it was sent, attempts counted afresh); how many.
+    fn requeue_dead<'a>(&'a self, queue: &'a str) -> BoxFuture<'a, Result<usize, BrokerError>>;
+
+    /// Deletes the dead letters of `queue`; how many.
+    fn purge_dead<'a>(&'a self, queue: &'a str) -> BoxFuture<'a, Result<usize, BrokerError>>;
+
+    /// Deletes the messages waiting in `queue` (not those being handled);
+    /// how many.
+    fn purge<'a>(&'a self, queue: &'a str) -> BoxFuture<'a, Result<usize, BrokerError>>;
+
     /// The System is ending (every agent stopped, every consumer retired):
     /// close what is open, while the runtime still runs.
     fn close(&self) -> BoxFuture<'_, ()> {

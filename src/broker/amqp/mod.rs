@@ -31,7 +31,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicNackOptions, BasicPublishOptions,
     BasicQosOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,
-    QueueDeclareOptions,
+    QueueDeclareOptions, QueuePurgeOptions,
 };
 use lapin::publisher_confirm::Confirmation;
 use lapin::types::{AMQPValue, FieldTable, ShortString};
@@ -127,6 +127,21 @@ impl RemoteQueues for AmqpQueues {
         queue: &'a str,
     ) -> BoxFuture<'a, Result<Vec<DeadLetter>, BrokerError>> {
         Box::pin(self.read_dead_letters(queue))
+    }
+
+    fn requeue_dead<'a>(&'a self, queue: &'a str) -> BoxFuture<'a, Result<usize, BrokerError>> {
+        Box::pin(self.requeue_dead_letters(queue))
+    }
+
+    fn purge_dead<'a>(&'a self, queue: &'a str) -> BoxFuture<'a, Result<usize, BrokerError>> {
+        Box::pin(async move {
+            let dead = self.name(&self.dead_queue(queue));
+            self.purge_queue(&dead).await
+        })
+    }
+
+    fn purge<'a>(&'a self, queue: &'a str) -> BoxFuture<'a, Result<usize, BrokerError>> {
+        Box::pin(async move { self.purge_queue(&self.name(queue)).await })
     }
 
     fn close(&self) -> BoxFuture<'_, ()> {
@@ -411,6 +426,49 @@ impl AmqpQueues {
         }
         let _ = connection.close(200, "read").await;
         Ok(letters)
+    }
+
+    /// Moves every dead letter of `queue` back to it: each is published
+    /// (confirmed) before its letter is acknowledged, so none is lost; a
+    /// failure between the two leaves a copy behind, never nothing.
+    async fn requeue_dead_letters(&self, queue: &str) -> Result<usize, BrokerError> {
+        let dead = self.name(&self.dead_queue(queue));
+        let connection = self.open().await?;
+        let moved = async {
+            let channel = connection
+                .create_channel()
+                .await
+                .map_err(|e| self.error(e))?;
+            self.declare(&channel, &dead).await?;
+            let mut moved = 0;
+            while let Some(letter) = channel
+                .basic_get(&dead, BasicGetOptions { no_ack: false })
+                .await
+                .map_err(|e| self.error(e))?
+            {
+                let message = DeadLetter::decode(queue, &letter.delivery.data).message;
+                self.publish(queue, &DeadLetter::body_of(&message), 0)
+                    .await?;
+                self.ack(&letter.delivery.acker).await?;
+                moved += 1;
+            }
+            Ok(moved)
+        }
+        .await;
+        let _ = connection.close(200, "requeued").await;
+        moved
+    }
+
+    /// Purges the broker's queue `name` (declared first); how many it
+    /// held.
+    async fn purge_queue(&self, name: &str) -> Result<usize, BrokerError> {
+        let channel = self.publisher().await?;
+        self.declare(&channel, name).await?;
+        let purged = channel
+            .queue_purge(name, QueuePurgeOptions::default())
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(purged as usize)
     }
 
     /// A consuming channel for `queue`: declared, with `basic_qos`.

@@ -331,4 +331,37 @@ impl Memory {
     pub(super) fn dead_letters(&self, queue: &str) -> Vec<DeadLetter> {
         lock(&self.queue(queue).dead).clone()
     }
+
+    /// Puts every dead letter of `queue` back in it, whatever its
+    /// capacity (they were counted when they came in); how many.
+    pub(super) fn requeue_dead(&self, queue: &str) -> usize {
+        let items = self.queue(queue);
+        let letters = std::mem::take(&mut *lock(&items.dead));
+        let count = letters.len();
+        for letter in letters {
+            let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+            let body = Body::Wire(DeadLetter::body_of(&letter.message).into());
+            items.put_back(Held {
+                id,
+                body,
+                attempts: 0,
+            });
+        }
+        count
+    }
+
+    /// Forgets the dead letters of `queue`; how many.
+    pub(super) fn purge_dead(&self, queue: &str) -> usize {
+        std::mem::take(&mut *lock(&self.queue(queue).dead)).len()
+    }
+
+    /// Drops the messages waiting in `queue`; how many.
+    pub(super) fn purge(&self, queue: &str) -> usize {
+        let items = self.queue(queue);
+        let dropped = std::mem::take(&mut *lock(&items.items)).len();
+        if dropped > 0 {
+            items.room.notify();
+        }
+        dropped
+    }
 }

@@ -116,6 +116,20 @@ impl RemoteQueues for RedisQueues {
         Box::pin(self.read_dead_letters(queue))
     }
 
+    fn requeue_dead<'a>(&'a self, queue: &'a str) -> BoxFuture<'a, Result<usize, BrokerError>> {
+        Box::pin(self.requeue_dead_letters(queue))
+    }
+
+    fn purge_dead<'a>(&'a self, queue: &'a str) -> BoxFuture<'a, Result<usize, BrokerError>> {
+        Box::pin(self.delete_list(self.dead_key(queue)))
+    }
+
+    fn purge<'a>(&'a self, queue: &'a str) -> BoxFuture<'a, Result<usize, BrokerError>> {
+        // The waiting messages; retries scheduled stay (they are being
+        // handled, in a way: their consumer owns their next attempt).
+        Box::pin(self.delete_list(self.key(queue)))
+    }
+
     fn open(
         self: Arc<Self>,
         consumer: ConsumerSpec,
@@ -191,6 +205,19 @@ local next = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
 if #next > 0 then return {'w', next[2]} end
 return false
 ";
+
+/// Requeues one dead letter: removes it (`ARGV[1]`, as stored) from the
+/// dead letters' list and, if it was there, pushes its message (`ARGV[2]`)
+/// to the queue.
+const REQUEUE: &str = r"
+if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 1 then
+  redis.call('RPUSH', KEYS[2], ARGV[2])
+  return 1
+end
+return 0
+";
+
+static REQUEUE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(REQUEUE));
 
 /// Returns a dead consumer's messages (if its lease is gone): the bodies
 /// of its processing list to the head of the queue in their order, the
@@ -323,6 +350,61 @@ impl RedisQueues {
             .iter()
             .map(|entry| DeadLetter::decode(queue, entry))
             .collect())
+    }
+
+    /// Moves one dead letter (as stored) back to its queue as `body`,
+    /// atomically: `false` when someone else took it first.
+    async fn requeue_one(
+        &self,
+        queue: &str,
+        letter: &[u8],
+        body: &[u8],
+    ) -> Result<bool, BrokerError> {
+        let mut connection = self.connection().await?;
+        let result = REQUEUE_SCRIPT
+            .key(self.dead_key(queue))
+            .key(self.key(queue))
+            .arg(letter)
+            .arg(body)
+            .invoke_async::<i64>(&mut connection)
+            .await;
+        Ok(self.noted(result)? == 1)
+    }
+
+    async fn requeue_dead_letters(&self, queue: &str) -> Result<usize, BrokerError> {
+        let mut connection = self.connection().await?;
+        let result = redis::cmd("LRANGE")
+            .arg(self.dead_key(queue))
+            .arg(0)
+            .arg(-1)
+            .query_async::<Vec<Vec<u8>>>(&mut connection)
+            .await;
+        let mut moved = 0;
+        for letter in self.noted(result)? {
+            let message = DeadLetter::decode(queue, &letter).message;
+            if self
+                .requeue_one(queue, &letter, &DeadLetter::body_of(&message))
+                .await?
+            {
+                moved += 1;
+            }
+        }
+        Ok(moved)
+    }
+
+    /// Deletes a list; how many it held.
+    async fn delete_list(&self, key: String) -> Result<usize, BrokerError> {
+        let mut connection = self.connection().await?;
+        let result = redis::pipe()
+            .atomic()
+            .cmd("LLEN")
+            .arg(&key)
+            .cmd("DEL")
+            .arg(&key)
+            .ignore()
+            .query_async::<(usize,)>(&mut connection)
+            .await;
+        self.noted(result).map(|(count,)| count)
     }
 
     /// A connection of its own for a consumer's blocking takes.
