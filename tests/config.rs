@@ -172,7 +172,7 @@ fn refused_configurations_exit_78_before_any_agent_starts() {
         (
             "shutdown_dedline = 5",
             vec![],
-            format!("configuration file `{shown}`: `shutdown_dedline`: unknown key `shutdown_dedline`; expected one of: agents, shutdown_deadline, http, log, bus, broker, agent"),
+            format!("configuration file `{shown}`: `shutdown_dedline`: unknown key `shutdown_dedline`; expected one of: agents, shutdown_deadline, http, log, bus, broker, admin, agent"),
         ),
         (
             "shutdown_deadline = \"soon\"",
@@ -193,6 +193,21 @@ fn refused_configurations_exit_78_before_any_agent_starts() {
             "[bus]\nurl = \"amqp://guest:hunter2@127.0.0.1/\"",
             vec![],
             format!("configuration file `{shown}`: `bus.url`: expected a redis://, rediss://, redis+unix:// or unix:// URL, found amqp://guest:***@127.0.0.1/"),
+        ),
+        (
+            "http = \"0.0.0.0:0\"\n[admin]\ntoken = \"0123456789abcdef-secret\"",
+            vec![],
+            format!("configuration file `{shown}`: `admin.public`: `http` (0.0.0.0:0) is not a loopback address: the admin endpoints are served there only with `public = true`"),
+        ),
+        (
+            "http = \"127.0.0.1:0\"\n[admin]\ntoken = \"short\"",
+            vec![],
+            format!("configuration file `{shown}`: `admin.token`: expected a token of 16 bytes or more"),
+        ),
+        (
+            "[admin]\ntoken = \"0123456789abcdef-secret\"",
+            vec![],
+            format!("configuration file `{shown}`: `admin.token`: the admin endpoints are served on the `http` address: set it"),
         ),
         (
             "[broker]\nkind = \"rabbit\"",

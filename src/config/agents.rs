@@ -204,7 +204,11 @@ impl Agents {
         // Refused at loading without the feature `web`.
         #[cfg(feature = "web")]
         if let Some(bind) = config.http() {
-            launcher = launcher.agent(crate::web::HealthServer::new(bind));
+            let mut health = crate::web::HealthServer::new(bind);
+            if let Some(token) = config.admin_token() {
+                health = health.admin(token);
+            }
+            launcher = launcher.agent(health);
         }
         Ok(launcher)
     }

@@ -24,6 +24,8 @@ pub(super) struct File {
     pub(super) bus: BusSection,
     #[serde(default)]
     pub(super) broker: BrokerSection,
+    #[serde(default)]
+    pub(super) admin: AdminSection,
     /// Each agent's settings, read when the agent is built.
     #[serde(default)]
     pub(super) agent: BTreeMap<String, figment::value::Value>,
@@ -177,6 +179,78 @@ impl BusSection {
         }
         Ok(config)
     }
+}
+
+/// `[admin]`: the admin endpoints on the `http` address, off unless a
+/// token is set.
+#[derive(Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct AdminSection {
+    pub(super) token: Option<String>,
+    /// Whether an `http` address that is not loopback may serve them.
+    pub(super) public: Option<bool>,
+}
+
+impl std::fmt::Debug for AdminSection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminSection")
+            .field("token", &self.token.as_ref().map(|_| "***"))
+            .field("public", &self.public)
+            .finish()
+    }
+}
+
+impl AdminSection {
+    /// Checks the section against the `http` address it is served on.
+    pub(super) fn check(&self, figment: &Figment, http: Option<&str>) -> Result<(), ConfigError> {
+        let Some(token) = &self.token else {
+            return Ok(());
+        };
+        let refused =
+            |key: &str, problem: String| ConfigError::invalid(origin(figment, key), key, problem);
+        if !cfg!(feature = "web") {
+            return Err(refused(
+                "admin.token",
+                "the admin endpoints need microagent's cargo feature `web`".to_owned(),
+            ));
+        }
+        let Some(http) = http else {
+            return Err(refused(
+                "admin.token",
+                "the admin endpoints are served on the `http` address: set it".to_owned(),
+            ));
+        };
+        if token.len() < MIN_TOKEN {
+            return Err(refused(
+                "admin.token",
+                format!("expected a token of {MIN_TOKEN} bytes or more"),
+            ));
+        }
+        if !is_loopback(http) && self.public != Some(true) {
+            // Named where the token is: `public` is what is missing.
+            return Err(ConfigError::invalid(
+                origin(figment, "admin.token"),
+                "admin.public",
+                format!(
+                    "`http` ({http}) is not a loopback address: the admin endpoints are served there only with `public = true`"
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The shortest admin token (as `web::MIN_TOKEN_LEN`, which needs `web`).
+const MIN_TOKEN: usize = 16;
+
+/// Whether `host:port` names this machine only.
+fn is_loopback(address: &str) -> bool {
+    let host = address.rsplit_once(':').map_or(address, |(host, _)| host);
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// `[broker]`.

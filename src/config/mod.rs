@@ -19,6 +19,10 @@
 //! url = "amqp://guest:guest@127.0.0.1:5672/%2f"
 //! durable = true
 //!
+//! [admin]                       # dead letters and purges over HTTP (off by default)
+//! token = "..."                 # 16 bytes or more; better: MICROAGENT_ADMIN__TOKEN
+//! public = false                # served on a non-loopback `http` only when true
+//!
 //! [agent.mailer]                # deserialized into the mailer's settings
 //! sender = "shop@example.com"
 //! ```
@@ -37,7 +41,14 @@
 //!   not registered: a typo never falls back to a default. Errors name the
 //!   file or the variable, the key, what was expected and what was found.
 //! - URLs are shown with their password as `***` wherever the configuration
-//!   is printed ([`Config`]'s `Display` and `Debug`) or logged.
+//!   is printed ([`Config`]'s `Display` and `Debug`) or logged; the admin
+//!   token is never shown.
+//! - `[admin] token` turns on the admin endpoints
+//!   ([`web::admin`](crate::web::admin): list, requeue and purge dead
+//!   letters, purge a queue) on the `http` address, for requests that
+//!   carry the token (`Authorization: Bearer <token>`). They need `http`,
+//!   and an `http` address that is not loopback needs `public = true`: an
+//!   operator's endpoint is never opened on a public port by accident.
 //!
 //! Run a binary's agents from configuration in one call with
 //! [`deploy`](crate::deploy), or build a [`Launcher`](crate::Launcher) with
@@ -148,6 +159,7 @@ impl Config {
         let parsed: File = figment.extract().map_err(ConfigError::from_figment)?;
         let bus = parsed.bus.to_config(&figment)?;
         let broker = parsed.broker.to_config(&figment)?;
+        parsed.admin.check(&figment, parsed.http.as_deref())?;
         if parsed.http.is_some() && !cfg!(feature = "web") {
             return Err(ConfigError::invalid(
                 file::origin(&figment, "http"),
@@ -189,6 +201,11 @@ impl Config {
     /// The address of the health endpoints (`http`), if any.
     pub fn http(&self) -> Option<&str> {
         self.parsed.http.as_deref()
+    }
+
+    /// The admin endpoints' token (`[admin] token`), if they are on.
+    pub fn admin_token(&self) -> Option<&str> {
+        self.parsed.admin.token.as_deref()
     }
 
     /// The log filter (`log`), if any: `env_logger`'s syntax
@@ -259,11 +276,12 @@ impl fmt::Display for Config {
         let (broker, broker_url) = self.broker.describe();
         write!(
             f,
-            "file: {file}; agents: {agents}; bus: {bus} {}; broker: {broker} {}; shutdown deadline: {:?}; http: {}; log: {}",
+            "file: {file}; agents: {agents}; bus: {bus} {}; broker: {broker} {}; shutdown deadline: {:?}; http: {}; admin: {}; log: {}",
             bus_url.unwrap_or("(this process)"),
             broker_url.unwrap_or("(this process)"),
             self.shutdown_deadline(),
             self.http().unwrap_or("none"),
+            if self.admin_token().is_some() { "on" } else { "off" },
             self.log().unwrap_or("default"),
         )
     }
@@ -278,6 +296,7 @@ impl fmt::Debug for Config {
             .field("broker", &self.broker)
             .field("shutdown_deadline", &self.shutdown_deadline())
             .field("http", &self.http())
+            .field("admin", &self.admin_token().is_some())
             .field("log", &self.log())
             .finish_non_exhaustive()
     }

@@ -12,8 +12,10 @@ use actix_web::HttpServer;
 
 use crate::server::ServerContext;
 
+mod admin;
 mod health;
 
+pub use admin::{admin, MIN_TOKEN_LEN};
 pub use health::health;
 
 /// Runs an actix-web [`HttpServer`] as a server hook, wired to the agent's
@@ -92,12 +94,41 @@ where
 #[derive(Debug, crate::MicroAgent)]
 pub struct HealthServer {
     bind: String,
+    admin: Option<AdminToken>,
+}
+
+/// The admin token, never shown (`Debug` says only that there is one).
+#[derive(Clone)]
+struct AdminToken(String);
+
+impl fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
 }
 
 impl HealthServer {
     /// Serves on `bind` (`host:port`).
     pub fn new(bind: impl Into<String>) -> Self {
-        HealthServer { bind: bind.into() }
+        HealthServer {
+            bind: bind.into(),
+            admin: None,
+        }
+    }
+
+    /// Serves the [`admin`] endpoints too, for requests that carry `token`
+    /// (at least [`MIN_TOKEN_LEN`] bytes).
+    ///
+    /// # Panics
+    /// When `token` is shorter.
+    pub fn admin(mut self, token: impl Into<String>) -> Self {
+        let token = token.into();
+        assert!(
+            token.len() >= MIN_TOKEN_LEN,
+            "microagent: an admin token has {MIN_TOKEN_LEN} bytes or more"
+        );
+        self.admin = Some(AdminToken(token));
+        self
     }
 }
 
@@ -106,8 +137,16 @@ impl HealthServer {
     #[on(server)]
     fn http(&self, srv: ServerContext<Self>) -> impl std::future::Future<Output = io::Result<()>> {
         let bind = self.bind.clone();
+        let admin = self.admin.clone().map(|token| admin::admin(token.0));
         async move {
-            let server = HttpServer::new(|| actix_web::App::new().configure(health)).bind(&bind)?;
+            let server = HttpServer::new(move || {
+                let app = actix_web::App::new().configure(health);
+                match &admin {
+                    Some(admin) => app.configure(admin.clone()),
+                    None => app,
+                }
+            })
+            .bind(&bind)?;
             serve(server, srv).await
         }
     }
