@@ -29,8 +29,10 @@ use crate::launcher::{Exit, Launcher};
 pub fn deploy(agents: Agents) -> Exit {
     let launcher = Config::load().and_then(|config| {
         config.init_logging();
+        let launcher = Launcher::from_config(&config, &agents)?;
+        // Only once every part of it was accepted (agents' settings too).
         log::info!(target: crate::LOG_TARGET, "configuration: {config}");
-        Launcher::from_config(&config, &agents)
+        Ok(launcher)
     });
     match launcher {
         Ok(launcher) => launcher.run(),

@@ -89,6 +89,23 @@ fn no_file_and_no_variables_run_every_agent_in_process() {
         stderr.contains("configuration: file: none; agents: all registered; bus: in-process"),
         "{stderr}"
     );
+    // The logger's timestamps have milliseconds: `[2026-12-05T10:01:13.123Z INFO ...`.
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("configuration: file"))
+        .unwrap_or_default();
+    let stamp = line
+        .trim_start_matches('[')
+        .split(' ')
+        .next()
+        .unwrap_or_default();
+    let millis = stamp.rsplit_once('.').map_or("", |(_, ms)| ms);
+    assert!(
+        millis.len() == 4
+            && millis.ends_with('Z')
+            && millis[..3].chars().all(|c| c.is_ascii_digit()),
+        "{line}"
+    );
 }
 
 #[test]
@@ -261,6 +278,8 @@ fn refused_configurations_exit_78_before_any_agent_starts() {
         assert_eq!(code, 78, "{toml:?} {envs:?}");
         assert!(lines.is_empty(), "an agent started: {lines:?}");
         assert!(!stderr.contains("hunter2"), "{stderr}");
+        // Nothing printed as if it were accepted.
+        assert!(!stderr.contains("configuration: file"), "{stderr}");
     }
 
     // A file that does not parse, and one that does not exist.
@@ -471,4 +490,23 @@ fn agents_are_picked_by_name_and_checked() {
         picked("agents = []").unwrap_err().to_string(),
         "configuration TOML source string: `agents`: expected at least one agent's name, found an empty list"
     );
+}
+
+#[test]
+fn a_logger_installed_before_deploy_wins_and_the_configuration_s_filter_is_reported_unapplied() {
+    let dir = Dir::new("own-logger");
+    dir.file(
+        "microagent.toml",
+        "log = \"debug\"\nagents = [\"greeter\"]\n",
+    );
+    let (code, _, stderr) = deploy_to_end(&dir.0, &[], &[("FIXTURE_OWN_LOGGER", "1")]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("a logger was installed before the configuration was read: its `log` filter (debug) is not applied"),
+        "{stderr}"
+    );
+    // Without a logger of its own: no such warning.
+    let (code, _, stderr) = deploy_to_end(&dir.0, &[], &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!stderr.contains("a logger was installed"), "{stderr}");
 }

@@ -245,8 +245,10 @@ impl Config {
     }
 
     /// Starts logging through `env_logger` with the configuration's filter
-    /// (`RUST_LOG`, when set, wins; `info` when neither is). Does nothing
-    /// if a logger is installed already.
+    /// (`RUST_LOG`, when set, wins; `info` when neither is), timestamps in
+    /// milliseconds. A logger installed before wins: then the
+    /// configuration's `log` key, if it has one, is not applied, and a
+    /// WARN says so.
     pub fn init_logging(&self) {
         let mut builder = env_logger::Builder::new();
         // `tracing` spans as log lines carry only their name, and lapin's
@@ -258,7 +260,15 @@ impl Config {
             Ok(filter) if !filter.is_empty() => builder.parse_filters(&filter),
             _ => builder.parse_filters(self.log().unwrap_or("info")),
         };
-        let _ = builder.try_init();
+        builder.format_timestamp_millis();
+        if builder.try_init().is_err() {
+            if let Some(filter) = self.log() {
+                log::warn!(
+                    target: crate::LOG_TARGET,
+                    "a logger was installed before the configuration was read: its `log` filter ({filter}) is not applied"
+                );
+            }
+        }
     }
 }
 
