@@ -848,3 +848,50 @@ proptest::proptest! {
         proptest::prop_assert_eq!(dead, expected_dead);
     }
 }
+
+/// At launch the broker waits for its server as the bus does: a Redis that
+/// comes up within the connect timeout is used; one that does not ends the
+/// launch with exit 9 and no agent started.
+#[test]
+fn the_broker_waits_for_its_server_at_launch_within_its_connect_timeout() {
+    let mut server = RedisServer::start();
+    let url = server.url();
+    server.stop();
+    let coming = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(400));
+        server.restart();
+        server
+    });
+    let config = BrokerConfig::redis(&url)
+        .unwrap()
+        .connect_timeout(Duration::from_secs(20));
+    let (connected, waited) = microagent::run(async move {
+        let start = Instant::now();
+        let broker = Broker::connect(config).await;
+        (broker.map(|b| b.info().connected), start.elapsed())
+    });
+    let server = coming.join().expect("the server came up");
+    assert_eq!(connected, Ok(true));
+    assert!(
+        waited >= Duration::from_millis(300),
+        "it waited: {waited:?}"
+    );
+    drop(server);
+
+    // Nobody there: the launch fails once the timeout is over.
+    let port = support::net::free_port();
+    let config = BrokerConfig::redis(&format!("redis://127.0.0.1:{port}"))
+        .unwrap()
+        .connect_timeout(Duration::from_millis(300));
+    let events = Events::default();
+    let start = Instant::now();
+    let exit = microagent::Launcher::new()
+        .broker(config)
+        .agent(Mismatched {
+            events: events.clone(),
+        })
+        .run();
+    assert_eq!(exit, microagent::Exit::BrokerFailed);
+    assert!(start.elapsed() >= Duration::from_millis(300));
+    assert!(events.all().is_empty(), "no agent started");
+}

@@ -35,6 +35,7 @@ pub struct BrokerConfig {
     pub(super) lease: Duration,
     pub(super) durable: bool,
     pub(super) dead_suffix: String,
+    pub(super) connect_timeout: Duration,
 }
 
 #[derive(Clone)]
@@ -89,6 +90,7 @@ impl BrokerConfig {
             lease: Duration::from_secs(30),
             durable: false,
             dead_suffix: ":dead".to_owned(),
+            connect_timeout: Duration::from_secs(10),
         }
     }
 
@@ -165,6 +167,17 @@ impl BrokerConfig {
             Kind::InProcess => ("in-process", None),
             Kind::Remote { kind, endpoint, .. } => (kind, Some(endpoint.redacted())),
         }
+    }
+
+    /// How long installing a broker on a server waits for it (10 s by
+    /// default), trying again with a backoff (50 ms, doubling up to 5 s):
+    /// a launch whose broker is not there by then ends with
+    /// [`Exit::BrokerFailed`](crate::Exit::BrokerFailed) and no agent
+    /// started. The bus waits as long for its server (its subscribe
+    /// timeout).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
     }
 
     /// How many messages an in-process queue holds before `send` waits.

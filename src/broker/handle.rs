@@ -9,7 +9,7 @@ use std::task::Poll;
 
 use serde_json::{Map, Value};
 
-use super::config::{BrokerConfig, BrokerInfo, Kind};
+use super::config::{BrokerConfig, BrokerInfo, Connector, Kind};
 use super::error::{BrokerError, DeadLetter};
 use super::job::{Binding, Body, ConsumerOptions, JobFn};
 use super::memory::Memory;
@@ -45,6 +45,33 @@ impl fmt::Debug for Broker {
 static BROKERS: PerSystem<Broker> = PerSystem::new();
 
 /// Forgets the broker of a System that has ended.
+/// Connects a broker on a server, trying again with a capped backoff
+/// (50 ms, doubling up to 5 s) until its connect timeout: the bus waits for
+/// its server at start as long (its subscribe timeout), so a launch treats
+/// both alike.
+async fn connect(
+    connector: &dyn Connector,
+    config: &BrokerConfig,
+    url: &str,
+) -> Result<Arc<dyn super::remote::RemoteQueues>, BrokerError> {
+    let deadline = actix_rt::time::Instant::now() + config.connect_timeout;
+    let mut pause = super::delivery::FIRST_PAUSE;
+    loop {
+        let error = match connector.connect(config).await {
+            Ok(queues) => return Ok(queues),
+            Err(error) => error,
+        };
+        let left = deadline.saturating_duration_since(actix_rt::time::Instant::now());
+        if left.is_zero() {
+            return Err(error);
+        }
+        let wait = pause.min(left);
+        log::warn!(target: crate::LOG_TARGET, "broker: cannot connect to {url}: {error}; retrying in {wait:?}");
+        actix_rt::time::sleep(wait).await;
+        pause = (pause * 2).min(super::delivery::RECONNECT_MAX);
+    }
+}
+
 /// The current System's agents are done: its broker on a server waits
 /// for its consumers to retire (a few seconds at most) and closes its
 /// connections, while the runtime still runs (a connection dropped with
@@ -124,7 +151,7 @@ impl Broker {
             } => Backend::Remote(Arc::new(Remote {
                 kind,
                 url: endpoint.redacted().to_owned(),
-                queues: connector.connect(&config).await?,
+                queues: connect(connector.as_ref(), &config, endpoint.redacted()).await?,
                 loops: tokio::sync::watch::Sender::new(0),
                 watchers: Arc::default(),
             })),

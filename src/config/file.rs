@@ -264,6 +264,7 @@ pub(super) struct BrokerSection {
     lease: Option<Seconds>,
     durable: Option<bool>,
     dead_letters_suffix: Option<String>,
+    connect_timeout: Option<Seconds>,
 }
 
 impl BrokerSection {
@@ -291,6 +292,9 @@ impl BrokerSection {
         }
         if let Some(suffix) = &self.dead_letters_suffix {
             config = config.dead_letters_suffix(suffix);
+        }
+        if let Some(Seconds(timeout)) = self.connect_timeout {
+            config = config.connect_timeout(timeout);
         }
         Ok(config)
     }
