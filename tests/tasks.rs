@@ -420,3 +420,34 @@ fn a_sync_run_past_its_timeout_is_counted_as_timed_out() {
     assert!(runs.timed_out >= 2, "{runs:?}");
     assert_eq!((runs.failed, runs.panicked), (0, 0));
 }
+
+/// Its schedule from constants, as the Python original takes any
+/// expression: a period of 2 × 0.25 s, after a constant's delay.
+const DELAY_SECONDS: u64 = 1;
+const QUARTER: f64 = 0.25;
+
+#[derive(Default, MicroAgent)]
+struct Configured {
+    clock: Clock,
+}
+
+#[microagent::hooks]
+impl Configured {
+    #[periodic(period = 2.0 * QUARTER, start_after = DELAY_SECONDS)]
+    fn tick(&mut self) {
+        self.clock.at("tick");
+    }
+}
+
+#[test]
+fn periods_and_delays_may_be_constant_expressions() {
+    let (events, outcome) = run_for(|clock| Configured { clock }, 2_100);
+    outcome.unwrap();
+    assert_eq!(
+        runs(&events, "tick"),
+        ["tick@1000", "tick@1500", "tick@2000"]
+    );
+    let info = Configured::describe();
+    assert_eq!(info.periodic[0].period, Duration::from_millis(500));
+    assert_eq!(info.periodic[0].start_after, Duration::from_secs(1));
+}

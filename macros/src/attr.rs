@@ -6,7 +6,7 @@ use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
 use syn::{Attribute, Ident, LitStr, MetaNameValue, Token};
 
-use crate::model::{ConsumerSpec, Label, ReceiverSpec, Restart, Schedule, TaskSpec};
+use crate::model::{ConsumerSpec, Label, ReceiverSpec, Restart, Schedule, Seconds, TaskSpec};
 
 /// The markers a hooks block takes off its methods.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -158,12 +158,12 @@ pub(crate) fn on(attr: &Attribute) -> syn::Result<(Ident, Option<Restart>)> {
 /// Parses `#[periodic(period = 5.0, timeout = 1.0, start_after = 0.0)]`.
 pub(crate) fn periodic(attr: &Attribute) -> syn::Result<TaskSpec> {
     let options = attr.parse_args_with(options)?;
-    let (mut period, mut timeout, mut start_after) = (None, 1.0, 0.0);
+    let (mut period, mut timeout, mut start_after) = (None, 1.0, Seconds::Literal(0.0));
     for option in &options {
         match option_key(option).as_str() {
-            "period" => period = Some(seconds(option, false)?),
+            "period" => period = Some(seconds_or_const(option, false)?),
             "timeout" => timeout = seconds(option, false)?,
-            "start_after" => start_after = seconds(option, true)?,
+            "start_after" => start_after = seconds_or_const(option, true)?,
             _ => {
                 return Err(syn::Error::new(
                     option.path.span(),
@@ -368,6 +368,19 @@ fn seconds(option: &MetaNameValue, zero_ok: bool) -> syn::Result<f64> {
             format!("`{key}` is a number of seconds above 0"),
         ))
     }
+}
+
+/// Seconds as a literal (checked now) or any other expression, which must
+/// be a constant number (checked by the compiler).
+fn seconds_or_const(option: &MetaNameValue, zero_ok: bool) -> syn::Result<Seconds> {
+    if let syn::Expr::Lit(_) = &option.value {
+        return seconds(option, zero_ok).map(Seconds::Literal);
+    }
+    Ok(Seconds::Const {
+        expr: option.value.clone(),
+        key: option_key(option),
+        zero_ok,
+    })
 }
 
 /// A literal number, integer or float.

@@ -4,11 +4,12 @@
 
 use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
 use syn::{DeriveInput, Ident, ItemImpl};
 
 use crate::attr::AgentOptions;
 
-use crate::model::{Declaration, Extra, Kind, Label, Restart, Schedule, Signature};
+use crate::model::{Declaration, Extra, Kind, Label, Restart, Schedule, Seconds, Signature};
 
 /// The impls of `#[derive(MicroAgent)]`: `Agent`, `Actor` (whose methods
 /// drive the lifecycle) and the handlers every agent has.
@@ -123,7 +124,27 @@ pub(crate) fn hooks(item: &ItemImpl, declarations: &[Declaration]) -> TokenStrea
     let (impl_generics, _, where_clause) = item.generics.split_for_impl();
     let shims = declarations.iter().map(shim);
     let table = table(declarations);
+    // A constant expression in a declaration is checked where the table is
+    // evaluated: evaluate it with the crate, not when the agent is first
+    // started (an associated constant is evaluated only once used).
+    let has_constants = declarations.iter().any(|d| match &d.kind {
+        Kind::Task(spec) => matches!(
+            &spec.schedule,
+            Schedule::Every { period, start_after }
+                if matches!(period, Seconds::Const { .. }) || matches!(start_after, Seconds::Const { .. })
+        ),
+        _ => false,
+    });
+    let evaluate = (has_constants && item.generics.params.is_empty()).then(|| {
+        quote! {
+            const _: () = {
+                let _ = <#self_ty as ::microagent::__private::Hooks>::HOOKS;
+            };
+        }
+    });
     quote! {
+        #evaluate
+
         #item
 
         #[doc(hidden)]
@@ -239,7 +260,7 @@ fn task_entry(d: &Declaration) -> Option<TokenStream> {
             period,
             start_after,
         } => {
-            let (period, start_after) = (duration(*period), duration(*start_after));
+            let (period, start_after) = (seconds(period), seconds(start_after));
             quote! {
                 ::microagent::__private::Schedule::Every {
                     period: #period,
@@ -452,6 +473,35 @@ fn async_input_shim(d: &Declaration, input: TokenStream, body: TokenStream) -> T
 }
 
 /// A declared number of seconds as a `Duration` constant (to the nanosecond).
+/// A declaration's seconds as a `Duration`: a literal at once; a constant
+/// expression evaluated and checked where the table is (a value that is not
+/// a number of seconds fails the build with the option's name).
+fn seconds(value: &Seconds) -> TokenStream {
+    match value {
+        Seconds::Literal(value) => duration(*value),
+        Seconds::Const { expr, key, zero_ok } => {
+            let (check, message) = if *zero_ok {
+                (
+                    quote!(seconds >= 0.0),
+                    format!("`{key}` is a number of seconds, 0 or more"),
+                )
+            } else {
+                (
+                    quote!(seconds > 0.0),
+                    format!("`{key}` is a number of seconds above 0"),
+                )
+            };
+            quote_spanned! {expr.span()=>
+                {
+                    let seconds = (#expr) as f64;
+                    ::std::assert!(seconds.is_finite() && #check, #message);
+                    ::microagent::__private::Duration::from_nanos((seconds * 1e9) as u64)
+                }
+            }
+        }
+    }
+}
+
 fn duration(seconds: f64) -> TokenStream {
     let nanos = (seconds * 1e9).round() as u64;
     quote!(::microagent::__private::Duration::from_nanos(#nanos))

@@ -90,8 +90,28 @@ pub(crate) struct TaskSpec {
 }
 
 pub(crate) enum Schedule {
-    Every { period: f64, start_after: f64 },
-    Cron { expression: LitStr, local: bool },
+    Every {
+        period: Seconds,
+        start_after: Seconds,
+    },
+    Cron {
+        expression: LitStr,
+        local: bool,
+    },
+}
+
+/// A number of seconds in a declaration: a literal, checked when the
+/// macro runs, or a constant expression (`PERIOD`, `60 * 5`), checked
+/// when the compiler evaluates it.
+pub(crate) enum Seconds {
+    Literal(f64),
+    Const {
+        expr: syn::Expr,
+        /// The option's name, for the message.
+        key: String,
+        /// Whether 0 is allowed.
+        zero_ok: bool,
+    },
 }
 
 /// A receiver, as declared and checked.
