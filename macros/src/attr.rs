@@ -377,7 +377,7 @@ fn seconds_or_const(option: &MetaNameValue, zero_ok: bool) -> syn::Result<Second
         return seconds(option, zero_ok).map(Seconds::Literal);
     }
     Ok(Seconds::Const {
-        expr: option.value.clone(),
+        expr: Box::new(option.value.clone()),
         key: option_key(option),
         zero_ok,
     })

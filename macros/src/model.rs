@@ -106,7 +106,7 @@ pub(crate) enum Schedule {
 pub(crate) enum Seconds {
     Literal(f64),
     Const {
-        expr: syn::Expr,
+        expr: Box<syn::Expr>,
         /// The option's name, for the message.
         key: String,
         /// Whether 0 is allowed.
