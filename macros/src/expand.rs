@@ -493,6 +493,9 @@ fn seconds(value: &Seconds) -> TokenStream {
             };
             quote_spanned! {expr.span()=>
                 {
+                    // An integer or a float constant: the cast is the user's
+                    // type's, not a redundant one in their code.
+                    #[allow(clippy::unnecessary_cast, trivial_numeric_casts)]
                     let seconds = (#expr) as f64;
                     ::std::assert!(seconds.is_finite() && #check, #message);
                     ::microagent::__private::Duration::from_nanos((seconds * 1e9) as u64)
