@@ -430,6 +430,18 @@ fn arguments_that_do_not_fit_the_signal_answer_null_and_the_agent_goes_on(backen
             )
             .await
             .unwrap();
+        // A declared signal (its arguments in the declaration's order on
+        // the wire) reaches the typed receiver too.
+        let declarations = microagent::bus::Declarations::from_json(
+            r#"{"signals": [{"name": "get_stock", "providing_args": {"item": "string"}}], "queues": []}"#,
+        )
+        .unwrap();
+        let mut args = serde_json::Map::new();
+        args.insert("item".into(), serde_json::json!("apple"));
+        let declared = declarations.signal("get_stock").unwrap().signal(args).unwrap();
+        let answered = bus.call_dyn("python", &declared, LONG).await.unwrap();
+        // (The shop sells one per call: 9 were left after the one before.)
+        assert_eq!(answered.get("Shop.stock"), Some(&serde_json::json!(8)));
         handle.stop();
         handle.await.unwrap();
         (wrong, right)

@@ -284,6 +284,12 @@ impl Declarations {
     pub fn signal(&self, name: &str) -> Option<&SignalSpec> {
         self.signals.iter().find(|s| s.name == name)
     }
+
+    /// The queue declared as `name`, to send to with
+    /// [`Broker::send_declared`](crate::broker::Broker::send_declared).
+    pub fn queue(&self, name: &str) -> Option<&QueueSpec> {
+        self.queues.iter().find(|q| q.name == name)
+    }
 }
 
 impl SignalSpec {
@@ -358,7 +364,8 @@ impl SignalSpec {
     /// This signal with `args`, after [`check`](SignalSpec::check).
     pub fn signal(&self, args: Map<String, Value>) -> Result<DynSignal, SignalError> {
         self.check(&args)?;
-        DynSignal::new(self.name.clone(), args)
+        let order = self.args.iter().map(|arg| arg.name.clone()).collect();
+        Ok(DynSignal::new(self.name.clone(), args)?.in_order(order))
     }
 }
 
@@ -368,6 +375,32 @@ mod tests {
 
     fn problem(text: &str) -> String {
         Declarations::from_json(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn a_declared_signal_keeps_its_argument_order_on_the_wire_and_queues_are_found() {
+        let d = Declarations::from_json(
+            r#"{"signals": [{"name": "typed", "providing_args": {"uuid": "string", "code": ["number", "null"]}}],
+                "queues": [{"name": "mailer"}, {"name": "push_a", "exchange": "push"}]}"#,
+        )
+        .unwrap();
+        let mut args = Map::new();
+        args.insert("code".into(), Value::from(1));
+        args.insert("uuid".into(), Value::from("u-1"));
+        let declared = d.signal("typed").unwrap().signal(args.clone()).unwrap();
+        let bytes = String::from_utf8(declared.encoded()).unwrap();
+        assert_eq!(bytes, r#"{"uuid":"u-1","code":1}"#);
+        // Without a declaration: the map's order.
+        let plain = DynSignal::new("typed", args).unwrap();
+        assert_eq!(
+            String::from_utf8(plain.encoded()).unwrap(),
+            r#"{"code":1,"uuid":"u-1"}"#
+        );
+        assert_eq!(
+            d.queue("push_a").and_then(|q| q.exchange.as_deref()),
+            Some("push")
+        );
+        assert!(d.queue("nope").is_none());
     }
 
     #[test]

@@ -390,7 +390,7 @@ impl Bus {
 
     /// Sends a run-time signal; see [`send`](Bus::send).
     pub async fn send_dyn(&self, sender: &str, signal: &DynSignal) -> Result<(), BusError> {
-        let payload = Payload::Json(signal.args().clone());
+        let payload = dyn_payload(signal);
         self.publish(signal.name(), SenderName::Str(sender), payload)
             .await
     }
@@ -416,7 +416,7 @@ impl Bus {
         signal: &DynSignal,
         timeout: Duration,
     ) -> Result<Answers, BusError> {
-        let payload = Payload::Json(signal.args().clone());
+        let payload = dyn_payload(signal);
         self.call_payload(signal.name(), SenderName::Str(sender), payload, timeout)
             .await
     }
@@ -574,5 +574,15 @@ impl Stream for AnswerStream {
             Poll::Ready(()) => Poll::Ready(None),
             Poll::Pending => Poll::Pending,
         }
+    }
+}
+
+/// A run-time signal's payload: its JSON, or, when it has a declaration's
+/// argument order, the bytes in that order (what Python peers see).
+pub(super) fn dyn_payload(signal: &DynSignal) -> Payload {
+    if signal.has_order() {
+        Payload::Wire(signal.encoded().into())
+    } else {
+        Payload::Json(signal.args().clone())
     }
 }

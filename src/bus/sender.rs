@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::delivery::{typed, Payload};
+use super::delivery::typed;
 use super::error::BusError;
 use super::handle::{AnswerStream, Answers, Bus, SenderName};
 use super::signal::{DynSignal, Signal};
@@ -67,7 +67,7 @@ impl AgentBus {
 
     /// [`Bus::send_dyn`] from this sender.
     pub async fn send_dyn(&self, signal: &DynSignal) -> Result<(), BusError> {
-        let payload = Payload::Json(signal.args().clone());
+        let payload = super::handle::dyn_payload(signal);
         let sender = SenderName::Shared(&self.sender);
         self.bus.publish(signal.name(), sender, payload).await
     }
@@ -86,7 +86,7 @@ impl AgentBus {
         signal: &DynSignal,
         timeout: Duration,
     ) -> Result<Answers, BusError> {
-        let payload = Payload::Json(signal.args().clone());
+        let payload = super::handle::dyn_payload(signal);
         let sender = SenderName::Shared(&self.sender);
         self.bus
             .call_payload(signal.name(), sender, payload, timeout)

@@ -184,10 +184,16 @@ pub(crate) fn check_arg(signal: &str, arg: &str) -> Result<(), SignalError> {
 /// A signal known only at run time: a name and its arguments, for gateways
 /// and for the signals of a Python declarations file
 /// ([`Declarations`](super::Declarations)).
+///
+/// Its arguments go on the wire in the order its declaration gives (one
+/// made by [`SignalSpec::signal`](super::SignalSpec::signal)), else in
+/// the map's order (sorted by name).
 #[derive(Debug, Clone, PartialEq)]
 pub struct DynSignal {
     name: String,
     args: Map<String, Value>,
+    /// The declaration's argument order, if it has one.
+    order: Vec<String>,
 }
 
 impl DynSignal {
@@ -199,7 +205,33 @@ impl DynSignal {
         for arg in args.keys() {
             check_arg(&name, arg)?;
         }
-        Ok(DynSignal { name, args })
+        Ok(DynSignal {
+            name,
+            args,
+            order: Vec::new(),
+        })
+    }
+
+    /// Puts its arguments on the wire in `order` (names it lacks are
+    /// skipped; arguments not named come after, by name).
+    pub(super) fn in_order(mut self, order: Vec<String>) -> Self {
+        self.order = order;
+        self
+    }
+
+    /// Whether it has a declaration's argument order.
+    pub(super) fn has_order(&self) -> bool {
+        !self.order.is_empty()
+    }
+
+    /// Its payload as the wire carries it: a JSON object, its keys in the
+    /// declaration's order when it has one.
+    pub(super) fn encoded(&self) -> Vec<u8> {
+        if self.order.is_empty() {
+            return super::wire::encode_payload(&self.args);
+        }
+        // A map of JSON values always serializes.
+        serde_json::to_vec(&Ordered(self)).unwrap_or_else(|_| b"{}".to_vec())
     }
 
     /// The signal's name.
@@ -215,5 +247,27 @@ impl DynSignal {
     /// Takes its arguments.
     pub fn into_args(self) -> Map<String, Value> {
         self.args
+    }
+}
+
+/// A dynamic signal's arguments, serialized in its declaration's order.
+struct Ordered<'a>(&'a DynSignal);
+
+impl serde::Serialize for Ordered<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let DynSignal { args, order, .. } = self.0;
+        let mut map = serializer.serialize_map(Some(args.len()))?;
+        for name in order {
+            if let Some(value) = args.get(name) {
+                map.serialize_entry(name, value)?;
+            }
+        }
+        for (name, value) in args {
+            if !order.contains(name) {
+                map.serialize_entry(name, value)?;
+            }
+        }
+        map.end()
     }
 }
