@@ -4,9 +4,6 @@
 //! other: an agent's actor context is [`Context`], and the context's
 //! lifecycle calls what the agent declares ([`Hooks`]).
 
-use std::collections::HashSet;
-use std::sync::{Mutex, OnceLock, PoisonError};
-
 use crate::broker::Consume;
 use crate::bus::Deliver;
 use crate::info::AgentInfo;
@@ -69,7 +66,7 @@ impl<A> Named<A> {
     /// for the life of the process.
     pub(crate) fn new(name: &str, agent: A) -> Self {
         Named {
-            name: intern(name),
+            name: crate::intern::intern(name),
             agent,
         }
     }
@@ -107,23 +104,6 @@ impl<A: Agent> IntoAgent for Named<A> {
 
     fn into_agent(self) -> (&'static str, A) {
         (self.name, self.agent)
-    }
-}
-
-/// A `'static` copy of `name`, made once per distinct name.
-fn intern(name: &str) -> &'static str {
-    static NAMES: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
-    let mut names = NAMES
-        .get_or_init(Mutex::default)
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner);
-    match names.get(name) {
-        Some(interned) => interned,
-        None => {
-            let interned: &'static str = Box::leak(name.to_owned().into_boxed_str());
-            names.insert(interned);
-            interned
-        }
     }
 }
 

@@ -99,6 +99,7 @@ pub struct ReadmeDoctests;
 //
 // vocabulary: no dependency on the rest of the crate
 mod failure;
+mod intern;
 mod per_system;
 mod phase;
 // what every backend shares (only backends use it)

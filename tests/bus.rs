@@ -172,6 +172,7 @@ on_backends!([in_process, redis] =>
     a_signal_reaches_every_receiver_and_a_self_signal_from_post_start_arrives,
     a_call_gets_every_answer_keyed_by_agent_and_method,
     named_instances_answer_under_their_names_and_one_answer_is_taken_typed,
+    a_signal_known_only_at_run_time_is_received_checked_against_its_declaration,
     a_call_nobody_answers_is_a_typed_error,
     a_failing_or_slow_receiver_answers_null_and_the_agent_goes_on,
     arguments_that_do_not_fit_the_signal_answer_null_and_the_agent_goes_on,
@@ -271,6 +272,39 @@ fn named_instances_answer_under_their_names_and_one_answer_is_taken_typed(backen
     }
     assert_eq!(two.into_iter().count(), 2);
     assert_eq!(Answers::default().one::<u32>(), Err(AnswerError::None));
+}
+
+fn a_signal_known_only_at_run_time_is_received_checked_against_its_declaration(backend: Backend) {
+    let declarations = microagent::bus::Declarations::from_json(
+        r#"{"signals": [{"name": "rate", "providing_args": {"currency": "string"}}], "queues": []}"#,
+    )
+    .unwrap();
+    let spec = declarations.signal("rate").unwrap().clone();
+    let args = |value: serde_json::Value| value.as_object().unwrap().clone();
+    let (eur, refused, after) = backend.run_bus(async move {
+        let bus = Bus::current();
+        let receiving = bus
+            .receive(&spec, "Rates.rate", |signal, sender| {
+                serde_json::json!(format!("{} for {sender}", signal.args()["currency"]))
+            })
+            .await
+            .unwrap();
+        let ask = spec
+            .signal(args(serde_json::json!({"currency": "EUR"})))
+            .unwrap();
+        let eur = bus.call_dyn("shop", &ask, LONG).await.unwrap();
+        // A number where the declaration says string: answered null.
+        let wrong = DynSignal::new("rate", args(serde_json::json!({"currency": 7}))).unwrap();
+        let refused = bus.call_dyn("shop", &wrong, LONG).await.unwrap();
+        drop(receiving);
+        let after = bus
+            .call_dyn("shop", &ask, std::time::Duration::from_millis(300))
+            .await;
+        (eur, refused, after)
+    });
+    assert_eq!(eur.one::<String>(), Ok("\"EUR\" for shop".to_owned()));
+    assert_eq!(refused.get("Rates.rate"), Some(&serde_json::Value::Null));
+    assert!(matches!(after, Err(BusError::NoAnswer { .. })), "{after:?}");
 }
 
 fn a_call_nobody_answers_is_a_typed_error(backend: Backend) {

@@ -19,6 +19,7 @@ mod backlog;
 mod config;
 mod declarations;
 mod delivery;
+mod dynamic;
 mod error;
 mod handle;
 mod local;
@@ -43,6 +44,7 @@ pub use declarations::{
     ArgSpec, ArgType, DeclarationError, DeclarationProblem, Declarations, QueueSpec, SignalSpec,
 };
 pub use delivery::{Deliver, Delivery, Payload, Reply, ToArgs, ToWire};
+pub use dynamic::Receiving;
 pub use error::BusError;
 #[cfg(feature = "web")]
 pub(crate) use handle::connected;
