@@ -30,10 +30,19 @@
 //! [dependencies]
 //! microagent = { version = "0.1", features = ["redis"] }
 //! actix-web = { version = "4", default-features = false, features = ["macros"] }
+//! actix-rt = "2"
 //! serde = { version = "1", features = ["derive"] }
 //! serde_json = "1"
+//! thiserror = "2"
 //! log = "0.4"
+//!
+//! [dev-dependencies]
+//! microagent = { version = "0.1", features = ["redis", "testkit"] }
 //! ```
+//!
+//! Its tests (at the end of this file, `cargo test --all-features
+//! --example shop`) drive the agents with the test kit, in-process and,
+//! with `REDIS_URL` set, on Redis.
 //!
 //! Then: `curl -si -X POST localhost:8080/orders -H 'content-type:
 //! application/json' -d '{"item": "apple", "quantity": 2, "email":
@@ -116,6 +125,7 @@ impl Api {
                     .configure(microagent::web::health)
                     .route("/orders", web::post().to(place))
                     .route("/mail/dead", web::get().to(dead_mail))
+                    .route("/mail/dead/requeue", web::post().to(requeue_mail))
             })
             .workers(2)
             .bind(&bind)?;
@@ -185,6 +195,15 @@ async fn dead_mail() -> HttpResponse {
                 .map(|l| json!({ "mail": l.message, "reason": l.reason, "attempts": l.attempts }))
                 .collect::<Vec<_>>(),
         ),
+        Err(e) => HttpResponse::ServiceUnavailable().json(json!({ "error": e.to_string() })),
+    }
+}
+
+/// `POST /mail/dead/requeue`: once the mail server is fixed, the mails
+/// that could not be sent are tried again.
+async fn requeue_mail() -> HttpResponse {
+    match Broker::current().requeue_dead_letters(Mail::NAME).await {
+        Ok(count) => HttpResponse::Ok().json(json!({ "requeued": count })),
         Err(e) => HttpResponse::ServiceUnavailable().json(json!({ "error": e.to_string() })),
     }
 }
@@ -278,4 +297,71 @@ fn main() -> microagent::Exit {
             .agent_with("stock", |s: StockSettings| Stock { items: s.items })
             .agent_with("mailer", |settings| Mailer { settings }),
     )
+}
+
+#[cfg(all(test, feature = "testkit"))]
+mod tests {
+    use super::*;
+    use microagent::broker::BrokerConfig;
+    use microagent::bus::BusConfig;
+    use microagent::testkit::TestKit;
+
+    fn mail(to: &str) -> Mail {
+        Mail {
+            order: "o-1".into(),
+            item: "apple".into(),
+            quantity: 2,
+            to: to.into(),
+        }
+    }
+
+    /// The mailer and the stock, on the kit's bus and broker: a mail to a
+    /// bad address is dead-lettered after its two attempts, requeued by an
+    /// operator, tried again; the stock answers and reserves.
+    fn the_mailer_and_the_stock(kit: TestKit) {
+        kit.run(|kit| async move {
+            let mailer = kit.start(Mailer::default());
+            let stock = kit.start(Stock {
+                items: [("apple".to_owned(), 5)].into(),
+            });
+            assert!(mailer.started().await && stock.started().await);
+            assert!(kit.consume(mail("ann@example.com")).await.acked());
+            let fate = kit.consume(mail("bob")).await;
+            assert_eq!(fate.dead_lettered(), Some("no mailbox at `bob`"));
+            assert_eq!(fate.attempts(), 2);
+            // The operator's requeue (`POST /mail/dead/requeue`): tried
+            // again, twice, and back in the dead letters (still no `@`).
+            let broker = Broker::current();
+            assert_eq!(broker.requeue_dead_letters(Mail::NAME).await.unwrap(), 1);
+            while broker.dead_letters(Mail::NAME).await.unwrap().is_empty() {
+                actix_rt::time::sleep(Duration::from_millis(10)).await;
+            }
+            let level = kit
+                .call(StockLevel {
+                    item: "apple".into(),
+                })
+                .await
+                .unwrap();
+            assert_eq!(level.one::<u64>(), Ok(5));
+            mailer.stop().await.unwrap();
+            stock.stop().await.unwrap();
+        });
+    }
+
+    #[test]
+    fn in_process() {
+        the_mailer_and_the_stock(TestKit::new());
+    }
+
+    #[test]
+    #[cfg(feature = "redis")]
+    #[cfg_attr(not(service_redis), ignore = "needs REDIS_URL")]
+    fn on_redis() {
+        let url = std::env::var("REDIS_URL").expect("REDIS_URL");
+        the_mailer_and_the_stock(
+            TestKit::new()
+                .bus(BusConfig::redis(&url).unwrap())
+                .broker(BrokerConfig::redis(&url).unwrap()),
+        );
+    }
 }
