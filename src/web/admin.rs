@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
+use futures_util::future::LocalBoxFuture;
 use serde_json::json;
 
 use crate::broker::{Broker, BrokerError};
@@ -66,20 +67,74 @@ pub fn admin(token: impl Into<String>) -> impl Fn(&mut web::ServiceConfig) + Clo
     );
     let token = Token(token.into());
     move |cfg: &mut web::ServiceConfig| {
+        let dead = "/admin/queues/{queue}/dead-letters";
         cfg.app_data(web::Data::new(token.clone()))
-            .route(
-                "/admin/queues/{queue}/dead-letters",
-                web::get().to(dead_letters),
-            )
+            .route(dead, web::get().to(handler(Action::List)))
             .route(
                 "/admin/queues/{queue}/dead-letters/requeue",
-                web::post().to(requeue),
+                web::post().to(handler(Action::Requeue)),
             )
+            .route(dead, web::delete().to(handler(Action::PurgeDead)))
             .route(
-                "/admin/queues/{queue}/dead-letters",
-                web::delete().to(purge_dead),
-            )
-            .route("/admin/queues/{queue}", web::delete().to(purge));
+                "/admin/queues/{queue}",
+                web::delete().to(handler(Action::Purge)),
+            );
+    }
+}
+
+/// What an admin request asks of the broker.
+#[derive(Debug, Clone, Copy)]
+enum Action {
+    List,
+    Requeue,
+    PurgeDead,
+    Purge,
+}
+
+/// The request's extractors: its head, the token, the queue's name.
+type Extracted = (HttpRequest, web::Data<Token>, web::Path<String>);
+
+/// The handler of `action`.
+fn handler(
+    action: Action,
+) -> impl Fn(HttpRequest, web::Data<Token>, web::Path<String>) -> LocalBoxFuture<'static, HttpResponse>
+       + Clone
+       + 'static {
+    move |request, token, queue| Box::pin(act(action, (request, token, queue)))
+}
+
+/// Does `action` if the request carries the token.
+async fn act(action: Action, (request, token, queue): Extracted) -> HttpResponse {
+    if !token.admits(&request) {
+        return unauthorized();
+    }
+    let broker = Broker::current();
+    let done = match action {
+        Action::List => broker.dead_letters(&queue).await.map(|letters| {
+            let listed: Vec<_> = letters
+                .iter()
+                .map(|letter| {
+                    json!({
+                        "queue": letter.queue,
+                        "message": letter.message,
+                        "reason": letter.reason,
+                        "attempts": letter.attempts,
+                    })
+                })
+                .collect();
+            json!(listed)
+        }),
+        Action::Requeue => {
+            (broker.requeue_dead_letters(&queue).await).map(|n| json!({"requeued": n}))
+        }
+        Action::PurgeDead => {
+            (broker.purge_dead_letters(&queue).await).map(|n| json!({"purged": n}))
+        }
+        Action::Purge => broker.purge(&queue).await.map(|n| json!({"purged": n})),
+    };
+    match done {
+        Ok(body) => HttpResponse::Ok().json(body),
+        Err(e) => failed(&e),
     }
 }
 
@@ -96,72 +151,4 @@ fn failed(error: &BrokerError) -> HttpResponse {
         _ => actix_web::http::StatusCode::BAD_GATEWAY,
     };
     HttpResponse::build(status).json(json!({"error": error.to_string()}))
-}
-
-async fn dead_letters(
-    request: HttpRequest,
-    token: web::Data<Token>,
-    queue: web::Path<String>,
-) -> HttpResponse {
-    if !token.admits(&request) {
-        return unauthorized();
-    }
-    match Broker::current().dead_letters(&queue).await {
-        Ok(letters) => HttpResponse::Ok().json(
-            letters
-                .iter()
-                .map(|letter| {
-                    json!({
-                        "queue": letter.queue,
-                        "message": letter.message,
-                        "reason": letter.reason,
-                        "attempts": letter.attempts,
-                    })
-                })
-                .collect::<Vec<_>>(),
-        ),
-        Err(e) => failed(&e),
-    }
-}
-
-async fn requeue(
-    request: HttpRequest,
-    token: web::Data<Token>,
-    queue: web::Path<String>,
-) -> HttpResponse {
-    if !token.admits(&request) {
-        return unauthorized();
-    }
-    match Broker::current().requeue_dead_letters(&queue).await {
-        Ok(count) => HttpResponse::Ok().json(json!({"requeued": count})),
-        Err(e) => failed(&e),
-    }
-}
-
-async fn purge_dead(
-    request: HttpRequest,
-    token: web::Data<Token>,
-    queue: web::Path<String>,
-) -> HttpResponse {
-    if !token.admits(&request) {
-        return unauthorized();
-    }
-    match Broker::current().purge_dead_letters(&queue).await {
-        Ok(count) => HttpResponse::Ok().json(json!({"purged": count})),
-        Err(e) => failed(&e),
-    }
-}
-
-async fn purge(
-    request: HttpRequest,
-    token: web::Data<Token>,
-    queue: web::Path<String>,
-) -> HttpResponse {
-    if !token.admits(&request) {
-        return unauthorized();
-    }
-    match Broker::current().purge(&queue).await {
-        Ok(count) => HttpResponse::Ok().json(json!({"purged": count})),
-        Err(e) => failed(&e),
-    }
 }
