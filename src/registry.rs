@@ -54,6 +54,9 @@ struct Live {
     /// Set when the System starts shutting down: from then on every removal
     /// wakes `stop_all`, and the agents are no longer ready.
     draining: bool,
+    /// Set when a launcher's group stops because a member failed: an agent
+    /// still in its start hooks skips post_start.
+    starts_aborted: bool,
 }
 
 /// One live agent, as the health service and shutdown reports see it.
@@ -85,6 +88,17 @@ impl SystemAgents {
     pub(crate) fn begin_shutdown(&self) {
         self.lock().draining = true;
         self.phases.notify_waiters();
+    }
+
+    /// The group stops because a member failed: agents still starting do
+    /// not go on to post_start.
+    pub(crate) fn abort_starts(&self) {
+        self.lock().starts_aborted = true;
+    }
+
+    /// Whether [`abort_starts`](Self::abort_starts) was called.
+    pub(crate) fn starts_aborted(&self) -> bool {
+        self.lock().starts_aborted
     }
 
     /// Whether the System's agents are ready, as `GET /health/ready` says:

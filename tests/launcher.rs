@@ -174,3 +174,47 @@ fn ready_is_false_when_a_start_fails() {
     assert!(!block_on(handle.ready()));
     assert_eq!(run.join().expect("the launcher thread"), Exit::HookFailed);
 }
+
+/// Takes its time in pre_start, and says when post_start runs.
+#[derive(Default, MicroAgent)]
+struct Slowpoke {
+    events: Events,
+}
+
+#[microagent::hooks]
+impl Slowpoke {
+    #[on(pre_start)]
+    async fn connect(&mut self) {
+        actix_rt::time::sleep(Duration::from_millis(300)).await;
+        self.events.push("slowpoke:pre_start");
+    }
+
+    #[on(post_start)]
+    fn announce(&mut self) {
+        self.events.push("slowpoke:post_start");
+    }
+
+    #[on(pre_stop)]
+    fn close(&mut self) {
+        self.events.push("slowpoke:pre_stop");
+    }
+}
+
+/// When one member fails to start, the group stops: a member still in its
+/// pre_start hooks finishes them, skips post_start (nothing of it starts:
+/// no timers, receivers or consumers), and runs its pre_stop hooks.
+#[test]
+fn a_member_still_starting_when_another_fails_runs_no_post_start() {
+    let events = Events::default();
+    let exit = Launcher::new()
+        .agent(Slowpoke {
+            events: events.clone(),
+        })
+        .agent(Member {
+            fail_start: true,
+            ..member("broken", &events)
+        })
+        .run();
+    assert_eq!(exit, Exit::HookFailed);
+    assert_eq!(events.all(), ["slowpoke:pre_start", "slowpoke:pre_stop"]);
+}

@@ -252,6 +252,10 @@ impl Launcher {
             let mut signals = Signals::new();
             let mut group = Group::start(starters, &agents, &interrupts);
             let mut exit = group.wait_for_a_stop_cause(&mut signals, &interrupts).await;
+            if exit != Exit::Graceful {
+                // A member failed: the others still starting stop there.
+                agents.abort_starts();
+            }
             agents.begin_shutdown();
             interrupts.ready.send_replace(Some(false));
             exit = exit.worst(group.drain(&agents, &mut signals, deadline).await);

@@ -94,6 +94,14 @@ fn drive<A: Agent>(
             Stage::PreStart => {
                 ctx.life.stage = Stage::PostStart;
                 ctx.life.next = 0;
+                if group_stopping() {
+                    // Its group is stopping because another member failed:
+                    // no post_start, and nothing started for it; its
+                    // pre_stop hooks run.
+                    log::info!(target: LOG_TARGET, "agent `{}`: its group is stopping; no post_start", ctx.life.name);
+                    ctx.life.stop_requested = true;
+                    continue;
+                }
                 // The original's order: timers after pre_start, before
                 // post_start; receivers subscribed before post_start too,
                 // so a signal sent from post_start reaches them.
@@ -114,6 +122,11 @@ fn drive<A: Agent>(
             }
         }
     }
+}
+
+/// Whether the agent's launcher group is stopping because a member failed.
+fn group_stopping() -> bool {
+    crate::registry::current().is_some_and(|agents| agents.starts_aborted())
 }
 
 /// The work in flight ended with `result`: the lifecycle or the run's
