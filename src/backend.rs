@@ -248,11 +248,21 @@ impl fmt::Display for Unavailable {
     }
 }
 
+/// A backend that is compiled in: its name, and how its configuration is
+/// made.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Compiled<Open> {
+    /// (The configuration names it in errors.)
+    #[cfg_attr(not(feature = "config"), allow(dead_code))]
+    pub(crate) name: &'static str,
+    pub(crate) open: Open,
+}
+
 /// The backend of `backends` whose scheme `url` has, compiled in.
-pub(crate) fn by_url<Open>(
+pub(crate) fn by_url<Open: Copy>(
     backends: &'static [Registration<Open>],
     url: &str,
-) -> Result<&'static Registration<Open>, Unavailable> {
+) -> Result<Compiled<Open>, Unavailable> {
     let scheme = url.split_once("://").map_or("", |(scheme, _)| scheme);
     let found = backends.iter().find(|b| b.schemes.contains(&scheme));
     compiled(found.ok_or_else(|| {
@@ -268,10 +278,10 @@ pub(crate) fn by_url<Open>(
 /// The backend of `backends` named `name`, compiled in (`in-process` is
 /// the channel's own, not listed).
 #[cfg_attr(not(feature = "config"), allow(dead_code))]
-pub(crate) fn by_name<Open>(
+pub(crate) fn by_name<Open: Copy>(
     backends: &'static [Registration<Open>],
     name: &str,
-) -> Result<&'static Registration<Open>, Unavailable> {
+) -> Result<Compiled<Open>, Unavailable> {
     let found = backends.iter().find(|b| b.name == name);
     compiled(found.ok_or_else(|| {
         let mut names = vec!["in-process"];
@@ -280,11 +290,12 @@ pub(crate) fn by_name<Open>(
     })?)
 }
 
-fn compiled<Open>(
-    backend: &'static Registration<Open>,
-) -> Result<&'static Registration<Open>, Unavailable> {
+fn compiled<Open: Copy>(backend: &Registration<Open>) -> Result<Compiled<Open>, Unavailable> {
     match backend.open {
-        Some(_) => Ok(backend),
+        Some(open) => Ok(Compiled {
+            name: backend.name,
+            open,
+        }),
         None => Err(Unavailable::FeatureOff {
             name: backend.name,
             feature: backend.feature,

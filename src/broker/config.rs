@@ -105,10 +105,7 @@ impl BrokerConfig {
             crate::backend::by_url(super::BACKENDS, url).map_err(|e| BrokerError::Config {
                 reason: format!("{e}, found {}", crate::backend::redact(url)),
             })?;
-        let open = backend.open.ok_or_else(|| BrokerError::Config {
-            reason: format!("the `{}` backend is not compiled in", backend.name),
-        })?;
-        open(url)
+        (backend.open)(url)
     }
 
     /// Queues on a server: what backend constructors build on.

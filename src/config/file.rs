@@ -124,7 +124,7 @@ fn backend<Open: Copy>(
             &url_key,
             format!("missing: `kind = \"{}\"` needs a URL", kind.name),
         )),
-        (_, _, Some(chosen)) => Ok(chosen.open.map(|open| (open, chosen.name))),
+        (_, _, Some(chosen)) => Ok(Some((chosen.open, chosen.name))),
         (_, None, None) => Ok(None),
     }
 }
