@@ -607,6 +607,13 @@ impl RedisQueues {
         pipe
     }
 
+    /// Runs a settlement's pipeline on the shared connection.
+    async fn apply(&self, pipe: redis::Pipeline) -> Result<(), BrokerError> {
+        let mut connection = self.connection().await?;
+        let result = pipe.query_async::<()>(&mut connection).await;
+        self.noted(result)
+    }
+
     /// Settles a handled message: gone from the processing list.
     async fn ack(
         &self,
@@ -624,9 +631,7 @@ impl RedisQueues {
                 .arg(id)
                 .ignore();
         }
-        let mut connection = self.connection().await?;
-        let result = pipe.query_async::<()>(&mut connection).await;
-        self.noted(result)
+        self.apply(pipe).await
     }
 
     /// A failed attempt: into the retry set, due after `pause`, with its
@@ -661,9 +666,7 @@ impl RedisQueues {
             .arg(due)
             .arg(&id)
             .ignore();
-        let mut connection = self.connection().await?;
-        let result = pipe.query_async::<()>(&mut connection).await;
-        self.noted(result)
+        self.apply(pipe).await
     }
 
     /// Not handled (its agent was stopping): back to where it came from,
@@ -689,9 +692,7 @@ impl RedisQueues {
                 .arg(id)
                 .ignore(),
         };
-        let mut connection = self.connection().await?;
-        let result = pipe.query_async::<()>(&mut connection).await;
-        self.noted(result)
+        self.apply(pipe).await
     }
 
     /// Dead-letters a message with the reason.
@@ -718,9 +719,7 @@ impl RedisQueues {
                 .arg(id)
                 .ignore();
         }
-        let mut connection = self.connection().await?;
-        let result = pipe.query_async::<()>(&mut connection).await;
-        self.noted(result)
+        self.apply(pipe).await
     }
 
     /// A consumer that stopped, its messages settled: its lease goes, and
