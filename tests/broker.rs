@@ -60,6 +60,7 @@ on_backends!([in_process, redis, amqp] =>
     a_panicking_plain_fn_consumer_is_retried_then_dead_lettered_with_the_panic,
     a_retry_is_taken_when_due_while_the_consumer_waits_for_messages,
     dead_letters_are_requeued_once_fixed_or_purged_and_a_queue_is_purged,
+    a_batch_sent_arrives_in_order_and_each_is_handled_once,
 );
 
 /// A hang detector, not a performance threshold.
@@ -704,4 +705,27 @@ fn dead_letters_are_requeued_once_fixed_or_purged_and_a_queue_is_purged(backend:
     });
     assert_eq!(events.count("work 1"), 1);
     assert_eq!(events.count("work 4"), 0);
+}
+
+/// `send_batch` sends every message, in order, and each is handled once.
+fn a_batch_sent_arrives_in_order_and_each_is_handled_once(backend: Backend) {
+    let events = Events::default();
+    let watched = events.clone();
+    backend.run_broker(async move {
+        let broker = Broker::current();
+        broker.send_batch((0..40).map(work)).await.unwrap();
+        broker.send_batch(Vec::<Work>::new()).await.unwrap();
+        assert_eq!(broker.length("jobs").await.unwrap(), 40);
+        let (addr, handle) = microagent::start(Batched {
+            events: watched.clone(),
+            pause: Duration::ZERO,
+        });
+        started(&addr).await;
+        watched.seen("work 39").await;
+        until_length(&broker, "jobs", 0).await;
+        handle.stop();
+        handle.await.unwrap();
+    });
+    let expected: Vec<String> = (0..40).map(|id| format!("work {id}")).collect();
+    assert_eq!(events.all(), expected);
 }

@@ -895,3 +895,109 @@ fn the_broker_waits_for_its_server_at_launch_within_its_connect_timeout() {
     assert!(start.elapsed() >= Duration::from_millis(300));
     assert!(events.all().is_empty(), "no agent started");
 }
+
+#[derive(Queue, Serialize, Deserialize, Clone)]
+#[queue(name = "batched")]
+struct Item {
+    id: u32,
+}
+
+/// A plain `fn` consumer with room for sixteen messages in flight.
+#[derive(Default, MicroAgent)]
+struct Sixteen {
+    events: Events,
+}
+
+#[microagent::hooks]
+impl Sixteen {
+    #[consumer(Item, prefetch = 16)]
+    fn handle(&mut self, item: Item) {
+        self.events.push(format!("item {}", item.id));
+    }
+}
+
+/// How many times Redis ran `command` (`INFO commandstats`).
+async fn calls(connection: &mut redis::aio::MultiplexedConnection, command: &str) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(connection)
+        .await
+        .expect("INFO");
+    let prefix = format!("cmdstat_{command}:calls=");
+    info.lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .and_then(|rest| rest.split(',').next())
+        .map_or(0, |n| n.parse().expect("a count"))
+}
+
+/// On a Redis of the test's own, whose command counts are the broker's
+/// alone: `send_batch` is one `RPUSH`, and a consumer with prefetch 16
+/// takes and settles 320 messages in batches (far fewer scripts run than
+/// one take and one settlement per message would need), handling each
+/// once, in the order sent, and leaving no message in its processing list.
+#[test]
+fn a_consumer_takes_and_settles_in_batches_and_send_batch_is_one_push() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let events = Events::default();
+    let watched = events.clone();
+    let (pushes, scripts, left) = microagent::run(async move {
+        let broker = Broker::connect(BrokerConfig::redis(&url).unwrap())
+            .await
+            .expect("the broker connects");
+        let client = redis::Client::open(url.as_str()).unwrap();
+        let mut redis = client.get_multiplexed_async_connection().await.unwrap();
+        redis::cmd("CONFIG")
+            .arg("RESETSTAT")
+            .query_async::<()>(&mut redis)
+            .await
+            .unwrap();
+        for half in [0..160, 160..320] {
+            broker.send_batch(half.map(|id| Item { id })).await.unwrap();
+        }
+        let pushes = calls(&mut redis, "rpush").await;
+        assert_eq!(broker.length("batched").await.unwrap(), 320);
+        let before = calls(&mut redis, "evalsha").await;
+        let (addr, handle) = microagent::start(Sixteen {
+            events: watched.clone(),
+        });
+        addr.send(GetInfo).await.expect("the agent started");
+        watched.seen("item 319").await;
+        // Every settlement reached Redis once the processing list is empty.
+        let deadline = Instant::now() + HANG;
+        let left = loop {
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg("batched:microagent:processing:*")
+                .query_async(&mut redis)
+                .await
+                .unwrap();
+            let mut left = 0;
+            for key in &keys {
+                left += redis::cmd("LLEN")
+                    .arg(key)
+                    .query_async::<usize>(&mut redis)
+                    .await
+                    .unwrap();
+            }
+            if left == 0 || Instant::now() > deadline {
+                break left;
+            }
+            actix_rt::time::sleep(Duration::from_millis(10)).await;
+        };
+        let scripts = calls(&mut redis, "evalsha").await - before;
+        handle.stop();
+        handle.await.unwrap();
+        (pushes, scripts, left)
+    });
+    drop(server);
+    let expected: Vec<String> = (0..320).map(|id| format!("item {id}")).collect();
+    assert_eq!(events.all(), expected);
+    assert_eq!(left, 0, "every message settled");
+    assert_eq!(pushes, 2, "one RPUSH per batch sent");
+    // One take and one settlement per message would be 640 scripts (and
+    // the consumer's start runs one recovery).
+    assert!(
+        scripts <= 160,
+        "{scripts} scripts for 320 messages: not taken and settled in batches"
+    );
+}

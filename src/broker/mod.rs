@@ -10,6 +10,9 @@
 
 #[cfg(feature = "amqp")]
 mod amqp;
+// Settlements gathered into one round trip (the Redis broker's).
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+mod batch;
 mod config;
 mod delivery;
 mod error;

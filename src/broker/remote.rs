@@ -6,10 +6,12 @@
 //! connects),
 //! [`RemoteQueues`] (send with the server's confirmation, a queue's length,
 //! its dead letters, whether it is connected, and opening a consumer) and
-//! [`Source`] (take the next message under a lease; recover after a
-//! failure; retire, handing back what it holds). Each message it takes
-//! comes with a [`Ticket`] that settles it: done, back as it was, retried
-//! after a pause, or dead-lettered.
+//! [`Source`] (take up to N messages under a lease, in one round trip where
+//! the server allows; recover after a failure; retire, handing back what it
+//! holds). Each message it takes comes with a [`Ticket`] that settles it:
+//! done, back as it was, retried after a pause, or dead-lettered. A backend
+//! whose settlements cost a round trip gathers the tickets settled at the
+//! same time into one ([`batch`](super::batch)).
 //!
 //! What a consumer does with them lives here once, naming no backend:
 //! at most `prefetch` messages in flight, attempts and backoff (through
@@ -24,7 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
-use tokio::sync::{oneshot, Semaphore};
+use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 
 use super::delivery::{unless, verdict, Verdict, FIRST_PAUSE, RECONNECT_MAX};
 use super::error::{BrokerError, DeadLetter};
@@ -61,6 +63,22 @@ pub(crate) trait RemoteQueues: Send + Sync + 'static {
         to: Destination<'a>,
         body: Vec<u8>,
     ) -> BoxFuture<'a, Result<(), BrokerError>>;
+
+    /// Sends `bodies` in their order; resolves once the server has every
+    /// one. A backend sends them in one round trip where it can (the
+    /// default sends them one after another).
+    fn send_batch<'a>(
+        &'a self,
+        to: Destination<'a>,
+        bodies: Vec<Vec<u8>>,
+    ) -> BoxFuture<'a, Result<(), BrokerError>> {
+        Box::pin(async move {
+            for body in bodies {
+                self.send(to, body).await?;
+            }
+            Ok(())
+        })
+    }
 
     /// How many messages wait in `queue` (not counting those taken).
     fn length<'a>(&'a self, queue: &'a str) -> BoxFuture<'a, Result<usize, BrokerError>>;
@@ -107,9 +125,16 @@ pub(crate) struct Taken {
 
 /// One consumer's messages on a server.
 pub(crate) trait Source: Send + 'static {
-    /// The next message, waiting at most about `longest` (`None` when none
-    /// came: the loop asks again).
-    fn take(&mut self, longest: Duration) -> BoxFuture<'_, Result<Option<Taken>, BrokerError>>;
+    /// Up to `most` (at least 1) messages, in the order the queue gives
+    /// them, waiting at most about `longest` for the first (none when none
+    /// came: the loop asks again). A backend takes what is there at once
+    /// (one round trip where the server allows) and waits only while
+    /// nothing is.
+    fn take(
+        &mut self,
+        most: usize,
+        longest: Duration,
+    ) -> BoxFuture<'_, Result<Vec<Taken>, BrokerError>>;
 
     /// After a failed take: reconnect (the loop pauses before, and calls
     /// again after the next failure).
@@ -132,6 +157,8 @@ pub(crate) trait Ticket: Send + 'static {
 struct Consumer {
     spec: ConsumerSpec,
     deliver: JobFn,
+    /// A plain `fn` consumer: several messages in one mailbox message.
+    batches: bool,
     in_flight: Arc<Semaphore>,
     /// Who watches the broker (the test kit).
     watchers: Arc<Watchers>,
@@ -143,7 +170,7 @@ struct Consumer {
 pub(crate) async fn run(
     (queues, watchers): (Arc<dyn RemoteQueues>, Arc<Watchers>),
     spec: ConsumerSpec,
-    deliver: JobFn,
+    (deliver, batches): (JobFn, bool),
     mut stopped: oneshot::Receiver<()>,
     refuse: oneshot::Sender<BrokerError>,
 ) {
@@ -151,6 +178,7 @@ pub(crate) async fn run(
     let consumer = Consumer {
         spec,
         deliver,
+        batches,
         in_flight: Arc::new(Semaphore::new(limit)),
         watchers,
     };
@@ -208,23 +236,29 @@ async fn consume(
     let limit = consumer.spec.options.prefetch.max(1) as usize;
     let mut pause = FIRST_PAUSE;
     loop {
-        let Some(Ok(permit)) = unless(stopped, consumer.in_flight.clone().acquire_owned()).await
+        // A slot free, then every other free slot: one take fills them all.
+        let Some(Ok(first)) = unless(stopped, consumer.in_flight.clone().acquire_owned()).await
         else {
             break;
         };
+        let mut permits = vec![first];
+        while let Ok(more) = consumer.in_flight.clone().try_acquire_owned() {
+            permits.push(more);
+        }
         // With messages in flight, one of them may fail and be due again
         // after the backoff: the wait for a new message ends by then (a
         // zero backoff waits 10 ms, not a busy loop).
-        let longest = if consumer.in_flight.available_permits() + 1 < limit {
+        let longest = if permits.len() < limit {
             consumer.spec.options.backoff.max(Duration::from_millis(10))
         } else {
             Duration::MAX
         };
-        let taken = match unless(stopped, source.take(longest)).await {
+        let taken = match unless(stopped, source.take(permits.len(), longest)).await {
             None => break,
-            Some(Ok(None)) => continue,
-            Some(Ok(Some(taken))) => {
-                pause = FIRST_PAUSE;
+            Some(Ok(taken)) => {
+                if !taken.is_empty() {
+                    pause = FIRST_PAUSE;
+                }
                 taken
             }
             Some(Err(e)) => {
@@ -242,30 +276,65 @@ async fn consume(
                 continue;
             }
         };
-        let Taken {
-            body,
-            attempts,
-            ticket,
-        } = taken;
-        let watchers = consumer.watchers.clone();
-        let id = watchers.next_id();
-        watchers.tell(|| observe::taken(id, queue, &body));
-        let (name, options) = (consumer.spec.name.clone(), consumer.spec.options);
-        let settler: Settler = Box::new(move |outcome| {
-            let verdict = verdict((&name, queue, options), attempts, outcome);
-            watchers.tell(|| observe::settled(id, queue, &name, observe::settlement(&verdict)));
-            // Without a runtime (the System is going) the message stays
-            // unsettled on the server, which hands it out again.
-            if tokio::runtime::Handle::try_current().is_ok() {
-                actix_rt::spawn(async move {
-                    ticket.settle(verdict).await;
-                    drop(permit);
-                });
-            }
-        });
-        if !(consumer.deliver)(Job::wire(body, settler), Vec::new()) {
+        // A backend hands out no more than asked; the slots left over are
+        // free again as `permits` drops.
+        let mut jobs = taken
+            .into_iter()
+            .zip(permits)
+            .map(|(t, p)| job(consumer, t, p));
+        if !hand_over(consumer, &mut jobs) {
             break;
         }
     }
     source
+}
+
+/// Hands taken messages to the consumer's agent: a plain `fn` consumer
+/// gets up to [`BATCH`] in one mailbox message, others one at a time;
+/// `false` when the agent is gone (what it did not get stays unsettled on
+/// the server, which hands it out again).
+fn hand_over(consumer: &Consumer, jobs: &mut impl Iterator<Item = Job>) -> bool {
+    while let Some(first) = jobs.next() {
+        let more = if consumer.batches {
+            jobs.by_ref().take(BATCH - 1).collect()
+        } else {
+            Vec::new()
+        };
+        if !(consumer.deliver)(first, more) {
+            return false;
+        }
+    }
+    true
+}
+
+/// The most messages a plain `fn` consumer is handed in one mailbox
+/// message (as in-process).
+const BATCH: usize = 16;
+
+/// A taken message as a job for the consumer's agent, its slot held until
+/// it is settled on the server.
+fn job(consumer: &Consumer, taken: Taken, permit: OwnedSemaphorePermit) -> Job {
+    let Taken {
+        body,
+        attempts,
+        ticket,
+    } = taken;
+    let queue = consumer.spec.queue;
+    let watchers = consumer.watchers.clone();
+    let id = watchers.next_id();
+    watchers.tell(|| observe::taken(id, queue, &body));
+    let (name, options) = (consumer.spec.name.clone(), consumer.spec.options);
+    let settler: Settler = Box::new(move |outcome| {
+        let verdict = verdict((&name, queue, options), attempts, outcome);
+        watchers.tell(|| observe::settled(id, queue, &name, observe::settlement(&verdict)));
+        // Without a runtime (the System is going) the message stays
+        // unsettled on the server, which hands it out again.
+        if tokio::runtime::Handle::try_current().is_ok() {
+            actix_rt::spawn(async move {
+                ticket.settle(verdict).await;
+                drop(permit);
+            });
+        }
+    });
+    Job::wire(body, settler)
 }

@@ -87,7 +87,7 @@ impl Drop for Consuming {
 }
 
 /// Starts the consumer's loop on the System's arbiter; a plain `fn`
-/// consumer takes `batches` in-process.
+/// consumer takes `batches` (several messages in one mailbox message).
 pub(super) fn start(
     backend: Backend,
     spec: ConsumerSpec,
@@ -120,7 +120,7 @@ pub(super) fn start(
             remote.loops.send_modify(|n| *n += 1);
             let loops = remote.loops.clone();
             arbiter.spawn(async move {
-                remote::run(backend, spec, deliver, stopped, refuse).await;
+                remote::run(backend, spec, (deliver, batches), stopped, refuse).await;
                 loops.send_modify(|n| *n -= 1);
             });
             Consuming {

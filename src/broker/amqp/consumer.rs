@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use lapin::acker::Acker;
 use lapin::{Channel, Connection, Consumer};
 
@@ -68,6 +68,21 @@ impl AmqpSource {
         }
     }
 
+    /// A delivery, with what settles it.
+    fn taken(&self, delivery: lapin::message::Delivery) -> Taken {
+        let body: Arc<[u8]> = delivery.data.into();
+        Taken {
+            attempts: attempts(&delivery.properties),
+            body: body.clone(),
+            ticket: Box::new(AmqpTicket {
+                queues: self.queues.clone(),
+                consumer: (self.spec.name.clone(), self.spec.queue),
+                body,
+                acker: delivery.acker,
+            }),
+        }
+    }
+
     /// The failure of a consumer that lost its channel.
     fn lost(&self, why: String) -> BrokerError {
         BrokerError::Backend {
@@ -79,34 +94,45 @@ impl AmqpSource {
 }
 
 impl Source for AmqpSource {
-    fn take(&mut self, _longest: Duration) -> BoxFuture<'_, Result<Option<Taken>, BrokerError>> {
+    fn take(
+        &mut self,
+        most: usize,
+        _longest: Duration,
+    ) -> BoxFuture<'_, Result<Vec<Taken>, BrokerError>> {
         Box::pin(async move {
             let Some((_, _, deliveries)) = self.open.as_mut() else {
                 return Err(self.lost("not consuming (reconnecting)".to_owned()));
             };
-            let delivery = match deliveries.next().await {
-                Some(Ok(delivery)) => delivery,
-                Some(Err(e)) => {
-                    self.queues.set_up(false);
-                    self.open = None;
-                    return Err(self.queues.error(e));
+            // The broker pushes up to `basic_qos` deliveries ahead: the
+            // first is awaited, those already here come with it.
+            let mut taken = Vec::with_capacity(most);
+            let mut next = deliveries.next().await;
+            loop {
+                let delivery = match next {
+                    Some(Ok(delivery)) => delivery,
+                    Some(Err(e)) if taken.is_empty() => {
+                        self.queues.set_up(false);
+                        self.open = None;
+                        return Err(self.queues.error(e));
+                    }
+                    None if taken.is_empty() => {
+                        self.open = None;
+                        return Err(self.lost("the broker cancelled the consumer".to_owned()));
+                    }
+                    // A failure after some deliveries: those go out first,
+                    // the next take meets it again.
+                    Some(Err(_)) | None => break,
+                };
+                taken.push(delivery);
+                if taken.len() >= most {
+                    break;
                 }
-                None => {
-                    self.open = None;
-                    return Err(self.lost("the broker cancelled the consumer".to_owned()));
+                match deliveries.next().now_or_never() {
+                    Some(more) => next = more,
+                    None => break,
                 }
-            };
-            let body: Arc<[u8]> = delivery.data.into();
-            Ok(Some(Taken {
-                attempts: attempts(&delivery.properties),
-                body: body.clone(),
-                ticket: Box::new(AmqpTicket {
-                    queues: self.queues.clone(),
-                    consumer: (self.spec.name.clone(), self.spec.queue),
-                    body,
-                    acker: delivery.acker,
-                }),
-            }))
+            }
+            Ok(taken.into_iter().map(|d| self.taken(d)).collect())
         })
     }
 

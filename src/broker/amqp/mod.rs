@@ -115,6 +115,14 @@ impl RemoteQueues for AmqpQueues {
         })
     }
 
+    fn send_batch<'a>(
+        &'a self,
+        to: Destination<'a>,
+        bodies: Vec<Vec<u8>>,
+    ) -> BoxFuture<'a, Result<(), BrokerError>> {
+        Box::pin(self.publish_all(to, bodies))
+    }
+
     fn length<'a>(&'a self, queue: &'a str) -> BoxFuture<'a, Result<usize, BrokerError>> {
         Box::pin(async move {
             let channel = self.publisher().await?;
@@ -388,6 +396,43 @@ impl AmqpQueues {
             properties = properties.with_headers(headers);
         }
         properties
+    }
+
+    /// Publishes every body, in order on one channel, then waits for the
+    /// broker's confirms together.
+    async fn publish_all(
+        &self,
+        to: Destination<'_>,
+        bodies: Vec<Vec<u8>>,
+    ) -> Result<(), BrokerError> {
+        let (exchange, routing_key, channel) = match to.exchange {
+            None => {
+                let queue = self.name(to.queue);
+                let channel = self.declared_publisher(&queue).await?;
+                (String::new(), queue, channel)
+            }
+            Some(exchange) => {
+                let channel = self.publisher().await?;
+                (self.name(exchange), to.routing_key.to_owned(), channel)
+            }
+        };
+        let mut confirms = Vec::with_capacity(bodies.len());
+        for body in &bodies {
+            let published = channel
+                .basic_publish(
+                    &exchange,
+                    &routing_key,
+                    BasicPublishOptions::default(),
+                    body,
+                    self.message_properties(0),
+                )
+                .await;
+            confirms.push(self.confirmed(&routing_key, published));
+        }
+        for confirmed in futures_util::future::join_all(confirms).await {
+            confirmed?;
+        }
+        Ok(())
     }
 
     /// Publishes to `queue` and waits for the broker's confirm.

@@ -1,7 +1,9 @@
 //! A Redis consumer: its own processing list and blocking connection, a
 //! lease it renews while it runs (and, at the same pace, the recovery of
-//! dead consumers' messages), and settlements that keep trying until Redis
-//! has them: a message leaves the processing list only through one.
+//! dead consumers' messages), takes of up to its free slots in one round
+//! trip, and settlements gathered into one round trip each time, which keep
+//! trying until Redis has them: a message leaves the processing list only
+//! through one.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,10 +11,11 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use tokio::sync::oneshot;
 
+use super::super::batch::Gather;
 use super::super::delivery::{persist, unless, Verdict};
 use super::super::error::BrokerError;
 use super::super::remote::{Source, Taken, Ticket};
-use super::{Message, Origin, RedisQueues, Taker};
+use super::{Message, Origin, RedisQueues, Settlement, Taker};
 use crate::LOG_TARGET;
 
 /// One consumer of a queue.
@@ -22,10 +25,14 @@ pub(super) struct RedisSource {
     /// The consumer's name (in its dead letters).
     name: Arc<str>,
     taker: Taker,
-    taker_id: Arc<str>,
+    /// Its settlements, gathered.
+    settling: Gather<Settlement>,
     /// Ends the lease's task.
     end_lease: oneshot::Sender<()>,
 }
+
+/// The most settlements one round trip carries.
+const SETTLE_MOST: usize = 256;
 
 impl RedisSource {
     /// Registers a consumer of `queue` with its lease (dead consumers'
@@ -43,35 +50,50 @@ impl RedisSource {
             taker_id.clone(),
             lease_ended,
         ));
+        let settling = {
+            let queues = queues.clone();
+            Gather::start(SETTLE_MOST, move |batch: Vec<Settlement>| {
+                let (queues, id) = (queues.clone(), taker_id.clone());
+                Box::pin(async move {
+                    persist("settling messages", || queues.settle(queue, &id, &batch)).await;
+                })
+            })
+        };
         Ok(RedisSource {
             queues,
             queue,
             name,
             taker,
-            taker_id,
+            settling,
             end_lease,
         })
     }
 }
 
 impl Source for RedisSource {
-    fn take(&mut self, longest: Duration) -> BoxFuture<'_, Result<Option<Taken>, BrokerError>> {
+    fn take(
+        &mut self,
+        most: usize,
+        longest: Duration,
+    ) -> BoxFuture<'_, Result<Vec<Taken>, BrokerError>> {
         Box::pin(async move {
             let taken = self
                 .queues
-                .take(self.queue, &mut self.taker, longest)
+                .take(self.queue, &mut self.taker, (most, longest))
                 .await?;
-            Ok(taken.map(|(message, origin)| Taken {
-                body: message.body.clone(),
-                attempts: message.attempts,
-                ticket: Box::new(RedisTicket {
-                    queues: self.queues.clone(),
-                    consumer: (self.queue, self.name.clone()),
-                    taker_id: self.taker_id.clone(),
-                    message,
-                    origin,
-                }),
-            }))
+            Ok(taken
+                .into_iter()
+                .map(|(message, origin)| Taken {
+                    body: message.body.clone(),
+                    attempts: message.attempts,
+                    ticket: Box::new(RedisTicket {
+                        settling: self.settling.clone(),
+                        name: self.name.clone(),
+                        message,
+                        origin,
+                    }),
+                })
+                .collect())
         })
     }
 
@@ -124,46 +146,24 @@ async fn keep_lease(
 }
 
 /// Settles one taken message out of its consumer's processing (or
-/// retrying) list.
+/// retrying) list, with whatever else of the consumer is settled at the
+/// same time.
 struct RedisTicket {
-    queues: Arc<RedisQueues>,
-    consumer: (&'static str, Arc<str>),
-    taker_id: Arc<str>,
+    settling: Gather<Settlement>,
+    /// The consumer's name (in a dead letter).
+    name: Arc<str>,
     message: Message,
     origin: Origin,
 }
 
 impl Ticket for RedisTicket {
     fn settle(self: Box<Self>, verdict: Verdict) -> BoxFuture<'static, ()> {
-        Box::pin(async move {
-            let RedisTicket {
-                queues: q,
-                consumer: (queue, name),
-                taker_id,
-                message,
-                origin,
-            } = *self;
-            let (id, m, o) = (&*taker_id, &message, &origin);
-            match verdict {
-                Verdict::Ack => persist("acknowledging a message", || q.ack(queue, id, m, o)).await,
-                Verdict::Release => {
-                    persist("handing a message back", || q.release(queue, id, m, o)).await
-                }
-                Verdict::Retry {
-                    attempts, pause, ..
-                } => {
-                    persist("scheduling a retry", || {
-                        q.retry(queue, id, m, o, attempts, pause)
-                    })
-                    .await
-                }
-                Verdict::Dead { reason, attempts } => {
-                    persist("dead-lettering a message", || {
-                        q.dead(queue, id, &name, m, o, &reason, attempts)
-                    })
-                    .await
-                }
-            }
-        })
+        let RedisTicket {
+            settling,
+            name,
+            message,
+            origin,
+        } = *self;
+        Box::pin(settling.submit(Settlement::new(&name, message, origin, verdict)))
     }
 }

@@ -38,6 +38,7 @@ use super::error::{BrokerError, DeadLetter};
 use futures_util::future::BoxFuture;
 
 use super::config::{BrokerConfig, Connector};
+use super::delivery::Verdict;
 use super::remote::{ConsumerSpec, Destination, RemoteQueues, Source};
 use crate::backend::Endpoint;
 
@@ -105,6 +106,14 @@ impl RemoteQueues for RedisQueues {
         Box::pin(async move { self.push(to.queue, &body).await })
     }
 
+    fn send_batch<'a>(
+        &'a self,
+        to: Destination<'a>,
+        bodies: Vec<Vec<u8>>,
+    ) -> BoxFuture<'a, Result<(), BrokerError>> {
+        Box::pin(async move { self.push_all(to.queue, &bodies).await })
+    }
+
     fn length<'a>(&'a self, queue: &'a str) -> BoxFuture<'a, Result<usize, BrokerError>> {
         Box::pin(self.queue_length(queue))
     }
@@ -169,6 +178,87 @@ struct Message {
     attempts: u32,
 }
 
+impl Message {
+    /// A retry, from its envelope in the retry hash.
+    fn retried(envelope: &[u8]) -> Message {
+        match serde_json::from_slice::<Envelope>(envelope) {
+            Ok(envelope) => Message {
+                body: envelope.body.into_bytes().into(),
+                attempts: envelope.attempts,
+            },
+            // Not ours (someone wrote to our hash): handed on as it is, so
+            // that it is dead-lettered, not lost.
+            Err(_) => Message {
+                body: envelope.into(),
+                attempts: 0,
+            },
+        }
+    }
+}
+
+/// One message's settlement, as the `SETTLE` script reads it.
+#[derive(Debug)]
+struct Settlement {
+    /// What happens (`a`, `r`, `l`, `d`) to a first attempt (`f`) or a
+    /// retry (`r`).
+    verb: &'static str,
+    /// The body in the processing list, or the id in the retrying list.
+    what: Arc<[u8]>,
+    /// Its id in the retry set and hash (empty for a first attempt that
+    /// is not retried).
+    id: String,
+    /// Its envelope (a retry) or dead letter.
+    data: Vec<u8>,
+    /// When it is due in the retry set, in milliseconds.
+    score: i64,
+}
+
+impl Settlement {
+    /// What `verdict` does to `message` (taken from `origin`) of consumer
+    /// `consumer`.
+    fn new(consumer: &str, message: Message, origin: Origin, verdict: Verdict) -> Settlement {
+        let (what, id, fresh) = match origin {
+            Origin::Fresh => (message.body.clone(), String::new(), true),
+            Origin::Retry(id) => (Arc::from(id.as_bytes()), id, false),
+        };
+        let verb = |first: &'static str, retry: &'static str| if fresh { first } else { retry };
+        let mut settlement = Settlement {
+            verb: verb("af", "ar"),
+            what,
+            id,
+            data: Vec::new(),
+            score: 0,
+        };
+        match verdict {
+            Verdict::Ack => {}
+            Verdict::Release => {
+                settlement.verb = verb("lf", "lr");
+                settlement.score = now_ms();
+            }
+            Verdict::Retry {
+                attempts, pause, ..
+            } => {
+                settlement.verb = verb("rf", "rr");
+                if fresh {
+                    settlement.id = uuid::Uuid::new_v4().simple().to_string();
+                }
+                let envelope = Envelope {
+                    attempts,
+                    body: String::from_utf8_lossy(&message.body).into_owned(),
+                };
+                settlement.data = serde_json::to_vec(&envelope).unwrap_or_default();
+                settlement.score = now_ms() + pause.as_millis() as i64;
+            }
+            Verdict::Dead { reason, attempts } => {
+                settlement.verb = verb("df", "dr");
+                settlement.data =
+                    DeadLetter::encode(&message.body, &reason, attempts, consumer).into_bytes();
+            }
+        }
+        settlement
+    }
+}
+
 /// Where a taken message came from, to settle it.
 #[derive(Debug)]
 enum Origin {
@@ -184,27 +274,81 @@ struct Taker {
     blocking: MultiplexedConnection,
 }
 
-/// Takes without waiting, in one round trip: a due retry first (its id
-/// into the retrying list: `{'r', id, envelope}`), else the queue's head
-/// (into the processing list: `{'f', body}`), else when the next retry is
-/// due (`{'w', milliseconds}`), else nothing.
+/// Takes up to `ARGV[2]` messages without waiting, in one round trip: due
+/// retries first (each id into the retrying list: `'r', id, envelope`),
+/// then the queue's head (into the processing list: `'f', body, ''`); when
+/// there was nothing, when the next retry is due (`'w', milliseconds, ''`),
+/// else nothing.
 const TAKE: &str = r"
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 1)
-if #due > 0 then
-  local id = due[1]
+local most = tonumber(ARGV[2])
+local out = {}
+local taken = 0
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, most)
+for _, id in ipairs(due) do
   redis.call('ZREM', KEYS[1], id)
   local envelope = redis.call('HGET', KEYS[2], id)
   if envelope then
     redis.call('RPUSH', KEYS[5], id)
-    return {'r', id, envelope}
+    out[#out + 1] = 'r'
+    out[#out + 1] = id
+    out[#out + 1] = envelope
+    taken = taken + 1
   end
 end
-local body = redis.call('LMOVE', KEYS[4], KEYS[3], 'LEFT', 'RIGHT')
-if body then return {'f', body} end
+while taken < most do
+  local body = redis.call('LMOVE', KEYS[4], KEYS[3], 'LEFT', 'RIGHT')
+  if not body then break end
+  out[#out + 1] = 'f'
+  out[#out + 1] = body
+  out[#out + 1] = ''
+  taken = taken + 1
+end
+if taken > 0 then return out end
 local next = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-if #next > 0 then return {'w', next[2]} end
-return false
+if #next > 0 then return {'w', next[2], ''} end
+return {}
 ";
+
+/// Settles a batch of one consumer's messages, in one round trip. Five
+/// arguments per message: its verb (`a`ck, `r`etry, re`l`ease, `d`ead;
+/// then `f` for a first attempt, whose body is in the processing list, or
+/// `r` for a retry, whose id is in the retrying list), that body or id,
+/// its retry id, its envelope or dead letter, and its score in the retry
+/// set. A message is settled only if it is still where its consumer took
+/// it to (recovery may have returned it to the queue): a settlement
+/// applied twice (its reply lost, sent again) changes nothing the second
+/// time. Returns how many were settled.
+const SETTLE: &str = r"
+local settled = 0
+for i = 1, #ARGV, 5 do
+  local verb, what, id, data, score = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
+  local fresh = string.sub(verb, 2, 2) == 'f'
+  local from = KEYS[2]
+  if fresh then from = KEYS[1] end
+  if redis.call('LREM', from, 1, what) == 1 then
+    settled = settled + 1
+    local action = string.sub(verb, 1, 1)
+    if action == 'a' then
+      if not fresh then redis.call('HDEL', KEYS[5], id) end
+    elseif action == 'r' then
+      redis.call('HSET', KEYS[5], id, data)
+      redis.call('ZADD', KEYS[4], score, id)
+    elseif action == 'l' then
+      if fresh then
+        redis.call('LPUSH', KEYS[3], what)
+      else
+        redis.call('ZADD', KEYS[4], score, id)
+      end
+    elseif action == 'd' then
+      redis.call('RPUSH', KEYS[6], data)
+      if not fresh then redis.call('HDEL', KEYS[5], id) end
+    end
+  end
+end
+return settled
+";
+
+static SETTLE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(SETTLE));
 
 /// Requeues one dead letter: removes it (`ARGV[1]`, as stored) from the
 /// dead letters' list and, if it was there, pushes its message (`ARGV[2]`)
@@ -325,6 +469,21 @@ impl RedisQueues {
             .arg(body)
             .query_async::<i64>(&mut connection)
             .await;
+        self.noted(result).map(drop)
+    }
+
+    /// Pushes every body in one `RPUSH`: one round trip, all or none.
+    async fn push_all(&self, queue: &str, bodies: &[Vec<u8>]) -> Result<(), BrokerError> {
+        if bodies.is_empty() {
+            return Ok(());
+        }
+        let mut connection = self.connection().await?;
+        let mut push = redis::cmd("RPUSH");
+        push.arg(self.key(queue));
+        for body in bodies {
+            push.arg(body.as_slice());
+        }
+        let result = push.query_async::<i64>(&mut connection).await;
         self.noted(result).map(drop)
     }
 
@@ -495,17 +654,17 @@ impl RedisQueues {
         Ok(recovered)
     }
 
-    /// Takes the next message: a due retry first, else a new one, waiting
-    /// for one when the queue is empty (`None` when nothing came). The wait
-    /// ends by the time the next retry is due, and lasts at most `longest`
-    /// (and `BLOCK`): a consumer with messages in flight passes its backoff,
-    /// so that a retry it schedules meanwhile is not due before it looks.
+    /// Takes up to `most` messages: due retries first, then new ones, in
+    /// one round trip; waits for one when there is none. The wait ends by
+    /// the time the next retry is due, and lasts at most `longest` (and
+    /// `BLOCK`): a consumer with messages in flight passes its backoff, so
+    /// that a retry it schedules meanwhile is not due before it looks.
     async fn take(
         &self,
         queue: &str,
         taker: &mut Taker,
-        longest: Duration,
-    ) -> Result<Option<(Message, Origin)>, BrokerError> {
+        (most, longest): (usize, Duration),
+    ) -> Result<Vec<(Message, Origin)>, BrokerError> {
         let processing = self.keys(queue, &format!("processing:{}", taker.id));
         let mut connection = self.connection().await?;
         let result = TAKE_SCRIPT
@@ -515,49 +674,39 @@ impl RedisQueues {
             .key(self.key(queue))
             .key(self.keys(queue, &format!("retrying:{}", taker.id)))
             .arg(now_ms())
-            .invoke_async::<Option<Vec<Vec<u8>>>>(&mut connection)
+            .arg(most.max(1))
+            .invoke_async::<Vec<Vec<u8>>>(&mut connection)
             .await;
-        let taken = self.noted(result)?;
-        match taken.as_deref() {
-            Some([kind, id, envelope]) if kind == b"r" => {
-                let id = String::from_utf8_lossy(id).into_owned();
-                let taken = match serde_json::from_slice::<Envelope>(envelope) {
-                    Ok(envelope) => Message {
-                        body: envelope.body.into_bytes().into(),
-                        attempts: envelope.attempts,
-                    },
-                    // Not ours (someone wrote to our hash): handed on as it
-                    // is, so that it is dead-lettered, not lost.
-                    Err(_) => Message {
-                        body: envelope.as_slice().into(),
-                        attempts: 0,
-                    },
-                };
-                return Ok(Some((taken, Origin::Retry(id))));
-            }
-            Some([kind, body]) if kind == b"f" => {
-                let taken = Message {
-                    body: body.as_slice().into(),
-                    attempts: 0,
-                };
-                return Ok(Some((taken, Origin::Fresh)));
-            }
-            _ => {}
-        }
+        let answer = self.noted(result)?;
+        let mut taken = Vec::with_capacity(answer.len() / 3);
         let mut block = longest.min(BLOCK);
-        if let Some([kind, due]) = taken.as_deref() {
-            if kind == b"w" {
-                let due = std::str::from_utf8(due)
-                    .ok()
-                    .and_then(|due| due.parse::<f64>().ok())
-                    .unwrap_or(0.0);
-                let until_due = (due - now_ms() as f64).max(0.0);
-                block = block.min(Duration::from_secs_f64(until_due / 1000.0));
+        for triple in answer.chunks(3) {
+            match triple {
+                [kind, id, envelope] if kind == b"r" => {
+                    let id = String::from_utf8_lossy(id).into_owned();
+                    taken.push((Message::retried(envelope), Origin::Retry(id)));
+                }
+                [kind, body, _] if kind == b"f" => {
+                    let message = Message {
+                        body: body.as_slice().into(),
+                        attempts: 0,
+                    };
+                    taken.push((message, Origin::Fresh));
+                }
+                [kind, due, _] if kind == b"w" => {
+                    let due = std::str::from_utf8(due)
+                        .ok()
+                        .and_then(|due| due.parse::<f64>().ok())
+                        .unwrap_or(0.0);
+                    let until_due = (due - now_ms() as f64).max(0.0);
+                    block = block.min(Duration::from_secs_f64(until_due / 1000.0));
+                }
+                _ => {}
             }
         }
         // Redis blocks for ever on 0, and counts in milliseconds.
-        if block < Duration::from_millis(1) {
-            return Ok(None);
+        if !taken.is_empty() || block < Duration::from_millis(1) {
+            return Ok(taken);
         }
         let result = redis::cmd("BLMOVE")
             .arg(self.key(queue))
@@ -567,159 +716,46 @@ impl RedisQueues {
             .arg(block.as_secs_f64())
             .query_async::<Option<Vec<u8>>>(&mut taker.blocking)
             .await;
-        Ok(self.noted(result)?.map(|body| {
-            let taken = Message {
-                body: body.into(),
-                attempts: 0,
-            };
-            (taken, Origin::Fresh)
-        }))
+        Ok(self
+            .noted(result)?
+            .into_iter()
+            .map(|body| {
+                let taken = Message {
+                    body: body.into(),
+                    attempts: 0,
+                };
+                (taken, Origin::Fresh)
+            })
+            .collect())
     }
 
-    /// A pipeline that starts by taking a settled message out of its
-    /// consumer's processing list, or its id out of the retrying list (in a
-    /// transaction when `atomic`).
-    fn settling(
+    /// Settles a batch of consumer `taker_id`'s messages in one round trip
+    /// (the `SETTLE` script).
+    async fn settle(
         &self,
         queue: &str,
         taker_id: &str,
-        taken: &Message,
-        origin: &Origin,
-        atomic: bool,
-    ) -> redis::Pipeline {
-        let mut pipe = redis::pipe();
-        if atomic {
-            pipe.atomic();
+        settlements: &[Settlement],
+    ) -> Result<(), BrokerError> {
+        let mut invocation = SETTLE_SCRIPT.prepare_invoke();
+        invocation
+            .key(self.keys(queue, &format!("processing:{taker_id}")))
+            .key(self.keys(queue, &format!("retrying:{taker_id}")))
+            .key(self.key(queue))
+            .key(self.keys(queue, "retry"))
+            .key(self.keys(queue, "messages"))
+            .key(self.dead_key(queue));
+        for settlement in settlements {
+            invocation
+                .arg(settlement.verb)
+                .arg(settlement.what.as_ref())
+                .arg(&settlement.id)
+                .arg(settlement.data.as_slice())
+                .arg(settlement.score);
         }
-        match origin {
-            Origin::Fresh => pipe
-                .cmd("LREM")
-                .arg(self.keys(queue, &format!("processing:{taker_id}")))
-                .arg(1)
-                .arg(taken.body.as_ref()),
-            Origin::Retry(id) => pipe
-                .cmd("LREM")
-                .arg(self.keys(queue, &format!("retrying:{taker_id}")))
-                .arg(1)
-                .arg(id),
-        }
-        .ignore();
-        pipe
-    }
-
-    /// Runs a settlement's pipeline on the shared connection.
-    async fn apply(&self, pipe: redis::Pipeline) -> Result<(), BrokerError> {
         let mut connection = self.connection().await?;
-        let result = pipe.query_async::<()>(&mut connection).await;
-        self.noted(result)
-    }
-
-    /// Settles a handled message: gone from the processing list.
-    async fn ack(
-        &self,
-        queue: &str,
-        taker_id: &str,
-        taken: &Message,
-        origin: &Origin,
-    ) -> Result<(), BrokerError> {
-        // One LREM is atomic by itself: a transaction only for a retry.
-        let atomic = matches!(origin, Origin::Retry(_));
-        let mut pipe = self.settling(queue, taker_id, taken, origin, atomic);
-        if let Origin::Retry(id) = origin {
-            pipe.cmd("HDEL")
-                .arg(self.keys(queue, "messages"))
-                .arg(id)
-                .ignore();
-        }
-        self.apply(pipe).await
-    }
-
-    /// A failed attempt: into the retry set, due after `pause`, with its
-    /// attempt count.
-    async fn retry(
-        &self,
-        queue: &str,
-        taker_id: &str,
-        taken: &Message,
-        origin: &Origin,
-        attempts: u32,
-        pause: Duration,
-    ) -> Result<(), BrokerError> {
-        let id = match origin {
-            Origin::Fresh => uuid::Uuid::new_v4().simple().to_string(),
-            Origin::Retry(id) => id.clone(),
-        };
-        let envelope = Envelope {
-            attempts,
-            body: String::from_utf8_lossy(&taken.body).into_owned(),
-        };
-        let envelope = serde_json::to_string(&envelope).unwrap_or_default();
-        let due = now_ms() + pause.as_millis() as i64;
-        let mut pipe = self.settling(queue, taker_id, taken, origin, true);
-        pipe.cmd("HSET")
-            .arg(self.keys(queue, "messages"))
-            .arg(&id)
-            .arg(envelope)
-            .ignore()
-            .cmd("ZADD")
-            .arg(self.keys(queue, "retry"))
-            .arg(due)
-            .arg(&id)
-            .ignore();
-        self.apply(pipe).await
-    }
-
-    /// Not handled (its agent was stopping): back to where it came from,
-    /// as it was.
-    async fn release(
-        &self,
-        queue: &str,
-        taker_id: &str,
-        taken: &Message,
-        origin: &Origin,
-    ) -> Result<(), BrokerError> {
-        let mut pipe = self.settling(queue, taker_id, taken, origin, true);
-        match origin {
-            Origin::Fresh => pipe
-                .cmd("LPUSH")
-                .arg(self.key(queue))
-                .arg(taken.body.as_ref())
-                .ignore(),
-            Origin::Retry(id) => pipe
-                .cmd("ZADD")
-                .arg(self.keys(queue, "retry"))
-                .arg(now_ms())
-                .arg(id)
-                .ignore(),
-        };
-        self.apply(pipe).await
-    }
-
-    /// Dead-letters a message with the reason.
-    #[allow(clippy::too_many_arguments)]
-    async fn dead(
-        &self,
-        queue: &str,
-        taker_id: &str,
-        consumer: &str,
-        taken: &Message,
-        origin: &Origin,
-        reason: &str,
-        attempts: u32,
-    ) -> Result<(), BrokerError> {
-        let letter = DeadLetter::encode(&taken.body, reason, attempts, consumer);
-        let mut pipe = self.settling(queue, taker_id, taken, origin, true);
-        pipe.cmd("RPUSH")
-            .arg(self.dead_key(queue))
-            .arg(letter)
-            .ignore();
-        if let Origin::Retry(id) = origin {
-            pipe.cmd("HDEL")
-                .arg(self.keys(queue, "messages"))
-                .arg(id)
-                .ignore();
-        }
-        self.apply(pipe).await
+        let result = invocation.invoke_async::<i64>(&mut connection).await;
+        self.noted(result).map(drop)
     }
 
     /// A consumer that stopped, its messages settled: its lease goes, and
