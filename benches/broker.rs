@@ -9,15 +9,29 @@
 //!   against a bare `redis` crate loop doing the same reliable pattern one
 //!   message at a time (`RPUSH`; `BLMOVE` to a processing list, decode,
 //!   `LREM` after handling). Needs `REDIS_URL`;
+//! - redis batch: N messages through our Redis broker to an agent's
+//!   consumer with prefetch 16, the producer keeping 64 sends in flight,
+//!   against a bare `redis` loop doing the same batched reliable pattern as
+//!   a user would write it: take up to 16 into a processing list in one
+//!   round trip (a pipeline of `LMOVE`s, `BLMOVE` when the queue is empty),
+//!   decode and handle them, remove the handled in one round trip (a
+//!   pipeline of `LREM`s); its producer keeps 64 `RPUSH`es in flight. The
+//!   line `redis batch rate: N msgs/s` gives ours alone;
+//! - amqp batch: the same shapes on RabbitMQ (prefetch 16, 64 sends in
+//!   flight), against bare `lapin` with `basic_qos(16)`;
 //! - amqp: N/5 messages through our AMQP broker to an agent's consumer
 //!   (prefetch 16), against bare `lapin`: publish with confirms, consume
 //!   with `basic_qos(16)`, decode, ack (each ack in a task of its own, as
 //!   ours settles). Needs `AMQP_URL`.
 //!
 //! `cargo bench --bench broker [-- N]` (N = 20 000 by default). Each side
-//! runs several rounds, alternating; the best counts. The last line is
-//! `broker ratio: local X.XX redis X.XX amqp X.XX` (ours / bare; `n/a`
-//! without the server's URL).
+//! runs several rounds, alternating; the best counts. The last lines are
+//! `broker ratio: local X.XX redis X.XX amqp X.XX` and `broker batch
+//! ratio: redis X.XX amqp X.XX` (ours / bare; `n/a` without the server's
+//! URL).
+//!
+//! `cargo bench --bench broker -- N redis-batch` runs the Redis batch pair
+//! alone (to count its commands with `INFO commandstats`, or profile it).
 //!
 //! `cargo bench --bench broker -- N local-ours` (or `local-bare`) runs one
 //! round of one side of the local pair alone, for instruction counts under
@@ -178,6 +192,130 @@ fn local(n: usize) -> f64 {
     )
 }
 
+/// Sends messages `0..n` with `send`, `width` sends in flight at a time
+/// (each of `width` lanes sends its share one after another).
+async fn in_flight<F, Fut>(n: usize, width: usize, send: F)
+where
+    F: Fn(u64) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let send = &send;
+    join_all((0..width.min(n)).map(|lane| async move {
+        for i in (lane..n).step_by(width) {
+            send(i as u64).await;
+        }
+    }))
+    .await;
+}
+
+/// Sixty-four sends in flight, as the batch pairs' producers keep.
+const IN_FLIGHT: usize = 64;
+
+/// The batch pair on Redis: prefetch 16, 64 sends in flight, against the
+/// bare batched reliable loop. Returns the ratio and our rate.
+fn redis_batch(url: &str, n: usize) -> (f64, f64) {
+    const TAKE: usize = 16;
+    let (ours, bare) = microagent::run(async move {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let config = BrokerConfig::redis(url).expect("REDIS_URL");
+        let broker = Broker::connect(config.namespace(&format!("B{id}:")))
+            .await
+            .expect("Redis is reachable");
+        let (agent, _handle) = microagent::start(Sixteen::default());
+        agent.send(GetInfo).await.expect("the agent started");
+
+        // The bare consumer: up to 16 LMOVEs in one pipeline (BLMOVE when
+        // the queue is empty), decode and handle, the LREMs in one pipeline.
+        let client = redis::Client::open(url).expect("REDIS_URL");
+        let producer = client.get_multiplexed_async_connection().await.unwrap();
+        let queue = format!("X{id}:orders");
+        let processing = format!("X{id}:processing");
+        {
+            let config = redis::AsyncConnectionConfig::new()
+                .set_response_timeout(Some(Duration::from_secs(10)));
+            let mut connection = client
+                .get_multiplexed_async_connection_with_config(&config)
+                .await
+                .unwrap();
+            let (queue, processing) = (queue.clone(), processing.clone());
+            actix_rt::spawn(async move {
+                loop {
+                    let mut take = redis::pipe();
+                    for _ in 0..TAKE {
+                        take.cmd("LMOVE")
+                            .arg(&queue)
+                            .arg(&processing)
+                            .arg("LEFT")
+                            .arg("RIGHT");
+                    }
+                    let taken: Vec<Option<Vec<u8>>> =
+                        take.query_async(&mut connection).await.expect("LMOVE");
+                    let mut bodies: Vec<Vec<u8>> = taken.into_iter().flatten().collect();
+                    if bodies.is_empty() {
+                        let body: Option<Vec<u8>> = redis::cmd("BLMOVE")
+                            .arg(&queue)
+                            .arg(&processing)
+                            .arg("LEFT")
+                            .arg("RIGHT")
+                            .arg(1.0)
+                            .query_async(&mut connection)
+                            .await
+                            .expect("BLMOVE");
+                        bodies.extend(body);
+                    }
+                    let mut settle = redis::pipe();
+                    for body in &bodies {
+                        let order: Order = serde_json::from_slice(body).expect("our own JSON");
+                        std::hint::black_box(order.order_id);
+                        one_done();
+                        settle
+                            .cmd("LREM")
+                            .arg(&processing)
+                            .arg(1)
+                            .arg(body)
+                            .ignore();
+                    }
+                    if !bodies.is_empty() {
+                        settle
+                            .query_async::<()>(&mut connection)
+                            .await
+                            .expect("LREM");
+                    }
+                }
+            });
+        }
+        let (mut ours, mut bare) = (Duration::MAX, Duration::MAX);
+        for _ in 0..ROUNDS {
+            let push_all = in_flight(n, IN_FLIGHT, |i| {
+                let (mut connection, queue) = (producer.clone(), queue.clone());
+                async move {
+                    let body = serde_json::to_vec(&order(i)).expect("plain JSON");
+                    redis::cmd("RPUSH")
+                        .arg(queue)
+                        .arg(body)
+                        .query_async::<i64>(&mut connection)
+                        .await
+                        .expect("pushed");
+                }
+            });
+            bare = bare.min(timed(n, push_all).await);
+            let send_all = in_flight(n, IN_FLIGHT, |i| {
+                let broker = broker.clone();
+                async move { broker.send(order(i)).await.expect("sent") }
+            });
+            ours = ours.min(timed(n, send_all).await);
+        }
+        (ours, bare)
+    });
+    let ratio = report(
+        ("broker (redis, prefetch 16, 64 sends in flight)", ours),
+        ("bare redis batched reliable loop", bare),
+        n,
+        "messages",
+    );
+    (ratio, n as f64 / ours.as_secs_f64())
+}
+
 fn redis(url: &str, n: usize) -> f64 {
     let (ours, bare) = microagent::run(async move {
         let id = uuid::Uuid::new_v4().simple().to_string();
@@ -257,7 +395,7 @@ fn redis(url: &str, n: usize) -> f64 {
     )
 }
 
-fn amqp(url: &str, n: usize) -> f64 {
+fn amqp(url: &str, n: usize, width: usize) -> f64 {
     use lapin::options::{
         BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
         ConfirmSelectOptions, QueueDeclareOptions,
@@ -326,7 +464,7 @@ fn amqp(url: &str, n: usize) -> f64 {
         });
         let (mut ours, mut bare) = (Duration::MAX, Duration::MAX);
         for _ in 0..ROUNDS {
-            let publish_all = join_all((0..n as u64).map(|i| {
+            let publish_all = in_flight(n, width, |i| {
                 let (publisher, queue) = (publisher.clone(), queue.clone());
                 async move {
                     let body = serde_json::to_vec(&order(i)).expect("plain JSON");
@@ -343,18 +481,19 @@ fn amqp(url: &str, n: usize) -> f64 {
                         .await
                         .expect("confirmed");
                 }
-            }));
+            });
             bare = bare.min(timed(n, publish_all).await);
-            let send_all = join_all((0..n as u64).map(|i| {
+            let send_all = in_flight(n, width, |i| {
                 let broker = broker.clone();
                 async move { broker.send(order(i)).await.expect("sent") }
-            }));
+            });
             ours = ours.min(timed(n, send_all).await);
         }
         (ours, bare)
     });
-    let bare_name = "bare lapin confirm/consume/ack";
-    report(("broker (amqp)", ours), (bare_name, bare), n, "messages")
+    let bare_name = format!("bare lapin confirm/consume/ack, {width} sends in flight");
+    let ours_name = format!("broker (amqp, prefetch 16, {width} sends in flight)");
+    report((&ours_name, ours), (&bare_name, bare), n, "messages")
 }
 
 fn main() {
@@ -367,6 +506,11 @@ fn main() {
         local_side(n, side == "local-ours");
         return;
     }
+    if std::env::args().any(|a| a == "redis-batch") {
+        let url = std::env::var("REDIS_URL").expect("the redis batch pair needs REDIS_URL");
+        redis_batch(&url, n);
+        return;
+    }
     let local = local(n);
     let redis = std::env::var("REDIS_URL")
         .ok()
@@ -374,16 +518,30 @@ fn main() {
     if redis.is_none() {
         println!("redis pair skipped: REDIS_URL is not set");
     }
-    let amqp = std::env::var("AMQP_URL")
+    let redis_batch = std::env::var("REDIS_URL")
         .ok()
-        .map(|url| amqp(&url, (n / 5).max(1)));
-    if amqp.is_none() {
-        println!("amqp pair skipped: AMQP_URL is not set");
+        .map(|url| redis_batch(&url, n));
+    let amqp_url = std::env::var("AMQP_URL").ok();
+    let amqp_all = amqp_url.as_deref().map(|url| {
+        let n = (n / 5).max(1);
+        amqp(url, n, n)
+    });
+    let amqp_batch = amqp_url.as_deref().map(|url| amqp(url, n, IN_FLIGHT));
+    if amqp_url.is_none() {
+        println!("amqp pairs skipped: AMQP_URL is not set");
     }
     let shown = |ratio: Option<f64>| ratio.map_or("n/a".to_owned(), |r| format!("{r:.2}"));
+    if let Some((_, rate)) = redis_batch {
+        println!("redis batch rate: {rate:.0} msgs/s");
+    }
     println!(
         "broker ratio: local {local:.2} redis {} amqp {}",
         shown(redis),
-        shown(amqp)
+        shown(amqp_all)
+    );
+    println!(
+        "broker batch ratio: redis {} amqp {}",
+        shown(redis_batch.map(|(ratio, _)| ratio)),
+        shown(amqp_batch)
     );
 }

@@ -147,11 +147,17 @@ pub(crate) trait Source: Send + 'static {
 
 /// What settles one taken message on its server.
 pub(crate) trait Ticket: Send + 'static {
-    /// Settles the message as `verdict` says; resolves once the server has
-    /// the settlement (a backend keeps trying through passing failures, or
-    /// leaves the message to be delivered again, and logs which).
-    fn settle(self: Box<Self>, verdict: Verdict) -> BoxFuture<'static, ()>;
+    /// Settles the message as `verdict` says, and drops `slot` once the
+    /// server has the settlement (a backend keeps trying through passing
+    /// failures, or leaves the message to be delivered again, and logs
+    /// which). Called on the consumer's System; it returns at once (the
+    /// work goes on in a task, or with other settlements in a batch).
+    fn settle(self: Box<Self>, verdict: Verdict, slot: Slot);
 }
+
+/// A consumer's slot for one message in flight: free again when dropped,
+/// which a backend does once the message is settled on its server.
+pub(crate) struct Slot(#[allow(dead_code)] OwnedSemaphorePermit);
 
 /// What a consumer loop knows about itself.
 struct Consumer {
@@ -330,10 +336,7 @@ fn job(consumer: &Consumer, taken: Taken, permit: OwnedSemaphorePermit) -> Job {
         // Without a runtime (the System is going) the message stays
         // unsettled on the server, which hands it out again.
         if tokio::runtime::Handle::try_current().is_ok() {
-            actix_rt::spawn(async move {
-                ticket.settle(verdict).await;
-                drop(permit);
-            });
+            ticket.settle(verdict, Slot(permit));
         }
     });
     Job::wire(body, settler)

@@ -11,7 +11,7 @@ use lapin::{Channel, Connection, Consumer};
 
 use super::super::delivery::{persist, Verdict};
 use super::super::error::BrokerError;
-use super::super::remote::{ConsumerSpec, Source, Taken, Ticket};
+use super::super::remote::{ConsumerSpec, Slot, Source, Taken, Ticket};
 use super::{attempts, AmqpQueues};
 use crate::backend::BackendError;
 use crate::LOG_TARGET;
@@ -157,8 +157,8 @@ struct AmqpTicket {
 }
 
 impl Ticket for AmqpTicket {
-    fn settle(self: Box<Self>, verdict: Verdict) -> BoxFuture<'static, ()> {
-        Box::pin(async move {
+    fn settle(self: Box<Self>, verdict: Verdict, slot: Slot) {
+        actix_rt::spawn(async move {
             let AmqpTicket {
                 queues: q,
                 consumer: (name, queue),
@@ -187,6 +187,7 @@ impl Ticket for AmqpTicket {
                 // The channel is gone: the broker delivers the message again.
                 log::warn!(target: LOG_TARGET, "consumer `{name}`: settling a message of `{queue}` failed: {e}; it will be delivered again");
             }
-        })
+            drop(slot);
+        });
     }
 }

@@ -14,7 +14,7 @@ use tokio::sync::oneshot;
 use super::super::batch::Gather;
 use super::super::delivery::{persist, unless, Verdict};
 use super::super::error::BrokerError;
-use super::super::remote::{Source, Taken, Ticket};
+use super::super::remote::{Slot, Source, Taken, Ticket};
 use super::{Message, Origin, RedisQueues, Settlement, Taker};
 use crate::LOG_TARGET;
 
@@ -25,8 +25,8 @@ pub(super) struct RedisSource {
     /// The consumer's name (in its dead letters).
     name: Arc<str>,
     taker: Taker,
-    /// Its settlements, gathered.
-    settling: Gather<Settlement>,
+    /// Its settlements, gathered (each with its slot, free once applied).
+    settling: Gather<(Settlement, Slot)>,
     /// Ends the lease's task.
     end_lease: oneshot::Sender<()>,
 }
@@ -52,10 +52,15 @@ impl RedisSource {
         ));
         let settling = {
             let queues = queues.clone();
-            Gather::start(SETTLE_MOST, move |batch: Vec<Settlement>| {
+            Gather::start(SETTLE_MOST, move |batch: Vec<(Settlement, Slot)>| {
                 let (queues, id) = (queues.clone(), taker_id.clone());
                 Box::pin(async move {
-                    persist("settling messages", || queues.settle(queue, &id, &batch)).await;
+                    let (settlements, slots): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+                    persist("settling messages", || {
+                        queues.settle(queue, &id, &settlements)
+                    })
+                    .await;
+                    drop(slots);
                 })
             })
         };
@@ -149,7 +154,7 @@ async fn keep_lease(
 /// retrying) list, with whatever else of the consumer is settled at the
 /// same time.
 struct RedisTicket {
-    settling: Gather<Settlement>,
+    settling: Gather<(Settlement, Slot)>,
     /// The consumer's name (in a dead letter).
     name: Arc<str>,
     message: Message,
@@ -157,13 +162,13 @@ struct RedisTicket {
 }
 
 impl Ticket for RedisTicket {
-    fn settle(self: Box<Self>, verdict: Verdict) -> BoxFuture<'static, ()> {
+    fn settle(self: Box<Self>, verdict: Verdict, slot: Slot) {
         let RedisTicket {
             settling,
             name,
             message,
             origin,
         } = *self;
-        Box::pin(settling.submit(Settlement::new(&name, message, origin, verdict)))
+        settling.submit((Settlement::new(&name, message, origin, verdict), slot));
     }
 }
