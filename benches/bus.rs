@@ -8,13 +8,18 @@
 //!   JSON (both publish every signal at once over one multiplexed
 //!   connection and count what one subscribing connection delivers);
 //! - rpc: sequential RPC round trips per second over Redis, against a bare
-//!   `redis` crate request/answer loop on the same channels.
+//!   `redis` crate request/answer loop on the same channels;
+//! - rpc100: 100 concurrent callers, each calling one call after another,
+//!   against bare `redis` callers as a user would write them (one response
+//!   subscription, answers routed to the waiting caller by request id);
+//!   calls per second and the latency of a call (p50, p99).
 //!
 //! `cargo bench --bench bus [-- N]` (N in-process signals per round,
-//! 100 000 by default; N/2 Redis signals, N/100 RPC calls). The Redis pairs
-//! need `REDIS_URL`. Each side runs several rounds, alternating; the best
-//! counts. The last line is `bus ratio: local X.XX redis X.XX rpc X.XX`
-//! (ours / bare; `n/a` without `REDIS_URL`).
+//! 100 000 by default; N/2 Redis signals, N/100 sequential RPC calls, N/5
+//! concurrent ones). The Redis pairs need `REDIS_URL`. Each side runs
+//! several rounds, alternating; the best counts. The last line is `bus
+//! ratio: local X.XX redis X.XX rpc X.XX rpc100 X.XX` (ours / bare; `n/a`
+//! without `REDIS_URL`).
 
 use std::time::{Duration, Instant};
 
@@ -101,9 +106,11 @@ fn main() {
         .unwrap_or(100_000);
     let local = local_pair(n);
     let redis = std::env::var("REDIS_URL").ok().map(|url| {
+        let concurrent = rpc100(&url, (n / 5).max(100));
         (
             redis_pairs::signals(&url, (n / 2).max(1)),
             redis_pairs::rpc(&url, (n / 100).max(1)),
+            concurrent,
         )
     });
     if redis.is_none() {
@@ -111,11 +118,28 @@ fn main() {
     }
     let shown = |ratio: Option<f64>| ratio.map_or("n/a".to_owned(), |r| format!("{r:.2}"));
     println!(
-        "bus ratio: local {:.2} redis {} rpc {}",
+        "bus ratio: local {:.2} redis {} rpc {} rpc100 {}",
         local,
         shown(redis.map(|r| r.0)),
-        shown(redis.map(|r| r.1))
+        shown(redis.map(|r| r.1)),
+        shown(redis.map(|r| r.2))
     );
+}
+
+/// The pair of 100 concurrent callers; prints both sides, returns ours /
+/// bare.
+fn rpc100(url: &str, n: usize) -> f64 {
+    let (ours, bare) = redis_pairs::rpc_concurrent(url, n, 100);
+    for (name, calls) in [
+        ("bus rpc (redis), 100 callers", ours),
+        ("bare redis rpc, 100 callers", bare),
+    ] {
+        println!(
+            "{name}: {:.0} calls/s, p50 {:?}, p99 {:?}",
+            calls.rate, calls.p50, calls.p99
+        );
+    }
+    ours.rate / bare.rate
 }
 
 /// The in-process pair; returns ours / bare.
