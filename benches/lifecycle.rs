@@ -1,5 +1,15 @@
-//! Starts and stops N agents in one System, and N bare actix actors doing the
-//! same field changes in `started`/`stopping`, in the same run.
+//! Starts and stops N agents in one System against actix actors doing the
+//! same work, in the same run.
+//!
+//! The headline (`lifecycle ratio`) is an agent with two async hooks
+//! (`pre_start`, `pre_stop`) and a plain `post_start` against an actix
+//! actor that does the same async work as an actix user writes it: the
+//! start work in `ctx.wait` from `started`, and `stopping` returning
+//! `Running::Continue` until the stop work has finished (`HandWritten`).
+//! An agent that declares no hooks is measured against a bare actor with
+//! no work (`no-hooks ratio`). A bare actor doing the same field changes
+//! synchronously in `started`/`stopping` (no async work at all) is shown
+//! for information: no agent with async hooks can match it (issue 11).
 //!
 //! `cargo bench --bench lifecycle [-- N]` (N defaults to 100 000). Each side
 //! runs several rounds, alternating, and the best round counts.
@@ -21,13 +31,14 @@
 //! count their drop), and one whose three hooks are plain `fn`s against
 //! the same bare actor as the headline.
 //!
-//! `cargo bench --bench lifecycle -- N agent` (or `bare`) runs one batched
+//! `cargo bench --bench lifecycle -- N agent` (or `bare`, `hand`) runs one batched
 //! round of one side alone, for instruction counts under callgrind;
 //! `msg-agent` and `msg-bare` do the same for the message pair, and
 //! `plain-agent`, `plain-bare` and `sync-agent` for the other shapes.
 //!
-//! The last lines are `message ratio: X.XX` (agent rate / bare rate) and
-//! `lifecycle ratio: X.XX` (agent time / bare time, in batches).
+//! The last lines are `message ratio: X.XX` (agent rate / bare rate),
+//! `no-hooks ratio: X.XX` and `lifecycle ratio: X.XX` (agent time /
+//! hand-written time, in batches).
 
 use std::time::{Duration, Instant};
 
@@ -87,6 +98,61 @@ impl Actor for Bare {
         one_done();
         Running::Stop
     }
+}
+
+/// The headline's work written by hand as an actix user would write it:
+/// the async start work in `ctx.wait` from `started` (nothing else runs
+/// until it is done), and `stopping` returning `Running::Continue` until
+/// the async stop work has finished. When its last address is dropped,
+/// actix does not poll an actor again after `Continue` (the crate's
+/// lifecycle notes): `stopping` sends the actor a message, whose arrival
+/// wakes it, as a hand-written actor must.
+#[derive(Default)]
+struct HandWritten {
+    opened: u64,
+    announced: u64,
+    closed: u64,
+    /// The stop work has run: the next `stopping` lets it stop.
+    stop_work_done: bool,
+}
+
+impl Actor for HandWritten {
+    type Context = actix::Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.wait(async {}.into_actor(self).map(|(), act, _| {
+            act.opened += 1;
+            act.announced += 1;
+        }));
+    }
+
+    fn stopping(&mut self, ctx: &mut Self::Context) -> Running {
+        if self.stop_work_done {
+            return Running::Stop;
+        }
+        ctx.wait(async {}.into_actor(self).map(|(), act, ctx| {
+            act.closed += 1;
+            std::hint::black_box((act.opened, act.announced, act.closed));
+            one_done();
+            act.stop_work_done = true;
+            ctx.stop();
+        }));
+        ctx.address().do_send(Wake);
+        Running::Continue
+    }
+}
+
+/// Wakes a stopping [`HandWritten`] actor.
+struct Wake;
+
+impl Message for Wake {
+    type Result = ();
+}
+
+impl Handler<Wake> for HandWritten {
+    type Result = ();
+
+    fn handle(&mut self, Wake: Wake, _: &mut actix::Context<Self>) {}
 }
 
 /// The headline's agent with plain `fn` hooks.
@@ -247,12 +313,20 @@ fn main() {
         });
         return;
     }
-    let sides = ["agent", "bare", "plain-agent", "plain-bare", "sync-agent"];
+    let sides = [
+        "agent",
+        "bare",
+        "hand",
+        "plain-agent",
+        "plain-bare",
+        "sync-agent",
+    ];
     if let Some(side) = args.iter().find(|a| sides.contains(&a.as_str())) {
         let side = side.clone();
         microagent::run(async move {
             match side.as_str() {
                 "agent" => round(n, BATCH, || microagent::start(Worker::default()).0).await,
+                "hand" => round(n, BATCH, || HandWritten::default().start()).await,
                 "plain-agent" => round(n, BATCH, || microagent::start(Plain).0).await,
                 "plain-bare" => round(n, BATCH, || BarePlain.start()).await,
                 "sync-agent" => {
@@ -265,9 +339,10 @@ fn main() {
     }
 
     // Both sides share one System, run the crate's way.
-    let ([(agent, bare), (agent_batched, bare_batched)], (agent_msgs, bare_msgs), shapes) =
+    let ([(agent, bare), (agent_batched, bare_batched)], (agent_msgs, bare_msgs), shapes, hand) =
         microagent::run(async move {
             let mut best = [(Duration::MAX, Duration::MAX); 2];
+            let mut hand = Duration::MAX;
             // Batches first: rounds with all N alive grow and fragment the
             // heap, and batched rounds after them measured that instead.
             for (shape, batch) in [(1, BATCH), (0, n)] {
@@ -277,6 +352,10 @@ fn main() {
                     let agent = round(n, batch, || microagent::start(Worker::default()).0).await;
                     best[shape].0 = best[shape].0.min(agent);
                     best[shape].1 = best[shape].1.min(bare);
+                    if batch == BATCH {
+                        let written = round(n, batch, || HandWritten::default().start()).await;
+                        hand = hand.min(written);
+                    }
                 }
             }
             // Throughput: a running agent and a bare actor, the same handler.
@@ -297,7 +376,7 @@ fn main() {
                 let agent = round(n, BATCH, || microagent::start(SyncWorker::default()).0).await;
                 shapes[1] = (shapes[1].0.min(agent), shapes[1].1.min(bare));
             }
-            (best, best_msgs, shapes)
+            (best, best_msgs, shapes, hand)
         });
 
     let rate = |d: Duration| n as f64 / d.as_secs_f64();
@@ -317,6 +396,10 @@ fn main() {
         rate(bare_batched)
     );
     println!(
+        "hand-written actix actors doing the same async work: {n} in batches of {BATCH} in {hand:?}: {:.0} actors/s",
+        rate(hand)
+    );
+    println!(
         "messages: {n} to a running agent in {agent_msgs:?}: {:.0}/s; to a bare actor in {bare_msgs:?}: {:.0}/s",
         rate(agent_msgs),
         rate(bare_msgs)
@@ -329,5 +412,7 @@ fn main() {
     );
     // Agent rate / bare rate.
     println!("message ratio: {:.2}", ratio(bare_msgs, agent_msgs));
-    println!("lifecycle ratio: {:.2}", ratio(agent_batched, bare_batched));
+    // Agent time / hand-written time; no hooks against the bare actor.
+    println!("no-hooks ratio: {:.2}", ratio(shapes[0].0, shapes[0].1));
+    println!("lifecycle ratio: {:.2}", ratio(agent_batched, hand));
 }
