@@ -29,6 +29,7 @@ use serde::{Deserialize, Serialize};
 use support::{done, expect, one_done};
 
 mod redis_pairs;
+mod rpc;
 mod support;
 
 pub(crate) const ROUNDS: usize = 5;
@@ -129,7 +130,7 @@ fn main() {
 /// The pair of 100 concurrent callers; prints both sides, returns ours /
 /// bare.
 fn rpc100(url: &str, n: usize) -> f64 {
-    let (ours, bare) = redis_pairs::rpc_concurrent(url, n, 100);
+    let (ours, bare) = rpc::rpc_concurrent(url, n, 100, ROUNDS);
     for (name, calls) in [
         ("bus rpc (redis), 100 callers", ours),
         ("bare redis rpc, 100 callers", bare),

@@ -18,8 +18,10 @@ struct Subscriber {
     deliver: DeliverFn,
 }
 
-/// The subscribers of one signal; replaced, not changed, on (un)subscribe,
-/// so a publish only clones an `Arc`.
+/// The subscribers of one signal. A publish clones the `Arc`; a
+/// (un)subscribe changes the list in place when no publish holds it, and
+/// copies it otherwise (`Arc::make_mut`), so that subscribing N receivers
+/// costs O(N), not O(N²).
 type List = Arc<Vec<Arc<Subscriber>>>;
 
 /// The subscribers of one System's bus, by signal name.
@@ -50,13 +52,11 @@ impl Subscribers {
         for (signal, responder, deliver) in receivers {
             let id = self.next_id.fetch_add(1, Ordering::Relaxed);
             let list = by_signal.entry(signal.to_owned()).or_default();
-            let mut grown = Vec::clone(list);
-            grown.push(Arc::new(Subscriber {
+            Arc::make_mut(list).push(Arc::new(Subscriber {
                 id,
                 responder,
                 deliver,
             }));
-            *list = Arc::new(grown);
             entries.push((signal, id));
         }
         entries
@@ -67,8 +67,7 @@ impl Subscribers {
         let mut by_signal = self.lock();
         for (signal, id) in entries {
             if let Some(list) = by_signal.get_mut(*signal) {
-                let kept: Vec<_> = list.iter().filter(|s| s.id != *id).cloned().collect();
-                *list = Arc::new(kept);
+                Arc::make_mut(list).retain(|s| s.id != *id);
             }
         }
     }
