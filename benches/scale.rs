@@ -14,7 +14,8 @@
 //! - `agents_start`: seconds to start N agents with a receiver on one
 //!   in-process bus (N = 100, 1 000, 10 000) until each answers a message,
 //!   against N bare actors; `agents_memory`: bytes allocated per running
-//!   agent (a counting allocator: live bytes' growth over N);
+//!   agent (a counting allocator: the live bytes freed once all N have
+//!   stopped, over N);
 //! - `signal_fanout`: seconds for one signal to reach 1, 100 and 10 000
 //!   receivers on the in-process bus, against a bare loop of `do_send`s
 //!   over as many actors;
@@ -535,7 +536,6 @@ fn agents_curves(count: usize, s: Size, points: &mut Vec<Point>) {
         let bus = Bus::connect(BusConfig::in_process())
             .await
             .expect("a new System has no bus");
-        let before = live();
         let begin = Instant::now();
         let addrs: Vec<_> = (0..count)
             .map(|_| microagent::start(Listener::default()))
@@ -544,7 +544,6 @@ fn agents_curves(count: usize, s: Size, points: &mut Vec<Point>) {
             addr.send(GetInfo).await.expect("started");
         }
         let start = begin.elapsed();
-        let memory = live().saturating_sub(before) as f64 / count as f64;
         // Receivers subscribe as they start: all of them before timing.
         let mut fanout = Duration::MAX;
         for _ in 0..s.rounds.max(3) {
@@ -556,7 +555,16 @@ fn agents_curves(count: usize, s: Size, points: &mut Vec<Point>) {
             finished.await;
             fanout = fanout.min(begin.elapsed());
         }
+        // What the running agents hold: the live bytes they free once
+        // they have all stopped.
+        let with_agents = live();
+        let (addrs, handles): (Vec<_>, Vec<_>) = addrs.into_iter().unzip();
         drop(addrs);
+        for handle in handles {
+            handle.stop();
+            let _ = handle.await;
+        }
+        let memory = with_agents.saturating_sub(live()) as f64 / count as f64;
         (start, memory, fanout)
     });
     let (bare_start, bare_fanout) = microagent::run(async move {
@@ -564,6 +572,9 @@ fn agents_curves(count: usize, s: Size, points: &mut Vec<Point>) {
         let addrs: Vec<_> = (0..count)
             .map(|_| BareListener::default().start())
             .collect();
+        for addr in &addrs {
+            addr.send(Alive).await.expect("started");
+        }
         let start = begin.elapsed();
         let mut fanout = Duration::MAX;
         for _ in 0..s.rounds.max(3) {
@@ -658,10 +669,16 @@ fn main() {
     let mut points = Vec::new();
     // `agents N`: the agent curves at N alone (for a profiler).
     if let Some(i) = args.iter().position(|a| a == "agents") {
-        let count = args.get(i + 1).and_then(|n| n.parse().ok()).unwrap_or(10_000);
+        let count = args
+            .get(i + 1)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(10_000);
         agents_curves(count, s, &mut points);
         for p in &points {
-            println!("{} x={}: ours {:.6} bare {:?}", p.curve, p.x, p.ours, p.bare);
+            println!(
+                "{} x={}: ours {:.6} bare {:?}",
+                p.curve, p.x, p.ours, p.bare
+            );
         }
         return;
     }
