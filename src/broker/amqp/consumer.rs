@@ -1,5 +1,6 @@
-//! An AMQP consumer: a channel of its own with `basic_qos` = its prefetch,
-//! deliveries acknowledged once settled.
+//! An AMQP consumer: a channel of its own (on the connection the broker's
+//! consumers share) with `basic_qos` = its prefetch, deliveries
+//! acknowledged once settled.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,14 +17,14 @@ use super::{attempts, AmqpQueues};
 use crate::backend::BackendError;
 use crate::LOG_TARGET;
 
-/// One consumer's connection, channel and deliveries.
+/// One consumer's channel and deliveries.
 pub(super) struct AmqpSource {
     queues: Arc<AmqpQueues>,
     spec: ConsumerSpec,
     /// Its consumer tag (`{consumer}-{id}`).
     tag: String,
-    /// While consuming.
-    open: Option<(Connection, Channel, Consumer)>,
+    /// While consuming: the shared connection, its channel, its deliveries.
+    open: Option<(Arc<Connection>, Channel, Consumer)>,
 }
 
 impl AmqpSource {
@@ -46,7 +47,7 @@ impl AmqpSource {
     async fn connect(&mut self) -> Result<(), BrokerError> {
         self.close().await;
         let prefetch = self.spec.options.prefetch.clamp(1, u32::from(u16::MAX)) as u16;
-        let connection = self.queues.open().await?;
+        let connection = self.queues.consumers_connection().await?;
         let (channel, deliveries) = self
             .queues
             .consume(
@@ -61,10 +62,11 @@ impl AmqpSource {
         Ok(())
     }
 
+    /// Closes its channel (what the broker sent ahead goes back to the
+    /// queue); the shared connection stays for the other consumers.
     async fn close(&mut self) {
-        if let Some((connection, channel, _)) = self.open.take() {
+        if let Some((_, channel, _)) = self.open.take() {
             let _ = channel.close(200, "consumer stopped").await;
-            let _ = connection.close(200, "consumer stopped").await;
         }
     }
 

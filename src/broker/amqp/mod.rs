@@ -87,6 +87,7 @@ impl Connector for AmqpBroker {
             namespace: config.namespace.clone(),
             dead_suffix: config.dead_suffix.clone(),
             link: tokio::sync::Mutex::new(None),
+            consuming: tokio::sync::Mutex::new(None),
             declared: Mutex::default(),
             up: AtomicBool::new(false),
         };
@@ -158,6 +159,9 @@ impl RemoteQueues for AmqpQueues {
                 let _ = channel.close(200, "broker closed").await;
                 let _ = connection.close(200, "broker closed").await;
             }
+            if let Some(connection) = self.consuming.lock().await.take() {
+                let _ = connection.close(200, "broker closed").await;
+            }
         })
     }
 
@@ -189,6 +193,10 @@ struct AmqpQueues {
     /// The connection and the confirming channel publishes go through;
     /// replaced when they broke.
     link: tokio::sync::Mutex<Option<(Connection, Channel)>>,
+    /// The connection every consumer of this broker opens its channel on
+    /// (a channel each: an error on one ends that consumer alone);
+    /// replaced when it broke.
+    consuming: tokio::sync::Mutex<Option<Arc<Connection>>>,
     /// Queues declared on the current connection.
     declared: Mutex<HashSet<String>>,
     up: AtomicBool,
@@ -241,6 +249,19 @@ impl AmqpQueues {
                 .await
                 .map_err(|e| self.error(e))?;
         self.up.store(true, Ordering::Relaxed);
+        Ok(connection)
+    }
+
+    /// The consumers' shared connection, made anew when it broke.
+    async fn consumers_connection(&self) -> Result<Arc<Connection>, BrokerError> {
+        let mut consuming = self.consuming.lock().await;
+        if let Some(connection) = consuming.as_ref() {
+            if connection.status().connected() {
+                return Ok(connection.clone());
+            }
+        }
+        let connection = Arc::new(self.open().await?);
+        *consuming = Some(connection.clone());
         Ok(connection)
     }
 
