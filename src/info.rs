@@ -204,14 +204,42 @@ pub struct TaskRuns {
     pub last_failure: Option<String>,
 }
 
-/// The time zone a cron expression is read in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
+/// The time zone a cron expression is read in. In JSON it is its name:
+/// `"utc"`, `"local"` or the IANA name (`"Europe/Berlin"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Zone {
     /// UTC (the default).
     Utc,
     /// The machine's local time zone.
     Local,
+    /// A zone of the IANA time zone database by its name
+    /// (`tz = "Europe/Berlin"`; the `tz` feature), its daylight-saving
+    /// changes included.
+    Named(&'static str),
+}
+
+impl Zone {
+    /// Its name: `utc`, `local`, or the IANA name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Zone::Utc => "utc",
+            Zone::Local => "local",
+            Zone::Named(name) => name,
+        }
+    }
+}
+
+impl std::fmt::Display for Zone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl Serialize for Zone {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
 }
 
 /// Durations appear in JSON as seconds, as they are declared.

@@ -75,6 +75,10 @@
 #![doc = include_str!("../docs/broker.md")]
 //!
 //! # Cargo features
+//! - `tz`: cron tasks in named time zones of the IANA database
+//!   (`#[cron("0 9 * * *", tz = "Europe/Berlin")]`, with `chrono-tz`),
+//!   checked at compile time; see the tasks section above for daylight
+//!   saving.
 //! - `anyhow`: a `ServerInterrupt` inside an `anyhow::Error` that a server
 //!   returns is found, so the service ends gracefully. (Hooks may return
 //!   `anyhow::Error` without it; only the interrupt inside one needs it,

@@ -378,3 +378,94 @@ fn the_kit_gives_an_http_agent_s_address_once_it_listens() {
         hello.stop().await.unwrap();
     });
 }
+
+/// A daily job at 02:30 in Berlin: a time that does not exist on the day
+/// summer time starts and exists twice on the day it ends.
+#[cfg(feature = "tz")]
+#[derive(Default, MicroAgent)]
+struct Berlin {
+    events: Events,
+}
+
+#[cfg(feature = "tz")]
+#[microagent::hooks]
+impl Berlin {
+    #[cron("30 2 * * *", tz = "Europe/Berlin")]
+    fn nightly(&mut self) {
+        self.events.push("nightly");
+    }
+}
+
+/// Runs the Berlin job in virtual time from `start` (UTC): each of
+/// `steps` advances to a UTC time and expects that many runs so far; then
+/// the next due time the agent reports, and its zone.
+#[cfg(feature = "tz")]
+fn berlin_nights(
+    start: chrono::DateTime<chrono::Utc>,
+    steps: &[(chrono::DateTime<chrono::Utc>, usize)],
+) -> (Option<String>, microagent::Zone, serde_json::Value) {
+    let events = Events::default();
+    let watched = events.clone();
+    let steps = steps.to_vec();
+    TestKit::new().virtual_time(start).run(|kit| async move {
+        let berlin = kit.start(Berlin {
+            events: watched.clone(),
+        });
+        berlin.started().await;
+        let mut now = start;
+        for (at, runs) in steps {
+            kit.advance((at - now).to_std().expect("steps go forward"))
+                .await;
+            now = at;
+            assert_eq!(watched.count("nightly"), runs, "runs by {at}");
+        }
+        let info = berlin.addr().send(GetInfo).await.unwrap();
+        berlin.stop().await.unwrap();
+        let cron = &info.cron[0];
+        let json = serde_json::to_value(cron).unwrap();
+        (
+            cron.next_due.clone(),
+            cron.timezone,
+            json["timezone"].clone(),
+        )
+    })
+}
+
+/// Spring: 02:30 does not exist on 29 March 2026 (02:00 CET jumps to
+/// 03:00 CEST): the job runs right after the gap, at 03:00 CEST (01:00
+/// UTC), once; the next night at 02:30 CEST (00:30 UTC).
+#[cfg(feature = "tz")]
+#[test]
+fn a_named_zone_cron_task_runs_right_after_the_spring_gap() {
+    let utc = |d, h, m, s| chrono::Utc.with_ymd_and_hms(2026, 3, d, h, m, s).unwrap();
+    let (next, zone, json) = berlin_nights(
+        utc(28, 12, 0, 0),
+        &[
+            (utc(29, 0, 59, 59), 0),
+            (utc(29, 1, 0, 1), 1),
+            (utc(29, 23, 0, 0), 1),
+        ],
+    );
+    assert_eq!(next.as_deref(), Some("2026-03-30T00:30:00+00:00"));
+    assert_eq!(zone, microagent::Zone::Named("Europe/Berlin"));
+    assert_eq!(json, "Europe/Berlin");
+}
+
+/// Autumn: 02:30 happens twice on 25 October 2026 (03:00 CEST falls back
+/// to 02:00 CET): the job runs once, the first time (00:30 UTC), not at
+/// the second (01:30 UTC); the next night at 02:30 CET (01:30 UTC).
+#[cfg(feature = "tz")]
+#[test]
+fn a_named_zone_cron_task_runs_once_in_the_autumn_overlap() {
+    let utc = |d, h, m, s| chrono::Utc.with_ymd_and_hms(2026, 10, d, h, m, s).unwrap();
+    let (next, _, _) = berlin_nights(
+        utc(24, 12, 0, 0),
+        &[
+            (utc(25, 0, 29, 59), 0),
+            (utc(25, 0, 30, 1), 1),
+            (utc(25, 1, 30, 1), 1),
+            (utc(25, 23, 0, 0), 1),
+        ],
+    );
+    assert_eq!(next.as_deref(), Some("2026-10-26T01:30:00+00:00"));
+}

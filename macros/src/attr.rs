@@ -6,7 +6,9 @@ use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
 use syn::{Attribute, Ident, LitStr, MetaNameValue, Token};
 
-use crate::model::{ConsumerSpec, Label, ReceiverSpec, Restart, Schedule, Seconds, TaskSpec};
+use crate::model::{
+    ConsumerSpec, Label, ReceiverSpec, Restart, Schedule, Seconds, TaskSpec, ZoneSpec,
+};
 
 /// The markers a hooks block takes off its methods.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -200,13 +202,13 @@ pub(crate) fn cron(attr: &Attribute) -> syn::Result<TaskSpec> {
                 format!("invalid cron expression: {e}"),
             ));
         }
-        let (mut timeout, mut local) = (1.0, false);
+        let (mut timeout, mut zone_spec) = (1.0, ZoneSpec::Utc);
         if !input.is_empty() {
             input.parse::<Token![,]>()?;
             for option in &options(input)? {
                 match option_key(option).as_str() {
                     "timeout" => timeout = seconds(option, false)?,
-                    "tz" => local = zone(option)?,
+                    "tz" => zone_spec = zone(option)?,
                     _ => {
                         return Err(syn::Error::new(
                             option.path.span(),
@@ -218,7 +220,10 @@ pub(crate) fn cron(attr: &Attribute) -> syn::Result<TaskSpec> {
         }
         Ok(TaskSpec {
             timeout,
-            schedule: Schedule::Cron { expression, local },
+            schedule: Schedule::Cron {
+                expression,
+                zone: zone_spec,
+            },
         })
     })
 }
@@ -313,28 +318,48 @@ fn count(option: &MetaNameValue, what: &str) -> syn::Result<u32> {
     Ok(value)
 }
 
-/// `tz = "utc"` (false) or `tz = "local"` (true).
-fn zone(option: &MetaNameValue) -> syn::Result<bool> {
-    let zone = match &option.value {
+/// `tz = "utc"`, `tz = "local"`, or an IANA name (`tz = "Europe/Berlin"`,
+/// with microagent's `tz` feature, checked against the database).
+fn zone(option: &MetaNameValue) -> syn::Result<ZoneSpec> {
+    let name = match &option.value {
         syn::Expr::Lit(syn::ExprLit {
             lit: syn::Lit::Str(s),
             ..
-        }) => s.value(),
+        }) => s.clone(),
         other => {
             return Err(syn::Error::new(
                 other.span(),
-                "`tz` is \"utc\" or \"local\"",
+                "`tz` is \"utc\", \"local\" or a time zone's name such as \"Europe/Berlin\"",
             ))
         }
     };
-    match zone.as_str() {
-        "utc" | "UTC" => Ok(false),
-        "local" => Ok(true),
-        _ => Err(syn::Error::new(
-            option.value.span(),
-            "`tz` is \"utc\" (the default) or \"local\"; named time zones are not supported",
+    match name.value().as_str() {
+        "utc" | "UTC" => Ok(ZoneSpec::Utc),
+        "local" => Ok(ZoneSpec::Local),
+        _ => named_zone(name),
+    }
+}
+
+#[cfg(feature = "tz")]
+fn named_zone(name: LitStr) -> syn::Result<ZoneSpec> {
+    match name.value().parse::<chrono_tz::Tz>() {
+        Ok(_) => Ok(ZoneSpec::Named(name)),
+        Err(_) => Err(syn::Error::new(
+            name.span(),
+            format!(
+                "unknown time zone `{}`; expected \"utc\", \"local\" or a name of the IANA time zone database such as \"Europe/Berlin\"",
+                name.value()
+            ),
         )),
     }
+}
+
+#[cfg(not(feature = "tz"))]
+fn named_zone(name: LitStr) -> syn::Result<ZoneSpec> {
+    Err(syn::Error::new(
+        name.span(),
+        "a named time zone needs microagent's `tz` feature (`features = [\"tz\"]`); without it `tz` is \"utc\" (the default) or \"local\"",
+    ))
 }
 
 /// `key = value, ...` to the end of the input.

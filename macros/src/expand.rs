@@ -9,7 +9,9 @@ use syn::{DeriveInput, Ident, ItemImpl};
 
 use crate::attr::AgentOptions;
 
-use crate::model::{Declaration, Extra, Kind, Label, Restart, Schedule, Seconds, Signature};
+use crate::model::{
+    Declaration, Extra, Kind, Label, Restart, Schedule, Seconds, Signature, ZoneSpec,
+};
 
 /// The impls of `#[derive(MicroAgent)]`: `Agent`, `Actor` (whose methods
 /// drive the lifecycle) and the handlers every agent has.
@@ -268,8 +270,12 @@ fn task_entry(d: &Declaration) -> Option<TokenStream> {
                 }
             }
         }
-        Schedule::Cron { expression, local } => {
-            let zone = if *local { quote!(Local) } else { quote!(Utc) };
+        Schedule::Cron { expression, zone } => {
+            let zone = match zone {
+                ZoneSpec::Utc => quote!(Utc),
+                ZoneSpec::Local => quote!(Local),
+                ZoneSpec::Named(name) => quote!(Named(#name)),
+            };
             quote! {
                 ::microagent::__private::Schedule::Cron {
                     expression: #expression,

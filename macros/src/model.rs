@@ -96,8 +96,16 @@ pub(crate) enum Schedule {
     },
     Cron {
         expression: LitStr,
-        local: bool,
+        zone: ZoneSpec,
     },
+}
+
+/// The time zone of a cron task, as declared.
+pub(crate) enum ZoneSpec {
+    Utc,
+    Local,
+    /// An IANA name, checked against the time zone database.
+    Named(LitStr),
 }
 
 /// A number of seconds in a declaration: a literal, checked when the

@@ -44,7 +44,10 @@ pub(crate) fn parse_cron(expression: &str) -> Result<Cron, croner::errors::CronE
     Cron::from_str(expression)
 }
 
-/// The next time a cron expression fires strictly after `after`.
+/// The next time a cron expression fires strictly after `after`, read in
+/// `zone` (across its daylight-saving changes as croner does: a fixed time
+/// in a skipped hour runs right after the gap, once in a repeated hour;
+/// an interval runs for each time the pattern matches on the wall clock).
 pub(crate) fn next_cron_time(
     cron: &Cron,
     zone: Zone,
@@ -56,6 +59,17 @@ pub(crate) fn next_cron_time(
             .find_next_occurrence(&after.with_timezone(&Local), false)
             .ok()
             .map(|t| t.with_timezone(&Utc)),
+        #[cfg(feature = "tz")]
+        Zone::Named(name) => {
+            // The macro checked the name against the same database.
+            let zone: chrono_tz::Tz = name.parse().ok()?;
+            cron.find_next_occurrence(&after.with_timezone(&zone), false)
+                .ok()
+                .map(|t| t.with_timezone(&Utc))
+        }
+        // Only the macro makes one, and only with the feature.
+        #[cfg(not(feature = "tz"))]
+        Zone::Named(_) => None,
     }
 }
 
@@ -109,6 +123,71 @@ mod tests {
         ] {
             assert!(parse_cron(bad).is_err(), "{bad:?}");
         }
+    }
+
+    /// Berlin in 2026: summer time from 29 March 02:00 (to 03:00, UTC+2),
+    /// winter time from 25 October 03:00 (back to 02:00, UTC+1).
+    #[cfg(feature = "tz")]
+    #[test]
+    fn named_zones_follow_their_daylight_saving_changes() {
+        let berlin = Zone::Named("Europe/Berlin");
+        let next =
+            |expr: &str, after| next_cron_time(&parse_cron(expr).unwrap(), berlin, after).unwrap();
+        // 09:00 local is 08:00 UTC in winter, 07:00 UTC in summer.
+        assert_eq!(
+            next("0 9 * * *", at(2026, 3, 28, 12, 0, 0)),
+            at(2026, 3, 29, 7, 0, 0)
+        );
+        assert_eq!(
+            next("0 9 * * *", at(2026, 3, 27, 12, 0, 0)),
+            at(2026, 3, 28, 8, 0, 0)
+        );
+        assert_eq!(
+            next("0 9 * * *", at(2026, 10, 24, 12, 0, 0)),
+            at(2026, 10, 25, 8, 0, 0)
+        );
+        // 02:30 does not exist on 29 March: right after the gap (03:00
+        // local, 01:00 UTC), then 02:30 local again the next day.
+        let gap = next("30 2 * * *", at(2026, 3, 28, 12, 0, 0));
+        assert_eq!(gap, at(2026, 3, 29, 1, 0, 0));
+        assert_eq!(next("30 2 * * *", gap), at(2026, 3, 30, 0, 30, 0));
+        // 02:30 happens twice on 25 October: once, the first time (UTC+2).
+        let twice = next("30 2 * * *", at(2026, 10, 24, 12, 0, 0));
+        assert_eq!(twice, at(2026, 10, 25, 0, 30, 0));
+        assert_eq!(next("30 2 * * *", twice), at(2026, 10, 26, 1, 30, 0));
+        // Hourly runs: none in the skipped hour, both in the repeated one.
+        let mut t = at(2026, 3, 28, 23, 30, 0);
+        let mut spring = Vec::new();
+        for _ in 0..4 {
+            t = next("0 * * * *", t);
+            spring.push(t);
+        }
+        // 01:00 and 03:00 local (00:00 and 01:00 UTC): one hour apart.
+        assert_eq!(
+            spring,
+            [
+                at(2026, 3, 29, 0, 0, 0),
+                at(2026, 3, 29, 1, 0, 0),
+                at(2026, 3, 29, 2, 0, 0),
+                at(2026, 3, 29, 3, 0, 0)
+            ]
+        );
+        let mut t = at(2026, 10, 24, 23, 30, 0);
+        let mut autumn = Vec::new();
+        for _ in 0..4 {
+            t = next("0 * * * *", t);
+            autumn.push(t);
+        }
+        // 02:00 local twice (00:00 and 01:00 UTC), then 03:00 at 02:00 UTC.
+        assert_eq!(
+            autumn,
+            [
+                at(2026, 10, 25, 0, 0, 0),
+                at(2026, 10, 25, 1, 0, 0),
+                at(2026, 10, 25, 2, 0, 0),
+                at(2026, 10, 25, 3, 0, 0)
+            ]
+        );
     }
 
     #[test]

@@ -1,0 +1,12 @@
+use microagent::prelude::*;
+
+#[derive(Default, MicroAgent)]
+struct Agent;
+
+#[microagent::hooks]
+impl Agent {
+    #[cron("@daily", tz = "Europe/Atlantis")]
+    fn report(&mut self) {}
+}
+
+fn main() {}
