@@ -84,16 +84,52 @@ pub trait IntoAgent: sealed::Sealed {
     /// The agent's type.
     type Agent: Agent;
 
-    /// The agent and the name it runs under.
+    /// The agent, the name it runs under, and its tasks' schedules when a
+    /// deployment set them.
     #[doc(hidden)]
-    fn into_agent(self) -> (&'static str, Self::Agent);
+    fn into_agent(self) -> Instance<Self::Agent>;
+}
+
+/// An agent as it starts: its name, and its tasks' schedules when they
+/// differ from its declaration's (one per task, in declaration order).
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct Instance<A> {
+    pub(crate) name: &'static str,
+    pub(crate) agent: A,
+    pub(crate) schedules: Option<Box<[crate::lifecycle::declare::Schedule]>>,
 }
 
 impl<A: Agent> IntoAgent for A {
     type Agent = A;
 
-    fn into_agent(self) -> (&'static str, A) {
-        (A::NAME, self)
+    fn into_agent(self) -> Instance<A> {
+        Instance {
+            name: A::NAME,
+            agent: self,
+            schedules: None,
+        }
+    }
+}
+
+/// An agent (or a named one) with its tasks' schedules set by a
+/// deployment: what the configuration starts.
+#[cfg_attr(not(feature = "config"), allow(dead_code))]
+pub(crate) struct Scheduled<T> {
+    pub(crate) agent: T,
+    pub(crate) schedules: Box<[crate::lifecycle::declare::Schedule]>,
+}
+
+impl<T: IntoAgent> sealed::Sealed for Scheduled<T> {}
+
+impl<T: IntoAgent> IntoAgent for Scheduled<T> {
+    type Agent = T::Agent;
+
+    fn into_agent(self) -> Instance<T::Agent> {
+        Instance {
+            schedules: Some(self.schedules),
+            ..self.agent.into_agent()
+        }
     }
 }
 
@@ -102,8 +138,12 @@ impl<A: Agent> sealed::Sealed for Named<A> {}
 impl<A: Agent> IntoAgent for Named<A> {
     type Agent = A;
 
-    fn into_agent(self) -> (&'static str, A) {
-        (self.name, self.agent)
+    fn into_agent(self) -> Instance<A> {
+        Instance {
+            name: self.name,
+            agent: self.agent,
+            schedules: None,
+        }
     }
 }
 

@@ -240,9 +240,9 @@ impl<A: Agent> std::fmt::Debug for AgentHandle<A> {
 /// [`run`](crate::run), from a [`Launcher`](crate::Launcher), or in an
 /// actix System you run yourself.
 pub fn start<T: IntoAgent>(agent: T) -> (Addr<T::Agent>, AgentHandle<T::Agent>) {
-    let (name, agent) = agent.into_agent();
-    let (addr, handle, launch) = prepare(name);
-    launch.run(agent);
+    let instance = agent.into_agent();
+    let (addr, handle, launch) = prepare(instance.name, instance.schedules);
+    launch.run(instance.agent);
     (addr, handle)
 }
 
@@ -259,8 +259,12 @@ where
     T: IntoAgent,
     T::Agent: Send,
 {
-    let (name, agent) = agent.into_agent();
-    let (addr, handle, launch) = prepare(name);
+    let crate::agent::Instance {
+        name,
+        agent,
+        schedules,
+    } = agent.into_agent();
+    let (addr, handle, launch) = prepare(name, schedules);
     if !arbiter.spawn_fn(move || launch.run(agent)) {
         log::error!(target: LOG_TARGET, "agent `{name}`: its arbiter has stopped; not started");
     }
@@ -307,10 +311,13 @@ impl<A: Agent> Drop for Launch<A> {
     }
 }
 
-fn prepare<A: Agent>(name: &'static str) -> (Addr<A>, AgentHandle<A>, Launch<A>) {
+fn prepare<A: Agent>(
+    name: &'static str,
+    schedules: Option<Box<[crate::lifecycle::declare::Schedule]>>,
+) -> (Addr<A>, AgentHandle<A>, Launch<A>) {
     let (tx, rx) = channel::channel(MAILBOX_CAPACITY);
     let addr = Addr::new(tx);
-    let cell = Arc::new(AgentCell::new(name, addr.downgrade()));
+    let cell = Arc::new(AgentCell::new(name, addr.downgrade(), schedules));
     let registration = registry::register(&cell);
     let handle = AgentHandle { cell: cell.clone() };
     let launch = Launch {

@@ -239,7 +239,7 @@ fn refused_configurations_exit_78_before_any_agent_starts() {
         (
             "[agent.clock]\ninterval = 1",
             vec![],
-            format!("configuration file `{shown}`: `agent.clock`: this agent takes no settings"),
+            format!("configuration file `{shown}`: `agent.clock.interval`: this agent takes no settings (only `tasks`, its tasks' schedules)"),
         ),
         (
             "agents = [\"greeter\", \"clok\"]",
@@ -509,4 +509,111 @@ fn a_logger_installed_before_deploy_wins_and_the_configuration_s_filter_is_repor
     let (code, _, stderr) = deploy_to_end(&dir.0, &[], &[]);
     assert_eq!(code, 0, "{stderr}");
     assert!(!stderr.contains("a logger was installed"), "{stderr}");
+}
+
+/// A periodic task declared hourly and a cron task declared yearly; the
+/// periodic one stops its agent at its twentieth run.
+#[derive(Default, MicroAgent)]
+struct Ticker {
+    ticks: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+#[microagent::hooks]
+impl Ticker {
+    #[periodic(period = 3600.0, start_after = 3600.0)]
+    fn tick(&mut self, ctx: &mut microagent::Context<Self>) {
+        let ticks = self.ticks.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        if ticks == 20 {
+            ctx.stop();
+        }
+    }
+
+    #[cron("0 0 1 1 *")]
+    fn yearly(&mut self) {}
+}
+
+/// `[agent.NAME.tasks.TASK]` sets a periodic task's period and first delay
+/// and a cron task's expression and zone: the hourly task runs every 20 ms
+/// (twenty runs, then it stops its agent), and `/health/info` shows the
+/// schedules the deployment set, not the declared ones.
+#[test]
+fn a_deployment_sets_its_agents_task_schedules() {
+    let http_addr = free_addr();
+    let toml = format!(
+        r#"
+        http = "{http_addr}"
+        [agent.ticker.tasks.tick]
+        period = 0.02
+        start_after = 0.0
+        [agent.ticker.tasks.yearly]
+        cron = "0 6 * * *"
+        tz = "local"
+        "#
+    );
+    let ticks = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = ticks.clone();
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let agents = Agents::new().agent("ticker", move || Ticker {
+            ticks: counted.clone(),
+        });
+        let config = Config::from_toml(&toml).unwrap();
+        let launcher =
+            microagent::Launcher::from_config(&config, &agents).expect("a valid configuration");
+        done.send(launcher.run())
+    });
+    // The info while it runs (before the twentieth run stops it).
+    let start = Instant::now();
+    let info = loop {
+        if let Some((200, body)) = http(&http_addr, "GET", "/health/info", "") {
+            break serde_json::from_str::<serde_json::Value>(&body).expect("JSON");
+        }
+        assert!(start.elapsed() < HANG, "the health server never answered");
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let exit = finished
+        .recv_timeout(HANG)
+        .expect("the hourly task ran every 20 ms");
+    assert_eq!(ticks.load(std::sync::atomic::Ordering::SeqCst), 20);
+    assert_eq!(exit, microagent::Exit::Graceful);
+    let ticker = info
+        .as_array()
+        .and_then(|agents| agents.iter().find(|a| a["name"] == "Ticker"))
+        .unwrap_or_else(|| panic!("no ticker in {info}"));
+    assert_eq!(ticker["periodic"][0]["period"], 0.02);
+    assert_eq!(ticker["periodic"][0]["start_after"], 0.0);
+    assert_eq!(ticker["cron"][0]["expression"], "0 6 * * *");
+    assert_eq!(ticker["cron"][0]["timezone"], "local");
+}
+
+/// A task table that names no task of the agent, gives a periodic task a
+/// cron key, or a value out of range is refused, naming the key.
+#[test]
+fn task_schedules_in_a_deployment_are_checked() {
+    let agents = Agents::new().agent("ticker", Ticker::default);
+    let refused = |toml: &str| {
+        microagent::Launcher::from_config(&Config::from_toml(toml).unwrap(), &agents)
+            .map(|_| ())
+            .unwrap_err()
+            .to_string()
+    };
+    let unknown = refused("[agent.ticker.tasks.tock]\nperiod = 1.0\n");
+    assert!(unknown.contains("`agent.ticker.tasks.tock`"), "{unknown}");
+    assert!(unknown.contains("its tasks: tick, yearly"), "{unknown}");
+    let wrong = refused("[agent.ticker.tasks.tick]\ncron = \"* * * * *\"\n");
+    assert!(wrong.contains("`tick` is a periodic task"), "{wrong}");
+    let zero = refused("[agent.ticker.tasks.tick]\nperiod = 0.0\n");
+    assert!(
+        zero.contains("`period` is a number of seconds above 0"),
+        "{zero}"
+    );
+    let bad = refused("[agent.ticker.tasks.yearly]\ncron = \"61 * * * *\"\n");
+    assert!(bad.contains("invalid cron expression"), "{bad}");
+    let typo = refused("[agent.ticker.tasks.tick]\nperiode = 1.0\n");
+    assert!(typo.contains("periode"), "{typo}");
+    let zone = refused("[agent.ticker.tasks.yearly]\ntz = \"Mars/Olympus\"\n");
+    assert!(zone.contains("Mars/Olympus"), "{zone}");
+    // Other keys: this agent takes no settings.
+    let settings = refused("[agent.ticker]\ncolour = \"red\"\n");
+    assert!(settings.contains("takes no settings"), "{settings}");
 }

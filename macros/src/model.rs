@@ -104,7 +104,9 @@ pub(crate) enum Schedule {
 pub(crate) enum ZoneSpec {
     Utc,
     Local,
-    /// An IANA name, checked against the time zone database.
+    /// An IANA name, checked against the time zone database (made only
+    /// with the `tz` feature).
+    #[cfg_attr(not(feature = "tz"), allow(dead_code))]
     Named(LitStr),
 }
 

@@ -5,8 +5,9 @@ use std::fmt;
 
 use serde::de::DeserializeOwned;
 
+use super::schedules::schedules;
 use super::{Config, ConfigError};
-use crate::agent::IntoAgent;
+use crate::agent::{IntoAgent, Scheduled};
 use crate::launcher::Launcher;
 
 /// Adds one registered agent, built from the configuration, to a launcher.
@@ -88,7 +89,7 @@ impl Agents {
 
     /// Registers an agent without settings as `name`; `make` builds it
     /// when the configuration picks it. A `[agent.NAME]` table for it is
-    /// an error.
+    /// an error, unless it holds only `tasks` (its tasks' schedules).
     ///
     /// # Panics
     /// When `name` is registered already.
@@ -103,21 +104,24 @@ impl Agents {
         self.register(
             name,
             Box::new(move |config, launcher| {
-                if config.configured_agents().any(|n| n == owned) {
+                if let Some(setting) = config.agent_settings(&owned).find(|k| k != "tasks") {
+                    let key = format!("{key}.{setting}");
                     return Err(ConfigError::invalid(
                         super::file::origin(&config.figment, &key),
                         &key,
-                        "this agent takes no settings",
+                        "this agent takes no settings (only `tasks`, its tasks' schedules)",
                     ));
                 }
-                Ok(launcher.agent(make()))
+                add_scheduled(config, launcher, &owned, make())
             }),
         )
     }
 
     /// Registers an agent as `name`, built by `make` from its settings:
     /// its `[agent.NAME]` table (an empty table when there is none)
-    /// deserialized as `S` (see [`Config::settings`]).
+    /// deserialized as `S` (see [`Config::settings`]). The key `tasks` of
+    /// that table sets its tasks' schedules (see [`config`](super)); a
+    /// settings type that denies unknown fields must allow it.
     ///
     /// # Panics
     /// When `name` is registered already.
@@ -133,7 +137,7 @@ impl Agents {
             name,
             Box::new(move |config, launcher| {
                 let settings = config.settings::<S>(&owned)?;
-                Ok(launcher.agent(make(settings)))
+                add_scheduled(config, launcher, &owned, make(settings))
             }),
         )
     }
@@ -212,6 +216,24 @@ impl Agents {
         }
         Ok(launcher)
     }
+}
+
+/// Adds `agent`, registered as `name`, with the tasks' schedules the
+/// configuration sets for it.
+fn add_scheduled<T>(
+    config: &Config,
+    launcher: Launcher,
+    name: &str,
+    agent: T,
+) -> Result<Launcher, ConfigError>
+where
+    T: IntoAgent + Send + 'static,
+    T::Agent: Send,
+{
+    Ok(match schedules::<T::Agent>(config, name)? {
+        Some(schedules) => launcher.agent(Scheduled { agent, schedules }),
+        None => launcher.agent(agent),
+    })
 }
 
 // The configuration builds on the launcher, not the other way round: this

@@ -57,6 +57,7 @@
 mod agents;
 mod error;
 mod file;
+mod schedules;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -223,6 +224,17 @@ impl Config {
     /// The names of the agents with a settings table (`[agent.NAME]`).
     pub fn configured_agents(&self) -> impl Iterator<Item = &str> {
         self.parsed.agent.keys().map(String::as_str)
+    }
+
+    /// The keys of agent `name`'s `[agent.NAME]` table (none when it has
+    /// none; a value that is not a table shows as one key, empty).
+    pub(crate) fn agent_settings(&self, name: &str) -> impl Iterator<Item = String> + '_ {
+        let keys: Vec<String> = match self.parsed.agent.get(name) {
+            Some(figment::value::Value::Dict(_, dict)) => dict.keys().cloned().collect(),
+            Some(_) => vec![String::new()],
+            None => Vec::new(),
+        };
+        keys.into_iter()
     }
 
     /// The settings of agent `name`: its `[agent.NAME]` table (an empty

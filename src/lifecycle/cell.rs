@@ -8,6 +8,7 @@ use std::task::{Poll, Waker};
 
 use actix::{Actor, WeakAddr};
 
+use super::declare::Schedule;
 use crate::agent::Agent;
 use crate::broker::BrokerError;
 use crate::bus::SignalError;
@@ -67,6 +68,9 @@ struct More {
     receiver_runs: Vec<HandlerRuns>,
     /// The runs of each consumer that went wrong (by index, grown on use).
     consumer_runs: Vec<HandlerRuns>,
+    /// Its tasks' schedules when a deployment set them (one per task, in
+    /// declaration order); `None`: as declared.
+    schedules: Option<Box<[Schedule]>>,
 }
 
 /// A receiver or a consumer, by its index in the agent's table.
@@ -124,14 +128,29 @@ const fn stage_index(stage: Stage) -> u32 {
 }
 
 impl<A: Actor> AgentCell<A> {
-    pub(crate) fn new(name: &'static str, addr: WeakAddr<A>) -> Self {
+    /// A new agent's cell; `schedules` are its tasks' schedules when a
+    /// deployment set them.
+    pub(crate) fn new(
+        name: &'static str,
+        addr: WeakAddr<A>,
+        schedules: Option<Box<[Schedule]>>,
+    ) -> Self {
+        let shared = Shared {
+            more: schedules.map(|schedules| {
+                Box::new(More {
+                    schedules: Some(schedules),
+                    ..More::default()
+                })
+            }),
+            ..Shared::default()
+        };
         AgentCell {
             name,
             addr,
             phase: AtomicU8::new(Phase::Starting as u8),
             stop_asked: AtomicBool::new(false),
             doing: AtomicU32::new(0),
-            shared: Mutex::default(),
+            shared: Mutex::new(shared),
         }
     }
 
@@ -317,6 +336,15 @@ fn grown<T: Default + Clone>(runs: &mut Vec<T>, index: usize) -> &mut T {
 }
 
 impl<A: Agent> AgentCell<A> {
+    /// Its tasks' schedules: as a deployment set them, or as declared.
+    pub(crate) fn schedules(&self) -> Vec<Schedule> {
+        let shared = self.shared();
+        match shared.more.as_ref().and_then(|m| m.schedules.as_ref()) {
+            Some(schedules) => schedules.to_vec(),
+            None => A::HOOKS.tasks.iter().map(|t| t.schedule).collect(),
+        }
+    }
+
     /// What the agent declares, with what it did so far: task runs that
     /// went wrong, addresses its servers published.
     pub(crate) fn running_info(&self) -> AgentInfo {
@@ -332,9 +360,10 @@ impl<A: Agent> AgentCell<A> {
                 None => Default::default(),
             }
         };
+        let schedules = self.schedules();
         let mut info = super::describe::describe_running::<A>(
             self.name,
-            &runs,
+            (&runs, &schedules),
             &addresses,
             &receiver_runs,
             &consumer_runs,

@@ -14,21 +14,23 @@ use crate::info::{
 
 /// Describes agent type `A` from its table (cron due times computed now).
 pub fn describe<A: Agent>() -> AgentInfo {
-    describe_running::<A>(A::NAME, &[], &[], &[], &[])
+    let schedules: Vec<Schedule> = A::HOOKS.tasks.iter().map(|t| t.schedule).collect();
+    describe_running::<A>(A::NAME, (&[], &schedules), &[], &[], &[])
 }
 
 /// Describes a running agent `name` of type `A` with what it did: the runs
-/// of its tasks that went wrong (by task index) and its servers' addresses.
+/// of its tasks that went wrong and their schedules (by task index), and
+/// its servers' addresses.
 pub(crate) fn describe_running<A: Agent>(
     name: &'static str,
-    runs: &[TaskRuns],
+    (runs, schedules): (&[TaskRuns], &[Schedule]),
     addresses: &[(&'static str, SocketAddr)],
     receiver_runs: &[HandlerRuns],
     consumer_runs: &[HandlerRuns],
 ) -> AgentInfo {
     let table = &A::HOOKS;
     let names = |stage| table.stage(stage).iter().map(|h| h.name).collect();
-    let (periodic, cron) = describe_tasks::<A>(runs);
+    let (periodic, cron) = describe_tasks::<A>(runs, schedules);
     AgentInfo {
         name,
         hooks: HooksInfo {
@@ -83,12 +85,15 @@ pub(crate) fn describe_running<A: Agent>(
 
 /// The agent's periodic and cron tasks, with their runs so far (`runs`,
 /// by task index) and each cron task's next due time.
-fn describe_tasks<A: Agent>(runs: &[TaskRuns]) -> (Vec<PeriodicInfo>, Vec<CronInfo>) {
+fn describe_tasks<A: Agent>(
+    runs: &[TaskRuns],
+    schedules: &[Schedule],
+) -> (Vec<PeriodicInfo>, Vec<CronInfo>) {
     let runs_of = |index: usize| runs.get(index).cloned().unwrap_or_default();
     let now = wall_now();
     let (mut periodic, mut cron) = (Vec::new(), Vec::new());
     for (index, task) in A::HOOKS.tasks.iter().enumerate() {
-        match task.schedule {
+        match schedules.get(index).copied().unwrap_or(task.schedule) {
             Schedule::Every {
                 period,
                 start_after,

@@ -56,6 +56,8 @@ mod tasks;
 
 pub(crate) use cell::AgentCell;
 pub use context::Context;
+#[cfg(feature = "config")]
+pub(crate) use cron::parse_cron;
 #[cfg(feature = "testkit")]
 pub(crate) use cron::set_virtual_wall;
 pub(crate) use declare::Hooks;

@@ -33,6 +33,8 @@ struct TaskSlot {
     k: u64,
     /// Cron: the parsed expression (checked at compile time for literals).
     cron: Option<Cron>,
+    /// When it runs: as declared, or as a deployment set it.
+    schedule: Schedule,
     /// When the run in progress started.
     started: Option<Instant>,
 }
@@ -58,13 +60,14 @@ fn instant_of(at: DateTime<Utc>) -> Instant {
 
 impl Timers {
     /// Schedules every task of agent `agent` from now (the end of the
-    /// `pre_start` hooks).
-    fn start<A: Agent>(agent: &'static str) -> Self {
+    /// `pre_start` hooks), each on its schedule in `schedules`.
+    fn start<A: Agent>(agent: &'static str, schedules: &[Schedule]) -> Self {
         let now = Instant::now();
         let slots = A::HOOKS
             .tasks
             .iter()
-            .map(|task| match task.schedule {
+            .zip(schedules)
+            .map(|(task, &schedule)| match schedule {
                 Schedule::Every { start_after, .. } => {
                     let first = now + start_after;
                     TaskSlot {
@@ -72,6 +75,7 @@ impl Timers {
                         first,
                         k: 0,
                         cron: None,
+                        schedule,
                         started: None,
                     }
                 }
@@ -97,6 +101,7 @@ impl Timers {
                         first: now,
                         k: 0,
                         cron,
+                        schedule,
                         started: None,
                     }
                 }
@@ -122,7 +127,7 @@ impl Timers {
         let slot = &mut self.slots[index];
         let now = Instant::now();
         let started = slot.started.take().unwrap_or(now);
-        match task.schedule {
+        match slot.schedule {
             Schedule::Every { period, .. } => {
                 let mut skipped = 0u64;
                 loop {
@@ -199,7 +204,8 @@ pub(crate) fn start<A: Agent>(ctx: &mut Context<A>) {
     if A::HOOKS.tasks.is_empty() {
         return;
     }
-    let timers = Timers::start::<A>(ctx.life.name);
+    let schedules = ctx.life.cell.schedules();
+    let timers = Timers::start::<A>(ctx.life.name, &schedules);
     ctx.life.extras().timers = Some(timers);
     ctx.spawn(Scheduler { sleep: None });
 }
