@@ -44,8 +44,9 @@ use futures_util::future::join_all;
 use microagent::broker::{Broker, BrokerConfig, Queue};
 use microagent::prelude::*;
 use serde::{Deserialize, Serialize};
-use support::{one_done, report, timed};
+use support::{in_flight, one_done, report, timed};
 
+mod bare;
 mod support;
 
 const ROUNDS: usize = 5;
@@ -192,22 +193,6 @@ fn local(n: usize) -> f64 {
     )
 }
 
-/// Sends messages `0..n` with `send`, `width` sends in flight at a time
-/// (each of `width` lanes sends its share one after another).
-async fn in_flight<F, Fut>(n: usize, width: usize, send: F)
-where
-    F: Fn(u64) -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
-    let send = &send;
-    join_all((0..width.min(n)).map(|lane| async move {
-        for i in (lane..n).step_by(width) {
-            send(i as u64).await;
-        }
-    }))
-    .await;
-}
-
 /// Sixty-four sends in flight, as the batch pairs' producers keep.
 const IN_FLIGHT: usize = 64;
 
@@ -230,60 +215,7 @@ fn redis_batch(url: &str, n: usize) -> (f64, f64) {
         let producer = client.get_multiplexed_async_connection().await.unwrap();
         let queue = format!("X{id}:orders");
         let processing = format!("X{id}:processing");
-        {
-            let config = redis::AsyncConnectionConfig::new()
-                .set_response_timeout(Some(Duration::from_secs(10)));
-            let mut connection = client
-                .get_multiplexed_async_connection_with_config(&config)
-                .await
-                .unwrap();
-            let (queue, processing) = (queue.clone(), processing.clone());
-            actix_rt::spawn(async move {
-                loop {
-                    let mut take = redis::pipe();
-                    for _ in 0..TAKE {
-                        take.cmd("LMOVE")
-                            .arg(&queue)
-                            .arg(&processing)
-                            .arg("LEFT")
-                            .arg("RIGHT");
-                    }
-                    let taken: Vec<Option<Vec<u8>>> =
-                        take.query_async(&mut connection).await.expect("LMOVE");
-                    let mut bodies: Vec<Vec<u8>> = taken.into_iter().flatten().collect();
-                    if bodies.is_empty() {
-                        let body: Option<Vec<u8>> = redis::cmd("BLMOVE")
-                            .arg(&queue)
-                            .arg(&processing)
-                            .arg("LEFT")
-                            .arg("RIGHT")
-                            .arg(1.0)
-                            .query_async(&mut connection)
-                            .await
-                            .expect("BLMOVE");
-                        bodies.extend(body);
-                    }
-                    let mut settle = redis::pipe();
-                    for body in &bodies {
-                        let order: Order = serde_json::from_slice(body).expect("our own JSON");
-                        std::hint::black_box(order.order_id);
-                        one_done();
-                        settle
-                            .cmd("LREM")
-                            .arg(&processing)
-                            .arg(1)
-                            .arg(body)
-                            .ignore();
-                    }
-                    if !bodies.is_empty() {
-                        settle
-                            .query_async::<()>(&mut connection)
-                            .await
-                            .expect("LREM");
-                    }
-                }
-            });
-        }
+        bare::redis_consumer::<Order>(&client, (queue.clone(), processing), TAKE).await;
         let (mut ours, mut bare) = (Duration::MAX, Duration::MAX);
         for _ in 0..ROUNDS {
             let push_all = in_flight(n, IN_FLIGHT, |i| {
@@ -396,10 +328,7 @@ fn redis(url: &str, n: usize) -> f64 {
 }
 
 fn amqp(url: &str, n: usize, width: usize) -> f64 {
-    use lapin::options::{
-        BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
-        ConfirmSelectOptions, QueueDeclareOptions,
-    };
+    use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions};
     use lapin::types::FieldTable;
     use lapin::{BasicProperties, Connection, ConnectionProperties};
 
@@ -431,37 +360,7 @@ fn amqp(url: &str, n: usize, width: usize) -> f64 {
             )
             .await
             .unwrap();
-        let consuming = connection.create_channel().await.unwrap();
-        consuming
-            .basic_qos(16, BasicQosOptions::default())
-            .await
-            .unwrap();
-        let mut deliveries = consuming
-            .basic_consume(
-                &queue,
-                "bare",
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .unwrap();
-        actix_rt::spawn(async move {
-            use futures_util::StreamExt;
-            while let Some(Ok(delivery)) = deliveries.next().await {
-                let order: Order = serde_json::from_slice(&delivery.data).expect("our own JSON");
-                std::hint::black_box(order.order_id);
-                one_done();
-                // Acknowledged without holding up the next delivery, as
-                // ours settles (qos bounds what is unacknowledged).
-                actix_rt::spawn(async move {
-                    delivery
-                        .acker
-                        .ack(BasicAckOptions::default())
-                        .await
-                        .expect("ack");
-                });
-            }
-        });
+        bare::amqp_consumer::<Order>(&connection, &queue, ("bare", 16)).await;
         let (mut ours, mut bare) = (Duration::MAX, Duration::MAX);
         for _ in 0..ROUNDS {
             let publish_all = in_flight(n, width, |i| {

@@ -31,13 +31,13 @@
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
-use futures_util::future::join_all;
 use microagent::broker::{Broker, BrokerConfig, Queue};
 use microagent::bus::{Bus, BusConfig, Signal};
 use microagent::prelude::*;
 use serde::{Deserialize, Serialize};
-use support::{done, expect, one_done, timed};
+use support::{done, expect, in_flight, one_done, timed};
 
+mod bare;
 mod rpc;
 mod support;
 
@@ -186,21 +186,6 @@ fn order(order_id: u64, size: usize) -> Order {
     }
 }
 
-/// Sends messages `0..n` with `send`, `width` in flight.
-async fn in_flight<F, Fut>(n: usize, width: usize, send: F)
-where
-    F: Fn(u64) -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
-    let send = &send;
-    join_all((0..width.min(n)).map(|lane| async move {
-        for i in (lane..n).step_by(width) {
-            send(i as u64).await;
-        }
-    }))
-    .await;
-}
-
 /// Where the broker of a queue point lives.
 #[derive(Clone, Copy, PartialEq)]
 enum Backend {
@@ -300,58 +285,8 @@ fn queue_bare_redis(url: &str, (take, consumers): (usize, usize), size: usize, s
         let producer = client.get_multiplexed_async_connection().await.unwrap();
         let queue = format!("X{id}:orders");
         for c in 0..consumers {
-            let config = redis::AsyncConnectionConfig::new()
-                .set_response_timeout(Some(Duration::from_secs(10)));
-            let mut connection = client
-                .get_multiplexed_async_connection_with_config(&config)
-                .await
-                .unwrap();
-            let (queue, processing) = (queue.clone(), format!("X{id}:processing:{c}"));
-            actix_rt::spawn(async move {
-                loop {
-                    let mut pipe = redis::pipe();
-                    for _ in 0..take {
-                        pipe.cmd("LMOVE")
-                            .arg(&queue)
-                            .arg(&processing)
-                            .arg("LEFT")
-                            .arg("RIGHT");
-                    }
-                    let taken: Vec<Option<Vec<u8>>> =
-                        pipe.query_async(&mut connection).await.expect("LMOVE");
-                    let mut bodies: Vec<Vec<u8>> = taken.into_iter().flatten().collect();
-                    if bodies.is_empty() {
-                        let body: Option<Vec<u8>> = redis::cmd("BLMOVE")
-                            .arg(&queue)
-                            .arg(&processing)
-                            .arg("LEFT")
-                            .arg("RIGHT")
-                            .arg(1.0)
-                            .query_async(&mut connection)
-                            .await
-                            .expect("BLMOVE");
-                        bodies.extend(body);
-                    }
-                    let mut settle = redis::pipe();
-                    for body in &bodies {
-                        let order: Order = serde_json::from_slice(body).expect("our own JSON");
-                        std::hint::black_box(order.order_id);
-                        one_done();
-                        settle
-                            .cmd("LREM")
-                            .arg(&processing)
-                            .arg(1)
-                            .arg(body)
-                            .ignore();
-                    }
-                    if !bodies.is_empty() {
-                        settle
-                            .query_async::<()>(&mut connection)
-                            .await
-                            .expect("LREM");
-                    }
-                }
-            });
+            let processing = format!("X{id}:processing:{c}");
+            bare::redis_consumer::<Order>(&client, (queue.clone(), processing), take).await;
         }
         let mut best = Duration::MAX;
         for _ in 0..s.rounds {
@@ -382,8 +317,7 @@ fn queue_bare_redis(url: &str, (take, consumers): (usize, usize), size: usize, s
 /// Bare RabbitMQ: `consumers` lapin consumers with `basic_qos(prefetch)`.
 fn queue_bare_amqp(url: &str, (prefetch, consumers): (u16, usize), s: Size) -> f64 {
     use lapin::options::{
-        BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
-        ConfirmSelectOptions, QueueDeclareOptions, QueueDeleteOptions,
+        BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions, QueueDeleteOptions,
     };
     use lapin::types::FieldTable;
     use lapin::{BasicProperties, Connection, ConnectionProperties};
@@ -410,37 +344,8 @@ fn queue_bare_amqp(url: &str, (prefetch, consumers): (u16, usize), s: Size) -> f
             .await
             .unwrap();
         for c in 0..consumers {
-            let channel = connection.create_channel().await.unwrap();
-            channel
-                .basic_qos(prefetch, BasicQosOptions::default())
-                .await
-                .unwrap();
-            let mut deliveries = channel
-                .basic_consume(
-                    &queue,
-                    &format!("bare{c}"),
-                    BasicConsumeOptions::default(),
-                    FieldTable::default(),
-                )
-                .await
-                .unwrap();
-            actix_rt::spawn(async move {
-                use futures_util::StreamExt;
-                let _channel = channel;
-                while let Some(Ok(delivery)) = deliveries.next().await {
-                    let order: Order =
-                        serde_json::from_slice(&delivery.data).expect("our own JSON");
-                    std::hint::black_box(order.order_id);
-                    one_done();
-                    actix_rt::spawn(async move {
-                        delivery
-                            .acker
-                            .ack(BasicAckOptions::default())
-                            .await
-                            .expect("ack");
-                    });
-                }
-            });
+            bare::amqp_consumer::<Order>(&connection, &queue, (&format!("bare{c}"), prefetch))
+                .await;
         }
         let mut best = Duration::MAX;
         for _ in 0..s.rounds {

@@ -9,7 +9,7 @@ use futures_util::StreamExt;
 use microagent::bus::AgentBus;
 use microagent::prelude::*;
 
-use crate::rpc::{our_bus, Answering, GetStock, CALL_TIMEOUT};
+use crate::rpc::{self, our_bus, Answering, GetStock, CALL_TIMEOUT};
 use crate::support::{one_done, report, timed};
 use crate::{payload, OrderPlaced, Receiving, ROUNDS};
 
@@ -81,33 +81,7 @@ pub(crate) fn rpc(url: &str, n: usize) -> f64 {
 
         let client = redis::Client::open(url).expect("REDIS_URL");
         // The bare responder: answers each request on the response channel.
-        let (mut sink, mut requests) = client.get_async_pubsub().await.unwrap().split();
-        sink.psubscribe(format!("{bare_prefix}:get_stock:*"))
-            .await
-            .unwrap();
-        let mut answerer = client.get_multiplexed_async_connection().await.unwrap();
-        let responses = format!("{bare_prefix}:response:bare");
-        actix_rt::spawn(async move {
-            let _sink = sink;
-            let mut stock = 0u64;
-            while let Some(message) = requests.next().await {
-                let channel = message.get_channel_name().to_owned();
-                let Some((_, id)) = channel.rsplit_once('#') else {
-                    continue;
-                };
-                let ask: GetStock =
-                    serde_json::from_slice(message.get_payload_bytes()).expect("our own JSON");
-                stock += ask.item.len() as u64;
-                let answer = serde_json::to_vec(&serde_json::json!({ "Bare.stock": stock }))
-                    .expect("plain JSON");
-                redis::cmd("PUBLISH")
-                    .arg(format!("{responses}#{id}"))
-                    .arg(answer)
-                    .query_async::<usize>(&mut answerer)
-                    .await
-                    .expect("answered");
-            }
-        });
+        rpc::bare_responder(&client, &bare_prefix).await;
         // The bare caller: publishes a request, reads answers until its own.
         let mut caller = client.get_multiplexed_async_connection().await.unwrap();
         let (mut sink, mut answers) = client.get_async_pubsub().await.unwrap().split();

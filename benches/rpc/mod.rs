@@ -48,6 +48,41 @@ impl Answering {
     }
 }
 
+/// Starts the bare responder: answers each request under `prefix` on the
+/// response channel with the request's id, as the original does.
+pub(crate) async fn bare_responder(client: &redis::Client, prefix: &str) {
+    let (mut sink, mut requests) = client.get_async_pubsub().await.unwrap().split();
+    sink.psubscribe(format!("{prefix}:get_stock:*"))
+        .await
+        .unwrap();
+    let answerer = client.get_multiplexed_async_connection().await.unwrap();
+    let responses = format!("{prefix}:response:bare");
+    actix_rt::spawn(async move {
+        let _sink = sink;
+        let mut stock = 0u64;
+        while let Some(message) = requests.next().await {
+            let channel = message.get_channel_name().to_owned();
+            let Some((_, id)) = channel.rsplit_once('#') else {
+                continue;
+            };
+            let ask: GetStock =
+                serde_json::from_slice(message.get_payload_bytes()).expect("our own JSON");
+            stock += ask.item.len() as u64;
+            let answer = serde_json::to_vec(&serde_json::json!({ "Bare.stock": stock }))
+                .expect("plain JSON");
+            let (mut answerer, channel) = (answerer.clone(), format!("{responses}#{id}"));
+            actix_rt::spawn(async move {
+                redis::cmd("PUBLISH")
+                    .arg(channel)
+                    .arg(answer)
+                    .query_async::<usize>(&mut answerer)
+                    .await
+                    .expect("answered");
+            });
+        }
+    });
+}
+
 /// What a run of concurrent calls measured: calls per second and the
 /// latency of one call at the median and the 99th percentile.
 #[derive(Debug, Clone, Copy)]
@@ -95,37 +130,7 @@ pub(crate) fn rpc_concurrent(url: &str, n: usize, callers: usize, rounds: usize)
         agent.send(GetInfo).await.expect("the agent started");
 
         let client = redis::Client::open(url).expect("REDIS_URL");
-        // The bare responder, as in the sequential pair.
-        let (mut sink, mut requests) = client.get_async_pubsub().await.unwrap().split();
-        sink.psubscribe(format!("{bare_prefix}:get_stock:*"))
-            .await
-            .unwrap();
-        let answerer = client.get_multiplexed_async_connection().await.unwrap();
-        let responses = format!("{bare_prefix}:response:bare");
-        actix_rt::spawn(async move {
-            let _sink = sink;
-            let mut stock = 0u64;
-            while let Some(message) = requests.next().await {
-                let channel = message.get_channel_name().to_owned();
-                let Some((_, id)) = channel.rsplit_once('#') else {
-                    continue;
-                };
-                let ask: GetStock =
-                    serde_json::from_slice(message.get_payload_bytes()).expect("our own JSON");
-                stock += ask.item.len() as u64;
-                let answer = serde_json::to_vec(&serde_json::json!({ "Bare.stock": stock }))
-                    .expect("plain JSON");
-                let (mut answerer, channel) = (answerer.clone(), format!("{responses}#{id}"));
-                actix_rt::spawn(async move {
-                    redis::cmd("PUBLISH")
-                        .arg(channel)
-                        .arg(answer)
-                        .query_async::<usize>(&mut answerer)
-                        .await
-                        .expect("answered");
-                });
-            }
-        });
+        bare_responder(&client, &bare_prefix).await;
         // The bare callers' side: one subscription, answers routed by id.
         type Waiting = Rc<RefCell<HashMap<String, oneshot::Sender<Vec<u8>>>>>;
         let waiting: Waiting = Rc::default();

@@ -63,3 +63,20 @@ pub(crate) fn report(
     );
     rate(ours) / rate(bare)
 }
+
+/// Sends messages `0..n` with `send`, `width` sends in flight at a time
+/// (each of `width` lanes sends its share one after another).
+#[allow(dead_code)] // the queue benches' producers
+pub(crate) async fn in_flight<F, Fut>(n: usize, width: usize, send: F)
+where
+    F: Fn(u64) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let send = &send;
+    futures_util::future::join_all((0..width.min(n)).map(|lane| async move {
+        for i in (lane..n).step_by(width) {
+            send(i as u64).await;
+        }
+    }))
+    .await;
+}
