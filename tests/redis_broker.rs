@@ -1001,3 +1001,74 @@ fn a_consumer_takes_in_batches_and_send_batch_is_one_push() {
         "{scripts} scripts for 320 messages: not taken in batches"
     );
 }
+
+/// How many AMQP connections whose name holds `namespace` RabbitMQ lists;
+/// `None` when `rabbitmqctl` cannot run.
+fn amqp_connections(namespace: &str) -> Option<usize> {
+    let listed = Command::new("rabbitmqctl")
+        .args(["-q", "list_connections", "client_properties"])
+        .output()
+        .ok()
+        .filter(|out| out.status.success())?;
+    let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
+    Some(
+        listed
+            .lines()
+            .filter(|line| line.contains(namespace))
+            .count(),
+    )
+}
+
+/// Three consumers of one broker share one connection (a channel each),
+/// beside the publishing one: two connections, not four; and each still
+/// consumes.
+#[test]
+#[cfg_attr(not(service_amqp), ignore = "needs AMQP_URL")]
+fn amqp_consumers_share_one_connection() {
+    let url = support::redis::amqp_url();
+    assert!(
+        amqp_connections("no such connection").is_some(),
+        "this test needs rabbitmqctl beside the RabbitMQ at AMQP_URL"
+    );
+    let namespace = format!("{}:", support::redis::prefix());
+    let events = Events::default();
+    let watched = events.clone();
+    let listed = microagent::run(async move {
+        let config = BrokerConfig::amqp(&url).unwrap().namespace(&namespace);
+        let broker = Broker::connect(config).await.unwrap();
+        let consumers: Vec<_> = (0..3)
+            .map(|_| {
+                microagent::start(RustConsumer {
+                    events: watched.clone(),
+                })
+            })
+            .collect();
+        for id in 0..30 {
+            let message = FromPython {
+                id,
+                source: "shared".into(),
+            };
+            broker.send(message).await.unwrap();
+        }
+        for id in 0..30 {
+            watched
+                .seen(&format!("rust handled {id} from shared"))
+                .await;
+        }
+        let namespace_ = namespace.clone();
+        let listed = actix_rt::task::spawn_blocking(move || amqp_connections(&namespace_))
+            .await
+            .unwrap()
+            .expect("rabbitmqctl ran before");
+        for (_, handle) in consumers {
+            handle.stop();
+            handle.await.unwrap();
+        }
+        listed
+    });
+    assert_eq!(
+        listed, 2,
+        "the publisher's connection and the consumers' one"
+    );
+    assert_eq!(events.all().len(), 30, "each message handled once");
+}
