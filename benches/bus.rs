@@ -19,7 +19,7 @@
 //! concurrent ones). The Redis pairs need `REDIS_URL`. Each side runs
 //! several rounds, alternating; the best counts. The last line is `bus
 //! ratio: local X.XX redis X.XX rpc X.XX rpc100 X.XX` (ours / bare; `n/a`
-//! without `REDIS_URL`).
+//! without `REDIS_URL`). `-- N rpc100` runs the concurrent RPC pair alone.
 
 use std::time::{Duration, Instant};
 
@@ -105,6 +105,12 @@ fn main() {
         .find(|a| !a.starts_with('-'))
         .map(|a| a.parse().expect("N must be a whole number"))
         .unwrap_or(100_000);
+    // `rpc100`: the pair of 100 concurrent callers alone (for a profiler).
+    if std::env::args().any(|a| a == "rpc100") {
+        let url = std::env::var("REDIS_URL").expect("the rpc100 pair needs REDIS_URL");
+        rpc100(&url, (n / 5).max(100));
+        return;
+    }
     let local = local_pair(n);
     let redis = std::env::var("REDIS_URL").ok().map(|url| {
         let concurrent = rpc100(&url, (n / 5).max(100));
