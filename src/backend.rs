@@ -134,7 +134,10 @@ impl Eq for BackendError {}
 /// The secrets `url` carries: its password, and the values of query
 /// parameters that may hold one (see [`redact`]).
 fn secrets(url: &str) -> Vec<String> {
-    let Ok(parsed) = url::Url::parse(url) else {
+    let Ok(parsed) = url::Url::parse(url).or_else(|e| match one_host(url) {
+        Some(one) => url::Url::parse(&one),
+        None => Err(e),
+    }) else {
         return Vec::new();
     };
     let mut found: Vec<String> = parsed.password().map(str::to_owned).into_iter().collect();
@@ -158,10 +161,11 @@ fn secrets(url: &str) -> Vec<String> {
 /// (the `redis` crate reads `pass` for `redis+unix://` and `unix://` URLs;
 /// any key that names a password, secret, token or key is taken for one).
 /// A URL that does not parse is replaced whole, as it may hold one
-/// anywhere.
+/// anywhere; one that names several hosts (`redis+sentinel://:pw@h1:26379,
+/// h2:26379/mymaster`) is redacted the same way, its hosts kept.
 pub fn redact(url: &str) -> String {
     let Ok(mut parsed) = url::Url::parse(url) else {
-        return "<unparsable URL>".to_owned();
+        return redact_hosts(url).unwrap_or_else(|| "<unparsable URL>".to_owned());
     };
     if parsed.password().is_some() && parsed.set_password(Some("***")).is_err() {
         return "<redacted>".to_owned();
@@ -181,6 +185,45 @@ pub fn redact(url: &str) -> String {
         parsed.query_pairs_mut().clear().extend_pairs(pairs);
     }
     parsed.to_string()
+}
+
+/// A URL naming several hosts, which the `url` crate does not parse:
+/// redacted with one placeholder host in their place, then its hosts put
+/// back; `None` when it is not such a URL.
+fn redact_hosts(url: &str) -> Option<String> {
+    let (one, hosts) = one_host_and_hosts(url)?;
+    let redacted = redact(&one);
+    redacted
+        .contains(PLACEHOLDER)
+        .then(|| redacted.replacen(PLACEHOLDER, &hosts, 1))
+}
+
+/// The host that stands for a URL's several hosts.
+const PLACEHOLDER: &str = "hosts.invalid";
+
+/// A URL naming several hosts with one placeholder host in their place.
+fn one_host(url: &str) -> Option<String> {
+    one_host_and_hosts(url).map(|(one, _)| one)
+}
+
+/// A URL naming several hosts (`scheme://[userinfo@]h1,h2/...`) with one
+/// placeholder host in their place, and the hosts; `None` for any other.
+fn one_host_and_hosts(url: &str) -> Option<(String, String)> {
+    let (scheme, rest) = url.split_once("://")?;
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let (userinfo, hosts) = match authority.rsplit_once('@') {
+        Some((userinfo, hosts)) => (Some(userinfo), hosts),
+        None => (None, authority),
+    };
+    if !hosts.contains(',') || hosts.contains(PLACEHOLDER) {
+        return None;
+    }
+    let one = match userinfo {
+        Some(userinfo) => format!("{scheme}://{userinfo}@{PLACEHOLDER}{tail}"),
+        None => format!("{scheme}://{PLACEHOLDER}{tail}"),
+    };
+    Some((one, hosts.to_owned()))
 }
 
 /// Whether a URL's query parameter may carry a secret.

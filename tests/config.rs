@@ -8,7 +8,7 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -18,31 +18,7 @@ use serde::Deserialize;
 use support::net::{free_addr, http};
 use support::process::{example, without_configuration, Proc, HANG};
 
-/// A directory of its own for one test, removed at the end.
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new(test: &str) -> Dir {
-        let path =
-            std::env::temp_dir().join(format!("microagent-config-{test}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).expect("a temporary directory");
-        Dir(path)
-    }
-
-    /// Writes `name` with `text`; its path.
-    fn file(&self, name: &str, text: &str) -> PathBuf {
-        let path = self.0.join(name);
-        std::fs::write(&path, text).expect("the file is written");
-        path
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use support::TempDir as Dir;
 
 /// The deploy fixture in `dir`, with `args` and `envs` and no other
 /// `MICROAGENT_*` variable.
@@ -209,7 +185,7 @@ fn refused_configurations_exit_78_before_any_agent_starts() {
         (
             "[bus]\nurl = \"amqp://guest:hunter2@127.0.0.1/\"",
             vec![],
-            format!("configuration file `{shown}`: `bus.url`: expected a redis://, rediss://, redis+unix:// or unix:// URL, found amqp://guest:***@127.0.0.1/"),
+            format!("configuration file `{shown}`: `bus.url`: expected a redis://, rediss://, redis+unix://, unix:// or redis+sentinel:// URL, found amqp://guest:***@127.0.0.1/"),
         ),
         (
             "http = \"0.0.0.0:0\"\n[admin]\ntoken = \"0123456789abcdef-secret\"",

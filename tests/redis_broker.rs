@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use support::health::Health;
 use support::process::{Proc, HANG};
 use support::rabbit::RabbitServer;
-use support::redis::{RedisServer, Switch};
+use support::redis::{RedisServer, SentinelGroup, Switch};
 use support::Events;
 
 #[derive(Queue, Serialize, Deserialize, Clone)]
@@ -1071,4 +1071,79 @@ fn amqp_consumers_share_one_connection() {
         "the publisher's connection and the consumers' one"
     );
     assert_eq!(events.all().len(), 30, "each message handled once");
+}
+
+/// On a Sentinel-served Redis, a failover under a running consumer: the
+/// Sentinel promotes the replica and demotes the master (killing its
+/// clients; it refuses writes from then on); the broker's connections are
+/// made again to the new master, found through the Sentinel, and
+/// consuming resumes. Every message sent
+/// (each send retried until confirmed) is handled at least once, and none
+/// is left in the new master's queue.
+#[test]
+fn a_sentinel_failover_under_a_running_consumer_loses_nothing() {
+    let group = SentinelGroup::start();
+    assert_eq!(group.master_port(), group.master.port().to_string());
+    let url = group.url();
+    let events = Events::default();
+    let watched = events.clone();
+    let sentinel_port = group.sentinel.port();
+    let replica_port = group.replica.port();
+    let old_master_port = group.master.port();
+    let left = microagent::run(async move {
+        let broker = Broker::connect(BrokerConfig::redis(&url).unwrap())
+            .await
+            .expect("the broker finds the master through the Sentinel");
+        let (addr, handle) = microagent::start(RustConsumer {
+            events: watched.clone(),
+        });
+        addr.send(GetInfo).await.unwrap();
+        let send = |id: u32| {
+            let broker = broker.clone();
+            async move {
+                let start = Instant::now();
+                while broker
+                    .send(FromPython {
+                        id,
+                        source: "sentinel".into(),
+                    })
+                    .await
+                    .is_err()
+                {
+                    assert!(start.elapsed() < HANG, "sending never recovered");
+                    actix_rt::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        };
+        for id in 0..20 {
+            send(id).await;
+        }
+        watched.seen("rust handled 19 from sentinel").await;
+        // The failover, while the consumer waits on its blocking take.
+        let promoted = actix_rt::task::spawn_blocking(move || {
+            SentinelGroup::fail_over(sentinel_port, replica_port, old_master_port)
+        });
+        promoted.await.unwrap();
+        for id in 20..40 {
+            send(id).await;
+        }
+        for id in 20..40 {
+            watched
+                .seen(&format!("rust handled {id} from sentinel"))
+                .await;
+        }
+        let left = broker.length("from_python").await.unwrap();
+        handle.stop();
+        handle.await.unwrap();
+        left
+    });
+    let handled: BTreeSet<String> = events.all().into_iter().collect();
+    for id in 0..40 {
+        assert!(
+            handled.contains(&format!("rust handled {id} from sentinel")),
+            "message {id} was lost"
+        );
+    }
+    assert_eq!(left, 0, "nothing left in the new master's queue");
+    assert_eq!(group.master_port(), group.replica.port().to_string());
 }

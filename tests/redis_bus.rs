@@ -666,3 +666,84 @@ fn python_and_rust_agents_share_one_redis() {
         .collect();
     assert_eq!(py_answers, expected.iter().collect::<Vec<_>>());
 }
+
+/// The bus on a Sentinel-served Redis, through a failover: the Sentinel
+/// promotes the replica and demotes the master, killing its clients; the
+/// bus notices (its connection lost, or a PING unanswered), finds the new
+/// master through the Sentinel and subscribes again there. Signals sent
+/// after the failover (each send retried while the bus reconnects) reach
+/// its receiver and are published on the new master (a subscriber of the
+/// test's own there hears them).
+#[test]
+fn the_bus_follows_a_sentinel_failover() {
+    use futures_util::StreamExt;
+
+    let group = redis_support::SentinelGroup::start();
+    let prefix = redis_support::prefix();
+    let config = BusConfig::from_url(&group.url())
+        .unwrap()
+        .prefix(&prefix)
+        .unwrap();
+    let (sentinel, replica, master) = (
+        group.sentinel.port(),
+        group.replica.port(),
+        group.master.port(),
+    );
+    let events = Events::default();
+    let watched = events.clone();
+    let heard = microagent::run(async move {
+        let bus = Bus::connect(config)
+            .await
+            .expect("the bus finds the master");
+        let (addr, handle) = microagent::start(RustAgent {
+            events: watched.clone(),
+        });
+        addr.send(GetInfo).await.unwrap();
+        bus.send("tester", UserCreated { user_id: 1 })
+            .await
+            .unwrap();
+        watched.seen("user_created 1 from tester").await;
+        actix_rt::task::spawn_blocking(move || {
+            redis_support::SentinelGroup::fail_over(sentinel, replica, master)
+        })
+        .await
+        .unwrap();
+        // A subscriber of the test's own on the new master.
+        let new_master = redis::Client::open(format!("redis://127.0.0.1:{replica}")).unwrap();
+        let mut pubsub = new_master.get_async_pubsub().await.unwrap();
+        pubsub
+            .psubscribe(format!("{prefix}:user_created:*"))
+            .await
+            .unwrap();
+        let mut heard_there = pubsub.into_on_message();
+        // Sent until one reaches the receiver: while the bus reconnects, a
+        // send fails (typed) or reaches nobody yet.
+        let start = std::time::Instant::now();
+        let after_failover = |events: &Events| {
+            events
+                .all()
+                .iter()
+                .any(|e| e.starts_with("user_created ") && e != "user_created 1 from tester")
+        };
+        let mut user_id = 2;
+        while !after_failover(&watched) {
+            assert!(
+                start.elapsed() < support::process::HANG,
+                "no signal after the failover"
+            );
+            let _ = bus.send("tester", UserCreated { user_id }).await;
+            user_id += 1;
+            actix_rt::time::sleep(Duration::from_millis(100)).await;
+        }
+        let heard = actix_rt::time::timeout(support::process::HANG, heard_there.next())
+            .await
+            .ok()
+            .flatten()
+            .is_some();
+        handle.stop();
+        handle.await.unwrap();
+        heard
+    });
+    assert!(heard, "the bus published on the new master");
+    assert_eq!(group.master_port(), group.replica.port().to_string());
+}

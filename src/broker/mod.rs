@@ -48,7 +48,7 @@ type Open = fn(&str) -> Result<BrokerConfig, BrokerError>;
 pub(crate) static BACKENDS: &[crate::backend::Registration<Open>] = &[
     crate::backend::Registration {
         name: "redis",
-        schemes: &["redis", "rediss", "redis+unix", "unix"],
+        schemes: &["redis", "rediss", "redis+unix", "unix", "redis+sentinel"],
         feature: "redis",
         #[cfg(feature = "redis")]
         open: Some(BrokerConfig::redis),

@@ -64,7 +64,7 @@ type Open = fn(&str) -> Result<BusConfig, BusError>;
 pub(crate) static BACKENDS: &[crate::backend::Registration<Open>] =
     &[crate::backend::Registration {
         name: "redis",
-        schemes: &["redis", "rediss", "redis+unix", "unix"],
+        schemes: &["redis", "rediss", "redis+unix", "unix", "redis+sentinel"],
         feature: "redis",
         #[cfg(feature = "redis")]
         open: Some(BusConfig::redis),

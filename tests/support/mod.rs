@@ -8,6 +8,7 @@
 //! - [`matrix`]: one test body on every bus or broker backend of the build;
 //! - [`net`]: free loopback ports, HTTP/1.1 by hand;
 //! - [`rabbit`]: a private RabbitMQ node, for the tests that restart one;
+//! - [`tempdir`]: a directory of a test's own ([`TempDir`]);
 //! - [`process`]: spawning the example and fixture binaries as real
 //!   processes, reading their output, signalling them ([`process::Proc`]).
 //!
@@ -23,12 +24,15 @@ pub(crate) mod process;
 pub(crate) mod rabbit;
 pub(crate) mod redis;
 pub(crate) mod run;
+pub(crate) mod tempdir;
 
 // Not every test file uses every helper.
 #[allow(unused_imports)]
 pub(crate) use events::Events;
 #[allow(unused_imports)]
 pub(crate) use run::{pause, run_until};
+#[allow(unused_imports)]
+pub(crate) use tempdir::TempDir;
 
 /// An error type for hooks that fail.
 #[derive(Debug, thiserror::Error)]

@@ -47,15 +47,28 @@ pub(crate) fn prefix() -> String {
 pub(crate) struct RedisServer {
     port: u16,
     child: Option<Child>,
+    /// Arguments before `--port` (a configuration file first, if any).
+    args: Vec<String>,
 }
 
 impl RedisServer {
     /// Starts one on a free port (another port when the one it picked was
     /// taken before the server could bind it).
     pub(crate) fn start() -> RedisServer {
+        RedisServer::start_with(&[])
+    }
+
+    /// Starts one with `args` before its port (`["--replicaof",
+    /// "127.0.0.1", "6379"]`, or a Sentinel's file and `--sentinel`).
+    pub(crate) fn start_with(args: &[&str]) -> RedisServer {
         for _ in 0..5 {
             let port = super::net::free_port();
-            let mut server = RedisServer { port, child: None };
+            let args = args.iter().map(|a| (*a).to_owned()).collect();
+            let mut server = RedisServer {
+                port,
+                child: None,
+                args,
+            };
             if server.try_start() {
                 return server;
             }
@@ -65,6 +78,10 @@ impl RedisServer {
 
     pub(crate) fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub(crate) fn port(&self) -> u16 {
+        self.port
     }
 
     /// Starts it again, on the same port.
@@ -81,6 +98,7 @@ impl RedisServer {
     fn try_start(&mut self) -> bool {
         assert!(self.child.is_none(), "already running");
         let mut child = Command::new("redis-server")
+            .args(&self.args)
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
             .stdout(Stdio::null())
@@ -218,5 +236,108 @@ impl Drop for Switch {
         if let Some(control) = self.control.take() {
             let _ = control.join();
         }
+    }
+}
+
+/// Runs `redis-cli` against loopback `port`; its output, trimmed.
+pub(crate) fn redis_cli(port: u16, args: &[&str]) -> String {
+    let out = Command::new("redis-cli")
+        .args(["-p", &port.to_string()])
+        .args(args)
+        .output()
+        .expect("redis-cli is installed");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// Waits until `done` holds (a hang detector, not a threshold).
+pub(crate) fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < HANG, "never: {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A master, its replica and a Sentinel watching them as `mymaster`, on
+/// free loopback ports.
+pub(crate) struct SentinelGroup {
+    pub(crate) master: RedisServer,
+    pub(crate) replica: RedisServer,
+    pub(crate) sentinel: RedisServer,
+    _dir: super::TempDir,
+}
+
+impl SentinelGroup {
+    pub(crate) fn start() -> SentinelGroup {
+        let master = RedisServer::start();
+        let master_port = master.port().to_string();
+        let replica = RedisServer::start_with(&["--replicaof", "127.0.0.1", &master_port]);
+        wait_for("the replica in sync", || {
+            redis_cli(replica.port(), &["INFO", "replication"]).contains("master_link_status:up")
+        });
+        let dir = super::TempDir::new("sentinel");
+        let conf = dir.file(
+            "sentinel.conf",
+            &format!(
+                "sentinel monitor mymaster 127.0.0.1 {master_port} 1\n\
+                 sentinel down-after-milliseconds mymaster 5000\n\
+                 sentinel failover-timeout mymaster 10000\n"
+            ),
+        );
+        let conf = conf.to_string_lossy().into_owned();
+        let sentinel = RedisServer::start_with(&[&conf, "--sentinel"]);
+        wait_for("the Sentinel to know the replica", || {
+            redis_cli(sentinel.port(), &["SENTINEL", "replicas", "mymaster"])
+                .contains(&replica.port().to_string())
+        });
+        SentinelGroup {
+            master,
+            replica,
+            sentinel,
+            _dir: dir,
+        }
+    }
+
+    pub(crate) fn url(&self) -> String {
+        format!(
+            "redis+sentinel://127.0.0.1:{}/mymaster",
+            self.sentinel.port()
+        )
+    }
+
+    /// The master's port as the Sentinel names it.
+    pub(crate) fn master_port(&self) -> String {
+        redis_cli(
+            self.sentinel.port(),
+            &["SENTINEL", "get-master-addr-by-name", "mymaster"],
+        )
+        .lines()
+        .nth(1)
+        .unwrap_or_default()
+        .to_owned()
+    }
+
+    /// Makes the Sentinel fail the master over to the replica, and waits
+    /// until the replica is the master and the old master is demoted (its
+    /// clients killed, its writes refused).
+    pub(crate) fn fail_over(sentinel: u16, replica: u16, master: u16) {
+        // Until the Sentinel has fresh word from the replica, it finds "no
+        // good replica": ask again.
+        wait_for("the Sentinel to start a failover", || {
+            redis_cli(sentinel, &["SENTINEL", "FAILOVER", "mymaster"]) == "OK"
+        });
+        let replica = replica.to_string();
+        wait_for("the replica promoted", || {
+            redis_cli(
+                sentinel,
+                &["SENTINEL", "get-master-addr-by-name", "mymaster"],
+            )
+            .lines()
+            .nth(1)
+                == Some(replica.as_str())
+        });
+        wait_for("the old master demoted", || {
+            redis_cli(master, &["INFO", "replication"]).contains("role:slave")
+        });
     }
 }

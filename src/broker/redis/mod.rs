@@ -41,6 +41,7 @@ use super::config::{BrokerConfig, Connector};
 use super::delivery::Verdict;
 use super::remote::{ConsumerSpec, Destination, RemoteQueues, Source};
 use crate::backend::Endpoint;
+use crate::redis_target::RedisTarget;
 
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 impl BrokerConfig {
@@ -49,8 +50,8 @@ impl BrokerConfig {
     /// crate docs' broker section).
     pub fn redis(url: &str) -> Result<Self, BrokerError> {
         let endpoint = Endpoint::new(url);
-        let client = redis::Client::open(url).map_err(|e| BrokerError::Config {
-            reason: format!("bad Redis URL {}: {:?}", endpoint.redacted(), e.kind()),
+        let client = RedisTarget::open(url).map_err(|reason| BrokerError::Config {
+            reason: format!("bad Redis URL {}: {reason}", endpoint.redacted()),
         })?;
         Ok(BrokerConfig::remote(
             "redis",
@@ -60,10 +61,10 @@ impl BrokerConfig {
     }
 }
 
-/// A Redis broker's client (and its URL, for errors).
+/// A Redis broker's server (and its URL, for errors).
 struct RedisBroker {
     endpoint: Endpoint,
-    client: redis::Client,
+    client: RedisTarget,
 }
 
 impl Connector for RedisBroker {
@@ -76,7 +77,7 @@ impl Connector for RedisBroker {
         let dead_suffix = config.dead_suffix.clone();
         Box::pin(async move {
             let connection = client
-                .get_multiplexed_async_connection()
+                .multiplexed()
                 .await
                 .map_err(|e| failed(&endpoint, e))?;
             Ok(Arc::new(RedisQueues {
@@ -156,7 +157,7 @@ const BLOCK: Duration = Duration::from_secs(1);
 
 /// The Redis side of a broker.
 struct RedisQueues {
-    client: redis::Client,
+    client: RedisTarget,
     endpoint: Endpoint,
     /// Keys are `{namespace}{queue}...` (empty: the bare names Python uses).
     namespace: String,
@@ -429,7 +430,11 @@ impl RedisQueues {
                 Ok(value)
             }
             Err(e) => {
-                if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() {
+                // A master demoted by a failover answers READONLY: the
+                // next connection asks the Sentinels again.
+                let demoted =
+                    e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly);
+                if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() || demoted {
                     self.up.store(false, Ordering::Relaxed);
                     self.stale.store(true, Ordering::Relaxed);
                 }
@@ -441,7 +446,7 @@ impl RedisQueues {
     /// The shared connection, made anew when the last one broke.
     async fn connection(&self) -> Result<MultiplexedConnection, BrokerError> {
         if self.stale.swap(false, Ordering::Relaxed) {
-            match self.client.get_multiplexed_async_connection().await {
+            match self.client.multiplexed().await {
                 Ok(fresh) => {
                     *self
                         .connection
@@ -569,10 +574,7 @@ impl RedisQueues {
     /// A connection of its own for a consumer's blocking takes.
     async fn blocking(&self) -> Result<MultiplexedConnection, BrokerError> {
         let config = AsyncConnectionConfig::new().set_response_timeout(Some(BLOCK * 5));
-        let blocking = self
-            .client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await;
+        let blocking = self.client.multiplexed_with(&config).await;
         self.noted(blocking)
     }
 

@@ -30,6 +30,7 @@ use super::error::BusError;
 use super::transport::{Connector, Hub, Publishing, Route, Transport};
 use super::wire::{Channel, RESPONSE};
 use crate::backend::Endpoint;
+use crate::redis_target::RedisTarget;
 use crate::LOG_TARGET;
 
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
@@ -38,16 +39,16 @@ impl BusConfig {
     /// `rediss://` with TLS where the `redis` crate supports it).
     pub fn redis(url: &str) -> Result<Self, BusError> {
         let endpoint = Endpoint::new(url);
-        let client = redis::Client::open(url).map_err(|e| BusError::Config {
-            reason: format!("bad Redis URL {}: {:?}", endpoint.redacted(), e.kind()),
+        let client = RedisTarget::open(url).map_err(|reason| BusError::Config {
+            reason: format!("bad Redis URL {}: {reason}", endpoint.redacted()),
         })?;
         Ok(BusConfig::remote("redis", endpoint, RedisBus { client }))
     }
 }
 
-/// A Redis bus's client.
+/// A Redis bus's server.
 struct RedisBus {
-    client: redis::Client,
+    client: RedisTarget,
 }
 
 impl Connector for RedisBus {
@@ -83,7 +84,7 @@ enum Command {
 
 /// The Redis side of a bus, shared by its transport and its task.
 struct Link {
-    client: redis::Client,
+    client: RedisTarget,
     hub: Arc<Hub>,
     reconnect_max: Duration,
     /// The publishing connection, while connected.

@@ -101,8 +101,11 @@ async fn connect(
     interest: &Interest,
 ) -> Result<(PubSubSink, PubSubStream), redis::RedisError> {
     let prefix = link.hub.prefix();
-    let pubsub = link.client.get_async_pubsub().await?;
-    let publisher = link.client.get_multiplexed_async_connection().await?;
+    // One client for both: the same server (after a failover, the master
+    // the Sentinels name now).
+    let client = link.client.client().await?;
+    let pubsub = client.get_async_pubsub().await?;
+    let publisher = client.get_multiplexed_async_connection().await?;
     let (mut sink, stream) = pubsub.split();
     let mut patterns = vec![wire::pattern(prefix, RESPONSE)];
     patterns.extend(interest.signals().map(|s| wire::pattern(prefix, s)));
