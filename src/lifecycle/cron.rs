@@ -156,15 +156,17 @@ mod tests {
         assert_eq!(twice, at(2026, 10, 25, 0, 30, 0));
         assert_eq!(next("30 2 * * *", twice), at(2026, 10, 26, 1, 30, 0));
         // Hourly runs: none in the skipped hour, both in the repeated one.
-        let mut t = at(2026, 3, 28, 23, 30, 0);
-        let mut spring = Vec::new();
-        for _ in 0..4 {
-            t = next("0 * * * *", t);
-            spring.push(t);
-        }
+        let four_runs = |mut t| {
+            (0..4)
+                .map(|_| {
+                    t = next("0 * * * *", t);
+                    t
+                })
+                .collect::<Vec<_>>()
+        };
         // 01:00 and 03:00 local (00:00 and 01:00 UTC): one hour apart.
         assert_eq!(
-            spring,
+            four_runs(at(2026, 3, 28, 23, 30, 0)),
             [
                 at(2026, 3, 29, 0, 0, 0),
                 at(2026, 3, 29, 1, 0, 0),
@@ -172,15 +174,9 @@ mod tests {
                 at(2026, 3, 29, 3, 0, 0)
             ]
         );
-        let mut t = at(2026, 10, 24, 23, 30, 0);
-        let mut autumn = Vec::new();
-        for _ in 0..4 {
-            t = next("0 * * * *", t);
-            autumn.push(t);
-        }
         // 02:00 local twice (00:00 and 01:00 UTC), then 03:00 at 02:00 UTC.
         assert_eq!(
-            autumn,
+            four_runs(at(2026, 10, 24, 23, 30, 0)),
             [
                 at(2026, 10, 25, 0, 0, 0),
                 at(2026, 10, 25, 1, 0, 0),

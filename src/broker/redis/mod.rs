@@ -501,7 +501,8 @@ impl RedisQueues {
         self.noted(result)
     }
 
-    async fn read_dead_letters(&self, queue: &str) -> Result<Vec<DeadLetter>, BrokerError> {
+    /// The dead letters of `queue` as stored, oldest first.
+    async fn dead_entries(&self, queue: &str) -> Result<Vec<Vec<u8>>, BrokerError> {
         let mut connection = self.connection().await?;
         let result = redis::cmd("LRANGE")
             .arg(self.dead_key(queue))
@@ -509,7 +510,11 @@ impl RedisQueues {
             .arg(-1)
             .query_async::<Vec<Vec<u8>>>(&mut connection)
             .await;
-        let entries = self.noted(result)?;
+        self.noted(result)
+    }
+
+    async fn read_dead_letters(&self, queue: &str) -> Result<Vec<DeadLetter>, BrokerError> {
+        let entries = self.dead_entries(queue).await?;
         Ok(entries
             .iter()
             .map(|entry| DeadLetter::decode(queue, entry))
@@ -536,15 +541,8 @@ impl RedisQueues {
     }
 
     async fn requeue_dead_letters(&self, queue: &str) -> Result<usize, BrokerError> {
-        let mut connection = self.connection().await?;
-        let result = redis::cmd("LRANGE")
-            .arg(self.dead_key(queue))
-            .arg(0)
-            .arg(-1)
-            .query_async::<Vec<Vec<u8>>>(&mut connection)
-            .await;
         let mut moved = 0;
-        for letter in self.noted(result)? {
+        for letter in self.dead_entries(queue).await? {
             let message = DeadLetter::decode(queue, &letter).message;
             if self
                 .requeue_one(queue, &letter, &DeadLetter::body_of(&message))
