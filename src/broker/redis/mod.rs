@@ -804,3 +804,101 @@ impl Taker {
         &self.id
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The broker's Redis side on the shared Redis (`REDIS_URL`), under a
+    /// namespace of its own.
+    async fn queues() -> RedisQueues {
+        let url = std::env::var("REDIS_URL").expect("this test needs REDIS_URL");
+        let client = RedisTarget::open(&url).expect("a Redis URL");
+        let connection = client.multiplexed().await.expect("Redis is reachable");
+        RedisQueues {
+            client,
+            endpoint: Endpoint::new(&url),
+            namespace: format!("U{}:", uuid::Uuid::new_v4().simple()),
+            dead_suffix: ":dead".to_owned(),
+            lease: Duration::from_secs(30),
+            connection: Mutex::new(connection),
+            stale: AtomicBool::new(false),
+            up: AtomicBool::new(true),
+        }
+    }
+
+    async fn count(queues: &RedisQueues, command: &str, key: String) -> usize {
+        let mut connection = queues.connection().await.unwrap();
+        redis::cmd(command)
+            .arg(key)
+            .query_async(&mut connection)
+            .await
+            .unwrap()
+    }
+
+    /// A settlement whose reply was lost is sent again (`persist`): the
+    /// second time it finds its message gone from the consumer's list and
+    /// changes nothing, so a retry is scheduled once and a dead letter
+    /// written once.
+    #[actix_rt::test]
+    #[cfg_attr(not(service_redis), ignore = "needs REDIS_URL")]
+    async fn a_settlement_applied_twice_changes_nothing_the_second_time() {
+        let queues = queues().await;
+        let mut taker = queues.taker("jobs").await.unwrap();
+        let bodies = [br#"{"n":1}"#.to_vec(), br#"{"n":2}"#.to_vec()];
+        queues.push_all("jobs", &bodies).await.unwrap();
+        let mut taken = queues
+            .take("jobs", &mut taker, (2, Duration::ZERO))
+            .await
+            .unwrap()
+            .into_iter();
+        let ((first, first_from), (second, second_from)) =
+            (taken.next().unwrap(), taken.next().unwrap());
+        let retry = Verdict::Retry {
+            attempts: 1,
+            pause: Duration::from_secs(60),
+            reason: "refused".into(),
+        };
+        let dead = Verdict::Dead {
+            reason: "refused".into(),
+            attempts: 3,
+        };
+        let settlements = [
+            Settlement::new("worker", first, first_from, retry),
+            Settlement::new("worker", second, second_from, dead),
+        ];
+        for _ in 0..2 {
+            queues
+                .settle("jobs", taker.id(), &settlements)
+                .await
+                .unwrap();
+        }
+        let processing = queues.keys("jobs", &format!("processing:{}", taker.id()));
+        assert_eq!(count(&queues, "LLEN", processing).await, 0);
+        assert_eq!(
+            count(&queues, "ZCARD", queues.keys("jobs", "retry")).await,
+            1
+        );
+        assert_eq!(
+            count(&queues, "HLEN", queues.keys("jobs", "messages")).await,
+            1
+        );
+        assert_eq!(count(&queues, "LLEN", queues.dead_key("jobs")).await, 1);
+        assert_eq!(count(&queues, "LLEN", queues.key("jobs")).await, 0);
+        // Its keys go with it.
+        queues.retire("jobs", &taker).await.unwrap();
+        let mut connection = queues.connection().await.unwrap();
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{}*", queues.namespace))
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+        if !keys.is_empty() {
+            redis::cmd("DEL")
+                .arg(keys)
+                .query_async::<()>(&mut connection)
+                .await
+                .unwrap();
+        }
+    }
+}
