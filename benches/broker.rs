@@ -219,16 +219,8 @@ fn redis_batch(url: &str, n: usize) -> (f64, f64) {
         let (mut ours, mut bare) = (Duration::MAX, Duration::MAX);
         for _ in 0..ROUNDS {
             let push_all = in_flight(n, IN_FLIGHT, |i| {
-                let (mut connection, queue) = (producer.clone(), queue.clone());
-                async move {
-                    let body = serde_json::to_vec(&order(i)).expect("plain JSON");
-                    redis::cmd("RPUSH")
-                        .arg(queue)
-                        .arg(body)
-                        .query_async::<i64>(&mut connection)
-                        .await
-                        .expect("pushed");
-                }
+                let body = serde_json::to_vec(&order(i)).expect("plain JSON");
+                bare::redis_push(producer.clone(), &queue, body)
             });
             bare = bare.min(timed(n, push_all).await);
             let send_all = in_flight(n, IN_FLIGHT, |i| {
@@ -299,16 +291,8 @@ fn redis(url: &str, n: usize) -> f64 {
         let (mut ours, mut bare) = (Duration::MAX, Duration::MAX);
         for _ in 0..ROUNDS {
             let push_all = join_all((0..n as u64).map(|i| {
-                let (mut connection, queue) = (producer.clone(), queue.clone());
-                async move {
-                    let body = serde_json::to_vec(&order(i)).expect("plain JSON");
-                    redis::cmd("RPUSH")
-                        .arg(queue)
-                        .arg(body)
-                        .query_async::<i64>(&mut connection)
-                        .await
-                        .expect("pushed");
-                }
+                let body = serde_json::to_vec(&order(i)).expect("plain JSON");
+                bare::redis_push(producer.clone(), &queue, body)
             }));
             bare = bare.min(timed(n, push_all).await);
             let send_all = join_all((0..n as u64).map(|i| {
@@ -328,9 +312,9 @@ fn redis(url: &str, n: usize) -> f64 {
 }
 
 fn amqp(url: &str, n: usize, width: usize) -> f64 {
-    use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions};
+    use lapin::options::{ConfirmSelectOptions, QueueDeclareOptions};
     use lapin::types::FieldTable;
-    use lapin::{BasicProperties, Connection, ConnectionProperties};
+    use lapin::{Connection, ConnectionProperties};
 
     let (ours, bare) = microagent::run(async move {
         let id = uuid::Uuid::new_v4().simple().to_string();
@@ -364,22 +348,8 @@ fn amqp(url: &str, n: usize, width: usize) -> f64 {
         let (mut ours, mut bare) = (Duration::MAX, Duration::MAX);
         for _ in 0..ROUNDS {
             let publish_all = in_flight(n, width, |i| {
-                let (publisher, queue) = (publisher.clone(), queue.clone());
-                async move {
-                    let body = serde_json::to_vec(&order(i)).expect("plain JSON");
-                    publisher
-                        .basic_publish(
-                            "",
-                            &queue,
-                            BasicPublishOptions::default(),
-                            &body,
-                            BasicProperties::default(),
-                        )
-                        .await
-                        .expect("published")
-                        .await
-                        .expect("confirmed");
-                }
+                let body = serde_json::to_vec(&order(i)).expect("plain JSON");
+                bare::amqp_publish(&publisher, &queue, body)
             });
             bare = bare.min(timed(n, publish_all).await);
             let send_all = in_flight(n, width, |i| {

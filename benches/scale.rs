@@ -291,16 +291,8 @@ fn queue_bare_redis(url: &str, (take, consumers): (usize, usize), size: usize, s
         let mut best = Duration::MAX;
         for _ in 0..s.rounds {
             let push_all = in_flight(n, IN_FLIGHT, |i| {
-                let (mut connection, queue) = (producer.clone(), queue.clone());
-                async move {
-                    let body = serde_json::to_vec(&order(i, size)).expect("plain JSON");
-                    redis::cmd("RPUSH")
-                        .arg(queue)
-                        .arg(body)
-                        .query_async::<i64>(&mut connection)
-                        .await
-                        .expect("pushed");
-                }
+                let body = serde_json::to_vec(&order(i, size)).expect("plain JSON");
+                bare::redis_push(producer.clone(), &queue, body)
             });
             best = best.min(timed(n, push_all).await);
         }
@@ -316,11 +308,9 @@ fn queue_bare_redis(url: &str, (take, consumers): (usize, usize), size: usize, s
 
 /// Bare RabbitMQ: `consumers` lapin consumers with `basic_qos(prefetch)`.
 fn queue_bare_amqp(url: &str, (prefetch, consumers): (u16, usize), s: Size) -> f64 {
-    use lapin::options::{
-        BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions, QueueDeleteOptions,
-    };
+    use lapin::options::{ConfirmSelectOptions, QueueDeclareOptions, QueueDeleteOptions};
     use lapin::types::FieldTable;
-    use lapin::{BasicProperties, Connection, ConnectionProperties};
+    use lapin::{Connection, ConnectionProperties};
 
     let n = s.messages;
     let url = url.to_owned();
@@ -350,22 +340,8 @@ fn queue_bare_amqp(url: &str, (prefetch, consumers): (u16, usize), s: Size) -> f
         let mut best = Duration::MAX;
         for _ in 0..s.rounds {
             let publish_all = in_flight(n, IN_FLIGHT, |i| {
-                let (publisher, queue) = (publisher.clone(), queue.clone());
-                async move {
-                    let body = serde_json::to_vec(&order(i, 100)).expect("plain JSON");
-                    publisher
-                        .basic_publish(
-                            "",
-                            &queue,
-                            BasicPublishOptions::default(),
-                            &body,
-                            BasicProperties::default(),
-                        )
-                        .await
-                        .expect("published")
-                        .await
-                        .expect("confirmed");
-                }
+                let body = serde_json::to_vec(&order(i, 100)).expect("plain JSON");
+                bare::amqp_publish(&publisher, &queue, body)
             });
             best = best.min(timed(n, publish_all).await);
         }

@@ -56,7 +56,6 @@ impl RedisTarget {
     }
 
     /// A new multiplexed connection to it, configured.
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) async fn multiplexed_with(
         &self,
         config: &AsyncConnectionConfig,

@@ -111,3 +111,37 @@ pub(crate) async fn amqp_consumer<T: DeserializeOwned + 'static>(
         }
     });
 }
+
+/// `RPUSH`es `body` to `queue`; resolves with Redis's reply.
+pub(crate) async fn redis_push(
+    mut connection: redis::aio::MultiplexedConnection,
+    queue: &str,
+    body: Vec<u8>,
+) {
+    redis::cmd("RPUSH")
+        .arg(queue)
+        .arg(body)
+        .query_async::<i64>(&mut connection)
+        .await
+        .expect("pushed");
+}
+
+/// Publishes `body` to `queue` on a confirming channel; resolves with the
+/// broker's confirm.
+pub(crate) async fn amqp_publish(publisher: &lapin::Channel, queue: &str, body: Vec<u8>) {
+    use lapin::options::BasicPublishOptions;
+    use lapin::BasicProperties;
+
+    publisher
+        .basic_publish(
+            "",
+            queue,
+            BasicPublishOptions::default(),
+            &body,
+            BasicProperties::default(),
+        )
+        .await
+        .expect("published")
+        .await
+        .expect("confirmed");
+}

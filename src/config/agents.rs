@@ -104,7 +104,11 @@ impl Agents {
         self.register(
             name,
             Box::new(move |config, launcher| {
-                if let Some(setting) = config.agent_settings(&owned).find(|k| k != "tasks") {
+                if let Some(setting) = config
+                    .agent_settings(&owned)
+                    .into_iter()
+                    .find(|k| k != "tasks")
+                {
                     let key = format!("{key}.{setting}");
                     return Err(ConfigError::invalid(
                         super::file::origin(&config.figment, &key),

@@ -228,13 +228,12 @@ impl Config {
 
     /// The keys of agent `name`'s `[agent.NAME]` table (none when it has
     /// none; a value that is not a table shows as one key, empty).
-    pub(crate) fn agent_settings(&self, name: &str) -> impl Iterator<Item = String> + '_ {
-        let keys: Vec<String> = match self.parsed.agent.get(name) {
+    pub(crate) fn agent_settings(&self, name: &str) -> Vec<String> {
+        match self.parsed.agent.get(name) {
             Some(figment::value::Value::Dict(_, dict)) => dict.keys().cloned().collect(),
             Some(_) => vec![String::new()],
             None => Vec::new(),
-        };
-        keys.into_iter()
+        }
     }
 
     /// The settings of agent `name`: its `[agent.NAME]` table (an empty

@@ -336,13 +336,15 @@ fn grown<T: Default + Clone>(runs: &mut Vec<T>, index: usize) -> &mut T {
 }
 
 impl<A: Agent> AgentCell<A> {
-    /// Its tasks' schedules: as a deployment set them, or as declared.
-    pub(crate) fn schedules(&self) -> Vec<Schedule> {
+    /// Its tasks' schedules as a deployment set them (one per task); empty
+    /// when they are as declared (the table's, read where needed).
+    pub(crate) fn schedules(&self) -> Box<[Schedule]> {
         let shared = self.shared();
-        match shared.more.as_ref().and_then(|m| m.schedules.as_ref()) {
-            Some(schedules) => schedules.to_vec(),
-            None => A::HOOKS.tasks.iter().map(|t| t.schedule).collect(),
-        }
+        shared
+            .more
+            .as_ref()
+            .and_then(|m| m.schedules.clone())
+            .unwrap_or_default()
     }
 
     /// What the agent declares, with what it did so far: task runs that

@@ -14,13 +14,13 @@ use crate::info::{
 
 /// Describes agent type `A` from its table (cron due times computed now).
 pub fn describe<A: Agent>() -> AgentInfo {
-    let schedules: Vec<Schedule> = A::HOOKS.tasks.iter().map(|t| t.schedule).collect();
-    describe_running::<A>(A::NAME, (&[], &schedules), &[], &[], &[])
+    describe_running::<A>(A::NAME, (&[], &[]), &[], &[], &[])
 }
 
 /// Describes a running agent `name` of type `A` with what it did: the runs
-/// of its tasks that went wrong and their schedules (by task index), and
-/// its servers' addresses.
+/// of its tasks that went wrong and the schedules a deployment set for
+/// them (by task index; as declared past its end), and its servers'
+/// addresses.
 pub(crate) fn describe_running<A: Agent>(
     name: &'static str,
     (runs, schedules): (&[TaskRuns], &[Schedule]),

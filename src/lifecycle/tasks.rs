@@ -60,14 +60,16 @@ fn instant_of(at: DateTime<Utc>) -> Instant {
 
 impl Timers {
     /// Schedules every task of agent `agent` from now (the end of the
-    /// `pre_start` hooks), each on its schedule in `schedules`.
+    /// `pre_start` hooks), each on the schedule a deployment set for it in
+    /// `schedules`, or as declared (past its end).
     fn start<A: Agent>(agent: &'static str, schedules: &[Schedule]) -> Self {
         let now = Instant::now();
         let slots = A::HOOKS
             .tasks
             .iter()
-            .zip(schedules)
-            .map(|(task, &schedule)| match schedule {
+            .enumerate()
+            .map(|(index, task)| (task, schedules.get(index).copied().unwrap_or(task.schedule)))
+            .map(|(task, schedule)| match schedule {
                 Schedule::Every { start_after, .. } => {
                     let first = now + start_after;
                     TaskSlot {
