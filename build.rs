@@ -7,6 +7,7 @@ fn main() {
     let services = [
         ("REDIS_URL", "service_redis"),
         ("AMQP_URL", "service_amqp"),
+        ("NATS_URL", "service_nats"),
         ("INTEROP_PYTHON", "service_python"),
     ];
     println!("cargo::rerun-if-changed=build.rs");

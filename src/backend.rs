@@ -140,10 +140,11 @@ fn secrets(url: &str) -> Vec<String> {
     }) else {
         return Vec::new();
     };
-    let mut found: Vec<String> = parsed.password().map(str::to_owned).into_iter().collect();
-    if let Some(password) = parsed.password() {
+    let mut found: Vec<String> = Vec::new();
+    if let Some(secret) = userinfo_secret(&parsed) {
+        found.push(secret.to_owned());
         // The client may show it decoded.
-        if let Ok(decoded) = percent_encoding::percent_decode_str(password).decode_utf8() {
+        if let Ok(decoded) = percent_encoding::percent_decode_str(secret).decode_utf8() {
             found.push(decoded.into_owned());
         }
     }
@@ -156,8 +157,8 @@ fn secrets(url: &str) -> Vec<String> {
     found
 }
 
-/// `url` with its secrets replaced by `***`: the password of its userinfo,
-/// and the value of any query parameter a client library may read one from
+/// `url` with its secrets replaced by `***`: the password of its userinfo
+/// (or its user name when it has no password: a token), and the value of any query parameter a client library may read one from
 /// (the `redis` crate reads `pass` for `redis+unix://` and `unix://` URLs;
 /// any key that names a password, secret, token or key is taken for one).
 /// A URL that does not parse is replaced whole, as it may hold one
@@ -167,7 +168,11 @@ pub fn redact(url: &str) -> String {
     let Ok(mut parsed) = url::Url::parse(url) else {
         return redact_hosts(url).unwrap_or_else(|| "<unparsable URL>".to_owned());
     };
+    let token = parsed.password().is_none() && userinfo_secret(&parsed).is_some();
     if parsed.password().is_some() && parsed.set_password(Some("***")).is_err() {
+        return "<redacted>".to_owned();
+    }
+    if token && parsed.set_username("***").is_err() {
         return "<redacted>".to_owned();
     }
     if parsed.query_pairs().any(|(key, _)| is_secret(&key)) {
@@ -224,6 +229,16 @@ fn one_host_and_hosts(url: &str) -> Option<(String, String)> {
         None => format!("{scheme}://{PLACEHOLDER}{tail}"),
     };
     Some((one, hosts.to_owned()))
+}
+
+/// The secret of a URL's userinfo: its password, or a user name given
+/// without one, which clients take for a token (`nats://TOKEN@host`).
+fn userinfo_secret(parsed: &url::Url) -> Option<&str> {
+    match (parsed.username(), parsed.password()) {
+        (_, Some(password)) => Some(password),
+        ("", None) | ("***", None) => None,
+        (token, None) => Some(token),
+    }
 }
 
 /// Whether a URL's query parameter may carry a secret.
@@ -428,6 +443,8 @@ mod tests {
             "amqp://guest:hunter2@localhost:5672/%2f",
             "amqps://guest:hunter2@localhost:5671/%2f?heartbeat=10",
             "amqp://localhost/%2f?auth_token=hunter2",
+            "nats://hunter2@localhost:4222",
+            "nats://user:hunter2@a:4222,b:4222",
         ] {
             let shown = redact(url);
             assert!(!shown.contains("hunter2"), "{url} -> {shown}");
@@ -436,6 +453,15 @@ mod tests {
         assert_eq!(
             redact("unix:///run/redis.sock?db=2&pass=hunter2&user=me"),
             "unix:///run/redis.sock?db=2&pass=***&user=me"
+        );
+        // A user name without a password is a token.
+        assert_eq!(
+            redact("nats://s3cr3t@localhost:4222"),
+            "nats://***@localhost:4222"
+        );
+        assert_eq!(
+            secrets("nats://s3cr3t@localhost:4222"),
+            ["s3cr3t", "s3cr3t"]
         );
         assert_eq!(
             redact("amqp://localhost/%2f?heartbeat=10"),

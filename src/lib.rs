@@ -119,6 +119,8 @@ mod server;
 // the agent trait, and the lifecycle machinery around its context
 mod agent;
 mod lifecycle;
+#[cfg(feature = "nats")]
+mod nats_target;
 #[cfg(feature = "redis")]
 mod redis_target;
 mod registry;

@@ -205,6 +205,10 @@ pub struct BusInfo {
     /// Messages from the wire that were dropped as malformed (bad channel,
     /// not UTF-8, not a JSON object, too large), since the bus started.
     pub bad_input: u64,
+    /// How often the backend's client dropped messages because this
+    /// process did not read them in time (NATS's "slow consumer"), since
+    /// the bus started.
+    pub slow_consumer: u64,
 }
 
 impl BusInfo {
@@ -215,6 +219,7 @@ impl BusInfo {
             url: None,
             connected: true,
             bad_input: 0,
+            slow_consumer: 0,
         }
     }
 }
@@ -236,7 +241,7 @@ mod tests {
 
     #[test]
     fn a_url_no_backend_of_the_build_takes_is_refused_naming_the_feature() {
-        let unknown = BusConfig::from_url("nats://:hunter2@localhost").unwrap_err();
+        let unknown = BusConfig::from_url("kafka://:hunter2@localhost").unwrap_err();
         assert!(
             unknown.to_string().contains("expected a redis://"),
             "{unknown}"

@@ -23,6 +23,8 @@ mod dynamic;
 mod error;
 mod handle;
 mod local;
+#[cfg(feature = "nats")]
+mod nats;
 mod observe;
 #[cfg(feature = "redis")]
 mod redis;
@@ -30,7 +32,7 @@ mod remote;
 // Only backends use parts of the seam.
 mod sender;
 mod signal;
-#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+#[cfg_attr(not(any(feature = "redis", feature = "nats")), allow(dead_code))]
 mod transport;
 pub mod wire;
 
@@ -61,8 +63,8 @@ type Open = fn(&str) -> Result<BusConfig, BusError>;
 
 /// The bus backends, compiled in or not: the one place in the bus that
 /// names them (see `docs/backends.md`).
-pub(crate) static BACKENDS: &[crate::backend::Registration<Open>] =
-    &[crate::backend::Registration {
+pub(crate) static BACKENDS: &[crate::backend::Registration<Open>] = &[
+    crate::backend::Registration {
         name: "redis",
         schemes: &["redis", "rediss", "redis+unix", "unix", "redis+sentinel"],
         feature: "redis",
@@ -70,7 +72,17 @@ pub(crate) static BACKENDS: &[crate::backend::Registration<Open>] =
         open: Some(BusConfig::redis),
         #[cfg(not(feature = "redis"))]
         open: None,
-    }];
+    },
+    crate::backend::Registration {
+        name: "nats",
+        schemes: &["nats"],
+        feature: "nats",
+        #[cfg(feature = "nats")]
+        open: Some(BusConfig::nats),
+        #[cfg(not(feature = "nats"))]
+        open: None,
+    },
+];
 
 /// Declares a signal: see [`Signal`].
 pub use microagent_macros::Signal;

@@ -66,6 +66,7 @@ impl Remote {
             url: Some(self.hub.endpoint().redacted().to_owned()),
             connected: self.is_up(),
             bad_input: self.hub.bad_input(),
+            slow_consumer: self.hub.slow_consumer_count(),
         }
     }
 

@@ -93,6 +93,7 @@ pub(crate) struct Hub {
     /// RPC calls of this bus waiting for answers, by request id.
     pending: Mutex<HashMap<String, Pending>>,
     bad_input: AtomicU64,
+    slow_consumer: AtomicU64,
     subscribers: Arc<Subscribers>,
 }
 
@@ -137,6 +138,7 @@ impl Hub {
             up: watch::Sender::new(false),
             pending: Mutex::default(),
             bad_input: AtomicU64::new(0),
+            slow_consumer: AtomicU64::new(0),
             subscribers,
         })
     }
@@ -160,6 +162,12 @@ impl Hub {
     /// Messages dropped as malformed so far.
     pub(crate) fn bad_input(&self) -> u64 {
         self.bad_input.load(Ordering::Relaxed)
+    }
+
+    /// How often the backend's client dropped messages this process did
+    /// not read in time.
+    pub(crate) fn slow_consumer_count(&self) -> u64 {
+        self.slow_consumer.load(Ordering::Relaxed)
     }
 
     /// Notes a call of this bus: where its answers come, and the guard
@@ -241,6 +249,15 @@ impl Hub {
     pub(crate) fn bad(&self, place: &str, reason: impl fmt::Display) {
         self.bad_input.fetch_add(1, Ordering::Relaxed);
         log::warn!(target: LOG_TARGET, "bus: dropped a message on {place:?}: {reason}");
+    }
+
+    /// Counts and logs messages the backend's client dropped because this
+    /// process did not read them in time (`place`: where, as the backend
+    /// names it).
+    #[cfg_attr(not(feature = "nats"), allow(dead_code))]
+    pub(crate) fn slow_consumer(&self, place: &str, what: impl fmt::Display) {
+        self.slow_consumer.fetch_add(1, Ordering::Relaxed);
+        log::warn!(target: LOG_TARGET, "bus: a slow consumer on {place}: {what}");
     }
 
     /// A signal came for this process's receivers (a call when
@@ -368,11 +385,13 @@ pub(crate) type Called = (
 /// for a confirmation while the connection is down: the bookkeeping every
 /// backend that reconnects by itself keeps.
 #[derive(Default)]
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
 pub(crate) struct Interest {
     signals: HashMap<String, usize>,
     waiting: Vec<oneshot::Sender<()>>,
 }
 
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
 impl Interest {
     /// One more receiver of `signal`; `true` when it is the first.
     pub(crate) fn add(&mut self, signal: &str) -> bool {

@@ -1,11 +1,13 @@
 //! The backend matrix: one test body run on every bus or broker backend
 //! this build has, each backend in a module of its own (`in_process::name`,
-//! `redis::name`, `amqp::name`), so the runner's summary says which ran.
+//! `redis::name`, `amqp::name`, `nats::name`), so the runner's summary
+//! says which ran.
 //!
 //! - A backend whose cargo feature is off is not compiled (the test does
 //!   not exist in that build).
 //! - A backend whose server was not named when the tests were built
-//!   (`REDIS_URL`, `AMQP_URL`) shows as ignored, never as passed.
+//!   (`REDIS_URL`, `AMQP_URL`, `NATS_URL`) shows as ignored, never as
+//!   passed.
 //!
 //! ```ignore
 //! on_backends!(bus: [in_process, redis] => a_call_gets_every_answer, ...);
@@ -24,6 +26,7 @@ pub(crate) enum Backend {
     InProcess,
     Redis(String),
     Amqp(String),
+    Nats(String),
 }
 
 impl Backend {
@@ -37,6 +40,12 @@ impl Backend {
         Backend::Amqp(super::redis::amqp_url())
     }
 
+    /// The shared NATS server (`NATS_URL`).
+    #[allow(dead_code)]
+    pub(crate) fn nats() -> Backend {
+        Backend::Nats(super::redis::nats_url())
+    }
+
     /// Whether it is a bus or broker on a server.
     pub(crate) fn is_remote(&self) -> bool {
         !matches!(self, Backend::InProcess)
@@ -45,7 +54,7 @@ impl Backend {
     fn url(&self) -> Option<&str> {
         match self {
             Backend::InProcess => None,
-            Backend::Redis(url) | Backend::Amqp(url) => Some(url),
+            Backend::Redis(url) | Backend::Amqp(url) | Backend::Nats(url) => Some(url),
         }
     }
 
@@ -54,7 +63,7 @@ impl Backend {
     pub(crate) fn bus_config(&self) -> BusConfig {
         match self {
             Backend::InProcess | Backend::Amqp(_) => BusConfig::in_process(),
-            Backend::Redis(url) => BusConfig::from_url(url)
+            Backend::Redis(url) | Backend::Nats(url) => BusConfig::from_url(url)
                 .expect("a bus backend of this build")
                 .prefix(&super::redis::prefix())
                 .expect("a valid prefix"),
@@ -127,6 +136,16 @@ macro_rules! on_backends {
             #[cfg_attr(not(service_amqp), ignore = "needs AMQP_URL")]
             fn $name() {
                 super::$name($crate::support::matrix::Backend::amqp())
+            })*
+        }
+    };
+    (@one nats [$($name:ident),*]) => {
+        #[cfg(feature = "nats")]
+        mod nats {
+            $(#[test]
+            #[cfg_attr(not(service_nats), ignore = "needs NATS_URL")]
+            fn $name() {
+                super::$name($crate::support::matrix::Backend::nats())
             })*
         }
     };

@@ -21,6 +21,13 @@ pub(crate) fn amqp_url() -> String {
     service("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f")
 }
 
+/// The shared NATS server with JetStream, from `NATS_URL` (`service_nats`,
+/// as [`url`]).
+#[allow(dead_code)]
+pub(crate) fn nats_url() -> String {
+    service("NATS_URL", "nats://127.0.0.1:4222")
+}
+
 /// A Python with `microagent[redis,amqp]==1.9.0`, from `INTEROP_PYTHON`
 /// (`service_python`, as [`url`]).
 pub(crate) fn python() -> String {

@@ -1,0 +1,213 @@
+//! The NATS bus: signals and RPC over NATS core pub/sub. The only bus code
+//! that names the `async-nats` crate; it plugs into the seam of
+//! [`transport`](super::transport).
+//!
+//! Subjects: a signal goes on `{prefix}.{signal}.{sender}`, each part one
+//! token (escaped by [`token`], so no name can widen a subscription); a
+//! bus subscribes `{prefix}.{signal}.*` for each signal some local
+//! receiver takes. The sender and, for a call, the request id travel in
+//! headers, so the payload is the plain JSON object every backend carries.
+//!
+//! RPC: a call names a reply subject in this bus's own inbox,
+//! `{inbox}.{request id}`. Each bus with receivers of the signal answers
+//! there with ONE object `{"Agent.method": answer, ...}`, as on Redis. A
+//! NATS publisher does not learn how many subscribers got a message, so
+//! the buses keep a [`roster`]: which bus takes which signals. A call
+//! waits for the buses the roster names, or for its timeout.
+//!
+//! The client reconnects by itself and subscribes again; readiness says
+//! 503 from its `Disconnected` event until its `Connected` one (and the
+//! subscriptions confirmed by a flush). A slow consumer (the client
+//! dropped messages this process did not read in time) is counted and
+//! logged.
+
+mod roster;
+mod task;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use async_nats::{Client, HeaderMap};
+use tokio::sync::oneshot;
+
+use super::config::BusConfig;
+use super::error::BusError;
+use super::transport::{Connector, Hub, Publishing, Route, Transport};
+use crate::backend::Endpoint;
+use crate::nats_target::NatsTarget;
+use roster::Roster;
+
+/// The header naming a signal's sender.
+const SENDER: &str = "Microagent-Sender";
+/// The header carrying a call's request id.
+const REQUEST: &str = "Microagent-Request-Id";
+/// The header naming the bus an answer comes from.
+const RESPONDER: &str = "Microagent-Bus";
+
+#[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
+impl BusConfig {
+    /// The NATS bus at `url`:
+    /// `nats://[user:password@ | token@]host[:port][,host[:port]...][?creds=PATH]`
+    /// (a `.creds` file holds a JWT and its NKey seed). Needs a NATS
+    /// server 2.9 or newer.
+    pub fn nats(url: &str) -> Result<Self, BusError> {
+        let endpoint = Endpoint::new(url);
+        let target = NatsTarget::open(url).map_err(|reason| BusError::Config {
+            reason: format!("bad NATS URL {}: {reason}", endpoint.redacted()),
+        })?;
+        Ok(BusConfig::remote("nats", endpoint, NatsBus { target }))
+    }
+}
+
+/// A NATS bus's servers.
+struct NatsBus {
+    target: NatsTarget,
+}
+
+impl Connector for NatsBus {
+    fn start(&self, hub: Arc<Hub>) -> Result<Box<dyn Transport>, BusError> {
+        let link = task::start(self.target.clone(), hub);
+        Ok(Box::new(NatsTransport(link)))
+    }
+}
+
+/// The NATS side of a bus, shared by its transport and its tasks.
+struct Link {
+    hub: Arc<Hub>,
+    /// Set once the client exists (at once: it connects in the background).
+    client: Mutex<Option<Client>>,
+    /// This bus's reply subjects: `{inbox}.{request id}`.
+    inbox: String,
+    roster: Roster,
+    /// The signals subscribed, by how many local receivers take each.
+    signals: Mutex<HashMap<String, Subscribed>>,
+    /// Wakes the connection's task when the bus closes.
+    closing: tokio::sync::Notify,
+}
+
+/// One signal subscribed on the server.
+struct Subscribed {
+    receivers: usize,
+    /// Confirmed by the server: later receivers are confirmed at once.
+    confirmed: Arc<tokio::sync::watch::Sender<bool>>,
+    /// The task reading it (aborted with the last receiver, which drops
+    /// the subscription: the client unsubscribes).
+    reader: futures_util::future::AbortHandle,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Link {
+    fn client(&self) -> Option<Client> {
+        lock(&self.client).clone()
+    }
+
+    /// The subject of `route` (without its request id, which is a header).
+    fn subject(&self, route: Route<'_>) -> String {
+        format!(
+            "{}.{}.{}",
+            token(self.hub.prefix()),
+            token(route.name),
+            token(route.sender)
+        )
+    }
+
+    /// Publishes `payload` on `subject` with `headers`, answers to `reply`.
+    async fn publish(
+        &self,
+        subject: String,
+        reply: Option<String>,
+        headers: HeaderMap,
+        payload: Vec<u8>,
+    ) -> Result<(), BusError> {
+        let client = self
+            .client()
+            .filter(|_| self.hub.is_up())
+            .ok_or_else(|| self.hub.down())?;
+        let sent = match reply {
+            Some(reply) => {
+                client
+                    .publish_with_reply_and_headers(subject, reply, headers, payload.into())
+                    .await
+            }
+            None => {
+                client
+                    .publish_with_headers(subject, headers, payload.into())
+                    .await
+            }
+        };
+        sent.map_err(|e| self.hub.failed(e))
+    }
+}
+
+/// The bus's handle on its NATS side.
+struct NatsTransport(Arc<Link>);
+
+impl Transport for NatsTransport {
+    fn publish(&self, route: Route<'_>, payload: Vec<u8>) -> Publishing {
+        let link = self.0.clone();
+        let subject = link.subject(route);
+        let mut headers = HeaderMap::new();
+        headers.insert(SENDER, route.sender);
+        let reply = route.request_id.map(|id| {
+            headers.insert(REQUEST, id);
+            format!("{}.{}", link.inbox, token(id))
+        });
+        // The buses that take it, as far as this bus has heard.
+        let buses = link.roster.buses_taking(route.name);
+        Box::pin(async move {
+            link.publish(subject, reply, headers, payload).await?;
+            Ok(buses)
+        })
+    }
+
+    fn subscribe(&self, signal: &str, confirmed: oneshot::Sender<()>) {
+        task::subscribe(&self.0, signal, confirmed);
+    }
+
+    fn unsubscribe(&self, signal: &str) {
+        task::unsubscribe(&self.0, signal);
+    }
+
+    fn close(&self) {
+        task::close(&self.0);
+    }
+}
+
+/// `part` as one subject token: ASCII letters, digits, `_` and `-` as they
+/// are, every other byte as `%XX` (so `.`, `*`, `>`, spaces and `$` cannot
+/// reach the server as syntax), and the empty string as `%`.
+pub(crate) fn token(part: &str) -> String {
+    if part.is_empty() {
+        return "%".to_owned();
+    }
+    let mut out = String::with_capacity(part.len());
+    for byte in part.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-' => out.push(byte as char),
+            _ => out.push_str(&format!("%{byte:02X}")),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_cannot_widen_a_subject() {
+        assert_eq!(token("user_created"), "user_created");
+        assert_eq!(token("a.b"), "a%2Eb");
+        assert_eq!(token(">"), "%3E");
+        assert_eq!(token("*"), "%2A");
+        assert_eq!(token("a b\t"), "a%20b%09");
+        assert_eq!(token("$roster"), "%24roster");
+        assert_eq!(token(""), "%");
+        assert_eq!(token("é"), "%C3%A9");
+        // Different names stay different subjects.
+        assert_ne!(token("%2E"), token("."));
+    }
+}
