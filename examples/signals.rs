@@ -4,7 +4,8 @@
 //! process exits 0.
 //!
 //! Run it with `cargo run --example signals` (the in-process bus), or on
-//! Redis: `REDIS_URL=redis://127.0.0.1:6379 cargo run --features redis --example signals`
+//! Redis: `REDIS_URL=redis://127.0.0.1:6379 cargo run --features redis --example signals`,
+//! or on NATS: `NATS_URL=nats://127.0.0.1:4222 cargo run --features nats --example signals`
 //! (`BUS_PREFIX` sets the channel prefix, `PUBSUB` by default).
 
 use std::error::Error;
@@ -89,9 +90,11 @@ impl Users {
     }
 }
 
-/// The in-process bus, or Redis when `REDIS_URL` is set.
+/// The in-process bus, or NATS when `NATS_URL` is set, else Redis when
+/// `REDIS_URL` is.
 fn bus() -> Result<BusConfig, BusError> {
-    let Ok(url) = std::env::var("REDIS_URL") else {
+    let url = std::env::var("NATS_URL").or_else(|_| std::env::var("REDIS_URL"));
+    let Ok(url) = url else {
         return Ok(BusConfig::in_process());
     };
     let config = BusConfig::from_url(&url)?;

@@ -7,6 +7,8 @@
 //! - [`redis`]: the shared Redis from `REDIS_URL`, private `redis-server`s (and a [`redis::Switch`] to stop and start one);
 //! - [`matrix`]: one test body on every bus or broker backend of the build;
 //! - [`net`]: free loopback ports, HTTP/1.1 by hand;
+//! - [`nats`]: private `nats-server`s, and publishing by hand as a
+//!   misbehaving peer would;
 //! - [`rabbit`]: a private RabbitMQ node, for the tests that restart one;
 //! - [`tempdir`]: a directory of a test's own ([`TempDir`]);
 //! - [`process`]: spawning the example and fixture binaries as real
@@ -19,6 +21,7 @@ pub(crate) mod events;
 #[cfg(feature = "web")]
 pub(crate) mod health;
 pub(crate) mod matrix;
+pub(crate) mod nats;
 pub(crate) mod net;
 pub(crate) mod process;
 pub(crate) mod rabbit;
