@@ -9,6 +9,10 @@
 //!   connection and count what one subscribing connection delivers);
 //! - rpc: sequential RPC round trips per second over Redis, against a bare
 //!   `redis` crate request/answer loop on the same channels;
+//! - nats, nats-rpc: the signals and sequential RPC pairs on NATS, against
+//!   the bare `async-nats` client (publish + subscribe; a request on the
+//!   caller's own inbox, answered by a bare responder), with `NATS_URL` and
+//!   the feature `nats`;
 //! - rpc100: 100 concurrent callers, each calling one call after another,
 //!   against bare `redis` callers as a user would write them (one response
 //!   subscription, answers routed to the waiting caller by request id);
@@ -18,8 +22,8 @@
 //! 100 000 by default; N/2 Redis signals, N/100 sequential RPC calls, N/5
 //! concurrent ones). The Redis pairs need `REDIS_URL`. Each side runs
 //! several rounds, alternating; the best counts. The last line is `bus
-//! ratio: local X.XX redis X.XX rpc X.XX rpc100 X.XX` (ours / bare; `n/a`
-//! without `REDIS_URL`). `-- N rpc100` runs the concurrent RPC pair alone.
+//! ratio: local X.XX redis X.XX rpc X.XX rpc100 X.XX nats X.XX nats-rpc
+//! X.XX` (ours / bare; `n/a` without `REDIS_URL` or `NATS_URL`). `-- N rpc100` runs the concurrent RPC pair alone.
 
 use std::time::{Duration, Instant};
 
@@ -28,6 +32,8 @@ use microagent::prelude::*;
 use serde::{Deserialize, Serialize};
 use support::{done, expect, one_done};
 
+#[cfg(feature = "nats")]
+mod nats_pairs;
 mod redis_pairs;
 mod rpc;
 mod support;
@@ -123,14 +129,32 @@ fn main() {
     if redis.is_none() {
         println!("redis and rpc pairs skipped: REDIS_URL is not set");
     }
+    let nats = nats_pairs(n);
     let shown = |ratio: Option<f64>| ratio.map_or("n/a".to_owned(), |r| format!("{r:.2}"));
     println!(
-        "bus ratio: local {:.2} redis {} rpc {} rpc100 {}",
+        "bus ratio: local {:.2} redis {} rpc {} rpc100 {} nats {} nats-rpc {}",
         local,
         shown(redis.map(|r| r.0)),
         shown(redis.map(|r| r.1)),
-        shown(redis.map(|r| r.2))
+        shown(redis.map(|r| r.2)),
+        shown(nats.map(|r| r.0)),
+        shown(nats.map(|r| r.1)),
     );
+}
+
+/// The NATS pairs (signals, sequential RPC) when `NATS_URL` is set and
+/// the `nats` feature is on.
+fn nats_pairs(n: usize) -> Option<(f64, f64)> {
+    #[cfg(feature = "nats")]
+    if let Ok(url) = std::env::var("NATS_URL") {
+        return Some((
+            nats_pairs::signals(&url, (n / 2).max(1)),
+            nats_pairs::rpc(&url, (n / 100).max(1)),
+        ));
+    }
+    println!("nats pairs skipped: NATS_URL is not set or the nats feature is off");
+    let _ = n;
+    None
 }
 
 /// The pair of 100 concurrent callers; prints both sides, returns ours /

@@ -25,7 +25,7 @@ mod roster;
 mod task;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use async_nats::{Client, HeaderMap};
 use tokio::sync::oneshot;
@@ -75,7 +75,9 @@ impl Connector for NatsBus {
 struct Link {
     hub: Arc<Hub>,
     /// Set once the client exists (at once: it connects in the background).
-    client: Mutex<Option<Client>>,
+    client: OnceLock<Client>,
+    /// The prefix as a subject token.
+    prefix: String,
     /// This bus's reply subjects: `{inbox}.{request id}`.
     inbox: String,
     roster: Roster,
@@ -100,15 +102,15 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Link {
-    fn client(&self) -> Option<Client> {
-        lock(&self.client).clone()
+    fn client(&self) -> Option<&Client> {
+        self.client.get()
     }
 
     /// The subject of `route` (without its request id, which is a header).
     fn subject(&self, route: Route<'_>) -> String {
         format!(
             "{}.{}.{}",
-            token(self.hub.prefix()),
+            self.prefix,
             token(route.name),
             token(route.sender)
         )

@@ -3,7 +3,7 @@
 //! reader per subscribed signal.
 
 use std::pin::pin;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use async_nats::{Client, Event, HeaderMap, Message};
@@ -30,10 +30,11 @@ pub(super) fn start(target: NatsTarget, hub: Arc<Hub>) -> Arc<Link> {
     let link = Arc::new(Link {
         inbox: format!("_INBOX.{}", hub.uid()),
         roster: Roster::new(hub.uid()),
-        hub,
-        client: Mutex::default(),
+        client: OnceLock::new(),
+        prefix: token(hub.prefix()),
         signals: Mutex::default(),
         closing: Notify::new(),
+        hub,
     });
     on_system_arbiter(serve(link.clone(), target));
     link
@@ -60,11 +61,11 @@ async fn serve(link: Arc<Link>, target: NatsTarget) {
             return log::error!(target: LOG_TARGET, "bus: cannot use {url}: {}", hub.failed(e));
         }
     };
-    *lock(&link.client) = Some(client.clone());
-    let prefix = token(hub.prefix());
+    let _ = link.client.set(client.clone());
+    let prefix = &link.prefix;
     let (answers, announcements) = match future::try_join(
         client.subscribe(format!("{}.*", link.inbox)),
-        client.subscribe(roster::subject(&prefix)),
+        client.subscribe(roster::subject(prefix)),
     )
     .await
     {
@@ -137,7 +138,7 @@ async fn on_event(link: &Link, client: &Client, event: Event) {
 
 /// Publishes this bus's announcement (`ask`: asking the others for theirs).
 async fn announce(link: &Link, client: &Client, ask: bool) {
-    let subject = roster::subject(&token(link.hub.prefix()));
+    let subject = roster::subject(&link.prefix);
     let said = link.roster.announcement(ask);
     if let Err(e) = client.publish(subject, said.into()).await {
         log::debug!(target: LOG_TARGET, "bus: an announcement was not sent: {e}");
@@ -162,7 +163,6 @@ async fn goodbye(link: &Link, client: &Client, readers: [AbortHandle; 2]) {
         reader.abort();
     }
     link.hub.set_up(false);
-    *lock(&link.client) = None;
 }
 
 /// Reads announcements.
@@ -171,7 +171,7 @@ async fn read_roster(link: Arc<Link>) {
         match link.roster.heard(&message.payload) {
             Ok(Heard::Asked) if link.roster.has_own() => {
                 if let Some(client) = link.client() {
-                    announce(&link, &client, false).await;
+                    announce(&link, client, false).await;
                 }
             }
             Ok(_) => {}
@@ -234,9 +234,13 @@ pub(super) fn unsubscribe(link: &Arc<Link>, signal: &str) {
     }
     link.roster.set_own(signals.keys().cloned());
     drop(signals);
-    if let Some(client) = link.client() {
+    if link.client().is_some() {
         let link = link.clone();
-        actix_rt::spawn(async move { announce(&link, &client, false).await });
+        actix_rt::spawn(async move {
+            if let Some(client) = link.client() {
+                announce(&link, client, false).await;
+            }
+        });
     }
 }
 
@@ -255,8 +259,10 @@ async fn read_signal(
 ) {
     // The bus is handed out once connected, so the client is there; a
     // closing bus drops `confirmed`, and the subscribe fails as down.
-    let Some(client) = link.client() else { return };
-    let subject = format!("{}.{}.*", token(link.hub.prefix()), token(&signal));
+    let Some(client) = link.client().cloned() else {
+        return;
+    };
+    let subject = format!("{}.{}.*", link.prefix, token(&signal));
     let mut messages = match client.subscribe(subject).await {
         Ok(messages) => messages,
         Err(e) => return log::warn!(target: LOG_TARGET, "bus: {}", link.hub.failed(e)),
