@@ -152,6 +152,23 @@ fn decoded(part: &str) -> Result<String, String> {
         .map_err(|_| "a part of the URL is not UTF-8 once decoded".to_owned())
 }
 
+/// `part` as one subject token: ASCII letters, digits, `_` and `-` as they
+/// are, every other byte as `%XX` (so `.`, `*`, `>`, spaces and `$` cannot
+/// reach the server as syntax), and the empty string as `%`.
+pub(crate) fn token(part: &str) -> String {
+    if part.is_empty() {
+        return "%".to_owned();
+    }
+    let mut out = String::with_capacity(part.len());
+    for byte in part.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-' => out.push(byte as char),
+            _ => out.push_str(&format!("%{byte:02X}")),
+        }
+    }
+    out
+}
+
 /// A NATS client's failure to connect, as text (the client's own error
 /// types carry no secret, but they are not `Clone`).
 #[derive(Debug)]
@@ -202,5 +219,19 @@ mod tests {
         assert_eq!(pause(1, longest), FIRST_PAUSE);
         assert_eq!(pause(2, longest), FIRST_PAUSE * 2);
         assert_eq!(pause(60, longest), longest);
+    }
+
+    #[test]
+    fn names_cannot_widen_a_subject() {
+        assert_eq!(token("user_created"), "user_created");
+        assert_eq!(token("a.b"), "a%2Eb");
+        assert_eq!(token(">"), "%3E");
+        assert_eq!(token("*"), "%2A");
+        assert_eq!(token("a b\t"), "a%20b%09");
+        assert_eq!(token("$roster"), "%24roster");
+        assert_eq!(token(""), "%");
+        assert_eq!(token("é"), "%C3%A9");
+        // Different names stay different subjects.
+        assert_ne!(token("%2E"), token("."));
     }
 }

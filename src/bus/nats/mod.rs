@@ -34,7 +34,7 @@ use super::config::BusConfig;
 use super::error::BusError;
 use super::transport::{Connector, Hub, Publishing, Route, Transport};
 use crate::backend::Endpoint;
-use crate::nats_target::NatsTarget;
+use crate::nats_target::{token, NatsTarget};
 use roster::Roster;
 
 /// The header naming a signal's sender.
@@ -175,41 +175,5 @@ impl Transport for NatsTransport {
 
     fn close(&self) {
         task::close(&self.0);
-    }
-}
-
-/// `part` as one subject token: ASCII letters, digits, `_` and `-` as they
-/// are, every other byte as `%XX` (so `.`, `*`, `>`, spaces and `$` cannot
-/// reach the server as syntax), and the empty string as `%`.
-pub(crate) fn token(part: &str) -> String {
-    if part.is_empty() {
-        return "%".to_owned();
-    }
-    let mut out = String::with_capacity(part.len());
-    for byte in part.bytes() {
-        match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-' => out.push(byte as char),
-            _ => out.push_str(&format!("%{byte:02X}")),
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_cannot_widen_a_subject() {
-        assert_eq!(token("user_created"), "user_created");
-        assert_eq!(token("a.b"), "a%2Eb");
-        assert_eq!(token(">"), "%3E");
-        assert_eq!(token("*"), "%2A");
-        assert_eq!(token("a b\t"), "a%20b%09");
-        assert_eq!(token("$roster"), "%24roster");
-        assert_eq!(token(""), "%");
-        assert_eq!(token("é"), "%C3%A9");
-        // Different names stay different subjects.
-        assert_ne!(token("%2E"), token("."));
     }
 }

@@ -13,8 +13,8 @@ use tokio::sync::{mpsc, oneshot, watch, Notify};
 
 use super::super::transport::{Hub, Route};
 use super::roster::{self, Heard, Roster, HEARTBEAT};
-use super::{lock, token, Link, Subscribed, REQUEST, RESPONDER, SENDER};
-use crate::nats_target::NatsTarget;
+use super::{lock, Link, Subscribed, REQUEST, RESPONDER, SENDER};
+use crate::nats_target::{token, NatsTarget};
 use crate::LOG_TARGET;
 
 /// How long a new connection waits for the other buses' announcements
