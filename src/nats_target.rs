@@ -156,14 +156,27 @@ fn decoded(part: &str) -> Result<String, String> {
 /// are, every other byte as `%XX` (so `.`, `*`, `>`, spaces and `$` cannot
 /// reach the server as syntax), and the empty string as `%`.
 pub(crate) fn token(part: &str) -> String {
+    escaped(part, '%')
+}
+
+/// `part` as a JetStream stream or consumer name (and a subject token):
+/// as [`token`], with `~` for the escape. A NATS server 2.9 puts stream
+/// names into a format string when it builds ack subjects, so a `%` there
+/// would come out garbled and break the client's parser.
+#[cfg_attr(not(feature = "nats"), allow(dead_code))]
+pub(crate) fn name(part: &str) -> String {
+    escaped(part, '~')
+}
+
+fn escaped(part: &str, escape: char) -> String {
     if part.is_empty() {
-        return "%".to_owned();
+        return escape.to_string();
     }
     let mut out = String::with_capacity(part.len());
     for byte in part.bytes() {
         match byte {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-' => out.push(byte as char),
-            _ => out.push_str(&format!("%{byte:02X}")),
+            _ => out.push_str(&format!("{escape}{byte:02X}")),
         }
     }
     out
@@ -233,5 +246,7 @@ mod tests {
         assert_eq!(token("é"), "%C3%A9");
         // Different names stay different subjects.
         assert_ne!(token("%2E"), token("."));
+        assert_eq!(name("T1:jobs"), "T1~3Ajobs");
+        assert_ne!(name("~3A"), name(":"));
     }
 }

@@ -19,6 +19,8 @@ mod error;
 mod handle;
 mod job;
 mod memory;
+#[cfg(feature = "nats")]
+mod nats;
 mod observe;
 mod queue;
 #[cfg(feature = "redis")]
@@ -62,6 +64,15 @@ pub(crate) static BACKENDS: &[crate::backend::Registration<Open>] = &[
         #[cfg(feature = "amqp")]
         open: Some(BrokerConfig::amqp),
         #[cfg(not(feature = "amqp"))]
+        open: None,
+    },
+    crate::backend::Registration {
+        name: "nats",
+        schemes: &["nats"],
+        feature: "nats",
+        #[cfg(feature = "nats")]
+        open: Some(BrokerConfig::nats),
+        #[cfg(not(feature = "nats"))]
         open: None,
     },
 ];
