@@ -1,5 +1,5 @@
 //! What only the networked brokers have: consumers that die (SIGKILL)
-//! while handling, a Redis that restarts, AMQP queue flags, and Python
+//! while handling (Redis, RabbitMQ, NATS JetStream), a Redis that restarts, AMQP queue flags, and Python
 //! producers and consumers on the same queues.
 //!
 //! They need `REDIS_URL` or `AMQP_URL` (compiled as ignored without them); the
@@ -43,17 +43,22 @@ fn handled(p: &mut Proc) -> Vec<u32> {
 enum Kind {
     Redis,
     Amqp,
+    #[cfg(feature = "nats")]
+    Nats,
 }
 
 fn consumer(kind: Kind, url: &str, namespace: &str) -> Proc {
     let variable = match kind {
         Kind::Redis => "REDIS_URL",
         Kind::Amqp => "AMQP_URL",
+        #[cfg(feature = "nats")]
+        Kind::Nats => "NATS_URL",
     };
     let mut command = Command::new(support::process::example("consumer-fixture"));
     command
         .env_remove("REDIS_URL")
         .env_remove("AMQP_URL")
+        .env_remove("NATS_URL")
         .env(variable, url)
         .env("NAMESPACE", namespace);
     Proc::start(command)
@@ -63,6 +68,8 @@ fn config(kind: Kind, url: &str) -> BrokerConfig {
     match kind {
         Kind::Redis => BrokerConfig::redis(url).unwrap(),
         Kind::Amqp => BrokerConfig::amqp(url).unwrap(),
+        #[cfg(feature = "nats")]
+        Kind::Nats => BrokerConfig::nats(url).unwrap(),
     }
 }
 
@@ -76,6 +83,13 @@ fn redis_consumers_killed_mid_handling_lose_nothing() {
 #[cfg_attr(not(service_amqp), ignore = "needs AMQP_URL")]
 fn amqp_consumers_killed_mid_handling_lose_nothing() {
     killed_consumers_lose_nothing(Kind::Amqp, &support::redis::amqp_url());
+}
+
+#[cfg(feature = "nats")]
+#[test]
+#[cfg_attr(not(service_nats), ignore = "needs NATS_URL")]
+fn nats_consumers_killed_mid_handling_lose_nothing() {
+    killed_consumers_lose_nothing(Kind::Nats, &support::redis::nats_url());
 }
 
 fn killed_consumers_lose_nothing(kind: Kind, url: &str) {
@@ -196,6 +210,8 @@ fn python_and_rust_share_queues(kind: Kind, url: &str) {
         // redis-py gives up on blocking reads after 5 s without a socket timeout.
         Kind::Redis => format!("{url}?socket_timeout=30"),
         Kind::Amqp => url.clone(),
+        #[cfg(feature = "nats")]
+        Kind::Nats => unreachable!("the Python original has no NATS"),
     };
     let mut command = Command::new(python);
     command.args([script, &dsn, &to_rust, &from_rust, &count.to_string()]);

@@ -47,15 +47,16 @@ pub enum BrokerError {
         reason: String,
     },
     /// The queue exists on the server with other settings than ours (on
-    /// AMQP: 406 PRECONDITION_FAILED): declare both sides alike (see
+    /// AMQP: 406 PRECONDITION_FAILED; on NATS: a JetStream stream or
+    /// consumer configured otherwise): declare both sides alike (see
     /// `BrokerConfig::durable`).
-    #[error("AMQP queue `{queue}` exists with other flags than ours (durable = {durable}, exclusive = false, auto_delete = false, no arguments): {reason}")]
+    #[error("queue `{queue}` exists on the server with other settings than ours: {reason}")]
     QueueMismatch {
-        /// The queue.
+        /// The queue (and the server's object, where it has its own name).
         queue: String,
         /// Whether we declared it durable.
         durable: bool,
-        /// What the broker said.
+        /// The settings we asked for, and what the server said.
         reason: String,
     },
     /// The broker's server refused, or the connection failed under the

@@ -307,7 +307,10 @@ impl AmqpQueues {
                     Err(BrokerError::QueueMismatch {
                         queue: queue.to_owned(),
                         durable: self.durable,
-                        reason: amqp.to_string(),
+                        reason: format!(
+                            "ours: AMQP durable = {}, exclusive = false, auto_delete = false, no arguments; the broker said: {amqp}",
+                            self.durable
+                        ),
                     })
                 }
                 _ => Err(self.error(e)),
@@ -342,7 +345,10 @@ impl AmqpQueues {
                     Err(BrokerError::QueueMismatch {
                         queue: format!("exchange {exchange}"),
                         durable: self.durable,
-                        reason: amqp.to_string(),
+                        reason: format!(
+                            "ours: AMQP durable = {}, exclusive = false, auto_delete = false, no arguments; the broker said: {amqp}",
+                            self.durable
+                        ),
                     })
                 }
                 _ => Err(self.error(e)),

@@ -68,6 +68,29 @@ impl NatsSource {
             filter_subject: place.subject.clone(),
             ..Default::default()
         };
+        // A 2.9 server updates a durable consumer asked for with other
+        // settings: compare first.
+        if let Ok(info) = stream.consumer_info(&place.stream).await {
+            let theirs = &info.config;
+            if theirs.ack_policy != AckPolicy::Explicit
+                || theirs.ack_wait != lease
+                || theirs.max_deliver != max_deliver
+                || theirs.filter_subject != place.subject
+            {
+                return Err(BrokerError::QueueMismatch {
+                    queue: format!("{} (JetStream consumer {})", spec.queue, place.stream),
+                    durable: true,
+                    reason: format!(
+                        "ours: explicit acks, ack wait {lease:?}, max deliveries {max_deliver}                          (attempts + 1) on {}; the server has: {:?} acks, ack wait {:?}, max                          deliveries {} on {:?}",
+                        place.subject,
+                        theirs.ack_policy,
+                        theirs.ack_wait,
+                        theirs.max_deliver,
+                        theirs.filter_subject,
+                    ),
+                });
+            }
+        }
         let consumer = match stream.create_consumer(config).await {
             Ok(consumer) => consumer,
             Err(e) => {

@@ -197,6 +197,14 @@ impl NatsQueues {
         failed(&self.endpoint, e)
     }
 
+    /// An error while the client is not connected.
+    fn connected(&self) -> Result<(), BrokerError> {
+        match self.up.load(Ordering::Relaxed) {
+            true => Ok(()),
+            false => Err(self.failed(NatsError("not connected".to_owned()))),
+        }
+    }
+
     /// Where `queue`'s messages are.
     fn place(&self, queue: &str) -> Place {
         let stream = name(&format!("{}{queue}", self.settings.namespace));
@@ -267,6 +275,8 @@ impl NatsQueues {
         headers: Option<HeaderMap>,
         body: Vec<u8>,
     ) -> Result<(), BrokerError> {
+        // The client would hold it until it reconnects: fail at once.
+        self.connected()?;
         let sent = match headers {
             Some(headers) => {
                 self.js
@@ -368,6 +378,7 @@ impl RemoteQueues for NatsQueues {
     ) -> BoxFuture<'a, Result<(), BrokerError>> {
         Box::pin(async move {
             let place = self.declare(queue_of(to)?, false).await?;
+            self.connected()?;
             // Published in order on one connection, acknowledged together.
             let mut acks = Vec::with_capacity(bodies.len());
             for body in bodies {
