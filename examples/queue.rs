@@ -6,8 +6,9 @@
 //! Run it with `cargo run --example queue` (the in-process broker), on
 //! Redis: `REDIS_URL=redis://127.0.0.1:6379 cargo run --features redis --example queue`, or
 //! on RabbitMQ: `AMQP_URL=amqp://guest:guest@127.0.0.1:5672/%2f cargo run --features amqp
-//! --example queue` (`QUEUE_NAMESPACE` puts a prefix before its queue
-//! names).
+//! --example queue`, or on NATS JetStream: `NATS_URL=nats://127.0.0.1:4222 cargo run
+//! --features nats --example queue` (`QUEUE_NAMESPACE` puts a prefix before its
+//! queue names).
 
 use std::error::Error;
 use std::future::Future;
@@ -90,13 +91,16 @@ impl Shop {
     }
 }
 
-/// RabbitMQ when `AMQP_URL` is set, else Redis when `REDIS_URL` is, else
-/// the in-process broker.
+/// RabbitMQ when `AMQP_URL` is set, else NATS JetStream when `NATS_URL`
+/// is, else Redis when `REDIS_URL` is, else the in-process broker.
 fn broker() -> Result<BrokerConfig, BrokerError> {
     let namespace = std::env::var("QUEUE_NAMESPACE").unwrap_or_default();
-    let config = match (std::env::var("AMQP_URL"), std::env::var("REDIS_URL")) {
-        (Ok(url), _) | (_, Ok(url)) => BrokerConfig::from_url(&url)?,
-        _ => return Ok(BrokerConfig::in_process()),
+    let url = ["AMQP_URL", "NATS_URL", "REDIS_URL"]
+        .into_iter()
+        .find_map(|variable| std::env::var(variable).ok());
+    let config = match url {
+        Some(url) => BrokerConfig::from_url(&url)?,
+        None => return Ok(BrokerConfig::in_process()),
     };
     Ok(config.namespace(&namespace))
 }
