@@ -24,9 +24,15 @@
 //!   with `basic_qos(16)`, decode, ack (each ack in a task of its own, as
 //!   ours settles). Needs `AMQP_URL`.
 //!
+//! - nats: N messages through our NATS JetStream broker to an agent's
+//!   consumer (prefetch 16, 64 sends in flight), against bare `async-nats`:
+//!   publish and await JetStream's ack, a durable pull consumer pulling 16
+//!   at a time, decode, ack (each in a task of its own). Needs `NATS_URL`
+//!   and the feature `nats`.
+//!
 //! `cargo bench --bench broker [-- N]` (N = 20 000 by default). Each side
 //! runs several rounds, alternating; the best counts. The last lines are
-//! `broker ratio: local X.XX redis X.XX amqp X.XX` and `broker batch
+//! `broker ratio: local X.XX redis X.XX amqp X.XX nats X.XX` and `broker batch
 //! ratio: redis X.XX amqp X.XX` (ours / bare; `n/a` without the server's
 //! URL).
 //!
@@ -365,6 +371,98 @@ fn amqp(url: &str, n: usize, width: usize) -> f64 {
     report((&ours_name, ours), (&bare_name, bare), n, "messages")
 }
 
+/// NATS JetStream: ours at prefetch 16 against bare `async-nats` doing the
+/// same (a publish acknowledged by JetStream per message, `width` in
+/// flight; a durable pull consumer pulling 16 at a time, decoding, acking
+/// each in a task of its own).
+#[cfg(feature = "nats")]
+fn nats(url: &str, n: usize, width: usize) -> f64 {
+    use async_nats::jetstream::{consumer::pull, stream, AckKind};
+    use futures_util::StreamExt;
+
+    let (ours, bare) = microagent::run(async move {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let config = BrokerConfig::nats(url).expect("NATS_URL");
+        let broker = Broker::connect(config.namespace(&format!("B{id}-")))
+            .await
+            .expect("NATS is reachable");
+        let (agent, _handle) = microagent::start(Sixteen::default());
+        agent.send(GetInfo).await.expect("the agent started");
+
+        // Bare async-nats: a work-queue stream, a durable pull consumer.
+        let client = async_nats::connect(url).await.expect("NATS is reachable");
+        let js = async_nats::jetstream::new(client);
+        let (name, subject) = (format!("X{id}"), format!("bare.X{id}"));
+        let orders = js
+            .create_stream(stream::Config {
+                name: name.clone(),
+                subjects: vec![subject.clone()],
+                retention: stream::RetentionPolicy::WorkQueue,
+                storage: stream::StorageType::File,
+                ..Default::default()
+            })
+            .await
+            .expect("a stream");
+        let consumer = orders
+            .create_consumer(pull::Config {
+                durable_name: Some(name.clone()),
+                ack_policy: async_nats::jetstream::consumer::AckPolicy::Explicit,
+                ..Default::default()
+            })
+            .await
+            .expect("a consumer");
+        let mut messages = consumer
+            .stream()
+            .max_messages_per_batch(16)
+            .messages()
+            .await
+            .expect("pulling");
+        actix_rt::spawn(async move {
+            while let Some(Ok(message)) = messages.next().await {
+                let order: Order = serde_json::from_slice(&message.payload).expect("our JSON");
+                std::hint::black_box(&order);
+                one_done();
+                actix_rt::spawn(async move {
+                    message.ack_with(AckKind::Ack).await.expect("ack");
+                });
+            }
+        });
+        let (mut ours, mut bare) = (Duration::MAX, Duration::MAX);
+        for _ in 0..ROUNDS {
+            let publish_all = in_flight(n, width, |i| {
+                let body = serde_json::to_vec(&order(i)).expect("plain JSON");
+                let (js, subject) = (js.clone(), subject.clone());
+                async move {
+                    let ack = js.publish(subject, body.into()).await.expect("published");
+                    ack.await.expect("stored");
+                }
+            });
+            bare = bare.min(timed(n, publish_all).await);
+            let send_all = in_flight(n, width, |i| {
+                let broker = broker.clone();
+                async move { broker.send(order(i)).await.expect("sent") }
+            });
+            ours = ours.min(timed(n, send_all).await);
+        }
+        let _ = js.delete_stream(&name).await;
+        (ours, bare)
+    });
+    let bare_name = format!("bare async-nats publish-ack/pull/ack, {width} sends in flight");
+    let ours_name = format!("broker (nats, prefetch 16, {width} sends in flight)");
+    report((&ours_name, ours), (&bare_name, bare), n, "messages")
+}
+
+/// The NATS pair when `NATS_URL` is set and the feature `nats` is on.
+fn nats_pair(n: usize) -> Option<f64> {
+    #[cfg(feature = "nats")]
+    if let Ok(url) = std::env::var("NATS_URL") {
+        return Some(nats(&url, n, IN_FLIGHT));
+    }
+    println!("nats pair skipped: NATS_URL is not set or the nats feature is off");
+    let _ = n;
+    None
+}
+
 fn main() {
     let n: usize = std::env::args()
         .skip(1)
@@ -399,14 +497,16 @@ fn main() {
     if amqp_url.is_none() {
         println!("amqp pairs skipped: AMQP_URL is not set");
     }
+    let nats = nats_pair(n);
     let shown = |ratio: Option<f64>| ratio.map_or("n/a".to_owned(), |r| format!("{r:.2}"));
     if let Some((_, rate)) = redis_batch {
         println!("redis batch rate: {rate:.0} msgs/s");
     }
     println!(
-        "broker ratio: local {local:.2} redis {} amqp {}",
+        "broker ratio: local {local:.2} redis {} amqp {} nats {}",
         shown(redis),
-        shown(amqp_all)
+        shown(amqp_all),
+        shown(nats)
     );
     println!(
         "broker batch ratio: redis {} amqp {}",

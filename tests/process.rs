@@ -58,10 +58,27 @@ fn the_signals_example_does_the_same_on_redis() {
     );
 }
 
+#[cfg(feature = "nats")]
+#[test]
+#[cfg_attr(not(service_nats), ignore = "needs NATS_URL")]
+fn the_signals_example_does_the_same_on_nats() {
+    let url = support::redis::nats_url();
+    let prefix = support::redis::prefix();
+    let p = signals_example(&[("NATS_URL", &url), ("BUS_PREFIX", &prefix)]);
+    assert!(
+        p.stderr().contains("bus: connected to nats://"),
+        "{}",
+        p.stderr()
+    );
+}
+
 fn signals_example(envs: &[(&str, &str)]) -> Proc {
     // Unset unless given: the example picks Redis up from the environment.
     let mut command = std::process::Command::new(support::process::example("signals"));
-    command.env_remove("REDIS_URL").env("RUST_LOG", "info");
+    command
+        .env_remove("REDIS_URL")
+        .env_remove("NATS_URL")
+        .env("RUST_LOG", "info");
     command.envs(envs.iter().copied());
     let mut p = Proc::start(command);
     let code = p.wait_code();
@@ -412,6 +429,15 @@ fn the_queue_example_does_the_same_on_redis() {
     queue_example(&[("REDIS_URL", &url), ("QUEUE_NAMESPACE", &namespace)]);
 }
 
+#[cfg(feature = "nats")]
+#[test]
+#[cfg_attr(not(service_nats), ignore = "needs NATS_URL")]
+fn the_queue_example_does_the_same_on_nats_jetstream() {
+    let url = support::redis::nats_url();
+    let namespace = format!("{}:", support::redis::prefix());
+    queue_example(&[("NATS_URL", &url), ("QUEUE_NAMESPACE", &namespace)]);
+}
+
 #[cfg(feature = "amqp")]
 #[test]
 #[cfg_attr(not(service_amqp), ignore = "needs AMQP_URL")]
@@ -426,6 +452,7 @@ fn queue_example(envs: &[(&str, &str)]) {
     command
         .env_remove("REDIS_URL")
         .env_remove("AMQP_URL")
+        .env_remove("NATS_URL")
         .env("RUST_LOG", "info");
     command.envs(envs.iter().copied());
     let mut p = Proc::start(command);
