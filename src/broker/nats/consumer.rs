@@ -91,25 +91,11 @@ impl NatsSource {
                 });
             }
         }
-        let consumer = match stream.create_consumer(config).await {
-            Ok(consumer) => consumer,
-            Err(e) => {
-                if let async_nats::jetstream::stream::ConsumerErrorKind::JetStream(error) = e.kind()
-                {
-                    return Err(BrokerError::QueueMismatch {
-                        queue: format!("{} (JetStream consumer {})", spec.queue, place.stream),
-                        durable: true,
-                        reason: format!(
-                            "the consumer exists with other settings; expected explicit acks, \
-                             ack wait {lease:?} and max deliveries {max_deliver} (attempts + 1) \
-                             on {}: {error}",
-                            place.subject
-                        ),
-                    });
-                }
-                return Err(queues.failed(e));
-            }
-        };
+        // Compared above: a failure here is the server's or the connection's.
+        let consumer = stream
+            .create_consumer(config)
+            .await
+            .map_err(|e| queues.failed(e))?;
         let held = Held::default();
         let (task, progress) = futures_util::future::abortable(keep_held(held.clone(), lease));
         actix_rt::spawn(task);
