@@ -162,6 +162,17 @@ impl Roster {
         lock(&self.state).own_signals = signals.collect();
     }
 
+    /// This bus takes `signal` now (its subscription is on its way to the
+    /// server, ahead of anything published after).
+    pub(super) fn take_signal(&self, signal: &str) {
+        lock(&self.state).own_signals.insert(signal.to_owned());
+    }
+
+    /// This bus no longer takes `signal`.
+    pub(super) fn drop_signal(&self, signal: &str) {
+        lock(&self.state).own_signals.remove(signal);
+    }
+
     /// Whether this bus takes any signal.
     pub(super) fn has_own(&self) -> bool {
         !lock(&self.state).own_signals.is_empty()

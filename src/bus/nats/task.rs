@@ -183,6 +183,11 @@ async fn read_roster(link: Arc<Link>) {
 /// Reads the answers to this bus's calls.
 async fn read_answers(link: Arc<Link>, mut answers: async_nats::Subscriber) {
     while let Some(message) = answers.next().await {
+        // A status from the server ("no responders": nobody had
+        // subscribed the call's subject) is no bus's answer.
+        if message.status.is_some() {
+            continue;
+        }
         let subject = message.subject.as_str();
         let id = subject.rsplit('.').next().unwrap_or_default();
         link.hub.answered(subject, id, &message.payload);
@@ -215,7 +220,6 @@ pub(super) fn subscribe(link: &Arc<Link>, signal: &str, confirmed: oneshot::Send
         reader,
     };
     signals.insert(signal.to_owned(), subscribed);
-    link.roster.set_own(signals.keys().cloned());
 }
 
 /// One local receiver of `signal` fewer.
@@ -232,7 +236,7 @@ pub(super) fn unsubscribe(link: &Arc<Link>, signal: &str) {
         // Dropping the subscription unsubscribes it.
         gone.reader.abort();
     }
-    link.roster.set_own(signals.keys().cloned());
+    link.roster.drop_signal(signal);
     drop(signals);
     if link.client().is_some() {
         let link = link.clone();
@@ -267,6 +271,9 @@ async fn read_signal(
         Ok(messages) => messages,
         Err(e) => return log::warn!(target: LOG_TARGET, "bus: {}", link.hub.failed(e)),
     };
+    // Counted from now on: the server takes the subscription before any
+    // call published after it.
+    link.roster.take_signal(&signal);
     announce(&link, &client, false).await;
     // While disconnected, the flush waits for (or fails before) the next
     // connection, which subscribes again.
