@@ -19,11 +19,16 @@
 //!   calls per second and the latency of a call (p50, p99).
 //!
 //! `cargo bench --bench bus [-- N]` (N in-process signals per round,
-//! 100 000 by default; N/2 Redis signals, N/100 sequential RPC calls, N/5
-//! concurrent ones). The Redis pairs need `REDIS_URL`. Each side runs
-//! several rounds, alternating; the best counts. The last line is `bus
-//! ratio: local X.XX redis X.XX rpc X.XX rpc100 X.XX nats X.XX nats-rpc
-//! X.XX` (ours / bare; `n/a` without `REDIS_URL` or `NATS_URL`). `-- N rpc100` runs the concurrent RPC pair alone.
+//! 100 000 by default; N/2 Redis and NATS signals, N/100 sequential RPC
+//! calls on Redis and N/20 on NATS, N/5 concurrent ones). The NATS calls
+//! are the more: a NATS call takes ~0.15 ms, mostly waiting, and a round
+//! of a thousand of them swings by a fifth from run to run. The Redis
+//! pairs need `REDIS_URL`. Each side runs several rounds, alternating;
+//! the best counts. The last line is `bus ratio: local X.XX redis X.XX
+//! rpc X.XX rpc100 X.XX nats X.XX nats-rpc X.XX` (ours / bare; `n/a`
+//! without `REDIS_URL` or `NATS_URL`). `-- N rpc100` runs the concurrent
+//! RPC pair alone, `-- N nats` the NATS pairs, `-- N nats-rpc` the NATS
+//! RPC pair (each for a profiler).
 
 use std::time::{Duration, Instant};
 
@@ -117,6 +122,17 @@ fn main() {
         rpc100(&url, (n / 5).max(100));
         return;
     }
+    // `nats`: the NATS pairs alone (for a profiler).
+    if std::env::args().any(|a| a == "nats") {
+        nats_pairs(n);
+        return;
+    }
+    #[cfg(feature = "nats")]
+    if std::env::args().any(|a| a == "nats-rpc") {
+        let url = std::env::var("NATS_URL").expect("the nats-rpc pair needs NATS_URL");
+        nats_pairs::rpc(&url, (n / 20).max(1));
+        return;
+    }
     let local = local_pair(n);
     let redis = std::env::var("REDIS_URL").ok().map(|url| {
         let concurrent = rpc100(&url, (n / 5).max(100));
@@ -149,7 +165,7 @@ fn nats_pairs(n: usize) -> Option<(f64, f64)> {
     if let Ok(url) = std::env::var("NATS_URL") {
         return Some((
             nats_pairs::signals(&url, (n / 2).max(1)),
-            nats_pairs::rpc(&url, (n / 100).max(1)),
+            nats_pairs::rpc(&url, (n / 20).max(1)),
         ));
     }
     println!("nats pairs skipped: NATS_URL is not set or the nats feature is off");

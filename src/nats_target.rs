@@ -156,7 +156,15 @@ fn decoded(part: &str) -> Result<String, String> {
 /// are, every other byte as `%XX` (so `.`, `*`, `>`, spaces and `$` cannot
 /// reach the server as syntax), and the empty string as `%`.
 pub(crate) fn token(part: &str) -> String {
-    escaped(part, '%')
+    let mut out = String::with_capacity(part.len());
+    push_token(&mut out, part);
+    out
+}
+
+/// Appends `part` to `out` as [`token`] writes it (one buffer for a
+/// whole subject, no string per part).
+pub(crate) fn push_token(out: &mut String, part: &str) {
+    push_escaped(out, part, '%');
 }
 
 /// `part` as a JetStream stream or consumer name (and a subject token):
@@ -165,21 +173,25 @@ pub(crate) fn token(part: &str) -> String {
 /// would come out garbled and break the client's parser.
 #[cfg_attr(not(feature = "nats"), allow(dead_code))]
 pub(crate) fn name(part: &str) -> String {
-    escaped(part, '~')
+    let mut out = String::with_capacity(part.len());
+    push_escaped(&mut out, part, '~');
+    out
 }
 
-fn escaped(part: &str, escape: char) -> String {
+fn push_escaped(out: &mut String, part: &str, escape: char) {
+    use std::fmt::Write as _;
     if part.is_empty() {
-        return escape.to_string();
+        return out.push(escape);
     }
-    let mut out = String::with_capacity(part.len());
     for byte in part.bytes() {
         match byte {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-' => out.push(byte as char),
-            _ => out.push_str(&format!("{escape}{byte:02X}")),
+            // Writing to a String does not fail.
+            _ => {
+                let _ = write!(out, "{escape}{byte:02X}");
+            }
         }
     }
-    out
 }
 
 /// A NATS client's failure to connect, as text (the client's own error

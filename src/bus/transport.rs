@@ -46,7 +46,8 @@ pub(crate) struct Route<'a> {
 }
 
 /// A publication under way: resolves to how many buses got it (each
-/// answers a call for all its receivers).
+/// answers a call for all its receivers). Only a call's count is used; a
+/// backend that has to look the count up (NATS) resolves a signal to 0.
 pub(crate) type Publishing = BoxFuture<'static, Result<usize, BusError>>;
 
 /// How a remote backend is reached: what its `BusConfig` constructor

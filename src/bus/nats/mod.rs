@@ -27,6 +27,7 @@ mod task;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
+use async_nats::header::HeaderName;
 use async_nats::{Client, HeaderMap};
 use tokio::sync::oneshot;
 
@@ -34,15 +35,17 @@ use super::config::BusConfig;
 use super::error::BusError;
 use super::transport::{Connector, Hub, Publishing, Route, Transport};
 use crate::backend::Endpoint;
-use crate::nats_target::{token, NatsTarget};
+use crate::nats_target::{push_token, token, NatsTarget};
 use roster::Roster;
 
+// Header names built once (a `&str` name is checked and parsed again on
+// every insert and lookup).
 /// The header naming a signal's sender.
-const SENDER: &str = "Microagent-Sender";
+const SENDER: HeaderName = HeaderName::from_static("Microagent-Sender");
 /// The header carrying a call's request id.
-const REQUEST: &str = "Microagent-Request-Id";
+const REQUEST: HeaderName = HeaderName::from_static("Microagent-Request-Id");
 /// The header naming the bus an answer comes from.
-const RESPONDER: &str = "Microagent-Bus";
+const RESPONDER: HeaderName = HeaderName::from_static("Microagent-Bus");
 
 #[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
 impl BusConfig {
@@ -108,12 +111,14 @@ impl Link {
 
     /// The subject of `route` (without its request id, which is a header).
     fn subject(&self, route: Route<'_>) -> String {
-        format!(
-            "{}.{}.{}",
-            self.prefix,
-            token(route.name),
-            token(route.sender)
-        )
+        let size = self.prefix.len() + route.name.len() + route.sender.len() + 2;
+        let mut subject = String::with_capacity(size);
+        subject.push_str(&self.prefix);
+        subject.push('.');
+        push_token(&mut subject, route.name);
+        subject.push('.');
+        push_token(&mut subject, route.sender);
+        subject
     }
 
     /// Publishes `payload` on `subject` with `headers`, answers to `reply`.
@@ -157,8 +162,12 @@ impl Transport for NatsTransport {
             headers.insert(REQUEST, id);
             format!("{}.{}", link.inbox, token(id))
         });
-        // The buses that take it, as far as this bus has heard.
-        let buses = link.roster.buses_taking(route.name);
+        // A call waits for the buses that take it, as far as this bus has
+        // heard; a signal waits for nobody (no roster lookup per signal).
+        let buses = match reply {
+            Some(_) => link.roster.buses_taking(route.name),
+            None => 0,
+        };
         Box::pin(async move {
             link.publish(subject, reply, headers, payload).await?;
             Ok(buses)

@@ -6,6 +6,7 @@ use std::pin::pin;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use async_nats::header::HeaderName;
 use async_nats::{Client, Event, HeaderMap, Message};
 use futures_util::future::{self, AbortHandle, Either};
 use futures_util::StreamExt;
@@ -291,7 +292,7 @@ async fn read_signal(
 fn on_signal(link: &Arc<Link>, client: &Client, signal: &str, message: Message) {
     let hub = &link.hub;
     let place = message.subject.as_str();
-    let header = |name: &str| {
+    let header = |name: HeaderName| {
         let headers = message.headers.as_ref()?;
         headers.get(name).map(|value| value.as_str())
     };
