@@ -78,12 +78,15 @@ pub struct ReceiverInfo {
     pub runs: HandlerRuns,
 }
 
-/// The runs of a receiver or a consumer that did not go well, counted
-/// since the agent started. A receiver's answered `null`; a consumer's
-/// were failed attempts (bad input: dead-lettered at once).
+/// The runs of a receiver or a consumer, counted since the agent started:
+/// those that went well, and how the others did not. A receiver's failed
+/// runs answered `null`; a consumer's were failed attempts (bad input:
+/// dead-lettered at once).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct HandlerRuns {
+    /// Runs that returned `Ok` within their timeout.
+    pub ok: u64,
     /// Runs that returned an error.
     pub failed: u64,
     /// Runs that panicked.
@@ -185,11 +188,15 @@ pub struct CronInfo {
     pub runs: TaskRuns,
 }
 
-/// The runs of a periodic or cron task that did not go well, counted since
-/// the agent started, so that monitoring can see a task that always fails.
+/// The runs of a periodic or cron task, counted since the agent started:
+/// those that went well, and how the others did not, so that monitoring
+/// can see a task that always fails.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct TaskRuns {
+    /// Runs that returned `Ok` (a sync run past its timeout counts as
+    /// timed out instead).
+    pub ok: u64,
     /// Runs that returned an error.
     pub failed: u64,
     /// Runs that panicked.

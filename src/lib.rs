@@ -124,6 +124,10 @@ mod nats_target;
 #[cfg(feature = "redis")]
 mod redis_target;
 mod registry;
+// metrics of the agents the registry knows, and of the backends
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub mod metrics;
 // starting agents, running Systems
 mod run;
 mod start;

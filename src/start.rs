@@ -317,7 +317,9 @@ fn prepare<A: Agent>(
 ) -> (Addr<A>, AgentHandle<A>, Launch<A>) {
     let (tx, rx) = channel::channel(MAILBOX_CAPACITY);
     let addr = Addr::new(tx);
-    let cell = Arc::new(AgentCell::new(name, addr.downgrade(), schedules));
+    let hooks = &A::HOOKS;
+    let handlers = hooks.tasks.len() + hooks.receivers.len() + hooks.consumers.len();
+    let cell = Arc::new(AgentCell::new(name, addr.downgrade(), schedules, handlers));
     let registration = registry::register(&cell);
     let handle = AgentHandle { cell: cell.clone() };
     let launch = Launch {

@@ -539,7 +539,7 @@ fn info_lists_the_receivers() {
         json["receivers"][1],
         serde_json::json!({
             "name": "stock", "signal": "get_stock", "timeout": 0.2,
-            "runs": {"failed": 0, "panicked": 0, "timed_out": 0, "bad_input": 0, "dropped": 0, "last_failure": null}
+            "runs": {"ok": 0, "failed": 0, "panicked": 0, "timed_out": 0, "bad_input": 0, "dropped": 0, "last_failure": null}
         })
     );
 }

@@ -66,7 +66,7 @@ fn info_lists_every_declaration_and_no_state() {
         json["periodic"],
         serde_json::json!([{
             "name": "refresh", "period": 5.0, "timeout": 1.5, "start_after": 2.0,
-            "runs": {"failed": 0, "panicked": 0, "timed_out": 0, "skipped": 0, "last_failure": null}
+            "runs": {"ok": 0, "failed": 0, "panicked": 0, "timed_out": 0, "skipped": 0, "last_failure": null}
         }])
     );
     assert_eq!(json["cron"][0]["name"], "report");

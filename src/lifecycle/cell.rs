@@ -2,7 +2,7 @@
 //! (to ask it to stop) and the slot its outcome is delivered to.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::task::{Poll, Waker};
 
@@ -30,6 +30,10 @@ pub(crate) struct AgentCell<A: Actor> {
     stop_asked: AtomicBool,
     /// The hook running now: 0 for none, else `stage << 16 | (index + 1)`.
     doing: AtomicU32,
+    /// The runs that went well, of each task, then each receiver, then
+    /// each consumer (counted without the lock: one per run; empty for
+    /// an agent without any, which allocates nothing).
+    ok: Box<[AtomicU64]>,
     shared: Mutex<Shared>,
 }
 
@@ -129,11 +133,13 @@ const fn stage_index(stage: Stage) -> u32 {
 
 impl<A: Actor> AgentCell<A> {
     /// A new agent's cell; `schedules` are its tasks' schedules when a
-    /// deployment set them.
+    /// deployment set them; `handlers` counts its tasks, receivers and
+    /// consumers.
     pub(crate) fn new(
         name: &'static str,
         addr: WeakAddr<A>,
         schedules: Option<Box<[Schedule]>>,
+        handlers: usize,
     ) -> Self {
         let shared = Shared {
             more: schedules.map(|schedules| {
@@ -150,6 +156,7 @@ impl<A: Actor> AgentCell<A> {
             phase: AtomicU8::new(Phase::Starting as u8),
             stop_asked: AtomicBool::new(false),
             doing: AtomicU32::new(0),
+            ok: (0..handlers).map(|_| AtomicU64::new(0)).collect(),
             shared: Mutex::new(shared),
         }
     }
@@ -207,6 +214,22 @@ impl<A: Actor> AgentCell<A> {
             waker.wake();
         }
         more.into_iter().for_each(Waker::wake);
+    }
+
+    /// Counts a run of task `index` that went well.
+    pub(crate) fn count_ok_task(&self, index: usize) {
+        if let Some(ok) = self.ok.get(index) {
+            ok.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The runs that went well of each task, receiver and consumer, in
+    /// that order.
+    fn ok_runs(&self) -> Vec<u64> {
+        self.ok
+            .iter()
+            .map(|ok| ok.load(Ordering::Relaxed))
+            .collect()
     }
 
     /// Counts a run of task `index` that went wrong.
@@ -336,6 +359,18 @@ fn grown<T: Default + Clone>(runs: &mut Vec<T>, index: usize) -> &mut T {
 }
 
 impl<A: Agent> AgentCell<A> {
+    /// Counts a run of a receiver or consumer that went well.
+    pub(crate) fn count_ok_handler(&self, handler: Handler) {
+        let hooks = &A::HOOKS;
+        let index = match handler {
+            Handler::Receiver(index) => hooks.tasks.len() + index,
+            Handler::Consumer(index) => hooks.tasks.len() + hooks.receivers.len() + index,
+        };
+        if let Some(ok) = self.ok.get(index) {
+            ok.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     /// Its tasks' schedules as a deployment set them (one per task); empty
     /// when they are as declared (the table's, read where needed).
     pub(crate) fn schedules(&self) -> Box<[Schedule]> {
@@ -350,7 +385,7 @@ impl<A: Agent> AgentCell<A> {
     /// What the agent declares, with what it did so far: task runs that
     /// went wrong, addresses its servers published.
     pub(crate) fn running_info(&self) -> AgentInfo {
-        let (runs, addresses, receiver_runs, consumer_runs) = {
+        let (mut runs, addresses, mut receiver_runs, mut consumer_runs) = {
             let shared = self.shared();
             match &shared.more {
                 Some(more) => (
@@ -362,6 +397,17 @@ impl<A: Agent> AgentCell<A> {
                 None => Default::default(),
             }
         };
+        let mut ok = self.ok_runs().into_iter();
+        let hooks = &A::HOOKS;
+        for index in 0..hooks.tasks.len() {
+            grown(&mut runs, index).ok = ok.next().unwrap_or(0);
+        }
+        for index in 0..hooks.receivers.len() {
+            grown(&mut receiver_runs, index).ok = ok.next().unwrap_or(0);
+        }
+        for index in 0..hooks.consumers.len() {
+            grown(&mut consumer_runs, index).ok = ok.next().unwrap_or(0);
+        }
         let schedules = self.schedules();
         let mut info = super::describe::describe_running::<A>(
             self.name,

@@ -10,6 +10,7 @@ use super::cell::{BadRun, Handler};
 use super::declare::Call;
 use super::declare::Work;
 use super::driver::begin_work;
+use super::meters::{self, Run};
 use super::Context;
 use crate::agent::Agent;
 use crate::broker::{Broker, Consume, JobFn};
@@ -81,6 +82,7 @@ pub fn consume<A: Agent>(act: &mut A, ctx: &mut Context<A>, msg: Consume) {
             // queue, with no attempt counted.
             return;
         }
+        meters::run_begins(ctx);
         match declared.call {
             Call::Sync(f) => {
                 let result = HookFailure::catch_result(|| f(act, ctx, job));
@@ -99,9 +101,13 @@ pub fn consume<A: Agent>(act: &mut A, ctx: &mut Context<A>, msg: Consume) {
     }
 }
 
-/// Logs and counts a consumer run that failed (the broker retries or
-/// dead-letters the message); the agent goes on.
+/// Counts a consumer run, and logs one that failed (the broker retries
+/// or dead-letters the message); the agent goes on.
 pub(super) fn run_ended<A: Agent>(ctx: &mut Context<A>, consumer: usize, result: HookResult) {
+    meters::run_ended(ctx, Run::Consumer(consumer));
+    if result.is_ok() {
+        ctx.life.cell.count_ok_handler(Handler::Consumer(consumer));
+    }
     if let Err(cause) = result {
         ctx.life
             .cell

@@ -9,7 +9,8 @@
 //! | `describe.rs` | the info an agent's table shows, for its type or while it runs |
 //! | `state.rs` | the per-agent state: phase, hook position, work in flight, failures, outcome |
 //! | `driver.rs` | runs the hooks from `started`/`stopping`/`stopped` |
-//! | `cell.rs` | the one allocation shared with the outside: outcome, phase, running hook |
+//! | `cell.rs` | the one allocation shared with the outside: outcome, phase, running hook, runs by outcome |
+//! | `meters.rs` | the duration of each handler run (feature `metrics`) |
 //! | `supervisor.rs` | server hooks as child actors: restarts, interrupts, graceful stop |
 //! | `tasks.rs`, `cron.rs` | periodic and cron schedules and their runs |
 //!
@@ -46,6 +47,22 @@ pub(crate) mod consumers;
 mod context;
 mod cron;
 pub(crate) mod declare;
+#[cfg(feature = "metrics")]
+mod meters;
+/// Without the `metrics` feature, runs are not timed.
+#[cfg(not(feature = "metrics"))]
+mod meters {
+    #[allow(dead_code)]
+    pub(super) enum Run {
+        Task(usize),
+        Receiver(usize),
+        Consumer(usize),
+    }
+    #[inline(always)]
+    pub(super) fn run_begins<A: crate::Agent>(_: &mut super::Context<A>) {}
+    #[inline(always)]
+    pub(super) fn run_ended<A: crate::Agent>(_: &mut super::Context<A>, _: Run) {}
+}
 pub(crate) mod describe;
 pub(crate) mod driver;
 pub(crate) mod receivers;

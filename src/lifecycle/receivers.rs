@@ -11,6 +11,7 @@ use super::cell::{BadRun, Handler};
 use super::declare::Call;
 use super::declare::Work;
 use super::driver::begin_work;
+use super::meters::{self, Run};
 use super::Context;
 use crate::agent::Agent;
 use crate::bus::{Backlog, Bus, Deliver, DeliverFn};
@@ -100,6 +101,7 @@ pub fn deliver<A: Agent>(act: &mut A, ctx: &mut Context<A>, msg: Deliver) {
         );
         return;
     }
+    meters::run_begins(ctx);
     match declared.call {
         Call::Sync(f) => {
             let result = HookFailure::catch_result(|| f(act, ctx, delivery));
@@ -112,8 +114,13 @@ pub fn deliver<A: Agent>(act: &mut A, ctx: &mut Context<A>, msg: Deliver) {
     }
 }
 
-/// Logs a receiver's failure (its answer was `null`); the agent goes on.
+/// Counts a receiver's run, and logs its failure (its answer was
+/// `null`); the agent goes on.
 pub(super) fn run_ended<A: Agent>(ctx: &mut Context<A>, receiver: usize, result: HookResult) {
+    meters::run_ended(ctx, Run::Receiver(receiver));
+    if result.is_ok() {
+        ctx.life.cell.count_ok_handler(Handler::Receiver(receiver));
+    }
     if let Err(cause) = result {
         ctx.life
             .cell

@@ -55,6 +55,9 @@ pub(super) struct Extras {
     pub(super) consuming: Vec<Consuming>,
     /// Redis confirming that subscription, before `post_start`.
     pub(super) confirming: Option<Confirmation>,
+    /// Its handlers' duration histograms, from their first run.
+    #[cfg(feature = "metrics")]
+    pub(super) meters: Option<Box<super::meters::Meters>>,
     /// Why the subscription failed, if it did.
     subscribe_error: Option<Box<BusError>>,
     /// The consumer the broker refused, and why, if it did.

@@ -18,6 +18,7 @@ use super::cron::{next_cron_time, parse_cron, wall_now};
 use super::declare::Work;
 use super::declare::{Call, Schedule};
 use super::driver::begin_work;
+use super::meters::{self, Run};
 use super::Context;
 use crate::agent::Agent;
 use crate::error::{HookFailure, HookResult};
@@ -123,8 +124,15 @@ impl Timers {
 
     /// Sets the next due time of task `index` after a run that ended now,
     /// skipping (not replaying) the due times that passed meanwhile; counts
-    /// the skipped due times and an overrun in the agent's cell.
-    fn reschedule<A: Agent>(&mut self, index: usize, cell: &AgentCell<A>, timed_out: bool) {
+    /// the skipped due times, an overrun, and a run that went well (`ok`
+    /// within its timeout) in the agent's cell.
+    fn reschedule<A: Agent>(
+        &mut self,
+        index: usize,
+        cell: &AgentCell<A>,
+        timed_out: bool,
+        ok: bool,
+    ) {
         let task = &A::HOOKS.tasks[index];
         let slot = &mut self.slots[index];
         let now = Instant::now();
@@ -163,6 +171,9 @@ impl Timers {
             }
         }
         let took = now.duration_since(started);
+        if ok && took <= task.timeout {
+            cell.count_ok_task(index);
+        }
         if took > task.timeout {
             // A sync run cannot be cancelled: count its overrun here (an
             // async one was counted when its timeout cancelled it).
@@ -183,7 +194,9 @@ impl Timers {
 /// Called when a run of task `index` has ended: logs its failure (the agent
 /// keeps running) and schedules the next run.
 pub(crate) fn run_ended<A: Agent>(ctx: &mut Context<A>, index: usize, result: HookResult) {
+    meters::run_ended(ctx, Run::Task(index));
     let mut timed_out = false;
+    let ok = result.is_ok();
     if let Err(cause) = result {
         log::error!(
             target: LOG_TARGET,
@@ -197,7 +210,7 @@ pub(crate) fn run_ended<A: Agent>(ctx: &mut Context<A>, index: usize, result: Ho
     }
     let (cell, extras) = ctx.life.cell_and_extras();
     if let Some(timers) = extras.and_then(|e| e.timers.as_mut()) {
-        timers.reschedule::<A>(index, cell, timed_out);
+        timers.reschedule::<A>(index, cell, timed_out, ok);
     }
 }
 
@@ -269,6 +282,7 @@ fn run<A: Agent>(act: &mut A, ctx: &mut Context<A>, index: usize) {
         timers.slots[index].started = Some(Instant::now());
     }
     log::debug!(target: LOG_TARGET, "agent `{}`: running task `{}`", ctx.life.name, task.name);
+    meters::run_begins(ctx);
     match task.call {
         Call::Sync(f) => {
             let result = HookFailure::catch_result(|| f(act, ctx, ()));

@@ -78,6 +78,23 @@ async fn info() -> HttpResponse {
     HttpResponse::Ok().json(agents)
 }
 
+/// `GET /metrics`: every metric in the Prometheus text format, sampled
+/// now; 404 when the application installed a `metrics` recorder of its
+/// own (its exporter serves them).
+#[cfg(feature = "metrics")]
+async fn metrics() -> HttpResponse {
+    match crate::metrics::render() {
+        Some(text) => HttpResponse::Ok()
+            .content_type("text/plain; version=0.0.4; charset=utf-8")
+            .body(text),
+        None => HttpResponse::NotFound()
+            .content_type("text/plain; charset=utf-8")
+            .body(
+                "the application installed a metrics recorder of its own; it exports the metrics\n",
+            ),
+    }
+}
+
 /// The health service, to mount with `App::new().configure(microagent::web::health)`:
 ///
 /// - `GET /health/live`: 200 while the process runs;
@@ -92,8 +109,18 @@ async fn info() -> HttpResponse {
 /// (the URL's password, if any, as `***`);
 /// all three cover the live agents of the System run by [`run`](crate::run)
 /// or a [`Launcher`](crate::Launcher).
+///
+/// With the `metrics` feature it also serves `GET /metrics`: the
+/// [`metrics`](crate::metrics) in the Prometheus text format, from a
+/// Prometheus recorder it installs when the application has not
+/// installed a `metrics` recorder of its own (404 when it has).
 pub fn health(cfg: &mut web::ServiceConfig) {
     cfg.route("/health/live", web::get().to(live))
         .route("/health/ready", web::get().to(ready))
         .route("/health/info", web::get().to(info));
+    #[cfg(feature = "metrics")]
+    {
+        crate::metrics::prometheus();
+        cfg.route("/metrics", web::get().to(metrics));
+    }
 }

@@ -1,0 +1,202 @@
+//! `GET /metrics` over real HTTP after a scripted run, read with a real
+//! Prometheus text parser: the counts are exact, and they are the counts
+//! `GetInfo` shows (one source of truth).
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use microagent::broker::{Broker, Queue};
+use microagent::bus::{Bus, Signal};
+use microagent::prelude::*;
+use microagent::web::HealthServer;
+use prometheus_parse::{Sample, Scrape, Value};
+use serde::{Deserialize, Serialize};
+use support::process::HANG;
+use support::Boom;
+
+#[derive(Signal, Serialize, Deserialize, Clone)]
+struct Order {
+    bad: bool,
+}
+
+#[derive(Queue, Serialize, Deserialize, Clone)]
+#[queue(name = "metrics-jobs")]
+struct Job {
+    bad: bool,
+}
+
+/// A receiver, a consumer and a periodic task whose runs the test scripts.
+#[derive(Default, MicroAgent)]
+struct Scripted;
+
+#[microagent::hooks]
+impl Scripted {
+    #[receiver(Order)]
+    fn order(&mut self, order: Order) -> Result<(), Boom> {
+        match order.bad {
+            true => Err(Boom("a bad order")),
+            false => Ok(()),
+        }
+    }
+
+    #[consumer(Job, attempts = 2, backoff = 0.01)]
+    async fn job(&mut self, job: Job) -> Result<(), Boom> {
+        match job.bad {
+            true => Err(Boom("a bad job")),
+            false => Ok(()),
+        }
+    }
+
+    /// Runs once: at start, then not for an hour.
+    #[periodic(period = 3600.0)]
+    fn tick(&mut self) {}
+}
+
+/// `GET /metrics` on `addr`, parsed.
+async fn scrape(addr: std::net::SocketAddr) -> Scrape {
+    let mut response = awc::Client::default()
+        .get(format!("http://{addr}/metrics"))
+        .send()
+        .await
+        .expect("the health server answers");
+    assert_eq!(response.status().as_u16(), 200);
+    let content_type = response.headers().get("content-type").cloned();
+    assert!(
+        content_type.is_some_and(|t| t.to_str().unwrap_or("").starts_with("text/plain")),
+        "the Prometheus text format"
+    );
+    let body = response.body().limit(1 << 22).await.expect("a body");
+    let text = String::from_utf8(body.to_vec()).expect("UTF-8");
+    let lines = text.lines().map(|l| Ok(l.to_owned()));
+    Scrape::parse(lines).expect("the Prometheus text format parses")
+}
+
+/// The one sample of `metric` with these labels.
+fn sample<'a>(scrape: &'a Scrape, metric: &str, labels: &[(&str, &str)]) -> &'a Sample {
+    let found: Vec<&Sample> = scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == metric)
+        .filter(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .collect();
+    assert_eq!(
+        found.len(),
+        1,
+        "one sample of {metric} {labels:?}: {found:?}"
+    );
+    found[0]
+}
+
+fn value(scrape: &Scrape, metric: &str, labels: &[(&str, &str)]) -> f64 {
+    match &sample(scrape, metric, labels).value {
+        Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => *v,
+        other => panic!("{metric} {labels:?} is not a number: {other:?}"),
+    }
+}
+
+fn runs(scrape: &Scrape, kind: &str, handler: &str, outcome: &str) -> f64 {
+    value(
+        scrape,
+        "microagent_handler_runs_total",
+        &[
+            ("agent", "Scripted"),
+            ("kind", kind),
+            ("handler", handler),
+            ("outcome", outcome),
+        ],
+    )
+}
+
+/// How many runs the duration histogram of `handler` holds.
+fn timed_runs(scrape: &Scrape, kind: &str, handler: &str) -> f64 {
+    let labels = [("agent", "Scripted"), ("kind", kind), ("handler", handler)];
+    match &sample(scrape, "microagent_handler_duration_seconds", &labels).value {
+        Value::Histogram(buckets) => buckets.iter().map(|b| b.count).fold(0.0, f64::max),
+        other => panic!("not a histogram: {other:?}"),
+    }
+}
+
+#[test]
+fn metrics_are_exact_and_agree_with_info() {
+    microagent::run(async {
+        let (agent, _a) = microagent::start(Scripted);
+        let (_h, health) = microagent::start(HealthServer::new("127.0.0.1:0"));
+        let addr = health.bound_address("http").await.expect("it listens");
+        agent.send(GetInfo).await.expect("started");
+
+        // Receiver: three bad orders, two good ones.
+        let bus = Bus::current();
+        for bad in [true, false, true, true, false] {
+            bus.send("script", Order { bad }).await.expect("sent");
+        }
+        // Consumer: a bad job (two failed attempts, then a dead letter)
+        // and a good one.
+        let broker = Broker::current();
+        broker.send(Job { bad: true }).await.expect("sent");
+        broker.send(Job { bad: false }).await.expect("sent");
+
+        let start = Instant::now();
+        let info = loop {
+            let info = agent.send(GetInfo).await.expect("running");
+            let (receiver, consumer) = (&info.receivers[0].runs, &info.consumers[0].runs);
+            if receiver.ok + receiver.failed == 5
+                && consumer.ok + consumer.failed == 3
+                && info.periodic[0].runs.ok == 1
+            {
+                break info;
+            }
+            assert!(start.elapsed() < HANG, "the runs never ended: {info:?}");
+            actix_rt::time::sleep(Duration::from_millis(5)).await;
+        };
+        assert_eq!(broker.dead_letters("metrics-jobs").await.unwrap().len(), 1);
+
+        let scrape = scrape(addr).await;
+        // Exact, and what the info says.
+        assert_eq!(runs(&scrape, "receiver", "order", "failed"), 3.0);
+        assert_eq!(runs(&scrape, "receiver", "order", "ok"), 2.0);
+        assert_eq!(runs(&scrape, "receiver", "order", "panicked"), 0.0);
+        assert_eq!(runs(&scrape, "receiver", "order", "dropped"), 0.0);
+        assert_eq!(runs(&scrape, "consumer", "job", "failed"), 2.0);
+        assert_eq!(runs(&scrape, "consumer", "job", "ok"), 1.0);
+        assert_eq!(runs(&scrape, "periodic", "tick", "ok"), 1.0);
+        assert_eq!(runs(&scrape, "periodic", "tick", "skipped"), 0.0);
+        let receiver = &info.receivers[0].runs;
+        assert_eq!((receiver.ok, receiver.failed), (2, 3));
+        let consumer = &info.consumers[0].runs;
+        assert_eq!((consumer.ok, consumer.failed), (1, 2));
+
+        // Each run timed, whatever its outcome.
+        assert_eq!(timed_runs(&scrape, "receiver", "order"), 5.0);
+        assert_eq!(timed_runs(&scrape, "consumer", "job"), 3.0);
+        assert_eq!(timed_runs(&scrape, "periodic", "tick"), 1.0);
+
+        // The agent and the health server run; the in-process bus and
+        // broker are always connected.
+        assert_eq!(
+            value(&scrape, "microagent_agents", &[("phase", "running")]),
+            2.0
+        );
+        assert_eq!(
+            value(&scrape, "microagent_agents", &[("phase", "stopping")]),
+            0.0
+        );
+        let connected = |channel| {
+            value(
+                &scrape,
+                "microagent_backend_connected",
+                &[("channel", channel), ("backend", "in-process")],
+            )
+        };
+        assert_eq!(connected("bus"), 1.0);
+        assert_eq!(connected("broker"), 1.0);
+        assert_eq!(
+            value(
+                &scrape,
+                "microagent_bus_bad_input_total",
+                &[("backend", "in-process")]
+            ),
+            0.0
+        );
+    });
+}
