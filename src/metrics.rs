@@ -23,17 +23,22 @@
 //! | `microagent_agents` | gauge | `phase` | live agents by phase (`starting`, `running`, `stopping`) |
 //! | `microagent_handler_runs_total` | counter | `agent`, `kind`, `handler`, `outcome` | runs of receivers, consumers, periodic and cron tasks |
 //! | `microagent_handler_duration_seconds` | histogram | `agent`, `kind`, `handler` | how long each run took |
+//! | `microagent_queue_settled_total` | counter | `queue`, `outcome` | attempts of this process's consumers, by how they were settled |
+//! | `microagent_queue_depth` | gauge | `queue` | messages waiting in a queue this process consumes (asked of the broker at each scrape) |
 //! | `microagent_bus_bad_input_total` | counter | `backend` | malformed messages the bus dropped |
 //! | `microagent_bus_slow_consumer_total` | counter | `backend` | messages the backend's client dropped unread |
 //! | `microagent_backend_connected` | gauge | `channel`, `backend` | 1 while the bus or broker is connected |
 //!
-//! `kind` is `receiver`, `consumer`, `periodic` or `cron`; `outcome` is
-//! `ok`, `failed`, `panicked`, `timed_out`, `bad_input` (receivers and
-//! consumers), `dropped` (receivers) or `skipped` (tasks). Every label
-//! value is a declared name, so the label sets are as many as the
-//! handlers declared: no message id, sender or URL is ever a label.
+//! `kind` is `receiver`, `consumer`, `periodic` or `cron`; a handler's
+//! `outcome` is `ok`, `failed`, `panicked`, `timed_out`, `bad_input`
+//! (receivers and consumers), `dropped` (receivers) or `skipped` (tasks);
+//! a queue's is `acked`, `retried`, `dead_lettered` or `released`. Every
+//! label value is a declared name (agents, handlers, the queues declared
+//! consumers take), so the label sets are as many as the declarations: no
+//! message id, sender, queue named by a message, or URL is ever a label.
 
-use std::sync::OnceLock;
+use std::collections::BTreeMap;
+use std::sync::{Mutex, OnceLock, PoisonError};
 
 use ::metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, Unit};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
@@ -47,6 +52,10 @@ pub const AGENTS: &str = "microagent_agents";
 pub const HANDLER_RUNS: &str = "microagent_handler_runs_total";
 /// Durations of handler runs.
 pub const HANDLER_DURATION: &str = "microagent_handler_duration_seconds";
+/// Attempts at a queue's messages, by how they were settled.
+pub const QUEUE_SETTLED: &str = "microagent_queue_settled_total";
+/// Messages waiting in a queue.
+pub const QUEUE_DEPTH: &str = "microagent_queue_depth";
 /// Malformed messages the bus dropped.
 pub const BUS_BAD_INPUT: &str = "microagent_bus_bad_input_total";
 /// Messages the bus backend's client dropped unread.
@@ -120,6 +129,14 @@ fn describe() {
         "How long runs of receivers, consumers, periodic and cron tasks took."
     );
     describe_counter!(
+        QUEUE_SETTLED,
+        "Attempts of this process's consumers at a queue's messages, by how they were settled."
+    );
+    describe_gauge!(
+        QUEUE_DEPTH,
+        "Messages waiting in a queue this process consumes, as its broker said at the last sample."
+    );
+    describe_counter!(
         BUS_BAD_INPUT,
         "Malformed messages from the wire the bus dropped."
     );
@@ -133,17 +150,51 @@ fn describe() {
     );
 }
 
-/// The Prometheus text of every metric, sampled now; `None` when the
-/// application installed a recorder of its own (it exports them).
-pub fn render() -> Option<String> {
+/// How long [`sample_depths`] waits for the broker's answers.
+const DEPTH_PATIENCE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The Prometheus text of every metric, sampled now (queue depths
+/// included); `None` when the application installed a recorder of its
+/// own (it exports them).
+pub async fn render() -> Option<String> {
     let handle = prometheus()?;
     sample();
+    sample_depths().await;
     Some(handle.render())
 }
 
+/// Asks the current System's broker how many messages wait in each queue
+/// this process consumes, and sets `microagent_queue_depth` (one round
+/// trip per queue, each given a second: a queue whose broker does not
+/// answer keeps its last depth). Call it on your exporter's interval if
+/// you installed a recorder of your own.
+pub async fn sample_depths() {
+    let Some(info) = crate::broker::current_info() else {
+        return;
+    };
+    let broker = crate::broker::Broker::current();
+    for counts in info.queues {
+        let length = broker.length(counts.queue);
+        match actix_rt::time::timeout(DEPTH_PATIENCE, length).await {
+            Ok(Ok(depth)) => gauge!(QUEUE_DEPTH, "queue" => counts.queue).set(depth as f64),
+            Ok(Err(e)) => log::debug!(
+                target: crate::LOG_TARGET,
+                "metrics: the depth of queue `{}`: {e}",
+                counts.queue
+            ),
+            Err(_) => log::debug!(
+                target: crate::LOG_TARGET,
+                "metrics: the depth of queue `{}`: no answer within {DEPTH_PATIENCE:?}",
+                counts.queue
+            ),
+        }
+    }
+}
+
 /// Copies the counts of the current System's agents and backends into
-/// the installed recorder: agents by phase, handler runs by outcome, the
-/// bus's dropped input, whether each backend is connected. Call it on
+/// the installed recorder: agents by phase, handler runs by outcome,
+/// queue attempts by settlement, the bus's dropped input, whether each
+/// backend is connected (queue depths need the broker: [`sample_depths`]). Call it on
 /// your exporter's interval if you installed a recorder of your own
 /// (`GET /metrics` calls it for the built-in one). Does nothing outside
 /// a System run by [`run`](crate::run) or a [`Launcher`](crate::Launcher).
@@ -156,8 +207,15 @@ pub fn sample() {
         let live = statuses.iter().filter(|s| s.phase == phase).count();
         gauge!(AGENTS, "phase" => phase.as_str()).set(live as f64);
     }
-    for info in agents.infos() {
-        sample_agent(&info);
+    for ((agent, kind, handler, outcome), count) in all_runs(&agents.infos()) {
+        counter!(
+            HANDLER_RUNS,
+            "agent" => agent,
+            "kind" => kind,
+            "handler" => handler,
+            "outcome" => outcome
+        )
+        .absolute(count);
     }
     if let Some(bus) = crate::bus::current_info() {
         counter!(BUS_BAD_INPUT, "backend" => bus.kind).absolute(bus.bad_input);
@@ -166,6 +224,20 @@ pub fn sample() {
     }
     if let Some(broker) = crate::broker::current_info() {
         connected("broker", broker.kind, broker.connected);
+        for counts in &broker.queues {
+            queue_settled(counts);
+        }
+    }
+}
+
+fn queue_settled(counts: &crate::broker::QueueCounts) {
+    for (outcome, count) in [
+        ("acked", counts.acked),
+        ("retried", counts.retried),
+        ("dead_lettered", counts.dead_lettered),
+        ("released", counts.released),
+    ] {
+        counter!(QUEUE_SETTLED, "queue" => counts.queue, "outcome" => outcome).absolute(count);
     }
 }
 
@@ -174,25 +246,55 @@ fn connected(channel: &'static str, backend: &'static str, up: bool) {
     gauge!(BACKEND_CONNECTED, "channel" => channel, "backend" => backend).set(value);
 }
 
-/// One agent's handler runs, by outcome.
-fn sample_agent(info: &AgentInfo) {
+/// A handler's runs with one outcome: `(agent, kind, handler, outcome)`.
+type RunsKey = (&'static str, &'static str, &'static str, &'static str);
+
+/// The runs of agents that have stopped, so that a counter stays
+/// monotonic when an agent goes (and one of the same name comes back).
+static RETIRED: Mutex<BTreeMap<RunsKey, u64>> = Mutex::new(BTreeMap::new());
+
+/// An agent leaves the registry: its runs so far stay in the counters.
+pub(crate) fn retire(info: &AgentInfo) {
+    let mut retired = RETIRED.lock().unwrap_or_else(PoisonError::into_inner);
+    add_runs(&mut retired, info);
+}
+
+/// The runs of the stopped agents plus those of the live ones, summed
+/// over agents of the same name (a counter's value is absolute: two
+/// agents named alike must add up, not overwrite each other).
+fn all_runs(live: &[AgentInfo]) -> BTreeMap<RunsKey, u64> {
+    let mut runs = RETIRED
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    for info in live {
+        add_runs(&mut runs, info);
+    }
+    runs
+}
+
+/// Adds one agent's handler runs, by outcome.
+fn add_runs(table: &mut BTreeMap<RunsKey, u64>, info: &AgentInfo) {
     let agent = info.name;
+    let mut add = |kind, handler, outcome, count: u64| {
+        *table.entry((agent, kind, handler, outcome)).or_default() += count;
+    };
     for receiver in &info.receivers {
-        handler_runs(agent, "receiver", receiver.name, &receiver.runs, true);
+        handler_runs(&mut add, "receiver", receiver.name, &receiver.runs, true);
     }
     for consumer in &info.consumers {
-        handler_runs(agent, "consumer", consumer.name, &consumer.runs, false);
+        handler_runs(&mut add, "consumer", consumer.name, &consumer.runs, false);
     }
     for task in &info.periodic {
-        task_runs(agent, "periodic", task.name, &task.runs);
+        task_runs(&mut add, "periodic", task.name, &task.runs);
     }
     for task in &info.cron {
-        task_runs(agent, "cron", task.name, &task.runs);
+        task_runs(&mut add, "cron", task.name, &task.runs);
     }
 }
 
 fn handler_runs(
-    agent: &'static str,
+    add: &mut impl FnMut(&'static str, &'static str, &'static str, u64),
     kind: &'static str,
     handler: &'static str,
     runs: &HandlerRuns,
@@ -209,11 +311,16 @@ fn handler_runs(
         outcomes.push(("dropped", runs.dropped));
     }
     for (outcome, count) in outcomes {
-        runs_counter(agent, kind, handler, outcome, count);
+        add(kind, handler, outcome, count);
     }
 }
 
-fn task_runs(agent: &'static str, kind: &'static str, task: &'static str, runs: &TaskRuns) {
+fn task_runs(
+    add: &mut impl FnMut(&'static str, &'static str, &'static str, u64),
+    kind: &'static str,
+    task: &'static str,
+    runs: &TaskRuns,
+) {
     for (outcome, count) in [
         ("ok", runs.ok),
         ("failed", runs.failed),
@@ -221,25 +328,8 @@ fn task_runs(agent: &'static str, kind: &'static str, task: &'static str, runs: 
         ("timed_out", runs.timed_out),
         ("skipped", runs.skipped),
     ] {
-        runs_counter(agent, kind, task, outcome, count);
+        add(kind, task, outcome, count);
     }
-}
-
-fn runs_counter(
-    agent: &'static str,
-    kind: &'static str,
-    handler: &'static str,
-    outcome: &'static str,
-    count: u64,
-) {
-    counter!(
-        HANDLER_RUNS,
-        "agent" => agent,
-        "kind" => kind,
-        "handler" => handler,
-        "outcome" => outcome
-    )
-    .absolute(count);
 }
 
 /// The duration histogram of one handler (registered once per agent and

@@ -30,8 +30,12 @@ pub(crate) trait Tracked: Send + Sync {
     /// What it is busy with now, for a report when it does not stop in time.
     fn activity(&self) -> String;
     /// What it declares (the health server's `/health/info`).
-    #[cfg_attr(not(feature = "web"), allow(dead_code))]
+    #[cfg_attr(not(any(feature = "web", feature = "metrics")), allow(dead_code))]
     fn info(&self) -> AgentInfo;
+    /// Whether it has handlers whose runs it counts (tasks, receivers,
+    /// consumers).
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    fn counts_runs(&self) -> bool;
 }
 
 /// The live agents of one System.
@@ -197,12 +201,23 @@ impl SystemAgents {
 
     fn remove(&self, index: usize) {
         let mut live = self.lock();
-        if live.slots[index].take().is_some() {
+        let gone = live.slots[index].take();
+        if gone.is_some() {
             live.count -= 1;
             live.free.push(index);
         }
-        if live.draining {
-            drop(live);
+        let draining = live.draining;
+        drop(live);
+        // Out of the list first, then into the retired counts: a sample in
+        // between misses its runs for a moment rather than counting them
+        // twice (a counter never goes back down).
+        #[cfg(feature = "metrics")]
+        if let Some(entry) = gone.filter(|e| e.agent.counts_runs()) {
+            crate::metrics::retire(&entry.agent.info());
+        }
+        #[cfg(not(feature = "metrics"))]
+        drop(gone);
+        if draining {
             self.changed.notify_waiters();
         }
     }

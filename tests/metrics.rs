@@ -4,6 +4,7 @@
 
 mod support;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use microagent::broker::{Broker, Queue};
@@ -24,7 +25,15 @@ struct Order {
 #[queue(name = "metrics-jobs")]
 struct Job {
     bad: bool,
+    /// Held until [`HOLD`] is cleared (the queue fills behind it).
+    #[serde(default)]
+    hold: bool,
 }
+
+/// Holds the jobs that ask to be held.
+static HOLD: AtomicBool = AtomicBool::new(true);
+/// Set while a held job runs.
+static HELD: AtomicBool = AtomicBool::new(false);
 
 /// A receiver, a consumer and a periodic task whose runs the test scripts.
 #[derive(Default, MicroAgent)]
@@ -42,6 +51,12 @@ impl Scripted {
 
     #[consumer(Job, attempts = 2, backoff = 0.01)]
     async fn job(&mut self, job: Job) -> Result<(), Boom> {
+        if job.hold {
+            HELD.store(true, Ordering::SeqCst);
+            while HOLD.load(Ordering::SeqCst) {
+                actix_rt::time::sleep(Duration::from_millis(2)).await;
+            }
+        }
         match job.bad {
             true => Err(Boom("a bad job")),
             false => Ok(()),
@@ -133,8 +148,9 @@ fn metrics_are_exact_and_agree_with_info() {
         // Consumer: a bad job (two failed attempts, then a dead letter)
         // and a good one.
         let broker = Broker::current();
-        broker.send(Job { bad: true }).await.expect("sent");
-        broker.send(Job { bad: false }).await.expect("sent");
+        for bad in [true, false] {
+            broker.send(Job { bad, hold: false }).await.expect("sent");
+        }
 
         let start = Instant::now();
         let info = loop {
@@ -171,6 +187,40 @@ fn metrics_are_exact_and_agree_with_info() {
         assert_eq!(timed_runs(&scrape, "consumer", "job"), 3.0);
         assert_eq!(timed_runs(&scrape, "periodic", "tick"), 1.0);
 
+        // The queue: the bad job's first attempt retried, its second
+        // dead-lettered, the good one acked; nothing waits.
+        let queue = |outcome| {
+            value(
+                &scrape,
+                "microagent_queue_settled_total",
+                &[("queue", "metrics-jobs"), ("outcome", outcome)],
+            )
+        };
+        assert_eq!(queue("acked"), 1.0);
+        assert_eq!(queue("retried"), 1.0);
+        assert_eq!(queue("dead_lettered"), 1.0);
+        assert_eq!(queue("released"), 0.0);
+        let depth = [("queue", "metrics-jobs")];
+        assert_eq!(value(&scrape, "microagent_queue_depth", &depth), 0.0);
+        let counts = &broker.info().queues[0];
+        assert_eq!(counts.queue, "metrics-jobs");
+        let settled = (counts.acked, counts.retried, counts.dead_lettered);
+        assert_eq!(settled, (1, 1, 1));
+
+        // Three jobs wait behind a held one: the next scrape says so.
+        let (bad, hold) = (false, true);
+        broker.send(Job { bad, hold }).await.expect("sent");
+        while !HELD.load(Ordering::SeqCst) {
+            assert!(start.elapsed() < HANG, "the held job never ran");
+            actix_rt::time::sleep(Duration::from_millis(2)).await;
+        }
+        for _ in 0..3 {
+            broker.send(Job { bad, hold: false }).await.expect("sent");
+        }
+        let scrape_again = self::scrape(addr).await;
+        assert_eq!(value(&scrape_again, "microagent_queue_depth", &depth), 3.0);
+        HOLD.store(false, Ordering::SeqCst);
+
         // The agent and the health server run; the in-process bus and
         // broker are always connected.
         assert_eq!(
@@ -198,5 +248,75 @@ fn metrics_are_exact_and_agree_with_info() {
             ),
             0.0
         );
+    });
+}
+
+#[derive(Signal, Serialize, Deserialize, Clone)]
+struct Ping {}
+
+/// Takes pings; several run under one name.
+#[derive(Default, MicroAgent)]
+struct Twin;
+
+#[microagent::hooks]
+impl Twin {
+    #[receiver(Ping)]
+    fn ping(&mut self, _: Ping) {}
+}
+
+/// The `ok` runs of the twins' receiver, as `/metrics` says.
+async fn twin_runs(addr: std::net::SocketAddr) -> f64 {
+    let scrape = scrape(addr).await;
+    let labels = [
+        ("agent", "Twin"),
+        ("kind", "receiver"),
+        ("handler", "ping"),
+        ("outcome", "ok"),
+    ];
+    value(&scrape, "microagent_handler_runs_total", &labels)
+}
+
+/// Waits until the twins' receivers ran `n` times in all, as their info
+/// says (the live ones).
+async fn pings_handled(twins: &[&actix::Addr<Twin>], n: u64) {
+    let start = Instant::now();
+    loop {
+        let mut total = 0;
+        for twin in twins {
+            total += twin.send(GetInfo).await.expect("running").receivers[0]
+                .runs
+                .ok;
+        }
+        if total == n {
+            return;
+        }
+        assert!(start.elapsed() < HANG, "{total} pings handled, not {n}");
+        actix_rt::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[test]
+fn agents_of_one_name_add_up_and_a_stopped_one_still_counts() {
+    microagent::run(async {
+        let (one, one_handle) = microagent::start(Twin);
+        let (two, _two) = microagent::start(Twin);
+        let (_h, health) = microagent::start(HealthServer::new("127.0.0.1:0"));
+        let addr = health.bound_address("http").await.expect("it listens");
+        let bus = Bus::current();
+        for _ in 0..3 {
+            bus.send("script", Ping {}).await.expect("sent");
+        }
+        pings_handled(&[&one, &two], 6).await;
+        // Both agents are `Twin`: one series, their sum.
+        assert_eq!(twin_runs(addr).await, 6.0);
+
+        // One stops: its three runs stay counted.
+        let _ = one_handle.stop();
+        one_handle.wait().await.expect("a clean stop");
+        for _ in 0..2 {
+            bus.send("script", Ping {}).await.expect("sent");
+        }
+        pings_handled(&[&two], 5).await;
+        assert_eq!(twin_runs(addr).await, 8.0);
     });
 }

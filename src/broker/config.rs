@@ -195,6 +195,9 @@ pub struct BrokerInfo {
     pub url: Option<String>,
     /// Whether it is connected (always in-process).
     pub connected: bool,
+    /// How this process's consumers settled their attempts, for each
+    /// queue they consume.
+    pub queues: Vec<super::QueueCounts>,
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ use super::observe;
 use super::queue::Queue;
 use super::remote::{ConsumerSpec, Destination};
 use super::runner::{self, Backend, Consuming, Remote};
+use super::tally::Tally;
 use crate::bus::QueueSpec;
 use crate::per_system::PerSystem;
 
@@ -29,6 +30,8 @@ use crate::per_system::PerSystem;
 #[derive(Clone)]
 pub struct Broker {
     backend: Backend,
+    /// How this process's consumers settled their attempts, by queue.
+    tally: Arc<Tally>,
 }
 
 impl fmt::Debug for Broker {
@@ -82,6 +85,7 @@ pub(crate) async fn disconnect() {
     };
     if let Some(Broker {
         backend: Backend::Remote(remote),
+        ..
     }) = BROKERS.get(system.id())
     {
         remote.close(std::time::Duration::from_secs(5)).await;
@@ -91,6 +95,7 @@ pub(crate) async fn disconnect() {
 pub(crate) fn close(system_id: usize) {
     if let Some(Broker {
         backend: Backend::Memory(memory),
+        ..
     }) = BROKERS.get(system_id)
     {
         memory.report_dropped();
@@ -129,6 +134,7 @@ impl Broker {
         let id = system_id();
         BROKERS.get_or_insert_with(id, || Broker {
             backend: Backend::Memory(Arc::new(Memory::new(BrokerConfig::in_process().capacity))),
+            tally: Arc::default(),
         })
     }
 
@@ -156,7 +162,10 @@ impl Broker {
                 watchers: Arc::default(),
             })),
         };
-        let broker = Broker { backend };
+        let broker = Broker {
+            backend,
+            tally: Arc::default(),
+        };
         if !BROKERS.insert_new(id, broker.clone()) {
             return Err(BrokerError::AlreadyInstalled);
         }
@@ -165,16 +174,19 @@ impl Broker {
 
     /// What the broker reports about itself.
     pub fn info(&self) -> BrokerInfo {
+        let queues = self.tally.counts();
         match &self.backend {
             Backend::Memory(_) => BrokerInfo {
                 kind: "in-process",
                 url: None,
                 connected: true,
+                queues,
             },
             Backend::Remote(remote) => BrokerInfo {
                 kind: remote.kind,
                 url: Some(remote.url.clone()),
                 connected: remote.queues.is_up(),
+                queues,
             },
         }
     }
@@ -454,6 +466,7 @@ impl Broker {
             binding,
             name: consumer,
             options,
+            tally: self.tally.queue(queue),
         };
         runner::start(self.backend.clone(), spec, batches, deliver)
     }
@@ -556,6 +569,7 @@ pub(crate) fn current_info() -> Option<BrokerInfo> {
             kind: "in-process",
             url: None,
             connected: true,
+            queues: Vec::new(),
         },
         |broker| broker.info(),
     ))

@@ -29,6 +29,7 @@ mod redis;
 #[cfg_attr(not(feature = "amqp"), allow(dead_code))]
 mod remote;
 mod runner;
+mod tally;
 
 pub use config::{BrokerConfig, BrokerInfo};
 pub use error::{BrokerError, DeadLetter};
@@ -41,6 +42,7 @@ pub use job::{Binding, Consume, ConsumerOptions, Job, Settle};
 pub use observe::{QueueEvent, Settlement};
 pub use queue::Queue;
 pub(crate) use runner::Consuming;
+pub use tally::QueueCounts;
 
 /// How a queue backend's configuration is made from a URL.
 type Open = fn(&str) -> Result<BrokerConfig, BrokerError>;

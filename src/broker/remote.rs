@@ -32,6 +32,7 @@ use super::delivery::{unless, verdict, Verdict, FIRST_PAUSE, RECONNECT_MAX};
 use super::error::{BrokerError, DeadLetter};
 use super::job::{Binding, ConsumerOptions, Job, JobFn, Settler};
 use super::observe::{self, Watchers};
+use super::tally::QueueTally;
 use crate::LOG_TARGET;
 
 /// Where a message is sent: its queue, or an exchange and a routing key
@@ -50,6 +51,8 @@ pub(crate) struct ConsumerSpec {
     pub(crate) binding: Binding,
     pub(crate) name: Arc<str>,
     pub(crate) options: ConsumerOptions,
+    /// The queue's counts, which each settlement adds to.
+    pub(crate) tally: Arc<QueueTally>,
 }
 
 /// Queues on a server.
@@ -330,8 +333,10 @@ fn job(consumer: &Consumer, taken: Taken, permit: OwnedSemaphorePermit) -> Job {
     let id = watchers.next_id();
     watchers.tell(|| observe::taken(id, queue, &body));
     let (name, options) = (consumer.spec.name.clone(), consumer.spec.options);
+    let tally = consumer.spec.tally.clone();
     let settler: Settler = Box::new(move |outcome| {
         let verdict = verdict((&name, queue, options), attempts, outcome);
+        tally.count(&verdict);
         watchers.tell(|| observe::settled(id, queue, &name, observe::settlement(&verdict)));
         // Without a runtime (the System is going) the message stays
         // unsettled on the server, which hands it out again.

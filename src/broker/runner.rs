@@ -102,7 +102,7 @@ pub(super) fn start(
             items.mark_consumed();
             let consumer = MemConsumer::new(
                 items,
-                (spec.name, spec.queue),
+                (spec.name, spec.queue, spec.tally),
                 spec.options,
                 batches,
                 deliver,

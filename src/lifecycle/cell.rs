@@ -453,6 +453,10 @@ impl<A: Agent> Tracked for AgentCell<A> {
         self.running_info()
     }
 
+    fn counts_runs(&self) -> bool {
+        !self.ok.is_empty()
+    }
+
     fn request_stop(&self) -> bool {
         self.stop_asked.store(true, Ordering::Relaxed);
         match self.addr.upgrade() {

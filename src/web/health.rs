@@ -83,7 +83,7 @@ async fn info() -> HttpResponse {
 /// own (its exporter serves them).
 #[cfg(feature = "metrics")]
 async fn metrics() -> HttpResponse {
-    match crate::metrics::render() {
+    match crate::metrics::render().await {
         Some(text) => HttpResponse::Ok()
             .content_type("text/plain; version=0.0.4; charset=utf-8")
             .body(text),

@@ -11,6 +11,7 @@ use tokio::sync::{oneshot, Notify};
 use super::super::delivery::{unless, verdict, Verdict};
 use super::super::job::{ConsumerOptions, Held, Job, JobFn, LocalConsumer, Outcome};
 use super::super::observe::settlement;
+use super::super::tally::QueueTally;
 use super::MemQueue;
 
 /// The most messages one `Consume` carries to a plain `fn` consumer. Its
@@ -31,6 +32,8 @@ pub(crate) struct MemConsumer {
     items: Arc<MemQueue>,
     name: Arc<str>,
     queue: &'static str,
+    /// The queue's counts, which each settlement adds to.
+    tally: Arc<QueueTally>,
     options: ConsumerOptions,
     deliver: JobFn,
     /// Its prefetch: at most this many messages handed over and unsettled.
@@ -59,7 +62,7 @@ impl MemConsumer {
     /// `fn` consumer takes `batches`.
     pub(crate) fn new(
         items: Arc<MemQueue>,
-        (name, queue): (Arc<str>, &'static str),
+        (name, queue, tally): (Arc<str>, &'static str, Arc<QueueTally>),
         options: ConsumerOptions,
         batches: bool,
         deliver: JobFn,
@@ -68,6 +71,7 @@ impl MemConsumer {
             items,
             name,
             queue,
+            tally,
             options,
             deliver,
             limit: options.prefetch.max(1) as usize,
@@ -207,6 +211,7 @@ impl LocalConsumer for MemConsumer {
             held.attempts,
             outcome,
         );
+        consumer.tally.count(&verdict);
         items.settled(held.id, name, || settlement(&verdict));
         let released = matches!(verdict, Verdict::Release);
         match verdict {
