@@ -29,12 +29,16 @@
 //!   publish and await JetStream's ack, a durable pull consumer pulling 16
 //!   at a time, decode, ack (each in a task of its own). Needs `NATS_URL`
 //!   and the feature `nats`.
+//! - observability (feature `metrics`): the local side with its
+//!   consumer's runs timed into the Prometheus recorder, against the same
+//!   untimed, alternating in one System (the pairs above run untimed).
 //!
 //! `cargo bench --bench broker [-- N]` (N = 20 000 by default). Each side
 //! runs several rounds, alternating; the best counts. The last lines are
 //! `broker ratio: local X.XX redis X.XX amqp X.XX nats X.XX` and `broker batch
 //! ratio: redis X.XX amqp X.XX` (ours / bare; `n/a` without the server's
-//! URL).
+//! URL), then `observability cost: broker X.XX` (timed / untimed; `n/a`
+//! without the feature).
 //!
 //! `cargo bench --bench broker -- N redis-batch` runs the Redis batch pair
 //! alone (to count its commands with `INFO commandstats`, or profile it).
@@ -166,7 +170,50 @@ fn local_side(n: usize, ours: bool) {
     });
 }
 
+/// Our local side with its consumer's runs timed (feature `metrics`, the
+/// Prometheus recorder installed) against not timed, alternating in one
+/// System: the rate with / the rate without.
+fn observability_cost(n: usize) -> Option<f64> {
+    #[cfg(feature = "metrics")]
+    {
+        let (with, without) = microagent::run(async move {
+            let broker = Broker::connect(BrokerConfig::in_process())
+                .await
+                .expect("a new System has no broker yet");
+            let (agent, _handle) = microagent::start(Packer::default());
+            agent.send(GetInfo).await.expect("the agent started");
+            let (mut with, mut without) = (Duration::MAX, Duration::MAX);
+            for _ in 0..LOCAL_ROUNDS {
+                for on in [false, true] {
+                    microagent::metrics::time_runs(on);
+                    let round = async {
+                        for i in 0..n as u64 {
+                            broker.send(order(i)).await.expect("sent");
+                        }
+                    };
+                    let took = timed(n, round).await;
+                    match on {
+                        true => with = with.min(took),
+                        false => without = without.min(took),
+                    }
+                }
+            }
+            (with, without)
+        });
+        return Some(without.as_secs_f64() / with.as_secs_f64());
+    }
+    #[allow(unreachable_code)]
+    {
+        let _ = n;
+        None
+    }
+}
+
 fn local(n: usize) -> f64 {
+    // The broker's own cost: runs untimed (the observability line
+    // measures the timing).
+    #[cfg(feature = "metrics")]
+    microagent::metrics::time_runs(false);
     let (ours, bare) = microagent::run(async move {
         let broker = Broker::connect(BrokerConfig::in_process())
             .await
@@ -512,5 +559,9 @@ fn main() {
         "broker batch ratio: redis {} amqp {}",
         shown(redis_batch.map(|(ratio, _)| ratio)),
         shown(amqp_batch)
+    );
+    println!(
+        "observability cost: broker {} (metrics: the consumer's runs timed, vs not)",
+        shown(observability_cost(n))
     );
 }

@@ -16,7 +16,11 @@
 //! - rpc100: 100 concurrent callers, each calling one call after another,
 //!   against bare `redis` callers as a user would write them (one response
 //!   subscription, answers routed to the waiting caller by request id);
-//!   calls per second and the latency of a call (p50, p99).
+//!   calls per second and the latency of a call (p50, p99);
+//! - observability (feature `metrics`): the local side with its
+//!   receiver's runs timed into the Prometheus recorder, against the same
+//!   untimed, alternating in one System (the pairs above run untimed):
+//!   `observability cost: bus X.XX` (timed / untimed).
 //!
 //! `cargo bench --bench bus [-- N]` (N in-process signals per round,
 //! 100 000 by default; N/2 Redis and NATS signals, N/100 sequential RPC
@@ -148,6 +152,10 @@ fn main() {
     let nats = nats_pairs(n);
     let shown = |ratio: Option<f64>| ratio.map_or("n/a".to_owned(), |r| format!("{r:.2}"));
     println!(
+        "observability cost: bus {} (metrics: the receiver's runs timed, vs not)",
+        shown(observability_cost(n))
+    );
+    println!(
         "bus ratio: local {:.2} redis {} rpc {} rpc100 {} nats {} nats-rpc {}",
         local,
         shown(redis.map(|r| r.0)),
@@ -190,7 +198,46 @@ fn rpc100(url: &str, n: usize) -> f64 {
 }
 
 /// The in-process pair; returns ours / bare.
+/// Our local side with its receiver's runs timed (feature `metrics`, the
+/// Prometheus recorder installed) against not timed, alternating in one
+/// System: the rate with / the rate without.
+fn observability_cost(n: usize) -> Option<f64> {
+    #[cfg(feature = "metrics")]
+    {
+        let (with, without) = microagent::run(async move {
+            let bus = Bus::connect(BusConfig::in_process())
+                .await
+                .expect("a new System has no bus yet");
+            let bus = AgentBus::new(bus, "bench");
+            let (agent, _handle) = microagent::start(Receiving::default());
+            agent.send(GetInfo).await.expect("the agent started");
+            let (mut with, mut without) = (Duration::MAX, Duration::MAX);
+            for _ in 0..ROUNDS {
+                for on in [false, true] {
+                    microagent::metrics::time_runs(on);
+                    let took = round(n, |i| ready_now(bus.send(payload(i))).expect("sent")).await;
+                    match on {
+                        true => with = with.min(took),
+                        false => without = without.min(took),
+                    }
+                }
+            }
+            (with, without)
+        });
+        return Some(without.as_secs_f64() / with.as_secs_f64());
+    }
+    #[allow(unreachable_code)]
+    {
+        let _ = n;
+        None
+    }
+}
+
 fn local_pair(n: usize) -> f64 {
+    // The bus's own cost: runs untimed (the observability line measures
+    // the timing).
+    #[cfg(feature = "metrics")]
+    microagent::metrics::time_runs(false);
     let (bus_time, bare_time) = microagent::run(async move {
         // Explicitly the in-process bus, whatever the environment says.
         let bus = Bus::connect(BusConfig::in_process())

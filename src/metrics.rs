@@ -38,9 +38,10 @@
 //! message id, sender, queue named by a message, or URL is ever a label.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock, PoisonError};
 
-use ::metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, Unit};
+use ::metrics::{counter, describe_counter, describe_gauge, gauge};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 use crate::info::{AgentInfo, HandlerRuns, TaskRuns};
@@ -70,9 +71,95 @@ const BUCKETS: [f64; 16] = [
     60.0,
 ];
 
+/// [`BUCKETS`] in nanoseconds, for the run's hot path.
+const BOUNDS_NANOS: [u64; 16] = [
+    500_000,
+    1_000_000,
+    2_500_000,
+    5_000_000,
+    10_000_000,
+    25_000_000,
+    50_000_000,
+    100_000_000,
+    250_000_000,
+    500_000_000,
+    1_000_000_000,
+    2_500_000_000,
+    5_000_000_000,
+    10_000_000_000,
+    30_000_000_000,
+    60_000_000_000,
+];
+
+/// The durations of one handler's runs, bucketed as they end (two atomic
+/// adds per run): what the built-in Prometheus recorder renders as the
+/// handler's `microagent_handler_duration_seconds` histogram. A recorder
+/// keeping each value costs several times more per run, see
+/// docs/observability.md.
+#[derive(Debug, Default)]
+pub(crate) struct RunHistogram {
+    /// Runs by bucket: `le` each bound of [`BUCKETS`], then `+Inf`.
+    buckets: [AtomicU64; BUCKETS.len() + 1],
+    sum_nanos: AtomicU64,
+}
+
+impl RunHistogram {
+    /// Counts a run that took `took`.
+    pub(crate) fn record(&self, took: std::time::Duration) {
+        let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+        let bucket = BOUNDS_NANOS.partition_point(|bound| *bound < nanos);
+        self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        self.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
+    }
+
+    /// Its counts now.
+    pub(crate) fn durations(&self) -> Durations {
+        Durations {
+            buckets: std::array::from_fn(|i| self.buckets[i].load(Ordering::Relaxed)),
+            sum_nanos: self.sum_nanos.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// An agent's handlers' run durations, by `(kind, handler)`.
+pub(crate) type HandlerDurations = Vec<((&'static str, &'static str), Durations)>;
+
+/// A handler's run durations at one moment: runs per bucket (not
+/// cumulative) and their sum.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Durations {
+    buckets: [u64; BUCKETS.len() + 1],
+    sum_nanos: u64,
+}
+
+impl Durations {
+    fn add(&mut self, other: &Durations) {
+        for (mine, theirs) in self.buckets.iter_mut().zip(other.buckets) {
+            *mine += theirs;
+        }
+        self.sum_nanos = self.sum_nanos.saturating_add(other.sum_nanos);
+    }
+}
+
 /// Our Prometheus recorder's handle, when the application installed no
 /// recorder of its own; `None` when it did.
 static PROMETHEUS: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Whether handler runs are timed (see [`time_runs`]).
+static TIMED: AtomicBool = AtomicBool::new(true);
+
+/// Turns the timing of handler runs (`microagent_handler_duration_seconds`)
+/// on or off for the whole process; on by default. Off, a run costs two
+/// clock reads and a histogram record less (about 0.1 µs, see
+/// docs/observability.md); the counts by outcome are kept either way.
+pub fn time_runs(on: bool) {
+    TIMED.store(on, Ordering::Relaxed);
+}
+
+/// Whether handler runs are timed.
+pub(crate) fn runs_timed() -> bool {
+    TIMED.load(Ordering::Relaxed)
+}
 
 /// Installs the Prometheus recorder unless the application installed a
 /// recorder first; returns its handle (`None`: the application's recorder
@@ -80,18 +167,11 @@ static PROMETHEUS: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 pub(crate) fn prometheus() -> Option<&'static PrometheusHandle> {
     PROMETHEUS
         .get_or_init(|| {
-            let builder = PrometheusBuilder::new()
-                .set_buckets_for_metric(
-                    metrics_exporter_prometheus::Matcher::Full(HANDLER_DURATION.to_owned()),
-                    &BUCKETS,
-                )
-                .ok()?;
-            let handle = builder.install_recorder().ok();
+            // Run durations are not recorded into it: they are bucketed
+            // as runs end and rendered next to its text (`render`).
+            let handle = PrometheusBuilder::new().install_recorder().ok();
             match &handle {
-                Some(handle) => {
-                    describe();
-                    spawn_upkeep(handle.clone());
-                }
+                Some(_) => describe(),
                 None => log::info!(
                     target: crate::LOG_TARGET,
                     "metrics: the application installed a recorder; GET /metrics is not served"
@@ -102,31 +182,12 @@ pub(crate) fn prometheus() -> Option<&'static PrometheusHandle> {
         .as_ref()
 }
 
-/// Drains the recorded durations into their histograms every few seconds,
-/// so that a process nobody scrapes does not keep every sample.
-fn spawn_upkeep(handle: PrometheusHandle) {
-    let spawned = std::thread::Builder::new()
-        .name("microagent-metrics".into())
-        .spawn(move || loop {
-            std::thread::sleep(std::time::Duration::from_secs(5));
-            handle.run_upkeep();
-        });
-    if let Err(e) = spawned {
-        log::warn!(target: crate::LOG_TARGET, "metrics: no upkeep thread: {e}");
-    }
-}
-
 /// The metrics' help texts and units.
 fn describe() {
     describe_gauge!(AGENTS, "Live agents by phase.");
     describe_counter!(
         HANDLER_RUNS,
         "Runs of receivers, consumers, periodic and cron tasks, by outcome."
-    );
-    describe_histogram!(
-        HANDLER_DURATION,
-        Unit::Seconds,
-        "How long runs of receivers, consumers, periodic and cron tasks took."
     );
     describe_counter!(
         QUEUE_SETTLED,
@@ -160,7 +221,94 @@ pub async fn render() -> Option<String> {
     let handle = prometheus()?;
     sample();
     sample_depths().await;
-    Some(handle.render())
+    let mut text = handle.render();
+    render_durations(&mut text);
+    Some(text)
+}
+
+/// Appends the run durations of the stopped agents and of the current
+/// System's live ones (summed over agents of one name) as the histogram
+/// `microagent_handler_duration_seconds`, in the exporter's own format.
+fn render_durations(text: &mut String) {
+    let mut all = RETIRED_DURATIONS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    if let Some(agents) = crate::registry::current() {
+        for (agent, durations) in agents.run_durations() {
+            for ((kind, handler), durations) in durations {
+                all.entry((agent, kind, handler))
+                    .or_default()
+                    .add(&durations);
+            }
+        }
+    }
+    write_durations(text, &all);
+}
+
+/// Writes `all` as the histogram `microagent_handler_duration_seconds`.
+fn write_durations(text: &mut String, all: &BTreeMap<DurationsKey, Durations>) {
+    use metrics_exporter_prometheus::formatting::{
+        write_help_line, write_metric_line, write_type_line,
+    };
+    use metrics_exporter_prometheus::LabelSet;
+
+    if all.is_empty() {
+        return;
+    }
+    let help = "How long runs of receivers, consumers, periodic and cron tasks took.";
+    write_help_line(text, HANDLER_DURATION, None, None, help);
+    write_type_line(text, HANDLER_DURATION, None, None, "histogram");
+    let global = indexmap::IndexMap::new();
+    for (&(agent, kind, handler), durations) in all {
+        let labels = [("agent", agent), ("kind", kind), ("handler", handler)];
+        let key = ::metrics::Key::from_parts(HANDLER_DURATION, &labels);
+        let labels = LabelSet::from_key_and_global(&key, &global);
+        let mut below = 0u64;
+        for (bound, count) in BUCKETS.iter().zip(durations.buckets) {
+            below += count;
+            let le = Some(("le", bound));
+            write_metric_line(
+                text,
+                HANDLER_DURATION,
+                Some("bucket"),
+                &labels,
+                le,
+                below,
+                None,
+            );
+        }
+        let total = below + durations.buckets[BUCKETS.len()];
+        let inf = Some(("le", "+Inf"));
+        write_metric_line(
+            text,
+            HANDLER_DURATION,
+            Some("bucket"),
+            &labels,
+            inf,
+            total,
+            None,
+        );
+        let sum = durations.sum_nanos as f64 / 1e9;
+        write_metric_line::<&str, f64>(
+            text,
+            HANDLER_DURATION,
+            Some("sum"),
+            &labels,
+            None,
+            sum,
+            None,
+        );
+        write_metric_line::<&str, u64>(
+            text,
+            HANDLER_DURATION,
+            Some("count"),
+            &labels,
+            None,
+            total,
+            None,
+        );
+    }
 }
 
 /// Asks the current System's broker how many messages wait in each queue
@@ -253,10 +401,27 @@ type RunsKey = (&'static str, &'static str, &'static str, &'static str);
 /// monotonic when an agent goes (and one of the same name comes back).
 static RETIRED: Mutex<BTreeMap<RunsKey, u64>> = Mutex::new(BTreeMap::new());
 
-/// An agent leaves the registry: its runs so far stay in the counters.
-pub(crate) fn retire(info: &AgentInfo) {
+/// A handler's durations: `(agent, kind, handler)`.
+type DurationsKey = (&'static str, &'static str, &'static str);
+
+/// The run durations of agents that have stopped.
+static RETIRED_DURATIONS: Mutex<BTreeMap<DurationsKey, Durations>> = Mutex::new(BTreeMap::new());
+
+/// An agent leaves the registry: its runs so far stay in the counters and
+/// histograms.
+pub(crate) fn retire(info: &AgentInfo, durations: HandlerDurations) {
     let mut retired = RETIRED.lock().unwrap_or_else(PoisonError::into_inner);
     add_runs(&mut retired, info);
+    drop(retired);
+    let mut retired = RETIRED_DURATIONS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    for ((kind, handler), durations) in durations {
+        retired
+            .entry((info.name, kind, handler))
+            .or_default()
+            .add(&durations);
+    }
 }
 
 /// The runs of the stopped agents plus those of the live ones, summed
@@ -332,8 +497,9 @@ fn task_runs(
     }
 }
 
-/// The duration histogram of one handler (registered once per agent and
-/// handler, then recorded into per run).
+/// The duration histogram of one handler in the application's recorder
+/// (registered once per agent and handler, then recorded into per run;
+/// the built-in recorder is not given durations, see [`RunHistogram`]).
 pub(crate) fn duration_histogram(
     agent: &'static str,
     kind: &'static str,
@@ -345,4 +511,37 @@ pub(crate) fn duration_histogram(
         "kind" => kind,
         "handler" => handler
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn durations_are_written_as_a_cumulative_histogram_in_seconds() {
+        let histogram = RunHistogram::default();
+        for millis in [0.3, 0.5, 2.0, 70_000.0] {
+            histogram.record(Duration::from_secs_f64(millis / 1000.0));
+        }
+        let mut all = BTreeMap::new();
+        all.insert(("Shop", "receiver", "placed"), histogram.durations());
+        let mut text = String::new();
+        write_durations(&mut text, &all);
+        let labels = r#"agent="Shop",kind="receiver",handler="placed""#;
+        for line in [
+            "# TYPE microagent_handler_duration_seconds histogram".to_owned(),
+            // 0.5 ms is in the 0.5 ms bucket (`le`: less or equal).
+            format!(r#"microagent_handler_duration_seconds_bucket{{{labels},le="0.0005"}} 2"#),
+            format!(r#"microagent_handler_duration_seconds_bucket{{{labels},le="0.001"}} 2"#),
+            format!(r#"microagent_handler_duration_seconds_bucket{{{labels},le="0.0025"}} 3"#),
+            format!(r#"microagent_handler_duration_seconds_bucket{{{labels},le="60"}} 3"#),
+            format!(r#"microagent_handler_duration_seconds_bucket{{{labels},le="+Inf"}} 4"#),
+            format!("microagent_handler_duration_seconds_sum{{{labels}}} 70.0028"),
+            format!("microagent_handler_duration_seconds_count{{{labels}}} 4"),
+        ] {
+            assert!(text.lines().any(|l| l == line), "no `{line}` in:\n{text}");
+        }
+    }
 }

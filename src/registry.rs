@@ -36,6 +36,9 @@ pub(crate) trait Tracked: Send + Sync {
     /// consumers).
     #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
     fn counts_runs(&self) -> bool;
+    /// Its handlers' run durations, by `(kind, handler)`.
+    #[cfg(feature = "metrics")]
+    fn run_durations(&self) -> crate::metrics::HandlerDurations;
 }
 
 /// The live agents of one System.
@@ -168,6 +171,16 @@ impl SystemAgents {
         self.snapshot().iter().map(|a| a.info()).collect()
     }
 
+    /// The run durations of every live agent's handlers, by agent name.
+    #[cfg(feature = "metrics")]
+    pub(crate) fn run_durations(&self) -> Vec<(&'static str, crate::metrics::HandlerDurations)> {
+        self.snapshot()
+            .iter()
+            .filter(|a| a.counts_runs())
+            .map(|a| (a.name(), a.run_durations()))
+            .collect()
+    }
+
     /// Every live agent (slots are reused, so not quite in start order).
     pub(crate) fn statuses(&self, with_activity: bool) -> Vec<AgentStatus> {
         self.snapshot()
@@ -213,7 +226,7 @@ impl SystemAgents {
         // twice (a counter never goes back down).
         #[cfg(feature = "metrics")]
         if let Some(entry) = gone.filter(|e| e.agent.counts_runs()) {
-            crate::metrics::retire(&entry.agent.info());
+            crate::metrics::retire(&entry.agent.info(), entry.agent.run_durations());
         }
         #[cfg(not(feature = "metrics"))]
         drop(gone);

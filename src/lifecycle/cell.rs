@@ -34,6 +34,10 @@ pub(crate) struct AgentCell<A: Actor> {
     /// each consumer (counted without the lock: one per run; empty for
     /// an agent without any, which allocates nothing).
     ok: Box<[AtomicU64]>,
+    /// The durations of the runs of each task, receiver and consumer, in
+    /// the same order.
+    #[cfg(feature = "metrics")]
+    durations: Box<[crate::metrics::RunHistogram]>,
     shared: Mutex<Shared>,
 }
 
@@ -157,6 +161,8 @@ impl<A: Actor> AgentCell<A> {
             stop_asked: AtomicBool::new(false),
             doing: AtomicU32::new(0),
             ok: (0..handlers).map(|_| AtomicU64::new(0)).collect(),
+            #[cfg(feature = "metrics")]
+            durations: (0..handlers).map(|_| Default::default()).collect(),
             shared: Mutex::new(shared),
         }
     }
@@ -220,6 +226,15 @@ impl<A: Actor> AgentCell<A> {
     pub(crate) fn count_ok_task(&self, index: usize) {
         if let Some(ok) = self.ok.get(index) {
             ok.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Notes how long a run of the handler at `slot` took (tasks, then
+    /// receivers, then consumers).
+    #[cfg(feature = "metrics")]
+    pub(crate) fn record_duration(&self, slot: usize, took: std::time::Duration) {
+        if let Some(histogram) = self.durations.get(slot) {
+            histogram.record(took);
         }
     }
 
@@ -455,6 +470,17 @@ impl<A: Agent> Tracked for AgentCell<A> {
 
     fn counts_runs(&self) -> bool {
         !self.ok.is_empty()
+    }
+
+    #[cfg(feature = "metrics")]
+    fn run_durations(&self) -> crate::metrics::HandlerDurations {
+        let schedules = self.schedules();
+        let names = super::meters::handlers::<A>(&schedules);
+        names
+            .into_iter()
+            .zip(self.durations.iter())
+            .map(|(name, histogram)| (name, histogram.durations()))
+            .collect()
     }
 
     fn request_stop(&self) -> bool {

@@ -1,6 +1,8 @@
-//! The duration of each handler run, into the `metrics` facade (feature
-//! `metrics`). Runs are exclusive (one owns the agent at a time), so one
-//! start time serves them all.
+//! The duration of each handler run (feature `metrics`). Runs are
+//! exclusive (one owns the agent at a time), so one start time serves
+//! them all. The duration goes into the agent's cell, bucketed (what the
+//! built-in Prometheus recorder renders), and, when the application
+//! installed a recorder of its own, into that recorder's histogram.
 
 use std::time::Instant;
 
@@ -10,13 +12,15 @@ use super::declare::Schedule;
 use super::Context;
 use crate::agent::Agent;
 
-/// One agent's duration histograms, registered on its first run.
+/// The timing of one agent's runs, made on its first run.
 pub(super) struct Meters {
     /// When the run in progress started.
     started: Instant,
-    tasks: Box<[Histogram]>,
-    receivers: Box<[Histogram]>,
-    consumers: Box<[Histogram]>,
+    /// Whether the run in progress is timed (timing was on when it began).
+    timing: bool,
+    /// The application recorder's histograms, one per handler (tasks,
+    /// receivers, consumers); `None` with the built-in recorder.
+    recorder: Option<Box<[Histogram]>>,
 }
 
 /// A handler of the agent, by its index in its list.
@@ -27,63 +31,86 @@ pub(super) enum Run {
     Consumer(usize),
 }
 
+impl Run {
+    /// Its place among the agent's handlers: tasks, receivers, consumers.
+    fn slot<A: Agent>(self) -> usize {
+        let hooks = &A::HOOKS;
+        match self {
+            Run::Task(index) => index,
+            Run::Receiver(index) => hooks.tasks.len() + index,
+            Run::Consumer(index) => hooks.tasks.len() + hooks.receivers.len() + index,
+        }
+    }
+}
+
+/// The agent's handlers as `(kind, name)`, in slot order; a task's kind
+/// is its schedule's (`schedules`: as a deployment set them, if it did).
+pub(crate) fn handlers<A: Agent>(schedules: &[Schedule]) -> Vec<(&'static str, &'static str)> {
+    let hooks = &A::HOOKS;
+    let tasks = hooks.tasks.iter().enumerate().map(|(index, task)| {
+        let kind = match schedules.get(index).copied().unwrap_or(task.schedule) {
+            Schedule::Every { .. } => "periodic",
+            Schedule::Cron { .. } => "cron",
+        };
+        (kind, task.name)
+    });
+    let receivers = hooks.receivers.iter().map(|r| ("receiver", r.name));
+    let consumers = hooks.consumers.iter().map(|c| ("consumer", c.name));
+    tasks.chain(receivers).chain(consumers).collect()
+}
+
 impl Meters {
     fn new<A: Agent>(ctx: &Context<A>) -> Self {
-        // A handle registered before a recorder is installed would record
-        // nowhere for good: the built-in one goes in first, unless the
-        // application installed its own.
-        crate::metrics::prometheus();
-        let agent = ctx.life.name;
-        let hooks = &A::HOOKS;
-        let schedules = ctx.life.cell.schedules();
-        let tasks = hooks.tasks.iter().enumerate().map(|(index, task)| {
-            let kind = match schedules.get(index).copied().unwrap_or(task.schedule) {
-                Schedule::Every { .. } => "periodic",
-                Schedule::Cron { .. } => "cron",
-            };
-            crate::metrics::duration_histogram(agent, kind, task.name)
+        // The built-in recorder goes in before any handle is registered
+        // (a handle registered first would record nowhere for good),
+        // unless the application installed its own.
+        let recorder = crate::metrics::prometheus().is_none().then(|| {
+            let agent = ctx.life.name;
+            let schedules = ctx.life.cell.schedules();
+            handlers::<A>(&schedules)
+                .into_iter()
+                .map(|(kind, name)| crate::metrics::duration_histogram(agent, kind, name))
+                .collect()
         });
-        let receivers = hooks
-            .receivers
-            .iter()
-            .map(|r| crate::metrics::duration_histogram(agent, "receiver", r.name));
-        let consumers = hooks
-            .consumers
-            .iter()
-            .map(|c| crate::metrics::duration_histogram(agent, "consumer", c.name));
         Meters {
             started: Instant::now(),
-            tasks: tasks.collect(),
-            receivers: receivers.collect(),
-            consumers: consumers.collect(),
+            timing: false,
+            recorder,
         }
     }
 }
 
 /// A handler run starts now.
 pub(super) fn run_begins<A: Agent>(ctx: &mut Context<A>) {
-    let now = Instant::now();
+    if !crate::metrics::runs_timed() {
+        if let Some(meters) = ctx.life.extras_mut().and_then(|e| e.meters.as_mut()) {
+            meters.timing = false;
+        }
+        return;
+    }
     if ctx.life.extras().meters.is_none() {
         let meters = Meters::new(ctx);
         ctx.life.extras().meters = Some(Box::new(meters));
     }
     if let Some(meters) = ctx.life.extras().meters.as_mut() {
-        meters.started = now;
+        meters.timing = true;
+        meters.started = Instant::now();
     }
 }
 
-/// The run that began last has ended: its duration goes into `run`'s
-/// histogram.
+/// The run that began last has ended: its duration is noted for `run`.
 pub(super) fn run_ended<A: Agent>(ctx: &mut Context<A>, run: Run) {
-    let Some(meters) = ctx.life.extras_mut().and_then(|e| e.meters.as_ref()) else {
+    let (cell, extras) = ctx.life.cell_and_extras();
+    let Some(meters) = extras.and_then(|e| e.meters.as_ref()) else {
         return;
     };
-    let histogram = match run {
-        Run::Task(index) => meters.tasks.get(index),
-        Run::Receiver(index) => meters.receivers.get(index),
-        Run::Consumer(index) => meters.consumers.get(index),
-    };
-    if let Some(histogram) = histogram {
-        histogram.record(meters.started.elapsed().as_secs_f64());
+    if !meters.timing {
+        return;
+    }
+    let took = meters.started.elapsed();
+    let slot = run.slot::<A>();
+    cell.record_duration(slot, took);
+    if let Some(histogram) = meters.recorder.as_ref().and_then(|h| h.get(slot)) {
+        histogram.record(took.as_secs_f64());
     }
 }
