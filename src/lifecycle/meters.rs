@@ -4,9 +4,8 @@
 //! built-in Prometheus recorder renders), and, when the application
 //! installed a recorder of its own, into that recorder's histogram.
 
-use std::time::Instant;
-
 use ::metrics::Histogram;
+use quanta::Instant;
 
 use super::declare::Schedule;
 use super::Context;
