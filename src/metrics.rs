@@ -25,6 +25,10 @@
 //! | `microagent_handler_duration_seconds` | histogram | `agent`, `kind`, `handler` | how long each run took |
 //! | `microagent_queue_settled_total` | counter | `queue`, `outcome` | attempts of this process's consumers, by how they were settled |
 //! | `microagent_queue_depth` | gauge | `queue` | messages waiting in a queue this process consumes (asked of the broker at each scrape) |
+//! | `microagent_bus_signals_sent_total` | counter | | signals this process sent |
+//! | `microagent_bus_calls_total` | counter | `signal`, `outcome` | this process's RPC calls: `answered`, `no_answer`, `failed` |
+//! | `microagent_bus_call_answers_total` | counter | `signal` | the answers they got |
+//! | `microagent_bus_call_duration_seconds` | histogram | `signal` | how long they took |
 //! | `microagent_bus_bad_input_total` | counter | `backend` | malformed messages the bus dropped |
 //! | `microagent_bus_slow_consumer_total` | counter | `backend` | messages the backend's client dropped unread |
 //! | `microagent_backend_connected` | gauge | `channel`, `backend` | 1 while the bus or broker is connected |
@@ -57,6 +61,14 @@ pub const HANDLER_DURATION: &str = "microagent_handler_duration_seconds";
 pub const QUEUE_SETTLED: &str = "microagent_queue_settled_total";
 /// Messages waiting in a queue.
 pub const QUEUE_DEPTH: &str = "microagent_queue_depth";
+/// Signals this process sent.
+pub const BUS_SENT: &str = "microagent_bus_signals_sent_total";
+/// This process's RPC calls, by signal and outcome.
+pub const BUS_CALLS: &str = "microagent_bus_calls_total";
+/// The answers this process's calls got.
+pub const BUS_ANSWERS: &str = "microagent_bus_call_answers_total";
+/// How long this process's calls took.
+pub const BUS_CALL_DURATION: &str = "microagent_bus_call_duration_seconds";
 /// Malformed messages the bus dropped.
 pub const BUS_BAD_INPUT: &str = "microagent_bus_bad_input_total";
 /// Messages the bus backend's client dropped unread.
@@ -198,6 +210,18 @@ fn describe() {
         "Messages waiting in a queue this process consumes, as its broker said at the last sample."
     );
     describe_counter!(
+        BUS_SENT,
+        "Signals this process sent on its bus (not calls)."
+    );
+    describe_counter!(
+        BUS_CALLS,
+        "RPC calls this process made, by signal and outcome (answered, no_answer, failed)."
+    );
+    describe_counter!(
+        BUS_ANSWERS,
+        "Answers this process's RPC calls got, by signal."
+    );
+    describe_counter!(
         BUS_BAD_INPUT,
         "Malformed messages from the wire the bus dropped."
     );
@@ -226,9 +250,10 @@ pub async fn render() -> Option<String> {
     Some(text)
 }
 
-/// Appends the run durations of the stopped agents and of the current
-/// System's live ones (summed over agents of one name) as the histogram
-/// `microagent_handler_duration_seconds`, in the exporter's own format.
+/// Appends the histograms kept outside the recorder: the run durations of
+/// the stopped agents and of the current System's live ones (summed over
+/// agents of one name), and the latency of the bus's calls, in the
+/// exporter's own format.
 fn render_durations(text: &mut String) {
     let mut all = RETIRED_DURATIONS
         .lock()
@@ -243,71 +268,62 @@ fn render_durations(text: &mut String) {
             }
         }
     }
-    write_durations(text, &all);
+    let runs: Vec<_> = all
+        .iter()
+        .map(|(&(agent, kind, handler), durations)| {
+            let labels = vec![("agent", agent), ("kind", kind), ("handler", handler)];
+            (labels, durations)
+        })
+        .collect();
+    let help = "How long runs of receivers, consumers, periodic and cron tasks took.";
+    write_histogram(text, HANDLER_DURATION, help, &runs);
+    let calls = crate::bus::current_call_latencies();
+    let calls: Vec<_> = calls
+        .iter()
+        .map(|(signal, durations)| (vec![("signal", signal.as_str())], durations))
+        .collect();
+    let help = "How long this process's RPC calls took, answered or not.";
+    write_histogram(text, BUS_CALL_DURATION, help, &calls);
 }
 
-/// Writes `all` as the histogram `microagent_handler_duration_seconds`.
-fn write_durations(text: &mut String, all: &BTreeMap<DurationsKey, Durations>) {
+/// Writes `series` as the histogram `name`: each one's labels, and its
+/// durations as cumulative buckets in seconds, their sum and count.
+fn write_histogram(
+    text: &mut String,
+    name: &str,
+    help: &str,
+    series: &[(Vec<(&str, &str)>, &Durations)],
+) {
     use metrics_exporter_prometheus::formatting::{
         write_help_line, write_metric_line, write_type_line,
     };
     use metrics_exporter_prometheus::LabelSet;
 
-    if all.is_empty() {
+    if series.is_empty() {
         return;
     }
-    let help = "How long runs of receivers, consumers, periodic and cron tasks took.";
-    write_help_line(text, HANDLER_DURATION, None, None, help);
-    write_type_line(text, HANDLER_DURATION, None, None, "histogram");
+    write_help_line(text, name, None, None, help);
+    write_type_line(text, name, None, None, "histogram");
     let global = indexmap::IndexMap::new();
-    for (&(agent, kind, handler), durations) in all {
-        let labels = [("agent", agent), ("kind", kind), ("handler", handler)];
-        let key = ::metrics::Key::from_parts(HANDLER_DURATION, &labels);
+    for (labels, durations) in series {
+        let labels: Vec<::metrics::Label> = labels
+            .iter()
+            .map(|(k, v)| ::metrics::Label::new(k.to_string(), v.to_string()))
+            .collect();
+        let key = ::metrics::Key::from_parts(name.to_owned(), labels);
         let labels = LabelSet::from_key_and_global(&key, &global);
         let mut below = 0u64;
         for (bound, count) in BUCKETS.iter().zip(durations.buckets) {
             below += count;
             let le = Some(("le", bound));
-            write_metric_line(
-                text,
-                HANDLER_DURATION,
-                Some("bucket"),
-                &labels,
-                le,
-                below,
-                None,
-            );
+            write_metric_line(text, name, Some("bucket"), &labels, le, below, None);
         }
         let total = below + durations.buckets[BUCKETS.len()];
         let inf = Some(("le", "+Inf"));
-        write_metric_line(
-            text,
-            HANDLER_DURATION,
-            Some("bucket"),
-            &labels,
-            inf,
-            total,
-            None,
-        );
+        write_metric_line(text, name, Some("bucket"), &labels, inf, total, None);
         let sum = durations.sum_nanos as f64 / 1e9;
-        write_metric_line::<&str, f64>(
-            text,
-            HANDLER_DURATION,
-            Some("sum"),
-            &labels,
-            None,
-            sum,
-            None,
-        );
-        write_metric_line::<&str, u64>(
-            text,
-            HANDLER_DURATION,
-            Some("count"),
-            &labels,
-            None,
-            total,
-            None,
-        );
+        write_metric_line::<&str, f64>(text, name, Some("sum"), &labels, None, sum, None);
+        write_metric_line::<&str, u64>(text, name, Some("count"), &labels, None, total, None);
     }
 }
 
@@ -368,6 +384,19 @@ pub fn sample() {
     if let Some(bus) = crate::bus::current_info() {
         counter!(BUS_BAD_INPUT, "backend" => bus.kind).absolute(bus.bad_input);
         counter!(BUS_SLOW_CONSUMER, "backend" => bus.kind).absolute(bus.slow_consumer);
+        counter!(BUS_SENT).absolute(bus.sent);
+        for calls in &bus.calls {
+            let signal = calls.signal.clone();
+            for (outcome, count) in [
+                ("answered", calls.answered),
+                ("no_answer", calls.no_answer),
+                ("failed", calls.failed),
+            ] {
+                let labels = [("signal", signal.clone()), ("outcome", outcome.to_owned())];
+                counter!(BUS_CALLS, &labels).absolute(count);
+            }
+            counter!(BUS_ANSWERS, "signal" => signal).absolute(calls.answers);
+        }
         connected("bus", bus.kind, bus.connected);
     }
     if let Some(broker) = crate::broker::current_info() {
@@ -525,10 +554,14 @@ mod tests {
         for millis in [0.3, 0.5, 2.0, 70_000.0] {
             histogram.record(Duration::from_secs_f64(millis / 1000.0));
         }
-        let mut all = BTreeMap::new();
-        all.insert(("Shop", "receiver", "placed"), histogram.durations());
+        let durations = histogram.durations();
+        let labels = vec![
+            ("agent", "Shop"),
+            ("kind", "receiver"),
+            ("handler", "placed"),
+        ];
         let mut text = String::new();
-        write_durations(&mut text, &all);
+        write_histogram(&mut text, HANDLER_DURATION, "help", &[(labels, &durations)]);
         let labels = r#"agent="Shop",kind="receiver",handler="placed""#;
         for line in [
             "# TYPE microagent_handler_duration_seconds histogram".to_owned(),

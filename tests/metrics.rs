@@ -35,6 +35,14 @@ static HOLD: AtomicBool = AtomicBool::new(true);
 /// Set while a held job runs.
 static HELD: AtomicBool = AtomicBool::new(false);
 
+/// Asks for a quote; answered at once.
+#[derive(Signal, Serialize, Deserialize, Clone)]
+struct Quote {}
+
+/// Asks for a quote slowly: answered after the caller gave up.
+#[derive(Signal, Serialize, Deserialize, Clone)]
+struct SlowQuote {}
+
 /// A receiver, a consumer and a periodic task whose runs the test scripts.
 #[derive(Default, MicroAgent)]
 struct Scripted;
@@ -61,6 +69,17 @@ impl Scripted {
             true => Err(Boom("a bad job")),
             false => Ok(()),
         }
+    }
+
+    #[receiver(Quote)]
+    fn quote(&mut self, _: Quote) -> u32 {
+        7
+    }
+
+    #[receiver(SlowQuote)]
+    async fn slow_quote(&mut self, _: SlowQuote) -> u32 {
+        actix_rt::time::sleep(Duration::from_millis(300)).await;
+        7
     }
 
     /// Runs once: at start, then not for an hour.
@@ -145,6 +164,12 @@ fn metrics_are_exact_and_agree_with_info() {
         for bad in [true, false, true, true, false] {
             bus.send("script", Order { bad }).await.expect("sent");
         }
+        // Calls: one answered, one timed out.
+        bus.call("script", Quote {}, Duration::from_secs(5))
+            .await
+            .expect("answered");
+        let late = bus.call("script", SlowQuote {}, Duration::from_millis(50));
+        assert!(late.await.is_err(), "the slow quote comes too late");
         // Consumer: a bad job (two failed attempts, then a dead letter)
         // and a good one.
         let broker = Broker::current();
@@ -168,6 +193,38 @@ fn metrics_are_exact_and_agree_with_info() {
         assert_eq!(broker.dead_letters("metrics-jobs").await.unwrap().len(), 1);
 
         let scrape = scrape(addr).await;
+        // The bus: five signals sent (the other test sends five too: the
+        // series is the process's), two calls.
+        assert_eq!(
+            value(&scrape, "microagent_bus_signals_sent_total", &[]),
+            5.0
+        );
+        let calls = |outcome| {
+            let labels = [("signal", "quote"), ("outcome", outcome)];
+            value(&scrape, "microagent_bus_calls_total", &labels)
+        };
+        assert_eq!(calls("answered"), 1.0);
+        let slow = [("signal", "slow_quote"), ("outcome", "no_answer")];
+        assert_eq!(value(&scrape, "microagent_bus_calls_total", &slow), 1.0);
+        let answers = [("signal", "quote")];
+        assert_eq!(
+            value(&scrape, "microagent_bus_call_answers_total", &answers),
+            1.0
+        );
+        let latency = [("signal", "slow_quote")];
+        match &sample(&scrape, "microagent_bus_call_duration_seconds", &latency).value {
+            Value::Histogram(buckets) => {
+                // It waited its 50 ms: nothing under 25 ms, all under 100.
+                let le = |bound: f64| buckets.iter().find(|b| b.less_than == bound).unwrap().count;
+                assert_eq!((le(0.025), le(0.1)), (0.0, 1.0));
+            }
+            other => panic!("not a histogram: {other:?}"),
+        }
+        let bus_info = bus.info();
+        assert_eq!(bus_info.sent, 5);
+        let quote = bus_info.calls.iter().find(|c| c.signal == "quote").unwrap();
+        assert_eq!((quote.answered, quote.answers), (1, 1));
+
         // Exact, and what the info says.
         assert_eq!(runs(&scrape, "receiver", "order", "failed"), 3.0);
         assert_eq!(runs(&scrape, "receiver", "order", "ok"), 2.0);

@@ -209,6 +209,12 @@ pub struct BusInfo {
     /// process did not read them in time (NATS's "slow consumer"), since
     /// the bus started.
     pub slow_consumer: u64,
+    /// Signals this process sent (not calls), since the bus started.
+    pub sent: u64,
+    /// The calls this process made, by signal and outcome (the names
+    /// past [`SIGNALS_CAP`](super::SIGNALS_CAP) add up under
+    /// [`OTHER`](super::OTHER)).
+    pub calls: Vec<super::CallCounts>,
 }
 
 impl BusInfo {
@@ -220,6 +226,8 @@ impl BusInfo {
             connected: true,
             bad_input: 0,
             slow_consumer: 0,
+            sent: 0,
+            calls: Vec::new(),
         }
     }
 }

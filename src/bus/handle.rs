@@ -22,6 +22,7 @@ use super::local::{DeliverFn, Subscribers};
 use super::observe::{Observer, Observers, Sent};
 use super::remote::Remote;
 use super::signal::{check_name, DynSignal, Signal};
+use super::tally::{BusTally, CallEnd};
 use super::transport::PendingGuard;
 use super::wire;
 use crate::per_system::PerSystem;
@@ -177,6 +178,8 @@ struct Inner {
     observers: Observers<Sent>,
     prefix: String,
     remote: Option<Arc<Remote>>,
+    /// What this process sent and called.
+    tally: BusTally,
 }
 
 impl fmt::Debug for Bus {
@@ -202,6 +205,15 @@ pub(crate) fn close(system_id: usize) {
 /// The bus of the current System, if it has one yet.
 fn installed() -> Option<Bus> {
     BUSES.get(actix_rt::System::try_current()?.id())
+}
+
+/// The latency of the current System's bus's calls, by signal (none
+/// while no bus is installed).
+#[cfg(feature = "metrics")]
+pub(crate) fn current_call_latencies() -> Vec<(String, crate::metrics::Durations)> {
+    installed()
+        .map(|bus| bus.call_latencies())
+        .unwrap_or_default()
 }
 
 /// Whether the current System's bus is connected (no bus yet, or the
@@ -270,6 +282,7 @@ impl Bus {
                 observers: Observers::default(),
                 prefix,
                 remote,
+                tally: BusTally::default(),
             }),
         }
     }
@@ -314,10 +327,19 @@ impl Bus {
     /// What the bus reports about itself (kind, prefix, redacted URL,
     /// connection, bad input dropped).
     pub fn info(&self) -> BusInfo {
-        match &self.inner.remote {
+        let mut info = match &self.inner.remote {
             Some(link) => link.info(),
             None => BusInfo::in_process(&self.inner.prefix),
-        }
+        };
+        info.sent = self.inner.tally.sent_count();
+        info.calls = self.inner.tally.calls();
+        info
+    }
+
+    /// The latency of this process's calls, by signal.
+    #[cfg(feature = "metrics")]
+    pub(crate) fn call_latencies(&self) -> Vec<(String, crate::metrics::Durations)> {
+        self.inner.tally.latencies()
     }
 
     /// Watches what this process sends on the bus from now on: every
@@ -456,6 +478,7 @@ impl Bus {
                 link.send(name, sender.as_str(), payload.to_wire()?).await?;
             }
         }
+        self.inner.tally.sent();
         Ok(())
     }
 
@@ -510,6 +533,24 @@ impl Bus {
     }
 
     pub(super) async fn call_payload(
+        &self,
+        name: &str,
+        sender: SenderName<'_>,
+        payload: Payload,
+        timeout: Duration,
+    ) -> Result<Answers, BusError> {
+        let started = std::time::Instant::now();
+        let called = self.collect_call(name, sender, payload, timeout).await;
+        let end = match &called {
+            Ok(answers) => CallEnd::Answered(answers.len()),
+            Err(BusError::NoAnswer { .. }) => CallEnd::NoAnswer,
+            Err(_) => CallEnd::Failed,
+        };
+        self.inner.tally.called(name, end, started.elapsed());
+        called
+    }
+
+    async fn collect_call(
         &self,
         name: &str,
         sender: SenderName<'_>,

@@ -32,6 +32,7 @@ mod remote;
 // Only backends use parts of the seam.
 mod sender;
 mod signal;
+mod tally;
 #[cfg_attr(not(any(feature = "redis", feature = "nats")), allow(dead_code))]
 mod transport;
 pub mod wire;
@@ -50,6 +51,8 @@ pub use dynamic::Receiving;
 pub use error::BusError;
 #[cfg(feature = "web")]
 pub(crate) use handle::connected;
+#[cfg(feature = "metrics")]
+pub(crate) use handle::current_call_latencies;
 pub(crate) use handle::{close, current_info, Confirmation, Subscription};
 pub use handle::{AnswerError, AnswerStream, Answers, Bus};
 pub(crate) use local::DeliverFn;
@@ -57,6 +60,7 @@ pub(crate) use observe::Observers;
 pub use observe::{Observer, Sent};
 pub use sender::AgentBus;
 pub use signal::{DynSignal, Signal, SignalError};
+pub use tally::{CallCounts, OTHER, SIGNALS_CAP};
 
 /// How a bus backend's configuration is made from a URL.
 type Open = fn(&str) -> Result<BusConfig, BusError>;
