@@ -102,6 +102,8 @@ pub struct ReadmeDoctests;
 // calls what the agent declares).
 //
 // vocabulary: no dependency on the rest of the crate
+#[cfg(feature = "metrics")]
+mod durations;
 mod failure;
 mod intern;
 mod per_system;
@@ -124,6 +126,8 @@ mod nats_target;
 #[cfg(feature = "redis")]
 mod redis_target;
 mod registry;
+#[cfg(feature = "metrics")]
+mod retired;
 // metrics of the agents the registry knows, and of the backends
 #[cfg(feature = "metrics")]
 #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]

@@ -13,7 +13,8 @@
 //!
 //! Counts have one source of truth: the counters an agent keeps for
 //! [`AgentInfo`] (its handlers' runs by outcome) and the
-//! bus's own counts. [`sample`] copies them into the recorder (as
+//! bus's own counts (hook durations, server restarts and agent stops are
+//! events, recorded as they happen). [`sample`] copies them into the recorder (as
 //! absolute counter values and gauges); `GET /metrics` samples before it
 //! renders, and an application with its own exporter calls [`sample`] on
 //! its export interval. Durations are recorded per run, as histograms.
@@ -21,6 +22,9 @@
 //! | metric | type | labels | meaning |
 //! |---|---|---|---|
 //! | `microagent_agents` | gauge | `phase` | live agents by phase (`starting`, `running`, `stopping`) |
+//! | `microagent_hook_duration_seconds` | histogram | `agent`, `stage`, `hook` | how long each lifecycle hook took |
+//! | `microagent_server_restarts_total` | counter | `agent`, `server` | restarts of server hooks under their policy |
+//! | `microagent_agent_stops_total` | counter | `agent`, `cause` | agents whose lifecycle ended, by cause |
 //! | `microagent_handler_runs_total` | counter | `agent`, `kind`, `handler`, `outcome` | runs of receivers, consumers, periodic and cron tasks |
 //! | `microagent_handler_duration_seconds` | histogram | `agent`, `kind`, `handler` | how long each run took |
 //! | `microagent_queue_settled_total` | counter | `queue`, `outcome` | attempts of this process's consumers, by how they were settled |
@@ -41,14 +45,13 @@
 //! consumers take), so the label sets are as many as the declarations: no
 //! message id, sender, queue named by a message, or URL is ever a label.
 
-use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Mutex, OnceLock, PoisonError};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
 
-use ::metrics::{counter, describe_counter, describe_gauge, gauge};
+use ::metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, Unit};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
-use crate::info::{AgentInfo, HandlerRuns, TaskRuns};
+use crate::durations::{Durations, BUCKETS};
 use crate::phase::Phase;
 
 /// Live agents by phase.
@@ -57,6 +60,12 @@ pub const AGENTS: &str = "microagent_agents";
 pub const HANDLER_RUNS: &str = "microagent_handler_runs_total";
 /// Durations of handler runs.
 pub const HANDLER_DURATION: &str = "microagent_handler_duration_seconds";
+/// How long lifecycle hooks took.
+pub const HOOK_DURATION: &str = "microagent_hook_duration_seconds";
+/// Restarts of server hooks under their restart policy.
+pub const SERVER_RESTARTS: &str = "microagent_server_restarts_total";
+/// Agents whose lifecycle ended, by cause.
+pub const AGENT_STOPS: &str = "microagent_agent_stops_total";
 /// Attempts at a queue's messages, by how they were settled.
 pub const QUEUE_SETTLED: &str = "microagent_queue_settled_total";
 /// Messages waiting in a queue.
@@ -75,83 +84,6 @@ pub const BUS_BAD_INPUT: &str = "microagent_bus_bad_input_total";
 pub const BUS_SLOW_CONSUMER: &str = "microagent_bus_slow_consumer_total";
 /// Whether the bus or broker is connected.
 pub const BACKEND_CONNECTED: &str = "microagent_backend_connected";
-
-/// The buckets of the duration histograms, in seconds: from half a
-/// millisecond (an in-process receiver) to a minute (a long job).
-const BUCKETS: [f64; 16] = [
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-    60.0,
-];
-
-/// [`BUCKETS`] in nanoseconds, for the run's hot path.
-const BOUNDS_NANOS: [u64; 16] = [
-    500_000,
-    1_000_000,
-    2_500_000,
-    5_000_000,
-    10_000_000,
-    25_000_000,
-    50_000_000,
-    100_000_000,
-    250_000_000,
-    500_000_000,
-    1_000_000_000,
-    2_500_000_000,
-    5_000_000_000,
-    10_000_000_000,
-    30_000_000_000,
-    60_000_000_000,
-];
-
-/// The durations of one handler's runs, bucketed as they end (two atomic
-/// adds per run): what the built-in Prometheus recorder renders as the
-/// handler's `microagent_handler_duration_seconds` histogram. A recorder
-/// keeping each value costs several times more per run, see
-/// docs/observability.md.
-#[derive(Debug, Default)]
-pub(crate) struct RunHistogram {
-    /// Runs by bucket: `le` each bound of [`BUCKETS`], then `+Inf`.
-    buckets: [AtomicU64; BUCKETS.len() + 1],
-    sum_nanos: AtomicU64,
-}
-
-impl RunHistogram {
-    /// Counts a run that took `took`.
-    pub(crate) fn record(&self, took: std::time::Duration) {
-        let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
-        let bucket = BOUNDS_NANOS.partition_point(|bound| *bound < nanos);
-        self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
-        self.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
-    }
-
-    /// Its counts now.
-    pub(crate) fn durations(&self) -> Durations {
-        Durations {
-            buckets: std::array::from_fn(|i| self.buckets[i].load(Ordering::Relaxed)),
-            sum_nanos: self.sum_nanos.load(Ordering::Relaxed),
-        }
-    }
-}
-
-/// An agent's handlers' run durations, by `(kind, handler)`.
-pub(crate) type HandlerDurations = Vec<((&'static str, &'static str), Durations)>;
-
-/// A handler's run durations at one moment: runs per bucket (not
-/// cumulative) and their sum.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct Durations {
-    buckets: [u64; BUCKETS.len() + 1],
-    sum_nanos: u64,
-}
-
-impl Durations {
-    fn add(&mut self, other: &Durations) {
-        for (mine, theirs) in self.buckets.iter_mut().zip(other.buckets) {
-            *mine += theirs;
-        }
-        self.sum_nanos = self.sum_nanos.saturating_add(other.sum_nanos);
-    }
-}
 
 /// Our Prometheus recorder's handle, when the application installed no
 /// recorder of its own; `None` when it did.
@@ -181,7 +113,10 @@ pub(crate) fn prometheus() -> Option<&'static PrometheusHandle> {
         .get_or_init(|| {
             // Run durations are not recorded into it: they are bucketed
             // as runs end and rendered next to its text (`render`).
-            let handle = PrometheusBuilder::new().install_recorder().ok();
+            // Hooks are few: their durations go into it, as a histogram.
+            let hooks = metrics_exporter_prometheus::Matcher::Full(HOOK_DURATION.to_owned());
+            let builder = PrometheusBuilder::new().set_buckets_for_metric(hooks, &BUCKETS);
+            let handle = builder.ok()?.install_recorder().ok();
             match &handle {
                 Some(_) => describe(),
                 None => log::info!(
@@ -197,6 +132,19 @@ pub(crate) fn prometheus() -> Option<&'static PrometheusHandle> {
 /// The metrics' help texts and units.
 fn describe() {
     describe_gauge!(AGENTS, "Live agents by phase.");
+    describe_histogram!(
+        HOOK_DURATION,
+        Unit::Seconds,
+        "How long pre_start, post_start and pre_stop hooks took."
+    );
+    describe_counter!(
+        SERVER_RESTARTS,
+        "Restarts of server hooks under their restart policy."
+    );
+    describe_counter!(
+        AGENT_STOPS,
+        "Agents whose lifecycle ended, by cause (clean, failed, crashed, subscribe, consume, aborted)."
+    );
     describe_counter!(
         HANDLER_RUNS,
         "Runs of receivers, consumers, periodic and cron tasks, by outcome."
@@ -255,10 +203,7 @@ pub async fn render() -> Option<String> {
 /// agents of one name), and the latency of the bus's calls, in the
 /// exporter's own format.
 fn render_durations(text: &mut String) {
-    let mut all = RETIRED_DURATIONS
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .clone();
+    let mut all = crate::retired::retired_durations();
     if let Some(agents) = crate::registry::current() {
         for (agent, durations) in agents.run_durations() {
             for ((kind, handler), durations) in durations {
@@ -371,7 +316,7 @@ pub fn sample() {
         let live = statuses.iter().filter(|s| s.phase == phase).count();
         gauge!(AGENTS, "phase" => phase.as_str()).set(live as f64);
     }
-    for ((agent, kind, handler, outcome), count) in all_runs(&agents.infos()) {
+    for ((agent, kind, handler, outcome), count) in crate::retired::all_runs(&agents.infos()) {
         counter!(
             HANDLER_RUNS,
             "agent" => agent,
@@ -423,112 +368,43 @@ fn connected(channel: &'static str, backend: &'static str, up: bool) {
     gauge!(BACKEND_CONNECTED, "channel" => channel, "backend" => backend).set(value);
 }
 
-/// A handler's runs with one outcome: `(agent, kind, handler, outcome)`.
-type RunsKey = (&'static str, &'static str, &'static str, &'static str);
-
-/// The runs of agents that have stopped, so that a counter stays
-/// monotonic when an agent goes (and one of the same name comes back).
-static RETIRED: Mutex<BTreeMap<RunsKey, u64>> = Mutex::new(BTreeMap::new());
-
-/// A handler's durations: `(agent, kind, handler)`.
-type DurationsKey = (&'static str, &'static str, &'static str);
-
-/// The run durations of agents that have stopped.
-static RETIRED_DURATIONS: Mutex<BTreeMap<DurationsKey, Durations>> = Mutex::new(BTreeMap::new());
-
-/// An agent leaves the registry: its runs so far stay in the counters and
-/// histograms.
-pub(crate) fn retire(info: &AgentInfo, durations: HandlerDurations) {
-    let mut retired = RETIRED.lock().unwrap_or_else(PoisonError::into_inner);
-    add_runs(&mut retired, info);
-    drop(retired);
-    let mut retired = RETIRED_DURATIONS
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner);
-    for ((kind, handler), durations) in durations {
-        retired
-            .entry((info.name, kind, handler))
-            .or_default()
-            .add(&durations);
-    }
+/// A lifecycle hook of `agent` ran for `took`.
+pub(crate) fn hook_ran(
+    agent: &'static str,
+    stage: crate::Stage,
+    hook: &'static str,
+    took: std::time::Duration,
+) {
+    prometheus();
+    let labels = [("agent", agent), ("stage", stage.label()), ("hook", hook)];
+    ::metrics::histogram!(HOOK_DURATION, &labels).record(took.as_secs_f64());
 }
 
-/// The runs of the stopped agents plus those of the live ones, summed
-/// over agents of the same name (a counter's value is absolute: two
-/// agents named alike must add up, not overwrite each other).
-fn all_runs(live: &[AgentInfo]) -> BTreeMap<RunsKey, u64> {
-    let mut runs = RETIRED
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .clone();
-    for info in live {
-        add_runs(&mut runs, info);
-    }
-    runs
+/// A server of `agent` restarts under its policy.
+pub(crate) fn server_restarted(agent: &'static str, server: &'static str) {
+    prometheus();
+    counter!(SERVER_RESTARTS, "agent" => agent, "server" => server).increment(1);
 }
 
-/// Adds one agent's handler runs, by outcome.
-fn add_runs(table: &mut BTreeMap<RunsKey, u64>, info: &AgentInfo) {
-    let agent = info.name;
-    let mut add = |kind, handler, outcome, count: u64| {
-        *table.entry((agent, kind, handler, outcome)).or_default() += count;
+/// `agent`'s lifecycle ended with `outcome`.
+pub(crate) fn agent_stopped(agent: &'static str, outcome: &Result<(), Box<crate::AgentError>>) {
+    use crate::AgentError;
+    let cause = match outcome.as_ref().map_err(|e| &**e) {
+        Ok(()) => "clean",
+        Err(AgentError::Failed { .. }) => "failed",
+        Err(AgentError::Crashed { .. }) => "crashed",
+        Err(AgentError::Subscribe { .. }) => "subscribe",
+        Err(AgentError::Consume { .. }) => "consume",
+        Err(AgentError::Aborted { .. }) => "aborted",
     };
-    for receiver in &info.receivers {
-        handler_runs(&mut add, "receiver", receiver.name, &receiver.runs, true);
-    }
-    for consumer in &info.consumers {
-        handler_runs(&mut add, "consumer", consumer.name, &consumer.runs, false);
-    }
-    for task in &info.periodic {
-        task_runs(&mut add, "periodic", task.name, &task.runs);
-    }
-    for task in &info.cron {
-        task_runs(&mut add, "cron", task.name, &task.runs);
-    }
-}
-
-fn handler_runs(
-    add: &mut impl FnMut(&'static str, &'static str, &'static str, u64),
-    kind: &'static str,
-    handler: &'static str,
-    runs: &HandlerRuns,
-    receiver: bool,
-) {
-    let mut outcomes = vec![
-        ("ok", runs.ok),
-        ("failed", runs.failed),
-        ("panicked", runs.panicked),
-        ("timed_out", runs.timed_out),
-        ("bad_input", runs.bad_input),
-    ];
-    if receiver {
-        outcomes.push(("dropped", runs.dropped));
-    }
-    for (outcome, count) in outcomes {
-        add(kind, handler, outcome, count);
-    }
-}
-
-fn task_runs(
-    add: &mut impl FnMut(&'static str, &'static str, &'static str, u64),
-    kind: &'static str,
-    task: &'static str,
-    runs: &TaskRuns,
-) {
-    for (outcome, count) in [
-        ("ok", runs.ok),
-        ("failed", runs.failed),
-        ("panicked", runs.panicked),
-        ("timed_out", runs.timed_out),
-        ("skipped", runs.skipped),
-    ] {
-        add(kind, task, outcome, count);
-    }
+    prometheus();
+    counter!(AGENT_STOPS, "agent" => agent, "cause" => cause).increment(1);
 }
 
 /// The duration histogram of one handler in the application's recorder
 /// (registered once per agent and handler, then recorded into per run;
-/// the built-in recorder is not given durations, see [`RunHistogram`]).
+/// the built-in recorder is not given durations: they are bucketed where
+/// they are measured).
 pub(crate) fn duration_histogram(
     agent: &'static str,
     kind: &'static str,
@@ -547,6 +423,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::durations::RunHistogram;
 
     #[test]
     fn durations_are_written_as_a_cumulative_histogram_in_seconds() {

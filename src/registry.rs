@@ -38,7 +38,7 @@ pub(crate) trait Tracked: Send + Sync {
     fn counts_runs(&self) -> bool;
     /// Its handlers' run durations, by `(kind, handler)`.
     #[cfg(feature = "metrics")]
-    fn run_durations(&self) -> crate::metrics::HandlerDurations;
+    fn run_durations(&self) -> crate::durations::HandlerDurations;
 }
 
 /// The live agents of one System.
@@ -173,7 +173,7 @@ impl SystemAgents {
 
     /// The run durations of every live agent's handlers, by agent name.
     #[cfg(feature = "metrics")]
-    pub(crate) fn run_durations(&self) -> Vec<(&'static str, crate::metrics::HandlerDurations)> {
+    pub(crate) fn run_durations(&self) -> Vec<(&'static str, crate::durations::HandlerDurations)> {
         self.snapshot()
             .iter()
             .filter(|a| a.counts_runs())
@@ -226,7 +226,7 @@ impl SystemAgents {
         // twice (a counter never goes back down).
         #[cfg(feature = "metrics")]
         if let Some(entry) = gone.filter(|e| e.agent.counts_runs()) {
-            crate::metrics::retire(&entry.agent.info(), entry.agent.run_durations());
+            crate::retired::retire(&entry.agent.info(), entry.agent.run_durations());
         }
         #[cfg(not(feature = "metrics"))]
         drop(gone);

@@ -311,12 +311,35 @@ fn metrics_are_exact_and_agree_with_info() {
 #[derive(Signal, Serialize, Deserialize, Clone)]
 struct Ping {}
 
-/// Takes pings; several run under one name.
+/// Takes pings; several run under one name. Its server fails once, and
+/// is restarted.
 #[derive(Default, MicroAgent)]
-struct Twin;
+struct Twin {
+    attempts: std::rc::Rc<std::cell::Cell<u32>>,
+}
 
 #[microagent::hooks]
 impl Twin {
+    #[on(pre_start)]
+    fn warm_up(&mut self) {}
+
+    #[on(server, restarts = 2, within = 60, backoff = 0.01)]
+    fn serve(
+        &self,
+        srv: microagent::ServerContext<Self>,
+    ) -> impl std::future::Future<Output = Result<(), Boom>> {
+        self.attempts.set(self.attempts.get() + 1);
+        let first = self.attempts.get() == 1;
+        let shutdown = srv.shutdown();
+        async move {
+            if first {
+                return Err(Boom("the first attempt fails"));
+            }
+            shutdown.await;
+            Ok(())
+        }
+    }
+
     #[receiver(Ping)]
     fn ping(&mut self, _: Ping) {}
 }
@@ -355,8 +378,8 @@ async fn pings_handled(twins: &[&actix::Addr<Twin>], n: u64) {
 #[test]
 fn agents_of_one_name_add_up_and_a_stopped_one_still_counts() {
     microagent::run(async {
-        let (one, one_handle) = microagent::start(Twin);
-        let (two, _two) = microagent::start(Twin);
+        let (one, one_handle) = microagent::start(Twin::default());
+        let (two, _two) = microagent::start(Twin::default());
         let (_h, health) = microagent::start(HealthServer::new("127.0.0.1:0"));
         let addr = health.bound_address("http").await.expect("it listens");
         let bus = Bus::current();
@@ -375,5 +398,82 @@ fn agents_of_one_name_add_up_and_a_stopped_one_still_counts() {
         }
         pings_handled(&[&two], 5).await;
         assert_eq!(twin_runs(addr).await, 8.0);
+
+        // The lifecycle: two pre_start hooks timed, each server restarted
+        // once, one clean stop.
+        let scrape = scrape(addr).await;
+        let hook = [
+            ("agent", "Twin"),
+            ("stage", "pre_start"),
+            ("hook", "warm_up"),
+        ];
+        match &sample(&scrape, "microagent_hook_duration_seconds", &hook).value {
+            Value::Histogram(buckets) => {
+                let all = buckets.iter().map(|b| b.count).fold(0.0, f64::max);
+                assert_eq!(all, 2.0);
+            }
+            other => panic!("not a histogram: {other:?}"),
+        }
+        let restarts = [("agent", "Twin"), ("server", "serve")];
+        assert_eq!(
+            value(&scrape, "microagent_server_restarts_total", &restarts),
+            2.0
+        );
+        let stops = [("agent", "Twin"), ("cause", "clean")];
+        assert_eq!(value(&scrape, "microagent_agent_stops_total", &stops), 1.0);
     });
+}
+
+/// Every metric the Grafana dashboard in `deploy/` queries is one the
+/// crate exports (a renamed metric would leave a panel empty).
+#[test]
+fn the_dashboard_queries_only_metrics_the_crate_exports() {
+    use microagent::metrics::*;
+    let exported = [
+        AGENTS,
+        HANDLER_RUNS,
+        HANDLER_DURATION,
+        HOOK_DURATION,
+        SERVER_RESTARTS,
+        AGENT_STOPS,
+        QUEUE_SETTLED,
+        QUEUE_DEPTH,
+        BUS_SENT,
+        BUS_CALLS,
+        BUS_ANSWERS,
+        BUS_CALL_DURATION,
+        BUS_BAD_INPUT,
+        BUS_SLOW_CONSUMER,
+        BACKEND_CONNECTED,
+    ];
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/grafana/microagent.json"
+    );
+    let text = std::fs::read_to_string(path).expect("the dashboard is there");
+    let dashboard: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
+    let panels = dashboard["panels"].as_array().expect("panels");
+    assert!(
+        panels.len() >= 6,
+        "the first panels an on-call engineer opens"
+    );
+    let mut queried = 0;
+    for panel in panels {
+        for target in panel["targets"].as_array().expect("targets") {
+            let expr = target["expr"].as_str().expect("a PromQL expression");
+            let names = expr
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .filter(|word| word.starts_with("microagent_"));
+            for name in names {
+                let base = name.strip_suffix("_bucket").unwrap_or(name);
+                assert!(
+                    exported.contains(&base),
+                    "{name} in panel {}",
+                    panel["title"]
+                );
+                queried += 1;
+            }
+        }
+    }
+    assert!(queried >= panels.len(), "every panel queries a metric");
 }

@@ -210,7 +210,7 @@ fn installed() -> Option<Bus> {
 /// The latency of the current System's bus's calls, by signal (none
 /// while no bus is installed).
 #[cfg(feature = "metrics")]
-pub(crate) fn current_call_latencies() -> Vec<(String, crate::metrics::Durations)> {
+pub(crate) fn current_call_latencies() -> Vec<(String, crate::durations::Durations)> {
     installed()
         .map(|bus| bus.call_latencies())
         .unwrap_or_default()
@@ -338,7 +338,7 @@ impl Bus {
 
     /// The latency of this process's calls, by signal.
     #[cfg(feature = "metrics")]
-    pub(crate) fn call_latencies(&self) -> Vec<(String, crate::metrics::Durations)> {
+    pub(crate) fn call_latencies(&self) -> Vec<(String, crate::durations::Durations)> {
         self.inner.tally.latencies()
     }
 

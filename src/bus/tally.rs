@@ -46,7 +46,7 @@ pub(crate) struct CallTally {
     answers: AtomicU64,
     /// How long the calls took, answered or not.
     #[cfg(feature = "metrics")]
-    pub(crate) latency: crate::metrics::RunHistogram,
+    pub(crate) latency: crate::durations::RunHistogram,
 }
 
 /// How a call ended.
@@ -127,7 +127,7 @@ impl BusTally {
 
     /// Every signal's call latencies, by name.
     #[cfg(feature = "metrics")]
-    pub(crate) fn latencies(&self) -> Vec<(String, crate::metrics::Durations)> {
+    pub(crate) fn latencies(&self) -> Vec<(String, crate::durations::Durations)> {
         let calls = self.calls.lock().unwrap_or_else(PoisonError::into_inner);
         calls
             .iter()

@@ -37,7 +37,7 @@ pub(crate) struct AgentCell<A: Actor> {
     /// The durations of the runs of each task, receiver and consumer, in
     /// the same order.
     #[cfg(feature = "metrics")]
-    durations: Box<[crate::metrics::RunHistogram]>,
+    durations: Box<[crate::durations::RunHistogram]>,
     shared: Mutex<Shared>,
 }
 
@@ -205,6 +205,8 @@ impl<A: Actor> AgentCell<A> {
         if shared.outcome.is_some() {
             return;
         }
+        #[cfg(feature = "metrics")]
+        crate::metrics::agent_stopped(self.name, &outcome);
         shared.outcome = Some(outcome);
         let waker = shared.waker.take();
         let more = match shared.more.as_mut() {
@@ -473,7 +475,7 @@ impl<A: Agent> Tracked for AgentCell<A> {
     }
 
     #[cfg(feature = "metrics")]
-    fn run_durations(&self) -> crate::metrics::HandlerDurations {
+    fn run_durations(&self) -> crate::durations::HandlerDurations {
         let schedules = self.schedules();
         let names = super::meters::handlers::<A>(&schedules);
         names

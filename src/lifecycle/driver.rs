@@ -83,6 +83,10 @@ fn drive<A: Agent>(
         let hooks = A::HOOKS.stage(stage);
         if let Some(hook) = hooks.get(ctx.life.next) {
             ctx.life.cell.set_doing(Some((stage, ctx.life.next)));
+            #[cfg(feature = "metrics")]
+            {
+                ctx.life.hook_started = std::time::Instant::now();
+            }
             ctx.life.next += 1;
             log::debug!(target: LOG_TARGET, "agent `{}`: running {stage} hook `{}`", ctx.life.name, hook.name);
             if run_hook(act, ctx, task, stage, hook.name, &hook.call).is_pending() {

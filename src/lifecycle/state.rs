@@ -31,6 +31,9 @@ pub(crate) struct Lifecycle<A: actix::Actor> {
     /// actix does not poll the actor again by itself: the actor's task
     /// future wakes the task once the poll returns.
     pub(super) wake_requested: bool,
+    /// When the hook running now started (its duration is a metric).
+    #[cfg(feature = "metrics")]
+    pub(super) hook_started: std::time::Instant,
     pub(super) cell: Arc<AgentCell<A>>,
     registration: Option<Registration>,
     extras: Option<Box<Extras>>,
@@ -81,6 +84,8 @@ impl<A: actix::Actor> Lifecycle<A> {
             next: 0,
             inflight: None,
             wake_requested: false,
+            #[cfg(feature = "metrics")]
+            hook_started: std::time::Instant::now(),
             cell,
             registration,
             extras: None,
@@ -111,6 +116,8 @@ impl<A: actix::Actor> Lifecycle<A> {
     /// Notes a lifecycle hook's result; a failed start hook stops the agent.
     pub(super) fn record(&mut self, stage: Stage, hook: &'static str, result: HookResult) {
         self.cell.set_doing(None);
+        #[cfg(feature = "metrics")]
+        crate::metrics::hook_ran(self.name, stage, hook, self.hook_started.elapsed());
         match result {
             Ok(()) => {
                 log::debug!(target: LOG_TARGET, "agent `{}`: {stage} hook `{hook}` done", self.name)

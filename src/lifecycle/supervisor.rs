@@ -209,6 +209,8 @@ impl Servers {
                     policy.within.as_secs_f64()
                 );
                 slot.state = ServerState::Restarting;
+                #[cfg(feature = "metrics")]
+                crate::metrics::server_restarted(agent, server.name);
                 return Verdict::Restart(policy.backoff);
             }
             log::error!(
