@@ -222,7 +222,7 @@ fn render_durations(text: &mut String) {
         .collect();
     let help = "How long runs of receivers, consumers, periodic and cron tasks took.";
     write_histogram(text, HANDLER_DURATION, help, &runs);
-    let calls = crate::bus::current_call_latencies();
+    let calls = crate::bus::call_latencies();
     let calls: Vec<_> = calls
         .iter()
         .map(|(signal, durations)| (vec![("signal", signal.as_str())], durations))

@@ -1,10 +1,16 @@
 //! `GET /metrics` over real HTTP after a scripted run, read with a real
 //! Prometheus text parser: the counts are exact, and they are the counts
-//! `GetInfo` shows (one source of truth).
+//! `GetInfo` shows (one source of truth); the queue metrics on every
+//! broker backend.
+//!
+//! The metrics are the process's (one recorder, counts that add up over
+//! every System): the tests run one at a time ([`SERIAL`]) and read what
+//! they added.
 
 mod support;
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use microagent::broker::{Broker, Queue};
@@ -13,8 +19,16 @@ use microagent::prelude::*;
 use microagent::web::HealthServer;
 use prometheus_parse::{Sample, Scrape, Value};
 use serde::{Deserialize, Serialize};
+use support::matrix::{on_backends, Backend};
 use support::process::HANG;
 use support::Boom;
+
+/// One test at a time: the metrics are the process's.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(PoisonError::into_inner)
+}
 
 #[derive(Signal, Serialize, Deserialize, Clone)]
 struct Order {
@@ -153,6 +167,7 @@ fn timed_runs(scrape: &Scrape, kind: &str, handler: &str) -> f64 {
 
 #[test]
 fn metrics_are_exact_and_agree_with_info() {
+    let _serial = serial();
     microagent::run(async {
         let (agent, _a) = microagent::start(Scripted);
         let (_h, health) = microagent::start(HealthServer::new("127.0.0.1:0"));
@@ -161,6 +176,7 @@ fn metrics_are_exact_and_agree_with_info() {
 
         // Receiver: three bad orders, two good ones.
         let bus = Bus::current();
+        let sent_before = bus.info().sent;
         for bad in [true, false, true, true, false] {
             bus.send("script", Order { bad }).await.expect("sent");
         }
@@ -193,12 +209,11 @@ fn metrics_are_exact_and_agree_with_info() {
         assert_eq!(broker.dead_letters("metrics-jobs").await.unwrap().len(), 1);
 
         let scrape = scrape(addr).await;
-        // The bus: five signals sent (the other test sends five too: the
-        // series is the process's), two calls.
-        assert_eq!(
-            value(&scrape, "microagent_bus_signals_sent_total", &[]),
-            5.0
-        );
+        // The bus: five signals sent (the process's count), two calls.
+        let sent = bus.info().sent;
+        assert_eq!(sent - sent_before, 5);
+        let sent_metric = value(&scrape, "microagent_bus_signals_sent_total", &[]);
+        assert_eq!(sent_metric, sent as f64);
         let calls = |outcome| {
             let labels = [("signal", "quote"), ("outcome", outcome)];
             value(&scrape, "microagent_bus_calls_total", &labels)
@@ -221,7 +236,6 @@ fn metrics_are_exact_and_agree_with_info() {
             other => panic!("not a histogram: {other:?}"),
         }
         let bus_info = bus.info();
-        assert_eq!(bus_info.sent, 5);
         let quote = bus_info.calls.iter().find(|c| c.signal == "quote").unwrap();
         assert_eq!((quote.answered, quote.answers), (1, 1));
 
@@ -377,6 +391,7 @@ async fn pings_handled(twins: &[&actix::Addr<Twin>], n: u64) {
 
 #[test]
 fn agents_of_one_name_add_up_and_a_stopped_one_still_counts() {
+    let _serial = serial();
     microagent::run(async {
         let (one, one_handle) = microagent::start(Twin::default());
         let (two, _two) = microagent::start(Twin::default());
@@ -477,3 +492,77 @@ fn the_dashboard_queries_only_metrics_the_crate_exports() {
     }
     assert!(queried >= panels.len(), "every panel queries a metric");
 }
+
+#[derive(Queue, Serialize, Deserialize, Clone)]
+#[queue(name = "metrics-matrix")]
+struct Task {
+    bad: bool,
+}
+
+/// Consumes tasks: a bad one fails its two attempts.
+#[derive(Default, MicroAgent)]
+struct Worker;
+
+#[microagent::hooks]
+impl Worker {
+    #[consumer(Task, attempts = 2, backoff = 0.01)]
+    fn work(&mut self, task: Task) -> Result<(), Boom> {
+        match task.bad {
+            true => Err(Boom("a bad task")),
+            false => Ok(()),
+        }
+    }
+}
+
+/// The settlements of `metrics-matrix` so far: acked, retried, dead.
+fn matrix_counts() -> (u64, u64, u64) {
+    let info = Broker::current().info();
+    let counts = info.queues.iter().find(|q| q.queue == "metrics-matrix");
+    counts.map_or((0, 0, 0), |c| (c.acked, c.retried, c.dead_lettered))
+}
+
+/// On each backend: one good task and one bad one (retried, then
+/// dead-lettered) add exactly that to the queue's counters, which
+/// `/metrics` shows; its depth is the broker's.
+fn queue_metrics_count_each_settlement(backend: Backend) {
+    let _serial = serial();
+    backend.run_broker(async {
+        let (acked, retried, dead) = matrix_counts();
+        let (worker, _w) = microagent::start(Worker);
+        let (_h, health) = microagent::start(HealthServer::new("127.0.0.1:0"));
+        let addr = health.bound_address("http").await.expect("it listens");
+        worker.send(GetInfo).await.expect("started");
+        let broker = Broker::current();
+        for bad in [true, false] {
+            broker.send(Task { bad }).await.expect("sent");
+        }
+        let start = Instant::now();
+        while matrix_counts() != (acked + 1, retried + 1, dead + 1) {
+            assert!(start.elapsed() < HANG, "settled: {:?}", matrix_counts());
+            actix_rt::time::sleep(Duration::from_millis(5)).await;
+        }
+        let scrape = scrape(addr).await;
+        let settled = |outcome| {
+            let labels = [("queue", "metrics-matrix"), ("outcome", outcome)];
+            value(&scrape, "microagent_queue_settled_total", &labels)
+        };
+        assert_eq!(settled("acked"), (acked + 1) as f64);
+        assert_eq!(settled("retried"), (retried + 1) as f64);
+        assert_eq!(settled("dead_lettered"), (dead + 1) as f64);
+        let depth = broker.length("metrics-matrix").await.expect("a length");
+        let labels = [("queue", "metrics-matrix")];
+        assert_eq!(
+            value(&scrape, "microagent_queue_depth", &labels),
+            depth as f64
+        );
+        assert_eq!(depth, 0, "everything was settled");
+        let kind = broker.info().kind;
+        let connected = [("channel", "broker"), ("backend", kind)];
+        assert_eq!(
+            value(&scrape, "microagent_backend_connected", &connected),
+            1.0
+        );
+    });
+}
+
+on_backends!([in_process, redis, amqp, nats] => queue_metrics_count_each_settlement);

@@ -196,7 +196,7 @@ pub struct BrokerInfo {
     /// Whether it is connected (always in-process).
     pub connected: bool,
     /// How this process's consumers settled their attempts, for each
-    /// queue they consume.
+    /// queue they consume, since the process started.
     pub queues: Vec<super::QueueCounts>,
 }
 

@@ -17,7 +17,7 @@ use super::observe;
 use super::queue::Queue;
 use super::remote::{ConsumerSpec, Destination};
 use super::runner::{self, Backend, Consuming, Remote};
-use super::tally::Tally;
+use super::tally::TALLY;
 use crate::bus::QueueSpec;
 use crate::per_system::PerSystem;
 
@@ -30,8 +30,6 @@ use crate::per_system::PerSystem;
 #[derive(Clone)]
 pub struct Broker {
     backend: Backend,
-    /// How this process's consumers settled their attempts, by queue.
-    tally: Arc<Tally>,
 }
 
 impl fmt::Debug for Broker {
@@ -134,7 +132,6 @@ impl Broker {
         let id = system_id();
         BROKERS.get_or_insert_with(id, || Broker {
             backend: Backend::Memory(Arc::new(Memory::new(BrokerConfig::in_process().capacity))),
-            tally: Arc::default(),
         })
     }
 
@@ -162,10 +159,7 @@ impl Broker {
                 watchers: Arc::default(),
             })),
         };
-        let broker = Broker {
-            backend,
-            tally: Arc::default(),
-        };
+        let broker = Broker { backend };
         if !BROKERS.insert_new(id, broker.clone()) {
             return Err(BrokerError::AlreadyInstalled);
         }
@@ -174,7 +168,7 @@ impl Broker {
 
     /// What the broker reports about itself.
     pub fn info(&self) -> BrokerInfo {
-        let queues = self.tally.counts();
+        let queues = TALLY.counts();
         match &self.backend {
             Backend::Memory(_) => BrokerInfo {
                 kind: "in-process",
@@ -466,7 +460,7 @@ impl Broker {
             binding,
             name: consumer,
             options,
-            tally: self.tally.queue(queue),
+            tally: TALLY.queue(queue),
         };
         runner::start(self.backend.clone(), spec, batches, deliver)
     }
@@ -569,7 +563,7 @@ pub(crate) fn current_info() -> Option<BrokerInfo> {
             kind: "in-process",
             url: None,
             connected: true,
-            queues: Vec::new(),
+            queues: TALLY.counts(),
         },
         |broker| broker.info(),
     ))

@@ -1,6 +1,8 @@
 //! How this process's consumers settled their attempts, queue by queue:
 //! counted once here, where [`BrokerInfo::queues`](super::BrokerInfo)
-//! reads them (and the metrics, with the `metrics` feature).
+//! reads them (and the metrics, with the `metrics` feature). The counts
+//! are the process's, like a metric's: they add up over the brokers of
+//! every System the process runs, and never go back.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -11,7 +13,7 @@ use serde::Serialize;
 use super::delivery::Verdict;
 
 /// How the attempts of this process's consumers at one queue's messages
-/// were settled, since its broker was installed. Every attempt counts
+/// were settled, since the process started. Every attempt counts
 /// once: `acked + retried + dead_lettered + released` attempts ended.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
@@ -66,10 +68,14 @@ impl QueueTally {
 
 /// The counts of every queue this process consumes, by name (declared
 /// names only, so the table is as large as the declarations).
-#[derive(Default)]
 pub(crate) struct Tally {
     queues: Mutex<BTreeMap<&'static str, Arc<QueueTally>>>,
 }
+
+/// The process's counts.
+pub(crate) static TALLY: Tally = Tally {
+    queues: Mutex::new(BTreeMap::new()),
+};
 
 impl Tally {
     /// The counts of `queue`, made on its first consumer.

@@ -209,9 +209,10 @@ pub struct BusInfo {
     /// process did not read them in time (NATS's "slow consumer"), since
     /// the bus started.
     pub slow_consumer: u64,
-    /// Signals this process sent (not calls), since the bus started.
+    /// Signals this process sent (not calls), since it started.
     pub sent: u64,
-    /// The calls this process made, by signal and outcome (the names
+    /// The calls this process made since it started, by signal and
+    /// outcome (the names
     /// past [`SIGNALS_CAP`](super::SIGNALS_CAP) add up under
     /// [`OTHER`](super::OTHER)).
     pub calls: Vec<super::CallCounts>,

@@ -22,7 +22,7 @@ use super::local::{DeliverFn, Subscribers};
 use super::observe::{Observer, Observers, Sent};
 use super::remote::Remote;
 use super::signal::{check_name, DynSignal, Signal};
-use super::tally::{BusTally, CallEnd};
+use super::tally::{CallEnd, TALLY};
 use super::transport::PendingGuard;
 use super::wire;
 use crate::per_system::PerSystem;
@@ -178,8 +178,6 @@ struct Inner {
     observers: Observers<Sent>,
     prefix: String,
     remote: Option<Arc<Remote>>,
-    /// What this process sent and called.
-    tally: BusTally,
 }
 
 impl fmt::Debug for Bus {
@@ -207,15 +205,6 @@ fn installed() -> Option<Bus> {
     BUSES.get(actix_rt::System::try_current()?.id())
 }
 
-/// The latency of the current System's bus's calls, by signal (none
-/// while no bus is installed).
-#[cfg(feature = "metrics")]
-pub(crate) fn current_call_latencies() -> Vec<(String, crate::durations::Durations)> {
-    installed()
-        .map(|bus| bus.call_latencies())
-        .unwrap_or_default()
-}
-
 /// Whether the current System's bus is connected (no bus yet, or the
 /// in-process one, always is).
 #[cfg(feature = "web")]
@@ -228,9 +217,22 @@ pub(crate) fn connected() -> bool {
 pub(crate) fn current_info() -> Option<BusInfo> {
     actix_rt::System::try_current()?;
     Some(installed().map_or_else(
-        || BusInfo::in_process(super::DEFAULT_PREFIX),
+        || counted(BusInfo::in_process(super::DEFAULT_PREFIX)),
         |bus| bus.info(),
     ))
+}
+
+/// `info` with the process's counts of what it sent and called.
+fn counted(mut info: BusInfo) -> BusInfo {
+    info.sent = TALLY.sent_count();
+    info.calls = TALLY.calls();
+    info
+}
+
+/// The latency of this process's calls, by signal.
+#[cfg(feature = "metrics")]
+pub(crate) fn call_latencies() -> Vec<(String, crate::durations::Durations)> {
+    TALLY.latencies()
 }
 
 /// A sender's name: borrowed, or shared (an [`AgentBus`](super::AgentBus)'s,
@@ -282,7 +284,6 @@ impl Bus {
                 observers: Observers::default(),
                 prefix,
                 remote,
-                tally: BusTally::default(),
             }),
         }
     }
@@ -327,19 +328,10 @@ impl Bus {
     /// What the bus reports about itself (kind, prefix, redacted URL,
     /// connection, bad input dropped).
     pub fn info(&self) -> BusInfo {
-        let mut info = match &self.inner.remote {
+        counted(match &self.inner.remote {
             Some(link) => link.info(),
             None => BusInfo::in_process(&self.inner.prefix),
-        };
-        info.sent = self.inner.tally.sent_count();
-        info.calls = self.inner.tally.calls();
-        info
-    }
-
-    /// The latency of this process's calls, by signal.
-    #[cfg(feature = "metrics")]
-    pub(crate) fn call_latencies(&self) -> Vec<(String, crate::durations::Durations)> {
-        self.inner.tally.latencies()
+        })
     }
 
     /// Watches what this process sends on the bus from now on: every
@@ -478,7 +470,7 @@ impl Bus {
                 link.send(name, sender.as_str(), payload.to_wire()?).await?;
             }
         }
-        self.inner.tally.sent();
+        TALLY.sent();
         Ok(())
     }
 
@@ -546,7 +538,7 @@ impl Bus {
             Err(BusError::NoAnswer { .. }) => CallEnd::NoAnswer,
             Err(_) => CallEnd::Failed,
         };
-        self.inner.tally.called(name, end, started.elapsed());
+        TALLY.called(name, end, started.elapsed());
         called
     }
 

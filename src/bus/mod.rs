@@ -49,10 +49,10 @@ pub use declarations::{
 pub use delivery::{Deliver, Delivery, Payload, Reply, ToArgs, ToWire};
 pub use dynamic::Receiving;
 pub use error::BusError;
+#[cfg(feature = "metrics")]
+pub(crate) use handle::call_latencies;
 #[cfg(feature = "web")]
 pub(crate) use handle::connected;
-#[cfg(feature = "metrics")]
-pub(crate) use handle::current_call_latencies;
 pub(crate) use handle::{close, current_info, Confirmation, Subscription};
 pub use handle::{AnswerError, AnswerStream, Answers, Bus};
 pub(crate) use local::DeliverFn;

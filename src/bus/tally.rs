@@ -1,6 +1,8 @@
 //! What this process did on its bus: signals sent, and calls by signal
 //! and outcome, counted once here, where [`BusInfo`](super::BusInfo)
-//! reads them (and the metrics, with the `metrics` feature).
+//! reads them (and the metrics, with the `metrics` feature). The counts
+//! are the process's, like a metric's: they add up over the buses of
+//! every System the process runs, and never go back.
 //!
 //! Calls are counted per signal name for the first [`SIGNALS_CAP`]
 //! names; the calls of any further name (a process calling signals by
@@ -58,12 +60,18 @@ pub(crate) enum CallEnd {
     Failed,
 }
 
-/// A bus's counts.
+/// The process's bus counts.
 #[derive(Debug, Default)]
 pub(crate) struct BusTally {
     sent: AtomicU64,
     calls: Mutex<BTreeMap<String, Arc<CallTally>>>,
 }
+
+/// The process's counts.
+pub(crate) static TALLY: BusTally = BusTally {
+    sent: AtomicU64::new(0),
+    calls: Mutex::new(BTreeMap::new()),
+};
 
 impl BusTally {
     /// Counts a signal sent.
