@@ -338,6 +338,10 @@ fn main() {
         return;
     }
 
+    // The pairs measure the lifecycle untimed (feature `metrics`); the
+    // observability line below measures the timing of hooks.
+    #[cfg(feature = "metrics")]
+    microagent::metrics::time_runs(false);
     // Both sides share one System, run the crate's way.
     let ([(agent, bare), (agent_batched, bare_batched)], (agent_msgs, bare_msgs), shapes, hand) =
         microagent::run(async move {
@@ -415,4 +419,38 @@ fn main() {
     // Agent time / hand-written time; no hooks against the bare actor.
     println!("no-hooks ratio: {:.2}", ratio(shapes[0].0, shapes[0].1));
     println!("lifecycle ratio: {:.2}", ratio(agent_batched, hand));
+    println!(
+        "observability cost: lifecycle {} (metrics: hooks timed, vs not)",
+        observability_cost(n).map_or("n/a".to_owned(), |r| format!("{r:.2}"))
+    );
+}
+
+/// Agents started and stopped in batches with their hooks timed (feature
+/// `metrics`) against untimed, alternating in one System, each side first
+/// every other round: the rate timed / the rate untimed.
+fn observability_cost(n: usize) -> Option<f64> {
+    #[cfg(feature = "metrics")]
+    {
+        let (with, without) = microagent::run(async move {
+            let (mut with, mut without) = (Duration::MAX, Duration::MAX);
+            for round_number in 0..ROUNDS {
+                let first = round_number % 2 == 0;
+                for on in [first, !first] {
+                    microagent::metrics::time_runs(on);
+                    let took = round(n, BATCH, || microagent::start(Worker::default()).0).await;
+                    match on {
+                        true => with = with.min(took),
+                        false => without = without.min(took),
+                    }
+                }
+            }
+            (with, without)
+        });
+        return Some(without.as_secs_f64() / with.as_secs_f64());
+    }
+    #[allow(unreachable_code)]
+    {
+        let _ = n;
+        None
+    }
 }

@@ -47,8 +47,7 @@ pub(crate) struct RunHistogram {
 impl RunHistogram {
     /// Counts a run that took `took`.
     pub(crate) fn record(&self, took: std::time::Duration) {
-        let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
-        let bucket = BOUNDS_NANOS.partition_point(|bound| *bound < nanos);
+        let (bucket, nanos) = bucket_of(took);
         self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
         self.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
     }
@@ -73,7 +72,21 @@ pub(crate) struct Durations {
     pub(crate) sum_nanos: u64,
 }
 
+/// The bucket `took` falls in (`le`: at or under its bound), and `took`
+/// in nanoseconds.
+fn bucket_of(took: std::time::Duration) -> (usize, u64) {
+    let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+    (BOUNDS_NANOS.partition_point(|bound| *bound < nanos), nanos)
+}
+
 impl Durations {
+    /// Counts one more that took `took` (where a lock guards them).
+    pub(crate) fn record(&mut self, took: std::time::Duration) {
+        let (bucket, nanos) = bucket_of(took);
+        self.buckets[bucket] += 1;
+        self.sum_nanos = self.sum_nanos.saturating_add(nanos);
+    }
+
     /// Adds `other`'s runs to these.
     pub(crate) fn add(&mut self, other: &Durations) {
         for (mine, theirs) in self.buckets.iter_mut().zip(other.buckets) {

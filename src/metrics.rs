@@ -45,10 +45,11 @@
 //! consumers take), so the label sets are as many as the declarations: no
 //! message id, sender, queue named by a message, or URL is ever a label.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 
-use ::metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, Unit};
+use ::metrics::{counter, describe_counter, describe_gauge, gauge};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 use crate::durations::{Durations, BUCKETS};
@@ -93,9 +94,10 @@ static PROMETHEUS: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 static TIMED: AtomicBool = AtomicBool::new(true);
 
 /// Turns the timing of handler runs (`microagent_handler_duration_seconds`)
-/// on or off for the whole process; on by default. Off, a run costs two
-/// clock reads and a histogram record less (about 0.1 µs, see
-/// docs/observability.md); the counts by outcome are kept either way.
+/// and of lifecycle hooks (`microagent_hook_duration_seconds`) on or off
+/// for the whole process; on by default. Off, a run or hook costs two
+/// clock reads and a bucket count less (see docs/observability.md); the
+/// counts by outcome are kept either way.
 pub fn time_runs(on: bool) {
     TIMED.store(on, Ordering::Relaxed);
 }
@@ -113,10 +115,7 @@ pub(crate) fn prometheus() -> Option<&'static PrometheusHandle> {
         .get_or_init(|| {
             // Run durations are not recorded into it: they are bucketed
             // as runs end and rendered next to its text (`render`).
-            // Hooks are few: their durations go into it, as a histogram.
-            let hooks = metrics_exporter_prometheus::Matcher::Full(HOOK_DURATION.to_owned());
-            let builder = PrometheusBuilder::new().set_buckets_for_metric(hooks, &BUCKETS);
-            let handle = builder.ok()?.install_recorder().ok();
+            let handle = PrometheusBuilder::new().install_recorder().ok();
             match &handle {
                 Some(_) => describe(),
                 None => log::info!(
@@ -132,11 +131,6 @@ pub(crate) fn prometheus() -> Option<&'static PrometheusHandle> {
 /// The metrics' help texts and units.
 fn describe() {
     describe_gauge!(AGENTS, "Live agents by phase.");
-    describe_histogram!(
-        HOOK_DURATION,
-        Unit::Seconds,
-        "How long pre_start, post_start and pre_stop hooks took."
-    );
     describe_counter!(
         SERVER_RESTARTS,
         "Restarts of server hooks under their restart policy."
@@ -229,6 +223,18 @@ fn render_durations(text: &mut String) {
         .collect();
     let help = "How long this process's RPC calls took, answered or not.";
     write_histogram(text, BUS_CALL_DURATION, help, &calls);
+    let hooks = lock(&HOOKS).clone();
+    let hooks: Vec<_> = hooks
+        .iter()
+        .map(|(&(agent, stage, hook), durations)| {
+            (
+                vec![("agent", agent), ("stage", stage), ("hook", hook)],
+                durations,
+            )
+        })
+        .collect();
+    let help = "How long pre_start, post_start and pre_stop hooks took.";
+    write_histogram(text, HOOK_DURATION, help, &hooks);
 }
 
 /// Writes `series` as the histogram `name`: each one's labels, and its
@@ -316,6 +322,9 @@ pub fn sample() {
         let live = statuses.iter().filter(|s| s.phase == phase).count();
         gauge!(AGENTS, "phase" => phase.as_str()).set(live as f64);
     }
+    for (&(agent, cause), &count) in lock(&STOPS).iter() {
+        counter!(AGENT_STOPS, "agent" => agent, "cause" => cause).absolute(count);
+    }
     for ((agent, kind, handler, outcome), count) in crate::retired::all_runs(&agents.infos()) {
         counter!(
             HANDLER_RUNS,
@@ -368,16 +377,32 @@ fn connected(channel: &'static str, backend: &'static str, up: bool) {
     gauge!(BACKEND_CONNECTED, "channel" => channel, "backend" => backend).set(value);
 }
 
-/// A lifecycle hook of `agent` ran for `took`.
+/// The durations of the hooks that ran, by `(agent, stage, hook)`.
+static HOOKS: Mutex<BTreeMap<(&'static str, &'static str, &'static str), Durations>> =
+    Mutex::new(BTreeMap::new());
+
+/// The agents whose lifecycle ended, by `(agent, cause)`.
+static STOPS: Mutex<BTreeMap<(&'static str, &'static str), u64>> = Mutex::new(BTreeMap::new());
+
+/// A lifecycle hook of `agent` ran for `took`: bucketed here (a lock and
+/// a lookup; agents start and stop by the thousand), and recorded into
+/// the application's recorder if it installed one.
 pub(crate) fn hook_ran(
     agent: &'static str,
     stage: crate::Stage,
     hook: &'static str,
     took: std::time::Duration,
 ) {
-    prometheus();
-    let labels = [("agent", agent), ("stage", stage.label()), ("hook", hook)];
-    ::metrics::histogram!(HOOK_DURATION, &labels).record(took.as_secs_f64());
+    let key = (agent, stage.label(), hook);
+    lock(&HOOKS).entry(key).or_default().record(took);
+    if prometheus().is_none() {
+        let labels = [("agent", agent), ("stage", stage.label()), ("hook", hook)];
+        ::metrics::histogram!(HOOK_DURATION, &labels).record(took.as_secs_f64());
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// A server of `agent` restarts under its policy.
@@ -397,8 +422,7 @@ pub(crate) fn agent_stopped(agent: &'static str, outcome: &Result<(), Box<crate:
         Err(AgentError::Consume { .. }) => "consume",
         Err(AgentError::Aborted { .. }) => "aborted",
     };
-    prometheus();
-    counter!(AGENT_STOPS, "agent" => agent, "cause" => cause).increment(1);
+    *lock(&STOPS).entry((agent, cause)).or_default() += 1;
 }
 
 /// The duration histogram of one handler in the application's recorder

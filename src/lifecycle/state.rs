@@ -32,8 +32,10 @@ pub(crate) struct Lifecycle<A: actix::Actor> {
     /// future wakes the task once the poll returns.
     pub(super) wake_requested: bool,
     /// When the hook running now started (its duration is a metric).
+    /// When the hook running now started, if hooks are timed (its
+    /// duration is a metric).
     #[cfg(feature = "metrics")]
-    pub(super) hook_started: std::time::Instant,
+    pub(super) hook_started: Option<std::time::Instant>,
     pub(super) cell: Arc<AgentCell<A>>,
     registration: Option<Registration>,
     extras: Option<Box<Extras>>,
@@ -85,7 +87,7 @@ impl<A: actix::Actor> Lifecycle<A> {
             inflight: None,
             wake_requested: false,
             #[cfg(feature = "metrics")]
-            hook_started: std::time::Instant::now(),
+            hook_started: None,
             cell,
             registration,
             extras: None,
@@ -117,7 +119,9 @@ impl<A: actix::Actor> Lifecycle<A> {
     pub(super) fn record(&mut self, stage: Stage, hook: &'static str, result: HookResult) {
         self.cell.set_doing(None);
         #[cfg(feature = "metrics")]
-        crate::metrics::hook_ran(self.name, stage, hook, self.hook_started.elapsed());
+        if let Some(started) = self.hook_started.take() {
+            crate::metrics::hook_ran(self.name, stage, hook, started.elapsed());
+        }
         match result {
             Ok(()) => {
                 log::debug!(target: LOG_TARGET, "agent `{}`: {stage} hook `{hook}` done", self.name)
