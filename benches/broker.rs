@@ -175,36 +175,23 @@ fn local_side(n: usize, ours: bool) {
 /// System: the rate with / the rate without.
 fn observability_cost(n: usize) -> Option<f64> {
     #[cfg(feature = "metrics")]
-    {
-        let (with, without) = microagent::run(async move {
-            let broker = Broker::connect(BrokerConfig::in_process())
-                .await
-                .expect("a new System has no broker yet");
-            let (agent, _handle) = microagent::start(Packer::default());
-            agent.send(GetInfo).await.expect("the agent started");
-            let (mut with, mut without) = (Duration::MAX, Duration::MAX);
-            // Each side goes first every other round (the first of a
-            // pair runs a few percent faster).
-            for round_number in 0..LOCAL_ROUNDS {
-                let first = round_number % 2 == 0;
-                for on in [first, !first] {
-                    microagent::metrics::time_runs(on);
-                    let round = async {
-                        for i in 0..n as u64 {
-                            broker.send(order(i)).await.expect("sent");
-                        }
-                    };
-                    let took = timed(n, round).await;
-                    match on {
-                        true => with = with.min(took),
-                        false => without = without.min(took),
-                    }
+    return Some(microagent::run(async move {
+        let broker = Broker::connect(BrokerConfig::in_process())
+            .await
+            .expect("a new System has no broker yet");
+        let (agent, _handle) = microagent::start(Packer::default());
+        agent.send(GetInfo).await.expect("the agent started");
+        support::timed_over_untimed(LOCAL_ROUNDS, || {
+            let broker = &broker;
+            let round = async move {
+                for i in 0..n as u64 {
+                    broker.send(order(i)).await.expect("sent");
                 }
-            }
-            (with, without)
-        });
-        return Some(without.as_secs_f64() / with.as_secs_f64());
-    }
+            };
+            timed(n, round)
+        })
+        .await
+    }));
     #[allow(unreachable_code)]
     {
         let _ = n;

@@ -203,32 +203,18 @@ fn rpc100(url: &str, n: usize) -> f64 {
 /// System: the rate with / the rate without.
 fn observability_cost(n: usize) -> Option<f64> {
     #[cfg(feature = "metrics")]
-    {
-        let (with, without) = microagent::run(async move {
-            let bus = Bus::connect(BusConfig::in_process())
-                .await
-                .expect("a new System has no bus yet");
-            let bus = AgentBus::new(bus, "bench");
-            let (agent, _handle) = microagent::start(Receiving::default());
-            agent.send(GetInfo).await.expect("the agent started");
-            let (mut with, mut without) = (Duration::MAX, Duration::MAX);
-            // Each side goes first every other round (the first of a
-            // pair runs a few percent faster).
-            for round_number in 0..ROUNDS {
-                let first = round_number % 2 == 0;
-                for on in [first, !first] {
-                    microagent::metrics::time_runs(on);
-                    let took = round(n, |i| ready_now(bus.send(payload(i))).expect("sent")).await;
-                    match on {
-                        true => with = with.min(took),
-                        false => without = without.min(took),
-                    }
-                }
-            }
-            (with, without)
-        });
-        return Some(without.as_secs_f64() / with.as_secs_f64());
-    }
+    return Some(microagent::run(async move {
+        let bus = Bus::connect(BusConfig::in_process())
+            .await
+            .expect("a new System has no bus yet");
+        let bus = AgentBus::new(bus, "bench");
+        let (agent, _handle) = microagent::start(Receiving::default());
+        agent.send(GetInfo).await.expect("the agent started");
+        support::timed_over_untimed(ROUNDS, || {
+            round(n, |i| ready_now(bus.send(payload(i))).expect("sent"))
+        })
+        .await
+    }));
     #[allow(unreachable_code)]
     {
         let _ = n;

@@ -430,24 +430,12 @@ fn main() {
 /// every other round: the rate timed / the rate untimed.
 fn observability_cost(n: usize) -> Option<f64> {
     #[cfg(feature = "metrics")]
-    {
-        let (with, without) = microagent::run(async move {
-            let (mut with, mut without) = (Duration::MAX, Duration::MAX);
-            for round_number in 0..ROUNDS {
-                let first = round_number % 2 == 0;
-                for on in [first, !first] {
-                    microagent::metrics::time_runs(on);
-                    let took = round(n, BATCH, || microagent::start(Worker::default()).0).await;
-                    match on {
-                        true => with = with.min(took),
-                        false => without = without.min(took),
-                    }
-                }
-            }
-            (with, without)
-        });
-        return Some(without.as_secs_f64() / with.as_secs_f64());
-    }
+    return Some(microagent::run(async move {
+        support::timed_over_untimed(ROUNDS, || {
+            round(n, BATCH, || microagent::start(Worker::default()).0)
+        })
+        .await
+    }));
     #[allow(unreachable_code)]
     {
         let _ = n;

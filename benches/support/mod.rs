@@ -80,3 +80,30 @@ where
     }))
     .await;
 }
+
+/// The observability pairs: `round` run `rounds` times with timing on
+/// (feature `metrics`) and as often off, each first every other round
+/// (the first of two rounds runs a few percent faster); the best rate
+/// timed over the best rate untimed.
+#[cfg(feature = "metrics")]
+#[allow(dead_code)] // the benches with an observability line use it
+pub(crate) async fn timed_over_untimed<F, Fut>(rounds: usize, mut round: F) -> f64
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = std::time::Duration>,
+{
+    use std::time::Duration;
+    let (mut with, mut without) = (Duration::MAX, Duration::MAX);
+    for round_number in 0..rounds {
+        let first = round_number % 2 == 0;
+        for on in [first, !first] {
+            microagent::metrics::time_runs(on);
+            let took = round().await;
+            match on {
+                true => with = with.min(took),
+                false => without = without.min(took),
+            }
+        }
+    }
+    without.as_secs_f64() / with.as_secs_f64()
+}
