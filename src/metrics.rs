@@ -12,7 +12,7 @@
 //! is refused by the facade (one global recorder per process).
 //!
 //! Counts have one source of truth: the counters an agent keeps for
-//! [`AgentInfo`] (its handlers' runs by outcome) and the
+//! [`AgentInfo`](crate::AgentInfo) (its handlers' runs by outcome) and the
 //! bus's own counts (hook durations, server restarts and agent stops are
 //! events, recorded as they happen). [`sample`] copies them into the recorder (as
 //! absolute counter values and gauges); `GET /metrics` samples before it
