@@ -75,6 +75,10 @@
 #![doc = include_str!("../docs/broker.md")]
 //!
 //! # Cargo features
+//! - `metrics`: Prometheus metrics of agents, handler runs, queues, the
+//!   bus and backends through the `metrics` facade, and `GET /metrics` on
+//!   the health server when the application installs no recorder of its
+//!   own (module `metrics`; docs/observability.md in the repository).
 //! - `tz`: cron tasks in named time zones of the IANA database
 //!   (`#[cron("0 9 * * *", tz = "Europe/Berlin")]`, with `chrono-tz`),
 //!   checked at compile time; see the tasks section above for daylight
