@@ -109,7 +109,8 @@ pub(crate) fn runs_timed() -> bool {
 
 /// Installs the Prometheus recorder unless the application installed a
 /// recorder first; returns its handle (`None`: the application's recorder
-/// takes the metrics). Called by the health server; idempotent.
+/// takes the metrics). Called by the health server, the first timed run
+/// and the first timed hook, whichever comes first; idempotent.
 pub(crate) fn prometheus() -> Option<&'static PrometheusHandle> {
     PROMETHEUS
         .get_or_init(|| {
