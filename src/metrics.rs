@@ -35,6 +35,8 @@
 //! | `microagent_bus_call_duration_seconds` | histogram | `signal` | how long they took |
 //! | `microagent_bus_bad_input_total` | counter | `backend` | malformed messages the bus dropped |
 //! | `microagent_bus_slow_consumer_total` | counter | `backend` | messages the backend's client dropped unread |
+//! | `microagent_backend_disconnects_total` | counter | `channel`, `backend` | connections the bus lost |
+//! | `microagent_backend_errors_total` | counter | `channel`, `backend` | the bus's failed commands and connections |
 //! | `microagent_backend_connected` | gauge | `channel`, `backend` | 1 while the bus or broker is connected |
 //!
 //! `kind` is `receiver`, `consumer`, `periodic` or `cron`; a handler's
@@ -83,6 +85,10 @@ pub const BUS_CALL_DURATION: &str = "microagent_bus_call_duration_seconds";
 pub const BUS_BAD_INPUT: &str = "microagent_bus_bad_input_total";
 /// Messages the bus backend's client dropped unread.
 pub const BUS_SLOW_CONSUMER: &str = "microagent_bus_slow_consumer_total";
+/// Connections lost by the bus's backend.
+pub const BACKEND_DISCONNECTS: &str = "microagent_backend_disconnects_total";
+/// Commands and connections of the bus's backend that failed.
+pub const BACKEND_ERRORS: &str = "microagent_backend_errors_total";
 /// Whether the bus or broker is connected.
 pub const BACKEND_CONNECTED: &str = "microagent_backend_connected";
 
@@ -171,6 +177,14 @@ fn describe() {
     describe_counter!(
         BUS_SLOW_CONSUMER,
         "Messages the bus backend's client dropped because they were not read in time."
+    );
+    describe_counter!(
+        BACKEND_DISCONNECTS,
+        "Connections the bus lost to its server (the client reconnects by itself)."
+    );
+    describe_counter!(
+        BACKEND_ERRORS,
+        "Commands the bus's server refused and connections that failed under one."
     );
     describe_gauge!(
         BACKEND_CONNECTED,
@@ -353,6 +367,9 @@ pub fn sample() {
             counter!(BUS_ANSWERS, "signal" => signal).absolute(calls.answers);
         }
         connected("bus", bus.kind, bus.connected);
+        let labels = [("channel", "bus"), ("backend", bus.kind)];
+        counter!(BACKEND_DISCONNECTS, &labels).absolute(bus.disconnects);
+        counter!(BACKEND_ERRORS, &labels).absolute(bus.errors);
     }
     if let Some(broker) = crate::broker::current_info() {
         connected("broker", broker.kind, broker.connected);

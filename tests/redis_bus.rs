@@ -424,6 +424,8 @@ fn a_redis_restart_turns_readiness_503_then_200_and_signals_flow_again() {
 
         switch.set(true).await;
         health.ready_becomes(200).await;
+        // The lost connection is counted (the metrics read this count).
+        assert_eq!(bus.info().disconnects, 1);
         // Resubscribed before it called itself connected: this arrives.
         bus.send("test", UserCreated { user_id: 3 }).await.unwrap();
         watched.seen("user_created 3 from test").await;

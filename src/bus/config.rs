@@ -209,6 +209,13 @@ pub struct BusInfo {
     /// process did not read them in time (NATS's "slow consumer"), since
     /// the bus started.
     pub slow_consumer: u64,
+    /// How often the connection to the server was lost, since the bus
+    /// started (the client reconnects by itself).
+    pub disconnects: u64,
+    /// Commands the server refused and connections that failed under
+    /// one, since the bus started (each also reached its caller or the
+    /// log).
+    pub errors: u64,
     /// Signals this process sent (not calls), since it started.
     pub sent: u64,
     /// The calls this process made since it started, by signal and
@@ -227,6 +234,8 @@ impl BusInfo {
             connected: true,
             bad_input: 0,
             slow_consumer: 0,
+            disconnects: 0,
+            errors: 0,
             sent: 0,
             calls: Vec::new(),
         }

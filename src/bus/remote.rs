@@ -67,6 +67,8 @@ impl Remote {
             connected: self.is_up(),
             bad_input: self.hub.bad_input(),
             slow_consumer: self.hub.slow_consumer_count(),
+            disconnects: self.hub.disconnects(),
+            errors: self.hub.errors(),
             // The bus handle adds its own counts.
             sent: 0,
             calls: Vec::new(),

@@ -95,6 +95,10 @@ pub(crate) struct Hub {
     pending: Mutex<HashMap<String, Pending>>,
     bad_input: AtomicU64,
     slow_consumer: AtomicU64,
+    /// Connections lost (up, then down).
+    disconnects: AtomicU64,
+    /// Commands the server refused and connections that failed under one.
+    errors: AtomicU64,
     subscribers: Arc<Subscribers>,
 }
 
@@ -140,6 +144,8 @@ impl Hub {
             pending: Mutex::default(),
             bad_input: AtomicU64::new(0),
             slow_consumer: AtomicU64::new(0),
+            disconnects: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
             subscribers,
         })
     }
@@ -225,7 +231,20 @@ impl Hub {
     /// connection (`false`: sends fail with [`BusError::Down`], readiness
     /// says 503).
     pub(crate) fn set_up(&self, up: bool) {
-        self.up.send_replace(up);
+        let was = self.up.send_replace(up);
+        if was && !up {
+            self.disconnects.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// How often the connection was lost.
+    pub(crate) fn disconnects(&self) -> u64 {
+        self.disconnects.load(Ordering::Relaxed)
+    }
+
+    /// How many commands and connections failed.
+    pub(crate) fn errors(&self) -> u64 {
+        self.errors.load(Ordering::Relaxed)
     }
 
     /// The error of a send while the backend is down.
@@ -238,6 +257,7 @@ impl Hub {
     /// The error of a command the server refused or a connection that
     /// failed under it.
     pub(crate) fn failed(&self, error: impl std::error::Error + Send + Sync + 'static) -> BusError {
+        self.errors.fetch_add(1, Ordering::Relaxed);
         BusError::Backend {
             kind: self.kind,
             url: self.endpoint.redacted().to_owned(),
