@@ -81,6 +81,28 @@ struct More {
     schedules: Option<Box<[Schedule]>>,
 }
 
+/// A run of a task, receiver or consumer, by its index in the agent's
+/// table.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Run {
+    Task(usize),
+    Receiver(usize),
+    Consumer(usize),
+}
+
+impl Run {
+    /// Its handler's place among the agent's handlers: tasks, then
+    /// receivers, then consumers (the order of the cell's counts).
+    pub(crate) fn slot<A: Agent>(self) -> usize {
+        let hooks = &A::HOOKS;
+        match self {
+            Run::Task(index) => index,
+            Run::Receiver(index) => hooks.tasks.len() + index,
+            Run::Consumer(index) => hooks.tasks.len() + hooks.receivers.len() + index,
+        }
+    }
+}
+
 /// A receiver or a consumer, by its index in the agent's table.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Handler {
@@ -222,13 +244,6 @@ impl<A: Actor> AgentCell<A> {
             waker.wake();
         }
         more.into_iter().for_each(Waker::wake);
-    }
-
-    /// Counts a run of task `index` that went well.
-    pub(crate) fn count_ok_task(&self, index: usize) {
-        if let Some(ok) = self.ok.get(index) {
-            ok.fetch_add(1, Ordering::Relaxed);
-        }
     }
 
     /// Notes how long a run of the handler at `slot` took (tasks, then
@@ -376,14 +391,9 @@ fn grown<T: Default + Clone>(runs: &mut Vec<T>, index: usize) -> &mut T {
 }
 
 impl<A: Agent> AgentCell<A> {
-    /// Counts a run of a receiver or consumer that went well.
-    pub(crate) fn count_ok_handler(&self, handler: Handler) {
-        let hooks = &A::HOOKS;
-        let index = match handler {
-            Handler::Receiver(index) => hooks.tasks.len() + index,
-            Handler::Consumer(index) => hooks.tasks.len() + hooks.receivers.len() + index,
-        };
-        if let Some(ok) = self.ok.get(index) {
+    /// Counts a run that went well.
+    pub(crate) fn count_ok(&self, run: Run) {
+        if let Some(ok) = self.ok.get(run.slot::<A>()) {
             ok.fetch_add(1, Ordering::Relaxed);
         }
     }

@@ -6,11 +6,11 @@ use std::sync::Arc;
 
 use actix::AsyncContext;
 
-use super::cell::{BadRun, Handler};
+use super::cell::{BadRun, Handler, Run};
 use super::declare::Call;
 use super::declare::Work;
 use super::driver::begin_work;
-use super::meters::{self, Run};
+use super::meters;
 use super::Context;
 use crate::agent::Agent;
 use crate::broker::{Broker, Consume, JobFn};
@@ -106,7 +106,7 @@ pub fn consume<A: Agent>(act: &mut A, ctx: &mut Context<A>, msg: Consume) {
 pub(super) fn run_ended<A: Agent>(ctx: &mut Context<A>, consumer: usize, result: HookResult) {
     meters::run_ended(ctx, Run::Consumer(consumer));
     if result.is_ok() {
-        ctx.life.cell.count_ok_handler(Handler::Consumer(consumer));
+        ctx.life.cell.count_ok(Run::Consumer(consumer));
     }
     if let Err(cause) = result {
         ctx.life

@@ -7,6 +7,7 @@
 use ::metrics::Histogram;
 use quanta::Instant;
 
+use super::cell::Run;
 use super::declare::Schedule;
 use super::Context;
 use crate::agent::Agent;
@@ -20,26 +21,6 @@ pub(super) struct Meters {
     /// The application recorder's histograms, one per handler (tasks,
     /// receivers, consumers); `None` with the built-in recorder.
     recorder: Option<Box<[Histogram]>>,
-}
-
-/// A handler of the agent, by its index in its list.
-#[derive(Debug, Clone, Copy)]
-pub(super) enum Run {
-    Task(usize),
-    Receiver(usize),
-    Consumer(usize),
-}
-
-impl Run {
-    /// Its place among the agent's handlers: tasks, receivers, consumers.
-    fn slot<A: Agent>(self) -> usize {
-        let hooks = &A::HOOKS;
-        match self {
-            Run::Task(index) => index,
-            Run::Receiver(index) => hooks.tasks.len() + index,
-            Run::Consumer(index) => hooks.tasks.len() + hooks.receivers.len() + index,
-        }
-    }
 }
 
 /// The agent's handlers as `(kind, name)`, in slot order; a task's kind

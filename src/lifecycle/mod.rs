@@ -52,16 +52,10 @@ mod meters;
 /// Without the `metrics` feature, runs are not timed.
 #[cfg(not(feature = "metrics"))]
 mod meters {
-    #[allow(dead_code)]
-    pub(super) enum Run {
-        Task(usize),
-        Receiver(usize),
-        Consumer(usize),
-    }
     #[inline(always)]
     pub(super) fn run_begins<A: crate::Agent>(_: &mut super::Context<A>) {}
     #[inline(always)]
-    pub(super) fn run_ended<A: crate::Agent>(_: &mut super::Context<A>, _: Run) {}
+    pub(super) fn run_ended<A: crate::Agent>(_: &mut super::Context<A>, _: super::cell::Run) {}
 }
 pub(crate) mod describe;
 pub(crate) mod driver;

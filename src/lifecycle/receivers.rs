@@ -7,11 +7,11 @@ use std::sync::Arc;
 
 use actix::AsyncContext;
 
-use super::cell::{BadRun, Handler};
+use super::cell::{BadRun, Handler, Run};
 use super::declare::Call;
 use super::declare::Work;
 use super::driver::begin_work;
-use super::meters::{self, Run};
+use super::meters;
 use super::Context;
 use crate::agent::Agent;
 use crate::bus::{Backlog, Bus, Deliver, DeliverFn};
@@ -119,7 +119,7 @@ pub fn deliver<A: Agent>(act: &mut A, ctx: &mut Context<A>, msg: Deliver) {
 pub(super) fn run_ended<A: Agent>(ctx: &mut Context<A>, receiver: usize, result: HookResult) {
     meters::run_ended(ctx, Run::Receiver(receiver));
     if result.is_ok() {
-        ctx.life.cell.count_ok_handler(Handler::Receiver(receiver));
+        ctx.life.cell.count_ok(Run::Receiver(receiver));
     }
     if let Err(cause) = result {
         ctx.life

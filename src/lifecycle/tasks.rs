@@ -13,12 +13,12 @@ use actix_rt::time::{Instant, Sleep};
 use chrono::{DateTime, Utc};
 use croner::Cron;
 
-use super::cell::{AgentCell, BadRun};
+use super::cell::{AgentCell, BadRun, Run};
 use super::cron::{next_cron_time, parse_cron, wall_now};
 use super::declare::Work;
 use super::declare::{Call, Schedule};
 use super::driver::begin_work;
-use super::meters::{self, Run};
+use super::meters;
 use super::Context;
 use crate::agent::Agent;
 use crate::error::{HookFailure, HookResult};
@@ -172,7 +172,7 @@ impl Timers {
         }
         let took = now.duration_since(started);
         if ok && took <= task.timeout {
-            cell.count_ok_task(index);
+            cell.count_ok(Run::Task(index));
         }
         if took > task.timeout {
             // A sync run cannot be cancelled: count its overrun here (an
