@@ -85,7 +85,7 @@ fn drive<A: Agent>(
             ctx.life.cell.set_doing(Some((stage, ctx.life.next)));
             #[cfg(feature = "metrics")]
             {
-                ctx.life.hook_started = crate::metrics::runs_timed().then(std::time::Instant::now);
+                ctx.life.hook_started = crate::metrics::runs_timed().then(quanta::Instant::now);
             }
             ctx.life.next += 1;
             log::debug!(target: LOG_TARGET, "agent `{}`: running {stage} hook `{}`", ctx.life.name, hook.name);

@@ -35,7 +35,7 @@ pub(crate) struct Lifecycle<A: actix::Actor> {
     /// When the hook running now started, if hooks are timed (its
     /// duration is a metric).
     #[cfg(feature = "metrics")]
-    pub(super) hook_started: Option<std::time::Instant>,
+    pub(super) hook_started: Option<quanta::Instant>,
     pub(super) cell: Arc<AgentCell<A>>,
     registration: Option<Registration>,
     extras: Option<Box<Extras>>,
