@@ -340,7 +340,7 @@ pub fn sample() {
     for (&(agent, cause), &count) in lock(&STOPS).iter() {
         counter!(AGENT_STOPS, "agent" => agent, "cause" => cause).absolute(count);
     }
-    for ((agent, kind, handler, outcome), count) in crate::retired::all_runs(&agents.infos()) {
+    for ((agent, kind, handler, outcome), count) in crate::retired::all_runs(&agents.runs_infos()) {
         counter!(
             HANDLER_RUNS,
             "agent" => agent,

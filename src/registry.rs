@@ -32,6 +32,10 @@ pub(crate) trait Tracked: Send + Sync {
     /// What it declares (the health server's `/health/info`).
     #[cfg_attr(not(any(feature = "web", feature = "metrics")), allow(dead_code))]
     fn info(&self) -> AgentInfo;
+    /// What it declares and its handlers' runs, without the System's bus
+    /// and broker (cheaper than [`info`](Tracked::info)).
+    #[cfg(feature = "metrics")]
+    fn runs_info(&self) -> AgentInfo;
     /// Whether it has handlers whose runs it counts (tasks, receivers,
     /// consumers).
     #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
@@ -171,6 +175,17 @@ impl SystemAgents {
         self.snapshot().iter().map(|a| a.info()).collect()
     }
 
+    /// The handler runs of every live agent that has handlers (no bus or
+    /// broker tables: this is read at each scrape).
+    #[cfg(feature = "metrics")]
+    pub(crate) fn runs_infos(&self) -> Vec<AgentInfo> {
+        self.snapshot()
+            .iter()
+            .filter(|a| a.counts_runs())
+            .map(|a| a.runs_info())
+            .collect()
+    }
+
     /// The run durations of every live agent's handlers, by agent name.
     #[cfg(feature = "metrics")]
     pub(crate) fn run_durations(&self) -> Vec<(&'static str, crate::durations::HandlerDurations)> {
@@ -226,7 +241,7 @@ impl SystemAgents {
         // twice (a counter never goes back down).
         #[cfg(feature = "metrics")]
         if let Some(entry) = gone.filter(|e| e.agent.counts_runs()) {
-            crate::retired::retire(&entry.agent.info(), entry.agent.run_durations());
+            crate::retired::retire(&entry.agent.runs_info(), entry.agent.run_durations());
         }
         #[cfg(not(feature = "metrics"))]
         drop(gone);

@@ -412,6 +412,16 @@ impl<A: Agent> AgentCell<A> {
     /// What the agent declares, with what it did so far: task runs that
     /// went wrong, addresses its servers published.
     pub(crate) fn running_info(&self) -> AgentInfo {
+        let mut info = self.own_info();
+        info.bus = crate::bus::current_info();
+        info.broker = crate::broker::current_info();
+        info
+    }
+
+    /// What the agent declares and its runs, without its System's bus and
+    /// broker (whose call and queue tables a caller after runs alone need
+    /// not copy).
+    fn own_info(&self) -> AgentInfo {
         let (mut runs, addresses, mut receiver_runs, mut consumer_runs) = {
             let shared = self.shared();
             match &shared.more {
@@ -436,16 +446,13 @@ impl<A: Agent> AgentCell<A> {
             grown(&mut consumer_runs, index).ok = ok.next().unwrap_or(0);
         }
         let schedules = self.schedules();
-        let mut info = super::describe::describe_running::<A>(
+        super::describe::describe_running::<A>(
             self.name,
             (&runs, &schedules),
             &addresses,
             &receiver_runs,
             &consumer_runs,
-        );
-        info.bus = crate::bus::current_info();
-        info.broker = crate::broker::current_info();
-        info
+        )
     }
 }
 
@@ -478,6 +485,11 @@ impl<A: Agent> Tracked for AgentCell<A> {
 
     fn info(&self) -> AgentInfo {
         self.running_info()
+    }
+
+    #[cfg(feature = "metrics")]
+    fn runs_info(&self) -> AgentInfo {
+        self.own_info()
     }
 
     fn counts_runs(&self) -> bool {
