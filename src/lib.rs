@@ -132,6 +132,7 @@ mod redis_target;
 mod registry;
 #[cfg(feature = "metrics")]
 mod retired;
+mod spans;
 // metrics of the agents the registry knows, and of the backends
 #[cfg(feature = "metrics")]
 #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]

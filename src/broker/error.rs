@@ -73,6 +73,20 @@ pub enum BrokerError {
     },
 }
 
+impl crate::spans::ErrorKind for BrokerError {
+    fn kind(&self) -> &'static str {
+        match self {
+            BrokerError::Encode { .. } => "encode",
+            BrokerError::Decode { .. } => "decode",
+            BrokerError::Name { .. } => "name",
+            BrokerError::AlreadyInstalled => "already_installed",
+            BrokerError::Config { .. } => "config",
+            BrokerError::QueueMismatch { .. } => "queue_mismatch",
+            BrokerError::Backend { .. } => "backend",
+        }
+    }
+}
+
 /// A message that failed every attempt (or could not be decoded), with why.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]

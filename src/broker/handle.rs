@@ -20,6 +20,7 @@ use super::runner::{self, Backend, Consuming, Remote};
 use super::tally::TALLY;
 use crate::bus::QueueSpec;
 use crate::per_system::PerSystem;
+use crate::spans::{traced, Origin, Span};
 
 /// A broker handle. Cheap to clone; every clone is the same broker.
 ///
@@ -246,7 +247,16 @@ impl Broker {
             exchange: Q::EXCHANGE,
             routing_key: Q::NAME,
         };
-        remote.queues.send_batch(to, bodies).await
+        let span = Span::send(remote.kind, Q::NAME);
+        traced(span, remote.queues.send_batch(to, bodies)).await
+    }
+
+    /// Which system carries its messages (`messaging.system` in spans).
+    fn system(&self) -> &'static str {
+        match &self.backend {
+            Backend::Memory(_) => super::memory::SYSTEM,
+            Backend::Remote(remote) => remote.kind,
+        }
     }
 
     /// Sends `message` and returns its id on the in-process broker (what
@@ -272,7 +282,8 @@ impl Broker {
             items.sending();
             // `push`, spelt out: no future is built while the queue has
             // room (3% of a typed in-process message's instructions).
-            let id = match items.push_now(body) {
+            let origin = Origin::from(&Span::current(), super::memory::SYSTEM);
+            let id = match items.push_now(body, origin) {
                 Ok(id) => id,
                 Err(full) => full.wait(&items).await,
             };
@@ -371,11 +382,24 @@ impl Broker {
         routing_key: &str,
         body: Vec<u8>,
     ) -> Result<(), BrokerError> {
+        let span = Span::send(self.system(), queue);
+        traced(span, self.push_in(queue, exchange, routing_key, body)).await
+    }
+
+    async fn push_in(
+        &self,
+        queue: &str,
+        exchange: Option<&str>,
+        routing_key: &str,
+        body: Vec<u8>,
+    ) -> Result<(), BrokerError> {
         match &self.backend {
             Backend::Memory(memory) => {
                 let items = memory.queue(queue);
                 items.sending();
-                items.push(Body::Wire(body.into())).await;
+                let origin = Origin::from(&Span::current(), super::memory::SYSTEM);
+                let id = items.push(Body::Wire(body.into()), origin).await;
+                Span::current().message_id(id);
                 Ok(())
             }
             Backend::Remote(remote) => {
@@ -461,6 +485,7 @@ impl Broker {
             name: consumer,
             options,
             tally: TALLY.queue(queue),
+            system: self.system(),
         };
         runner::start(self.backend.clone(), spec, batches, deliver)
     }
@@ -514,20 +539,23 @@ impl Future for Sending<'_> {
             };
             // In-process with room: sent now, with no future built (a
             // typed message's common case).
+            let span = Span::send(broker.system(), queue);
             if let Backend::Memory(memory) = &broker.backend {
                 let items = memory.declared(queue);
                 items.sending();
-                match items.push_now(body) {
-                    Ok(_) => return Poll::Ready(Ok(())),
+                match items.push_now(body, Origin::from(&span, super::memory::SYSTEM)) {
+                    Ok(id) => {
+                        span.message_id(id);
+                        return Poll::Ready(Ok(()));
+                    }
                     Err(full) => {
-                        this.state =
-                            State::Waiting(Box::pin(
-                                async move { Ok(Some(full.wait(&items).await)) },
-                            ))
+                        let waiting = async move { Ok(Some(full.wait(&items).await)) };
+                        this.state = State::Waiting(Box::pin(traced(span, waiting)))
                     }
                 }
             } else {
-                this.state = State::Waiting(Box::pin(broker.send_body(queue, exchange, body)));
+                let sending = broker.send_body(queue, exchange, body);
+                this.state = State::Waiting(Box::pin(traced(span, sending)));
             }
         }
         match &mut this.state {

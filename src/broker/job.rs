@@ -8,6 +8,7 @@ use std::time::Duration;
 use super::error::BrokerError;
 use super::queue::Queue;
 use crate::failure::HookFailure;
+use crate::spans::{Origin, Span};
 
 /// How a consumer takes messages: declared with `#[consumer(...)]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,16 +83,50 @@ impl Job {
         }
     }
 
-    pub(crate) fn wire(body: Arc<[u8]>, settler: Settler) -> Job {
+    /// A message taken from a server: `trace` is what its span says of it.
+    pub(crate) fn wire(body: Arc<[u8]>, settler: Settler, trace: WireTrace) -> Job {
         Job {
             settle: Settle {
-                how: Some(How::Wire(body, settler)),
+                how: Some(How::Wire(body, settler, trace)),
             },
+        }
+    }
+
+    /// The span of a consumer's run on this job: `process {queue}`, the
+    /// child of the span the message was sent in (in-process).
+    pub(crate) fn span(&self, agent: &str, consumer: &str, queue: &str) -> Span {
+        match &self.settle.how {
+            Some(How::Local(_, held)) => {
+                let attempt = held.attempts + 1;
+                Span::consume(agent, consumer, queue, &held.origin, Some(held.id), attempt)
+            }
+            Some(How::Wire(_, _, trace)) => {
+                let attempt = trace.attempts_before + 1;
+                Span::consume(
+                    agent,
+                    consumer,
+                    queue,
+                    &trace.origin,
+                    Some(trace.id),
+                    attempt,
+                )
+            }
+            None => Span::default(),
         }
     }
 }
 
-/// A message taken from Redis or AMQP, until it is settled.
+/// What a consumer's span says of a message taken from a server.
+#[derive(Debug)]
+pub(crate) struct WireTrace {
+    /// Where it was sent from, as far as this process knows.
+    pub(crate) origin: Origin,
+    /// Its id in this process (what observers see).
+    pub(crate) id: u64,
+    /// Attempts it had before this one.
+    pub(crate) attempts_before: u32,
+}
+
 /// A message in an in-process queue, or taken from it until it is settled.
 #[derive(Debug)]
 pub(crate) struct Held {
@@ -100,6 +135,8 @@ pub(crate) struct Held {
     pub(crate) body: Body,
     /// Attempts it had before this one.
     pub(crate) attempts: u32,
+    /// The span it was sent in (feature `tracing`).
+    pub(crate) origin: Origin,
 }
 
 /// An in-process consumer, as the jobs it was handed settle with it.
@@ -135,8 +172,6 @@ impl Body {
         }
     }
 
-    /// The message as JSON, for dead letters and observers (its encoding
-    /// error's text if it has none).
     /// The message as the wire carries it, consumed.
     pub(crate) fn into_wire(self) -> Result<Vec<u8>, BrokerError> {
         match self {
@@ -194,8 +229,8 @@ pub struct Settle {
 enum How {
     /// The in-process broker, which holds the message itself.
     Local(Arc<dyn LocalConsumer>, Held),
-    /// A Redis or AMQP consumer's runner.
-    Wire(Arc<[u8]>, Settler),
+    /// A consumer's runner on a server.
+    Wire(Arc<[u8]>, Settler, WireTrace),
 }
 
 impl fmt::Debug for Settle {
@@ -216,7 +251,7 @@ impl Settle {
     fn send(&mut self, outcome: Outcome) {
         match self.how.take() {
             Some(How::Local(consumer, held)) => consumer.settle(held, outcome),
-            Some(How::Wire(_, settler)) => settler(outcome),
+            Some(How::Wire(_, settler, _)) => settler(outcome),
             None => {}
         }
     }
@@ -227,7 +262,7 @@ impl Settle {
     pub(crate) fn decode<Q: Queue>(&self) -> Result<Q, BrokerError> {
         match &self.how {
             Some(How::Local(_, held)) => held.body.decode(),
-            Some(How::Wire(bytes, _)) => Q::from_wire(bytes),
+            Some(How::Wire(bytes, _, _)) => Q::from_wire(bytes),
             None => Err(BrokerError::Decode {
                 queue: Q::NAME.to_owned(),
                 reason: "the message was settled already".to_owned(),

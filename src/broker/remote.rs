@@ -30,9 +30,10 @@ use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 
 use super::delivery::{unless, verdict, Verdict, FIRST_PAUSE, RECONNECT_MAX};
 use super::error::{BrokerError, DeadLetter};
-use super::job::{Binding, ConsumerOptions, Job, JobFn, Settler};
+use super::job::{Binding, ConsumerOptions, Job, JobFn, Settler, WireTrace};
 use super::observe::{self, Watchers};
 use super::tally::QueueTally;
+use crate::spans::Origin;
 use crate::LOG_TARGET;
 
 /// Where a message is sent: its queue, or an exchange and a routing key
@@ -53,6 +54,8 @@ pub(crate) struct ConsumerSpec {
     pub(crate) options: ConsumerOptions,
     /// The queue's counts, which each settlement adds to.
     pub(crate) tally: Arc<QueueTally>,
+    /// The backend (`messaging.system` of the consumer's spans).
+    pub(crate) system: &'static str,
 }
 
 /// Queues on a server.
@@ -344,5 +347,10 @@ fn job(consumer: &Consumer, taken: Taken, permit: OwnedSemaphorePermit) -> Job {
             ticket.settle(verdict, Slot(permit));
         }
     });
-    Job::wire(body, settler)
+    let trace = WireTrace {
+        origin: Origin::remote(consumer.spec.system),
+        id,
+        attempts_before: attempts,
+    };
+    Job::wire(body, settler, trace)
 }

@@ -19,6 +19,8 @@ pub struct Delivery {
     pub sender: Arc<str>,
     /// Where the receiver's answer goes, for an RPC call.
     pub reply: Reply,
+    /// The span it was sent in (feature `tracing`).
+    pub(crate) origin: crate::spans::Origin,
 }
 
 /// A signal's arguments as a receiver gets them.

@@ -86,6 +86,7 @@ impl Bus {
                 payload,
                 sender,
                 reply,
+                ..
             } = delivery;
             let checked = payload.to_json().and_then(|args| declared.signal(args));
             let answer = match checked {

@@ -70,6 +70,21 @@ pub enum BusError {
     },
 }
 
+impl crate::spans::ErrorKind for BusError {
+    fn kind(&self) -> &'static str {
+        match self {
+            BusError::Signal(_) => "signal",
+            BusError::Sender(_) => "sender",
+            BusError::NoAnswer { .. } => "no_answer",
+            BusError::Config { .. } => "config",
+            BusError::AlreadyInstalled => "already_installed",
+            BusError::Down { .. } => "down",
+            BusError::SubscribeTimeout { .. } => "subscribe_timeout",
+            BusError::Backend { .. } => "backend",
+        }
+    }
+}
+
 /// `NoAnswer`'s message: a call that asked nobody ended at once (or the
 /// bus did not take it in time), which is not a slow receiver.
 fn no_answer(signal: &str, timeout: Duration, asked: usize) -> String {

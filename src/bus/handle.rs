@@ -26,6 +26,7 @@ use super::tally::{CallEnd, TALLY};
 use super::transport::PendingGuard;
 use super::wire;
 use crate::per_system::PerSystem;
+use crate::spans::{traced, Origin, Span};
 
 /// Every answer that came to an RPC call, by responder (`Agent.method`, as
 /// the Python original names them), in arrival order.
@@ -448,7 +449,25 @@ impl Bus {
             .await
     }
 
+    /// Which system carries this bus's signals (`messaging.system`).
+    fn system(&self) -> &'static str {
+        self.inner
+            .remote
+            .as_ref()
+            .map_or("in-process", |link| link.kind())
+    }
+
     pub(super) async fn publish(
+        &self,
+        name: &str,
+        sender: SenderName<'_>,
+        payload: Payload,
+    ) -> Result<(), BusError> {
+        let span = Span::send(self.system(), name);
+        traced(span, self.publish_in(name, sender, payload)).await
+    }
+
+    async fn publish_in(
         &self,
         name: &str,
         sender: SenderName<'_>,
@@ -462,9 +481,10 @@ impl Bus {
         match &self.inner.remote {
             None => {
                 let sender = sender.to_arc();
+                let origin = Origin::from(&Span::current(), "in-process");
                 self.inner
                     .subscribers
-                    .dispatch(name, &sender, payload, None)?;
+                    .dispatch(name, &sender, payload, None, &origin)?;
             }
             Some(link) => {
                 link.send(name, sender.as_str(), payload.to_wire()?).await?;
@@ -491,10 +511,11 @@ impl Bus {
             None => {
                 let (tx, answers) = mpsc::unbounded_channel();
                 let sender = sender.to_arc();
-                let asked = self
-                    .inner
-                    .subscribers
-                    .dispatch(name, &sender, payload, Some(tx))?;
+                let origin = Origin::from(&Span::current(), "in-process");
+                let asked =
+                    self.inner
+                        .subscribers
+                        .dispatch(name, &sender, payload, Some(tx), &origin)?;
                 (answers, None, asked)
             }
             Some(link) => {
@@ -532,9 +553,14 @@ impl Bus {
         timeout: Duration,
     ) -> Result<Answers, BusError> {
         let started = std::time::Instant::now();
-        let called = self.collect_call(name, sender, payload, timeout).await;
+        let span = Span::call(self.system(), name);
+        let collecting = self.collect_call(name, sender, payload, timeout);
+        let called = traced(span.clone(), collecting).await;
         let end = match &called {
-            Ok(answers) => CallEnd::Answered(answers.len()),
+            Ok(answers) => {
+                span.answers(answers.len());
+                CallEnd::Answered(answers.len())
+            }
             Err(BusError::NoAnswer { .. }) => CallEnd::NoAnswer,
             Err(_) => CallEnd::Failed,
         };

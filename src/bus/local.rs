@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use super::delivery::{AnswerTx, Delivery, Payload, Reply};
 use super::signal::SignalError;
+use crate::spans::Origin;
 
 /// How the bus hands a delivery to one subscribed receiver; `false` once
 /// its agent is gone.
@@ -80,6 +81,7 @@ impl Subscribers {
         sender: &Arc<str>,
         payload: Payload,
         reply: Option<AnswerTx>,
+        origin: &Origin,
     ) -> Result<usize, SignalError> {
         let Some(subscribers) = self.of(name) else {
             return Ok(0);
@@ -90,6 +92,7 @@ impl Subscribers {
         let delivery = |subscriber: &Subscriber, payload| Delivery {
             payload,
             sender: sender.clone(),
+            origin: origin.clone(),
             reply: Reply {
                 to: reply
                     .as_ref()

@@ -55,6 +55,11 @@ impl Remote {
         Err(hub.down())
     }
 
+    /// The backend's name (`redis`, `nats`).
+    pub(crate) fn kind(&self) -> &'static str {
+        self.hub.kind()
+    }
+
     pub(crate) fn is_up(&self) -> bool {
         self.hub.is_up()
     }

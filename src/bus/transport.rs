@@ -30,6 +30,7 @@ use super::error::BusError;
 use super::local::Subscribers;
 use super::wire;
 use crate::backend::Endpoint;
+use crate::spans::Origin;
 use crate::LOG_TARGET;
 
 /// How long an answering bus waits for its receivers before it answers
@@ -298,13 +299,25 @@ impl Hub {
         let sender: Arc<str> = route.sender.into();
         if route.request_id.is_none() {
             // No receiver left here (it unsubscribes asynchronously) is fine.
-            let _ = self.subscribers.dispatch(route.name, &sender, args, None);
+            let _ = self.subscribers.dispatch(
+                route.name,
+                &sender,
+                args,
+                None,
+                &Origin::remote(self.kind()),
+            );
             return None;
         }
         let (tx, answers) = mpsc::unbounded_channel();
         let asked = self
             .subscribers
-            .dispatch(route.name, &sender, args, Some(tx))
+            .dispatch(
+                route.name,
+                &sender,
+                args,
+                Some(tx),
+                &Origin::remote(self.kind()),
+            )
             .unwrap_or(0);
         // A bus with no receiver of the signal does not answer: an empty
         // answer could come first to a Python caller, which takes the first.

@@ -127,6 +127,16 @@ pub(crate) enum BadRun {
 }
 
 impl BadRun {
+    /// Its name, as outcomes are named in metrics and spans.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            BadRun::Failed => "failed",
+            BadRun::Panicked => "panicked",
+            BadRun::TimedOut => "timed_out",
+            BadRun::BadInput => "bad_input",
+        }
+    }
+
     /// How `failure` went wrong.
     pub(crate) fn of(failure: &HookFailure) -> BadRun {
         match failure {

@@ -83,9 +83,13 @@ pub fn consume<A: Agent>(act: &mut A, ctx: &mut Context<A>, msg: Consume) {
             return;
         }
         meters::run_begins(ctx);
+        let span = job.span(ctx.life.name, declared.name, declared.queue);
+        ctx.life.run_span = span.clone();
         match declared.call {
             Call::Sync(f) => {
+                let entered = span.enter();
                 let result = HookFailure::catch_result(|| f(act, ctx, job));
+                entered.exit();
                 run_ended(ctx, consumer, result);
             }
             Call::Async(f) => {
@@ -105,6 +109,7 @@ pub fn consume<A: Agent>(act: &mut A, ctx: &mut Context<A>, msg: Consume) {
 /// or dead-letters the message); the agent goes on.
 pub(super) fn run_ended<A: Agent>(ctx: &mut Context<A>, consumer: usize, result: HookResult) {
     meters::run_ended(ctx, Run::Consumer(consumer));
+    ctx.life.close_span(&result);
     if result.is_ok() {
         ctx.life.cell.count_ok(Run::Consumer(consumer));
     }

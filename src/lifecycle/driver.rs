@@ -14,6 +14,7 @@ use crate::agent::Agent;
 use crate::error::{HookFailure, HookResult, Stage};
 use crate::phase::Phase;
 use crate::server::ServerInterrupt;
+use crate::spans::Span;
 use crate::LOG_TARGET;
 
 /// Drives whichever hook list the lifecycle is at, for hooks that suspend.
@@ -51,7 +52,10 @@ fn drive<A: Agent>(
         // The work in flight is polled where it lies; it leaves the
         // lifecycle only once it is done.
         if let Some((_, fut)) = &mut ctx.life.inflight {
-            let Poll::Ready((agent, result)) = fut.as_mut().poll(task) else {
+            let entered = ctx.life.run_span.enter();
+            let polled = fut.as_mut().poll(task);
+            entered.exit();
+            let Poll::Ready((agent, result)) = polled else {
                 return Poll::Pending;
             };
             *act = agent;
@@ -88,6 +92,7 @@ fn drive<A: Agent>(
                 ctx.life.hook_started = crate::metrics::runs_timed().then(quanta::Instant::now);
             }
             ctx.life.next += 1;
+            ctx.life.run_span = Span::hook(ctx.life.name, stage.label(), hook.name);
             log::debug!(target: LOG_TARGET, "agent `{}`: running {stage} hook `{}`", ctx.life.name, hook.name);
             if run_hook(act, ctx, task, stage, hook.name, &hook.call).is_pending() {
                 return Poll::Pending;
@@ -161,6 +166,8 @@ fn run_hook<A: Agent>(
     // The shims run user code (the hook itself, or `Default::default()` for
     // async hooks), so both are guarded. An async hook's own panics are caught
     // inside its future, which then hands the agent back.
+    let span = ctx.life.run_span.clone();
+    let entered = span.enter();
     let result = match call {
         Call::Sync(f) => HookFailure::catch_result(|| f(act, ctx, ())),
         Call::Async(f) => match HookFailure::catch(|| f(act, ctx, ())) {
@@ -177,6 +184,7 @@ fn run_hook<A: Agent>(
             Err(failure) => Err(failure),
         },
     };
+    entered.exit();
     ctx.life.record(stage, hook, result);
     Poll::Ready(())
 }

@@ -17,6 +17,7 @@ use crate::agent::Agent;
 use crate::bus::{Backlog, Bus, Deliver, DeliverFn};
 use crate::error::{HookFailure, HookResult};
 use crate::phase::Phase;
+use crate::spans::Span;
 use crate::LOG_TARGET;
 
 /// Subscribes the agent's receivers, if it has any.
@@ -102,9 +103,18 @@ pub fn deliver<A: Agent>(act: &mut A, ctx: &mut Context<A>, msg: Deliver) {
         return;
     }
     meters::run_begins(ctx);
+    let span = Span::receive(
+        ctx.life.name,
+        declared.name,
+        declared.signal,
+        &delivery.origin,
+    );
+    ctx.life.run_span = span.clone();
     match declared.call {
         Call::Sync(f) => {
+            let entered = span.enter();
             let result = HookFailure::catch_result(|| f(act, ctx, delivery));
+            entered.exit();
             run_ended(ctx, receiver, result);
         }
         Call::Async(f) => match HookFailure::catch(|| f(act, ctx, delivery)) {
@@ -118,6 +128,7 @@ pub fn deliver<A: Agent>(act: &mut A, ctx: &mut Context<A>, msg: Deliver) {
 /// `null`); the agent goes on.
 pub(super) fn run_ended<A: Agent>(ctx: &mut Context<A>, receiver: usize, result: HookResult) {
     meters::run_ended(ctx, Run::Receiver(receiver));
+    ctx.life.close_span(&result);
     if result.is_ok() {
         ctx.life.cell.count_ok(Run::Receiver(receiver));
     }

@@ -124,6 +124,7 @@ pub fn decode_signal<S: Signal>(
         payload,
         sender,
         reply,
+        ..
     } = delivery;
     match payload.into_signal::<S>() {
         Ok(signal) => Ok((signal, sender, reply)),

@@ -31,11 +31,13 @@ pub(crate) struct Lifecycle<A: actix::Actor> {
     /// actix does not poll the actor again by itself: the actor's task
     /// future wakes the task once the poll returns.
     pub(super) wake_requested: bool,
-    /// When the hook running now started (its duration is a metric).
     /// When the hook running now started, if hooks are timed (its
     /// duration is a metric).
     #[cfg(feature = "metrics")]
     pub(super) hook_started: Option<quanta::Instant>,
+    /// The span of the hook or handler run in progress (feature
+    /// `tracing`), entered while it is polled.
+    pub(super) run_span: crate::spans::Span,
     pub(super) cell: Arc<AgentCell<A>>,
     registration: Option<Registration>,
     extras: Option<Box<Extras>>,
@@ -85,6 +87,7 @@ impl<A: actix::Actor> Lifecycle<A> {
             stop_requested: false,
             next: 0,
             inflight: None,
+            run_span: Default::default(),
             wake_requested: false,
             #[cfg(feature = "metrics")]
             hook_started: None,
@@ -115,9 +118,19 @@ impl<A: actix::Actor> Lifecycle<A> {
         self.extras.as_deref().and_then(|e| e.timers.as_ref())
     }
 
+    /// The hook or handler run in progress ended with `result`: its span
+    /// notes a failure and closes.
+    pub(super) fn close_span(&mut self, result: &HookResult) {
+        let span = std::mem::take(&mut self.run_span);
+        if let Err(cause) = result {
+            span.failed(super::cell::BadRun::of(cause).as_str());
+        }
+    }
+
     /// Notes a lifecycle hook's result; a failed start hook stops the agent.
     pub(super) fn record(&mut self, stage: Stage, hook: &'static str, result: HookResult) {
         self.cell.set_doing(None);
+        self.close_span(&result);
         #[cfg(feature = "metrics")]
         if let Some(started) = self.hook_started.take() {
             crate::metrics::hook_ran(self.name, stage, hook, started.elapsed());

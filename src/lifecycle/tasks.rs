@@ -23,6 +23,7 @@ use super::Context;
 use crate::agent::Agent;
 use crate::error::{HookFailure, HookResult};
 use crate::phase::Phase;
+use crate::spans::Span;
 use crate::LOG_TARGET;
 
 /// One task's place in the schedule.
@@ -195,6 +196,7 @@ impl Timers {
 /// keeps running) and schedules the next run.
 pub(crate) fn run_ended<A: Agent>(ctx: &mut Context<A>, index: usize, result: HookResult) {
     meters::run_ended(ctx, Run::Task(index));
+    ctx.life.close_span(&result);
     let mut timed_out = false;
     let ok = result.is_ok();
     if let Err(cause) = result {
@@ -278,14 +280,23 @@ impl<A: Agent> ActorFuture<A> for Scheduler {
 /// becomes the agent's work in flight, driven like a hook.
 fn run<A: Agent>(act: &mut A, ctx: &mut Context<A>, index: usize) {
     let task = &A::HOOKS.tasks[index];
+    let mut kind = "periodic";
     if let Some(timers) = ctx.life.extras_mut().and_then(|e| e.timers.as_mut()) {
-        timers.slots[index].started = Some(Instant::now());
+        let slot = &mut timers.slots[index];
+        slot.started = Some(Instant::now());
+        if matches!(slot.schedule, Schedule::Cron { .. }) {
+            kind = "cron";
+        }
     }
     log::debug!(target: LOG_TARGET, "agent `{}`: running task `{}`", ctx.life.name, task.name);
     meters::run_begins(ctx);
+    let span = Span::task(ctx.life.name, kind, task.name);
+    ctx.life.run_span = span.clone();
     match task.call {
         Call::Sync(f) => {
+            let entered = span.enter();
             let result = HookFailure::catch_result(|| f(act, ctx, ()));
+            entered.exit();
             run_ended(ctx, index, result);
         }
         Call::Async(f) => match HookFailure::catch(|| f(act, ctx, ())) {

@@ -15,6 +15,7 @@ use super::error::DeadLetter;
 use super::job::{Body, Held};
 use super::observe::{self, QueueEvent, Settlement};
 use crate::bus::Observers;
+use crate::spans::Origin;
 use crate::LOG_TARGET;
 
 pub(super) use consumer::{run, MemConsumer};
@@ -40,6 +41,9 @@ pub(super) struct MemQueue {
 /// How long after a first send to a queue nobody consumes the broker says
 /// so: agents of one group start at once, and a consumer may come after
 /// the first send.
+/// The in-process broker as `messaging.system` names it in spans.
+pub(crate) const SYSTEM: &str = "in-process";
+
 const UNCONSUMED_GRACE: Duration = Duration::from_secs(1);
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -119,8 +123,8 @@ impl MemQueue {
     }
 
     /// Appends a message, waiting while the queue is full; its id.
-    pub(super) async fn push(&self, body: Body) -> u64 {
-        match self.push_now(body) {
+    pub(super) async fn push(&self, body: Body, origin: Origin) -> u64 {
+        match self.push_now(body, origin) {
             Ok(id) => id,
             Err(full) => full.wait(self).await,
         }
@@ -128,7 +132,7 @@ impl MemQueue {
 
     /// Appends a message if the queue has room (its id), or hands it back
     /// to wait for room: no future is built while there is room.
-    pub(super) fn push_now(&self, body: Body) -> Result<u64, Full> {
+    pub(super) fn push_now(&self, body: Body, origin: Origin) -> Result<u64, Full> {
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
         self.shared
             .observers
@@ -137,6 +141,7 @@ impl MemQueue {
             id,
             body,
             attempts: 0,
+            origin,
         });
         if self.try_push(&mut held) {
             Ok(id)
@@ -345,6 +350,7 @@ impl Memory {
                 id,
                 body,
                 attempts: 0,
+                origin: Origin::remote(SYSTEM),
             });
         }
         count
