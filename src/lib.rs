@@ -79,6 +79,10 @@
 //!   bus and backends through the `metrics` facade, and `GET /metrics` on
 //!   the health server when the application installs no recorder of its
 //!   own (module `metrics`; docs/observability.md in the repository).
+//! - `tracing`: `tracing` spans of hooks, handler runs, sends and calls,
+//!   named and attributed after the OpenTelemetry messaging conventions;
+//!   in-process, the runs a message causes are children of its send
+//!   (docs/observability.md).
 //! - `tz`: cron tasks in named time zones of the IANA database
 //!   (`#[cron("0 9 * * *", tz = "Europe/Berlin")]`, with `chrono-tz`),
 //!   checked at compile time; see the tasks section above for daylight
