@@ -16,6 +16,15 @@ use std::future::Future;
 /// Which system carries a message, as `messaging.system` names it.
 pub(crate) type System = &'static str;
 
+/// Whether spans are made: only once a `tracing` subscriber was set. Not
+/// before: a span is never built for nobody, and `tracing`'s fallback to
+/// `log` (on when a dependency turns on its `log` feature, as actix's
+/// codec does) never adds lines to what a user of `log` alone sees.
+#[cfg(feature = "tracing")]
+fn on() -> bool {
+    tracing::dispatcher::has_been_set()
+}
+
 /// An error's kind as a span's `error.type` names it.
 pub(crate) trait ErrorKind {
     /// The variant's name in snake case.
@@ -112,38 +121,40 @@ impl Span {
     #[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
     pub(crate) fn hook(agent: &str, stage: &str, hook: &str) -> Span {
         #[cfg(feature = "tracing")]
-        return Span(tracing::info_span!(
-            parent: None,
-            "hook",
-            otel.name = %OpName(stage, hook),
-            otel.kind = "internal",
-            microagent.agent = agent,
-            microagent.stage = stage,
-            microagent.hook = hook,
-            otel.status_code = tracing::field::Empty,
-            error.type = tracing::field::Empty,
-        ));
-        #[cfg(not(feature = "tracing"))]
-        Span()
+        if on() {
+            return Span(tracing::info_span!(
+                parent: None,
+                "hook",
+                otel.name = %OpName(stage, hook),
+                otel.kind = "internal",
+                microagent.agent = agent,
+                microagent.stage = stage,
+                microagent.hook = hook,
+                otel.status_code = tracing::field::Empty,
+                error.type = tracing::field::Empty,
+            ));
+        }
+        Span::default()
     }
 
     /// A periodic or cron task's run: `run {task}`.
     #[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
     pub(crate) fn task(agent: &str, kind: &str, task: &str) -> Span {
         #[cfg(feature = "tracing")]
-        return Span(tracing::info_span!(
-            parent: None,
-            "task",
-            otel.name = %OpName("run", task),
-            otel.kind = "internal",
-            microagent.agent = agent,
-            microagent.kind = kind,
-            microagent.handler = task,
-            otel.status_code = tracing::field::Empty,
-            error.type = tracing::field::Empty,
-        ));
-        #[cfg(not(feature = "tracing"))]
-        Span()
+        if on() {
+            return Span(tracing::info_span!(
+                parent: None,
+                "task",
+                otel.name = %OpName("run", task),
+                otel.kind = "internal",
+                microagent.agent = agent,
+                microagent.kind = kind,
+                microagent.handler = task,
+                otel.status_code = tracing::field::Empty,
+                error.type = tracing::field::Empty,
+            ));
+        }
+        Span::default()
     }
 
     /// A receiver's run on a signal: `process {signal}`, the child of the
@@ -151,22 +162,23 @@ impl Span {
     #[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
     pub(crate) fn receive(agent: &str, receiver: &str, signal: &str, origin: &Origin) -> Span {
         #[cfg(feature = "tracing")]
-        return Span(tracing::info_span!(
-            parent: &origin.parent,
-            "receive",
-            otel.name = %OpName("process", signal),
-            otel.kind = "consumer",
-            messaging.system = origin.system,
-            messaging.destination.name = signal,
-            messaging.operation.type = "process",
-            messaging.operation.name = "process",
-            microagent.agent = agent,
-            microagent.handler = receiver,
-            otel.status_code = tracing::field::Empty,
-            error.type = tracing::field::Empty,
-        ));
-        #[cfg(not(feature = "tracing"))]
-        Span()
+        if on() {
+            return Span(tracing::info_span!(
+                parent: &origin.parent,
+                "receive",
+                otel.name = %OpName("process", signal),
+                otel.kind = "consumer",
+                messaging.system = origin.system,
+                messaging.destination.name = signal,
+                messaging.operation.type = "process",
+                messaging.operation.name = "process",
+                microagent.agent = agent,
+                microagent.handler = receiver,
+                otel.status_code = tracing::field::Empty,
+                error.type = tracing::field::Empty,
+            ));
+        }
+        Span::default()
     }
 
     /// A consumer's run on a message: `process {queue}`, the child of the
@@ -181,24 +193,25 @@ impl Span {
         attempt: u32,
     ) -> Span {
         #[cfg(feature = "tracing")]
-        return Span(tracing::info_span!(
-            parent: &origin.parent,
-            "consume",
-            otel.name = %OpName("process", queue),
-            otel.kind = "consumer",
-            messaging.system = origin.system,
-            messaging.destination.name = queue,
-            messaging.operation.type = "process",
-            messaging.operation.name = "process",
-            messaging.message.id = id,
-            microagent.agent = agent,
-            microagent.handler = consumer,
-            microagent.attempt = attempt,
-            otel.status_code = tracing::field::Empty,
-            error.type = tracing::field::Empty,
-        ));
-        #[cfg(not(feature = "tracing"))]
-        Span()
+        if on() {
+            return Span(tracing::info_span!(
+                parent: &origin.parent,
+                "consume",
+                otel.name = %OpName("process", queue),
+                otel.kind = "consumer",
+                messaging.system = origin.system,
+                messaging.destination.name = queue,
+                messaging.operation.type = "process",
+                messaging.operation.name = "process",
+                messaging.message.id = id,
+                microagent.agent = agent,
+                microagent.handler = consumer,
+                microagent.attempt = attempt,
+                otel.status_code = tracing::field::Empty,
+                error.type = tracing::field::Empty,
+            ));
+        }
+        Span::default()
     }
 
     /// Sending a message to a queue or a signal to its receivers:
@@ -206,20 +219,21 @@ impl Span {
     #[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
     pub(crate) fn send(system: System, destination: &str) -> Span {
         #[cfg(feature = "tracing")]
-        return Span(tracing::info_span!(
-            "send",
-            otel.name = %OpName("send", destination),
-            otel.kind = "producer",
-            messaging.system = system,
-            messaging.destination.name = destination,
-            messaging.operation.type = "send",
-            messaging.operation.name = "send",
-            messaging.message.id = tracing::field::Empty,
-            otel.status_code = tracing::field::Empty,
-            error.type = tracing::field::Empty,
-        ));
-        #[cfg(not(feature = "tracing"))]
-        Span()
+        if on() {
+            return Span(tracing::info_span!(
+                "send",
+                otel.name = %OpName("send", destination),
+                otel.kind = "producer",
+                messaging.system = system,
+                messaging.destination.name = destination,
+                messaging.operation.type = "send",
+                messaging.operation.name = "send",
+                messaging.message.id = tracing::field::Empty,
+                otel.status_code = tracing::field::Empty,
+                error.type = tracing::field::Empty,
+            ));
+        }
+        Span::default()
     }
 
     /// An RPC call of a signal: `call {signal}`, covering the whole call
@@ -227,28 +241,30 @@ impl Span {
     #[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
     pub(crate) fn call(system: System, signal: &str) -> Span {
         #[cfg(feature = "tracing")]
-        return Span(tracing::info_span!(
-            "call",
-            otel.name = %OpName("call", signal),
-            otel.kind = "producer",
-            messaging.system = system,
-            messaging.destination.name = signal,
-            messaging.operation.type = "send",
-            messaging.operation.name = "call",
-            microagent.answers = tracing::field::Empty,
-            otel.status_code = tracing::field::Empty,
-            error.type = tracing::field::Empty,
-        ));
-        #[cfg(not(feature = "tracing"))]
-        Span()
+        if on() {
+            return Span(tracing::info_span!(
+                "call",
+                otel.name = %OpName("call", signal),
+                otel.kind = "producer",
+                messaging.system = system,
+                messaging.destination.name = signal,
+                messaging.operation.type = "send",
+                messaging.operation.name = "call",
+                microagent.answers = tracing::field::Empty,
+                otel.status_code = tracing::field::Empty,
+                error.type = tracing::field::Empty,
+            ));
+        }
+        Span::default()
     }
 
     /// The span the caller is in (none without the feature).
     pub(crate) fn current() -> Span {
         #[cfg(feature = "tracing")]
-        return Span(tracing::Span::current());
-        #[cfg(not(feature = "tracing"))]
-        Span()
+        if on() {
+            return Span(tracing::Span::current());
+        }
+        Span::default()
     }
 
     /// The span while `f` runs (the run of a sync handler).
