@@ -137,6 +137,11 @@ mod registry;
 #[cfg(feature = "metrics")]
 mod retired;
 mod spans;
+
+// OpenTelemetry: the OTLP exporter and W3C trace context in headers.
+#[cfg(feature = "otel")]
+#[cfg_attr(docsrs, doc(cfg(feature = "otel")))]
+pub mod otel;
 // metrics of the agents the registry knows, and of the backends
 #[cfg(feature = "metrics")]
 #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]

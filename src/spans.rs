@@ -28,6 +28,7 @@ fn on() -> bool {
 /// An error's kind as a span's `error.type` names it.
 pub(crate) trait ErrorKind {
     /// The variant's name in snake case.
+    #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
     fn kind(&self) -> &'static str;
 }
 
@@ -37,9 +38,7 @@ pub(crate) async fn traced<T, E: ErrorKind>(
     fut: impl Future<Output = Result<T, E>>,
 ) -> Result<T, E> {
     let result = span.clone().instrument(fut).await;
-    if let Err(e) = &result {
-        span.failed(e.kind());
-    }
+    span.ended(&result);
     result
 }
 
@@ -55,6 +54,10 @@ pub(crate) struct Origin {
     /// The system that carried it (`messaging.system` of its handling).
     #[cfg(feature = "tracing")]
     system: System,
+    /// From another process: the W3C `traceparent` of its send, when its
+    /// backend carried one (feature `otel`).
+    #[cfg(feature = "otel")]
+    traceparent: Option<Box<str>>,
 }
 
 /// The span entered, until dropped (held for its `Drop`).
@@ -81,15 +84,17 @@ impl Default for Span {
 }
 
 impl Origin {
-    /// A message that came from another process over `system` (no
-    /// parent known).
-    #[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
-    pub(crate) fn remote(system: System) -> Origin {
+    /// A message that came from another process over `system`, with the
+    /// W3C `traceparent` of its send when the backend carried one.
+    #[cfg_attr(not(feature = "otel"), allow(unused_variables))]
+    pub(crate) fn remote(system: System, traceparent: Option<&str>) -> Origin {
         Origin {
             #[cfg(feature = "tracing")]
             parent: tracing::Span::none(),
             #[cfg(feature = "tracing")]
             system,
+            #[cfg(feature = "otel")]
+            traceparent: traceparent.map(Box::from),
         }
     }
 
@@ -101,7 +106,20 @@ impl Origin {
             parent: span.0.clone(),
             #[cfg(feature = "tracing")]
             system,
+            #[cfg(feature = "otel")]
+            traceparent: None,
         }
+    }
+
+    /// Makes a run's span the child of the send in another process, when
+    /// the message carried its trace context.
+    #[cfg(feature = "tracing")]
+    fn adopt(&self, span: tracing::Span) -> Span {
+        #[cfg(feature = "otel")]
+        if let Some(traceparent) = &self.traceparent {
+            crate::otel::set_remote_parent(&span, traceparent);
+        }
+        Span(span)
     }
 }
 
@@ -163,7 +181,7 @@ impl Span {
     pub(crate) fn receive(agent: &str, receiver: &str, signal: &str, origin: &Origin) -> Span {
         #[cfg(feature = "tracing")]
         if on() {
-            return Span(tracing::info_span!(
+            return origin.adopt(tracing::info_span!(
                 parent: &origin.parent,
                 "receive",
                 otel.name = %OpName("process", signal),
@@ -194,7 +212,7 @@ impl Span {
     ) -> Span {
         #[cfg(feature = "tracing")]
         if on() {
-            return Span(tracing::info_span!(
+            return origin.adopt(tracing::info_span!(
                 parent: &origin.parent,
                 "consume",
                 otel.name = %OpName("process", queue),
@@ -295,11 +313,31 @@ impl Span {
         }
     }
 
+    /// Records what the span covered ended with: a failure, if it failed.
+    #[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
+    pub(crate) fn ended<T, E: ErrorKind>(&self, result: &Result<T, E>) {
+        #[cfg(feature = "tracing")]
+        if let Err(e) = result {
+            self.failed(e.kind());
+        }
+    }
+
     /// Records a message's id (a queue's send).
     #[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
     pub(crate) fn message_id(&self, id: u64) {
         #[cfg(feature = "tracing")]
         self.0.record("messaging.message.id", id);
+    }
+
+    /// The W3C `traceparent` of this span, for a message sent in it to
+    /// carry (feature `otel`, with an OpenTelemetry layer that records the
+    /// span); `None` otherwise.
+    pub(crate) fn traceparent(&self) -> Option<String> {
+        #[cfg(feature = "otel")]
+        if on() {
+            return crate::otel::traceparent(&self.0);
+        }
+        None
     }
 
     /// Records how many answered a call.

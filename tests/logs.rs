@@ -1,8 +1,10 @@
 //! What the crate logs where the log is the behaviour: messages the
 //! in-process broker would otherwise lose without a word (sent to a queue
 //! no agent consumes, or left in a queue at exit), and one line per failed
-//! attempt (a WARN for a retry, an ERROR for a dead letter). This file
-//! captures the log.
+//! attempt (a WARN for a retry, an ERROR for a dead letter); and no more
+//! than the crate's own lines for a user of `log` alone, whatever features
+//! are on (spans never fall back to log records). This file captures the
+//! log.
 
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
@@ -11,19 +13,18 @@ use microagent::broker::{Broker, Queue};
 use microagent::prelude::*;
 use serde::{Deserialize, Serialize};
 
-/// Every WARN or worse: its level and text.
-struct Capture(Mutex<Vec<(log::Level, String)>>);
+/// Every record: its level, target and text.
+struct Capture(Mutex<Vec<(log::Level, String, String)>>);
 
 impl log::Log for Capture {
-    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
-        metadata.level() <= log::Level::Warn
+    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+        true
     }
 
     fn log(&self, record: &log::Record<'_>) {
-        if self.enabled(record.metadata()) {
-            let mut lines = self.0.lock().unwrap_or_else(|e| e.into_inner());
-            lines.push((record.level(), record.args().to_string()));
-        }
+        let mut lines = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let target = record.target().to_owned();
+        lines.push((record.level(), target, record.args().to_string()));
     }
 
     fn flush(&self) {}
@@ -34,7 +35,7 @@ fn captured() -> &'static Capture {
     CAPTURE.get_or_init(|| {
         let capture: &'static Capture = Box::leak(Box::new(Capture(Mutex::default())));
         log::set_logger(capture).expect("the only logger of this test binary");
-        log::set_max_level(log::LevelFilter::Warn);
+        log::set_max_level(log::LevelFilter::Trace);
         capture
     })
 }
@@ -46,12 +47,15 @@ fn warnings_about(queue: &str) -> Vec<String> {
         .collect()
 }
 
+/// The WARN and ERROR lines naming `queue`.
 fn logged_about(queue: &str) -> Vec<(log::Level, String)> {
     let lines = captured().0.lock().unwrap_or_else(|e| e.into_inner());
     lines
         .iter()
-        .filter(|(_, line)| line.contains(&format!("`{queue}`")))
-        .cloned()
+        .filter(|(level, _, line)| {
+            *level <= log::Level::Warn && line.contains(&format!("`{queue}`"))
+        })
+        .map(|(level, _, line)| (*level, line.clone()))
         .collect()
 }
 
@@ -150,4 +154,44 @@ fn each_failed_attempt_is_one_line_a_warn_per_retry_and_an_error_for_the_dead_le
         "{logged:#?}"
     );
     assert!(logged[2].1.contains("Refuser.refuse"), "{logged:#?}");
+}
+
+#[derive(Default, MicroAgent)]
+struct Hooked;
+
+#[microagent::hooks]
+impl Hooked {
+    #[on(pre_start)]
+    async fn open(&mut self) {}
+
+    #[periodic(period = 3600.0)]
+    fn tick(&mut self) {}
+}
+
+#[test]
+fn a_user_of_log_alone_sees_only_the_crates_lines_whatever_the_features() {
+    captured();
+    microagent::run(async {
+        let (hooked, _h) = microagent::start(Hooked);
+        let (mailer, _m) = microagent::start(Mailer);
+        hooked.send(GetInfo).await.expect("started");
+        mailer.send(GetInfo).await.expect("started");
+        Broker::current().send(Mail { n: 9 }).await.unwrap();
+        while Broker::current().length("mail").await.unwrap() > 0 {
+            actix_rt::time::sleep(Duration::from_millis(5)).await;
+        }
+    });
+    let lines = captured().0.lock().unwrap_or_else(|e| e.into_inner());
+    // Hooks, task runs, sends and consumer runs happened: with the
+    // `tracing` feature each made a span, and `tracing`'s fallback to
+    // `log` (turned on by actix's codec) would have logged each one.
+    let spans: Vec<_> = lines
+        .iter()
+        .filter(|(_, target, line)| target.starts_with("tracing") || line.contains("otel."))
+        .collect();
+    assert!(spans.is_empty(), "span lines in the log: {spans:#?}");
+    assert!(
+        lines.iter().any(|(_, target, _)| target == "microagent"),
+        "the crate's own lines are there"
+    );
 }

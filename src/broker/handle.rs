@@ -242,12 +242,14 @@ impl Broker {
         for body in &bodies {
             watchers.tell(|| observe::sent_bytes(watchers.next_id(), Q::NAME, body));
         }
+        let span = Span::send(remote.kind, Q::NAME);
+        let trace = span.traceparent();
         let to = Destination {
             queue: Q::NAME,
             exchange: Q::EXCHANGE,
             routing_key: Q::NAME,
+            trace: trace.as_deref(),
         };
-        let span = Span::send(remote.kind, Q::NAME);
         traced(span, remote.queues.send_batch(to, bodies)).await
     }
 
@@ -403,10 +405,12 @@ impl Broker {
                 Ok(())
             }
             Backend::Remote(remote) => {
+                let trace = Span::current().traceparent();
                 let to = Destination {
                     queue,
                     exchange,
                     routing_key,
+                    trace: trace.as_deref(),
                 };
                 let watchers = &remote.watchers;
                 watchers.tell(|| observe::sent_bytes(watchers.next_id(), queue, &body));

@@ -43,6 +43,9 @@ pub(crate) struct Destination<'a> {
     pub(crate) queue: &'a str,
     pub(crate) exchange: Option<&'a str>,
     pub(crate) routing_key: &'a str,
+    /// The W3C `traceparent` of the send's span (feature `otel`): a
+    /// backend with headers carries it, one without drops it.
+    pub(crate) trace: Option<&'a str>,
 }
 
 /// Whom a backend opens a source for.
@@ -127,6 +130,8 @@ pub(crate) struct Taken {
     pub(crate) body: Arc<[u8]>,
     pub(crate) attempts: u32,
     pub(crate) ticket: Box<dyn Ticket>,
+    /// The `traceparent` header it came with, if any.
+    pub(crate) trace: Option<Box<str>>,
 }
 
 /// One consumer's messages on a server.
@@ -330,6 +335,7 @@ fn job(consumer: &Consumer, taken: Taken, permit: OwnedSemaphorePermit) -> Job {
         body,
         attempts,
         ticket,
+        trace,
     } = taken;
     let queue = consumer.spec.queue;
     let watchers = consumer.watchers.clone();
@@ -348,7 +354,7 @@ fn job(consumer: &Consumer, taken: Taken, permit: OwnedSemaphorePermit) -> Job {
         }
     });
     let trace = WireTrace {
-        origin: Origin::remote(consumer.spec.system),
+        origin: Origin::remote(consumer.spec.system, trace.as_deref()),
         id,
         attempts_before: attempts,
     };

@@ -464,32 +464,66 @@ impl Bus {
         payload: Payload,
     ) -> Result<(), BusError> {
         let span = Span::send(self.system(), name);
-        traced(span, self.publish_in(name, sender, payload)).await
+        // In-process, nothing is awaited: no future is built around the
+        // dispatch (a signal's common case).
+        let sent = match &self.inner.remote {
+            None => self.publish_here(&span, name, sender, payload),
+            Some(link) => {
+                let sending = self.publish_remote(link, name, sender, payload);
+                span.clone().instrument(sending).await
+            }
+        };
+        span.ended(&sent);
+        sent
     }
 
-    async fn publish_in(
+    /// Checks a signal's name and sender before it goes out, and shows it
+    /// to the observers.
+    fn check_signal(
         &self,
         name: &str,
-        sender: SenderName<'_>,
-        payload: Payload,
+        sender: &SenderName<'_>,
+        payload: &Payload,
     ) -> Result<(), BusError> {
         check_name(name)?;
         wire::check_part("sender", sender.as_str())?;
         self.inner
             .observers
-            .record(name, sender.as_str(), &payload, false);
-        match &self.inner.remote {
-            None => {
-                let sender = sender.to_arc();
-                let origin = Origin::from(&Span::current(), "in-process");
-                self.inner
-                    .subscribers
-                    .dispatch(name, &sender, payload, None, &origin)?;
-            }
-            Some(link) => {
-                link.send(name, sender.as_str(), payload.to_wire()?).await?;
-            }
-        }
+            .record(name, sender.as_str(), payload, false);
+        Ok(())
+    }
+
+    /// Publishes in-process: the receivers' runs are children of `span`.
+    fn publish_here(
+        &self,
+        span: &Span,
+        name: &str,
+        sender: SenderName<'_>,
+        payload: Payload,
+    ) -> Result<(), BusError> {
+        self.check_signal(name, &sender, &payload)?;
+        let sender = sender.to_arc();
+        let origin = Origin::from(span, "in-process");
+        self.inner
+            .subscribers
+            .dispatch(name, &sender, payload, None, &origin)?;
+        TALLY.sent();
+        Ok(())
+    }
+
+    /// Publishes on the bus's server.
+    async fn publish_remote(
+        &self,
+        link: &Remote,
+        name: &str,
+        sender: SenderName<'_>,
+        payload: Payload,
+    ) -> Result<(), BusError> {
+        self.check_signal(name, &sender, &payload)?;
+        let trace = Span::current().traceparent();
+        let route = (name, sender.as_str());
+        link.send(route, payload.to_wire()?, trace.as_deref())
+            .await?;
         TALLY.sent();
         Ok(())
     }
@@ -521,7 +555,9 @@ impl Bus {
             Some(link) => {
                 // The timeout covers the whole call, the publishing too (a
                 // Redis that stops answering must not hold the caller).
-                let call = link.call(name, sender.as_str(), payload.to_wire()?);
+                let trace = Span::current().traceparent();
+                let route = (name, sender.as_str());
+                let call = link.call(route, payload.to_wire()?, trace.as_deref());
                 match tokio::time::timeout_at(deadline, call).await {
                     Ok(called) => {
                         let (answers, guard, asked) = called?;

@@ -114,9 +114,9 @@ impl Remote {
     /// Publishes a signal; returns how many buses got it.
     pub(crate) async fn send(
         &self,
-        name: &str,
-        sender: &str,
+        (name, sender): (&str, &str),
         payload: Vec<u8>,
+        trace: Option<&str>,
     ) -> Result<usize, BusError> {
         if !self.is_up() {
             return Err(self.hub.down());
@@ -125,6 +125,7 @@ impl Remote {
             name,
             sender,
             request_id: None,
+            trace,
         };
         self.transport.publish(route, payload).await
     }
@@ -132,9 +133,9 @@ impl Remote {
     /// Publishes an RPC call and notes it as waiting for answers.
     pub(crate) async fn call(
         &self,
-        name: &str,
-        sender: &str,
+        (name, sender): (&str, &str),
         payload: Vec<u8>,
+        trace: Option<&str>,
     ) -> Result<Called, BusError> {
         if !self.is_up() {
             return Err(self.hub.down());
@@ -144,6 +145,7 @@ impl Remote {
             name,
             sender,
             request_id: Some(guard.id()),
+            trace,
         };
         let asked = self.transport.publish(route, payload).await?;
         self.hub.asked(guard.id(), asked);

@@ -37,13 +37,16 @@ use crate::LOG_TARGET;
 /// with what it has (each receiver's own timeout normally ends it first).
 const ANSWER_CAP: Duration = Duration::from_secs(300);
 
-/// Where a signal goes: its name, its sender, and the request id when it
-/// is an RPC call.
+/// Where a signal goes: its name, its sender, the request id when it is
+/// an RPC call, and the W3C `traceparent` of the span it was sent in
+/// (feature `otel`; a backend with headers carries it, one without drops
+/// it).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Route<'a> {
     pub(crate) name: &'a str,
     pub(crate) sender: &'a str,
     pub(crate) request_id: Option<&'a str>,
+    pub(crate) trace: Option<&'a str>,
 }
 
 /// A publication under way: resolves to how many buses got it (each
@@ -304,7 +307,7 @@ impl Hub {
                 &sender,
                 args,
                 None,
-                &Origin::remote(self.kind()),
+                &Origin::remote(self.kind(), route.trace),
             );
             return None;
         }
@@ -316,7 +319,7 @@ impl Hub {
                 &sender,
                 args,
                 Some(tx),
-                &Origin::remote(self.kind()),
+                &Origin::remote(self.kind(), route.trace),
             )
             .unwrap_or(0);
         // A bus with no receiver of the signal does not answer: an empty

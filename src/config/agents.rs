@@ -206,6 +206,10 @@ impl Agents {
             .shutdown_deadline(config.shutdown_deadline())
             .bus(config.bus())
             .broker(config.broker());
+        #[cfg(feature = "otel")]
+        if let Some(otel) = config.otel() {
+            launcher = launcher.otel(otel);
+        }
         for entry in picked {
             launcher = (entry.add)(config, launcher)?;
         }

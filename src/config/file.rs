@@ -26,6 +26,8 @@ pub(super) struct File {
     pub(super) broker: BrokerSection,
     #[serde(default)]
     pub(super) admin: AdminSection,
+    #[serde(default)]
+    pub(super) otel: OtelSection,
     /// Each agent's settings, read when the agent is built.
     #[serde(default)]
     pub(super) agent: BTreeMap<String, figment::value::Value>,
@@ -237,6 +239,70 @@ impl AdminSection {
             ));
         }
         Ok(())
+    }
+}
+
+/// `[otel]`: where spans are exported (feature `otel`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct OtelSection {
+    /// The collector's OTLP/HTTP base address.
+    pub(super) endpoint: Option<String>,
+    /// `http/protobuf` (the default) or `http/json`.
+    pub(super) protocol: Option<String>,
+    /// `service.name`; the binary's name by default.
+    pub(super) service_name: Option<String>,
+    /// How long one export may take, in seconds.
+    pub(super) timeout: Option<Seconds>,
+}
+
+impl OtelSection {
+    /// Checks the section: it needs the feature, an endpoint, and a
+    /// protocol OTLP/HTTP has.
+    pub(super) fn check(&self, figment: &Figment) -> Result<(), ConfigError> {
+        let refused =
+            |key: &str, problem: String| ConfigError::invalid(origin(figment, key), key, problem);
+        let set = self.endpoint.is_some()
+            || self.protocol.is_some()
+            || self.service_name.is_some()
+            || self.timeout.is_some();
+        if !set {
+            return Ok(());
+        }
+        if !cfg!(feature = "otel") {
+            return Err(refused(
+                "otel.endpoint",
+                "exporting spans needs microagent's cargo feature `otel`".to_owned(),
+            ));
+        }
+        if self.endpoint.is_none() {
+            return Err(refused(
+                "otel.endpoint",
+                "expected the collector's OTLP/HTTP address (http://host:4318)".to_owned(),
+            ));
+        }
+        match self.protocol.as_deref() {
+            None | Some("http/protobuf" | "http/json") => Ok(()),
+            Some(other) => Err(refused(
+                "otel.protocol",
+                format!("expected `http/protobuf` or `http/json`, found `{other}`"),
+            )),
+        }
+    }
+
+    /// The exporter's configuration, when the section names an endpoint.
+    #[cfg(feature = "otel")]
+    pub(super) fn to_config(&self) -> Option<crate::otel::OtelConfig> {
+        let endpoint = self.endpoint.as_ref()?;
+        let mut config = crate::otel::OtelConfig::new(endpoint.clone())
+            .json(self.protocol.as_deref() == Some("http/json"));
+        if let Some(name) = &self.service_name {
+            config = config.service_name(name.clone());
+        }
+        if let Some(timeout) = self.timeout {
+            config = config.timeout(timeout.0);
+        }
+        Some(config)
     }
 }
 

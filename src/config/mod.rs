@@ -19,6 +19,11 @@
 //! url = "amqp://guest:guest@127.0.0.1:5672/%2f"
 //! durable = true
 //!
+//! [otel]                        # spans over OTLP/HTTP (feature `otel`; off by default)
+//! endpoint = "http://127.0.0.1:4318"
+//! protocol = "http/protobuf"     # or "http/json"
+//! service_name = "shop"          # the binary's name by default
+//!
 //! [admin]                       # dead letters and purges over HTTP (off by default)
 //! token = "..."                 # 16 bytes or more; better: MICROAGENT_ADMIN__TOKEN
 //! public = false                # served on a non-loopback `http` only when true
@@ -161,6 +166,7 @@ impl Config {
         let bus = parsed.bus.to_config(&figment)?;
         let broker = parsed.broker.to_config(&figment)?;
         parsed.admin.check(&figment, parsed.http.as_deref())?;
+        parsed.otel.check(&figment)?;
         if parsed.http.is_some() && !cfg!(feature = "web") {
             return Err(ConfigError::invalid(
                 file::origin(&figment, "http"),
@@ -175,6 +181,12 @@ impl Config {
             bus,
             broker,
         })
+    }
+
+    /// Where spans are exported (`[otel]`), if anywhere.
+    #[cfg(feature = "otel")]
+    pub fn otel(&self) -> Option<crate::otel::OtelConfig> {
+        self.parsed.otel.to_config()
     }
 
     /// The file it was read from, if any.

@@ -79,6 +79,8 @@ pub struct Launcher {
     interrupts: Arc<Interrupts>,
     bus: Option<BusConfig>,
     broker: Option<BrokerConfig>,
+    #[cfg(feature = "otel")]
+    otel: Option<crate::otel::OtelConfig>,
 }
 
 impl Default for Launcher {
@@ -89,6 +91,8 @@ impl Default for Launcher {
             interrupts: Arc::default(),
             bus: None,
             broker: None,
+            #[cfg(feature = "otel")]
+            otel: None,
         }
     }
 }
@@ -222,6 +226,17 @@ impl Launcher {
         self
     }
 
+    /// Exports spans over OTLP while the group runs (feature `otel`): the
+    /// exporter is installed before the agents start and flushed after
+    /// they stopped. An exporter refused at start ends the run with
+    /// [`Exit::ConfigInvalid`]; a `tracing` subscriber of the
+    /// application's own keeps the spans (a warning says so).
+    #[cfg(feature = "otel")]
+    pub fn otel(mut self, config: crate::otel::OtelConfig) -> Self {
+        self.otel = Some(config);
+        self
+    }
+
     /// The broker the agents use (the in-process one by default),
     /// installed before any agent starts.
     pub fn broker(mut self, config: BrokerConfig) -> Self {
@@ -235,6 +250,19 @@ impl Launcher {
     /// # Panics
     /// When called inside a running actix System or Tokio runtime.
     pub fn run(self) -> Exit {
+        #[cfg(feature = "otel")]
+        let otel = match self.otel.as_ref().map(crate::otel::install) {
+            Some(Err(crate::otel::OtelError::SubscriberSet)) => {
+                log::warn!(target: TARGET, "otel: a tracing subscriber is installed already; the spans go to it");
+                None
+            }
+            Some(Err(e)) => {
+                log::error!(target: TARGET, "{e}");
+                return Exit::ConfigInvalid;
+            }
+            Some(Ok(guard)) => Some(guard),
+            None => None,
+        };
         let system = OwnedSystem::new();
         let agents = system.agents();
         let Launcher {
@@ -243,6 +271,7 @@ impl Launcher {
             interrupts,
             bus,
             broker,
+            ..
         } = self;
         let (exit, arbiters) = system.block_on(async move {
             if let Err(exit) = connect_backends(bus, broker).await {
@@ -273,6 +302,11 @@ impl Launcher {
             }
         }
         system.finish(TARGET);
+        // Every agent is done: the last spans are exported before the exit.
+        #[cfg(feature = "otel")]
+        if let Some(otel) = otel {
+            otel.shutdown();
+        }
         log::info!(target: TARGET, "exiting with {exit:?} (code {})", exit.code());
         exit
     }

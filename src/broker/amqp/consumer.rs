@@ -13,7 +13,7 @@ use lapin::{Channel, Connection, Consumer};
 use super::super::delivery::{persist, Verdict};
 use super::super::error::BrokerError;
 use super::super::remote::{ConsumerSpec, Slot, Source, Taken, Ticket};
-use super::{attempts, AmqpQueues};
+use super::{attempts, traceparent, AmqpQueues};
 use crate::backend::BackendError;
 use crate::LOG_TARGET;
 
@@ -73,6 +73,7 @@ impl AmqpSource {
     /// A delivery, with what settles it.
     fn taken(&self, delivery: lapin::message::Delivery) -> Taken {
         let body: Arc<[u8]> = delivery.data.into();
+        let trace = traceparent(&delivery.properties);
         Taken {
             attempts: attempts(&delivery.properties),
             body: body.clone(),
@@ -81,7 +82,9 @@ impl AmqpSource {
                 consumer: (self.spec.name.clone(), self.spec.queue),
                 body,
                 acker: delivery.acker,
+                trace: trace.clone(),
             }),
+            trace,
         }
     }
 
@@ -156,6 +159,8 @@ struct AmqpTicket {
     consumer: (Arc<str>, &'static str),
     body: Arc<[u8]>,
     acker: Acker,
+    /// Its `traceparent`, which a retry carries on.
+    trace: Option<Box<str>>,
 }
 
 impl Ticket for AmqpTicket {
@@ -166,6 +171,7 @@ impl Ticket for AmqpTicket {
                 consumer: (name, queue),
                 body,
                 acker,
+                trace,
             } = *self;
             let settled = match verdict {
                 Verdict::Ack => q.ack(&acker).await,
@@ -174,7 +180,8 @@ impl Ticket for AmqpTicket {
                     attempts, pause, ..
                 } => {
                     actix_rt::time::sleep(pause).await;
-                    persist("publishing a retry", || q.publish(queue, &body, attempts)).await;
+                    let again = (attempts, trace.as_deref());
+                    persist("publishing a retry", || q.publish(queue, &body, again)).await;
                     q.ack(&acker).await
                 }
                 Verdict::Dead { reason, attempts } => {

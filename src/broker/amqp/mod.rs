@@ -110,8 +110,11 @@ impl RemoteQueues for AmqpQueues {
     ) -> BoxFuture<'a, Result<(), BrokerError>> {
         Box::pin(async move {
             match to.exchange {
-                None => self.publish(to.queue, &body, 0).await,
-                Some(exchange) => self.publish_to(exchange, to.routing_key, &body).await,
+                None => self.publish(to.queue, &body, (0, to.trace)).await,
+                Some(exchange) => {
+                    let to = (exchange, to.routing_key, to.trace);
+                    self.publish_to(to, &body).await
+                }
             }
         })
     }
@@ -178,6 +181,8 @@ impl RemoteQueues for AmqpQueues {
 
 /// The header that carries a retried message's attempt count.
 const ATTEMPTS: &str = "x-microagent-attempts";
+/// The header carrying the W3C trace context of a message's send.
+const TRACEPARENT: &str = "traceparent";
 
 /// The AMQP side of a broker.
 struct AmqpQueues {
@@ -361,8 +366,7 @@ impl AmqpQueues {
     /// (a message routed nowhere is dropped by the broker).
     async fn publish_to(
         &self,
-        exchange: &str,
-        routing_key: &str,
+        (exchange, routing_key, trace): (&str, &str, Option<&str>),
         body: &[u8],
     ) -> Result<(), BrokerError> {
         let channel = self.publisher().await?;
@@ -375,7 +379,7 @@ impl AmqpQueues {
                     routing_key,
                     BasicPublishOptions::default(),
                     body,
-                    self.message_properties(0),
+                    self.message_properties(0, trace),
                 )
                 .await,
         )
@@ -412,14 +416,22 @@ impl AmqpQueues {
         Ok(channel)
     }
 
-    fn message_properties(&self, attempts: u32) -> BasicProperties {
+    /// A message's properties: persistent when durable; headers for its
+    /// attempts so far (none for a first attempt) and its `traceparent`.
+    fn message_properties(&self, attempts: u32, trace: Option<&str>) -> BasicProperties {
         let mut properties = BasicProperties::default();
         if self.durable {
             properties = properties.with_delivery_mode(2);
         }
-        if attempts > 0 {
+        if attempts > 0 || trace.is_some() {
             let mut headers = FieldTable::default();
-            headers.insert(ShortString::from(ATTEMPTS), AMQPValue::LongUInt(attempts));
+            if attempts > 0 {
+                headers.insert(ShortString::from(ATTEMPTS), AMQPValue::LongUInt(attempts));
+            }
+            if let Some(trace) = trace {
+                let value = AMQPValue::LongString(trace.into());
+                headers.insert(ShortString::from(TRACEPARENT), value);
+            }
             properties = properties.with_headers(headers);
         }
         properties
@@ -451,7 +463,7 @@ impl AmqpQueues {
                     &routing_key,
                     BasicPublishOptions::default(),
                     body,
-                    self.message_properties(0),
+                    self.message_properties(0, to.trace),
                 )
                 .await;
             confirms.push(self.confirmed(&routing_key, published));
@@ -463,7 +475,13 @@ impl AmqpQueues {
     }
 
     /// Publishes to `queue` and waits for the broker's confirm.
-    async fn publish(&self, queue: &str, body: &[u8], attempts: u32) -> Result<(), BrokerError> {
+    /// `(attempts, trace)`: the attempts it had, its `traceparent`.
+    async fn publish(
+        &self,
+        queue: &str,
+        body: &[u8],
+        (attempts, trace): (u32, Option<&str>),
+    ) -> Result<(), BrokerError> {
         let queue = &self.name(queue);
         let channel = self.declared_publisher(queue).await?;
         let published = channel
@@ -472,7 +490,7 @@ impl AmqpQueues {
                 queue,
                 BasicPublishOptions::default(),
                 body,
-                self.message_properties(attempts),
+                self.message_properties(attempts, trace),
             )
             .await;
         self.confirmed(queue, published).await
@@ -519,7 +537,7 @@ impl AmqpQueues {
                 .map_err(|e| self.error(e))?
             {
                 let message = DeadLetter::decode(queue, &letter.delivery.data).message;
-                self.publish(queue, &DeadLetter::body_of(&message), 0)
+                self.publish(queue, &DeadLetter::body_of(&message), (0, None))
                     .await?;
                 self.ack(&letter.delivery.acker).await?;
                 moved += 1;
@@ -634,8 +652,18 @@ impl AmqpQueues {
         attempts: u32,
     ) -> Result<(), BrokerError> {
         let letter = DeadLetter::encode(body, reason, attempts, consumer);
-        self.publish(&self.dead_queue(queue), letter.as_bytes(), 0)
+        self.publish(&self.dead_queue(queue), letter.as_bytes(), (0, None))
             .await
+    }
+}
+
+/// The `traceparent` a delivery came with, from its header.
+fn traceparent(properties: &BasicProperties) -> Option<Box<str>> {
+    let headers = properties.headers().as_ref()?;
+    match headers.inner().get(TRACEPARENT)? {
+        AMQPValue::LongString(value) => std::str::from_utf8(value.as_bytes()).ok().map(Box::from),
+        AMQPValue::ShortString(value) => Some(value.as_str().into()),
+        _ => None,
     }
 }
 

@@ -350,7 +350,7 @@ impl Memory {
                 id,
                 body,
                 attempts: 0,
-                origin: Origin::remote(SYSTEM),
+                origin: Origin::remote(SYSTEM, None),
             });
         }
         count

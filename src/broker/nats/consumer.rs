@@ -14,7 +14,7 @@ use futures_util::StreamExt;
 use super::super::delivery::{persist, Verdict};
 use super::super::error::BrokerError;
 use super::super::remote::{ConsumerSpec, Slot, Source, Taken, Ticket};
-use super::{dead_headers, lock, NatsQueues};
+use super::{dead_headers, lock, NatsQueues, TRACEPARENT};
 use crate::nats_target::NatsError;
 use crate::LOG_TARGET;
 
@@ -123,7 +123,13 @@ impl NatsSource {
                 };
                 held.insert(sequence, message.clone());
                 let attempts = u32::try_from(delivered.saturating_sub(1)).unwrap_or(u32::MAX);
+                let trace = message
+                    .headers
+                    .as_ref()
+                    .and_then(|headers| headers.get(TRACEPARENT))
+                    .map(|value| Box::from(value.as_str()));
                 Some(Taken {
+                    trace,
                     body: message.payload.to_vec().into(),
                     attempts,
                     ticket: Box::new(NatsTicket {

@@ -341,6 +341,17 @@ impl NatsQueues {
     }
 }
 
+/// The header carrying the W3C trace context of a message's send.
+const TRACEPARENT: &str = "traceparent";
+
+/// A message's headers when it has a `traceparent` to carry.
+fn trace_headers(trace: Option<&str>) -> Option<HeaderMap> {
+    let trace = trace?;
+    let mut headers = HeaderMap::new();
+    headers.insert(TRACEPARENT, trace);
+    Some(headers)
+}
+
 /// A dead letter's headers.
 fn dead_headers(reason: &str, attempts: u32, consumer: &str) -> HeaderMap {
     let mut headers = HeaderMap::new();
@@ -367,7 +378,7 @@ impl RemoteQueues for NatsQueues {
     ) -> BoxFuture<'a, Result<(), BrokerError>> {
         Box::pin(async move {
             let place = self.declare(queue_of(to)?, false).await?;
-            self.publish(&place, None, body).await
+            self.publish(&place, trace_headers(to.trace), body).await
         })
     }
 
@@ -382,11 +393,15 @@ impl RemoteQueues for NatsQueues {
             // Published in order on one connection, acknowledged together.
             let mut acks = Vec::with_capacity(bodies.len());
             for body in bodies {
-                let ack = self
-                    .js
-                    .publish(place.subject.clone(), body.into())
-                    .await
-                    .map_err(|e| self.failed(e))?;
+                let subject = place.subject.clone();
+                let ack = match trace_headers(to.trace) {
+                    Some(headers) => {
+                        let publish = self.js.publish_with_headers(subject, headers, body.into());
+                        publish.await
+                    }
+                    None => self.js.publish(subject, body.into()).await,
+                };
+                let ack = ack.map_err(|e| self.failed(e))?;
                 acks.push(ack);
             }
             for ack in acks {

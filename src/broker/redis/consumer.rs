@@ -89,6 +89,8 @@ impl Source for RedisSource {
             Ok(taken
                 .into_iter()
                 .map(|(message, origin)| Taken {
+                    // The Python original's lists carry bodies alone.
+                    trace: None,
                     body: message.body.clone(),
                     attempts: message.attempts,
                     ticket: Box::new(RedisTicket {

@@ -44,6 +44,8 @@ use roster::Roster;
 const SENDER: HeaderName = HeaderName::from_static("Microagent-Sender");
 /// The header carrying a call's request id.
 const REQUEST: HeaderName = HeaderName::from_static("Microagent-Request-Id");
+/// The W3C trace context of the span a signal was sent in (feature `otel`).
+const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 /// The header naming the bus an answer comes from.
 const RESPONDER: HeaderName = HeaderName::from_static("Microagent-Bus");
 
@@ -158,6 +160,9 @@ impl Transport for NatsTransport {
         let subject = link.subject(route);
         let mut headers = HeaderMap::new();
         headers.insert(SENDER, route.sender);
+        if let Some(trace) = route.trace {
+            headers.insert(TRACEPARENT, trace);
+        }
         let reply = route.request_id.map(|id| {
             headers.insert(REQUEST, id);
             format!("{}.{}", link.inbox, token(id))

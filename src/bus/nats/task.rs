@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, oneshot, watch, Notify};
 
 use super::super::transport::{Hub, Route};
 use super::roster::{self, Heard, Roster, HEARTBEAT};
-use super::{lock, Link, Subscribed, REQUEST, RESPONDER, SENDER};
+use super::{lock, Link, Subscribed, REQUEST, RESPONDER, SENDER, TRACEPARENT};
 use crate::nats_target::{token, NatsTarget};
 use crate::LOG_TARGET;
 
@@ -307,6 +307,7 @@ fn on_signal(link: &Arc<Link>, client: &Client, signal: &str, message: Message) 
         name: signal,
         sender,
         request_id,
+        trace: header(TRACEPARENT),
     };
     let (Some(answering), Some(reply)) = (
         hub.deliver(place, route, &message.payload),

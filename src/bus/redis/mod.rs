@@ -143,6 +143,8 @@ impl Link {
             name: channel.name,
             sender: channel.sender,
             request_id: channel.request_id,
+            // The Python original's channels have no place for it.
+            trace: None,
         };
         let (Some(answering), Some(id)) = (hub.deliver(text, route, payload), route.request_id)
         else {
