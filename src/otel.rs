@@ -227,7 +227,9 @@ pub(crate) fn traceparent(span: &tracing::Span) -> Option<String> {
 /// Makes `span` the child of the remote span `traceparent` names.
 pub(crate) fn set_remote_parent(span: &tracing::Span, traceparent: &str) {
     let mut headers = Headers::default();
-    headers.0.insert("traceparent".to_owned(), traceparent.to_owned());
+    headers
+        .0
+        .insert("traceparent".to_owned(), traceparent.to_owned());
     let parent = TraceContextPropagator::new().extract(&headers);
     // A span no OpenTelemetry layer records has nothing to set.
     let _ = span.set_parent(parent);

@@ -292,7 +292,8 @@ impl Broker {
             return Ok(Some(id));
         }
         let bytes = body.into_wire()?;
-        self.push(queue, exchange, queue, bytes)
+        // In the send's span already (`Sending`).
+        self.push_in(queue, exchange, queue, bytes)
             .await
             .map(|()| None)
     }

@@ -102,14 +102,8 @@ impl Job {
             }
             Some(How::Wire(_, _, trace)) => {
                 let attempt = trace.attempts_before + 1;
-                Span::consume(
-                    agent,
-                    consumer,
-                    queue,
-                    &trace.origin,
-                    Some(trace.id),
-                    attempt,
-                )
+                // The server's own id of a message is not known here.
+                Span::consume(agent, consumer, queue, &trace.origin, None, attempt)
             }
             None => Span::default(),
         }
@@ -121,8 +115,6 @@ impl Job {
 pub(crate) struct WireTrace {
     /// Where it was sent from, as far as this process knows.
     pub(crate) origin: Origin,
-    /// Its id in this process (what observers see).
-    pub(crate) id: u64,
     /// Attempts it had before this one.
     pub(crate) attempts_before: u32,
 }

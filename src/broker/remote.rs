@@ -355,7 +355,6 @@ fn job(consumer: &Consumer, taken: Taken, permit: OwnedSemaphorePermit) -> Job {
     });
     let trace = WireTrace {
         origin: Origin::remote(consumer.spec.system, trace.as_deref()),
-        id,
         attempts_before: attempts,
     };
     Job::wire(body, settler, trace)
