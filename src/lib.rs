@@ -83,6 +83,10 @@
 //!   named and attributed after the OpenTelemetry messaging conventions;
 //!   in-process, the runs a message causes are children of its send
 //!   (docs/observability.md).
+//! - `otel`: OpenTelemetry (module `otel`): W3C `traceparent` in AMQP and
+//!   NATS headers, so a run in another process is the child of the send,
+//!   and an OTLP/HTTP exporter from `[otel]` in the configuration,
+//!   started and flushed with the launcher.
 //! - `tz`: cron tasks in named time zones of the IANA database
 //!   (`#[cron("0 9 * * *", tz = "Europe/Berlin")]`, with `chrono-tz`),
 //!   checked at compile time; see the tasks section above for daylight

@@ -593,3 +593,42 @@ fn task_schedules_in_a_deployment_are_checked() {
     let settings = refused("[agent.ticker]\ncolour = \"red\"\n");
     assert!(settings.contains("takes no settings"), "{settings}");
 }
+
+/// `[otel]`: read with its feature, refused without it; a protocol OTLP
+/// over HTTP does not have, or a section without an endpoint, is named.
+#[test]
+fn the_otel_section_is_read_checked_and_redacted() {
+    let toml = r#"
+        [otel]
+        endpoint = "http://user:hunter2@127.0.0.1:4318"
+        protocol = "http/json"
+        service_name = "shop"
+        "#;
+    #[cfg(feature = "otel")]
+    {
+        let config = Config::from_toml(toml).unwrap();
+        let otel = config.otel().expect("an exporter");
+        assert_eq!(otel.protocol(), "http/json");
+        let shown = format!("{otel:?}");
+        assert!(
+            !shown.contains("hunter2") && shown.contains("shop"),
+            "{shown}"
+        );
+        for (bad, key) in [
+            (
+                "[otel]\nendpoint = \"http://c:4318\"\nprotocol = \"grpc\"",
+                "otel.protocol",
+            ),
+            ("[otel]\nservice_name = \"shop\"", "otel.endpoint"),
+        ] {
+            let error = Config::from_toml(bad).unwrap_err().to_string();
+            assert!(error.contains(key), "{error}");
+        }
+        assert!(Config::from_toml("").unwrap().otel().is_none());
+    }
+    #[cfg(not(feature = "otel"))]
+    {
+        let error = Config::from_toml(toml).unwrap_err().to_string();
+        assert!(error.contains("otel"), "{error}");
+    }
+}
