@@ -73,6 +73,12 @@ pub const AGENT_STOPS: &str = "microagent_agent_stops_total";
 pub const QUEUE_SETTLED: &str = "microagent_queue_settled_total";
 /// Messages waiting in a queue.
 pub const QUEUE_DEPTH: &str = "microagent_queue_depth";
+/// Messages this process's consumers took and have not settled yet.
+pub const QUEUE_IN_FLIGHT: &str = "microagent_queue_in_flight";
+/// Messages this process sent to a queue, by outcome.
+pub const QUEUE_SENT: &str = "microagent_queue_sent_total";
+/// How long the broker's server took to confirm this process's sends.
+pub const QUEUE_SEND_DURATION: &str = "microagent_queue_send_duration_seconds";
 /// Signals this process sent.
 pub const BUS_SENT: &str = "microagent_bus_signals_sent_total";
 /// This process's RPC calls, by signal and outcome.
@@ -158,6 +164,14 @@ fn describe() {
         QUEUE_DEPTH,
         "Messages waiting in a queue this process consumes, as its broker said at the last sample."
     );
+    describe_gauge!(
+        QUEUE_IN_FLIGHT,
+        "Messages of a queue this process's consumers took and have not settled yet."
+    );
+    describe_counter!(
+        QUEUE_SENT,
+        "Messages this process sent to a queue, by outcome (ok: the broker took them; failed)."
+    );
     describe_counter!(
         BUS_SENT,
         "Signals this process sent on its bus (not calls)."
@@ -238,6 +252,14 @@ fn render_durations(text: &mut String) {
         .collect();
     let help = "How long this process's RPC calls took, answered or not.";
     write_histogram(text, BUS_CALL_DURATION, help, &calls);
+    let sends = crate::broker::confirmations();
+    let sends: Vec<_> = sends
+        .iter()
+        .filter(|(_, durations)| durations.buckets.iter().any(|&n| n > 0))
+        .map(|(queue, durations)| (vec![("queue", *queue)], durations))
+        .collect();
+    let help = "How long the broker's server took to confirm this process's sends.";
+    write_histogram(text, QUEUE_SEND_DURATION, help, &sends);
     let hooks = lock(&HOOKS).clone();
     let hooks: Vec<_> = hooks
         .iter()
@@ -387,6 +409,10 @@ fn queue_settled(counts: &crate::broker::QueueCounts) {
         ("released", counts.released),
     ] {
         counter!(QUEUE_SETTLED, "queue" => counts.queue, "outcome" => outcome).absolute(count);
+    }
+    gauge!(QUEUE_IN_FLIGHT, "queue" => counts.queue).set(counts.in_flight as f64);
+    for (outcome, count) in [("ok", counts.sent), ("failed", counts.send_failed)] {
+        counter!(QUEUE_SENT, "queue" => counts.queue, "outcome" => outcome).absolute(count);
     }
 }
 

@@ -165,7 +165,7 @@ fn refused_configurations_exit_78_before_any_agent_starts() {
         (
             "shutdown_dedline = 5",
             vec![],
-            format!("configuration file `{shown}`: `shutdown_dedline`: unknown key `shutdown_dedline`; expected one of: agents, shutdown_deadline, http, log, bus, broker, admin, agent"),
+            format!("configuration file `{shown}`: `shutdown_dedline`: unknown key `shutdown_dedline`; expected one of: agents, shutdown_deadline, http, log, bus, broker, admin, otel, metrics, agent"),
         ),
         (
             "shutdown_deadline = \"soon\"",
@@ -631,4 +631,46 @@ fn the_otel_section_is_read_checked_and_redacted() {
         let error = Config::from_toml(toml).unwrap_err().to_string();
         assert!(error.contains("otel"), "{error}");
     }
+    let listener = "[metrics]\nlisten = \"127.0.0.1:9100\"";
+    match cfg!(all(feature = "metrics", feature = "web")) {
+        true => assert_eq!(
+            Config::from_toml(listener).unwrap().metrics_listen(),
+            Some("127.0.0.1:9100")
+        ),
+        false => assert!(Config::from_toml(listener).is_err()),
+    }
+}
+
+/// `[metrics] listen`: a listener serving `GET /metrics` alone, for a
+/// group without health endpoints (features `metrics` and `web`).
+#[cfg(feature = "metrics")]
+#[test]
+fn a_metrics_listener_serves_the_metrics_alone() {
+    let dir = Dir::new("metrics-listener");
+    let addr = free_addr();
+    let envs = [
+        ("MICROAGENT_AGENTS", "[clock]"),
+        ("MICROAGENT_METRICS__LISTEN", addr.as_str()),
+    ];
+    let mut proc = deploy(&dir.0, &[], &envs);
+    proc.wait_line(|l| l == "clock: started");
+    let start = Instant::now();
+    let (status, text) = loop {
+        if let Some(answer) = http(&addr, "GET", "/metrics", "") {
+            break answer;
+        }
+        assert!(start.elapsed() < HANG, "no listener: {}", proc.stderr());
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status, 200, "{text}");
+    // The clock and the listener itself run.
+    assert!(
+        text.lines()
+            .any(|l| l == r#"microagent_agents{phase="running"} 2"#),
+        "{text}"
+    );
+    let (status, _) = http(&addr, "GET", "/health/live", "").expect("it answers");
+    assert_eq!(status, 404, "the health endpoints are not there");
+    proc.signal("TERM");
+    assert_eq!(proc.wait_code(), 0, "{}", proc.stderr());
 }

@@ -290,6 +290,12 @@ fn metrics_are_exact_and_agree_with_info() {
         }
         let scrape_again = self::scrape(addr).await;
         assert_eq!(value(&scrape_again, "microagent_queue_depth", &depth), 3.0);
+        // The held one is taken and not settled.
+        assert_eq!(
+            value(&scrape_again, "microagent_queue_in_flight", &depth),
+            1.0
+        );
+        assert_eq!(broker.info().queues[0].in_flight, 1);
         HOLD.store(false, Ordering::SeqCst);
 
         // The agent and the health server run; the in-process bus and
@@ -521,6 +527,26 @@ fn matrix_counts() -> (u64, u64, u64) {
     counts.map_or((0, 0, 0), |c| (c.acked, c.retried, c.dead_lettered))
 }
 
+/// How many sends to `metrics-matrix` had their confirmation timed.
+fn confirmations(scrape: &Scrape) -> f64 {
+    let found = scrape.samples.iter().find(|s| {
+        s.metric == "microagent_queue_send_duration_seconds"
+            && s.labels.get("queue") == Some("metrics-matrix")
+    });
+    match found.map(|s| &s.value) {
+        Some(Value::Histogram(buckets)) => buckets.iter().map(|b| b.count).fold(0.0, f64::max),
+        Some(other) => panic!("not a histogram: {other:?}"),
+        None => 0.0,
+    }
+}
+
+/// The sends to `metrics-matrix` so far, and how many are in flight.
+fn matrix_sends() -> (u64, u64) {
+    let info = Broker::current().info();
+    let counts = info.queues.iter().find(|q| q.queue == "metrics-matrix");
+    counts.map_or((0, 0), |c| (c.sent, c.in_flight))
+}
+
 /// On each backend: one good task and one bad one (retried, then
 /// dead-lettered) add exactly that to the queue's counters, which
 /// `/metrics` shows; its depth is the broker's.
@@ -528,9 +554,11 @@ fn queue_metrics_count_each_settlement(backend: Backend) {
     let _serial = serial();
     backend.run_broker(async {
         let (acked, retried, dead) = matrix_counts();
+        let (sent, _) = matrix_sends();
         let (worker, _w) = microagent::start(Worker);
         let (_h, health) = microagent::start(HealthServer::new("127.0.0.1:0"));
         let addr = health.bound_address("http").await.expect("it listens");
+        let confirmed_before = confirmations(&scrape(addr).await);
         worker.send(GetInfo).await.expect("started");
         let broker = Broker::current();
         for bad in [true, false] {
@@ -549,6 +577,19 @@ fn queue_metrics_count_each_settlement(backend: Backend) {
         assert_eq!(settled("acked"), (acked + 1) as f64);
         assert_eq!(settled("retried"), (retried + 1) as f64);
         assert_eq!(settled("dead_lettered"), (dead + 1) as f64);
+        // Two sends (a retry is not one), nothing in flight any more.
+        assert_eq!(matrix_sends(), (sent + 2, 0));
+        let ok = [("queue", "metrics-matrix"), ("outcome", "ok")];
+        assert_eq!(
+            value(&scrape, "microagent_queue_sent_total", &ok),
+            (sent + 2) as f64
+        );
+        let labels = [("queue", "metrics-matrix")];
+        assert_eq!(value(&scrape, "microagent_queue_in_flight", &labels), 0.0);
+        if broker.info().kind != "in-process" {
+            // Each send's confirmation was timed.
+            assert_eq!(confirmations(&scrape) - confirmed_before, 2.0);
+        }
         let depth = broker.length("metrics-matrix").await.expect("a length");
         let labels = [("queue", "metrics-matrix")];
         assert_eq!(

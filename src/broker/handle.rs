@@ -250,7 +250,9 @@ impl Broker {
             routing_key: Q::NAME,
             trace: trace.as_deref(),
         };
-        traced(span, remote.queues.send_batch(to, bodies)).await
+        let count = bodies.len();
+        let sending = confirmed(Q::NAME, count, remote.queues.send_batch(to, bodies));
+        traced(span, sending).await
     }
 
     /// Which system carries its messages (`messaging.system` in spans).
@@ -415,7 +417,7 @@ impl Broker {
                 };
                 let watchers = &remote.watchers;
                 watchers.tell(|| observe::sent_bytes(watchers.next_id(), queue, &body));
-                remote.queues.send(to, body).await
+                confirmed(queue, 1, remote.queues.send(to, body)).await
             }
         }
     }
@@ -600,4 +602,19 @@ pub(crate) fn current_info() -> Option<BrokerInfo> {
         },
         |broker| broker.info(),
     ))
+}
+
+/// Sends `count` messages to `queue` on a server: counted, and the time
+/// the broker took to confirm them noted (the metrics' confirmation
+/// latency).
+async fn confirmed(
+    queue: &str,
+    count: usize,
+    sending: impl Future<Output = Result<(), BrokerError>>,
+) -> Result<(), BrokerError> {
+    let started = std::time::Instant::now();
+    let sent = sending.await;
+    let tally = TALLY.queue(crate::intern::intern(queue));
+    tally.sent(count, sent.is_ok(), Some(started.elapsed()));
+    sent
 }

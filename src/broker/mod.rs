@@ -44,6 +44,12 @@ pub use queue::Queue;
 pub(crate) use runner::Consuming;
 pub use tally::QueueCounts;
 
+/// The confirmation latency of this process's sends, by queue.
+#[cfg(feature = "metrics")]
+pub(crate) fn confirmations() -> Vec<(&'static str, crate::durations::Durations)> {
+    tally::TALLY.confirmations()
+}
+
 /// How a queue backend's configuration is made from a URL.
 type Open = fn(&str) -> Result<BrokerConfig, BrokerError>;
 

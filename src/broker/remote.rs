@@ -343,6 +343,7 @@ fn job(consumer: &Consumer, taken: Taken, permit: OwnedSemaphorePermit) -> Job {
     watchers.tell(|| observe::taken(id, queue, &body));
     let (name, options) = (consumer.spec.name.clone(), consumer.spec.options);
     let tally = consumer.spec.tally.clone();
+    tally.taken();
     let settler: Settler = Box::new(move |outcome| {
         let verdict = verdict((&name, queue, options), attempts, outcome);
         tally.count(&verdict);

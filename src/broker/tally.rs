@@ -1,5 +1,5 @@
-//! How this process's consumers settled their attempts, queue by queue:
-//! counted once here, where [`BrokerInfo::queues`](super::BrokerInfo)
+//! How this process's consumers settled their attempts, queue by queue,
+//! what is in flight, and what this process sent: counted once here, where [`BrokerInfo::queues`](super::BrokerInfo)
 //! reads them (and the metrics, with the `metrics` feature). The counts
 //! are the process's, like a metric's: they add up over the brokers of
 //! every System the process runs, and never go back.
@@ -31,19 +31,40 @@ pub struct QueueCounts {
     /// Messages handed back unhandled (their agent was stopping), attempts
     /// unchanged.
     pub released: u64,
+    /// Messages taken by this process's consumers and not settled yet.
+    pub in_flight: u64,
+    /// Messages this process sent to the queue that the broker took (on a
+    /// server: confirmed).
+    pub sent: u64,
+    /// Sends the broker refused or that failed on the way.
+    pub send_failed: u64,
 }
 
-/// One queue's counts, shared by its consumers in this process.
+/// One queue's counts, shared by its consumers and senders in this
+/// process.
 #[derive(Debug, Default)]
 pub(crate) struct QueueTally {
     acked: AtomicU64,
     retried: AtomicU64,
     dead_lettered: AtomicU64,
     released: AtomicU64,
+    /// Taken, and settled (every settlement ends one taking).
+    taken: AtomicU64,
+    sent: AtomicU64,
+    send_failed: AtomicU64,
+    /// How long sends to a server took to be confirmed.
+    #[cfg(feature = "metrics")]
+    pub(crate) confirmation: crate::durations::RunHistogram,
 }
 
 impl QueueTally {
-    /// Counts an attempt settled as `verdict` says.
+    /// A consumer took a message: in flight until it is settled.
+    pub(crate) fn taken(&self) {
+        self.taken.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts an attempt settled as `verdict` says (it is no longer in
+    /// flight).
     pub(crate) fn count(&self, verdict: &Verdict) {
         let counter = match verdict {
             Verdict::Ack => &self.acked,
@@ -54,14 +75,34 @@ impl QueueTally {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// `count` messages went to the queue (or failed to): on a server,
+    /// `took` is how long the confirmation took.
+    #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+    pub(crate) fn sent(&self, count: usize, ok: bool, took: Option<std::time::Duration>) {
+        let counter = if ok { &self.sent } else { &self.send_failed };
+        counter.fetch_add(count as u64, Ordering::Relaxed);
+        #[cfg(feature = "metrics")]
+        if let (true, Some(took)) = (ok, took) {
+            self.confirmation.record(took);
+        }
+    }
+
     fn counts(&self, queue: &'static str) -> QueueCounts {
         let read = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        let (acked, retried) = (read(&self.acked), read(&self.retried));
+        let (dead_lettered, released) = (read(&self.dead_lettered), read(&self.released));
+        let settled = acked + retried + dead_lettered + released;
         QueueCounts {
             queue,
-            acked: read(&self.acked),
-            retried: read(&self.retried),
-            dead_lettered: read(&self.dead_lettered),
-            released: read(&self.released),
+            acked,
+            retried,
+            dead_lettered,
+            released,
+            // Read after the settlements: a settlement between the two
+            // reads never shows as a negative.
+            in_flight: read(&self.taken).saturating_sub(settled),
+            sent: read(&self.sent),
+            send_failed: read(&self.send_failed),
         }
     }
 }
@@ -78,10 +119,20 @@ pub(crate) static TALLY: Tally = Tally {
 };
 
 impl Tally {
-    /// The counts of `queue`, made on its first consumer.
+    /// The counts of `queue`, made on its first consumer or sender.
     pub(crate) fn queue(&self, queue: &'static str) -> Arc<QueueTally> {
         let mut queues = self.queues.lock().unwrap_or_else(PoisonError::into_inner);
         queues.entry(queue).or_default().clone()
+    }
+
+    /// Every queue's send confirmation latencies, by name.
+    #[cfg(feature = "metrics")]
+    pub(crate) fn confirmations(&self) -> Vec<(&'static str, crate::durations::Durations)> {
+        let queues = self.queues.lock().unwrap_or_else(PoisonError::into_inner);
+        queues
+            .iter()
+            .map(|(queue, tally)| (*queue, tally.confirmation.durations()))
+            .collect()
     }
 
     /// Every queue's counts, by name.

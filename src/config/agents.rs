@@ -222,6 +222,11 @@ impl Agents {
             }
             launcher = launcher.agent(health);
         }
+        // Refused at loading without the features `metrics` and `web`.
+        #[cfg(all(feature = "metrics", feature = "web"))]
+        if let Some(bind) = config.metrics_listen() {
+            launcher = launcher.agent(crate::web::MetricsServer::new(bind));
+        }
         Ok(launcher)
     }
 }

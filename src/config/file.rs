@@ -28,6 +28,8 @@ pub(super) struct File {
     pub(super) admin: AdminSection,
     #[serde(default)]
     pub(super) otel: OtelSection,
+    #[serde(default)]
+    pub(super) metrics: MetricsSection,
     /// Each agent's settings, read when the agent is built.
     #[serde(default)]
     pub(super) agent: BTreeMap<String, figment::value::Value>,
@@ -236,6 +238,30 @@ impl AdminSection {
                 format!(
                     "`http` ({http}) is not a loopback address: the admin endpoints are served there only with `public = true`"
                 ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `[metrics]`: a listener serving `GET /metrics` alone (features
+/// `metrics` and `web`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct MetricsSection {
+    /// Its address, `host:port`.
+    pub(super) listen: Option<String>,
+}
+
+impl MetricsSection {
+    /// Refuses a listener the build cannot serve.
+    pub(super) fn check(&self, figment: &Figment) -> Result<(), ConfigError> {
+        if self.listen.is_some() && !cfg!(all(feature = "metrics", feature = "web")) {
+            return Err(ConfigError::invalid(
+                origin(figment, "metrics.listen"),
+                "metrics.listen",
+                "a metrics listener needs microagent's cargo features `metrics` and `web`"
+                    .to_owned(),
             ));
         }
         Ok(())

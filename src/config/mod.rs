@@ -19,6 +19,9 @@
 //! url = "amqp://guest:guest@127.0.0.1:5672/%2f"
 //! durable = true
 //!
+//! [metrics]                     # GET /metrics alone (features `metrics`, `web`)
+//! listen = "0.0.0.0:9100"       # none by default (`http` serves /metrics too)
+//!
 //! [otel]                        # spans over OTLP/HTTP (feature `otel`; off by default)
 //! endpoint = "http://127.0.0.1:4318"
 //! protocol = "http/protobuf"     # or "http/json"
@@ -167,6 +170,7 @@ impl Config {
         let broker = parsed.broker.to_config(&figment)?;
         parsed.admin.check(&figment, parsed.http.as_deref())?;
         parsed.otel.check(&figment)?;
+        parsed.metrics.check(&figment)?;
         if parsed.http.is_some() && !cfg!(feature = "web") {
             return Err(ConfigError::invalid(
                 file::origin(&figment, "http"),
@@ -181,6 +185,12 @@ impl Config {
             bus,
             broker,
         })
+    }
+
+    /// The address of the metrics-only listener (`[metrics] listen`), if
+    /// any.
+    pub fn metrics_listen(&self) -> Option<&str> {
+        self.parsed.metrics.listen.as_deref()
     }
 
     /// Where spans are exported (`[otel]`), if anywhere.

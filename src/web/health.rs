@@ -95,6 +95,13 @@ async fn metrics() -> HttpResponse {
     }
 }
 
+/// `GET /metrics` alone (the [`MetricsServer`](super::MetricsServer)).
+#[cfg(feature = "metrics")]
+pub(super) fn metrics_only(cfg: &mut web::ServiceConfig) {
+    crate::metrics::prometheus();
+    cfg.route("/metrics", web::get().to(metrics));
+}
+
 /// The health service, to mount with `App::new().configure(microagent::web::health)`:
 ///
 /// - `GET /health/live`: 200 while the process runs;
@@ -119,8 +126,5 @@ pub fn health(cfg: &mut web::ServiceConfig) {
         .route("/health/ready", web::get().to(ready))
         .route("/health/info", web::get().to(info));
     #[cfg(feature = "metrics")]
-    {
-        crate::metrics::prometheus();
-        cfg.route("/metrics", web::get().to(metrics));
-    }
+    metrics_only(cfg);
 }

@@ -151,3 +151,45 @@ impl HealthServer {
         }
     }
 }
+
+/// An agent that serves `GET /metrics` alone on its address (features
+/// `web` and `metrics`): what a configuration's `[metrics] listen` starts,
+/// for a group that exposes no health endpoints, or wants its metrics on
+/// a port of their own.
+///
+/// ```no_run
+/// fn main() -> microagent::Exit {
+///     microagent::Launcher::new()
+///         .agent(microagent::web::MetricsServer::new("0.0.0.0:9100"))
+///         .run()
+/// }
+/// ```
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+#[derive(Debug, crate::MicroAgent)]
+pub struct MetricsServer {
+    bind: String,
+}
+
+#[cfg(feature = "metrics")]
+impl MetricsServer {
+    /// Serves on `bind` (`host:port`).
+    pub fn new(bind: impl Into<String>) -> Self {
+        MetricsServer { bind: bind.into() }
+    }
+}
+
+#[cfg(feature = "metrics")]
+#[crate::hooks]
+impl MetricsServer {
+    #[on(server)]
+    fn http(&self, srv: ServerContext<Self>) -> impl std::future::Future<Output = io::Result<()>> {
+        let bind = self.bind.clone();
+        async move {
+            let server = HttpServer::new(|| actix_web::App::new().configure(health::metrics_only))
+                .workers(1)
+                .bind(&bind)?;
+            serve(server, srv).await
+        }
+    }
+}

@@ -142,6 +142,7 @@ impl MemConsumer {
     }
 
     fn job(self: &Arc<Self>, held: Held) -> Job {
+        self.tally.taken();
         Job::local(self.clone(), held)
     }
 

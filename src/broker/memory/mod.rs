@@ -14,6 +14,7 @@ use tokio::sync::Notify;
 use super::error::DeadLetter;
 use super::job::{Body, Held};
 use super::observe::{self, QueueEvent, Settlement};
+use super::tally::{QueueTally, TALLY};
 use crate::bus::Observers;
 use crate::spans::Origin;
 use crate::LOG_TARGET;
@@ -36,6 +37,8 @@ pub(super) struct MemQueue {
     consumed: AtomicBool,
     /// Its first send was looked at (see [`MemQueue::sending`]).
     checked: AtomicBool,
+    /// The process's counts of the queue (sends, takings, settlements).
+    pub(super) tally: Arc<QueueTally>,
 }
 
 /// How long after a first send to a queue nobody consumes the broker says
@@ -160,6 +163,7 @@ impl MemQueue {
             items.push_back(held);
         }
         drop(items);
+        self.tally.sent(1, true, None);
         self.ready.notify();
         true
     }
@@ -300,6 +304,7 @@ impl Memory {
             dead: Mutex::default(),
             consumed: AtomicBool::new(false),
             checked: AtomicBool::new(false),
+            tally: TALLY.queue(crate::intern::intern(name)),
         });
         queues.insert(name.to_owned(), queue.clone());
         queue
