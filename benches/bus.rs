@@ -21,6 +21,10 @@
 //!   receiver's runs timed into the Prometheus recorder, against the same
 //!   untimed, alternating in one System (the pairs above run untimed):
 //!   `observability cost: bus X.XX` (timed / untimed).
+//! - spans (feature `tracing`): the local pair's bus side with a
+//!   subscriber (a `tracing-subscriber` registry) recording each send's
+//!   and each run's span, against the same with none:
+//!   `observability cost: spans X.XX` (with / without, in signals/s).
 //!
 //! `cargo bench --bench bus [-- N]` (N in-process signals per round,
 //! 100 000 by default; N/2 Redis and NATS signals, N/100 sequential RPC
@@ -156,6 +160,10 @@ fn main() {
         shown(observability_cost(n))
     );
     println!(
+        "observability cost: spans {} (tracing: a subscriber recording every send's and run's span, vs none)",
+        shown(spans_cost(n))
+    );
+    println!(
         "bus ratio: local {:.2} redis {} rpc {} rpc100 {} nats {} nats-rpc {}",
         local,
         shown(redis.map(|r| r.0)),
@@ -214,6 +222,41 @@ fn observability_cost(n: usize) -> Option<f64> {
             round(n, |i| ready_now(bus.send(payload(i))).expect("sent"))
         })
         .await
+    }));
+    #[allow(unreachable_code)]
+    {
+        let _ = n;
+        None
+    }
+}
+
+/// The in-process signals with a subscriber recording their spans, over
+/// the same without one (rates), when the `tracing` feature is on. The
+/// rounds without run first: once a subscriber was set, the crate makes
+/// spans for good.
+fn spans_cost(n: usize) -> Option<f64> {
+    #[cfg(feature = "tracing")]
+    return Some(microagent::run(async move {
+        #[cfg(feature = "metrics")]
+        microagent::metrics::time_runs(false);
+        let bus = Bus::connect(BusConfig::in_process())
+            .await
+            .expect("a new System has no bus yet");
+        let bus = AgentBus::new(bus, "bench");
+        let (agent, _handle) = microagent::start(Receiving::default());
+        agent.send(GetInfo).await.expect("the agent started");
+        let mut best = [Duration::MAX; 2];
+        for (with, best) in best.iter_mut().enumerate() {
+            // The sender and the agent share this thread: a thread's
+            // default subscriber sees both.
+            let _subscriber = (with == 1)
+                .then(|| tracing::subscriber::set_default(tracing_subscriber::registry()));
+            for _ in 0..ROUNDS {
+                let took = round(n, |i| ready_now(bus.send(payload(i))).expect("sent")).await;
+                *best = (*best).min(took);
+            }
+        }
+        best[0].as_secs_f64() / best[1].as_secs_f64()
     }));
     #[allow(unreachable_code)]
     {

@@ -71,6 +71,8 @@ pub const SERVER_RESTARTS: &str = "microagent_server_restarts_total";
 pub const AGENT_STOPS: &str = "microagent_agent_stops_total";
 /// Attempts at a queue's messages, by how they were settled.
 pub const QUEUE_SETTLED: &str = "microagent_queue_settled_total";
+/// How late periodic and cron task runs started after they were due.
+pub const TASK_LATENESS: &str = "microagent_task_lateness_seconds";
 /// Messages waiting in a queue.
 pub const QUEUE_DEPTH: &str = "microagent_queue_depth";
 /// Messages this process's consumers took and have not settled yet.
@@ -272,6 +274,18 @@ fn render_durations(text: &mut String) {
         .collect();
     let help = "How long pre_start, post_start and pre_stop hooks took.";
     write_histogram(text, HOOK_DURATION, help, &hooks);
+    let late = lock(&LATENESS).clone();
+    let late: Vec<_> = late
+        .iter()
+        .map(|(&(agent, kind, task), durations)| {
+            (
+                vec![("agent", agent), ("kind", kind), ("task", task)],
+                durations,
+            )
+        })
+        .collect();
+    let help = "How late periodic and cron task runs started after they were due.";
+    write_histogram(text, TASK_LATENESS, help, &late);
 }
 
 /// Writes `series` as the histogram `name`: each one's labels, and its
@@ -424,6 +438,29 @@ fn connected(channel: &'static str, backend: &'static str, up: bool) {
 /// The durations of the hooks that ran, by `(agent, stage, hook)`.
 static HOOKS: Mutex<BTreeMap<(&'static str, &'static str, &'static str), Durations>> =
     Mutex::new(BTreeMap::new());
+
+/// How late task runs started, by `(agent, kind, task)`.
+static LATENESS: Mutex<BTreeMap<(&'static str, &'static str, &'static str), Durations>> =
+    Mutex::new(BTreeMap::new());
+
+/// A periodic or cron task of `agent` started `late` after it was due:
+/// bucketed here (tasks run seldom: a lock and a lookup), and recorded
+/// into the application's recorder if it installed one.
+pub(crate) fn task_started_late(
+    agent: &'static str,
+    kind: &'static str,
+    task: &'static str,
+    late: std::time::Duration,
+) {
+    lock(&LATENESS)
+        .entry((agent, kind, task))
+        .or_default()
+        .record(late);
+    if prometheus().is_none() {
+        let labels = [("agent", agent), ("kind", kind), ("task", task)];
+        ::metrics::histogram!(TASK_LATENESS, &labels).record(late.as_secs_f64());
+    }
+}
 
 /// The agents whose lifecycle ended, by `(agent, cause)`.
 static STOPS: Mutex<BTreeMap<(&'static str, &'static str), u64>> = Mutex::new(BTreeMap::new());

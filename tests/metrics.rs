@@ -257,6 +257,19 @@ fn metrics_are_exact_and_agree_with_info() {
         assert_eq!(timed_runs(&scrape, "receiver", "order"), 5.0);
         assert_eq!(timed_runs(&scrape, "consumer", "job"), 3.0);
         assert_eq!(timed_runs(&scrape, "periodic", "tick"), 1.0);
+        // The tick's one run, and how late it started.
+        let late = [
+            ("agent", "Scripted"),
+            ("kind", "periodic"),
+            ("task", "tick"),
+        ];
+        match &sample(&scrape, "microagent_task_lateness_seconds", &late).value {
+            Value::Histogram(buckets) => {
+                let runs = buckets.iter().map(|b| b.count).fold(0.0, f64::max);
+                assert_eq!(runs, 1.0);
+            }
+            other => panic!("not a histogram: {other:?}"),
+        }
 
         // The queue: the bad job's first attempt retried, its second
         // dead-lettered, the good one acked; nothing waits.

@@ -280,17 +280,23 @@ impl<A: Agent> ActorFuture<A> for Scheduler {
 /// becomes the agent's work in flight, driven like a hook.
 fn run<A: Agent>(act: &mut A, ctx: &mut Context<A>, index: usize) {
     let task = &A::HOOKS.tasks[index];
-    let mut kind = "periodic";
+    let (agent, mut kind) = (ctx.life.name, "periodic");
     if let Some(timers) = ctx.life.extras_mut().and_then(|e| e.timers.as_mut()) {
         let slot = &mut timers.slots[index];
-        slot.started = Some(Instant::now());
+        let now = Instant::now();
+        slot.started = Some(now);
         if matches!(slot.schedule, Schedule::Cron { .. }) {
             kind = "cron";
+        }
+        #[cfg(feature = "metrics")]
+        if crate::metrics::runs_timed() {
+            let late = now.saturating_duration_since(slot.due);
+            crate::metrics::task_started_late(agent, kind, task.name, late);
         }
     }
     log::debug!(target: LOG_TARGET, "agent `{}`: running task `{}`", ctx.life.name, task.name);
     meters::run_begins(ctx);
-    let span = Span::task(ctx.life.name, kind, task.name);
+    let span = Span::task(agent, kind, task.name);
     ctx.life.run_span = span.clone();
     match task.call {
         Call::Sync(f) => {
