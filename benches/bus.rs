@@ -205,19 +205,24 @@ fn rpc100(url: &str, n: usize) -> f64 {
     ours.rate / bare.rate
 }
 
-/// The in-process pair; returns ours / bare.
+/// The in-process bus of a new System as the agent `bench` sends on it,
+/// and the started agent that receives (stopped when its handle drops).
+async fn receiving() -> (AgentBus, microagent::AgentHandle<Receiving>) {
+    let bus = Bus::connect(BusConfig::in_process())
+        .await
+        .expect("a new System has no bus yet");
+    let (agent, handle) = microagent::start(Receiving::default());
+    agent.send(GetInfo).await.expect("the agent started");
+    (AgentBus::new(bus, "bench"), handle)
+}
+
 /// Our local side with its receiver's runs timed (feature `metrics`, the
 /// Prometheus recorder installed) against not timed, alternating in one
 /// System: the rate with / the rate without.
 fn observability_cost(n: usize) -> Option<f64> {
     #[cfg(feature = "metrics")]
     return Some(microagent::run(async move {
-        let bus = Bus::connect(BusConfig::in_process())
-            .await
-            .expect("a new System has no bus yet");
-        let bus = AgentBus::new(bus, "bench");
-        let (agent, _handle) = microagent::start(Receiving::default());
-        agent.send(GetInfo).await.expect("the agent started");
+        let (bus, _receiving) = receiving().await;
         support::timed_over_untimed(ROUNDS, || {
             round(n, |i| ready_now(bus.send(payload(i))).expect("sent"))
         })
@@ -239,12 +244,7 @@ fn spans_cost(n: usize) -> Option<f64> {
     return Some(microagent::run(async move {
         #[cfg(feature = "metrics")]
         microagent::metrics::time_runs(false);
-        let bus = Bus::connect(BusConfig::in_process())
-            .await
-            .expect("a new System has no bus yet");
-        let bus = AgentBus::new(bus, "bench");
-        let (agent, _handle) = microagent::start(Receiving::default());
-        agent.send(GetInfo).await.expect("the agent started");
+        let (bus, _receiving) = receiving().await;
         let mut best = [Duration::MAX; 2];
         for (with, best) in best.iter_mut().enumerate() {
             // The sender and the agent share this thread: a thread's
@@ -265,6 +265,7 @@ fn spans_cost(n: usize) -> Option<f64> {
     }
 }
 
+/// The in-process pair; returns ours / bare.
 fn local_pair(n: usize) -> f64 {
     // The bus's own cost: runs untimed (the observability line measures
     // the timing).

@@ -262,30 +262,38 @@ fn render_durations(text: &mut String) {
         .collect();
     let help = "How long the broker's server took to confirm this process's sends.";
     write_histogram(text, QUEUE_SEND_DURATION, help, &sends);
-    let hooks = lock(&HOOKS).clone();
-    let hooks: Vec<_> = hooks
-        .iter()
-        .map(|(&(agent, stage, hook), durations)| {
-            (
-                vec![("agent", agent), ("stage", stage), ("hook", hook)],
-                durations,
-            )
-        })
-        .collect();
     let help = "How long pre_start, post_start and pre_stop hooks took.";
-    write_histogram(text, HOOK_DURATION, help, &hooks);
-    let late = lock(&LATENESS).clone();
-    let late: Vec<_> = late
+    write_keyed(
+        text,
+        HOOK_DURATION,
+        help,
+        ["agent", "stage", "hook"],
+        &HOOKS,
+    );
+    let help = "How late periodic and cron task runs started after they were due.";
+    write_keyed(
+        text,
+        TASK_LATENESS,
+        help,
+        ["agent", "kind", "task"],
+        &LATENESS,
+    );
+}
+
+/// Durations kept by three labels' values.
+type Keyed = Mutex<BTreeMap<(&'static str, &'static str, &'static str), Durations>>;
+
+/// Writes the histograms in `table` as `name`, with these label names.
+fn write_keyed(text: &mut String, name: &str, help: &str, labels: [&str; 3], table: &Keyed) {
+    let table = lock(table).clone();
+    let series: Vec<_> = table
         .iter()
-        .map(|(&(agent, kind, task), durations)| {
-            (
-                vec![("agent", agent), ("kind", kind), ("task", task)],
-                durations,
-            )
+        .map(|(&(a, b, c), durations)| {
+            let values = [a, b, c];
+            (labels.into_iter().zip(values).collect(), durations)
         })
         .collect();
-    let help = "How late periodic and cron task runs started after they were due.";
-    write_histogram(text, TASK_LATENESS, help, &late);
+    write_histogram(text, name, help, &series);
 }
 
 /// Writes `series` as the histogram `name`: each one's labels, and its
@@ -436,12 +444,10 @@ fn connected(channel: &'static str, backend: &'static str, up: bool) {
 }
 
 /// The durations of the hooks that ran, by `(agent, stage, hook)`.
-static HOOKS: Mutex<BTreeMap<(&'static str, &'static str, &'static str), Durations>> =
-    Mutex::new(BTreeMap::new());
+static HOOKS: Keyed = Mutex::new(BTreeMap::new());
 
 /// How late task runs started, by `(agent, kind, task)`.
-static LATENESS: Mutex<BTreeMap<(&'static str, &'static str, &'static str), Durations>> =
-    Mutex::new(BTreeMap::new());
+static LATENESS: Keyed = Mutex::new(BTreeMap::new());
 
 /// A periodic or cron task of `agent` started `late` after it was due:
 /// bucketed here (tasks run seldom: a lock and a lookup), and recorded
