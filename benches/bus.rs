@@ -207,6 +207,7 @@ fn rpc100(url: &str, n: usize) -> f64 {
 
 /// The in-process bus of a new System as the agent `bench` sends on it,
 /// and the started agent that receives (stopped when its handle drops).
+#[cfg_attr(not(any(feature = "metrics", feature = "tracing")), allow(dead_code))]
 async fn receiving() -> (AgentBus, microagent::AgentHandle<Receiving>) {
     let bus = Bus::connect(BusConfig::in_process())
         .await

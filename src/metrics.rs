@@ -196,11 +196,11 @@ fn describe() {
     );
     describe_counter!(
         BACKEND_DISCONNECTS,
-        "Connections the bus lost to its server (the client reconnects by itself)."
+        "Connections the bus or the broker lost to its server (the client reconnects by itself)."
     );
     describe_counter!(
         BACKEND_ERRORS,
-        "Commands the bus's server refused and connections that failed under one."
+        "Commands the bus's or the broker's server refused, and operations that failed on the way."
     );
     describe_gauge!(
         BACKEND_CONNECTED,
@@ -417,6 +417,11 @@ pub fn sample() {
     }
     if let Some(broker) = crate::broker::current_info() {
         connected("broker", broker.kind, broker.connected);
+        if broker.url.is_some() {
+            let labels = [("channel", "broker"), ("backend", broker.kind)];
+            counter!(BACKEND_DISCONNECTS, &labels).absolute(broker.disconnects);
+            counter!(BACKEND_ERRORS, &labels).absolute(broker.errors);
+        }
         for counts in &broker.queues {
             queue_settled(counts);
         }

@@ -202,6 +202,10 @@ fn a_nats_restart_under_a_consumer_turns_readiness_503_then_200_and_loses_nothin
             assert!(start.elapsed() < HANG, "lost: {:?}", watched.all());
             actix_rt::time::sleep(Duration::from_millis(20)).await;
         }
+        // One outage: one lost connection; the refused send an error.
+        let info = broker.info();
+        assert_eq!(info.disconnects, 1, "{info:?}");
+        assert!(info.errors >= 1, "{info:?}");
         handle.stop();
         handle.await.unwrap();
         health.stop().await;

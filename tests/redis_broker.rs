@@ -315,6 +315,10 @@ fn a_redis_restart_turns_readiness_503_then_200_and_consuming_resumes() {
         }
         watched.seen("rust handled 3 from after").await;
         health.ready_becomes(200).await;
+        // One outage: one lost connection, however many commands failed.
+        let info = broker.info();
+        assert_eq!(info.disconnects, 1, "{info:?}");
+        assert!(info.errors >= 1, "{info:?}");
         handle.stop();
         handle.await.unwrap();
         health.stop().await;
@@ -717,6 +721,9 @@ fn a_rabbitmq_restart_turns_readiness_503_then_200_and_loses_nothing() {
             actix_rt::time::sleep(Duration::from_millis(20)).await;
         }
         health.ready_becomes(200).await;
+        let info = broker.info();
+        assert_eq!(info.disconnects, 1, "{info:?}");
+        assert!(info.errors >= 1, "{info:?}");
         handle.stop();
         handle.await.unwrap();
         health.stop().await;

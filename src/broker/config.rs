@@ -195,9 +195,29 @@ pub struct BrokerInfo {
     pub url: Option<String>,
     /// Whether it is connected (always in-process).
     pub connected: bool,
+    /// Connections to its server lost so far (the backend reconnects by
+    /// itself); 0 in-process.
+    pub disconnects: u64,
+    /// Operations its server refused or that failed on the way, so far;
+    /// 0 in-process.
+    pub errors: u64,
     /// How this process's consumers settled their attempts, for each
     /// queue they consume, since the process started.
     pub queues: Vec<super::QueueCounts>,
+}
+
+impl BrokerInfo {
+    /// The in-process broker's, with the process's queue counts.
+    pub(crate) fn in_process(queues: Vec<super::QueueCounts>) -> BrokerInfo {
+        BrokerInfo {
+            kind: "in-process",
+            url: None,
+            connected: true,
+            disconnects: 0,
+            errors: 0,
+            queues,
+        }
+    }
 }
 
 #[cfg(test)]

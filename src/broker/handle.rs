@@ -171,18 +171,18 @@ impl Broker {
     pub fn info(&self) -> BrokerInfo {
         let queues = TALLY.counts();
         match &self.backend {
-            Backend::Memory(_) => BrokerInfo {
-                kind: "in-process",
-                url: None,
-                connected: true,
-                queues,
-            },
-            Backend::Remote(remote) => BrokerInfo {
-                kind: remote.kind,
-                url: Some(remote.url.clone()),
-                connected: remote.queues.is_up(),
-                queues,
-            },
+            Backend::Memory(_) => BrokerInfo::in_process(queues),
+            Backend::Remote(remote) => {
+                let link = remote.queues.link();
+                BrokerInfo {
+                    kind: remote.kind,
+                    url: Some(remote.url.clone()),
+                    connected: link.is_up(),
+                    disconnects: link.disconnects(),
+                    errors: link.errors(),
+                    queues,
+                }
+            }
         }
     }
 
@@ -593,15 +593,11 @@ pub(crate) fn connected() -> bool {
 pub(crate) fn current_info() -> Option<BrokerInfo> {
     let id = actix_rt::System::try_current()?.id();
     let installed = BROKERS.get(id);
-    Some(installed.map_or(
-        BrokerInfo {
-            kind: "in-process",
-            url: None,
-            connected: true,
-            queues: TALLY.counts(),
-        },
-        |broker| broker.info(),
-    ))
+    Some(
+        installed.map_or(BrokerInfo::in_process(TALLY.counts()), |broker| {
+            broker.info()
+        }),
+    )
 }
 
 /// Sends `count` messages to `queue` on a server: counted, and the time

@@ -18,6 +18,7 @@ mod delivery;
 mod error;
 mod handle;
 mod job;
+mod link;
 mod memory;
 #[cfg(feature = "nats")]
 mod nats;

@@ -31,6 +31,7 @@ use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 use super::delivery::{unless, verdict, Verdict, FIRST_PAUSE, RECONNECT_MAX};
 use super::error::{BrokerError, DeadLetter};
 use super::job::{Binding, ConsumerOptions, Job, JobFn, Settler, WireTrace};
+use super::link::LinkState;
 use super::observe::{self, Watchers};
 use super::tally::QueueTally;
 use crate::spans::Origin;
@@ -63,8 +64,9 @@ pub(crate) struct ConsumerSpec {
 
 /// Queues on a server.
 pub(crate) trait RemoteQueues: Send + Sync + 'static {
-    /// Whether the last operation found the server there.
-    fn is_up(&self) -> bool;
+    /// Whether the last operation found the server there, and how often
+    /// it went away or failed.
+    fn link(&self) -> &LinkState;
 
     /// Sends `body`; resolves once the server has it (its confirmation).
     fn send<'a>(

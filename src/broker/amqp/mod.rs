@@ -25,7 +25,6 @@
 mod consumer;
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use lapin::options::{
@@ -42,6 +41,7 @@ use futures_util::future::BoxFuture;
 use super::config::{BrokerConfig, Connector};
 use super::error::{BrokerError, DeadLetter};
 use super::job::Binding;
+use super::link::LinkState;
 use super::remote::{ConsumerSpec, Destination, RemoteQueues, Source};
 use crate::backend::{BackendError, Endpoint};
 
@@ -89,7 +89,7 @@ impl Connector for AmqpBroker {
             link: tokio::sync::Mutex::new(None),
             consuming: tokio::sync::Mutex::new(None),
             declared: Mutex::default(),
-            up: AtomicBool::new(false),
+            state: LinkState::new(false),
         };
         Box::pin(async move {
             queues.publisher().await?;
@@ -99,8 +99,8 @@ impl Connector for AmqpBroker {
 }
 
 impl RemoteQueues for AmqpQueues {
-    fn is_up(&self) -> bool {
-        self.up.load(Ordering::Relaxed)
+    fn link(&self) -> &LinkState {
+        &self.state
     }
 
     fn send<'a>(
@@ -204,7 +204,8 @@ struct AmqpQueues {
     consuming: tokio::sync::Mutex<Option<Arc<Connection>>>,
     /// Queues declared on the current connection.
     declared: Mutex<HashSet<String>>,
-    up: AtomicBool,
+    /// Whether the server is there, and its counts.
+    state: LinkState,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -233,8 +234,9 @@ impl AmqpQueues {
                 | lapin::ErrorKind::InvalidChannelState(..)
                 | lapin::ErrorKind::MissingHeartbeatError
         ) {
-            self.up.store(false, Ordering::Relaxed);
+            self.state.set_up(false);
         }
+        self.state.failed();
         BrokerError::Backend {
             kind: "amqp",
             url: self.endpoint.redacted().to_owned(),
@@ -253,7 +255,7 @@ impl AmqpQueues {
             Connection::connect(self.endpoint.url(), properties(&self.connection_name))
                 .await
                 .map_err(|e| self.error(e))?;
-        self.up.store(true, Ordering::Relaxed);
+        self.state.set_up(true);
         Ok(connection)
     }
 
@@ -617,7 +619,7 @@ impl AmqpQueues {
 
     /// Notes that a consumer's connection is down (`false`) or back.
     fn set_up(&self, up: bool) {
-        self.up.store(up, Ordering::Relaxed);
+        self.state.set_up(up);
     }
 
     /// Acknowledges a handled (or moved) delivery.

@@ -33,7 +33,6 @@
 mod consumer;
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -46,6 +45,7 @@ use tokio::sync::mpsc;
 
 use super::config::{BrokerConfig, Connector};
 use super::error::{BrokerError, DeadLetter};
+use super::link::LinkState;
 use super::remote::{ConsumerSpec, Destination, RemoteQueues, Source};
 use crate::backend::Endpoint;
 use crate::nats_target::{name, NatsError, NatsTarget};
@@ -95,13 +95,17 @@ impl Connector for NatsBroker {
         };
         let timeout = config.connect_timeout;
         Box::pin(async move {
-            let up = Arc::new(AtomicBool::new(false));
+            let state = Arc::new(LinkState::new(false));
             let (events_tx, events) = mpsc::unbounded_channel();
             let client = target
                 .connect("microagent broker", settings.lease, events_tx)
                 .await
                 .map_err(|e| failed(&endpoint, e))?;
-            actix_rt::spawn(follow(events, up.clone(), endpoint.redacted().to_owned()));
+            actix_rt::spawn(follow(
+                events,
+                state.clone(),
+                endpoint.redacted().to_owned(),
+            ));
             let mut js = jetstream::new(client.clone());
             js.set_timeout(timeout);
             // Reachable, with JetStream on (the request waits for the
@@ -120,13 +124,13 @@ impl Connector for NatsBroker {
                 let why = "JetStream is not enabled on the server (or for this account)";
                 return Err(failed(&endpoint, NatsError(why.to_owned())));
             }
-            up.store(true, Ordering::Relaxed);
+            state.set_up(true);
             let queues = NatsQueues {
                 endpoint,
                 client,
                 js,
                 settings,
-                up,
+                state,
                 declared: Mutex::default(),
             };
             Ok(Arc::new(queues) as Arc<dyn RemoteQueues>)
@@ -135,12 +139,14 @@ impl Connector for NatsBroker {
 }
 
 /// Follows the client's connection state.
-async fn follow(mut events: mpsc::UnboundedReceiver<Event>, up: Arc<AtomicBool>, url: String) {
+async fn follow(mut events: mpsc::UnboundedReceiver<Event>, state: Arc<LinkState>, url: String) {
     while let Some(event) = events.recv().await {
         match event {
-            Event::Connected => up.store(true, Ordering::Relaxed),
+            Event::Connected => {
+                state.set_up(true);
+            }
             Event::Disconnected | Event::Closed => {
-                if up.swap(false, Ordering::Relaxed) {
+                if state.set_up(false) {
                     log::warn!(target: LOG_TARGET, "broker: connection to {url} lost; reconnecting");
                 }
             }
@@ -167,7 +173,8 @@ pub(super) struct NatsQueues {
     client: async_nats::Client,
     js: Context,
     settings: Settings,
-    up: Arc<AtomicBool>,
+    /// Whether the server is there, and its counts.
+    state: Arc<LinkState>,
     /// Streams declared by this broker (declared once each).
     declared: Mutex<HashSet<String>>,
 }
@@ -194,12 +201,13 @@ struct Place {
 
 impl NatsQueues {
     fn failed(&self, e: impl std::error::Error + Send + Sync + 'static) -> BrokerError {
+        self.state.failed();
         failed(&self.endpoint, e)
     }
 
     /// An error while the client is not connected.
     fn connected(&self) -> Result<(), BrokerError> {
-        match self.up.load(Ordering::Relaxed) {
+        match self.state.is_up() {
             true => Ok(()),
             false => Err(self.failed(NatsError("not connected".to_owned()))),
         }
@@ -367,8 +375,8 @@ fn dead_headers(reason: &str, attempts: u32, consumer: &str) -> HeaderMap {
 }
 
 impl RemoteQueues for NatsQueues {
-    fn is_up(&self) -> bool {
-        self.up.load(Ordering::Relaxed)
+    fn link(&self) -> &LinkState {
+        &self.state
     }
 
     fn send<'a>(

@@ -35,6 +35,7 @@ use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Script};
 
 use super::error::{BrokerError, DeadLetter};
+use super::link::LinkState;
 use futures_util::future::BoxFuture;
 
 use super::config::{BrokerConfig, Connector};
@@ -88,15 +89,15 @@ impl Connector for RedisBroker {
                 lease,
                 connection: Mutex::new(connection),
                 stale: AtomicBool::new(false),
-                up: AtomicBool::new(true),
+                state: LinkState::new(true),
             }) as Arc<dyn RemoteQueues>)
         })
     }
 }
 
 impl RemoteQueues for RedisQueues {
-    fn is_up(&self) -> bool {
-        self.up.load(Ordering::Relaxed)
+    fn link(&self) -> &LinkState {
+        &self.state
     }
 
     fn send<'a>(
@@ -168,7 +169,8 @@ struct RedisQueues {
     connection: Mutex<MultiplexedConnection>,
     /// The shared connection broke: make a new one before the next use.
     stale: AtomicBool,
-    up: AtomicBool,
+    /// Whether the server is there, and its counts.
+    state: LinkState,
 }
 
 /// A message taken from a queue: its body, as sent, and the attempts it
@@ -426,16 +428,17 @@ impl RedisQueues {
     fn noted<T>(&self, result: redis::RedisResult<T>) -> Result<T, BrokerError> {
         match result {
             Ok(value) => {
-                self.up.store(true, Ordering::Relaxed);
+                self.state.set_up(true);
                 Ok(value)
             }
             Err(e) => {
+                self.state.failed();
                 // A master demoted by a failover answers READONLY: the
                 // next connection asks the Sentinels again.
                 let demoted =
                     e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly);
                 if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() || demoted {
-                    self.up.store(false, Ordering::Relaxed);
+                    self.state.set_up(false);
                     self.stale.store(true, Ordering::Relaxed);
                 }
                 Err(failed(&self.endpoint, e))
@@ -455,7 +458,8 @@ impl RedisQueues {
                 }
                 Err(e) => {
                     self.stale.store(true, Ordering::Relaxed);
-                    self.up.store(false, Ordering::Relaxed);
+                    self.state.set_up(false);
+                    self.state.failed();
                     return Err(failed(&self.endpoint, e));
                 }
             }
@@ -823,7 +827,7 @@ mod tests {
             lease: Duration::from_secs(30),
             connection: Mutex::new(connection),
             stale: AtomicBool::new(false),
-            up: AtomicBool::new(true),
+            state: LinkState::new(true),
         }
     }
 
