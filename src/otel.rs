@@ -139,6 +139,8 @@ pub enum OtelError {
 /// [`shutdown`](OtelGuard::shutdown).
 pub struct OtelGuard {
     provider: Option<SdkTracerProvider>,
+    /// How long the last export may take.
+    timeout: Duration,
 }
 
 impl fmt::Debug for OtelGuard {
@@ -148,15 +150,15 @@ impl fmt::Debug for OtelGuard {
 }
 
 impl OtelGuard {
-    /// Exports what is left (bounded by the export timeout) and stops the
-    /// exporter.
+    /// Exports what is left and stops the exporter: a collector that is
+    /// down delays this by the export timeout at most.
     pub fn shutdown(mut self) {
         self.stop();
     }
 
     fn stop(&mut self) {
         if let Some(provider) = self.provider.take() {
-            if let Err(e) = provider.shutdown() {
+            if let Err(e) = provider.shutdown_with_timeout(self.timeout) {
                 log::warn!(target: LOG_TARGET, "otel: the last spans were not all exported: {e}");
             }
         }
@@ -203,6 +205,7 @@ pub fn install(config: &OtelConfig) -> Result<OtelGuard, OtelError> {
     let subscriber = tracing_subscriber::registry().with(layer.with_filter(filter));
     let guard = OtelGuard {
         provider: Some(provider),
+        timeout: config.timeout,
     };
     tracing::subscriber::set_global_default(subscriber).map_err(|_| OtelError::SubscriberSet)?;
     log::info!(

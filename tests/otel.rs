@@ -34,13 +34,24 @@ struct Exported {
     attributes: BTreeMap<String, Value>,
 }
 
-/// Every span posted to `/v1/traces`.
+/// Every span posted to `/v1/traces` in JSON, and every post's content
+/// type and body.
 #[derive(Default, Clone)]
-struct Collected(Arc<Mutex<Vec<Exported>>>);
+struct Collected {
+    spans: Arc<Mutex<Vec<Exported>>>,
+    posts: Arc<Mutex<Vec<(String, Vec<u8>)>>>,
+}
 
 impl Collected {
     fn spans(&self) -> Vec<Exported> {
-        self.0
+        self.spans
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn posts(&self) -> Vec<(String, Vec<u8>)> {
+        self.posts
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
@@ -63,31 +74,53 @@ fn attributes(list: &Value) -> BTreeMap<String, Value> {
         .collect()
 }
 
-/// An OTLP/HTTP collector for JSON exports, on its own thread.
+/// `POST /v1/traces`: kept; a JSON export's spans read.
+async fn export(
+    request: actix_web::HttpRequest,
+    body: web::Bytes,
+    into: web::Data<Collected>,
+) -> HttpResponse {
+    let content_type = request
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let json = content_type == "application/json";
+    let post = (content_type, body.to_vec());
+    into.posts
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push(post);
+    if !json {
+        // An empty ExportTraceServiceResponse in protobuf.
+        return HttpResponse::Ok()
+            .content_type("application/x-protobuf")
+            .finish();
+    }
+    let Ok(export) = serde_json::from_slice::<Value>(&body) else {
+        return HttpResponse::BadRequest().finish();
+    };
+    collect(&export, &into);
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body("{}")
+}
+
+/// An OTLP/HTTP collector, on its own thread: its base URL and what it
+/// got.
 fn collector() -> (String, Collected) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("a port");
     let addr = listener.local_addr().expect("bound").to_string();
     let collected = Collected::default();
-    let into = collected.clone();
+    let into = web::Data::new(collected.clone());
     std::thread::spawn(move || {
         actix_rt::System::new().block_on(async move {
             let server = HttpServer::new(move || {
-                let into = into.clone();
-                App::new().app_data(web::PayloadConfig::new(1 << 24)).route(
-                    "/v1/traces",
-                    web::post().to(move |body: web::Bytes| {
-                        let into = into.clone();
-                        async move {
-                            let Ok(export) = serde_json::from_slice::<Value>(&body) else {
-                                return HttpResponse::BadRequest().finish();
-                            };
-                            collect(&export, &into);
-                            HttpResponse::Ok()
-                                .content_type("application/json")
-                                .body("{}")
-                        }
-                    }),
-                )
+                App::new()
+                    .app_data(into.clone())
+                    .app_data(web::PayloadConfig::new(1 << 24))
+                    .route("/v1/traces", web::post().to(export))
             })
             .workers(1)
             .listen(listener)
@@ -99,7 +132,7 @@ fn collector() -> (String, Collected) {
 }
 
 fn collect(export: &Value, into: &Collected) {
-    let mut spans = into.0.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut spans = into.spans.lock().unwrap_or_else(PoisonError::into_inner);
     for resource in export["resourceSpans"].as_array().into_iter().flatten() {
         let service = attributes(&resource["resource"]["attributes"])
             .get("service.name")
@@ -262,4 +295,38 @@ fn an_order_is_one_trace_across_two_processes_on_nats_and_amqp() {
 #[cfg_attr(not(service_nats), ignore = "needs NATS_URL")]
 fn an_order_is_one_trace_across_two_processes_on_nats_and_jetstream() {
     one_trace_across_two_processes(&services::nats_url(), "nats");
+}
+
+/// The default protocol: protobuf, posted to `/v1/traces` under the
+/// endpoint; the last spans (a hook's) are exported at the graceful stop.
+/// No server needed: the in-process bus and broker.
+#[test]
+fn spans_go_out_in_protobuf_by_default_and_the_last_at_the_stop() {
+    let (endpoint, collected) = collector();
+    let envs = [
+        ("MICROAGENT_AGENTS", "[stock]"),
+        ("MICROAGENT_OTEL__ENDPOINT", endpoint.as_str()),
+        ("MICROAGENT_OTEL__SERVICE_NAME", "stock-alone"),
+    ];
+    let mut stock = Proc::spawn("trace-fixture", &[], &envs);
+    stock.wait_line(|l| l == "stock: ready");
+    stock.signal("TERM");
+    assert_eq!(stock.wait_code(), 0, "{}", stock.stderr());
+    let posts = collected.posts();
+    assert!(!posts.is_empty(), "nothing was exported");
+    for (content_type, _) in &posts {
+        assert_eq!(content_type, "application/x-protobuf");
+    }
+    // Strings travel as they are in protobuf: the service and the hook's
+    // span are in what was posted.
+    let holds = |text: &str| {
+        let text = text.as_bytes();
+        posts
+            .iter()
+            .any(|(_, body)| body.windows(text.len()).any(|w| w == text))
+    };
+    assert!(
+        holds("stock-alone") && holds("post_start ready"),
+        "{posts:?}"
+    );
 }
