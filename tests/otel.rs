@@ -34,12 +34,14 @@ struct Exported {
     attributes: BTreeMap<String, Value>,
 }
 
-/// Every span posted to `/v1/traces` in JSON, and every post's content
-/// type and body.
+/// A post's content type and body.
+type Post = (String, Vec<u8>);
+
+/// Every span posted to `/v1/traces` in JSON, and every post.
 #[derive(Default, Clone)]
 struct Collected {
     spans: Arc<Mutex<Vec<Exported>>>,
-    posts: Arc<Mutex<Vec<(String, Vec<u8>)>>>,
+    posts: Arc<Mutex<Vec<Post>>>,
 }
 
 impl Collected {
@@ -50,7 +52,7 @@ impl Collected {
             .clone()
     }
 
-    fn posts(&self) -> Vec<(String, Vec<u8>)> {
+    fn posts(&self) -> Vec<Post> {
         self.posts
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
