@@ -86,15 +86,23 @@ impl Default for Span {
 impl Origin {
     /// A message that came from another process over `system`, with the
     /// W3C `traceparent` of its send when the backend carried one.
-    #[cfg_attr(not(feature = "otel"), allow(unused_variables))]
     pub(crate) fn remote(system: System, traceparent: Option<&str>) -> Origin {
+        // Copied only where it is used.
+        #[cfg(not(feature = "otel"))]
+        let traceparent = traceparent.and(None::<&str>);
+        Origin::remote_owned(system, traceparent.map(Box::from))
+    }
+
+    /// [`remote`](Origin::remote), the `traceparent` moved in.
+    #[cfg_attr(not(feature = "otel"), allow(unused_variables))]
+    pub(crate) fn remote_owned(system: System, traceparent: Option<Box<str>>) -> Origin {
         Origin {
             #[cfg(feature = "tracing")]
             parent: tracing::Span::none(),
             #[cfg(feature = "tracing")]
             system,
             #[cfg(feature = "otel")]
-            traceparent: traceparent.map(Box::from),
+            traceparent,
         }
     }
 

@@ -156,13 +156,24 @@ fn runs(scrape: &Scrape, kind: &str, handler: &str, outcome: &str) -> f64 {
     )
 }
 
-/// How many runs the duration histogram of `handler` holds.
-fn timed_runs(scrape: &Scrape, kind: &str, handler: &str) -> f64 {
-    let labels = [("agent", "Scripted"), ("kind", kind), ("handler", handler)];
-    match &sample(scrape, "microagent_handler_duration_seconds", &labels).value {
+/// How many observations the one histogram `metric` with these labels
+/// holds.
+fn observations(scrape: &Scrape, metric: &str, labels: &[(&str, &str)]) -> f64 {
+    histogram_count(&sample(scrape, metric, labels).value)
+}
+
+/// How many observations a histogram holds (its `+Inf` bucket).
+fn histogram_count(value: &Value) -> f64 {
+    match value {
         Value::Histogram(buckets) => buckets.iter().map(|b| b.count).fold(0.0, f64::max),
         other => panic!("not a histogram: {other:?}"),
     }
+}
+
+/// How many runs the duration histogram of `handler` holds.
+fn timed_runs(scrape: &Scrape, kind: &str, handler: &str) -> f64 {
+    let labels = [("agent", "Scripted"), ("kind", kind), ("handler", handler)];
+    observations(scrape, "microagent_handler_duration_seconds", &labels)
 }
 
 #[test]
@@ -263,13 +274,8 @@ fn metrics_are_exact_and_agree_with_info() {
             ("kind", "periodic"),
             ("task", "tick"),
         ];
-        match &sample(&scrape, "microagent_task_lateness_seconds", &late).value {
-            Value::Histogram(buckets) => {
-                let runs = buckets.iter().map(|b| b.count).fold(0.0, f64::max);
-                assert_eq!(runs, 1.0);
-            }
-            other => panic!("not a histogram: {other:?}"),
-        }
+        let lateness = "microagent_task_lateness_seconds";
+        assert_eq!(observations(&scrape, lateness, &late), 1.0);
 
         // The queue: the bad job's first attempt retried, its second
         // dead-lettered, the good one acked; nothing waits.
@@ -441,13 +447,8 @@ fn agents_of_one_name_add_up_and_a_stopped_one_still_counts() {
             ("stage", "pre_start"),
             ("hook", "warm_up"),
         ];
-        match &sample(&scrape, "microagent_hook_duration_seconds", &hook).value {
-            Value::Histogram(buckets) => {
-                let all = buckets.iter().map(|b| b.count).fold(0.0, f64::max);
-                assert_eq!(all, 2.0);
-            }
-            other => panic!("not a histogram: {other:?}"),
-        }
+        let durations = "microagent_hook_duration_seconds";
+        assert_eq!(observations(&scrape, durations, &hook), 2.0);
         let restarts = [("agent", "Twin"), ("server", "serve")];
         assert_eq!(
             value(&scrape, "microagent_server_restarts_total", &restarts),
@@ -546,11 +547,7 @@ fn confirmations(scrape: &Scrape) -> f64 {
         s.metric == "microagent_queue_send_duration_seconds"
             && s.labels.get("queue") == Some("metrics-matrix")
     });
-    match found.map(|s| &s.value) {
-        Some(Value::Histogram(buckets)) => buckets.iter().map(|b| b.count).fold(0.0, f64::max),
-        Some(other) => panic!("not a histogram: {other:?}"),
-        None => 0.0,
-    }
+    found.map_or(0.0, |s| histogram_count(&s.value))
 }
 
 /// The sends to `metrics-matrix` so far, and how many are in flight.

@@ -2,6 +2,12 @@
 //! failed: what every backend on a server notes, and what the broker's
 //! info and the metrics read.
 
+// Only the backends on a server note anything.
+#![cfg_attr(
+    not(any(feature = "redis", feature = "amqp", feature = "nats")),
+    allow(dead_code)
+)]
+
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// A backend's connection state and its counts.

@@ -357,7 +357,7 @@ fn job(consumer: &Consumer, taken: Taken, permit: OwnedSemaphorePermit) -> Job {
         }
     });
     let trace = WireTrace {
-        origin: Origin::remote(consumer.spec.system, trace.as_deref()),
+        origin: Origin::remote_owned(consumer.spec.system, trace),
         attempts_before: attempts,
     };
     Job::wire(body, settler, trace)
