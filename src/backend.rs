@@ -1,12 +1,14 @@
 //! What every backend (of the bus or the broker) shares, at the bottom of
 //! the crate: where it is ([`Endpoint`], its URL with the secrets
 //! redacted) and how its failures travel ([`BackendError`], the client
-//! library's error kept as the `source`, with no secret in its text).
+//! library's error kept as the `source`, with no secret in its text),
+//! and how often it failed ([`Failures`]).
 //!
 //! It names no backend and no client crate.
 
 use std::error::Error;
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// A backend's URL, and the same URL as it may be shown (secrets
@@ -483,6 +485,57 @@ mod tests {
                 !shown.contains("ter2") && !shown.contains("tok3n"),
                 "{shown}"
             );
+        }
+    }
+}
+
+/// How often a backend lost its server and how its operations failed:
+/// what the bus's hub and each broker backend count, and what their info
+/// and the metrics read.
+#[derive(Debug, Default)]
+pub(crate) struct Failures {
+    disconnects: AtomicU64,
+    errors: AtomicU64,
+    /// Of the errors, those while connected.
+    server_errors: AtomicU64,
+}
+
+/// What [`Failures`] counted so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FailureCounts {
+    /// Connections lost (up, then down).
+    pub(crate) disconnects: u64,
+    /// Operations that failed.
+    pub(crate) errors: u64,
+    /// Of those, the ones while connected: the server refused or did not
+    /// answer. The others failed because the connection was down or went
+    /// down under them.
+    pub(crate) server_errors: u64,
+}
+
+impl Failures {
+    /// The connection was lost.
+    pub(crate) fn disconnected(&self) {
+        self.disconnects.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// An operation failed; `connected`: whether the backend was connected
+    /// when it did (a backend that sees a lost connection in the error
+    /// notes it first).
+    pub(crate) fn failed(&self, connected: bool) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        if connected {
+            self.server_errors.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The counts so far.
+    pub(crate) fn counts(&self) -> FailureCounts {
+        let read = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        FailureCounts {
+            disconnects: read(&self.disconnects),
+            errors: read(&self.errors),
+            server_errors: read(&self.server_errors),
         }
     }
 }

@@ -29,14 +29,18 @@
 //! | `microagent_handler_duration_seconds` | histogram | `agent`, `kind`, `handler` | how long each run took |
 //! | `microagent_queue_settled_total` | counter | `queue`, `outcome` | attempts of this process's consumers, by how they were settled |
 //! | `microagent_queue_depth` | gauge | `queue` | messages waiting in a queue this process consumes (asked of the broker at each scrape) |
+//! | `microagent_queue_in_flight` | gauge | `queue` | messages this process's consumers took and have not settled |
+//! | `microagent_queue_sent_total` | counter | `queue`, `outcome` | messages this process sent: `ok`, `failed` |
+//! | `microagent_queue_send_duration_seconds` | histogram | `queue` | how long the server took to confirm a send |
+//! | `microagent_task_lateness_seconds` | histogram | `agent`, `kind`, `task` | how late task runs started |
 //! | `microagent_bus_signals_sent_total` | counter | | signals this process sent |
 //! | `microagent_bus_calls_total` | counter | `signal`, `outcome` | this process's RPC calls: `answered`, `no_answer`, `failed` |
 //! | `microagent_bus_call_answers_total` | counter | `signal` | the answers they got |
 //! | `microagent_bus_call_duration_seconds` | histogram | `signal` | how long they took |
 //! | `microagent_bus_bad_input_total` | counter | `backend` | malformed messages the bus dropped |
 //! | `microagent_bus_slow_consumer_total` | counter | `backend` | messages the backend's client dropped unread |
-//! | `microagent_backend_disconnects_total` | counter | `channel`, `backend` | connections the bus lost |
-//! | `microagent_backend_errors_total` | counter | `channel`, `backend` | the bus's failed commands and connections |
+//! | `microagent_backend_disconnects_total` | counter | `channel`, `backend` | connections the bus or broker lost |
+//! | `microagent_backend_errors_total` | counter | `channel`, `backend`, `kind` | their failed operations: `server` (while connected), `connection` (while not) |
 //! | `microagent_backend_connected` | gauge | `channel`, `backend` | 1 while the bus or broker is connected |
 //!
 //! `kind` is `receiver`, `consumer`, `periodic` or `cron`; a handler's
@@ -411,20 +415,31 @@ pub fn sample() {
             counter!(BUS_ANSWERS, "signal" => signal).absolute(calls.answers);
         }
         connected("bus", bus.kind, bus.connected);
-        let labels = [("channel", "bus"), ("backend", bus.kind)];
-        counter!(BACKEND_DISCONNECTS, &labels).absolute(bus.disconnects);
-        counter!(BACKEND_ERRORS, &labels).absolute(bus.errors);
+        let failures = (bus.disconnects, bus.errors, bus.server_errors);
+        backend_failures("bus", bus.kind, failures);
     }
     if let Some(broker) = crate::broker::current_info() {
         connected("broker", broker.kind, broker.connected);
         if broker.url.is_some() {
-            let labels = [("channel", "broker"), ("backend", broker.kind)];
-            counter!(BACKEND_DISCONNECTS, &labels).absolute(broker.disconnects);
-            counter!(BACKEND_ERRORS, &labels).absolute(broker.errors);
+            let failures = (broker.disconnects, broker.errors, broker.server_errors);
+            backend_failures("broker", broker.kind, failures);
         }
         for counts in &broker.queues {
             queue_settled(counts);
         }
+    }
+}
+
+/// A backend's `(disconnects, errors, server errors)`.
+fn backend_failures(channel: &'static str, backend: &'static str, counts: (u64, u64, u64)) {
+    let (disconnects, errors, server_errors) = counts;
+    counter!(BACKEND_DISCONNECTS, "channel" => channel, "backend" => backend).absolute(disconnects);
+    for (kind, count) in [
+        ("server", server_errors),
+        ("connection", errors.saturating_sub(server_errors)),
+    ] {
+        counter!(BACKEND_ERRORS, "channel" => channel, "backend" => backend, "kind" => kind)
+            .absolute(count);
     }
 }
 

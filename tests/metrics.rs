@@ -596,9 +596,22 @@ fn queue_metrics_count_each_settlement(backend: Backend) {
         );
         let labels = [("queue", "metrics-matrix")];
         assert_eq!(value(&scrape, "microagent_queue_in_flight", &labels), 0.0);
-        if broker.info().kind != "in-process" {
+        let info = broker.info();
+        if info.kind != "in-process" {
             // Each send's confirmation was timed.
             assert_eq!(confirmations(&scrape) - confirmed_before, 2.0);
+            // The broker's failures, by kind, as its info counts them.
+            let errors = |kind| {
+                let labels = [
+                    ("channel", "broker"),
+                    ("backend", info.kind),
+                    ("kind", kind),
+                ];
+                value(&scrape, "microagent_backend_errors_total", &labels)
+            };
+            assert_eq!(errors("server"), info.server_errors as f64);
+            let connection = info.errors - info.server_errors;
+            assert_eq!(errors("connection"), connection as f64);
         }
         let depth = broker.length("metrics-matrix").await.expect("a length");
         let labels = [("queue", "metrics-matrix")];

@@ -201,6 +201,10 @@ pub struct BrokerInfo {
     /// Operations its server refused or that failed on the way, so far;
     /// 0 in-process.
     pub errors: u64,
+    /// Of those errors, the ones while connected: the server refused or
+    /// did not answer (the others failed because the connection was down
+    /// or went down under them).
+    pub server_errors: u64,
     /// How this process's consumers settled their attempts, for each
     /// queue they consume, since the process started.
     pub queues: Vec<super::QueueCounts>,
@@ -215,6 +219,7 @@ impl BrokerInfo {
             connected: true,
             disconnects: 0,
             errors: 0,
+            server_errors: 0,
             queues,
         }
     }

@@ -174,12 +174,14 @@ impl Broker {
             Backend::Memory(_) => BrokerInfo::in_process(queues),
             Backend::Remote(remote) => {
                 let link = remote.queues.link();
+                let failures = link.counts();
                 BrokerInfo {
                     kind: remote.kind,
                     url: Some(remote.url.clone()),
                     connected: link.is_up(),
-                    disconnects: link.disconnects(),
-                    errors: link.errors(),
+                    disconnects: failures.disconnects,
+                    errors: failures.errors,
+                    server_errors: failures.server_errors,
                     queues,
                 }
             }

@@ -8,14 +8,15 @@
     allow(dead_code)
 )]
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::backend::{FailureCounts, Failures};
 
 /// A backend's connection state and its counts.
 #[derive(Debug, Default)]
 pub(crate) struct LinkState {
     up: AtomicBool,
-    disconnects: AtomicU64,
-    errors: AtomicU64,
+    failures: Failures,
 }
 
 impl LinkState {
@@ -37,24 +38,20 @@ impl LinkState {
     pub(crate) fn set_up(&self, up: bool) -> bool {
         let was = self.up.swap(up, Ordering::Relaxed);
         if was && !up {
-            self.disconnects.fetch_add(1, Ordering::Relaxed);
+            self.failures.disconnected();
         }
         was
     }
 
-    /// Notes an operation the server refused or that failed on the way.
+    /// Notes an operation that failed: a server error while connected, a
+    /// connection error otherwise (note a lost connection first).
     pub(crate) fn failed(&self) {
-        self.errors.fetch_add(1, Ordering::Relaxed);
+        self.failures.failed(self.is_up());
     }
 
-    /// Connections lost so far.
-    pub(crate) fn disconnects(&self) -> u64 {
-        self.disconnects.load(Ordering::Relaxed)
-    }
-
-    /// Operations that failed so far.
-    pub(crate) fn errors(&self) -> u64 {
-        self.errors.load(Ordering::Relaxed)
+    /// What it counted so far.
+    pub(crate) fn counts(&self) -> FailureCounts {
+        self.failures.counts()
     }
 }
 
@@ -63,13 +60,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_lost_connection_counts_once_whatever_fails_after() {
+    fn a_lost_connection_counts_once_and_errors_by_whether_it_was_up() {
         let link = LinkState::new(true);
         assert!(link.set_up(false));
         assert!(!link.set_up(false));
+        link.failed();
         link.set_up(true);
+        link.failed();
         link.set_up(false);
-        assert_eq!(link.disconnects(), 2);
+        let counts = link.counts();
+        assert_eq!(
+            (counts.disconnects, counts.errors, counts.server_errors),
+            (2, 2, 1)
+        );
         assert!(!link.is_up());
     }
 }

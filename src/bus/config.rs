@@ -216,6 +216,10 @@ pub struct BusInfo {
     /// one, since the bus started (each also reached its caller or the
     /// log).
     pub errors: u64,
+    /// Of those errors, the ones while connected: the server refused or
+    /// did not answer (the others failed because the connection was down
+    /// or went down under them).
+    pub server_errors: u64,
     /// Signals this process sent (not calls), since it started.
     pub sent: u64,
     /// The calls this process made since it started, by signal and
@@ -236,6 +240,7 @@ impl BusInfo {
             slow_consumer: 0,
             disconnects: 0,
             errors: 0,
+            server_errors: 0,
             sent: 0,
             calls: Vec::new(),
         }

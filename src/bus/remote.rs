@@ -65,6 +65,7 @@ impl Remote {
     }
 
     pub(crate) fn info(&self) -> BusInfo {
+        let failures = self.hub.failures();
         BusInfo {
             kind: self.hub.kind(),
             prefix: self.hub.prefix().to_owned(),
@@ -72,8 +73,9 @@ impl Remote {
             connected: self.is_up(),
             bad_input: self.hub.bad_input(),
             slow_consumer: self.hub.slow_consumer_count(),
-            disconnects: self.hub.disconnects(),
-            errors: self.hub.errors(),
+            disconnects: failures.disconnects,
+            errors: failures.errors,
+            server_errors: failures.server_errors,
             // The bus handle adds its own counts.
             sent: 0,
             calls: Vec::new(),

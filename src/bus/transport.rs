@@ -29,7 +29,7 @@ use super::delivery::{AnswerTx, Payload};
 use super::error::BusError;
 use super::local::Subscribers;
 use super::wire;
-use crate::backend::Endpoint;
+use crate::backend::{Endpoint, FailureCounts, Failures};
 use crate::spans::Origin;
 use crate::LOG_TARGET;
 
@@ -99,10 +99,8 @@ pub(crate) struct Hub {
     pending: Mutex<HashMap<String, Pending>>,
     bad_input: AtomicU64,
     slow_consumer: AtomicU64,
-    /// Connections lost (up, then down).
-    disconnects: AtomicU64,
-    /// Commands the server refused and connections that failed under one.
-    errors: AtomicU64,
+    /// Connections lost, commands that failed.
+    failures: Failures,
     subscribers: Arc<Subscribers>,
 }
 
@@ -148,8 +146,7 @@ impl Hub {
             pending: Mutex::default(),
             bad_input: AtomicU64::new(0),
             slow_consumer: AtomicU64::new(0),
-            disconnects: AtomicU64::new(0),
-            errors: AtomicU64::new(0),
+            failures: Failures::default(),
             subscribers,
         })
     }
@@ -237,18 +234,13 @@ impl Hub {
     pub(crate) fn set_up(&self, up: bool) {
         let was = self.up.send_replace(up);
         if was && !up {
-            self.disconnects.fetch_add(1, Ordering::Relaxed);
+            self.failures.disconnected();
         }
     }
 
-    /// How often the connection was lost.
-    pub(crate) fn disconnects(&self) -> u64 {
-        self.disconnects.load(Ordering::Relaxed)
-    }
-
-    /// How many commands and connections failed.
-    pub(crate) fn errors(&self) -> u64 {
-        self.errors.load(Ordering::Relaxed)
+    /// How often the connection was lost, and how commands failed.
+    pub(crate) fn failures(&self) -> FailureCounts {
+        self.failures.counts()
     }
 
     /// The error of a send while the backend is down.
@@ -259,9 +251,9 @@ impl Hub {
     }
 
     /// The error of a command the server refused or a connection that
-    /// failed under it.
+    /// failed under it (counted as a server error while connected).
     pub(crate) fn failed(&self, error: impl std::error::Error + Send + Sync + 'static) -> BusError {
-        self.errors.fetch_add(1, Ordering::Relaxed);
+        self.failures.failed(self.is_up());
         BusError::Backend {
             kind: self.kind,
             url: self.endpoint.redacted().to_owned(),

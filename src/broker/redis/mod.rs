@@ -432,7 +432,6 @@ impl RedisQueues {
                 Ok(value)
             }
             Err(e) => {
-                self.state.failed();
                 // A master demoted by a failover answers READONLY: the
                 // next connection asks the Sentinels again.
                 let demoted =
@@ -441,6 +440,7 @@ impl RedisQueues {
                     self.state.set_up(false);
                     self.stale.store(true, Ordering::Relaxed);
                 }
+                self.state.failed();
                 Err(failed(&self.endpoint, e))
             }
         }
