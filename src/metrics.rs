@@ -34,6 +34,7 @@
 //! | `microagent_queue_send_duration_seconds` | histogram | `queue` | how long the server took to confirm a send |
 //! | `microagent_task_lateness_seconds` | histogram | `agent`, `kind`, `task` | how late task runs started |
 //! | `microagent_bus_signals_sent_total` | counter | | signals this process sent |
+//! | `microagent_bus_signals_received_total` | counter | | signals and calls handed to its receivers |
 //! | `microagent_bus_calls_total` | counter | `signal`, `outcome` | this process's RPC calls: `answered`, `no_answer`, `failed` |
 //! | `microagent_bus_call_answers_total` | counter | `signal` | the answers they got |
 //! | `microagent_bus_call_duration_seconds` | histogram | `signal` | how long they took |
@@ -87,6 +88,8 @@ pub const QUEUE_SENT: &str = "microagent_queue_sent_total";
 pub const QUEUE_SEND_DURATION: &str = "microagent_queue_send_duration_seconds";
 /// Signals this process sent.
 pub const BUS_SENT: &str = "microagent_bus_signals_sent_total";
+/// Signals and calls handed to this process's receivers.
+pub const BUS_RECEIVED: &str = "microagent_bus_signals_received_total";
 /// This process's RPC calls, by signal and outcome.
 pub const BUS_CALLS: &str = "microagent_bus_calls_total";
 /// The answers this process's calls got.
@@ -181,6 +184,10 @@ fn describe() {
     describe_counter!(
         BUS_SENT,
         "Signals this process sent on its bus (not calls)."
+    );
+    describe_counter!(
+        BUS_RECEIVED,
+        "Signals and calls this process's bus handed to at least one of its receivers."
     );
     describe_counter!(
         BUS_CALLS,
@@ -402,6 +409,7 @@ pub fn sample() {
         counter!(BUS_BAD_INPUT, "backend" => bus.kind).absolute(bus.bad_input);
         counter!(BUS_SLOW_CONSUMER, "backend" => bus.kind).absolute(bus.slow_consumer);
         counter!(BUS_SENT).absolute(bus.sent);
+        counter!(BUS_RECEIVED).absolute(bus.received);
         for calls in &bus.calls {
             let signal = calls.signal.clone();
             for (outcome, count) in [

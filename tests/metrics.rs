@@ -187,7 +187,7 @@ fn metrics_are_exact_and_agree_with_info() {
 
         // Receiver: three bad orders, two good ones.
         let bus = Bus::current();
-        let sent_before = bus.info().sent;
+        let (sent_before, received_before) = (bus.info().sent, bus.info().received);
         for bad in [true, false, true, true, false] {
             bus.send("script", Order { bad }).await.expect("sent");
         }
@@ -225,6 +225,11 @@ fn metrics_are_exact_and_agree_with_info() {
         assert_eq!(sent - sent_before, 5);
         let sent_metric = value(&scrape, "microagent_bus_signals_sent_total", &[]);
         assert_eq!(sent_metric, sent as f64);
+        // Received: the five orders and the two calls.
+        let received = bus.info().received;
+        assert_eq!(received - received_before, 7);
+        let received_metric = value(&scrape, "microagent_bus_signals_received_total", &[]);
+        assert_eq!(received_metric, received as f64);
         let calls = |outcome| {
             let labels = [("signal", "quote"), ("outcome", outcome)];
             value(&scrape, "microagent_bus_calls_total", &labels)

@@ -222,6 +222,10 @@ pub struct BusInfo {
     pub server_errors: u64,
     /// Signals this process sent (not calls), since it started.
     pub sent: u64,
+    /// Signals and calls handed to at least one of this process's
+    /// receivers, since it started (from its own sends in-process, from
+    /// the wire on a server).
+    pub received: u64,
     /// The calls this process made since it started, by signal and
     /// outcome (the names
     /// past [`SIGNALS_CAP`](super::SIGNALS_CAP) add up under
@@ -242,6 +246,7 @@ impl BusInfo {
             errors: 0,
             server_errors: 0,
             sent: 0,
+            received: 0,
             calls: Vec::new(),
         }
     }

@@ -226,6 +226,7 @@ pub(crate) fn current_info() -> Option<BusInfo> {
 /// `info` with the process's counts of what it sent and called.
 fn counted(mut info: BusInfo) -> BusInfo {
     info.sent = TALLY.sent_count();
+    info.received = TALLY.received_count();
     info.calls = TALLY.calls();
     info
 }

@@ -111,6 +111,9 @@ impl Subscribers {
         if (last.deliver)(delivery(last, payload)) {
             delivered += 1;
         }
+        if delivered > 0 {
+            super::tally::TALLY.received();
+        }
         Ok(delivered)
     }
 }

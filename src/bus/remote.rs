@@ -78,6 +78,7 @@ impl Remote {
             server_errors: failures.server_errors,
             // The bus handle adds its own counts.
             sent: 0,
+            received: 0,
             calls: Vec::new(),
         }
     }

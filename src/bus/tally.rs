@@ -64,12 +64,14 @@ pub(crate) enum CallEnd {
 #[derive(Debug, Default)]
 pub(crate) struct BusTally {
     sent: AtomicU64,
+    received: AtomicU64,
     calls: Mutex<BTreeMap<String, Arc<CallTally>>>,
 }
 
 /// The process's counts.
 pub(crate) static TALLY: BusTally = BusTally {
     sent: AtomicU64::new(0),
+    received: AtomicU64::new(0),
     calls: Mutex::new(BTreeMap::new()),
 };
 
@@ -77,6 +79,16 @@ impl BusTally {
     /// Counts a signal sent.
     pub(crate) fn sent(&self) {
         self.sent.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a signal (or call) handed to this process's receivers.
+    pub(crate) fn received(&self) {
+        self.received.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Signals and calls handed to this process's receivers so far.
+    pub(crate) fn received_count(&self) -> u64 {
+        self.received.load(Ordering::Relaxed)
     }
 
     /// Counts a call of `signal` that ended as `end` after `took`.
