@@ -28,7 +28,7 @@
 //! | `microagent_handler_runs_total` | counter | `agent`, `kind`, `handler`, `outcome` | runs of receivers, consumers, periodic and cron tasks |
 //! | `microagent_handler_duration_seconds` | histogram | `agent`, `kind`, `handler` | how long each run took |
 //! | `microagent_queue_settled_total` | counter | `queue`, `outcome` | attempts of this process's consumers, by how they were settled |
-//! | `microagent_queue_depth` | gauge | `queue` | messages waiting in a queue this process consumes (asked of the broker at each scrape) |
+//! | `microagent_queue_depth` | gauge | `queue` | messages waiting in a queue this process consumes or sends to (asked of the broker at each scrape) |
 //! | `microagent_queue_in_flight` | gauge | `queue` | messages this process's consumers took and have not settled |
 //! | `microagent_queue_sent_total` | counter | `queue`, `outcome` | messages this process sent: `ok`, `failed` |
 //! | `microagent_queue_send_duration_seconds` | histogram | `queue` | how long the server took to confirm a send |
@@ -171,7 +171,7 @@ fn describe() {
     );
     describe_gauge!(
         QUEUE_DEPTH,
-        "Messages waiting in a queue this process consumes, as its broker said at the last sample."
+        "Messages waiting in a queue this process consumes or sends to, as its broker said at the last sample."
     );
     describe_gauge!(
         QUEUE_IN_FLIGHT,

@@ -504,7 +504,7 @@ impl Bus {
     ) -> Result<(), BusError> {
         self.check_signal(name, &sender, &payload)?;
         let sender = sender.to_arc();
-        let origin = Origin::from(span, "in-process");
+        let origin = Origin::from(span, self.system());
         self.inner
             .subscribers
             .dispatch(name, &sender, payload, None, &origin)?;
@@ -546,7 +546,7 @@ impl Bus {
             None => {
                 let (tx, answers) = mpsc::unbounded_channel();
                 let sender = sender.to_arc();
-                let origin = Origin::from(&Span::current(), "in-process");
+                let origin = Origin::from(&Span::current(), self.system());
                 let asked =
                     self.inner
                         .subscribers

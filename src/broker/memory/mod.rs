@@ -5,7 +5,7 @@ mod consumer;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use std::time::Duration;
 
@@ -37,8 +37,10 @@ pub(super) struct MemQueue {
     consumed: AtomicBool,
     /// Its first send was looked at (see [`MemQueue::sending`]).
     checked: AtomicBool,
-    /// The process's counts of the queue (sends, takings, settlements).
-    pub(super) tally: Arc<QueueTally>,
+    /// The process's counts of the queue, from its first send: a queue
+    /// only looked at (its length, its dead letters) is not counted, nor
+    /// named in the metrics.
+    tally: OnceLock<Arc<QueueTally>>,
 }
 
 /// How long after a first send to a queue nobody consumes the broker says
@@ -163,7 +165,9 @@ impl MemQueue {
             items.push_back(held);
         }
         drop(items);
-        self.tally.sent(1, true, None);
+        self.tally
+            .get_or_init(|| TALLY.queue(crate::intern::intern(&self.name)))
+            .sent(1, true, None);
         self.ready.notify();
         true
     }
@@ -304,7 +308,7 @@ impl Memory {
             dead: Mutex::default(),
             consumed: AtomicBool::new(false),
             checked: AtomicBool::new(false),
-            tally: TALLY.queue(crate::intern::intern(name)),
+            tally: OnceLock::new(),
         });
         queues.insert(name.to_owned(), queue.clone());
         queue
