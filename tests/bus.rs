@@ -168,7 +168,7 @@ fn shop(events: &Events) -> Shop {
     }
 }
 
-on_backends!([in_process, redis, nats] =>
+on_backends!([in_process, redis, redis_cluster, nats] =>
     a_signal_reaches_every_receiver_and_a_self_signal_from_post_start_arrives,
     a_call_gets_every_answer_keyed_by_agent_and_method,
     named_instances_answer_under_their_names_and_one_answer_is_taken_typed,

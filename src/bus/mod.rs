@@ -70,7 +70,14 @@ type Open = fn(&str) -> Result<BusConfig, BusError>;
 pub(crate) static BACKENDS: &[crate::backend::Registration<Open>] = &[
     crate::backend::Registration {
         name: "redis",
-        schemes: &["redis", "rediss", "redis+unix", "unix", "redis+sentinel"],
+        schemes: &[
+            "redis",
+            "rediss",
+            "redis+unix",
+            "unix",
+            "redis+sentinel",
+            "redis+cluster",
+        ],
         feature: "redis",
         #[cfg(feature = "redis")]
         open: Some(BusConfig::redis),

@@ -1,7 +1,7 @@
 //! The backend matrix: one test body run on every bus or broker backend
 //! this build has, each backend in a module of its own (`in_process::name`,
-//! `redis::name`, `amqp::name`, `nats::name`), so the runner's summary
-//! says which ran.
+//! `redis::name`, `redis_cluster::name`, `amqp::name`, `nats::name`), so
+//! the runner's summary says which ran.
 //!
 //! - A backend whose cargo feature is off is not compiled (the test does
 //!   not exist in that build).
@@ -25,6 +25,8 @@ use microagent::bus::{Bus, BusConfig};
 pub(crate) enum Backend {
     InProcess,
     Redis(String),
+    /// A Redis Cluster of this process's (`redis_cluster::name`).
+    RedisCluster(String),
     Amqp(String),
     Nats(String),
 }
@@ -33,6 +35,12 @@ impl Backend {
     /// The shared Redis (`REDIS_URL`).
     pub(crate) fn redis() -> Backend {
         Backend::Redis(super::redis::url())
+    }
+
+    /// The Redis Cluster the tests of this process share (three masters
+    /// and their replicas, started by the first test that asks).
+    pub(crate) fn redis_cluster() -> Backend {
+        Backend::RedisCluster(super::redis::RedisCluster::shared_url().to_owned())
     }
 
     /// The shared RabbitMQ (`AMQP_URL`).
@@ -54,7 +62,10 @@ impl Backend {
     fn url(&self) -> Option<&str> {
         match self {
             Backend::InProcess => None,
-            Backend::Redis(url) | Backend::Amqp(url) | Backend::Nats(url) => Some(url),
+            Backend::Redis(url)
+            | Backend::RedisCluster(url)
+            | Backend::Amqp(url)
+            | Backend::Nats(url) => Some(url),
         }
     }
 
@@ -63,10 +74,12 @@ impl Backend {
     pub(crate) fn bus_config(&self) -> BusConfig {
         match self {
             Backend::InProcess | Backend::Amqp(_) => BusConfig::in_process(),
-            Backend::Redis(url) | Backend::Nats(url) => BusConfig::from_url(url)
-                .expect("a bus backend of this build")
-                .prefix(&super::redis::prefix())
-                .expect("a valid prefix"),
+            Backend::Redis(url) | Backend::RedisCluster(url) | Backend::Nats(url) => {
+                BusConfig::from_url(url)
+                    .expect("a bus backend of this build")
+                    .prefix(&super::redis::prefix())
+                    .expect("a valid prefix")
+            }
         }
     }
 
@@ -126,6 +139,17 @@ macro_rules! on_backends {
             #[cfg_attr(not(service_redis), ignore = "needs REDIS_URL")]
             fn $name() {
                 super::$name($crate::support::matrix::Backend::redis())
+            })*
+        }
+    };
+    (@one redis_cluster [$($name:ident),*]) => {
+        // A cluster of the test process's own (`redis-server` is on every
+        // machine): nothing to name, nothing to skip.
+        #[cfg(feature = "redis")]
+        mod redis_cluster {
+            $(#[test]
+            fn $name() {
+                super::$name($crate::support::matrix::Backend::redis_cluster())
             })*
         }
     };

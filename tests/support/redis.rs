@@ -56,6 +56,9 @@ pub(crate) struct RedisServer {
     child: Option<Child>,
     /// Arguments before `--port` (a configuration file first, if any).
     args: Vec<String>,
+    /// Killed when the thread that started it ends (a server the tests
+    /// share, started from a thread that lives as long as the process).
+    dies_with_thread: bool,
 }
 
 impl RedisServer {
@@ -75,6 +78,7 @@ impl RedisServer {
                 port,
                 child: None,
                 args,
+                dies_with_thread: false,
             };
             if server.try_start() {
                 return server;
@@ -104,14 +108,24 @@ impl RedisServer {
     /// first (its port was taken).
     fn try_start(&mut self) -> bool {
         assert!(self.child.is_none(), "already running");
-        let mut child = Command::new("redis-server")
+        let mut command = Command::new("redis-server");
+        command
             .args(&self.args)
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server is installed");
+            .stderr(Stdio::null());
+        if self.dies_with_thread {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: prctl(2) in the child before exec, async-signal-safe.
+            unsafe {
+                command.pre_exec(|| {
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                    Ok(())
+                });
+            }
+        }
+        let mut child = command.spawn().expect("redis-server is installed");
         let start = Instant::now();
         loop {
             if let Ok(Some(_)) = child.try_wait() {
@@ -346,5 +360,170 @@ impl SentinelGroup {
         wait_for("the old master demoted", || {
             redis_cli(master, &["INFO", "replication"]).contains("role:slave")
         });
+    }
+}
+
+/// A Redis Cluster on free loopback ports: three masters, each with a
+/// replica.
+pub(crate) struct RedisCluster {
+    pub(crate) nodes: Vec<RedisServer>,
+    _dir: super::TempDir,
+}
+
+impl RedisCluster {
+    /// Starts six nodes, makes them a cluster and waits until every node
+    /// sees it whole and serving.
+    pub(crate) fn start() -> RedisCluster {
+        RedisCluster::start_as(false)
+    }
+
+    /// The cluster the tests of this process share (the matrix's
+    /// `redis_cluster` backend): started once, killed with the process.
+    pub(crate) fn shared_url() -> &'static str {
+        static URL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        URL.get_or_init(|| {
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let cluster = RedisCluster::start_as(true);
+                tx.send(cluster.url()).expect("the test waits for it");
+                // This thread lives as long as the process: its servers
+                // die with it.
+                loop {
+                    std::thread::park();
+                }
+            });
+            rx.recv().expect("the shared cluster started")
+        })
+    }
+
+    fn start_as(dies_with_thread: bool) -> RedisCluster {
+        static COUNT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = super::TempDir::new(&format!("cluster{n}"));
+        let nodes: Vec<RedisServer> = (0..6)
+            .map(|i| {
+                let node_dir = dir.0.join(i.to_string());
+                std::fs::create_dir_all(&node_dir).expect("a node's directory");
+                let node_dir = node_dir.to_string_lossy().into_owned();
+                let cluster_port = super::net::free_port().to_string();
+                let args = [
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-port",
+                    &cluster_port,
+                    "--cluster-node-timeout",
+                    "2000",
+                    "--dir",
+                    &node_dir,
+                ];
+                let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+                for _ in 0..5 {
+                    let mut server = RedisServer {
+                        port: super::net::free_port(),
+                        child: None,
+                        args: args.clone(),
+                        dies_with_thread,
+                    };
+                    if server.try_start() {
+                        return server;
+                    }
+                }
+                panic!("a cluster node could not start on five free ports in a row");
+            })
+            .collect();
+        let addrs: Vec<String> = nodes
+            .iter()
+            .map(|node| format!("127.0.0.1:{}", node.port()))
+            .collect();
+        let created = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addrs)
+            .args(["--cluster-replicas", "1", "--cluster-yes"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("redis-cli is installed");
+        assert!(created.success(), "redis-cli --cluster create failed");
+        let cluster = RedisCluster { nodes, _dir: dir };
+        cluster.wait_whole();
+        cluster
+    }
+
+    /// Waits until every node sees the cluster serving, with six nodes
+    /// and three masters.
+    pub(crate) fn wait_whole(&self) {
+        for node in &self.nodes {
+            wait_for("every node sees the cluster whole", || {
+                let info = redis_cli(node.port(), &["CLUSTER", "INFO"]);
+                let nodes = redis_cli(node.port(), &["CLUSTER", "NODES"]);
+                info.contains("cluster_state:ok")
+                    && nodes.lines().count() == 6
+                    && nodes.lines().filter(|l| l.contains("master")).count() == 3
+                    && !nodes.contains("fail")
+            });
+        }
+    }
+
+    /// Its URL, naming two of its nodes as seeds (`first` first).
+    pub(crate) fn url_from(&self, first: usize) -> String {
+        let second = (first + 1) % self.nodes.len();
+        format!(
+            "redis+cluster://127.0.0.1:{},127.0.0.1:{}",
+            self.nodes[first].port(),
+            self.nodes[second].port()
+        )
+    }
+
+    pub(crate) fn url(&self) -> String {
+        self.url_from(0)
+    }
+
+    /// The ports of the master serving `key`'s slot and of its replica.
+    pub(crate) fn master_and_replica_of(&self, key: &str) -> (u16, u16) {
+        let any = self.nodes[0].port();
+        let slot: u16 = redis_cli(any, &["CLUSTER", "KEYSLOT", key])
+            .parse()
+            .expect("a slot");
+        let nodes = redis_cli(any, &["CLUSTER", "NODES"]);
+        let port_of = |line: &str| -> u16 {
+            let addr = line.split(' ').nth(1).expect("an address");
+            let port = addr.split(['@', ',']).next().unwrap().rsplit(':').next();
+            port.unwrap().parse().expect("a port")
+        };
+        let serves = |line: &str| {
+            line.split(' ').skip(8).any(|range| {
+                let mut ends = range.split('-').map(|n| n.parse::<u16>());
+                match (ends.next(), ends.next()) {
+                    (Some(Ok(a)), Some(Ok(b))) => (a..=b).contains(&slot),
+                    (Some(Ok(a)), None) => a == slot,
+                    _ => false,
+                }
+            })
+        };
+        let master = nodes
+            .lines()
+            .find(|line| line.contains("master") && serves(line))
+            .expect("a master serves the slot");
+        let master_id = master.split(' ').next().unwrap();
+        let replica = nodes
+            .lines()
+            .find(|line| line.split(' ').nth(3) == Some(master_id))
+            .expect("the master has a replica");
+        (port_of(master), port_of(replica))
+    }
+
+    /// Fails the master of `key`'s slot over to its replica (`CLUSTER
+    /// FAILOVER`, the old master stays up and becomes a replica) and
+    /// waits until the cluster is whole again with the roles swapped.
+    pub(crate) fn fail_over(&self, key: &str) -> (u16, u16) {
+        let (master, replica) = self.master_and_replica_of(key);
+        assert_eq!(redis_cli(replica, &["CLUSTER", "FAILOVER"]), "OK");
+        wait_for("the replica promoted", || {
+            redis_cli(replica, &["ROLE"]).starts_with("master")
+                && redis_cli(master, &["ROLE"]).starts_with("slave")
+        });
+        self.wait_whole();
+        assert_eq!(self.master_and_replica_of(key), (replica, master));
+        (master, replica)
     }
 }

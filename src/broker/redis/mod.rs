@@ -16,6 +16,13 @@
 //!   configurable) as JSON objects
 //!   `{"message", "reason", "attempts", "consumer", "failed_at"}`.
 //!
+//! On a Redis Cluster (`redis+cluster://host:port[,...]`), every key of a
+//! queue hashes to its list's slot, so that each script touches one slot:
+//! the list keeps its bare name (the Python original's), and our keys
+//! start with that name in braces, a hash tag (`{jobs}:microagent:retry`,
+//! dead letters in `{jobs}:dead`), unless the name holds a hash tag of its
+//! own (`{orders}.eu`: then its keys are named as on one server).
+//!
 //! A processing list holds nothing but bodies, as they were pushed: a retry
 //! being handled is noted by its id in a list of its own beside it
 //! (`retrying:{consumer}`; its body stays in the retry hash), so that no
@@ -31,8 +38,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 use std::time::Duration;
 
-use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, Script};
+use redis::Script;
 
 use super::error::{BrokerError, DeadLetter};
 use super::link::LinkState;
@@ -42,11 +48,13 @@ use super::config::{BrokerConfig, Connector};
 use super::delivery::Verdict;
 use super::remote::{ConsumerSpec, Destination, RemoteQueues, Source};
 use crate::backend::Endpoint;
-use crate::redis_target::RedisTarget;
+use crate::redis_target::{Connection, RedisTarget};
 
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 impl BrokerConfig {
-    /// The Redis broker at `url` (`redis://[:password@]host[:port][/db]`):
+    /// The Redis broker at `url` (`redis://[:password@]host[:port][/db]`;
+    /// `redis+sentinel://host:port[,...]/MASTER` for a Sentinel-served
+    /// master; `redis+cluster://host:port[,...]` for a Redis Cluster):
     /// the Python original's queues, consumed without loss (see the
     /// crate docs' broker section).
     pub fn redis(url: &str) -> Result<Self, BrokerError> {
@@ -77,10 +85,7 @@ impl Connector for RedisBroker {
         let (namespace, lease) = (config.namespace.clone(), config.lease);
         let dead_suffix = config.dead_suffix.clone();
         Box::pin(async move {
-            let connection = client
-                .multiplexed()
-                .await
-                .map_err(|e| failed(&endpoint, e))?;
+            let connection = client.connect().await.map_err(|e| failed(&endpoint, e))?;
             Ok(Arc::new(RedisQueues {
                 client,
                 endpoint,
@@ -166,7 +171,7 @@ struct RedisQueues {
     dead_suffix: String,
     lease: Duration,
     /// The shared connection; replaced when it broke.
-    connection: Mutex<MultiplexedConnection>,
+    connection: Mutex<Connection>,
     /// The shared connection broke: make a new one before the next use.
     stale: AtomicBool,
     /// Whether the server is there, and its counts.
@@ -274,7 +279,7 @@ enum Origin {
 /// One consumer's keys and connection for blocking takes.
 struct Taker {
     id: String,
-    blocking: MultiplexedConnection,
+    blocking: Connection,
 }
 
 /// Takes up to `ARGV[2]` messages without waiting, in one round trip: due
@@ -391,6 +396,14 @@ return moved
 static TAKE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(TAKE));
 static RECOVER_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(RECOVER));
 
+/// The hash tag of `key` as a Redis Cluster reads it: what is between its
+/// first `{` and the first `}` after it, if that is not empty.
+fn hash_tag(key: &str) -> Option<&str> {
+    let (_, after) = key.split_once('{')?;
+    let (tag, _) = after.split_once('}')?;
+    (!tag.is_empty()).then_some(tag)
+}
+
 /// A Redis error, with the URL's secrets kept out.
 fn failed(endpoint: &Endpoint, e: redis::RedisError) -> BrokerError {
     BrokerError::Backend {
@@ -417,12 +430,37 @@ impl RedisQueues {
     }
 
     fn keys(&self, queue: &str, what: &str) -> String {
-        format!("{}{queue}:microagent:{what}", self.namespace)
+        format!("{}:microagent:{what}", self.stem(queue))
     }
 
     /// The dead letters' list.
     fn dead_key(&self, queue: &str) -> String {
-        format!("{}{queue}{}", self.namespace, self.dead_suffix)
+        format!("{}{}", self.stem(queue), self.dead_suffix)
+    }
+
+    /// What a queue's keys start with: the queue's list's name; on a
+    /// cluster, that name in braces (unless it holds a hash tag of its
+    /// own), so that every key of the queue hashes to the list's slot.
+    fn stem(&self, queue: &str) -> String {
+        let list = self.key(queue);
+        if self.client.is_cluster() && hash_tag(&list).is_none() {
+            format!("{{{list}}}")
+        } else {
+            list
+        }
+    }
+
+    /// On a cluster, a name with a `}` but no hash tag cannot be put in
+    /// braces: its keys would hash elsewhere than its list.
+    fn check_name(&self, queue: &str) -> Result<(), BrokerError> {
+        let list = self.key(queue);
+        if self.client.is_cluster() && hash_tag(&list).is_none() && list.contains('}') {
+            return Err(BrokerError::Name {
+                queue: queue.to_owned(),
+                reason: "on a Redis Cluster, a name with `}` must hold a hash tag (`{...}`)",
+            });
+        }
+        Ok(())
     }
 
     fn noted<T>(&self, result: redis::RedisResult<T>) -> Result<T, BrokerError> {
@@ -447,9 +485,9 @@ impl RedisQueues {
     }
 
     /// The shared connection, made anew when the last one broke.
-    async fn connection(&self) -> Result<MultiplexedConnection, BrokerError> {
+    async fn connection(&self) -> Result<Connection, BrokerError> {
         if self.stale.swap(false, Ordering::Relaxed) {
-            match self.client.multiplexed().await {
+            match self.client.connect().await {
                 Ok(fresh) => {
                     *self
                         .connection
@@ -533,6 +571,7 @@ impl RedisQueues {
         letter: &[u8],
         body: &[u8],
     ) -> Result<bool, BrokerError> {
+        self.check_name(queue)?;
         let mut connection = self.connection().await?;
         let result = REQUEUE_SCRIPT
             .key(self.dead_key(queue))
@@ -574,9 +613,8 @@ impl RedisQueues {
     }
 
     /// A connection of its own for a consumer's blocking takes.
-    async fn blocking(&self) -> Result<MultiplexedConnection, BrokerError> {
-        let config = AsyncConnectionConfig::new().set_response_timeout(Some(BLOCK * 5));
-        let blocking = self.client.multiplexed_with(&config).await;
+    async fn blocking(&self) -> Result<Connection, BrokerError> {
+        let blocking = self.client.connect_blocking(BLOCK * 5).await;
         self.noted(blocking)
     }
 
@@ -589,6 +627,7 @@ impl RedisQueues {
     /// A new consumer of `queue`: registered, with its lease, and with the
     /// processing lists of dead consumers returned first.
     async fn taker(&self, queue: &str) -> Result<Taker, BrokerError> {
+        self.check_name(queue)?;
         let taker = Taker {
             id: uuid::Uuid::new_v4().simple().to_string(),
             blocking: self.blocking().await?,
@@ -813,12 +852,22 @@ impl Taker {
 mod tests {
     use super::*;
 
+    #[test]
+    fn hash_tags_are_read_as_a_cluster_reads_them() {
+        assert_eq!(hash_tag("jobs"), None);
+        assert_eq!(hash_tag("{jobs}:dead"), Some("jobs"));
+        assert_eq!(hash_tag("a{b}c{d}"), Some("b"));
+        assert_eq!(hash_tag("x{}y{z}"), None);
+        assert_eq!(hash_tag("{a{b}"), Some("a{b"));
+        assert_eq!(hash_tag("a}b"), None);
+    }
+
     /// The broker's Redis side on the shared Redis (`REDIS_URL`), under a
     /// namespace of its own.
     async fn queues() -> RedisQueues {
         let url = std::env::var("REDIS_URL").expect("this test needs REDIS_URL");
         let client = RedisTarget::open(&url).expect("a Redis URL");
-        let connection = client.multiplexed().await.expect("Redis is reachable");
+        let connection = client.connect().await.expect("Redis is reachable");
         RedisQueues {
             client,
             endpoint: Endpoint::new(&url),

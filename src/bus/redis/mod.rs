@@ -11,6 +11,14 @@
 //! it reports itself connected. Publishing goes through a second,
 //! multiplexed connection that any arbiter can use.
 //!
+//! On a Redis Cluster (`redis+cluster://`), both connections go to the
+//! cluster's home node (the master of slot 0, see
+//! [`RedisTarget::client`]): a cluster forwards every message to every
+//! node, but `PUBLISH` counts only the subscribers of the node it was sent
+//! to, so every bus publishes and subscribes on one node for the RPC count
+//! below to hold. The bus moves when that node fails or stops being a
+//! master.
+//!
 //! RPC: a call publishes on `{prefix}:{signal}:{sender}#{id}`; PUBLISH
 //! tells how many subscriptions got it, which is how many buses will
 //! answer. Each answering bus runs all its receivers of the signal and
@@ -36,7 +44,9 @@ use crate::LOG_TARGET;
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 impl BusConfig {
     /// The Redis bus at `url` (`redis://[:password@]host[:port][/db]`, or
-    /// `rediss://` with TLS where the `redis` crate supports it).
+    /// `rediss://` with TLS where the `redis` crate supports it;
+    /// `redis+sentinel://host:port[,...]/MASTER` for a Sentinel-served
+    /// master; `redis+cluster://host:port[,...]` for a Redis Cluster).
     pub fn redis(url: &str) -> Result<Self, BusError> {
         let endpoint = Endpoint::new(url);
         let client = RedisTarget::open(url).map_err(|reason| BusError::Config {

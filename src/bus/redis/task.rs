@@ -114,11 +114,23 @@ async fn connect(
     Ok((sink, stream))
 }
 
-/// Whether Redis answers a PING on the publishing connection in time.
+/// Whether Redis answers a PING on the publishing connection in time. On
+/// a cluster, the question is `ROLE`, and the answer must still be
+/// `master`: a failover the cluster was asked for (`CLUSTER FAILOVER`)
+/// keeps the old master's connections open as it becomes a replica, and
+/// the bus must move to the new home, where the other buses go.
 async fn answers_ping(link: &Link) -> bool {
     let Some(mut connection) = lock(&link.publisher).clone() else {
         return false;
     };
+    if link.client.is_cluster() {
+        let role = redis::cmd("ROLE");
+        let answer = role.query_async::<Vec<redis::Value>>(&mut connection);
+        return matches!(
+            actix_rt::time::timeout(PING_TIMEOUT, answer).await,
+            Ok(Ok(role)) if matches!(role.first(), Some(redis::Value::BulkString(r)) if r == b"master")
+        );
+    }
     let ping = redis::cmd("PING");
     let answer = ping.query_async::<String>(&mut connection);
     matches!(
@@ -148,7 +160,9 @@ async fn connected(
             Either::Left((Either::Right((command, _)), _)) => Either::Right(command),
             Either::Right(_) => {
                 if !answers_ping(link).await {
-                    return Some(format!("no answer to a PING within {PING_TIMEOUT:?}"));
+                    return Some(format!(
+                        "no answer to a PING within {PING_TIMEOUT:?} (on a cluster: or the home node is no master)"
+                    ));
                 }
                 continue;
             }
