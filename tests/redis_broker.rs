@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use support::health::Health;
 use support::process::{Proc, HANG};
 use support::rabbit::RabbitServer;
-use support::redis::{RedisServer, SentinelGroup, Switch};
+use support::redis::{redis_cli, RedisCluster, RedisServer, SentinelGroup, Switch};
 use support::Events;
 
 #[derive(Queue, Serialize, Deserialize, Clone)]
@@ -1175,4 +1175,80 @@ fn a_sentinel_failover_under_a_running_consumer_loses_nothing() {
     }
     assert_eq!(left, 0, "nothing left in the new master's queue");
     assert_eq!(group.master_port(), group.replica.port().to_string());
+}
+
+/// On a Redis Cluster, a failover of the queue's master under a running
+/// consumer (`CLUSTER FAILOVER`: the replica takes the slots over, the old
+/// master stays up as a replica). The cluster connections follow the
+/// slots (`MOVED`), the consumer's blocking take is made again on the new
+/// master, and every message sent (each send retried until confirmed) is
+/// handled at least once, with none left in the queue.
+#[test]
+fn a_cluster_failover_under_a_running_consumer_loses_nothing() {
+    let cluster = std::sync::Arc::new(RedisCluster::start());
+    let url = cluster.url();
+    let slot = cluster.slot_of("from_python");
+    let events = Events::default();
+    let watched = events.clone();
+    let failing = cluster.clone();
+    let left = microagent::run(async move {
+        let broker = Broker::connect(BrokerConfig::from_url(&url).unwrap())
+            .await
+            .expect("the broker connects to the cluster");
+        let (addr, handle) = microagent::start(RustConsumer {
+            events: watched.clone(),
+        });
+        addr.send(GetInfo).await.unwrap();
+        let send = |id: u32| {
+            let broker = broker.clone();
+            async move {
+                let start = Instant::now();
+                while broker
+                    .send(FromPython {
+                        id,
+                        source: "cluster".into(),
+                    })
+                    .await
+                    .is_err()
+                {
+                    assert!(start.elapsed() < HANG, "sending never recovered");
+                    actix_rt::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        };
+        for id in 0..20 {
+            send(id).await;
+        }
+        watched.seen("rust handled 19 from cluster").await;
+        // The failover, while the consumer waits on its blocking take.
+        actix_rt::task::spawn_blocking(move || failing.fail_over(slot))
+            .await
+            .unwrap();
+        for id in 20..40 {
+            send(id).await;
+        }
+        for id in 20..40 {
+            watched
+                .seen(&format!("rust handled {id} from cluster"))
+                .await;
+        }
+        let left = broker.length("from_python").await.unwrap();
+        handle.stop();
+        handle.await.unwrap();
+        left
+    });
+    let handled: BTreeSet<String> = events.all().into_iter().collect();
+    for id in 0..40 {
+        assert!(
+            handled.contains(&format!("rust handled {id} from cluster")),
+            "message {id} was lost"
+        );
+    }
+    assert_eq!(left, 0, "nothing left in the queue");
+    let (new_master, _) = cluster.master_and_replica_of(slot);
+    assert_eq!(
+        redis_cli(new_master, &["LLEN", "from_python"]),
+        "0",
+        "the queue's list lives on the new master, empty"
+    );
 }

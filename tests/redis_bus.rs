@@ -749,3 +749,97 @@ fn the_bus_follows_a_sentinel_failover() {
     assert!(heard, "the bus published on the new master");
     assert_eq!(group.master_port(), group.replica.port().to_string());
 }
+
+/// Two buses on a Redis Cluster, given different seeds (neither first
+/// seed the home node), meet on its home node (slot 0's master): every
+/// pattern subscription is there, so a call from one counts the other's
+/// receiver and gets its answer. When the home node is failed over
+/// (`CLUSTER FAILOVER`: the old master stays up as a replica and keeps
+/// its connections), both buses notice (`ROLE`) and move to the new home:
+/// no subscription is left on the old one, and calls are answered again.
+#[test]
+fn buses_on_a_cluster_meet_on_its_home_node_and_follow_its_failover() {
+    let cluster = std::sync::Arc::new(redis_support::RedisCluster::start());
+    let prefix = redis_support::prefix();
+    let (home, _) = cluster.master_and_replica_of(0);
+    let ports: Vec<u16> = cluster.nodes.iter().map(|n| n.port()).collect();
+    let all_ports = ports.clone();
+    let not_home: Vec<usize> = (0..ports.len()).filter(|&i| ports[i] != home).collect();
+    // `url_from(i)` names nodes i and i + 1: the callers' first seed is
+    // not the home, the answerer's first seed is yet another node.
+    let url_a = cluster.url_from(not_home[0]);
+    let url_b = cluster.url_from(not_home[2]);
+    let patterns = |port: u16| -> u64 {
+        redis_support::redis_cli(port, &["PUBSUB", "NUMPAT"])
+            .parse()
+            .unwrap()
+    };
+
+    let (ready_tx, ready) = std::sync::mpsc::channel();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let config_b = config(&url_b, &prefix);
+    let answerer = std::thread::spawn(move || {
+        microagent::run(async move {
+            Bus::connect(config_b).await.expect("the bus connects");
+            let (addr, handle) = microagent::start(RustAgent::default());
+            started(&addr).await;
+            ready_tx.send(()).unwrap();
+            let _ = stopped.await;
+            handle.stop();
+            handle.await.unwrap();
+        })
+    });
+    ready.recv().expect("the answering bus started");
+
+    let failing = cluster.clone();
+    let config_a = config(&url_a, &prefix);
+    let (before, away, after, old_home, new_home) = microagent::run(async move {
+        let bus = Bus::connect(config_a).await.expect("the bus connects");
+        let item = || RsStock {
+            item: "figs".into(),
+        };
+        let before = bus.call("test", item(), LONG).await.unwrap();
+        let away: u64 = (0..ports.len())
+            .filter(|&i| ports[i] != home)
+            .map(|i| patterns(ports[i]))
+            .sum();
+        let (old_home, new_home) = actix_rt::task::spawn_blocking(move || failing.fail_over(0))
+            .await
+            .unwrap();
+        // Until both buses are at the new home: calls meanwhile may fail
+        // (typed) or count the buses already there.
+        let start = std::time::Instant::now();
+        let after = loop {
+            assert!(
+                start.elapsed() < support::process::HANG,
+                "the buses never met at the new home"
+            );
+            let moved = patterns(old_home) == 0 && patterns(new_home) > 0;
+            match bus.call("test", item(), LONG).await {
+                Ok(answers) if moved && answers.len() == 1 => break answers,
+                _ => actix_rt::time::sleep(Duration::from_millis(100)).await,
+            }
+        };
+        let _ = stop.send(());
+        (before, away, after, old_home, new_home)
+    });
+    assert_eq!(
+        away, 0,
+        "before the failover, every subscription is at home"
+    );
+    answerer.join().unwrap();
+    for answers in [&before, &after] {
+        assert_eq!(answers.len(), 1);
+        assert_eq!(answers.one::<String>().unwrap(), "rust has figs");
+    }
+    assert_eq!(patterns(old_home), 0);
+    for &port in &all_ports {
+        if port != new_home {
+            assert_eq!(
+                patterns(port),
+                0,
+                "a subscription away from home, on {port}"
+            );
+        }
+    }
+}

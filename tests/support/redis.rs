@@ -478,13 +478,16 @@ impl RedisCluster {
         self.url_from(0)
     }
 
-    /// The ports of the master serving `key`'s slot and of its replica.
-    pub(crate) fn master_and_replica_of(&self, key: &str) -> (u16, u16) {
-        let any = self.nodes[0].port();
-        let slot: u16 = redis_cli(any, &["CLUSTER", "KEYSLOT", key])
+    /// The slot of `key`.
+    pub(crate) fn slot_of(&self, key: &str) -> u16 {
+        redis_cli(self.nodes[0].port(), &["CLUSTER", "KEYSLOT", key])
             .parse()
-            .expect("a slot");
-        let nodes = redis_cli(any, &["CLUSTER", "NODES"]);
+            .expect("a slot")
+    }
+
+    /// The ports of the master serving `slot` and of its replica.
+    pub(crate) fn master_and_replica_of(&self, slot: u16) -> (u16, u16) {
+        let nodes = redis_cli(self.nodes[0].port(), &["CLUSTER", "NODES"]);
         let port_of = |line: &str| -> u16 {
             let addr = line.split(' ').nth(1).expect("an address");
             let port = addr.split(['@', ',']).next().unwrap().rsplit(':').next();
@@ -512,18 +515,19 @@ impl RedisCluster {
         (port_of(master), port_of(replica))
     }
 
-    /// Fails the master of `key`'s slot over to its replica (`CLUSTER
-    /// FAILOVER`, the old master stays up and becomes a replica) and
-    /// waits until the cluster is whole again with the roles swapped.
-    pub(crate) fn fail_over(&self, key: &str) -> (u16, u16) {
-        let (master, replica) = self.master_and_replica_of(key);
+    /// Fails the master of `slot` over to its replica (`CLUSTER
+    /// FAILOVER`: the old master stays up, its connections open, and
+    /// becomes a replica) and waits until the cluster is whole again with
+    /// the roles swapped; the old master's port and the new one's.
+    pub(crate) fn fail_over(&self, slot: u16) -> (u16, u16) {
+        let (master, replica) = self.master_and_replica_of(slot);
         assert_eq!(redis_cli(replica, &["CLUSTER", "FAILOVER"]), "OK");
         wait_for("the replica promoted", || {
             redis_cli(replica, &["ROLE"]).starts_with("master")
                 && redis_cli(master, &["ROLE"]).starts_with("slave")
         });
         self.wait_whole();
-        assert_eq!(self.master_and_replica_of(key), (replica, master));
+        assert_eq!(self.master_and_replica_of(slot), (replica, master));
         (master, replica)
     }
 }
