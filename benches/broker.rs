@@ -414,9 +414,6 @@ fn amqp(url: &str, n: usize, width: usize) -> f64 {
 /// each in a task of its own).
 #[cfg(feature = "nats")]
 fn nats(url: &str, n: usize, width: usize) -> f64 {
-    use async_nats::jetstream::{consumer::pull, stream, AckKind};
-    use futures_util::StreamExt;
-
     let (ours, bare) = microagent::run(async move {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let config = BrokerConfig::nats(url).expect("NATS_URL");
@@ -430,49 +427,12 @@ fn nats(url: &str, n: usize, width: usize) -> f64 {
         let client = async_nats::connect(url).await.expect("NATS is reachable");
         let js = async_nats::jetstream::new(client);
         let (name, subject) = (format!("X{id}"), format!("bare.X{id}"));
-        let orders = js
-            .create_stream(stream::Config {
-                name: name.clone(),
-                subjects: vec![subject.clone()],
-                retention: stream::RetentionPolicy::WorkQueue,
-                storage: stream::StorageType::File,
-                ..Default::default()
-            })
-            .await
-            .expect("a stream");
-        let consumer = orders
-            .create_consumer(pull::Config {
-                durable_name: Some(name.clone()),
-                ack_policy: async_nats::jetstream::consumer::AckPolicy::Explicit,
-                ..Default::default()
-            })
-            .await
-            .expect("a consumer");
-        let mut messages = consumer
-            .stream()
-            .max_messages_per_batch(16)
-            .messages()
-            .await
-            .expect("pulling");
-        actix_rt::spawn(async move {
-            while let Some(Ok(message)) = messages.next().await {
-                let order: Order = serde_json::from_slice(&message.payload).expect("our JSON");
-                std::hint::black_box(&order);
-                one_done();
-                actix_rt::spawn(async move {
-                    message.ack_with(AckKind::Ack).await.expect("ack");
-                });
-            }
-        });
+        bare::nats_consumers::<Order>(&js, (&name, &subject), (16, 1)).await;
         let (mut ours, mut bare) = (Duration::MAX, Duration::MAX);
         for _ in 0..ROUNDS {
             let publish_all = in_flight(n, width, |i| {
                 let body = serde_json::to_vec(&order(i)).expect("plain JSON");
-                let (js, subject) = (js.clone(), subject.clone());
-                async move {
-                    let ack = js.publish(subject, body.into()).await.expect("published");
-                    ack.await.expect("stored");
-                }
+                bare::nats_publish(js.clone(), subject.clone(), body)
             });
             bare = bare.min(timed(n, publish_all).await);
             let send_all = in_flight(n, width, |i| {

@@ -3,10 +3,11 @@
 //!
 //! - `queue_prefetch_{backend}`: messages/s end to end through one consumer
 //!   with prefetch 1, 16 and 64, the producer keeping 64 sends in flight
-//!   (in-process, Redis, RabbitMQ). Bare: on Redis the batched reliable
-//!   loop taking up to `prefetch` at a time, on RabbitMQ `lapin` with
-//!   `basic_qos(prefetch)`; in-process has no bare counterpart with a
-//!   prefetch.
+//!   (in-process, Redis, RabbitMQ, NATS JetStream). Bare: on Redis the
+//!   batched reliable loop taking up to `prefetch` at a time, on RabbitMQ
+//!   `lapin` with `basic_qos(prefetch)`, on NATS an `async-nats` pull
+//!   consumer pulling up to `prefetch` at a time, acking each; in-process
+//!   has no bare counterpart with a prefetch.
 //! - `queue_consumers_{backend}`: 1, 4 and 16 consumers (prefetch 16)
 //!   sharing one queue; bare: as many bare loops.
 //! - `queue_size_redis`: messages of about 100 B, 10 KB and 1 MB through
@@ -24,8 +25,9 @@
 //!
 //! `cargo bench --bench scale [-- --quick] [--csv PATH]`: `--quick` (CI's
 //! smoke run) runs fewer messages and rounds and at most 1 000 agents; the
-//! CSV goes to `target/scale.csv` unless `--csv` says otherwise. The Redis
-//! and RabbitMQ curves need `REDIS_URL` and `AMQP_URL`.
+//! CSV goes to `target/scale.csv` unless `--csv` says otherwise. The Redis,
+//! RabbitMQ and NATS curves need `REDIS_URL`, `AMQP_URL` and `NATS_URL`
+//! (and NATS the feature `nats`).
 //! `docs/figures/plot.py` draws `docs/figures/*.svg` from the CSV.
 
 use std::fmt::Write as _;
@@ -192,6 +194,8 @@ enum Backend {
     InProcess,
     Redis,
     Amqp,
+    /// JetStream (with the feature `nats`).
+    Nats,
 }
 
 impl Backend {
@@ -200,6 +204,7 @@ impl Backend {
             Backend::InProcess => "inprocess",
             Backend::Redis => "redis",
             Backend::Amqp => "amqp",
+            Backend::Nats => "nats",
         }
     }
 
@@ -208,6 +213,8 @@ impl Backend {
             Backend::InProcess => Some(String::new()),
             Backend::Redis => std::env::var("REDIS_URL").ok(),
             Backend::Amqp => std::env::var("AMQP_URL").ok(),
+            Backend::Nats if cfg!(feature = "nats") => std::env::var("NATS_URL").ok(),
+            Backend::Nats => None,
         }
     }
 
@@ -254,7 +261,9 @@ fn queue_ours(
     } else {
         s.messages
     };
-    let namespace = format!("S{}:", uuid::Uuid::new_v4().simple());
+    // JetStream's stream names take no `:`.
+    let separator = if backend == Backend::Nats { "-" } else { ":" };
+    let namespace = format!("S{}{separator}", uuid::Uuid::new_v4().simple());
     let config = backend.config(url, &namespace);
     microagent::run(async move {
         let broker = Broker::connect(config).await.expect("the broker connects");
@@ -352,6 +361,33 @@ fn queue_bare_amqp(url: &str, (prefetch, consumers): (u16, usize), s: Size) -> f
     })
 }
 
+/// Bare JetStream: a work-queue stream with one durable consumer, pulled
+/// by `consumers` pulls of up to `batch` each; publishes await their ack.
+#[cfg(feature = "nats")]
+fn queue_bare_nats(url: &str, (batch, consumers): (usize, usize), s: Size) -> f64 {
+    let n = s.messages;
+    let url = url.to_owned();
+    microagent::run(async move {
+        let client = async_nats::connect(url.as_str())
+            .await
+            .expect("NATS is reachable");
+        let js = async_nats::jetstream::new(client);
+        let id = uuid::Uuid::new_v4().simple();
+        let (name, subject) = (format!("X{id}"), format!("bare.X{id}"));
+        bare::nats_consumers::<Order>(&js, (&name, &subject), (batch, consumers)).await;
+        let mut best = Duration::MAX;
+        for _ in 0..s.rounds {
+            let publish_all = in_flight(n, IN_FLIGHT, |i| {
+                let body = serde_json::to_vec(&order(i, 100)).expect("plain JSON");
+                bare::nats_publish(js.clone(), subject.clone(), body)
+            });
+            best = best.min(timed(n, publish_all).await);
+        }
+        let _ = js.delete_stream(&name).await;
+        n as f64 / best.as_secs_f64()
+    })
+}
+
 /// The queue curves of one backend.
 fn queue_curves(backend: Backend, s: Size, points: &mut Vec<Point>) {
     let Some(url) = backend.url() else {
@@ -375,6 +411,10 @@ fn queue_curves(backend: Backend, s: Size, points: &mut Vec<Point>) {
             s,
         )),
         Backend::Amqp => Some(queue_bare_amqp(&url, (prefetch as u16, consumers), s)),
+        #[cfg(feature = "nats")]
+        Backend::Nats => Some(queue_bare_nats(&url, (prefetch as usize, consumers), s)),
+        #[cfg(not(feature = "nats"))]
+        Backend::Nats => None,
     };
     for prefetch in [1, 16, 64] {
         let ours = queue_ours(backend, &url, (prefetch, 1), 100, s);
@@ -563,7 +603,12 @@ fn main() {
         }
         return;
     }
-    for backend in [Backend::InProcess, Backend::Redis, Backend::Amqp] {
+    for backend in [
+        Backend::InProcess,
+        Backend::Redis,
+        Backend::Amqp,
+        Backend::Nats,
+    ] {
         queue_curves(backend, s, &mut points);
     }
     for count in [100, 1_000, 10_000] {

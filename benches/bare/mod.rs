@@ -145,3 +145,65 @@ pub(crate) async fn amqp_publish(publisher: &lapin::Channel, queue: &str, body: 
         .await
         .expect("confirmed");
 }
+
+/// Makes a JetStream work-queue stream `name` on `subject` and starts
+/// `consumers` pulls of one durable consumer of it, each pulling `batch`
+/// at a time: decode, handle, and acknowledge in a task of its own (as
+/// ours settles).
+#[cfg(feature = "nats")]
+pub(crate) async fn nats_consumers<T: DeserializeOwned + 'static>(
+    js: &async_nats::jetstream::Context,
+    (name, subject): (&str, &str),
+    (batch, consumers): (usize, usize),
+) {
+    use async_nats::jetstream::{consumer::pull, stream, AckKind};
+    use futures_util::StreamExt;
+
+    let orders = js
+        .create_stream(stream::Config {
+            name: name.to_owned(),
+            subjects: vec![subject.to_owned()],
+            retention: stream::RetentionPolicy::WorkQueue,
+            storage: stream::StorageType::File,
+            ..Default::default()
+        })
+        .await
+        .expect("a stream");
+    let consumer = orders
+        .create_consumer(pull::Config {
+            durable_name: Some(name.to_owned()),
+            ack_policy: async_nats::jetstream::consumer::AckPolicy::Explicit,
+            ..Default::default()
+        })
+        .await
+        .expect("a consumer");
+    for _ in 0..consumers {
+        let mut messages = consumer
+            .stream()
+            .max_messages_per_batch(batch)
+            .messages()
+            .await
+            .expect("pulling");
+        actix_rt::spawn(async move {
+            while let Some(Ok(message)) = messages.next().await {
+                let decoded: T = serde_json::from_slice(&message.payload).expect("our JSON");
+                std::hint::black_box(&decoded);
+                one_done();
+                actix_rt::spawn(async move {
+                    message.ack_with(AckKind::Ack).await.expect("ack");
+                });
+            }
+        });
+    }
+}
+
+/// Publishes `body` on `subject` and waits for JetStream's ack.
+#[cfg(feature = "nats")]
+pub(crate) async fn nats_publish(
+    js: async_nats::jetstream::Context,
+    subject: String,
+    body: Vec<u8>,
+) {
+    let ack = js.publish(subject, body.into()).await.expect("published");
+    ack.await.expect("stored");
+}
