@@ -18,6 +18,8 @@ mod delivery;
 mod error;
 mod handle;
 mod job;
+#[cfg(feature = "kafka")]
+mod kafka;
 mod link;
 mod memory;
 #[cfg(feature = "nats")]
@@ -89,6 +91,15 @@ pub(crate) static BACKENDS: &[crate::backend::Registration<Open>] = &[
         #[cfg(feature = "nats")]
         open: Some(BrokerConfig::nats),
         #[cfg(not(feature = "nats"))]
+        open: None,
+    },
+    crate::backend::Registration {
+        name: "kafka",
+        schemes: &["kafka"],
+        feature: "kafka",
+        #[cfg(feature = "kafka")]
+        open: Some(BrokerConfig::kafka),
+        #[cfg(not(feature = "kafka"))]
         open: None,
     },
 ];

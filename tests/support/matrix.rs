@@ -1,7 +1,7 @@
 //! The backend matrix: one test body run on every bus or broker backend
 //! this build has, each backend in a module of its own (`in_process::name`,
-//! `redis::name`, `redis_cluster::name`, `amqp::name`, `nats::name`), so
-//! the runner's summary says which ran.
+//! `redis::name`, `redis_cluster::name`, `amqp::name`, `nats::name`,
+//! `kafka::name`), so the runner's summary says which ran.
 //!
 //! - A backend whose cargo feature is off is not compiled (the test does
 //!   not exist in that build).
@@ -29,6 +29,8 @@ pub(crate) enum Backend {
     RedisCluster(String),
     Amqp(String),
     Nats(String),
+    /// A mock Kafka cluster of the test's own (`kafka::name`).
+    Kafka(String),
 }
 
 impl Backend {
@@ -54,6 +56,12 @@ impl Backend {
         Backend::Nats(super::redis::nats_url())
     }
 
+    /// A Kafka cluster of the test's own (librdkafka's mock cluster).
+    #[cfg(feature = "kafka")]
+    pub(crate) fn kafka() -> Backend {
+        Backend::Kafka(super::kafka::mock_cluster())
+    }
+
     /// Whether it is a bus or broker on a server.
     pub(crate) fn is_remote(&self) -> bool {
         !matches!(self, Backend::InProcess)
@@ -65,7 +73,8 @@ impl Backend {
             Backend::Redis(url)
             | Backend::RedisCluster(url)
             | Backend::Amqp(url)
-            | Backend::Nats(url) => Some(url),
+            | Backend::Nats(url)
+            | Backend::Kafka(url) => Some(url),
         }
     }
 
@@ -73,7 +82,7 @@ impl Backend {
     /// (in-process for a broker-only backend).
     pub(crate) fn bus_config(&self) -> BusConfig {
         match self {
-            Backend::InProcess | Backend::Amqp(_) => BusConfig::in_process(),
+            Backend::InProcess | Backend::Amqp(_) | Backend::Kafka(_) => BusConfig::in_process(),
             Backend::Redis(url) | Backend::RedisCluster(url) | Backend::Nats(url) => {
                 BusConfig::from_url(url)
                     .expect("a bus backend of this build")
@@ -85,11 +94,17 @@ impl Backend {
 
     /// Its broker configuration, with a namespace of the test's own.
     pub(crate) fn broker_config(&self) -> BrokerConfig {
+        // Kafka's topic names take no `:`.
+        let separator = if matches!(self, Backend::Kafka(_)) {
+            "."
+        } else {
+            ":"
+        };
         match self.url() {
             None => BrokerConfig::in_process(),
             Some(url) => BrokerConfig::from_url(url)
                 .expect("a broker backend of this build")
-                .namespace(&format!("{}:", super::redis::prefix())),
+                .namespace(&format!("{}{separator}", super::redis::prefix())),
         }
     }
 
@@ -160,6 +175,16 @@ macro_rules! on_backends {
             #[cfg_attr(not(service_amqp), ignore = "needs AMQP_URL")]
             fn $name() {
                 super::$name($crate::support::matrix::Backend::amqp())
+            })*
+        }
+    };
+    (@one kafka [$($name:ident),*]) => {
+        // A mock cluster of the test's own (nothing to name or skip).
+        #[cfg(feature = "kafka")]
+        mod kafka {
+            $(#[test]
+            fn $name() {
+                super::$name($crate::support::matrix::Backend::kafka())
             })*
         }
     };

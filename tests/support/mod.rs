@@ -10,6 +10,7 @@
 //! - [`nats`]: private `nats-server`s, and publishing by hand as a
 //!   misbehaving peer would;
 //! - [`rabbit`]: a private RabbitMQ node, for the tests that restart one;
+//! - [`kafka`]: librdkafka's mock cluster, in the test's process;
 //! - [`tempdir`]: a directory of a test's own ([`TempDir`]);
 //! - [`process`]: spawning the example and fixture binaries as real
 //!   processes, reading their output, signalling them ([`process::Proc`]).
@@ -20,6 +21,7 @@
 pub(crate) mod events;
 #[cfg(feature = "web")]
 pub(crate) mod health;
+pub(crate) mod kafka;
 pub(crate) mod matrix;
 pub(crate) mod nats;
 pub(crate) mod net;

@@ -1,0 +1,414 @@
+//! A Kafka consumer: a member of the queue's consumer group, subscribed to
+//! the queue's topic and its retry topic; takes what the client has
+//! fetched (waiting only while nothing is), holds retries until they are
+//! due, and commits each partition's offset up to its first message not
+//! yet settled.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, BinaryHeap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use futures_util::FutureExt;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::super::delivery::{persist, Verdict};
+use super::super::error::{BrokerError, DeadLetter};
+use super::super::remote::{ConsumerSpec, Slot, Source, Taken, Ticket};
+use super::{failed, now_ms, KafkaQueues, ATTEMPTS, DUE, TRACEPARENT};
+use crate::LOG_TARGET;
+
+/// One consumer of a queue.
+pub(super) struct KafkaSource {
+    shared: Arc<Shared>,
+    /// Retries taken before they are due, soonest first.
+    waiting: BinaryHeap<Reverse<Waiting>>,
+}
+
+/// What a consumer and its tickets share.
+struct Shared {
+    queues: Arc<KafkaQueues>,
+    consumer: StreamConsumer,
+    /// The consumer's name (in its dead letters).
+    name: Arc<str>,
+    retry_topic: String,
+    dead_topic: String,
+    offsets: Mutex<Offsets>,
+}
+
+/// A retry held until it is due.
+struct Waiting {
+    due: i64,
+    /// Taken order, among retries due at the same time.
+    seq: u64,
+    message: OwnedMessage,
+}
+
+impl PartialEq for Waiting {
+    fn eq(&self, other: &Self) -> bool {
+        (self.due, self.seq) == (other.due, other.seq)
+    }
+}
+
+impl Eq for Waiting {}
+
+impl PartialOrd for Waiting {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Waiting {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.due, self.seq).cmp(&(other.due, other.seq))
+    }
+}
+
+/// Per partition, the offsets taken and not yet settled, the next offset
+/// after the last taken, and the last committed.
+#[derive(Default)]
+struct Offsets {
+    partitions: HashMap<(String, i32), Partition>,
+    seq: u64,
+}
+
+#[derive(Default)]
+struct Partition {
+    open: BTreeSet<i64>,
+    next: i64,
+    committed: i64,
+}
+
+impl Offsets {
+    fn taken(&mut self, topic: &str, partition: i32, offset: i64) {
+        let entry = self
+            .partitions
+            .entry((topic.to_owned(), partition))
+            .or_default();
+        entry.open.insert(offset);
+        entry.next = entry.next.max(offset + 1);
+    }
+
+    /// `offset` settled: the offset to commit now, if it moved.
+    fn settled(&mut self, topic: &str, partition: i32, offset: i64) -> Option<i64> {
+        let entry = self.partitions.get_mut(&(topic.to_owned(), partition))?;
+        entry.open.remove(&offset);
+        let position = entry.open.first().copied().unwrap_or(entry.next);
+        (position > entry.committed).then(|| {
+            entry.committed = position;
+            position
+        })
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The value of header `key`, as text.
+fn header(message: &OwnedMessage, key: &str) -> Option<String> {
+    let headers = message.headers()?;
+    headers
+        .iter()
+        .find(|h| h.key == key)
+        .and_then(|h| h.value)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+}
+
+impl KafkaSource {
+    /// Joins the queue's group, subscribed to the queue and its retries.
+    pub(super) async fn open(
+        queues: Arc<KafkaQueues>,
+        spec: ConsumerSpec,
+    ) -> Result<KafkaSource, BrokerError> {
+        if let Some(exchange) = spec.binding.exchange {
+            return Err(BrokerError::QueueMismatch {
+                queue: spec.queue.to_owned(),
+                durable: true,
+                reason: format!("bound to exchange `{exchange}`: exchanges are AMQP's"),
+            });
+        }
+        let topic = queues.topic(spec.queue)?;
+        let retry_topic = KafkaQueues::retry_topic(&topic);
+        let dead_topic = queues.dead_topic(&topic);
+        queues
+            .declare(vec![topic.clone(), retry_topic.clone(), dead_topic.clone()])
+            .await?;
+        let consumer: StreamConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &queues.bootstrap)
+            .set("group.id", &topic)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("session.timeout.ms", "10000")
+            .set("topic.metadata.refresh.interval.ms", "1000")
+            // A retry due soon must not wait behind a long poll.
+            .set("fetch.wait.max.ms", "50")
+            .create()
+            .map_err(|e| failed(&queues.endpoint, e))?;
+        consumer
+            .subscribe(&[&topic, &retry_topic])
+            .map_err(|e| failed(&queues.endpoint, e))?;
+        Ok(KafkaSource {
+            shared: Arc::new(Shared {
+                queues,
+                consumer,
+                name: spec.name,
+                retry_topic,
+                dead_topic,
+                offsets: Mutex::default(),
+            }),
+            waiting: BinaryHeap::new(),
+        })
+    }
+
+    /// Notes a message received: handed on now, or held until due.
+    fn received(&mut self, message: OwnedMessage, ready: &mut Vec<OwnedMessage>) {
+        let shared = &self.shared;
+        let mut offsets = lock(&shared.offsets);
+        let (topic, partition, offset) = (message.topic(), message.partition(), message.offset());
+        offsets.taken(topic, partition, offset);
+        let mut taken = lock(&shared.queues.taken);
+        let next = taken.entry((topic.to_owned(), partition)).or_default();
+        *next = (*next).max(offset + 1);
+        drop(taken);
+        let due = (message.topic() == shared.retry_topic)
+            .then(|| header(&message, DUE).and_then(|d| d.parse::<i64>().ok()))
+            .flatten()
+            .unwrap_or(0);
+        if due > now_ms() {
+            offsets.seq += 1;
+            let seq = offsets.seq;
+            self.waiting.push(Reverse(Waiting { due, seq, message }));
+        } else {
+            ready.push(message);
+        }
+    }
+
+    /// The retries due now, soonest first, up to `most`.
+    fn due(&mut self, most: usize, ready: &mut Vec<OwnedMessage>) {
+        let now = now_ms();
+        while ready.len() < most {
+            match self.waiting.peek() {
+                Some(Reverse(w)) if w.due <= now => {
+                    if let Some(Reverse(w)) = self.waiting.pop() {
+                        ready.push(w.message);
+                    }
+                }
+                _ => break,
+            }
+        }
+    }
+
+    /// A received message as the consumer loop takes it.
+    fn taken(&self, message: OwnedMessage) -> Taken {
+        let attempts = header(&message, ATTEMPTS)
+            .and_then(|a| a.parse::<u32>().ok())
+            .unwrap_or(0);
+        let trace = header(&message, TRACEPARENT).map(String::into_boxed_str);
+        let body: Arc<[u8]> = message.payload().unwrap_or_default().into();
+        Taken {
+            trace,
+            body: body.clone(),
+            attempts,
+            ticket: Box::new(KafkaTicket {
+                shared: self.shared.clone(),
+                message,
+                body,
+                attempts,
+            }),
+        }
+    }
+}
+
+/// Whether a consumer's error is one to wait through (a topic not created
+/// yet, the end of a partition).
+fn passing(e: &KafkaError) -> bool {
+    matches!(
+        e.rdkafka_error_code(),
+        Some(RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::PartitionEOF)
+    )
+}
+
+impl Source for KafkaSource {
+    fn take(
+        &mut self,
+        most: usize,
+        longest: Duration,
+    ) -> BoxFuture<'_, Result<Vec<Taken>, BrokerError>> {
+        Box::pin(async move {
+            let most = most.max(1);
+            let mut ready = Vec::new();
+            self.due(most, &mut ready);
+            // What the client has fetched already.
+            while ready.len() < most {
+                let shared = self.shared.clone();
+                match shared.consumer.recv().now_or_never() {
+                    Some(Ok(message)) => self.received(message.detach(), &mut ready),
+                    Some(Err(e)) if passing(&e) => break,
+                    Some(Err(e)) => return Err(self.shared.queues.fail(e)),
+                    None => break,
+                }
+            }
+            // Nothing: wait for one, until the next retry is due at most.
+            let started = std::time::Instant::now();
+            while ready.is_empty() && started.elapsed() < longest {
+                let until_due = self
+                    .waiting
+                    .peek()
+                    .map(|Reverse(w)| Duration::from_millis((w.due - now_ms()).max(0) as u64));
+                let wait = longest
+                    .saturating_sub(started.elapsed())
+                    .min(until_due.unwrap_or(Duration::MAX));
+                let shared = self.shared.clone();
+                match actix_rt::time::timeout(wait, shared.consumer.recv()).await {
+                    Ok(Ok(message)) => self.received(message.detach(), &mut ready),
+                    Ok(Err(e)) if passing(&e) => {
+                        actix_rt::time::sleep(wait.min(Duration::from_millis(100))).await;
+                    }
+                    Ok(Err(e)) => return Err(self.shared.queues.fail(e)),
+                    Err(_) => {}
+                }
+                self.due(most, &mut ready);
+            }
+            self.shared.queues.state.set_up(true);
+            Ok(ready.into_iter().map(|m| self.taken(m)).collect())
+        })
+    }
+
+    fn recover(&mut self) -> BoxFuture<'_, Result<(), BrokerError>> {
+        // The client reconnects by itself.
+        Box::pin(async { Ok(()) })
+    }
+
+    fn retire(self: Box<Self>) -> BoxFuture<'static, ()> {
+        // Every message handed out is settled (and committed); retries
+        // held and not due are not, and go to the group's next member.
+        let KafkaSource { shared, waiting } = *self;
+        drop(waiting);
+        Box::pin(async move {
+            // Leaving the group waits for the servers: not on the arbiter.
+            let _ = actix_rt::task::spawn_blocking(move || {
+                shared.consumer.unsubscribe();
+                drop(shared);
+            })
+            .await;
+        })
+    }
+}
+
+/// Settles one message: commits its offset once everything before it in
+/// its partition is settled, after a retry or a dead letter is delivered.
+struct KafkaTicket {
+    shared: Arc<Shared>,
+    message: OwnedMessage,
+    body: Arc<[u8]>,
+    attempts: u32,
+}
+
+impl Ticket for KafkaTicket {
+    fn settle(self: Box<Self>, verdict: Verdict, slot: Slot) {
+        actix_rt::spawn(async move {
+            let KafkaTicket {
+                shared,
+                message,
+                body,
+                attempts,
+            } = *self;
+            let handed_on = |topic: &str, attempts: u32, due: i64| {
+                let headers = OwnedHeaders::new()
+                    .insert(Header {
+                        key: ATTEMPTS,
+                        value: Some(&attempts.to_string()),
+                    })
+                    .insert(Header {
+                        key: DUE,
+                        value: Some(&due.to_string()),
+                    });
+                let headers = match header(&message, TRACEPARENT) {
+                    Some(trace) => headers.insert(Header {
+                        key: TRACEPARENT,
+                        value: Some(&trace),
+                    }),
+                    None => headers,
+                };
+                (topic.to_owned(), headers)
+            };
+            let (to, payload, headers) = match verdict {
+                Verdict::Ack => (None, Vec::new(), None),
+                Verdict::Release => {
+                    let (topic, headers) = handed_on(&shared.retry_topic, attempts, now_ms());
+                    (Some(topic), body.to_vec(), Some(headers))
+                }
+                Verdict::Retry {
+                    attempts, pause, ..
+                } => {
+                    let due = now_ms() + pause.as_millis() as i64;
+                    let (topic, headers) = handed_on(&shared.retry_topic, attempts, due);
+                    (Some(topic), body.to_vec(), Some(headers))
+                }
+                Verdict::Dead { reason, attempts } => {
+                    let letter = DeadLetter::encode(&body, &reason, attempts, &shared.name);
+                    (Some(shared.dead_topic.clone()), letter.into_bytes(), None)
+                }
+            };
+            if let Some(topic) = to {
+                persist("handing a message on", || {
+                    shared.queues.produce(&topic, &payload, headers.clone())
+                })
+                .await;
+            }
+            shared.commit(&message);
+            drop(slot);
+        });
+    }
+}
+
+impl Shared {
+    /// Notes `message` settled, and commits its partition's new position.
+    fn commit(&self, message: &OwnedMessage) {
+        let (topic, partition) = (message.topic(), message.partition());
+        let Some(position) = lock(&self.offsets).settled(topic, partition, message.offset()) else {
+            return;
+        };
+        let mut list = TopicPartitionList::new();
+        let added = list.add_partition_offset(topic, partition, Offset::Offset(position));
+        let committed = added.and_then(|()| self.consumer.commit(&list, CommitMode::Async));
+        if let Err(e) = committed {
+            // Not committed (a rebalance took the partition, say): the
+            // message is delivered again, never lost.
+            self.queues.state.failed();
+            log::warn!(
+                target: LOG_TARGET,
+                "broker: committing `{topic}` partition {partition} at {position} failed: {e}; its messages may be delivered again"
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_partition_commits_up_to_its_first_message_not_settled() {
+        let mut offsets = Offsets::default();
+        for offset in 0..4 {
+            offsets.taken("jobs", 0, offset);
+        }
+        offsets.taken("jobs", 1, 7);
+        assert_eq!(offsets.settled("jobs", 0, 1), None, "0 is still open");
+        assert_eq!(offsets.settled("jobs", 0, 0), Some(2));
+        assert_eq!(offsets.settled("jobs", 0, 3), None, "2 is still open");
+        assert_eq!(offsets.settled("jobs", 0, 2), Some(4));
+        assert_eq!(offsets.settled("jobs", 1, 7), Some(8));
+        // Settled twice: nothing moves.
+        assert_eq!(offsets.settled("jobs", 1, 7), None);
+        assert_eq!(offsets.settled("other", 0, 0), None);
+    }
+}
