@@ -24,7 +24,7 @@ pub(crate) trait Connector: Send + Sync + 'static {
 }
 
 /// Which broker the agents of a System use: the in-process one (the
-/// default), Redis or AMQP. `Debug` shows a URL's password as `***`. Install it with [`Broker::connect`](super::Broker::connect)
+/// default), Redis, AMQP, NATS JetStream or Kafka. `Debug` shows a URL's password as `***`. Install it with [`Broker::connect`](super::Broker::connect)
 /// or [`Launcher::broker`](crate::Launcher::broker) before the agents
 /// start.
 #[derive(Clone)]
@@ -96,7 +96,8 @@ impl BrokerConfig {
 
     /// The broker at `url`, on the backend its scheme names (`redis://`
     /// and the other Redis schemes with the feature `redis`, `amqp://` and
-    /// `amqps://` with the feature `amqp`).
+    /// `amqps://` with the feature `amqp`, `nats://` with the feature
+    /// `nats`, `kafka://` with the feature `kafka`).
     ///
     /// Fails when no backend takes the scheme, or when the backend's cargo
     /// feature is off (the error names the feature).

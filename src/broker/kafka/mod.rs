@@ -358,10 +358,7 @@ type Ends = Vec<(i32, i64)>;
 
 /// Reads `topic` from the group's position to its end, and the positions
 /// at that end: the messages as stored, in partition order.
-fn read_unread(
-    consumer: &BaseConsumer,
-    topic: &str,
-) -> Result<(Vec<Vec<u8>>, Ends), KafkaError> {
+fn read_unread(consumer: &BaseConsumer, topic: &str) -> Result<(Vec<Vec<u8>>, Ends), KafkaError> {
     let positions = positions(consumer, topic)?;
     let mut assigned = TopicPartitionList::new();
     for (partition, mark, high) in &positions {
