@@ -196,7 +196,8 @@ impl TestKit {
     }
 
     /// Runs the test on this broker (the in-process one by default), under
-    /// a namespace of the test's own (`tk` and a random id, then `:`),
+    /// a namespace of the test's own (`tk` and a random id, then `.`,
+    /// which every backend's names take),
     /// so that its queues are its own. On a server, [`Kit::consume`] tells
     /// messages apart by their JSON: consume distinct messages.
     pub fn broker(mut self, config: BrokerConfig) -> Self {
@@ -232,7 +233,7 @@ impl TestKit {
                 Bus::connect(config).await.expect("the test's bus connects");
             }
             if let Some(config) = broker {
-                let config = config.namespace(&format!("tk{test_id}:"));
+                let config = config.namespace(&format!("tk{test_id}."));
                 Broker::connect(config)
                     .await
                     .expect("the test's broker connects");

@@ -641,4 +641,4 @@ fn queue_metrics_count_each_settlement(backend: Backend) {
     });
 }
 
-on_backends!([in_process, redis, amqp, nats] => queue_metrics_count_each_settlement);
+on_backends!([in_process, redis, amqp, nats, kafka] => queue_metrics_count_each_settlement);

@@ -134,7 +134,7 @@ fn a_panicking_plain_fn_consumer_is_dead_lettered_under_the_kit() {
 
 // The same kit on every backend: the bus and broker of a real server,
 // under a prefix and namespace of the test's own.
-on_backends!([in_process, redis, amqp, nats] => messages_are_acked_retried_or_dead_lettered_and_calls_get_scripted_answers);
+on_backends!([in_process, redis, amqp, nats, kafka] => messages_are_acked_retried_or_dead_lettered_and_calls_get_scripted_answers);
 
 fn messages_are_acked_retried_or_dead_lettered_and_calls_get_scripted_answers(backend: Backend) {
     let events = Events::default();
