@@ -7,8 +7,9 @@
 //! Redis: `REDIS_URL=redis://127.0.0.1:6379 cargo run --features redis --example queue`, or
 //! on RabbitMQ: `AMQP_URL=amqp://guest:guest@127.0.0.1:5672/%2f cargo run --features amqp
 //! --example queue`, or on NATS JetStream: `NATS_URL=nats://127.0.0.1:4222 cargo run
-//! --features nats --example queue` (`QUEUE_NAMESPACE` puts a prefix before its
-//! queue names).
+//! --features nats --example queue`, or on Kafka: `KAFKA_URL=kafka://127.0.0.1:9092
+//! cargo run --features kafka --example queue` (`QUEUE_NAMESPACE` puts a prefix
+//! before its queue names).
 
 use std::error::Error;
 use std::future::Future;
@@ -91,11 +92,12 @@ impl Shop {
     }
 }
 
-/// RabbitMQ when `AMQP_URL` is set, else NATS JetStream when `NATS_URL`
-/// is, else Redis when `REDIS_URL` is, else the in-process broker.
+/// Kafka when `KAFKA_URL` is set, else RabbitMQ when `AMQP_URL` is, else
+/// NATS JetStream when `NATS_URL` is, else Redis when `REDIS_URL` is, else
+/// the in-process broker.
 fn broker() -> Result<BrokerConfig, BrokerError> {
     let namespace = std::env::var("QUEUE_NAMESPACE").unwrap_or_default();
-    let url = ["AMQP_URL", "NATS_URL", "REDIS_URL"]
+    let url = ["KAFKA_URL", "AMQP_URL", "NATS_URL", "REDIS_URL"]
         .into_iter()
         .find_map(|variable| std::env::var(variable).ok());
     let config = match url {
