@@ -185,7 +185,7 @@ fn refused_configurations_exit_78_before_any_agent_starts() {
         (
             "[bus]\nurl = \"amqp://guest:hunter2@127.0.0.1/\"",
             vec![],
-            format!("configuration file `{shown}`: `bus.url`: expected a redis://, rediss://, redis+unix://, unix://, redis+sentinel:// or nats:// URL, found amqp://guest:***@127.0.0.1/"),
+            format!("configuration file `{shown}`: `bus.url`: expected a redis://, rediss://, redis+unix://, unix://, redis+sentinel://, redis+cluster:// or nats:// URL, found amqp://guest:***@127.0.0.1/"),
         ),
         (
             "http = \"0.0.0.0:0\"\n[admin]\ntoken = \"0123456789abcdef-secret\"",
@@ -205,7 +205,7 @@ fn refused_configurations_exit_78_before_any_agent_starts() {
         (
             "[broker]\nkind = \"rabbit\"",
             vec![],
-            format!("configuration file `{shown}`: `broker.kind`: unknown value `rabbit`; expected one of: in-process, redis, amqp, nats"),
+            format!("configuration file `{shown}`: `broker.kind`: unknown value `rabbit`; expected one of: in-process, redis, amqp, nats, kafka"),
         ),
         (
             "[agent.greeter]\ngreting = \"hi\"",
