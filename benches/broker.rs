@@ -29,19 +29,26 @@
 //!   publish and await JetStream's ack, a durable pull consumer pulling 16
 //!   at a time, decode, ack (each in a task of its own). Needs `NATS_URL`
 //!   and the feature `nats`.
+//! - kafka: N messages through our Kafka broker to an agent's consumer
+//!   (prefetch 16, 64 sends in flight) on librdkafka's mock cluster in this
+//!   process, against bare `rdkafka`: produce awaiting the delivery report
+//!   (`acks=all`, idempotent), a group consumer decoding and committing
+//!   each message. Needs the feature `kafka` (no server: the mock is the
+//!   cluster, so the rates say what the clients cost, not a disk).
 //! - observability (feature `metrics`): the local side with its
 //!   consumer's runs timed into the Prometheus recorder, against the same
 //!   untimed, alternating in one System (the pairs above run untimed).
 //!
 //! `cargo bench --bench broker [-- N]` (N = 20 000 by default). Each side
 //! runs several rounds, alternating; the best counts. The last lines are
-//! `broker ratio: local X.XX redis X.XX amqp X.XX nats X.XX` and `broker batch
+//! `broker ratio: local X.XX redis X.XX amqp X.XX nats X.XX kafka X.XX` and `broker batch
 //! ratio: redis X.XX amqp X.XX` (ours / bare; `n/a` without the server's
 //! URL), then `observability cost: broker X.XX` (timed / untimed; `n/a`
 //! without the feature).
 //!
 //! `cargo bench --bench broker -- N redis-batch` runs the Redis batch pair
-//! alone (to count its commands with `INFO commandstats`, or profile it).
+//! alone (to count its commands with `INFO commandstats`, or profile it);
+//! `-- N kafka` the Kafka pair alone.
 //!
 //! `cargo bench --bench broker -- N local-ours` (or `local-bare`) runs one
 //! round of one side of the local pair alone, for instruction counts under
@@ -57,6 +64,9 @@ use serde::{Deserialize, Serialize};
 use support::{in_flight, one_done, report, timed};
 
 mod bare;
+#[cfg(feature = "kafka")]
+#[path = "../tests/support/kafka.rs"]
+mod kafka_mock;
 mod support;
 
 const ROUNDS: usize = 5;
@@ -449,6 +459,59 @@ fn nats(url: &str, n: usize, width: usize) -> f64 {
     report((&ours_name, ours), (&bare_name, bare), n, "messages")
 }
 
+/// Kafka on librdkafka's mock cluster in this process: ours at prefetch
+/// 16 against bare `rdkafka` doing the same (a produce awaiting its
+/// delivery report, `width` in flight; a group consumer decoding and
+/// committing each message).
+#[cfg(feature = "kafka")]
+fn kafka(n: usize, width: usize) -> f64 {
+    let url = kafka_mock::mock_cluster();
+    let bootstrap = url.trim_start_matches("kafka://").to_owned();
+    let (ours, bare) = microagent::run(async move {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let config = BrokerConfig::kafka(&url).expect("a Kafka URL");
+        let broker = Broker::connect(config.namespace(&format!("B{id}.")))
+            .await
+            .expect("the mock cluster answers");
+        let (agent, _handle) = microagent::start(Sixteen::default());
+        agent.send(GetInfo).await.expect("the agent started");
+
+        let topic = format!("X{id}");
+        let producer = bare::kafka_producer(&bootstrap);
+        bare::kafka_consumer::<Order>(&bootstrap, (&topic, &topic));
+        let (mut ours, mut bare) = (Duration::MAX, Duration::MAX);
+        for _ in 0..ROUNDS {
+            let produce_all = in_flight(n, width, |i| {
+                let body = serde_json::to_vec(&order(i)).expect("plain JSON");
+                bare::kafka_produce(producer.clone(), topic.clone(), body)
+            });
+            bare = bare.min(timed(n, produce_all).await);
+            let send_all = in_flight(n, width, |i| {
+                let broker = broker.clone();
+                async move { broker.send(order(i)).await.expect("sent") }
+            });
+            ours = ours.min(timed(n, send_all).await);
+        }
+        (ours, bare)
+    });
+    let bare_name = format!("bare rdkafka produce/consume/commit, {width} sends in flight");
+    let ours_name = format!("broker (kafka, prefetch 16, {width} sends in flight)");
+    report((&ours_name, ours), (&bare_name, bare), n, "messages")
+}
+
+/// The Kafka pair (on a mock cluster of its own) when the feature `kafka`
+/// is on.
+fn kafka_pair(n: usize) -> Option<f64> {
+    #[cfg(feature = "kafka")]
+    return Some(kafka(n, IN_FLIGHT));
+    #[allow(unreachable_code)]
+    {
+        println!("kafka pair skipped: the kafka feature is off");
+        let _ = n;
+        None
+    }
+}
+
 /// The NATS pair when `NATS_URL` is set and the feature `nats` is on.
 fn nats_pair(n: usize) -> Option<f64> {
     #[cfg(feature = "nats")]
@@ -468,6 +531,10 @@ fn main() {
         .unwrap_or(20_000);
     if let Some(side) = std::env::args().find(|a| a == "local-ours" || a == "local-bare") {
         local_side(n, side == "local-ours");
+        return;
+    }
+    if std::env::args().any(|a| a == "kafka") {
+        kafka_pair(n);
         return;
     }
     if std::env::args().any(|a| a == "redis-batch") {
@@ -495,15 +562,17 @@ fn main() {
         println!("amqp pairs skipped: AMQP_URL is not set");
     }
     let nats = nats_pair(n);
+    let kafka = kafka_pair(n);
     let shown = |ratio: Option<f64>| ratio.map_or("n/a".to_owned(), |r| format!("{r:.2}"));
     if let Some((_, rate)) = redis_batch {
         println!("redis batch rate: {rate:.0} msgs/s");
     }
     println!(
-        "broker ratio: local {local:.2} redis {} amqp {} nats {}",
+        "broker ratio: local {local:.2} redis {} amqp {} nats {} kafka {}",
         shown(redis),
         shown(amqp_all),
-        shown(nats)
+        shown(nats),
+        shown(kafka)
     );
     println!(
         "broker batch ratio: redis {} amqp {}",

@@ -207,3 +207,65 @@ pub(crate) async fn nats_publish(
     let ack = js.publish(subject, body.into()).await.expect("published");
     ack.await.expect("stored");
 }
+
+/// Starts a Kafka consumer of `topic` in group `group` (manual commits):
+/// decode, handle, and commit each message's offset (asynchronously, as
+/// ours commits what is settled).
+#[cfg(feature = "kafka")]
+pub(crate) fn kafka_consumer<T: DeserializeOwned + 'static>(
+    bootstrap: &str,
+    (topic, group): (&str, &str),
+) {
+    use rdkafka::config::ClientConfig;
+    use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+    use rdkafka::Message;
+
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("fetch.wait.max.ms", "50")
+        .create()
+        .expect("a consumer");
+    consumer.subscribe(&[topic]).expect("subscribed");
+    actix_rt::spawn(async move {
+        while let Ok(message) = consumer.recv().await {
+            let decoded: T =
+                serde_json::from_slice(message.payload().unwrap_or_default()).expect("our JSON");
+            std::hint::black_box(&decoded);
+            one_done();
+            consumer
+                .commit_message(&message, CommitMode::Async)
+                .expect("commit");
+        }
+    });
+}
+
+/// A Kafka producer as ours makes it (`acks=all`, idempotent, messages
+/// without a key in one partition).
+#[cfg(feature = "kafka")]
+pub(crate) fn kafka_producer(bootstrap: &str) -> rdkafka::producer::FutureProducer {
+    rdkafka::config::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("partitioner", "consistent")
+        .set("linger.ms", "1")
+        .create()
+        .expect("a producer")
+}
+
+/// Produces `body` to `topic`; resolves with its delivery report.
+#[cfg(feature = "kafka")]
+pub(crate) async fn kafka_produce(
+    producer: rdkafka::producer::FutureProducer,
+    topic: String,
+    body: Vec<u8>,
+) {
+    let record = rdkafka::producer::FutureRecord::<(), _>::to(&topic).payload(&body);
+    producer
+        .send(record, std::time::Duration::from_secs(30))
+        .await
+        .expect("delivered");
+}
