@@ -139,13 +139,19 @@ impl KafkaSource {
         queues
             .declare(vec![topic.clone(), retry_topic.clone(), dead_topic.clone()])
             .await?;
+        let session = queues.lease.max(Duration::from_secs(1));
         let consumer: StreamConsumer = ClientConfig::new()
             .set("bootstrap.servers", &queues.bootstrap)
             .set("group.id", &topic)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
-            .set("session.timeout.ms", "10000")
+            // The lease: a killed consumer's partitions move on after it.
+            .set("session.timeout.ms", session.as_millis().to_string())
+            .set(
+                "heartbeat.interval.ms",
+                (session / 3).as_millis().to_string(),
+            )
             .set("topic.metadata.refresh.interval.ms", "1000")
             // A retry due soon must not wait behind a long poll.
             .set("fetch.wait.max.ms", "50")

@@ -20,6 +20,8 @@
 //!   as the JSON objects the other backends keep. What has been read of
 //!   them (requeued or purged) is the committed offset of the group named
 //!   after the dead letters' topic.
+//! - **Lease**: the broker's lease is the consumers' session timeout; a
+//!   consumer that goes silent (killed) holds its partitions that long.
 //! - **Length** is what waits on the queue's topic: per partition, from
 //!   the group's committed offset, or from after the last message this
 //!   process's consumers took when that is further, to the end. (Messages
@@ -114,7 +116,7 @@ impl Connector for KafkaBroker {
         let (endpoint, bootstrap) = (self.endpoint.clone(), self.bootstrap.clone());
         let namespace = config.namespace.clone();
         let dead_suffix = config.dead_suffix.replace(':', ".");
-        let connect_timeout = config.connect_timeout;
+        let (connect_timeout, lease) = (config.connect_timeout, config.lease);
         Box::pin(async move {
             let producer: FutureProducer = ClientConfig::new()
                 .set("bootstrap.servers", &bootstrap)
@@ -132,6 +134,7 @@ impl Connector for KafkaBroker {
                 producer,
                 state: LinkState::new(true),
                 taken: Taken::default(),
+                lease,
             };
             // The servers answer (the brokers' list), or the connection
             // fails here, as the other backends' do.
@@ -165,6 +168,10 @@ struct KafkaQueues {
     /// Per partition this process's consumers took from, the offset after
     /// the last one taken: what waits starts there.
     taken: Taken,
+    /// The consumers' session timeout: how long the group waits for a
+    /// consumer that went silent (killed) before its partitions, and the
+    /// messages it had not settled, go to the others.
+    lease: Duration,
 }
 
 /// Per topic and partition, the offset after the last message taken.
