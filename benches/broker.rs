@@ -477,13 +477,13 @@ fn kafka(n: usize, width: usize) -> f64 {
         agent.send(GetInfo).await.expect("the agent started");
 
         let topic = format!("X{id}");
-        let producer = bare::kafka_producer(&bootstrap);
-        bare::kafka_consumer::<Order>(&bootstrap, (&topic, &topic));
+        let producer = kafka_producer(&bootstrap);
+        kafka_consumer::<Order>(&bootstrap, (&topic, &topic));
         let (mut ours, mut bare) = (Duration::MAX, Duration::MAX);
         for _ in 0..ROUNDS {
             let produce_all = in_flight(n, width, |i| {
                 let body = serde_json::to_vec(&order(i)).expect("plain JSON");
-                bare::kafka_produce(producer.clone(), topic.clone(), body)
+                kafka_produce(producer.clone(), topic.clone(), body)
             });
             bare = bare.min(timed(n, produce_all).await);
             let send_all = in_flight(n, width, |i| {
@@ -497,6 +497,65 @@ fn kafka(n: usize, width: usize) -> f64 {
     let bare_name = format!("bare rdkafka produce/consume/commit, {width} sends in flight");
     let ours_name = format!("broker (kafka, prefetch 16, {width} sends in flight)");
     report((&ours_name, ours), (&bare_name, bare), n, "messages")
+}
+
+// The bare Kafka side (the scale bench has no Kafka curve).
+/// Starts a Kafka consumer of `topic` in group `group` (manual commits):
+/// decode, handle, and commit each message's offset (asynchronously, as
+/// ours commits what is settled).
+#[cfg(feature = "kafka")]
+fn kafka_consumer<T: serde::de::DeserializeOwned + 'static>(
+    bootstrap: &str,
+    (topic, group): (&str, &str),
+) {
+    use rdkafka::config::ClientConfig;
+    use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+    use rdkafka::Message;
+
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("fetch.wait.max.ms", "50")
+        .create()
+        .expect("a consumer");
+    consumer.subscribe(&[topic]).expect("subscribed");
+    actix_rt::spawn(async move {
+        while let Ok(message) = consumer.recv().await {
+            let decoded: T =
+                serde_json::from_slice(message.payload().unwrap_or_default()).expect("our JSON");
+            std::hint::black_box(&decoded);
+            one_done();
+            consumer
+                .commit_message(&message, CommitMode::Async)
+                .expect("commit");
+        }
+    });
+}
+
+/// A Kafka producer as ours makes it (`acks=all`, idempotent, messages
+/// without a key in one partition).
+#[cfg(feature = "kafka")]
+fn kafka_producer(bootstrap: &str) -> rdkafka::producer::FutureProducer {
+    rdkafka::config::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("partitioner", "consistent")
+        .set("linger.ms", "1")
+        .create()
+        .expect("a producer")
+}
+
+/// Produces `body` to `topic`; resolves with its delivery report.
+#[cfg(feature = "kafka")]
+async fn kafka_produce(producer: rdkafka::producer::FutureProducer, topic: String, body: Vec<u8>) {
+    let record = rdkafka::producer::FutureRecord::<(), _>::to(&topic).payload(&body);
+    producer
+        .send(record, std::time::Duration::from_secs(30))
+        .await
+        .expect("delivered");
 }
 
 /// The Kafka pair (on a mock cluster of its own) when the feature `kafka`
