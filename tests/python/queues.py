@@ -1,12 +1,15 @@
 """Python microagent 1.9 producing to and consuming from queues a Rust
-agent shares, on Redis or RabbitMQ (by the URL's scheme). Driven by
+agent shares, on Redis, RabbitMQ or Kafka (by the URL's scheme). Driven by
 tests/redis_broker.rs:
 
     python queues.py URL TO_RUST FROM_RUST COUNT
 
 Sends COUNT messages `{"id": i, "source": "python"}` to queue TO_RUST, and
 consumes queue FROM_RUST, printing `python handled <id> from <source>` for
-each message (flushed). Exits after it handled COUNT messages.
+each message (flushed). Exits after it handled COUNT messages; messages from
+source `probe` are printed and not counted (the Kafka consumer reads from
+the latest offset once it has started: the Rust side probes until it hears
+one, then sends).
 """
 import asyncio
 import sys
@@ -20,6 +23,10 @@ def make_broker(dsn):
         from microagent.tools.amqp import AMQPBroker
 
         return AMQPBroker(dsn)
+    if dsn.startswith("kafka"):
+        from microagent.tools.kafka import KafkaBroker
+
+        return KafkaBroker(dsn)
     return RedisBroker(dsn)
 
 
@@ -33,7 +40,8 @@ async def main(dsn, to_rust, from_rust, count):
         @consumer(inbox)
         async def handle(self, id, source, **kwargs):
             print(f"python handled {id} from {source}", flush=True)
-            handled.add(id)
+            if source != "probe":
+                handled.add(id)
             if len(handled) == count:
                 done.set()
 

@@ -28,12 +28,12 @@ pub(crate) fn nats_url() -> String {
     service("NATS_URL", "nats://127.0.0.1:4222")
 }
 
-/// A Python with `microagent[redis,amqp]==1.9.0`, from `INTEROP_PYTHON`
+/// A Python with `microagent[redis,amqp,kafka]==1.9.0`, from `INTEROP_PYTHON`
 /// (`service_python`, as [`url`]).
 pub(crate) fn python() -> String {
     service(
         "INTEROP_PYTHON",
-        "a python with microagent[redis,amqp]==1.9.0 (.ci/run makes one)",
+        "a python with microagent[redis,amqp,kafka]==1.9.0 (.ci/run makes one)",
     )
 }
 
