@@ -158,8 +158,9 @@ fn kafka_a_consumer_leaving_its_group_mid_run_hands_over_without_loss() {
         seen.extend(handled(&mut consumers[staying]));
         assert!(
             start.elapsed() < HANG,
-            "lost: {:?}",
-            sent.difference(&seen).take(20).collect::<Vec<_>>()
+            "lost: {:?}; the staying consumer said: {}",
+            sent.difference(&seen).take(20).collect::<Vec<_>>(),
+            consumers[staying].stderr()
         );
         std::thread::sleep(Duration::from_millis(5));
     }

@@ -235,6 +235,7 @@ mod tests {
         for (url, kind) in [
             ("redis://:hunter2@127.0.0.1:6379/3", "redis"),
             ("amqps://guest:hunter2@127.0.0.1/%2f", "amqp"),
+            ("kafka://127.0.0.1:9092", "kafka"),
         ] {
             match BrokerConfig::from_url(url) {
                 Ok(config) => assert_eq!(config.describe().0, kind),
@@ -245,7 +246,7 @@ mod tests {
                 }
             }
         }
-        let unknown = BrokerConfig::from_url("kafka://broker:9092").unwrap_err();
+        let unknown = BrokerConfig::from_url("mqtt://broker:1883").unwrap_err();
         assert!(unknown.to_string().contains("amqp://"), "{unknown}");
     }
 

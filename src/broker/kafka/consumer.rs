@@ -232,13 +232,27 @@ impl KafkaSource {
     }
 }
 
-/// Whether a consumer's error is one to wait through (a topic not created
-/// yet, the end of a partition).
+/// Whether a consumer's error is one to wait through quietly (a topic not
+/// created yet, the end of a partition).
 fn passing(e: &KafkaError) -> bool {
     matches!(
         e.rdkafka_error_code(),
         Some(RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::PartitionEOF)
     )
+}
+
+impl Shared {
+    /// Notes an error the consumer reported. The client recovers by itself
+    /// (reconnects, rejoins the group), and only while it is polled: the
+    /// consumer goes on polling rather than pausing, or a rebalance would
+    /// wait on it.
+    fn noted(&self, e: &KafkaError) {
+        if passing(e) {
+            return;
+        }
+        self.queues.state.failed();
+        log::warn!(target: LOG_TARGET, "broker: consuming from Kafka: {e}");
+    }
 }
 
 impl Source for KafkaSource {
@@ -256,8 +270,10 @@ impl Source for KafkaSource {
                 let shared = self.shared.clone();
                 match shared.consumer.recv().now_or_never() {
                     Some(Ok(message)) => self.received(message.detach(), &mut ready),
-                    Some(Err(e)) if passing(&e) => break,
-                    Some(Err(e)) => return Err(self.shared.queues.fail(e)),
+                    Some(Err(e)) => {
+                        self.shared.noted(&e);
+                        break;
+                    }
                     None => break,
                 }
             }
@@ -274,10 +290,10 @@ impl Source for KafkaSource {
                 let shared = self.shared.clone();
                 match actix_rt::time::timeout(wait, shared.consumer.recv()).await {
                     Ok(Ok(message)) => self.received(message.detach(), &mut ready),
-                    Ok(Err(e)) if passing(&e) => {
+                    Ok(Err(e)) => {
+                        self.shared.noted(&e);
                         actix_rt::time::sleep(wait.min(Duration::from_millis(100))).await;
                     }
-                    Ok(Err(e)) => return Err(self.shared.queues.fail(e)),
                     Err(_) => {}
                 }
                 self.due(most, &mut ready);
