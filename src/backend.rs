@@ -268,6 +268,17 @@ pub(crate) struct Registration<Open: 'static> {
     pub(crate) open: Option<Open>,
 }
 
+/// The URL schemes of Redis, for the bus and the broker alike: one server
+/// (TCP, TLS, a Unix socket), a Sentinel-served master, a cluster.
+pub(crate) const REDIS_SCHEMES: &[&str] = &[
+    "redis",
+    "rediss",
+    "redis+unix",
+    "unix",
+    "redis+sentinel",
+    "redis+cluster",
+];
+
 /// Why a channel's backend cannot be had from a URL or a name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Unavailable {

@@ -49,6 +49,22 @@ pub(crate) struct Destination<'a> {
     pub(crate) trace: Option<&'a str>,
 }
 
+impl<'a> Destination<'a> {
+    /// The queue, for a backend without exchanges (`kind`, named in the
+    /// refusal of a send to an exchange).
+    #[cfg_attr(not(any(feature = "nats", feature = "kafka")), allow(dead_code))]
+    pub(crate) fn queue_only(&self, kind: &str) -> Result<&'a str, BrokerError> {
+        match self.exchange {
+            None => Ok(self.queue),
+            Some(exchange) => Err(BrokerError::Config {
+                reason: format!(
+                    "exchange `{exchange}`: exchanges are AMQP's; the {kind} broker sends to queues"
+                ),
+            }),
+        }
+    }
+}
+
 /// Whom a backend opens a source for.
 #[derive(Debug, Clone)]
 pub(crate) struct ConsumerSpec {
@@ -60,6 +76,22 @@ pub(crate) struct ConsumerSpec {
     pub(crate) tally: Arc<QueueTally>,
     /// The backend (`messaging.system` of the consumer's spans).
     pub(crate) system: &'static str,
+}
+
+impl ConsumerSpec {
+    /// Refuses, for good, a consumer bound to an exchange, for a backend
+    /// without exchanges.
+    #[cfg_attr(not(any(feature = "nats", feature = "kafka")), allow(dead_code))]
+    pub(crate) fn without_exchange(&self) -> Result<(), BrokerError> {
+        match self.binding.exchange {
+            None => Ok(()),
+            Some(exchange) => Err(BrokerError::QueueMismatch {
+                queue: self.queue.to_owned(),
+                durable: true,
+                reason: format!("bound to exchange `{exchange}`: exchanges are AMQP's"),
+            }),
+        }
+    }
 }
 
 /// Queues on a server.

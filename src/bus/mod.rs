@@ -70,14 +70,7 @@ type Open = fn(&str) -> Result<BusConfig, BusError>;
 pub(crate) static BACKENDS: &[crate::backend::Registration<Open>] = &[
     crate::backend::Registration {
         name: "redis",
-        schemes: &[
-            "redis",
-            "rediss",
-            "redis+unix",
-            "unix",
-            "redis+sentinel",
-            "redis+cluster",
-        ],
+        schemes: crate::backend::REDIS_SCHEMES,
         feature: "redis",
         #[cfg(feature = "redis")]
         open: Some(BusConfig::redis),

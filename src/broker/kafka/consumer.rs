@@ -126,13 +126,7 @@ impl KafkaSource {
         queues: Arc<KafkaQueues>,
         spec: ConsumerSpec,
     ) -> Result<KafkaSource, BrokerError> {
-        if let Some(exchange) = spec.binding.exchange {
-            return Err(BrokerError::QueueMismatch {
-                queue: spec.queue.to_owned(),
-                durable: true,
-                reason: format!("bound to exchange `{exchange}`: exchanges are AMQP's"),
-            });
-        }
+        spec.without_exchange()?;
         let topic = queues.topic(spec.queue)?;
         let retry_topic = KafkaQueues::retry_topic(&topic);
         let dead_topic = queues.dead_topic(&topic);

@@ -419,7 +419,7 @@ impl RemoteQueues for KafkaQueues {
         body: Vec<u8>,
     ) -> BoxFuture<'a, Result<(), BrokerError>> {
         Box::pin(async move {
-            let topic = self.topic(to.queue)?;
+            let topic = self.topic(to.queue_only("Kafka")?)?;
             let headers = to.trace.map(|trace| {
                 OwnedHeaders::new().insert(Header {
                     key: TRACEPARENT,
@@ -436,7 +436,7 @@ impl RemoteQueues for KafkaQueues {
         bodies: Vec<Vec<u8>>,
     ) -> BoxFuture<'a, Result<(), BrokerError>> {
         Box::pin(async move {
-            let topic = self.topic(to.queue)?;
+            let topic = self.topic(to.queue_only("Kafka")?)?;
             // Queued in order (the idempotent producer keeps it), the
             // delivery reports awaited together.
             let sends = bodies.iter().map(|body| self.produce(&topic, body, None));

@@ -45,13 +45,7 @@ impl NatsSource {
         queues: Arc<NatsQueues>,
         spec: ConsumerSpec,
     ) -> Result<NatsSource, BrokerError> {
-        if let Some(exchange) = spec.binding.exchange {
-            return Err(BrokerError::QueueMismatch {
-                queue: spec.queue.to_owned(),
-                durable: true,
-                reason: format!("bound to exchange `{exchange}`: exchanges are AMQP's"),
-            });
-        }
+        spec.without_exchange()?;
         let place = queues.declare(spec.queue, false).await?;
         let stream = queues
             .js

@@ -513,12 +513,5 @@ impl RemoteQueues for NatsQueues {
 
 /// The queue a destination names (NATS has no exchanges).
 fn queue_of(to: Destination<'_>) -> Result<&str, BrokerError> {
-    match to.exchange {
-        None => Ok(to.queue),
-        Some(exchange) => Err(BrokerError::Config {
-            reason: format!(
-                "exchange `{exchange}`: exchanges are AMQP's; the NATS broker sends to queues"
-            ),
-        }),
-    }
+    to.queue_only("NATS")
 }
