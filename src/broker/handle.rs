@@ -251,6 +251,7 @@ impl Broker {
             exchange: Q::EXCHANGE,
             routing_key: Q::NAME,
             trace: trace.as_deref(),
+            key: None,
         };
         let count = bodies.len();
         let sending = confirmed(Q::NAME, count, remote.queues.send_batch(to, bodies));
@@ -297,7 +298,7 @@ impl Broker {
         }
         let bytes = body.into_wire()?;
         // In the send's span already (`Sending`).
-        self.push_in(queue, exchange, queue, bytes)
+        self.push_in(queue, (exchange, queue), None, bytes)
             .await
             .map(|()| None)
     }
@@ -326,7 +327,22 @@ impl Broker {
             return self.send(message).await;
         }
         let body = message.to_wire()?;
-        self.push(Q::NAME, Q::EXCHANGE, topic, body).await
+        self.push(Q::NAME, (Q::EXCHANGE, topic), None, body).await
+    }
+
+    /// Sends `message` with `key`. On Kafka, messages with one key go to
+    /// one partition and keep their order there, and messages with other
+    /// keys spread over the topic's partitions, and so over the consumers
+    /// of its group ([`send`](Broker::send) puts every message of a queue
+    /// in one partition, in order). The other brokers keep one order per
+    /// queue and send it as `send` does.
+    pub async fn send_keyed<Q: Queue>(&self, key: &str, message: Q) -> Result<(), BrokerError> {
+        if let Backend::Memory(_) = &self.backend {
+            return self.send(message).await;
+        }
+        let body = message.to_wire()?;
+        self.push(Q::NAME, (Q::EXCHANGE, Q::NAME), Some(key), body)
+            .await
     }
 
     /// Sends a JSON object to queue `queue` (a queue known at run time).
@@ -379,25 +395,27 @@ impl Broker {
             queue: queue.to_owned(),
             reason: e.to_string(),
         })?;
-        self.push(queue, exchange, queue, body).await
+        self.push(queue, (exchange, queue), None, body).await
     }
 
+    /// Sends `body` to `queue` through `exchange` with `routing_key`, and
+    /// `key`, in a send's span.
     async fn push(
         &self,
         queue: &str,
-        exchange: Option<&str>,
-        routing_key: &str,
+        route: (Option<&str>, &str),
+        key: Option<&str>,
         body: Vec<u8>,
     ) -> Result<(), BrokerError> {
         let span = Span::send(self.system(), queue);
-        traced(span, self.push_in(queue, exchange, routing_key, body)).await
+        traced(span, self.push_in(queue, route, key, body)).await
     }
 
     async fn push_in(
         &self,
         queue: &str,
-        exchange: Option<&str>,
-        routing_key: &str,
+        (exchange, routing_key): (Option<&str>, &str),
+        key: Option<&str>,
         body: Vec<u8>,
     ) -> Result<(), BrokerError> {
         match &self.backend {
@@ -416,6 +434,7 @@ impl Broker {
                     exchange,
                     routing_key,
                     trace: trace.as_deref(),
+                    key,
                 };
                 let watchers = &remote.watchers;
                 watchers.tell(|| observe::sent_bytes(watchers.next_id(), queue, &body));

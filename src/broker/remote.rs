@@ -47,6 +47,10 @@ pub(crate) struct Destination<'a> {
     /// The W3C `traceparent` of the send's span (feature `otel`): a
     /// backend with headers carries it, one without drops it.
     pub(crate) trace: Option<&'a str>,
+    /// The message's key ([`Broker::send_keyed`](super::Broker::send_keyed)):
+    /// Kafka partitions by it; the other backends keep one order per queue
+    /// and have no use for it.
+    pub(crate) key: Option<&'a str>,
 }
 
 impl<'a> Destination<'a> {

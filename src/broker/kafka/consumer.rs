@@ -336,6 +336,10 @@ impl Ticket for KafkaTicket {
                 body,
                 attempts,
             } = *self;
+            // A retry keeps its key (and so its partition of the retry topic).
+            let key = message
+                .key()
+                .map(|key| String::from_utf8_lossy(key).into_owned());
             let handed_on = |topic: &str, attempts: u32, due: i64| {
                 let headers = OwnedHeaders::new()
                     .insert(Header {
@@ -375,7 +379,9 @@ impl Ticket for KafkaTicket {
             };
             if let Some(topic) = to {
                 persist("handing a message on", || {
-                    shared.queues.produce(&topic, &payload, headers.clone())
+                    shared
+                        .queues
+                        .produce((&topic, key.as_deref()), &payload, headers.clone())
                 })
                 .await;
             }

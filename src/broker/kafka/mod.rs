@@ -5,7 +5,9 @@
 //! - **Sending** waits for the delivery report (`acks=all`, the idempotent
 //!   producer). A message without a key goes where every message without a
 //!   key goes (the `consistent` partitioner: one partition), so a queue
-//!   keeps its send order as the other backends do.
+//!   keeps its send order as the other backends do; `send_keyed` gives a
+//!   key: one key's messages keep their order in one partition, and keys
+//!   spread over the partitions (and the group's consumers).
 //! - **Consuming**: the consumers of a queue are one consumer group (named
 //!   after the queue's topic). An offset is committed only once every
 //!   message before it in its partition is settled: handled, handed to a
@@ -257,11 +259,14 @@ impl KafkaQueues {
     /// delivery report.
     async fn produce(
         &self,
-        topic: &str,
+        (topic, key): (&str, Option<&str>),
         body: &[u8],
         headers: Option<OwnedHeaders>,
     ) -> Result<(), BrokerError> {
-        let mut record = FutureRecord::<(), [u8]>::to(topic).payload(body);
+        let mut record = FutureRecord::<str, [u8]>::to(topic).payload(body);
+        if let Some(key) = key {
+            record = record.key(key);
+        }
         if let Some(headers) = headers {
             record = record.headers(headers);
         }
@@ -426,7 +431,7 @@ impl RemoteQueues for KafkaQueues {
                     value: Some(trace),
                 })
             });
-            self.produce(&topic, &body, headers).await
+            self.produce((&topic, to.key), &body, headers).await
         })
     }
 
@@ -439,7 +444,9 @@ impl RemoteQueues for KafkaQueues {
             let topic = self.topic(to.queue_only("Kafka")?)?;
             // Queued in order (the idempotent producer keeps it), the
             // delivery reports awaited together.
-            let sends = bodies.iter().map(|body| self.produce(&topic, body, None));
+            let sends = bodies
+                .iter()
+                .map(|body| self.produce((&topic, to.key), body, None));
             futures_util::future::try_join_all(sends).await.map(drop)
         })
     }
@@ -495,7 +502,7 @@ impl RemoteQueues for KafkaQueues {
             // sends one again, never loses one.
             for letter in &stored {
                 let message = DeadLetter::decode(queue, letter).message;
-                self.produce(&topic, &DeadLetter::body_of(&message), None)
+                self.produce((&topic, None), &DeadLetter::body_of(&message), None)
                     .await?;
             }
             self.with_group(dead.clone(), move |consumer| commit(consumer, &dead, &ends))
