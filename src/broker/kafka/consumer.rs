@@ -212,6 +212,9 @@ impl KafkaSource {
             .unwrap_or(0);
         let trace = header(&message, TRACEPARENT).map(String::into_boxed_str);
         let body: Arc<[u8]> = message.payload().unwrap_or_default().into();
+        // The ticket keeps the message for its place, key and headers; its
+        // body is `body` from now on, held once.
+        let message = message.set_payload(None);
         Taken {
             trace,
             body: body.clone(),
@@ -261,9 +264,9 @@ impl Source for KafkaSource {
             self.due(most, &mut ready);
             // What the client has fetched already.
             while ready.len() < most {
-                let shared = self.shared.clone();
-                match shared.consumer.recv().now_or_never() {
-                    Some(Ok(message)) => self.received(message.detach(), &mut ready),
+                let next = self.shared.consumer.recv().now_or_never();
+                match next.map(|received| received.map(|message| message.detach())) {
+                    Some(Ok(message)) => self.received(message, &mut ready),
                     Some(Err(e)) => {
                         self.shared.noted(&e);
                         break;
@@ -281,9 +284,9 @@ impl Source for KafkaSource {
                 let wait = longest
                     .saturating_sub(started.elapsed())
                     .min(until_due.unwrap_or(Duration::MAX));
-                let shared = self.shared.clone();
-                match actix_rt::time::timeout(wait, shared.consumer.recv()).await {
-                    Ok(Ok(message)) => self.received(message.detach(), &mut ready),
+                let next = actix_rt::time::timeout(wait, self.shared.consumer.recv()).await;
+                match next.map(|received| received.map(|message| message.detach())) {
+                    Ok(Ok(message)) => self.received(message, &mut ready),
                     Ok(Err(e)) => {
                         self.shared.noted(&e);
                         actix_rt::time::sleep(wait.min(Duration::from_millis(100))).await;
@@ -292,7 +295,9 @@ impl Source for KafkaSource {
                 }
                 self.due(most, &mut ready);
             }
-            self.shared.queues.state.set_up(true);
+            if !ready.is_empty() {
+                self.shared.queues.state.set_up(true);
+            }
             Ok(ready.into_iter().map(|m| self.taken(m)).collect())
         })
     }
