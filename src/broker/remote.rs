@@ -50,6 +50,7 @@ pub(crate) struct Destination<'a> {
     /// The message's key ([`Broker::send_keyed`](super::Broker::send_keyed)):
     /// Kafka partitions by it; the other backends keep one order per queue
     /// and have no use for it.
+    #[cfg_attr(not(feature = "kafka"), allow(dead_code))]
     pub(crate) key: Option<&'a str>,
 }
 
