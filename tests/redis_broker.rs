@@ -113,63 +113,6 @@ fn kafka_consumers_killed_mid_handling_lose_nothing() {
     cluster.wait_code();
 }
 
-/// Two consumers of one group on Kafka, and the one handling the queue
-/// stopped (SIGTERM) mid-run: it settles what it took, commits and leaves
-/// the group, and the other takes the partition over from there. The set
-/// handled equals the set sent.
-#[cfg(feature = "kafka")]
-#[test]
-fn kafka_a_consumer_leaving_its_group_mid_run_hands_over_without_loss() {
-    let mut cluster = Proc::start(Command::new(support::process::example(
-        "kafka-mock-fixture",
-    )));
-    let url = cluster.wait_line(|line| line.starts_with("kafka://"));
-    let namespace = format!("{}.", support::redis::prefix());
-    let sent: BTreeSet<u32> = (0..1000).collect();
-    send_numbered(Kind::Kafka, &url, &namespace, sent.len() as u32);
-    let mut consumers = [
-        consumer(Kind::Kafka, &url, &namespace),
-        consumer(Kind::Kafka, &url, &namespace),
-    ];
-    let mut seen = BTreeSet::new();
-    let mut by = [0usize; 2];
-    let start = Instant::now();
-    while seen.len() < 300 {
-        for (i, p) in consumers.iter_mut().enumerate() {
-            let ids = handled(p);
-            by[i] += ids.len();
-            seen.extend(ids);
-        }
-        assert!(start.elapsed() < HANG, "no progress");
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    // The queue's messages are in one partition: one consumer has it.
-    let (leaving, staying) = if by[0] >= by[1] { (0, 1) } else { (1, 0) };
-    consumers[leaving].signal("TERM");
-    assert_eq!(
-        consumers[leaving].wait_code(),
-        0,
-        "{}",
-        consumers[leaving].stderr()
-    );
-    seen.extend(handled(&mut consumers[leaving]));
-    let start = Instant::now();
-    while seen != sent {
-        seen.extend(handled(&mut consumers[staying]));
-        assert!(
-            start.elapsed() < HANG,
-            "lost: {:?}; the staying consumer said: {}",
-            sent.difference(&seen).take(20).collect::<Vec<_>>(),
-            consumers[staying].stderr()
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    consumers[staying].signal("TERM");
-    assert_eq!(consumers[staying].wait_code(), 0);
-    cluster.signal("KILL");
-    cluster.wait_code();
-}
-
 /// Sends messages `0..count` to queue `crash` under `namespace`.
 fn send_numbered(kind: Kind, url: &str, namespace: &str, count: u32) {
     let (url, namespace) = (url.to_owned(), namespace.to_owned());
