@@ -141,18 +141,15 @@ impl Connector for KafkaBroker {
             // The servers answer (the brokers' list), or the connection
             // fails here, as the other backends' do.
             let client = queues.producer.clone();
-            let answered = actix_rt::task::spawn_blocking(move || {
-                client
-                    .client()
-                    .fetch_metadata(None, connect_timeout)
-                    .map(drop)
-            })
-            .await;
-            match answered {
-                Ok(Ok(())) => Ok(Arc::new(queues) as Arc<dyn RemoteQueues>),
-                Ok(Err(e)) => Err(failed(&queues.endpoint, e)),
-                Err(e) => Err(failed(&queues.endpoint, std::io::Error::other(e))),
-            }
+            queues
+                .blocking(move || {
+                    client
+                        .client()
+                        .fetch_metadata(None, connect_timeout)
+                        .map(drop)
+                })
+                .await?;
+            Ok(Arc::new(queues) as Arc<dyn RemoteQueues>)
         })
     }
 }
@@ -282,7 +279,7 @@ impl KafkaQueues {
         work: impl FnOnce(&BaseConsumer) -> Result<T, KafkaError> + Send + 'static,
     ) -> Result<T, BrokerError> {
         let bootstrap = self.bootstrap.clone();
-        let done = actix_rt::task::spawn_blocking(move || {
+        self.blocking(move || {
             let consumer: BaseConsumer = ClientConfig::new()
                 .set("bootstrap.servers", &bootstrap)
                 .set("group.id", &group)
@@ -291,18 +288,14 @@ impl KafkaQueues {
                 .create()?;
             work(&consumer)
         })
-        .await;
-        match done {
-            Ok(result) => self.noted(result),
-            Err(e) => Err(failed(&self.endpoint, std::io::Error::other(e))),
-        }
+        .await
     }
 
     /// Makes sure `topics` exist (a metadata request creates a missing
     /// topic where the servers create topics on first use).
     async fn declare(&self, topics: Vec<String>) -> Result<(), BrokerError> {
         let producer = self.producer.clone();
-        let done = actix_rt::task::spawn_blocking(move || {
+        self.blocking(move || {
             for topic in &topics {
                 producer
                     .client()
@@ -311,8 +304,16 @@ impl KafkaQueues {
             }
             Ok(())
         })
-        .await;
-        match done {
+        .await
+    }
+
+    /// Runs `work` (the client's calls that block) on a blocking thread,
+    /// and notes its outcome on the link.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> Result<T, KafkaError> + Send + 'static,
+    ) -> Result<T, BrokerError> {
+        match actix_rt::task::spawn_blocking(work).await {
             Ok(result) => self.noted(result),
             Err(e) => Err(failed(&self.endpoint, std::io::Error::other(e))),
         }
