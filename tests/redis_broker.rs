@@ -9,6 +9,8 @@
 mod support;
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use proptest::strategy::Strategy;
 use std::process::Command;
@@ -109,6 +111,70 @@ fn kafka_consumers_killed_mid_handling_lose_nothing() {
     )));
     let url = cluster.wait_line(|line| line.starts_with("kafka://"));
     killed_consumers_lose_nothing(Kind::Kafka, &url);
+    cluster.signal("KILL");
+    cluster.wait_code();
+}
+
+/// Two consumers of one group on Kafka, and the one handling the queue
+/// stopped (SIGTERM) mid-run: it settles what it took, commits and leaves
+/// the group, and the other takes the partition over from there. The set
+/// handled equals the set sent.
+#[cfg(feature = "kafka")]
+#[test]
+fn kafka_a_consumer_leaving_its_group_mid_run_hands_over_without_loss() {
+    let mut cluster = Proc::start(Command::new(support::process::example(
+        "kafka-mock-fixture",
+    )));
+    let url = cluster.wait_line(|line| line.starts_with("kafka://"));
+    let namespace = format!("{}.", support::redis::prefix());
+    let sent: BTreeSet<u32> = (0..1000).collect();
+    send_numbered(Kind::Kafka, &url, &namespace, sent.len() as u32);
+    let mut consumers = [
+        consumer(Kind::Kafka, &url, &namespace),
+        consumer(Kind::Kafka, &url, &namespace),
+    ];
+    let mut seen = BTreeSet::new();
+    let mut by = [0usize; 2];
+    let start = Instant::now();
+    while seen.len() < 300 {
+        for (i, p) in consumers.iter_mut().enumerate() {
+            let ids = handled(p);
+            by[i] += ids.len();
+            seen.extend(ids);
+        }
+        assert!(
+            start.elapsed() < HANG,
+            "no progress: {} handled ({by:?} by each); the consumers said:\n{}\n---\n{}",
+            seen.len(),
+            consumers[0].stderr(),
+            consumers[1].stderr()
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    // The queue's messages are in one partition: one consumer has it.
+    let (leaving, staying) = if by[0] >= by[1] { (0, 1) } else { (1, 0) };
+    consumers[leaving].signal("TERM");
+    assert_eq!(
+        consumers[leaving].wait_code(),
+        0,
+        "{}",
+        consumers[leaving].stderr()
+    );
+    seen.extend(handled(&mut consumers[leaving]));
+    let start = Instant::now();
+    while seen != sent {
+        seen.extend(handled(&mut consumers[staying]));
+        assert!(
+            start.elapsed() < HANG,
+            "lost: {:?}; the staying consumer said: {}\n---- the leaving one: {}",
+            sent.difference(&seen).take(20).collect::<Vec<_>>(),
+            consumers[staying].stderr(),
+            consumers[leaving].stderr()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    consumers[staying].signal("TERM");
+    assert_eq!(consumers[staying].wait_code(), 0);
     cluster.signal("KILL");
     cluster.wait_code();
 }
@@ -734,17 +800,22 @@ struct Slow {
     id: u32,
 }
 
-/// Takes 100 ms a message, one at a time: a queue to stop a broker under
-/// (60 of them outlast a `rabbitmqctl stop` on a loaded machine).
+/// Takes 100 ms a message, one at a time, and holds every message after
+/// the first while `held`: a queue to stop a broker under, still full
+/// when it stops however long the stop takes.
 #[derive(Default, MicroAgent)]
 struct SlowConsumer {
     events: Events,
+    held: Arc<AtomicBool>,
 }
 
 #[microagent::hooks]
 impl SlowConsumer {
     #[consumer(Slow, prefetch = 1)]
     async fn handle(&mut self, message: Slow) {
+        while message.id > 1 && self.held.load(Ordering::SeqCst) {
+            actix_rt::time::sleep(Duration::from_millis(10)).await;
+        }
         actix_rt::time::sleep(Duration::from_millis(100)).await;
         self.events.push(format!("slow {}", message.id));
     }
@@ -764,11 +835,13 @@ fn a_rabbitmq_restart_turns_readiness_503_then_200_and_loses_nothing() {
     let switch = Switch::new(server);
     let events = Events::default();
     let watched = events.clone();
+    let held = Arc::new(AtomicBool::new(true));
     let down_error = microagent::run(async move {
         let config = BrokerConfig::amqp(&url).unwrap().durable(true);
         let broker = Broker::connect(config).await.unwrap();
         let (_addr, handle) = microagent::start(SlowConsumer {
             events: watched.clone(),
+            held: held.clone(),
         });
         let health = Health::start();
         health.ready_becomes(200).await;
@@ -779,6 +852,9 @@ fn a_rabbitmq_restart_turns_readiness_503_then_200_and_loses_nothing() {
 
         switch.set(false).await;
         let handled_before = watched.all().len();
+        // The message in hand finishes while the broker is down (its ack
+        // is lost with the connection: it comes again).
+        held.store(false, Ordering::SeqCst);
         health.ready_becomes(503).await;
         let down = broker.send(Slow { id: 99 }).await.unwrap_err();
 

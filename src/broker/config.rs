@@ -152,7 +152,9 @@ impl BrokerConfig {
 
     /// How long a Redis consumer's lease lasts (30 s by default; renewed
     /// every third of it). A consumer that died holds its messages that
-    /// long before another consumer returns them to their queue.
+    /// long before another consumer returns them to their queue. On NATS
+    /// JetStream it is the consumer's ack wait; on Kafka the consumers'
+    /// session timeout, at least 2 s (docs/broker.md).
     pub fn lease(mut self, lease: Duration) -> Self {
         self.lease = lease.max(Duration::from_millis(30));
         self

@@ -23,6 +23,17 @@ use super::super::remote::{ConsumerSpec, Slot, Source, Taken, Ticket};
 use super::{failed, now_ms, KafkaQueues, ATTEMPTS, DUE, TRACEPARENT};
 use crate::LOG_TARGET;
 
+/// The shortest session timeout a consumer asks for, whatever the lease.
+///
+/// A group's coordinator gives members rejoining after a rebalance up to
+/// the session timeout less a second before it elects a leader (Apache
+/// Kafka's members also have their rebalance timeout; librdkafka's mock
+/// coordinator has only this). With a session of 1 s or less it waits the
+/// whole session, and members waiting for the election time out before
+/// it: under load, two consumers of one group were both dropped that way
+/// and waited for a join answer that never came.
+const MIN_SESSION: Duration = Duration::from_secs(2);
+
 /// One consumer of a queue.
 pub(super) struct KafkaSource {
     shared: Arc<Shared>,
@@ -133,7 +144,7 @@ impl KafkaSource {
         queues
             .declare(vec![topic.clone(), retry_topic.clone(), dead_topic.clone()])
             .await?;
-        let session = queues.lease.max(Duration::from_secs(1));
+        let session = queues.lease.max(MIN_SESSION);
         let consumer: StreamConsumer = ClientConfig::new()
             .set("bootstrap.servers", &queues.bootstrap)
             .set("group.id", &topic)
@@ -248,6 +259,16 @@ impl Shared {
             return;
         }
         self.queues.state.failed();
+        if e.rdkafka_error_code() == Some(RDKafkaErrorCode::InvalidSessionTimeout) {
+            // The consumer cannot join its group until the lease changes.
+            let lease = self.queues.lease.max(MIN_SESSION);
+            log::error!(
+                target: LOG_TARGET,
+                "broker: the Kafka servers refuse the lease ({lease:?}) as the session timeout of `{}`'s consumers: {e} (Apache Kafka takes 6 s to 30 min by default: its group.min.session.timeout.ms and group.max.session.timeout.ms)",
+                self.name
+            );
+            return;
+        }
         log::warn!(target: LOG_TARGET, "broker: consuming from Kafka: {e}");
     }
 }

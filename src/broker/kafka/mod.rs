@@ -22,8 +22,9 @@
 //!   as the JSON objects the other backends keep. What has been read of
 //!   them (requeued or purged) is the committed offset of the group named
 //!   after the dead letters' topic.
-//! - **Lease**: the broker's lease is the consumers' session timeout; a
-//!   consumer that goes silent (killed) holds its partitions that long.
+//! - **Lease**: the broker's lease is the consumers' session timeout (at
+//!   least 2 s); a consumer that goes silent (killed) holds its
+//!   partitions that long.
 //! - **Length** is what waits on the queue's topic: per partition, from
 //!   the group's committed offset, or from after the last message this
 //!   process's consumers took when that is further, to the end. (Messages
