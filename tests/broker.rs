@@ -336,6 +336,69 @@ fn kafka_keys_spread_over_partitions_and_unkeyed_messages_keep_to_one() {
     assert_eq!(filled("jobs"), 1, "unkeyed messages keep to one partition");
 }
 
+/// On Kafka, the consumer group is configurable: a consumer under another
+/// group gets every message of the queue again (each group reads the whole
+/// topic), while the next consumer of a group that read them gets none, and
+/// the length is the configured group's.
+#[cfg(feature = "kafka")]
+#[test]
+fn kafka_groups_are_configurable_and_each_group_reads_every_message() {
+    let url = support::kafka::mock_cluster();
+    // Under `group` (the default when `None`): what waits before the
+    // consumer starts, then each run once `last` was handled and nothing
+    // waits.
+    let consume = |group: Option<&str>, send: std::ops::Range<u32>, last: u32| {
+        // A short session: the mock's coordinator keeps a group its last
+        // member left waiting for members for the session less a second.
+        let mut config = BrokerConfig::from_url(&url)
+            .unwrap()
+            .lease(Duration::from_secs(2));
+        if let Some(group) = group {
+            config = config.group(group);
+        }
+        let events = Events::default();
+        let watched = events.clone();
+        let waiting = microagent::run(async move {
+            let broker = Broker::connect(config).await.unwrap();
+            for id in send {
+                broker.send(work(id)).await.unwrap();
+            }
+            let waiting = broker.length("jobs").await.unwrap();
+            let (addr, handle) = microagent::start(Worker {
+                events: watched.clone(),
+            });
+            started(&addr).await;
+            watched.seen(&format!("work {last}")).await;
+            let start = std::time::Instant::now();
+            while broker.length("jobs").await.unwrap() > 0 {
+                assert!(start.elapsed() < Duration::from_secs(60), "still waiting");
+                actix_rt::time::sleep(Duration::from_millis(20)).await;
+            }
+            handle.stop();
+            handle.await.unwrap();
+            waiting
+        });
+        (waiting, events.all())
+    };
+    let runs =
+        |ids: std::ops::Range<u32>| -> Vec<String> { ids.map(|id| format!("work {id}")).collect() };
+    assert_eq!(
+        consume(Some("billing-{queue}"), 0..5, 4),
+        (5, runs(0..5)),
+        "the first group reads the five"
+    );
+    assert_eq!(
+        consume(None, 0..0, 4),
+        (5, runs(0..5)),
+        "the default group (the queue's) reads them again"
+    );
+    assert_eq!(
+        consume(Some("billing-{queue}"), 5..6, 5),
+        (1, runs(5..6)),
+        "the first group's next consumer starts after what it read"
+    );
+}
+
 fn messages_are_handled_once_each_in_the_order_sent(backend: Backend) {
     let events = Events::default();
     let watched = events.clone();

@@ -36,6 +36,7 @@ pub struct BrokerConfig {
     pub(super) durable: bool,
     pub(super) dead_suffix: String,
     pub(super) connect_timeout: Duration,
+    pub(super) group: String,
 }
 
 #[derive(Clone)]
@@ -91,6 +92,7 @@ impl BrokerConfig {
             durable: false,
             dead_suffix: ":dead".to_owned(),
             connect_timeout: Duration::from_secs(10),
+            group: "{queue}".to_owned(),
         }
     }
 
@@ -124,6 +126,19 @@ impl BrokerConfig {
             },
             ..BrokerConfig::in_process()
         }
+    }
+
+    /// Kafka: the consumer group of this broker's consumers, where
+    /// `{queue}` stands for the queue's topic (`{queue}` by default: one
+    /// group per queue, named after it). Each group reads every message of
+    /// a topic, so consumers under another group get the queue's messages
+    /// again, as a second service would; one name without `{queue}` puts
+    /// every queue's consumers in one group (a member joining for one
+    /// queue then rebalances them all). The other backends have one set of
+    /// competing consumers per queue and take no group.
+    pub fn group(mut self, group: &str) -> Self {
+        self.group = group.to_owned();
+        self
     }
 
     /// What is appended to a queue's name to name its dead letters' list

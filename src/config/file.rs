@@ -357,6 +357,7 @@ pub(super) struct BrokerSection {
     durable: Option<bool>,
     dead_letters_suffix: Option<String>,
     connect_timeout: Option<Seconds>,
+    group: Option<String>,
 }
 
 impl BrokerSection {
@@ -387,6 +388,9 @@ impl BrokerSection {
         }
         if let Some(Seconds(timeout)) = self.connect_timeout {
             config = config.connect_timeout(timeout);
+        }
+        if let Some(group) = &self.group {
+            config = config.group(group);
         }
         Ok(config)
     }

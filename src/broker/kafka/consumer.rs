@@ -139,6 +139,7 @@ impl KafkaSource {
     ) -> Result<KafkaSource, BrokerError> {
         spec.without_exchange()?;
         let topic = queues.topic(spec.queue)?;
+        let group = queues.group(&topic)?;
         let retry_topic = KafkaQueues::retry_topic(&topic);
         let dead_topic = queues.dead_topic(&topic);
         queues
@@ -147,7 +148,7 @@ impl KafkaSource {
         let session = queues.lease.max(MIN_SESSION);
         let consumer: StreamConsumer = ClientConfig::new()
             .set("bootstrap.servers", &queues.bootstrap)
-            .set("group.id", &topic)
+            .set("group.id", &group)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")

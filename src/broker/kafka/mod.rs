@@ -9,10 +9,10 @@
 //!   key: one key's messages keep their order in one partition, and keys
 //!   spread over the partitions (and the group's consumers).
 //! - **Consuming**: the consumers of a queue are one consumer group (named
-//!   after the queue's topic). An offset is committed only once every
-//!   message before it in its partition is settled: handled, handed to a
-//!   retry, or dead-lettered. A crash in between delivers again, never
-//!   loses.
+//!   after the queue's topic unless `BrokerConfig::group` says otherwise).
+//!   An offset is committed only once every message before it in its
+//!   partition is settled: handled, handed to a retry, or dead-lettered.
+//!   A crash in between delivers again, never loses.
 //! - **Retries** do not block the partition: a failed message goes to the
 //!   topic `{queue}.retry` with its attempt count and due time in headers
 //!   (the Python side ignores headers), and the queue's consumers take it
@@ -120,6 +120,7 @@ impl Connector for KafkaBroker {
         let namespace = config.namespace.clone();
         let dead_suffix = config.dead_suffix.replace(':', ".");
         let (connect_timeout, lease) = (config.connect_timeout, config.lease);
+        let group = config.group.clone();
         Box::pin(async move {
             let producer: FutureProducer = ClientConfig::new()
                 .set("bootstrap.servers", &bootstrap)
@@ -138,6 +139,7 @@ impl Connector for KafkaBroker {
                 state: LinkState::new(true),
                 taken: Taken::default(),
                 lease,
+                group,
             };
             // The servers answer (the brokers' list), or the connection
             // fails here, as the other backends' do.
@@ -172,6 +174,8 @@ struct KafkaQueues {
     /// consumer that went silent (killed) before its partitions, and the
     /// messages it had not settled, go to the others.
     lease: Duration,
+    /// The consumers' group, `{queue}` standing for the queue's topic.
+    group: String,
 }
 
 /// Per topic and partition, the offset after the last message taken.
@@ -222,6 +226,17 @@ impl KafkaQueues {
             });
         }
         Ok(topic)
+    }
+
+    /// The consumer group of the queue whose topic is `topic`.
+    fn group(&self, topic: &str) -> Result<String, BrokerError> {
+        let group = self.group.replace("{queue}", topic);
+        if group.is_empty() {
+            return Err(BrokerError::Config {
+                reason: "an empty Kafka consumer group name".into(),
+            });
+        }
+        Ok(group)
     }
 
     fn retry_topic(topic: &str) -> String {
@@ -457,7 +472,7 @@ impl RemoteQueues for KafkaQueues {
         Box::pin(async move {
             let topic = self.topic(queue)?;
             let taken = self.taken.clone();
-            self.with_group(topic.clone(), move |consumer| {
+            self.with_group(self.group(&topic)?, move |consumer| {
                 let positions = positions(consumer, &topic)?;
                 let taken = taken
                     .lock()
@@ -524,8 +539,10 @@ impl RemoteQueues for KafkaQueues {
     fn purge<'a>(&'a self, queue: &'a str) -> BoxFuture<'a, Result<usize, BrokerError>> {
         Box::pin(async move {
             let topic = self.topic(queue)?;
-            self.with_group(topic.clone(), move |consumer| skip_to_end(consumer, &topic))
-                .await
+            self.with_group(self.group(&topic)?, move |consumer| {
+                skip_to_end(consumer, &topic)
+            })
+            .await
         })
     }
 
