@@ -34,11 +34,21 @@ use crate::LOG_TARGET;
 /// and waited for a join answer that never came.
 const MIN_SESSION: Duration = Duration::from_secs(2);
 
+/// The most retries a consumer holds until they are due. At this many,
+/// the client stops fetching the retry topic (paused: what it had fetched
+/// ahead is dropped and fetched again on resuming, from after the last
+/// one held), and resumes once half of them went out.
+const HELD_MOST: usize = 10_000;
+
 /// One consumer of a queue.
 pub(super) struct KafkaSource {
     shared: Arc<Shared>,
     /// Retries taken before they are due, soonest first.
     waiting: BinaryHeap<Reverse<Waiting>>,
+    /// The most retries held in `waiting` ([`HELD_MOST`]).
+    held_most: usize,
+    /// Whether the retry topic's partitions are paused.
+    paused: bool,
 }
 
 /// What a consumer and its tickets share.
@@ -176,7 +186,40 @@ impl KafkaSource {
                 offsets: Mutex::default(),
             }),
             waiting: BinaryHeap::new(),
+            held_most: HELD_MOST,
+            paused: false,
         })
+    }
+
+    /// Pauses fetching the retry topic once `held_most` retries wait, and
+    /// resumes it once half of them went out.
+    fn bound_held(&mut self) {
+        let held = self.waiting.len();
+        let pause = match self.paused {
+            false if held >= self.held_most => true,
+            true if held <= self.held_most / 2 => false,
+            _ => return,
+        };
+        let consumer = &self.shared.consumer;
+        let changed = consumer.assignment().and_then(|assigned| {
+            let mut retries = TopicPartitionList::new();
+            for element in assigned.elements() {
+                if element.topic() == self.shared.retry_topic {
+                    retries.add_partition(element.topic(), element.partition());
+                }
+            }
+            // Nothing obtained from the consumer outlives this call.
+            drop(assigned);
+            if pause {
+                consumer.pause(&retries)
+            } else {
+                consumer.resume(&retries)
+            }
+        });
+        match changed {
+            Ok(()) => self.paused = pause,
+            Err(e) => self.shared.noted(&e),
+        }
     }
 
     /// Notes a message received: handed on now, or held until due.
@@ -284,11 +327,15 @@ impl Source for KafkaSource {
             let most = most.max(1);
             let mut ready = Vec::new();
             self.due(most, &mut ready);
+            self.bound_held();
             // What the client has fetched already.
             while ready.len() < most {
                 let next = self.shared.consumer.recv().now_or_never();
                 match next.map(|received| received.map(|message| message.detach())) {
-                    Some(Ok(message)) => self.received(message, &mut ready),
+                    Some(Ok(message)) => {
+                        self.received(message, &mut ready);
+                        self.bound_held();
+                    }
                     Some(Err(e)) => {
                         self.shared.noted(&e);
                         break;
@@ -308,7 +355,10 @@ impl Source for KafkaSource {
                     .min(until_due.unwrap_or(Duration::MAX));
                 let next = actix_rt::time::timeout(wait, self.shared.consumer.recv()).await;
                 match next.map(|received| received.map(|message| message.detach())) {
-                    Ok(Ok(message)) => self.received(message, &mut ready),
+                    Ok(Ok(message)) => {
+                        self.received(message, &mut ready);
+                        self.bound_held();
+                    }
                     Ok(Err(e)) => {
                         self.shared.noted(&e);
                         actix_rt::time::sleep(wait.min(Duration::from_millis(100))).await;
@@ -332,7 +382,9 @@ impl Source for KafkaSource {
     fn retire(self: Box<Self>) -> BoxFuture<'static, ()> {
         // Every message handed out is settled (and committed); retries
         // held and not due are not, and go to the group's next member.
-        let KafkaSource { shared, waiting } = *self;
+        let KafkaSource {
+            shared, waiting, ..
+        } = *self;
         drop(waiting);
         Box::pin(async move {
             // Leaving the group waits for the servers: not on the arbiter.
@@ -443,6 +495,80 @@ impl Shared {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::Endpoint;
+    use crate::broker::config::BrokerConfig;
+    use crate::broker::job::{Binding, ConsumerOptions};
+
+    /// A consumer holds at most its bound of retries not yet due: at the
+    /// bound the retry topic is paused, and resumed once they went out.
+    /// Every retry comes once; none is skipped by the pause.
+    #[test]
+    fn retries_held_until_due_are_bounded_and_none_is_skipped() {
+        let cluster = rdkafka::mocking::MockCluster::new(3).expect("a mock cluster");
+        let bootstrap = cluster.bootstrap_servers();
+        actix_rt::System::new().block_on(async move {
+            let url = format!("kafka://{bootstrap}");
+            // A session past the mock's first join delay (3 s), which
+            // members waiting to join must outlast.
+            let config = BrokerConfig::kafka(&url)
+                .expect("a Kafka URL")
+                .lease(Duration::from_secs(6));
+            let queues = KafkaQueues::new(Endpoint::new(&url), bootstrap, &config);
+            let queues = Arc::new(queues.expect("a producer"));
+            let retry_topic = KafkaQueues::retry_topic(&queues.topic("held").expect("a name"));
+            // Due after the consumer joined (3 s at most).
+            let due = now_ms() + 8_000;
+            for id in 0..40 {
+                let headers = OwnedHeaders::new()
+                    .insert(Header {
+                        key: ATTEMPTS,
+                        value: Some("1"),
+                    })
+                    .insert(Header {
+                        key: DUE,
+                        value: Some(&due.to_string()),
+                    });
+                let body = format!("{{\"id\":{id}}}");
+                queues
+                    .produce((&retry_topic, None), body.as_bytes(), Some(headers))
+                    .await
+                    .expect("sent");
+            }
+            let spec = ConsumerSpec {
+                queue: "held",
+                binding: Binding {
+                    exchange: None,
+                    topics: &[],
+                },
+                name: "held".into(),
+                options: ConsumerOptions::default(),
+                tally: Arc::default(),
+                system: "kafka",
+            };
+            let mut source = KafkaSource::open(queues, spec).await.expect("a consumer");
+            source.held_most = 10;
+            let (mut most_held, mut bodies) = (0, BTreeSet::new());
+            let start = std::time::Instant::now();
+            while bodies.len() < 40 {
+                assert!(
+                    start.elapsed() < Duration::from_secs(60),
+                    "{} of 40 came",
+                    bodies.len()
+                );
+                let taken = source
+                    .take(16, Duration::from_millis(50))
+                    .await
+                    .expect("taken");
+                most_held = most_held.max(source.waiting.len());
+                for message in taken {
+                    assert!(bodies.insert(message.body.to_vec()), "came twice");
+                }
+            }
+            assert_eq!(most_held, 10, "held up to the bound, no more");
+            assert!(!source.paused, "resumed");
+            Box::new(source).retire().await;
+        });
+    }
 
     #[test]
     fn a_partition_commits_up_to_its_first_message_not_settled() {

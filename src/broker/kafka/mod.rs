@@ -116,31 +116,10 @@ impl Connector for KafkaBroker {
         &self,
         config: &BrokerConfig,
     ) -> BoxFuture<'static, Result<Arc<dyn RemoteQueues>, BrokerError>> {
-        let (endpoint, bootstrap) = (self.endpoint.clone(), self.bootstrap.clone());
-        let namespace = config.namespace.clone();
-        let dead_suffix = config.dead_suffix.replace(':', ".");
-        let (connect_timeout, lease) = (config.connect_timeout, config.lease);
-        let group = config.group.clone();
+        let queues = KafkaQueues::new(self.endpoint.clone(), self.bootstrap.clone(), config);
+        let connect_timeout = config.connect_timeout;
         Box::pin(async move {
-            let producer: FutureProducer = ClientConfig::new()
-                .set("bootstrap.servers", &bootstrap)
-                .set("enable.idempotence", "true")
-                .set("acks", "all")
-                .set("partitioner", "consistent")
-                .set("linger.ms", "1")
-                .create()
-                .map_err(|e| failed(&endpoint, e))?;
-            let queues = KafkaQueues {
-                endpoint,
-                bootstrap,
-                namespace,
-                dead_suffix,
-                producer,
-                state: LinkState::new(true),
-                taken: Taken::default(),
-                lease,
-                group,
-            };
+            let queues = queues?;
             // The servers answer (the brokers' list), or the connection
             // fails here, as the other backends' do.
             let client = queues.producer.clone();
@@ -212,6 +191,34 @@ fn now_ms() -> i64 {
 }
 
 impl KafkaQueues {
+    /// The Kafka side of a broker at `bootstrap`, set up as `config` says
+    /// (its producer made; nothing asked of the servers yet).
+    fn new(
+        endpoint: Endpoint,
+        bootstrap: String,
+        config: &BrokerConfig,
+    ) -> Result<KafkaQueues, BrokerError> {
+        let producer: FutureProducer = ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("partitioner", "consistent")
+            .set("linger.ms", "1")
+            .create()
+            .map_err(|e| failed(&endpoint, e))?;
+        Ok(KafkaQueues {
+            endpoint,
+            bootstrap,
+            namespace: config.namespace.clone(),
+            dead_suffix: config.dead_suffix.replace(':', "."),
+            producer,
+            state: LinkState::new(true),
+            taken: Taken::default(),
+            lease: config.lease,
+            group: config.group.clone(),
+        })
+    }
+
     /// The topic of `queue`: `[A-Za-z0-9._-]`, as Kafka allows.
     fn topic(&self, queue: &str) -> Result<String, BrokerError> {
         let topic = format!("{}{queue}", self.namespace);
