@@ -222,7 +222,8 @@ impl KafkaSource {
         }
     }
 
-    /// Notes a message received: handed on now, or held until due.
+    /// Notes a message received: handed on now, or held until due (up to
+    /// the bound).
     fn received(&mut self, message: OwnedMessage, ready: &mut Vec<OwnedMessage>) {
         let shared = &self.shared;
         let mut offsets = lock(&shared.offsets);
@@ -239,7 +240,9 @@ impl KafkaSource {
         if due > now_ms() {
             offsets.seq += 1;
             let seq = offsets.seq;
+            drop(offsets);
             self.waiting.push(Reverse(Waiting { due, seq, message }));
+            self.bound_held();
         } else {
             ready.push(message);
         }
@@ -327,15 +330,13 @@ impl Source for KafkaSource {
             let most = most.max(1);
             let mut ready = Vec::new();
             self.due(most, &mut ready);
+            // Fetching the retries again once half of those held went out.
             self.bound_held();
             // What the client has fetched already.
             while ready.len() < most {
                 let next = self.shared.consumer.recv().now_or_never();
                 match next.map(|received| received.map(|message| message.detach())) {
-                    Some(Ok(message)) => {
-                        self.received(message, &mut ready);
-                        self.bound_held();
-                    }
+                    Some(Ok(message)) => self.received(message, &mut ready),
                     Some(Err(e)) => {
                         self.shared.noted(&e);
                         break;
@@ -355,10 +356,7 @@ impl Source for KafkaSource {
                     .min(until_due.unwrap_or(Duration::MAX));
                 let next = actix_rt::time::timeout(wait, self.shared.consumer.recv()).await;
                 match next.map(|received| received.map(|message| message.detach())) {
-                    Ok(Ok(message)) => {
-                        self.received(message, &mut ready);
-                        self.bound_held();
-                    }
+                    Ok(Ok(message)) => self.received(message, &mut ready),
                     Ok(Err(e)) => {
                         self.shared.noted(&e);
                         actix_rt::time::sleep(wait.min(Duration::from_millis(100))).await;
