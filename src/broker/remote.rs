@@ -209,6 +209,15 @@ pub(crate) trait Ticket: Send + 'static {
 /// which a backend does once the message is settled on its server.
 pub(crate) struct Slot(#[allow(dead_code)] OwnedSemaphorePermit);
 
+#[cfg(test)]
+impl Slot {
+    /// A slot of its own, for a test that settles by hand.
+    pub(crate) fn alone() -> Slot {
+        let permit = Arc::new(Semaphore::new(1)).try_acquire_owned();
+        Slot(permit.expect("a new semaphore has a permit"))
+    }
+}
+
 /// What a consumer loop knows about itself.
 struct Consumer {
     spec: ConsumerSpec,

@@ -3,24 +3,35 @@
 //! fetched (waiting only while nothing is), holds retries until they are
 //! due, and commits each partition's offset up to its first message not
 //! yet settled.
+//!
+//! When the group takes partitions from it (a rebalance), the consumer
+//! stops taking, waits for the messages in flight of those partitions to
+//! settle (up to the lease), commits them, and only then gives the
+//! partitions up: their next owner starts after what was handled here.
 
 use std::cmp::Reverse;
+use std::collections::VecDeque;
 use std::collections::{BTreeSet, BinaryHeap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
+use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol, StreamConsumer,
+};
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
+use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::super::delivery::{persist, Verdict};
 use super::super::error::{BrokerError, DeadLetter};
 use super::super::remote::{ConsumerSpec, Slot, Source, Taken, Ticket};
-use super::{failed, now_ms, KafkaQueues, ATTEMPTS, DUE, TRACEPARENT};
+use super::{failed, now_ms, GroupProtocol, KafkaQueues, ATTEMPTS, DUE, TRACEPARENT};
 use crate::LOG_TARGET;
 
 /// The shortest session timeout a consumer asks for, whatever the lease.
@@ -33,6 +44,11 @@ use crate::LOG_TARGET;
 /// it: under load, two consumers of one group were both dropped that way
 /// and waited for a join answer that never came.
 const MIN_SESSION: Duration = Duration::from_secs(2);
+
+/// The session timeout a consumer asks for with the classic protocol.
+fn session(lease: Duration) -> Duration {
+    lease.max(MIN_SESSION)
+}
 
 /// The most retries a consumer holds until they are due. At this many,
 /// the client stops fetching the retry topic (paused: what it had fetched
@@ -54,7 +70,7 @@ pub(super) struct KafkaSource {
 /// What a consumer and its tickets share.
 struct Shared {
     queues: Arc<KafkaQueues>,
-    consumer: StreamConsumer,
+    consumer: StreamConsumer<Rebalancing>,
     /// The consumer's name (in its dead letters).
     name: Arc<str>,
     retry_topic: String,
@@ -127,6 +143,108 @@ impl Offsets {
     }
 }
 
+/// A topic's partition.
+type Place = (String, i32);
+
+/// The consumer's side of its group's rebalances. Partitions assigned are
+/// taken at once. Partitions revoked are noted, and given up by the
+/// consumer once their messages in flight settled (see
+/// [`KafkaSource::hand_back`]), unless the assignment is already lost or
+/// the consumer is closing: then at once.
+#[derive(Default)]
+pub(super) struct Rebalancing {
+    revoked: Mutex<VecDeque<Revoked>>,
+    /// Set when the consumer closes: revocations are given up at once
+    /// (closing waits for them).
+    closing: AtomicBool,
+    /// Told of each revocation to hold, so a consumer waiting for
+    /// messages turns to it at once.
+    revoked_now: tokio::sync::Notify,
+}
+
+/// Partitions the group took from the consumer.
+struct Revoked {
+    places: Vec<Place>,
+    /// Given up one revocation at a time (cooperative and KIP-848
+    /// protocols), or the whole assignment at once (eager).
+    incremental: bool,
+    since: Instant,
+    /// Already given up (lost, or closing): only to forget.
+    given_up: bool,
+}
+
+impl ClientContext for Rebalancing {}
+
+impl ConsumerContext for Rebalancing {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        event: RDKafkaRespErr,
+        partitions: &mut TopicPartitionList,
+    ) {
+        let incremental = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
+        let done = match event {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS if incremental => {
+                consumer.incremental_assign(partitions)
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => consumer.assign(partitions),
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                let places = partitions
+                    .elements()
+                    .iter()
+                    .map(|p| (p.topic().to_owned(), p.partition()))
+                    .collect();
+                // Lost (the session ran out): the group has handed them
+                // on already, and nothing can be committed.
+                let at_once = self.closing.load(Ordering::Acquire) || consumer.assignment_lost();
+                lock(&self.revoked).push_back(Revoked {
+                    places,
+                    incremental,
+                    since: Instant::now(),
+                    given_up: at_once,
+                });
+                if !at_once {
+                    self.revoked_now.notify_one();
+                    return;
+                }
+                give_up(consumer, partitions, incremental)
+            }
+            _ => {
+                log::warn!(target: LOG_TARGET, "broker: a Kafka rebalance failed: {event:?}");
+                give_up(consumer, partitions, incremental)
+            }
+        };
+        if let Err(e) = done {
+            log::warn!(target: LOG_TARGET, "broker: a Kafka rebalance ({event:?}): {e}");
+        }
+    }
+}
+
+/// Gives up `partitions` (the whole assignment, with the eager protocol).
+fn give_up<C: Consumer<Rebalancing>>(
+    consumer: &C,
+    partitions: &TopicPartitionList,
+    incremental: bool,
+) -> KafkaResult<()> {
+    if incremental {
+        consumer.incremental_unassign(partitions)
+    } else {
+        consumer.unassign()
+    }
+}
+
+/// A partition list of `places`.
+fn listed<'a>(places: impl IntoIterator<Item = &'a Place>) -> TopicPartitionList {
+    let mut list = TopicPartitionList::new();
+    for (topic, partition) in places {
+        list.add_partition(topic, *partition);
+    }
+    list
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -155,23 +273,34 @@ impl KafkaSource {
         queues
             .declare(vec![topic.clone(), retry_topic.clone(), dead_topic.clone()])
             .await?;
-        let session = queues.lease.max(MIN_SESSION);
-        let consumer: StreamConsumer = ClientConfig::new()
+        let mut config = ClientConfig::new();
+        config
             .set("bootstrap.servers", &queues.bootstrap)
             .set("group.id", &group)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
-            // The lease: a killed consumer's partitions move on after it.
-            .set("session.timeout.ms", session.as_millis().to_string())
-            .set(
-                "heartbeat.interval.ms",
-                (session / 3).as_millis().to_string(),
-            )
             .set("topic.metadata.refresh.interval.ms", "1000")
             // A retry due soon must not wait behind a long poll.
-            .set("fetch.wait.max.ms", "50")
-            .create()
+            .set("fetch.wait.max.ms", "50");
+        match queues.protocol {
+            GroupProtocol::Classic => {
+                // The lease: a killed consumer's partitions move on after it.
+                let session = session(queues.lease);
+                config
+                    .set("session.timeout.ms", session.as_millis().to_string())
+                    .set(
+                        "heartbeat.interval.ms",
+                        (session / 3).as_millis().to_string(),
+                    );
+            }
+            // The servers set the session timeout.
+            GroupProtocol::Consumer => {
+                config.set("group.protocol", "consumer");
+            }
+        }
+        let consumer: StreamConsumer<Rebalancing> = config
+            .create_with_context(Rebalancing::default())
             .map_err(|e| failed(&queues.endpoint, e))?;
         consumer
             .subscribe(&[&topic, &retry_topic])
@@ -197,6 +326,8 @@ impl KafkaSource {
         let held = self.waiting.len();
         let pause = match self.paused {
             false if held >= self.held_most => true,
+            // Paused, and yet more came: a new assignment fetches again.
+            true if held > self.held_most => true,
             true if held <= self.held_most / 2 => false,
             _ => return,
         };
@@ -226,8 +357,13 @@ impl KafkaSource {
     /// the bound).
     fn received(&mut self, message: OwnedMessage, ready: &mut Vec<OwnedMessage>) {
         let shared = &self.shared;
-        let mut offsets = lock(&shared.offsets);
         let (topic, partition, offset) = (message.topic(), message.partition(), message.offset());
+        if shared.revoking(topic, partition) {
+            // Fetched before the group took its partition: the next owner
+            // reads it from the last commit.
+            return;
+        }
+        let mut offsets = lock(&shared.offsets);
         offsets.taken(topic, partition, offset);
         let mut taken = lock(&shared.queues.taken);
         let next = taken.entry((topic.to_owned(), partition)).or_default();
@@ -248,19 +384,144 @@ impl KafkaSource {
         }
     }
 
+    /// Completes the revocations the group asked for, in order. A
+    /// partition is given up once its messages in flight settled (held
+    /// retries stay unsettled: the next owner reads them again), or once
+    /// the lease ran out (what is still in flight is delivered again);
+    /// what settled is committed first, so the next owner starts after
+    /// it. Whether every revocation is complete.
+    async fn hand_back(&mut self) -> bool {
+        loop {
+            let (places, incremental, since, given_up) = {
+                let revoked = lock(&self.shared.consumer.context().revoked);
+                match revoked.front() {
+                    None => return true,
+                    Some(r) => (r.places.clone(), r.incremental, r.since, r.given_up),
+                }
+            };
+            if !given_up {
+                let in_flight = self.in_flight(&places);
+                if in_flight > 0 && since.elapsed() < self.shared.queues.lease {
+                    return false;
+                }
+                self.commit_settled(&places).await;
+                let shared = &self.shared;
+                if let Err(e) = give_up(&shared.consumer, &listed(&places), incremental) {
+                    shared.noted(&e);
+                }
+                log::info!(
+                    target: LOG_TARGET,
+                    "broker: `{}` gave {} Kafka partition(s) back to its group after {:?}{}",
+                    shared.name,
+                    places.len(),
+                    since.elapsed(),
+                    match in_flight {
+                        0 => String::new(),
+                        n => format!(" ({n} message(s) still in flight will be delivered again)"),
+                    }
+                );
+            }
+            self.forget(&places);
+            lock(&self.shared.consumer.context().revoked).pop_front();
+        }
+    }
+
+    /// How many messages of `places` are taken and not settled, less the
+    /// retries held until due.
+    fn in_flight(&self, places: &[Place]) -> usize {
+        let held: BTreeSet<(&str, i32, i64)> = self
+            .waiting
+            .iter()
+            .map(|Reverse(w)| (w.message.topic(), w.message.partition(), w.message.offset()))
+            .collect();
+        let offsets = lock(&self.shared.offsets);
+        places
+            .iter()
+            .filter_map(|place| Some((place, offsets.partitions.get(place)?)))
+            .map(|((topic, partition), entry)| {
+                entry
+                    .open
+                    .iter()
+                    .filter(|offset| !held.contains(&(topic.as_str(), *partition, **offset)))
+                    .count()
+            })
+            .sum()
+    }
+
+    /// Commits, and waits for the servers' answer, the positions of
+    /// `places` this consumer moved.
+    async fn commit_settled(&self, places: &[Place]) {
+        let positions: Vec<(Place, i64)> = {
+            let offsets = lock(&self.shared.offsets);
+            places
+                .iter()
+                .filter_map(|place| {
+                    let entry = offsets.partitions.get(place)?;
+                    (entry.committed > 0).then(|| (place.clone(), entry.committed))
+                })
+                .collect()
+        };
+        if positions.is_empty() {
+            return;
+        }
+        let shared = self.shared.clone();
+        let committed = self
+            .shared
+            .queues
+            .blocking(move || {
+                let mut list = TopicPartitionList::new();
+                for ((topic, partition), position) in &positions {
+                    list.add_partition_offset(topic, *partition, Offset::Offset(*position))?;
+                }
+                shared.consumer.commit(&list, CommitMode::Sync)
+            })
+            .await;
+        if let Err(e) = committed {
+            log::warn!(
+                target: LOG_TARGET,
+                "broker: `{}` committing before it gives partitions back: {e}; their messages may be delivered again",
+                self.shared.name
+            );
+        }
+    }
+
+    /// Drops what the consumer knew of `places`: their offsets, and the
+    /// retries it held from them (their next owner reads them again).
+    fn forget(&mut self, places: &[Place]) {
+        let mut offsets = lock(&self.shared.offsets);
+        let mut taken = lock(&self.shared.queues.taken);
+        for place in places {
+            offsets.partitions.remove(place);
+            taken.remove(place);
+        }
+        drop((offsets, taken));
+        self.waiting.retain(|Reverse(w)| {
+            let place = (w.message.topic().to_owned(), w.message.partition());
+            !places.contains(&place)
+        });
+    }
+
     /// The retries due now, soonest first, up to `most`.
     fn due(&mut self, most: usize, ready: &mut Vec<OwnedMessage>) {
         let now = now_ms();
+        // Due, but of a partition being given back: held until forgotten.
+        let mut revoking = Vec::new();
         while ready.len() < most {
             match self.waiting.peek() {
                 Some(Reverse(w)) if w.due <= now => {
                     if let Some(Reverse(w)) = self.waiting.pop() {
-                        ready.push(w.message);
+                        let (topic, partition) = (w.message.topic(), w.message.partition());
+                        if self.shared.revoking(topic, partition) {
+                            revoking.push(Reverse(w));
+                        } else {
+                            ready.push(w.message);
+                        }
                     }
                 }
                 _ => break,
             }
         }
+        self.waiting.extend(revoking);
     }
 
     /// A received message as the consumer loop takes it.
@@ -297,6 +558,52 @@ fn passing(e: &KafkaError) -> bool {
 }
 
 impl Shared {
+    /// Whether the group is taking `topic`'s `partition` from this
+    /// consumer and it has not given it up yet.
+    fn revoking(&self, topic: &str, partition: i32) -> bool {
+        let revoked = lock(&self.consumer.context().revoked);
+        revoked
+            .iter()
+            .any(|r| !r.given_up && r.places.iter().any(|(t, p)| t == topic && *p == partition))
+    }
+
+    /// The next message the client has, waiting up to `wait`; none when
+    /// the wait ran out, or when the group revoked partitions meanwhile
+    /// (the consumer completes that first).
+    async fn next(&self, wait: Duration) -> Option<Result<OwnedMessage, KafkaError>> {
+        let received = self.consumer.recv();
+        let revoked = self.consumer.context().revoked_now.notified();
+        futures_util::pin_mut!(received, revoked);
+        let next = actix_rt::time::timeout(wait, futures_util::future::select(received, revoked));
+        match next.await {
+            Ok(futures_util::future::Either::Left((received, _))) => {
+                Some(received.map(|message| message.detach()))
+            }
+            Ok(futures_util::future::Either::Right(_)) | Err(_) => None,
+        }
+    }
+
+    /// Whether a revocation waits to be completed.
+    fn holding(&self) -> bool {
+        !lock(&self.consumer.context().revoked).is_empty()
+    }
+
+    /// Gives up at once what the group revoked and the consumer still
+    /// holds (it is closing: closing waits for that).
+    fn close(&self) {
+        let rebalancing = self.consumer.context();
+        rebalancing.closing.store(true, Ordering::Release);
+        for revoked in lock(&rebalancing.revoked).drain(..) {
+            if revoked.given_up {
+                continue;
+            }
+            let places = listed(&revoked.places);
+            if let Err(e) = give_up(&self.consumer, &places, revoked.incremental) {
+                self.noted(&e);
+            }
+        }
+    }
+
     /// Notes an error the consumer reported. The client recovers by itself
     /// (reconnects, rejoins the group), and only while it is polled: the
     /// consumer goes on polling rather than pausing, or a rebalance would
@@ -308,7 +615,7 @@ impl Shared {
         self.queues.state.failed();
         if e.rdkafka_error_code() == Some(RDKafkaErrorCode::InvalidSessionTimeout) {
             // The consumer cannot join its group until the lease changes.
-            let lease = self.queues.lease.max(MIN_SESSION);
+            let lease = session(self.queues.lease);
             log::error!(
                 target: LOG_TARGET,
                 "broker: the Kafka servers refuse the lease ({lease:?}) as the session timeout of `{}`'s consumers: {e} (Apache Kafka takes 6 s to 30 min by default: its group.min.session.timeout.ms and group.max.session.timeout.ms)",
@@ -327,6 +634,7 @@ impl Source for KafkaSource {
         longest: Duration,
     ) -> BoxFuture<'_, Result<Vec<Taken>, BrokerError>> {
         Box::pin(async move {
+            self.hand_back().await;
             let most = most.max(1);
             let mut ready = Vec::new();
             self.due(most, &mut ready);
@@ -346,7 +654,7 @@ impl Source for KafkaSource {
             }
             // Nothing: wait for one, until the next retry is due at most.
             let started = std::time::Instant::now();
-            while ready.is_empty() && started.elapsed() < longest {
+            while ready.is_empty() && started.elapsed() < longest && !self.shared.holding() {
                 let until_due = self
                     .waiting
                     .peek()
@@ -354,16 +662,21 @@ impl Source for KafkaSource {
                 let wait = longest
                     .saturating_sub(started.elapsed())
                     .min(until_due.unwrap_or(Duration::MAX));
-                let next = actix_rt::time::timeout(wait, self.shared.consumer.recv()).await;
-                match next.map(|received| received.map(|message| message.detach())) {
-                    Ok(Ok(message)) => self.received(message, &mut ready),
-                    Ok(Err(e)) => {
+                match self.shared.next(wait).await {
+                    Some(Ok(message)) => self.received(message, &mut ready),
+                    Some(Err(e)) => {
                         self.shared.noted(&e);
                         actix_rt::time::sleep(wait.min(Duration::from_millis(100))).await;
                     }
-                    Err(_) => {}
+                    None => {}
                 }
                 self.due(most, &mut ready);
+            }
+            if ready.is_empty() && self.shared.holding() {
+                // The partitions being given back give nothing, and the
+                // consumer comes back soon to see whether their messages
+                // in flight settled.
+                actix_rt::time::sleep(longest.min(Duration::from_millis(10))).await;
             }
             if !ready.is_empty() {
                 self.shared.queues.state.set_up(true);
@@ -387,11 +700,20 @@ impl Source for KafkaSource {
         Box::pin(async move {
             // Leaving the group waits for the servers: not on the arbiter.
             let _ = actix_rt::task::spawn_blocking(move || {
+                shared.close();
                 shared.consumer.unsubscribe();
                 drop(shared);
             })
             .await;
         })
+    }
+}
+
+impl Drop for Shared {
+    /// Dropping the consumer closes it, which waits for a revocation the
+    /// consumer was holding: given up first.
+    fn drop(&mut self) {
+        self.close();
     }
 }
 
@@ -496,6 +818,7 @@ mod tests {
     use crate::backend::Endpoint;
     use crate::broker::config::BrokerConfig;
     use crate::broker::job::{Binding, ConsumerOptions};
+    use crate::broker::remote::Slot;
 
     /// A consumer holds at most its bound of retries not yet due: at the
     /// bound the retry topic is paused, and resumed once they went out.
@@ -511,7 +834,8 @@ mod tests {
             let config = BrokerConfig::kafka(&url)
                 .expect("a Kafka URL")
                 .lease(Duration::from_secs(6));
-            let queues = KafkaQueues::new(Endpoint::new(&url), bootstrap, &config);
+            let servers = super::super::Servers::parse(&url).expect("a Kafka URL");
+            let queues = KafkaQueues::new(Endpoint::new(&url), servers, &config);
             let queues = Arc::new(queues.expect("a producer"));
             let retry_topic = KafkaQueues::retry_topic(&queues.topic("held").expect("a name"));
             // Due after the consumer joined (3 s at most).
@@ -532,18 +856,9 @@ mod tests {
                     .await
                     .expect("sent");
             }
-            let spec = ConsumerSpec {
-                queue: "held",
-                binding: Binding {
-                    exchange: None,
-                    topics: &[],
-                },
-                name: "held".into(),
-                options: ConsumerOptions::default(),
-                tally: Arc::default(),
-                system: "kafka",
-            };
-            let mut source = KafkaSource::open(queues, spec).await.expect("a consumer");
+            let mut source = KafkaSource::open(queues, spec("held"))
+                .await
+                .expect("a consumer");
             source.held_most = 10;
             let (mut most_held, mut bodies) = (0, BTreeSet::new());
             let start = std::time::Instant::now();
@@ -566,6 +881,187 @@ mod tests {
             assert!(!source.paused, "resumed");
             Box::new(source).retire().await;
         });
+    }
+
+    /// A consumer's spec for queue `queue`.
+    fn spec(queue: &'static str) -> ConsumerSpec {
+        ConsumerSpec {
+            queue,
+            binding: Binding {
+                exchange: None,
+                topics: &[],
+            },
+            name: queue.into(),
+            options: ConsumerOptions::default(),
+            tally: Arc::default(),
+            system: "kafka",
+        }
+    }
+
+    /// When the group takes partitions from a consumer, the consumer gives
+    /// them up once its messages in flight there settled, committed, or
+    /// once the lease ran out: their next owner gets again only what was
+    /// still in flight then, and not before.
+    #[test]
+    fn a_revoked_partition_is_given_up_once_its_messages_in_flight_settled() {
+        // A mock cluster whose consumer groups (KIP-848) heartbeat often.
+        let holder: rdkafka::producer::BaseProducer = ClientConfig::new()
+            .set("test.mock.num.brokers", "3")
+            .create()
+            .expect("a mock cluster");
+        // SAFETY: the mock cluster belongs to `holder`, alive until the
+        // end of the test; the calls set its own state.
+        let bootstrap = unsafe {
+            use rdkafka::bindings as rd;
+            use rdkafka::producer::Producer;
+            let mock = rd::rd_kafka_handle_mock_cluster(holder.client().native_ptr());
+            assert!(!mock.is_null(), "the client made a mock cluster");
+            rd::rd_kafka_mock_set_group_consumer_heartbeat_interval_ms(mock, 100);
+            std::ffi::CStr::from_ptr(rd::rd_kafka_mock_cluster_bootstraps(mock))
+                .to_string_lossy()
+                .into_owned()
+        };
+        actix_rt::System::new().block_on(async move {
+            let url = format!("kafka://{bootstrap}?group.protocol=consumer");
+            let lease = Duration::from_secs(3);
+            let config = BrokerConfig::kafka(&url).expect("a Kafka URL").lease(lease);
+            let servers = super::super::Servers::parse(&url).expect("a Kafka URL");
+            let queues = KafkaQueues::new(Endpoint::new(&url), servers, &config);
+            let queues = Arc::new(queues.expect("a producer"));
+            let topic = queues.topic("revoked").expect("a name");
+            queues.declare(vec![topic.clone()]).await.expect("a topic");
+            // Three messages in each of the topic's four partitions.
+            let mut sent = BTreeSet::new();
+            for partition in 0..4 {
+                for i in 0..3 {
+                    let body = format!("{{\"p\":{partition},\"i\":{i}}}");
+                    let record = rdkafka::producer::FutureRecord::<str, str>::to(&topic)
+                        .payload(&body)
+                        .partition(partition);
+                    let sending = queues.producer.send(record, Duration::from_secs(10));
+                    sending.await.expect("sent");
+                    sent.insert(body);
+                }
+            }
+            let partition_of = |body: &[u8]| {
+                let value: serde_json::Value = serde_json::from_slice(body).expect("JSON");
+                (
+                    value["p"].as_i64().expect("p") as i32,
+                    value["i"].as_i64().expect("i"),
+                )
+            };
+            // The first consumer takes all twelve, and settles none yet.
+            let mut first = KafkaSource::open(queues.clone(), spec("revoked"))
+                .await
+                .expect("a consumer");
+            let mut in_flight = Vec::new();
+            let start = Instant::now();
+            while in_flight.len() < 12 {
+                assert!(
+                    start.elapsed() < Duration::from_secs(60),
+                    "{} of 12 came",
+                    in_flight.len()
+                );
+                in_flight.extend(
+                    first
+                        .take(16, Duration::from_millis(50))
+                        .await
+                        .expect("taken"),
+                );
+            }
+            // A second one joins: the group takes some partitions from the
+            // first.
+            let mut second = KafkaSource::open(queues.clone(), spec("revoked"))
+                .await
+                .expect("a consumer");
+            let mut second_got: Vec<(Taken, Instant)> = Vec::new();
+            let revoked: Vec<i32> = loop {
+                assert!(start.elapsed() < Duration::from_secs(60), "no revocation");
+                let noted = lock(&first.shared.consumer.context().revoked)
+                    .front()
+                    .map(|r| r.places.clone());
+                if let Some(places) = noted {
+                    break places
+                        .iter()
+                        .filter(|(t, _)| *t == topic)
+                        .map(|(_, p)| *p)
+                        .collect();
+                }
+                assert!(first
+                    .take(16, Duration::from_millis(20))
+                    .await
+                    .expect("taken")
+                    .is_empty());
+                let taken = second
+                    .take(16, Duration::from_millis(20))
+                    .await
+                    .expect("taken");
+                second_got.extend(taken.into_iter().map(|t| (t, Instant::now())));
+            };
+            let revoked_at = Instant::now();
+            assert!(
+                !revoked.is_empty(),
+                "the queue's topic keeps a partition to revoke"
+            );
+            // Every message settles but one of a revoked partition (its
+            // last), held past the lease.
+            let kept = (revoked[0], 2);
+            let mut held = None;
+            for taken in in_flight {
+                if partition_of(&taken.body) == kept {
+                    held = Some(taken);
+                } else {
+                    taken.ticket.settle(Verdict::Ack, Slot::alone());
+                }
+            }
+            let held = held.expect("the held message was taken");
+            // The second gets the revoked partitions once the first gave
+            // them up: of them, only the message still in flight.
+            let start = Instant::now();
+            while start.elapsed() < lease + Duration::from_secs(5) {
+                assert!(first
+                    .take(16, Duration::from_millis(20))
+                    .await
+                    .expect("taken")
+                    .is_empty());
+                let taken = second
+                    .take(16, Duration::from_millis(20))
+                    .await
+                    .expect("taken");
+                second_got.extend(taken.into_iter().map(|t| (t, Instant::now())));
+            }
+            let got: Vec<(i32, i64)> = second_got
+                .iter()
+                .map(|(t, _)| partition_of(&t.body))
+                .collect();
+            assert_eq!(
+                got,
+                vec![kept],
+                "handled again: only what was in flight past the lease"
+            );
+            let (again, at) = second_got.pop().expect("one");
+            assert!(
+                at.duration_since(revoked_at) >= lease - Duration::from_millis(100),
+                "handed on after the lease, not before: {:?}",
+                at.duration_since(revoked_at)
+            );
+            assert!(
+                lock(&first.shared.consumer.context().revoked).is_empty(),
+                "given up"
+            );
+            // Settled late by the first: it commits nothing of a partition
+            // it gave up.
+            held.ticket.settle(Verdict::Ack, Slot::alone());
+            again.ticket.settle(Verdict::Ack, Slot::alone());
+            actix_rt::time::sleep(Duration::from_millis(200)).await;
+            assert!(!lock(&first.shared.offsets)
+                .partitions
+                .contains_key(&(topic.clone(), kept.0)));
+            Box::new(first).retire().await;
+            Box::new(second).retire().await;
+            drop(sent);
+        });
+        drop(holder);
     }
 
     #[test]

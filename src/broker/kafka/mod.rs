@@ -69,46 +69,79 @@ const ADMIN_TIMEOUT: Duration = Duration::from_secs(10);
 #[cfg_attr(docsrs, doc(cfg(feature = "kafka")))]
 impl BrokerConfig {
     /// The Kafka broker at `url` (`kafka://host:port[,host:port...]`, the
-    /// bootstrap servers): queues as topics, consumed by consumer groups
-    /// (see the crate docs' broker section and `docs/broker.md`).
+    /// bootstrap servers, optionally `?group.protocol=consumer` for Apache
+    /// Kafka 4's consumer rebalance protocol): queues as topics, consumed
+    /// by consumer groups (see the crate docs' broker section and
+    /// `docs/broker.md`).
     pub fn kafka(url: &str) -> Result<Self, BrokerError> {
         let endpoint = Endpoint::new(url);
-        let bootstrap = bootstrap(url).map_err(|reason| BrokerError::Config {
+        let servers = Servers::parse(url).map_err(|reason| BrokerError::Config {
             reason: format!("bad Kafka URL {}: {reason}", endpoint.redacted()),
         })?;
         Ok(BrokerConfig::remote(
             "kafka",
             endpoint.clone(),
-            KafkaBroker {
-                endpoint,
-                bootstrap,
-            },
+            KafkaBroker { endpoint, servers },
         ))
     }
 }
 
-/// The bootstrap servers of `kafka://host:port[,host:port...]`.
-fn bootstrap(url: &str) -> Result<String, String> {
-    let rest = url
-        .strip_prefix("kafka://")
-        .ok_or("expected kafka://host:port[,...]")?;
-    let hosts = rest.strip_suffix('/').unwrap_or(rest);
-    if hosts.contains('@') {
-        return Err("credentials (SASL) are not supported yet".into());
-    }
-    if hosts.contains('/') || hosts.contains('?') {
-        return Err("expected kafka://host:port[,...] and nothing after".into());
-    }
-    if hosts.split(',').any(|host| host.is_empty()) {
-        return Err("an empty server address".into());
-    }
-    Ok(hosts.to_owned())
+/// How a group's members agree on who consumes which partition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum GroupProtocol {
+    /// The classic protocol: members rejoin and a leader assigns; the
+    /// members' session timeout is the lease.
+    Classic,
+    /// Apache Kafka 4's consumer protocol (KIP-848): the servers assign,
+    /// partition by partition; they also set the session timeout.
+    Consumer,
 }
 
-/// A Kafka broker's bootstrap servers (and its URL, for errors).
+/// What a `kafka://` URL says: the bootstrap servers, and the group
+/// protocol.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Servers {
+    bootstrap: String,
+    protocol: GroupProtocol,
+}
+
+impl Servers {
+    /// Reads `kafka://host:port[,host:port...][/][?group.protocol=P]`.
+    fn parse(url: &str) -> Result<Servers, String> {
+        let rest = url
+            .strip_prefix("kafka://")
+            .ok_or("expected kafka://host:port[,...]")?;
+        let (hosts, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let hosts = hosts.strip_suffix('/').unwrap_or(hosts);
+        if hosts.contains('@') {
+            return Err("credentials (SASL) are not supported yet".into());
+        }
+        if hosts.contains('/') {
+            return Err("expected kafka://host:port[,...] and no path".into());
+        }
+        if hosts.split(',').any(|host| host.is_empty()) {
+            return Err("an empty server address".into());
+        }
+        let protocol = match query {
+            "" | "group.protocol=classic" => GroupProtocol::Classic,
+            "group.protocol=consumer" => GroupProtocol::Consumer,
+            other => {
+                return Err(format!(
+                    "the one option is group.protocol=classic or group.protocol=consumer, found `{other}`"
+                ))
+            }
+        };
+        Ok(Servers {
+            bootstrap: hosts.to_owned(),
+            protocol,
+        })
+    }
+}
+
+/// A Kafka broker's servers (and its URL, for errors).
 struct KafkaBroker {
     endpoint: Endpoint,
-    bootstrap: String,
+    servers: Servers,
 }
 
 impl Connector for KafkaBroker {
@@ -116,7 +149,7 @@ impl Connector for KafkaBroker {
         &self,
         config: &BrokerConfig,
     ) -> BoxFuture<'static, Result<Arc<dyn RemoteQueues>, BrokerError>> {
-        let queues = KafkaQueues::new(self.endpoint.clone(), self.bootstrap.clone(), config);
+        let queues = KafkaQueues::new(self.endpoint.clone(), self.servers.clone(), config);
         let connect_timeout = config.connect_timeout;
         Box::pin(async move {
             let queues = queues?;
@@ -140,6 +173,8 @@ impl Connector for KafkaBroker {
 struct KafkaQueues {
     endpoint: Endpoint,
     bootstrap: String,
+    /// How the consumers join their groups.
+    protocol: GroupProtocol,
     /// Topics are `{namespace}{queue}`.
     namespace: String,
     /// Appended to a queue's topic for its dead letters' topic.
@@ -149,9 +184,11 @@ struct KafkaQueues {
     /// Per partition this process's consumers took from, the offset after
     /// the last one taken: what waits starts there.
     taken: Taken,
-    /// The consumers' session timeout: how long the group waits for a
-    /// consumer that went silent (killed) before its partitions, and the
-    /// messages it had not settled, go to the others.
+    /// The consumers' session timeout (with the classic protocol): how
+    /// long the group waits for a consumer that went silent (killed)
+    /// before its partitions, and the messages it had not settled, go to
+    /// the others. Also how long a rebalance waits for the messages in
+    /// flight of the partitions it takes from a consumer.
     lease: Duration,
     /// The consumers' group, `{queue}` standing for the queue's topic.
     group: String,
@@ -191,13 +228,17 @@ fn now_ms() -> i64 {
 }
 
 impl KafkaQueues {
-    /// The Kafka side of a broker at `bootstrap`, set up as `config` says
+    /// The Kafka side of a broker at `servers`, set up as `config` says
     /// (its producer made; nothing asked of the servers yet).
     fn new(
         endpoint: Endpoint,
-        bootstrap: String,
+        servers: Servers,
         config: &BrokerConfig,
     ) -> Result<KafkaQueues, BrokerError> {
+        let Servers {
+            bootstrap,
+            protocol,
+        } = servers;
         let producer: FutureProducer = ClientConfig::new()
             .set("bootstrap.servers", &bootstrap)
             .set("enable.idempotence", "true")
@@ -209,6 +250,7 @@ impl KafkaQueues {
         Ok(KafkaQueues {
             endpoint,
             bootstrap,
+            protocol,
             namespace: config.namespace.clone(),
             dead_suffix: config.dead_suffix.replace(':', "."),
             producer,
@@ -582,20 +624,34 @@ mod tests {
     use super::*;
 
     #[test]
-    fn kafka_urls_name_bootstrap_servers_and_nothing_else() {
-        assert_eq!(bootstrap("kafka://h1:9092").unwrap(), "h1:9092");
+    fn kafka_urls_name_bootstrap_servers_and_the_group_protocol() {
+        let servers = |url| Servers::parse(url).map(|s| (s.bootstrap, s.protocol));
         assert_eq!(
-            bootstrap("kafka://h1:9092,h2:9093/").unwrap(),
-            "h1:9092,h2:9093"
+            servers("kafka://h1:9092").unwrap(),
+            ("h1:9092".into(), GroupProtocol::Classic)
+        );
+        assert_eq!(
+            servers("kafka://h1:9092,h2:9093/").unwrap(),
+            ("h1:9092,h2:9093".into(), GroupProtocol::Classic)
+        );
+        assert_eq!(
+            servers("kafka://h1:9092/?group.protocol=consumer").unwrap(),
+            ("h1:9092".into(), GroupProtocol::Consumer)
+        );
+        assert_eq!(
+            servers("kafka://h1:9092?group.protocol=classic").unwrap(),
+            ("h1:9092".into(), GroupProtocol::Classic)
         );
         for bad in [
             "kafka://",
             "kafka://h1:9092,",
             "kafka://user:secret@h1:9092",
             "kafka://h1:9092/topic",
+            "kafka://h1:9092?group.protocol=eager",
+            "kafka://h1:9092?linger.ms=5",
             "redis://h1:9092",
         ] {
-            assert!(bootstrap(bad).is_err(), "{bad}");
+            assert!(Servers::parse(bad).is_err(), "{bad}");
         }
         let error = BrokerConfig::kafka("kafka://user:secret@h1:9092").unwrap_err();
         assert!(!error.to_string().contains("secret"), "{error}");
