@@ -22,9 +22,13 @@
 //!   as the JSON objects the other backends keep. What has been read of
 //!   them (requeued or purged) is the committed offset of the group named
 //!   after the dead letters' topic.
+//! - **Rebalances**: partitions the group takes from a consumer are given
+//!   up once their messages in flight settled (up to the lease) and were
+//!   committed, so their next owner starts after them.
 //! - **Lease**: the broker's lease is the consumers' session timeout (at
-//!   least 2 s); a consumer that goes silent (killed) holds its
-//!   partitions that long.
+//!   least 2 s) with the classic group protocol (with KIP-848's consumer
+//!   protocol, `?group.protocol=consumer`, the servers set it); a
+//!   consumer that goes silent (killed) holds its partitions that long.
 //! - **Length** is what waits on the queue's topic: per partition, from
 //!   the group's committed offset, or from after the last message this
 //!   process's consumers took when that is further, to the end. (Messages
