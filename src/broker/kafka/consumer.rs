@@ -898,6 +898,25 @@ mod tests {
         }
     }
 
+    /// One round of two consumers: the first takes nothing (what it had
+    /// is in flight, or given back); what the second takes is noted, with
+    /// when.
+    async fn round(
+        first: &mut KafkaSource,
+        second: &mut KafkaSource,
+        got: &mut Vec<(Taken, Instant)>,
+    ) {
+        let taken = first.take(16, Duration::from_millis(20)).await;
+        assert!(taken.expect("taken").is_empty(), "the first takes no more");
+        let taken = second.take(16, Duration::from_millis(20)).await;
+        got.extend(
+            taken
+                .expect("taken")
+                .into_iter()
+                .map(|t| (t, Instant::now())),
+        );
+    }
+
     /// When the group takes partitions from a consumer, the consumer gives
     /// them up once its messages in flight there settled, committed, or
     /// once the lease ran out: their next owner gets again only what was
@@ -969,6 +988,11 @@ mod tests {
                         .expect("taken"),
                 );
             }
+            let bodies: BTreeSet<String> = in_flight
+                .iter()
+                .map(|t| String::from_utf8_lossy(&t.body).into_owned())
+                .collect();
+            assert_eq!(bodies, sent, "each of the twelve, once");
             // A second one joins: the group takes some partitions from the
             // first.
             let mut second = KafkaSource::open(queues.clone(), spec("revoked"))
@@ -987,16 +1011,7 @@ mod tests {
                         .map(|(_, p)| *p)
                         .collect();
                 }
-                assert!(first
-                    .take(16, Duration::from_millis(20))
-                    .await
-                    .expect("taken")
-                    .is_empty());
-                let taken = second
-                    .take(16, Duration::from_millis(20))
-                    .await
-                    .expect("taken");
-                second_got.extend(taken.into_iter().map(|t| (t, Instant::now())));
+                round(&mut first, &mut second, &mut second_got).await;
             };
             let revoked_at = Instant::now();
             assert!(
@@ -1019,16 +1034,7 @@ mod tests {
             // them up: of them, only the message still in flight.
             let start = Instant::now();
             while start.elapsed() < lease + Duration::from_secs(5) {
-                assert!(first
-                    .take(16, Duration::from_millis(20))
-                    .await
-                    .expect("taken")
-                    .is_empty());
-                let taken = second
-                    .take(16, Duration::from_millis(20))
-                    .await
-                    .expect("taken");
-                second_got.extend(taken.into_iter().map(|t| (t, Instant::now())));
+                round(&mut first, &mut second, &mut second_got).await;
             }
             let got: Vec<(i32, i64)> = second_got
                 .iter()
@@ -1059,7 +1065,6 @@ mod tests {
                 .contains_key(&(topic.clone(), kept.0)));
             Box::new(first).retire().await;
             Box::new(second).retire().await;
-            drop(sent);
         });
         drop(holder);
     }
