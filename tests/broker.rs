@@ -48,7 +48,7 @@ impl Worker {
     }
 }
 
-on_backends!([in_process, redis, redis_cluster, amqp, nats, kafka] =>
+on_backends!([in_process, redis, redis_cluster, amqp, nats, kafka, kafka_kip848] =>
     messages_are_handled_once_each_in_the_order_sent,
     a_failing_message_is_retried_then_dead_lettered_with_the_reason,
     a_message_that_does_not_decode_is_dead_lettered_at_once,

@@ -209,7 +209,7 @@ pub(crate) trait Ticket: Send + 'static {
 /// which a backend does once the message is settled on its server.
 pub(crate) struct Slot(#[allow(dead_code)] OwnedSemaphorePermit);
 
-#[cfg(test)]
+#[cfg(all(test, feature = "kafka"))]
 impl Slot {
     /// A slot of its own, for a test that settles by hand.
     pub(crate) fn alone() -> Slot {

@@ -1,7 +1,8 @@
 //! The backend matrix: one test body run on every bus or broker backend
 //! this build has, each backend in a module of its own (`in_process::name`,
 //! `redis::name`, `redis_cluster::name`, `amqp::name`, `nats::name`,
-//! `kafka::name`), so the runner's summary says which ran.
+//! `kafka::name`, and `kafka_kip848::name` for Kafka's consumer group
+//! protocol), so the runner's summary says which ran.
 //!
 //! - A backend whose cargo feature is off is not compiled (the test does
 //!   not exist in that build).
@@ -60,6 +61,14 @@ impl Backend {
     #[cfg(feature = "kafka")]
     pub(crate) fn kafka() -> Backend {
         Backend::Kafka(super::kafka::mock_cluster())
+    }
+
+    /// A Kafka cluster of the test's own whose consumers use the consumer
+    /// group protocol of KIP-848 (`?group.protocol=consumer`).
+    #[cfg(feature = "kafka")]
+    pub(crate) fn kafka_kip848() -> Backend {
+        let url = super::kafka::mock_cluster();
+        Backend::Kafka(format!("{url}?group.protocol=consumer"))
     }
 
     /// Whether it is a bus or broker on a server.
@@ -185,6 +194,15 @@ macro_rules! on_backends {
             $(#[test]
             fn $name() {
                 super::$name($crate::support::matrix::Backend::kafka())
+            })*
+        }
+    };
+    (@one kafka_kip848 [$($name:ident),*]) => {
+        #[cfg(feature = "kafka")]
+        mod kafka_kip848 {
+            $(#[test]
+            fn $name() {
+                super::$name($crate::support::matrix::Backend::kafka_kip848())
             })*
         }
     };

@@ -389,20 +389,20 @@ impl KafkaSource {
     /// retries stay unsettled: the next owner reads them again), or once
     /// the lease ran out (what is still in flight is delivered again);
     /// what settled is committed first, so the next owner starts after
-    /// it. Whether every revocation is complete.
-    async fn hand_back(&mut self) -> bool {
+    /// it.
+    async fn hand_back(&mut self) {
         loop {
             let (places, incremental, since, given_up) = {
                 let revoked = lock(&self.shared.consumer.context().revoked);
                 match revoked.front() {
-                    None => return true,
+                    None => return,
                     Some(r) => (r.places.clone(), r.incremental, r.since, r.given_up),
                 }
             };
             if !given_up {
                 let in_flight = self.in_flight(&places);
                 if in_flight > 0 && since.elapsed() < self.shared.queues.lease {
-                    return false;
+                    return;
                 }
                 self.commit_settled(&places).await;
                 let shared = &self.shared;
