@@ -629,23 +629,24 @@ mod tests {
 
     #[test]
     fn kafka_urls_name_bootstrap_servers_and_the_group_protocol() {
-        let servers = |url| Servers::parse(url).map(|s| (s.bootstrap, s.protocol));
-        assert_eq!(
-            servers("kafka://h1:9092").unwrap(),
-            ("h1:9092".into(), GroupProtocol::Classic)
-        );
-        assert_eq!(
-            servers("kafka://h1:9092,h2:9093/").unwrap(),
-            ("h1:9092,h2:9093".into(), GroupProtocol::Classic)
-        );
-        assert_eq!(
-            servers("kafka://h1:9092/?group.protocol=consumer").unwrap(),
-            ("h1:9092".into(), GroupProtocol::Consumer)
-        );
-        assert_eq!(
-            servers("kafka://h1:9092?group.protocol=classic").unwrap(),
-            ("h1:9092".into(), GroupProtocol::Classic)
-        );
+        use GroupProtocol::{Classic, Consumer};
+        for (url, bootstrap, protocol) in [
+            ("kafka://h1:9092", "h1:9092", Classic),
+            ("kafka://h1:9092,h2:9093/", "h1:9092,h2:9093", Classic),
+            (
+                "kafka://h1:9092/?group.protocol=consumer",
+                "h1:9092",
+                Consumer,
+            ),
+            ("kafka://h1:9092?group.protocol=classic", "h1:9092", Classic),
+        ] {
+            let servers = Servers::parse(url).expect(url);
+            assert_eq!(
+                (servers.bootstrap.as_str(), servers.protocol),
+                (bootstrap, protocol),
+                "{url}"
+            );
+        }
         for bad in [
             "kafka://",
             "kafka://h1:9092,",
