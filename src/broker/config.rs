@@ -169,7 +169,10 @@ impl BrokerConfig {
     /// every third of it). A consumer that died holds its messages that
     /// long before another consumer returns them to their queue. On NATS
     /// JetStream it is the consumer's ack wait; on Kafka the consumers'
-    /// session timeout, at least 2 s (docs/broker.md).
+    /// session timeout, at least 2 s, with the classic group protocol (the
+    /// servers set it with the consumer protocol), and on every Kafka
+    /// protocol how long a rebalance waits for the messages in flight of
+    /// the partitions it takes from a consumer (docs/broker.md).
     pub fn lease(mut self, lease: Duration) -> Self {
         self.lease = lease.max(Duration::from_millis(30));
         self

@@ -10,8 +10,7 @@
 //! partitions up: their next owner starts after what was handled here.
 
 use std::cmp::Reverse;
-use std::collections::VecDeque;
-use std::collections::{BTreeSet, BinaryHeap, HashMap};
+use std::collections::{BTreeSet, BinaryHeap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -31,7 +30,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use super::super::delivery::{persist, Verdict};
 use super::super::error::{BrokerError, DeadLetter};
 use super::super::remote::{ConsumerSpec, Slot, Source, Taken, Ticket};
-use super::{failed, now_ms, GroupProtocol, KafkaQueues, ATTEMPTS, DUE, TRACEPARENT};
+use super::{failed, now_ms, GroupProtocol, KafkaQueues, Place, ATTEMPTS, DUE, TRACEPARENT};
 use crate::LOG_TARGET;
 
 /// The shortest session timeout a consumer asks for, whatever the lease.
@@ -110,7 +109,7 @@ impl Ord for Waiting {
 /// after the last taken, and the last committed.
 #[derive(Default)]
 struct Offsets {
-    partitions: HashMap<(String, i32), Partition>,
+    partitions: HashMap<Place, Partition>,
     seq: u64,
 }
 
@@ -142,9 +141,6 @@ impl Offsets {
         })
     }
 }
-
-/// A topic's partition.
-type Place = (String, i32);
 
 /// The consumer's side of its group's rebalances. Partitions assigned are
 /// taken at once. Partitions revoked are noted, and given up by the
@@ -275,7 +271,7 @@ impl KafkaSource {
             .await?;
         let mut config = ClientConfig::new();
         config
-            .set("bootstrap.servers", &queues.bootstrap)
+            .set("bootstrap.servers", &queues.servers.bootstrap)
             .set("group.id", &group)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
@@ -283,7 +279,7 @@ impl KafkaSource {
             .set("topic.metadata.refresh.interval.ms", "1000")
             // A retry due soon must not wait behind a long poll.
             .set("fetch.wait.max.ms", "50");
-        match queues.protocol {
+        match queues.servers.protocol {
             GroupProtocol::Classic => {
                 // The lease: a killed consumer's partitions move on after it.
                 let session = session(queues.lease);

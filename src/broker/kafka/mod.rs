@@ -176,9 +176,8 @@ impl Connector for KafkaBroker {
 /// The Kafka side of a broker.
 struct KafkaQueues {
     endpoint: Endpoint,
-    bootstrap: String,
-    /// How the consumers join their groups.
-    protocol: GroupProtocol,
+    /// The bootstrap servers, and how the consumers join their groups.
+    servers: Servers,
     /// Topics are `{namespace}{queue}`.
     namespace: String,
     /// Appended to a queue's topic for its dead letters' topic.
@@ -198,8 +197,11 @@ struct KafkaQueues {
     group: String,
 }
 
+/// A topic's partition.
+type Place = (String, i32);
+
 /// Per topic and partition, the offset after the last message taken.
-type Taken = Arc<Mutex<HashMap<(String, i32), i64>>>;
+type Taken = Arc<Mutex<HashMap<Place, i64>>>;
 
 /// A Kafka error, with the URL's secrets kept out.
 fn failed(endpoint: &Endpoint, e: impl std::error::Error + Send + Sync + 'static) -> BrokerError {
@@ -239,12 +241,8 @@ impl KafkaQueues {
         servers: Servers,
         config: &BrokerConfig,
     ) -> Result<KafkaQueues, BrokerError> {
-        let Servers {
-            bootstrap,
-            protocol,
-        } = servers;
         let producer: FutureProducer = ClientConfig::new()
-            .set("bootstrap.servers", &bootstrap)
+            .set("bootstrap.servers", &servers.bootstrap)
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("partitioner", "consistent")
@@ -253,8 +251,7 @@ impl KafkaQueues {
             .map_err(|e| failed(&endpoint, e))?;
         Ok(KafkaQueues {
             endpoint,
-            bootstrap,
-            protocol,
+            servers,
             namespace: config.namespace.clone(),
             dead_suffix: config.dead_suffix.replace(':', "."),
             producer,
@@ -347,7 +344,7 @@ impl KafkaQueues {
         group: String,
         work: impl FnOnce(&BaseConsumer) -> Result<T, KafkaError> + Send + 'static,
     ) -> Result<T, BrokerError> {
-        let bootstrap = self.bootstrap.clone();
+        let bootstrap = self.servers.bootstrap.clone();
         self.blocking(move || {
             let consumer: BaseConsumer = ClientConfig::new()
                 .set("bootstrap.servers", &bootstrap)
